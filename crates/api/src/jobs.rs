@@ -1,0 +1,301 @@
+//! Job operations.
+
+use crate::http::{encode_segment, Ctx, Reply};
+use crate::render::{self, apply_select, list_options, resource, select_expand};
+use crate::App;
+use serde_json::Value;
+use wire::enums::*;
+use wire::models::*;
+use wire::time::{Duration, Timestamp};
+use wire::validate::{check_job, check_job_update, parse_body};
+use wire::{Error, ErrorCode};
+
+pub fn job_path(id: &str) -> String {
+    format!("/jobs/{}", encode_segment(id))
+}
+
+/// Why a job in `state` cannot be changed, if it cannot.
+pub fn refuse_if_ending(state: JobState) -> Result<(), Error> {
+    match state {
+        JobState::Completed => Err(Error::new(ErrorCode::JobCompleted)),
+        JobState::Terminating => Err(Error::new(ErrorCode::JobBeingTerminated)),
+        JobState::Deleting => Err(Error::new(ErrorCode::JobBeingDeleted)),
+        _ => Ok(()),
+    }
+}
+
+fn default_constraints(c: Option<JobConstraints>) -> JobConstraints {
+    let c = c.unwrap_or(JobConstraints { max_wall_clock_time: None, max_task_retry_count: None });
+    JobConstraints {
+        max_wall_clock_time: Some(c.max_wall_clock_time.unwrap_or(Duration::INFINITE)),
+        max_task_retry_count: Some(c.max_task_retry_count.unwrap_or(0)),
+    }
+}
+
+pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let p: JobAddParameter = parse_body(&ctx.body)?;
+    let id = check_job(&p)?;
+    let (now, etag) = app.store.etags.next();
+    let pool_info = p.pool_info.unwrap_or(PoolInformation { pool_id: None, auto_pool_specification: None });
+    let job = CloudJob {
+        id: id.clone(),
+        display_name: p.display_name,
+        uses_task_dependencies: p.uses_task_dependencies.unwrap_or(false),
+        e_tag: etag,
+        last_modified: now,
+        creation_time: now,
+        state: JobState::Active,
+        state_transition_time: now,
+        previous_state: None,
+        previous_state_transition_time: None,
+        priority: p.priority.unwrap_or(0),
+        allow_task_preemption: p.allow_task_preemption.unwrap_or(false),
+        max_parallel_tasks: p.max_parallel_tasks.unwrap_or(-1),
+        constraints: default_constraints(p.constraints),
+        job_manager_task: p.job_manager_task,
+        job_preparation_task: p.job_preparation_task,
+        job_release_task: p.job_release_task,
+        common_environment_settings: p.common_environment_settings,
+        execution_info: JobExecutionInformation {
+            start_time: now,
+            end_time: None,
+            pool_id: pool_info.pool_id.clone(),
+            scheduling_error: None,
+            terminate_reason: None,
+        },
+        pool_info,
+        on_all_tasks_complete: p.on_all_tasks_complete.unwrap_or(OnAllTasksComplete::NoAction),
+        on_task_failure: p.on_task_failure.unwrap_or(OnTaskFailure::NoAction),
+        network_configuration: p.network_configuration,
+        metadata: p.metadata,
+        pending_disable: None,
+    };
+    let stored = app.store.create_job(job).await?;
+    let url = ctx.url(&job_path(&id));
+    Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
+}
+
+/// The job's `stats`, added up from its tasks' counters.
+async fn stats(app: &App, ctx: &Ctx, job: &CloudJob) -> Result<Value, Error> {
+    let (counts, retries) = app.store.task_counts(&job.id).await?;
+    let now = Timestamp::now();
+    let s = JobStatistics {
+        url: format!("{}/stats", ctx.url(&job_path(&job.id))),
+        start_time: job.creation_time,
+        last_update_time: now,
+        user_cpu_time: Duration::ZERO,
+        kernel_cpu_time: Duration::ZERO,
+        wall_clock_time: Duration::ZERO,
+        read_iops: 0,
+        write_iops: 0,
+        read_io_gib: 0.0,
+        write_io_gib: 0.0,
+        num_succeeded_tasks: counts.task_counts.succeeded,
+        num_failed_tasks: counts.task_counts.failed,
+        num_task_retries: retries,
+        wait_time: Duration::ZERO,
+    };
+    serde_json::to_value(s).map_err(Error::internal)
+}
+
+async fn render_job(app: &App, ctx: &Ctx, doc: &str, with_stats: bool, select: Option<&[String]>) -> Result<serde_json::Map<String, Value>, Error> {
+    let job: CloudJob = serde_json::from_str(doc).map_err(Error::internal)?;
+    let mut m = resource(doc, ctx.url(&job_path(&job.id)), false)?;
+    if with_stats {
+        m.insert("stats".into(), stats(app, ctx, &job).await?);
+    }
+    apply_select(&mut m, select);
+    Ok(m)
+}
+
+pub async fn get(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let (select, expand) = select_expand(ctx)?;
+    let stored = app.store.get_job(id).await?;
+    ctx.preconditions()?.check_read(&stored.etag, &stored.last_modified)?;
+    let m = render_job(app, ctx, &stored.doc, expand.is_some(), select.as_ref().map(|s| s.1.as_slice())).await?;
+    Ok(Reply::json(200, render::single(ctx, "jobs", m)).tagged(&stored))
+}
+
+pub async fn list(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    let page = app.store.list_jobs(opts.store_query()).await?;
+    let mut items = Vec::with_capacity(page.docs.len());
+    for doc in &page.docs {
+        let m = render_job(app, ctx, doc, opts.expands_stats(), opts.select.as_ref().map(|s| s.1.as_slice())).await?;
+        items.push(Value::Object(m));
+    }
+    let next = page.next.map(|k| opts.next_link(ctx, &k));
+    Ok(Reply::json(200, render::list(ctx, "jobs", items, next)))
+}
+
+/// PATCH (only the given properties) and PUT (all updatable properties).
+pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Reply, Error> {
+    let p: JobUpdateParameter = parse_body(&ctx.body)?;
+    check_job_update(&p, replace)?;
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_job(id, pre, move |_, job, _| {
+            refuse_if_ending(job.state)?;
+            if let Some(pool) = &p.pool_info {
+                if *pool != job.pool_info && !matches!(job.state, JobState::Disabled) {
+                    return Err(Error::msg(
+                        ErrorCode::OperationInvalidForCurrentState,
+                        "The pool of a job can only be changed while the job is disabled.",
+                    )
+                    .with("JobState", job.state.as_str()));
+                }
+            }
+            let new_otc = match (p.on_all_tasks_complete, replace) {
+                (Some(v), _) => Some(v),
+                (None, true) => Some(OnAllTasksComplete::NoAction),
+                (None, false) => None,
+            };
+            if let Some(v) = new_otc {
+                if job.on_all_tasks_complete == OnAllTasksComplete::TerminateJob && v == OnAllTasksComplete::NoAction {
+                    return Err(Error::invalid_property(
+                        "onAllTasksComplete",
+                        "A job's completion behavior cannot be changed from terminatejob to noaction.",
+                    ));
+                }
+                job.on_all_tasks_complete = v;
+            }
+            if replace {
+                job.priority = p.priority.unwrap_or(0);
+                job.allow_task_preemption = p.allow_task_preemption.unwrap_or(false);
+                job.max_parallel_tasks = p.max_parallel_tasks.unwrap_or(-1);
+                job.constraints = default_constraints(p.constraints);
+                job.metadata = p.metadata;
+                if p.network_configuration.is_some() {
+                    job.network_configuration = p.network_configuration;
+                }
+            } else {
+                if let Some(v) = p.priority {
+                    job.priority = v;
+                }
+                if let Some(v) = p.allow_task_preemption {
+                    job.allow_task_preemption = v;
+                }
+                if let Some(v) = p.max_parallel_tasks {
+                    job.max_parallel_tasks = v;
+                }
+                if let Some(c) = p.constraints {
+                    job.constraints = default_constraints(Some(JobConstraints {
+                        max_wall_clock_time: c.max_wall_clock_time.or(job.constraints.max_wall_clock_time),
+                        max_task_retry_count: c.max_task_retry_count.or(job.constraints.max_task_retry_count),
+                    }));
+                }
+                if p.metadata.is_some() {
+                    job.metadata = p.metadata;
+                }
+                if p.network_configuration.is_some() {
+                    job.network_configuration = p.network_configuration;
+                }
+            }
+            if let Some(pool) = p.pool_info {
+                job.execution_info.pool_id = pool.pool_id.clone();
+                job.pool_info = pool;
+            }
+            Ok(())
+        })
+        .await?;
+    app.lifecycle.job_changed(id);
+    Ok(Reply::status(200).changed(&stored, ctx.url(&job_path(id))))
+}
+
+pub async fn delete(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_job(id, pre, |_, job, now| {
+            jobs_set_state(job, JobState::Deleting, now);
+            Ok(())
+        })
+        .await?;
+    app.lifecycle.wake();
+    Ok(Reply::status(202).changed(&stored, ctx.url(&job_path(id))))
+}
+
+fn jobs_set_state(job: &mut CloudJob, state: JobState, now: Timestamp) {
+    store::jobs::set_state(job, state, now)
+}
+
+pub async fn terminate(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let reason = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
+        None
+    } else {
+        parse_body::<JobTerminateParameter>(&ctx.body)?.terminate_reason
+    };
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_job(id, pre, move |_, job, now| {
+            refuse_if_ending(job.state)?;
+            job.execution_info.terminate_reason = Some(reason.unwrap_or_else(|| "UserTerminate".to_string()));
+            jobs_set_state(job, JobState::Terminating, now);
+            Ok(())
+        })
+        .await?;
+    app.lifecycle.wake();
+    Ok(Reply::status(202).changed(&stored, ctx.url(&job_path(id))))
+}
+
+pub async fn disable(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let p: JobDisableParameter = parse_body(&ctx.body)?;
+    let option = p.disable_tasks.ok_or_else(|| Error::missing_property("disableTasks"))?;
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_job(id, pre, move |_, job, now| {
+            refuse_if_ending(job.state)?;
+            if job.state != JobState::Active {
+                return Err(Error::new(ErrorCode::JobNotActive).with("JobState", job.state.as_str()));
+            }
+            job.pending_disable = Some(option);
+            jobs_set_state(job, JobState::Disabling, now);
+            Ok(())
+        })
+        .await?;
+    app.lifecycle.wake();
+    Ok(Reply::status(202).changed(&stored, ctx.url(&job_path(id))))
+}
+
+pub async fn enable(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_job(id, pre, |_, job, now| {
+            refuse_if_ending(job.state)?;
+            match job.state {
+                JobState::Disabled | JobState::Disabling => {
+                    jobs_set_state(job, JobState::Enabling, now);
+                    Ok(())
+                }
+                JobState::Enabling => Ok(()),
+                s => Err(Error::msg(ErrorCode::OperationInvalidForCurrentState, "Only a disabled job can be enabled.")
+                    .with("JobState", s.as_str())),
+            }
+        })
+        .await?;
+    app.lifecycle.wake();
+    Ok(Reply::status(202).changed(&stored, ctx.url(&job_path(id))))
+}
+
+pub async fn task_counts(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let (counts, _) = app.store.task_counts(id).await?;
+    let _ = ctx;
+    Ok(Reply::json(200, serde_json::to_string(&counts).map_err(Error::internal)?))
+}
+
+/// No node has run a preparation or release task yet (tasks do not run in
+/// this version), so the list is empty — for a job that has such a task.
+pub async fn prep_release_status(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    let _ = opts;
+    let stored = app.store.get_job(id).await?;
+    let job: CloudJob = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
+    if job.job_preparation_task.is_none() {
+        return Err(Error::new(ErrorCode::JobPreparationTaskNotSpecified));
+    }
+    Ok(Reply::json(200, render::list(ctx, "jobpreparationandreleasetaskstatuslist", Vec::new(), None)))
+}

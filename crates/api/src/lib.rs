@@ -1,0 +1,206 @@
+//! The HTTP layer: every request is authenticated (SharedKey), its
+//! api-version checked, routed to one [`route::Operation`], dispatched to a
+//! thin handler that calls the store, and answered with the service's
+//! headers — or with a Batch error body from the one table in
+//! [`wire::error`].
+
+pub mod http;
+pub mod jobs;
+pub mod lifecycle;
+pub mod render;
+pub mod route;
+pub mod sharedkey;
+pub mod tasks;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::Response;
+use axum::Router;
+use chrono::Utc;
+use http::{error_response, finish, into_response, parse_query, Ctx, Reply};
+use route::Operation;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::net::TcpListener;
+use wire::{Error, ErrorCode};
+
+/// api-versions of the real clients: Python 15.x, the latest stable swagger,
+/// Python 14.x and the az CLI, older swaggers, and the JS client.
+pub const API_VERSIONS: &[&str] = &[
+    "2025-06-01",
+    "2024-07-01.20.0",
+    "2024-02-01.19.0",
+    "2023-11-01.18.0",
+    "2023-05-01.17.0",
+    "2022-10-01.16.0",
+];
+
+/// The largest request body read (addtaskcollection bodies must be under 1 MB;
+/// a larger one is still read far enough to answer 413 properly).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Settings of the API server.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub account: String,
+    /// Decoded account keys: primary first, then secondary.
+    pub keys: Vec<Vec<u8>>,
+    /// The base URL clients should see in links (`url`, `odata.nextLink`);
+    /// when unset, `http://` + the request's Host header.
+    pub public_url: Option<String>,
+    /// How long a job shows a transitional state before the change completes.
+    pub transition_delay: Duration,
+}
+
+/// Shared state of the running server.
+pub struct App {
+    pub store: Store,
+    pub config: ApiConfig,
+    pub lifecycle: lifecycle::Lifecycle,
+    auth: sharedkey::SharedKeyConfig,
+}
+
+impl App {
+    pub fn new(store: Store, config: ApiConfig) -> Arc<App> {
+        let auth = sharedkey::SharedKeyConfig { account: config.account.clone(), keys: config.keys.clone() };
+        Arc::new(App { store, config, lifecycle: Default::default(), auth })
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight.
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let worker = start_background(app.clone());
+    let r = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
+    worker.abort();
+    r
+}
+
+/// The request handler as a router (one fallback: routing is ours, on the raw
+/// path). The lifecycle worker is not started; [`serve`] does that.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new().fallback(handle).with_state(app)
+}
+
+/// Starts the background worker that completes job state transitions.
+pub fn start_background(app: Arc<App>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(lifecycle::run(app))
+}
+
+async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = req.into_parts();
+    let client_request_id = parts
+        .headers
+        .get("client-request-id")
+        .or_else(|| parts.headers.get("x-ms-client-request-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let base_url = app.config.public_url.clone().unwrap_or_else(|| {
+        let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("http://{host}")
+    });
+    let method = parts.method.clone();
+    let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let mut op_name = "-";
+    let result = async {
+        let body = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|_| Error::new(ErrorCode::RequestBodyTooLarge))?;
+        sharedkey::verify(&app.auth, &method, &raw_target, &parts.headers, Utc::now()).map_err(auth_error)?;
+        let (path, raw_query) = raw_target.split_once('?').unwrap_or((raw_target.as_str(), ""));
+        let query = parse_query(raw_query);
+        let api_version = query
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("api-version"))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Error::new(ErrorCode::MissingRequiredQueryParameter).with("QueryParameterName", "api-version"))?;
+        if !API_VERSIONS.contains(&api_version.as_str()) {
+            return Err(Error::new(ErrorCode::UnsupportedRequestVersion)
+                .with("QueryParameterName", "api-version")
+                .with("QueryParameterValue", api_version.clone())
+                .with("Reason", format!("Supported versions: {}", API_VERSIONS.join(", "))));
+        }
+        let op = route::route(&method, path)?;
+        op_name = op.name();
+        let ctx = Ctx {
+            method: method.clone(),
+            path: path.to_string(),
+            query,
+            headers: parts.headers.clone(),
+            body,
+            api_version,
+            request_id: request_id.clone(),
+            base_url: base_url.clone(),
+        };
+        dispatch(&app, &ctx, op).await
+    }
+    .await;
+    let resp = match result {
+        Ok(reply) => into_response(reply),
+        Err(e) => {
+            if e.status() >= 500 {
+                tracing::error!(request_id = %request_id, op = op_name, error = %e, values = ?e.values, "request failed");
+            }
+            error_response(&e, &base_url, &request_id, &method)
+        }
+    };
+    tracing::debug!(
+        request_id = %request_id, %method, target = %raw_target, op = op_name,
+        status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request"
+    );
+    finish(resp, &request_id, client_request_id.as_deref())
+}
+
+fn auth_error(f: sharedkey::AuthFailure) -> Error {
+    use sharedkey::AuthFailure::*;
+    let detail = f.detail();
+    match f {
+        Missing => Error::msg(
+            ErrorCode::InvalidAuthenticationInfo,
+            "Server failed to authenticate the request. The Authorization header is missing.",
+        )
+        .with_status(401)
+        .with("AuthenticationErrorDetail", detail),
+        Malformed(_) => Error::new(ErrorCode::InvalidAuthenticationInfo).with("AuthenticationErrorDetail", detail),
+        BadDate(_) | WrongAccount(_) | BadSignature(_) => {
+            Error::new(ErrorCode::AuthenticationFailed).with("AuthenticationErrorDetail", detail)
+        }
+    }
+}
+
+async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
+    use Operation::*;
+    match op {
+        ListJobs => jobs::list(app, ctx).await,
+        CreateJob => jobs::create(app, ctx).await,
+        GetJob(j) => jobs::get(app, ctx, &j).await,
+        PatchJob(j) => jobs::update(app, ctx, &j, false).await,
+        ReplaceJob(j) => jobs::update(app, ctx, &j, true).await,
+        DeleteJob(j) => jobs::delete(app, ctx, &j).await,
+        DisableJob(j) => jobs::disable(app, ctx, &j).await,
+        EnableJob(j) => jobs::enable(app, ctx, &j).await,
+        TerminateJob(j) => jobs::terminate(app, ctx, &j).await,
+        JobTaskCounts(j) => jobs::task_counts(app, ctx, &j).await,
+        JobPrepReleaseStatus(j) => jobs::prep_release_status(app, ctx, &j).await,
+        ListTasks(j) => tasks::list(app, ctx, &j).await,
+        AddTask(j) => tasks::add(app, ctx, &j).await,
+        AddTaskCollection(j) => tasks::add_collection(app, ctx, &j).await,
+        GetTask(j, t) => tasks::get(app, ctx, &j, &t).await,
+        UpdateTask(j, t) => tasks::update(app, ctx, &j, &t).await,
+        DeleteTask(j, t) => tasks::delete(app, ctx, &j, &t).await,
+        TerminateTask(j, t) => tasks::terminate(app, ctx, &j, &t).await,
+        ReactivateTask(j, t) => tasks::reactivate(app, ctx, &j, &t).await,
+        ListSubtasks(j, t) => tasks::subtasks(app, ctx, &j, &t).await,
+        ListTaskFiles(j, t) | GetTaskFile(j, t, _) | TaskFileProperties(j, t, _) | DeleteTaskFile(j, t, _) => {
+            tasks::files(app, ctx, &j, &t).await
+        }
+        NotImplemented(what) => Err(Error::msg(
+            ErrorCode::NotImplemented,
+            format!("openbatch does not implement {what} yet; see COMPATIBILITY.md."),
+        )),
+    }
+}

@@ -1,0 +1,223 @@
+//! Request targets parsed into one typed [`Operation`] per REST operation.
+//!
+//! Routing works on the raw path: each segment is percent-decoded on its own,
+//! so an id containing an encoded `/` stays one segment, and a file path is
+//! "everything after `/files/`", decoded, with `/` or `\` separators.
+
+use axum::http::Method;
+use percent_encoding::percent_decode_str;
+use wire::{Error, ErrorCode};
+
+/// Every operation openbatch routes. Variants carry their path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    ListJobs,
+    CreateJob,
+    GetJob(String),
+    PatchJob(String),
+    ReplaceJob(String),
+    DeleteJob(String),
+    DisableJob(String),
+    EnableJob(String),
+    TerminateJob(String),
+    JobTaskCounts(String),
+    JobPrepReleaseStatus(String),
+    ListTasks(String),
+    AddTask(String),
+    AddTaskCollection(String),
+    GetTask(String, String),
+    UpdateTask(String, String),
+    DeleteTask(String, String),
+    TerminateTask(String, String),
+    ReactivateTask(String, String),
+    ListSubtasks(String, String),
+    ListTaskFiles(String, String),
+    GetTaskFile(String, String, String),
+    TaskFileProperties(String, String, String),
+    DeleteTaskFile(String, String, String),
+    /// A Batch operation openbatch does not implement yet; the name is used in the error.
+    NotImplemented(&'static str),
+}
+
+impl Operation {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        use Operation::*;
+        match self {
+            ListJobs => "ListJobs",
+            CreateJob => "CreateJob",
+            GetJob(_) => "GetJob",
+            PatchJob(_) => "PatchJob",
+            ReplaceJob(_) => "ReplaceJob",
+            DeleteJob(_) => "DeleteJob",
+            DisableJob(_) => "DisableJob",
+            EnableJob(_) => "EnableJob",
+            TerminateJob(_) => "TerminateJob",
+            JobTaskCounts(_) => "JobTaskCounts",
+            JobPrepReleaseStatus(_) => "JobPrepReleaseStatus",
+            ListTasks(_) => "ListTasks",
+            AddTask(_) => "AddTask",
+            AddTaskCollection(_) => "AddTaskCollection",
+            GetTask(..) => "GetTask",
+            UpdateTask(..) => "UpdateTask",
+            DeleteTask(..) => "DeleteTask",
+            TerminateTask(..) => "TerminateTask",
+            ReactivateTask(..) => "ReactivateTask",
+            ListSubtasks(..) => "ListSubtasks",
+            ListTaskFiles(..) => "ListTaskFiles",
+            GetTaskFile(..) => "GetTaskFile",
+            TaskFileProperties(..) => "TaskFileProperties",
+            DeleteTaskFile(..) => "DeleteTaskFile",
+            NotImplemented(n) => n,
+        }
+    }
+}
+
+fn decode(seg: &str) -> Result<String, Error> {
+    percent_decode_str(seg)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| Error::new(ErrorCode::RequestUrlFailedToParse))
+}
+
+fn verb_error() -> Error {
+    Error::new(ErrorCode::UnsupportedHttpVerb)
+}
+
+/// Maps a method and raw path (no query) to an operation.
+pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
+    use Operation::*;
+    let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
+    let path = path.strip_suffix('/').unwrap_or(path);
+    // Task files: everything after `/files/` is one path parameter.
+    let (head, file) = match path.find("/files/") {
+        Some(i) => (&path[..i + "/files".len()], Some(&path[i + "/files/".len()..])),
+        None => (path, None),
+    };
+    let segs: Vec<&str> = if head.is_empty() { Vec::new() } else { head.split('/').collect() };
+    let m = method;
+    let is = |x: &Method| m == x;
+    let s: Vec<String> = segs.iter().map(|s| decode(s)).collect::<Result<_, _>>()?;
+    let sv: Vec<&str> = s.iter().map(String::as_str).collect();
+    let file = file.map(decode).transpose()?;
+    let op = match (sv.as_slice(), file) {
+        (["jobs"], None) => match () {
+            _ if is(&Method::GET) => ListJobs,
+            _ if is(&Method::POST) => CreateJob,
+            _ => return Err(verb_error()),
+        },
+        (["jobs", j], None) => match () {
+            _ if is(&Method::GET) => GetJob(j.to_string()),
+            _ if is(&Method::PATCH) => PatchJob(j.to_string()),
+            _ if is(&Method::PUT) => ReplaceJob(j.to_string()),
+            _ if is(&Method::DELETE) => DeleteJob(j.to_string()),
+            _ => return Err(verb_error()),
+        },
+        (["jobs", j, action], None) if ["disable", "enable", "terminate"].contains(action) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            match *action {
+                "disable" => DisableJob(j.to_string()),
+                "enable" => EnableJob(j.to_string()),
+                _ => TerminateJob(j.to_string()),
+            }
+        }
+        (["jobs", j, "taskcounts"], None) => get_only(m, JobTaskCounts(j.to_string()))?,
+        (["jobs", j, "jobpreparationandreleasetaskstatus"], None) => get_only(m, JobPrepReleaseStatus(j.to_string()))?,
+        (["jobs", j, "tasks"], None) => match () {
+            _ if is(&Method::GET) => ListTasks(j.to_string()),
+            _ if is(&Method::POST) => AddTask(j.to_string()),
+            _ => return Err(verb_error()),
+        },
+        (["jobs", j, "addtaskcollection"], None) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            AddTaskCollection(j.to_string())
+        }
+        (["jobs", j, "tasks", t], None) => {
+            let (j, t) = (j.to_string(), t.to_string());
+            match () {
+                _ if is(&Method::GET) => GetTask(j, t),
+                _ if is(&Method::PUT) => UpdateTask(j, t),
+                _ if is(&Method::DELETE) => DeleteTask(j, t),
+                _ => return Err(verb_error()),
+            }
+        }
+        (["jobs", j, "tasks", t, action], None) if ["terminate", "reactivate"].contains(action) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            if *action == "terminate" {
+                TerminateTask(j.to_string(), t.to_string())
+            } else {
+                ReactivateTask(j.to_string(), t.to_string())
+            }
+        }
+        (["jobs", j, "tasks", t, "subtasksinfo"], None) => get_only(m, ListSubtasks(j.to_string(), t.to_string()))?,
+        (["jobs", j, "tasks", t, "files"], None) => get_only(m, ListTaskFiles(j.to_string(), t.to_string()))?,
+        (["jobs", j, "tasks", t, "files"], Some(f)) => {
+            let f = f.replace('\\', "/");
+            let (j, t) = (j.to_string(), t.to_string());
+            match () {
+                _ if is(&Method::GET) => GetTaskFile(j, t, f),
+                _ if is(&Method::HEAD) => TaskFileProperties(j, t, f),
+                _ if is(&Method::DELETE) => DeleteTaskFile(j, t, f),
+                _ => return Err(verb_error()),
+            }
+        }
+        (segs, _) => not_implemented(segs).ok_or_else(|| Error::new(ErrorCode::InvalidUri))?,
+    };
+    Ok(op)
+}
+
+fn get_only(m: &Method, op: Operation) -> Result<Operation, Error> {
+    if m == Method::GET {
+        Ok(op)
+    } else {
+        Err(verb_error())
+    }
+}
+
+/// Resources of the Batch API that later work will add; until then they
+/// answer 501 `NotImplemented` rather than "no such resource".
+fn not_implemented(segs: &[&str]) -> Option<Operation> {
+    let first = *segs.first()?;
+    let name = match first {
+        "pools" => "pool and compute node operations",
+        "jobschedules" => "job schedule operations",
+        "applications" => "application operations",
+        "supportedimages" => "ListSupportedImages",
+        "nodecounts" => "ListPoolNodeCounts",
+        "poolusagemetrics" => "ListPoolUsageMetrics",
+        "certificates" => "certificate operations",
+        _ if first.starts_with("certificates(") => "certificate operations",
+        _ => return None,
+    };
+    Some(Operation::NotImplemented(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&Method::GET, "/jobs").unwrap(), Operation::ListJobs);
+        assert_eq!(route(&Method::GET, "/jobs/a%20b%2Fc").unwrap(), Operation::GetJob("a b/c".into()));
+        assert_eq!(
+            route(&Method::HEAD, "/jobs/j/tasks/t/files/wd%2Fout%20put.txt").unwrap(),
+            Operation::TaskFileProperties("j".into(), "t".into(), "wd/out put.txt".into())
+        );
+        assert_eq!(
+            route(&Method::GET, "/jobs/j/tasks/t/files/wd\\x.txt").unwrap(),
+            Operation::GetTaskFile("j".into(), "t".into(), "wd/x.txt".into())
+        );
+        assert_eq!(route(&Method::POST, "/jobs/j/tasks/t/terminate").unwrap(), Operation::TerminateTask("j".into(), "t".into()));
+        assert_eq!(route(&Method::DELETE, "/jobs/j/terminate").unwrap_err().code, ErrorCode::UnsupportedHttpVerb);
+        assert_eq!(route(&Method::GET, "/nothing/here").unwrap_err().code, ErrorCode::InvalidUri);
+        assert!(matches!(route(&Method::GET, "/pools").unwrap(), Operation::NotImplemented(_)));
+        assert_eq!(route(&Method::GET, "/jobs/%FF").unwrap_err().code, ErrorCode::RequestUrlFailedToParse);
+    }
+}

@@ -1,0 +1,317 @@
+//! Task operations.
+
+use crate::http::{encode_segment, Ctx, Reply};
+use crate::jobs::{job_path, refuse_if_ending};
+use crate::render::{self, apply_select, list_options, resource, select_expand};
+use crate::App;
+use serde_json::Value;
+use store::tasks::NewTask;
+use wire::enums::*;
+use wire::models::*;
+use wire::time::{Duration, Timestamp};
+use wire::validate::{check_task, check_task_update, from_value, parse_body};
+use wire::{Error, ErrorCode};
+
+/// The most tasks one addtaskcollection request may carry.
+pub const MAX_COLLECTION: usize = 100;
+/// A collection body must be smaller than this.
+pub const MAX_COLLECTION_BYTES: usize = 1024 * 1024;
+
+pub fn task_path(job: &str, task: &str) -> String {
+    format!("{}/tasks/{}", job_path(job), encode_segment(task))
+}
+
+/// Task retention when the client sets none.
+pub fn default_retention() -> Duration {
+    Duration::from_days(7)
+}
+
+fn full_constraints(c: Option<TaskConstraints>, job: &CloudJob) -> TaskConstraints {
+    let c = c.unwrap_or_default();
+    TaskConstraints {
+        max_wall_clock_time: Some(c.max_wall_clock_time.unwrap_or(Duration::INFINITE)),
+        retention_time: Some(c.retention_time.unwrap_or_else(default_retention)),
+        max_task_retry_count: Some(c.max_task_retry_count.or(job.constraints.max_task_retry_count).unwrap_or(0)),
+    }
+}
+
+fn full_identity(u: Option<UserIdentity>) -> UserIdentity {
+    match u {
+        Some(UserIdentity { username: Some(name), .. }) => UserIdentity { username: Some(name), auto_user: None },
+        other => {
+            let auto = other.and_then(|u| u.auto_user);
+            UserIdentity {
+                username: None,
+                auto_user: Some(AutoUserSpecification {
+                    scope: Some(auto.as_ref().and_then(|a| a.scope).unwrap_or(AutoUserScope::Pool)),
+                    elevation_level: Some(auto.as_ref().and_then(|a| a.elevation_level).unwrap_or(ElevationLevel::NonAdmin)),
+                }),
+            }
+        }
+    }
+}
+
+/// Builds a stored task from a validated body, filling in what the service fills in.
+fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Result<NewTask, Error> {
+    if p.depends_on.is_some() && !job.uses_task_dependencies {
+        return Err(Error::new(ErrorCode::TaskDependenciesNotSpecifiedOnJob));
+    }
+    let (now, etag) = app.store.etags.next();
+    let mut multi = p.multi_instance_settings;
+    if let Some(m) = multi.as_mut() {
+        m.number_of_instances.get_or_insert(1);
+    }
+    NewTask::new(CloudTask {
+        id,
+        display_name: p.display_name,
+        e_tag: etag,
+        last_modified: now,
+        creation_time: now,
+        exit_conditions: p.exit_conditions,
+        state: TaskState::Active,
+        state_transition_time: now,
+        previous_state: None,
+        previous_state_transition_time: None,
+        command_line: p.command_line.unwrap_or_default(),
+        container_settings: p.container_settings,
+        resource_files: p.resource_files,
+        output_files: p.output_files,
+        environment_settings: p.environment_settings,
+        affinity_info: p.affinity_info,
+        constraints: full_constraints(p.constraints, job),
+        required_slots: p.required_slots.unwrap_or(1),
+        user_identity: full_identity(p.user_identity),
+        execution_info: TaskExecutionInformation::default(),
+        node_info: None,
+        multi_instance_settings: multi,
+        stats: None,
+        depends_on: p.depends_on,
+        application_package_references: p.application_package_references,
+        authentication_token_settings: p.authentication_token_settings,
+    })
+}
+
+/// Whether tasks may be added to a job in its current state.
+fn can_add(job: &CloudJob) -> Result<(), Error> {
+    refuse_if_ending(job.state)
+}
+
+async fn load_job(app: &App, id: &str) -> Result<CloudJob, Error> {
+    let stored = app.store.get_job(id).await?;
+    serde_json::from_str(&stored.doc).map_err(Error::internal)
+}
+
+pub async fn add(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply, Error> {
+    let p: TaskAddParameter = parse_body(&ctx.body)?;
+    let id = check_task(&p)?;
+    let job = load_job(app, job_id).await?;
+    can_add(&job)?;
+    let task = build(app, p, id.clone(), &job)?;
+    let (etag, lm) = (task.task.e_tag.clone(), task.task.last_modified);
+    let mut results = app.store.add_tasks(job_id, vec![task], can_add).await?;
+    results.pop().unwrap_or_else(|| Err(Error::internal("no result")))?;
+    let url = ctx.url(&task_path(&job.id, &id));
+    let stored = store::Stored { doc: String::new(), etag, last_modified: lm };
+    Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
+}
+
+pub async fn add_collection(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply, Error> {
+    if ctx.body.len() >= MAX_COLLECTION_BYTES {
+        return Err(Error::new(ErrorCode::RequestBodyTooLarge)
+            .with("Reason", format!("The body must be smaller than {MAX_COLLECTION_BYTES} bytes.")));
+    }
+    let p: TaskAddCollectionParameter = parse_body(&ctx.body)?;
+    let items = p.value.ok_or_else(|| Error::missing_property("value"))?;
+    if items.len() > MAX_COLLECTION {
+        return Err(Error::new(ErrorCode::RequestBodyTooLarge)
+            .with("Reason", format!("A collection may hold at most {MAX_COLLECTION} tasks; this one has {}.", items.len())));
+    }
+    let job = load_job(app, job_id).await?;
+    can_add(&job)?;
+    // Validate and build each task; invalid ones fail alone (clienterror).
+    let mut outcome: Vec<(String, Result<(String, Timestamp), Error>)> = Vec::with_capacity(items.len());
+    let mut to_insert = Vec::with_capacity(items.len());
+    let mut slots = Vec::with_capacity(items.len());
+    for item in items {
+        let raw_id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let built = from_value::<TaskAddParameter>(item).and_then(|p| {
+            let id = check_task(&p)?;
+            build(app, p, id, &job)
+        });
+        match built {
+            Ok(t) => {
+                outcome.push((t.task.id.clone(), Ok((t.task.e_tag.clone(), t.task.last_modified))));
+                slots.push(outcome.len() - 1);
+                to_insert.push(t);
+            }
+            Err(e) => outcome.push((raw_id, Err(e))),
+        }
+    }
+    if !to_insert.is_empty() {
+        let results = app.store.add_tasks(job_id, to_insert, can_add).await?;
+        for (i, r) in slots.into_iter().zip(results) {
+            if let Err(e) = r {
+                outcome[i].1 = Err(e);
+            }
+        }
+    }
+    let value: Vec<TaskAddResult> = outcome
+        .into_iter()
+        .map(|(id, r)| match r {
+            Ok((etag, lm)) => TaskAddResult {
+                status: TaskAddStatus::Success,
+                location: Some(ctx.url(&task_path(&job.id, &id))),
+                task_id: id,
+                e_tag: Some(etag),
+                last_modified: Some(lm),
+                error: None,
+            },
+            Err(e) => {
+                let status = if e.status() >= 500 { TaskAddStatus::ServerError } else { TaskAddStatus::ClientError };
+                let body = e.body(&ctx.base_url, &ctx.request_id, &Timestamp::now().to_string());
+                let mut err: serde_json::Map<String, Value> = serde_json::from_str(&body).unwrap_or_default();
+                err.remove("odata.metadata");
+                TaskAddResult { status, task_id: id, e_tag: None, last_modified: None, location: None, error: Some(Value::Object(err)) }
+            }
+        })
+        .collect();
+    let body = serde_json::json!({
+        "odata.metadata": format!("{}/$metadata#taskaddresult", ctx.base_url),
+        "value": value,
+    });
+    Ok(Reply::json(200, body.to_string()))
+}
+
+fn render_task(ctx: &Ctx, job_id: &str, doc: &str, with_stats: bool, select: Option<&[String]>) -> Result<serde_json::Map<String, Value>, Error> {
+    let id = serde_json::from_str::<Value>(doc)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    let mut m = resource(doc, ctx.url(&task_path(job_id, &id)), with_stats)?;
+    apply_select(&mut m, select);
+    Ok(m)
+}
+
+pub async fn get(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
+    let (select, expand) = select_expand(ctx)?;
+    let stored = app.store.get_task(job_id, task_id).await?;
+    ctx.preconditions()?.check_read(&stored.etag, &stored.last_modified)?;
+    let m = render_task(ctx, job_id, &stored.doc, expand.is_some(), select.as_ref().map(|s| s.1.as_slice()))?;
+    Ok(Reply::json(200, render::single(ctx, "tasks", m)).tagged(&stored))
+}
+
+pub async fn list(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    let page = app.store.list_tasks(job_id, opts.store_query()).await?;
+    let select = opts.select.as_ref().map(|s| s.1.as_slice());
+    let items = page
+        .docs
+        .iter()
+        .map(|d| render_task(ctx, job_id, d, opts.expands_stats(), select).map(Value::Object))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = page.next.map(|k| opts.next_link(ctx, &k));
+    Ok(Reply::json(200, render::list(ctx, "tasks", items, next)))
+}
+
+/// PUT: replaces the constraints (the only updatable property).
+pub async fn update(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
+    let p: TaskUpdateParameter = parse_body(&ctx.body)?;
+    check_task_update(&p)?;
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_task(job_id, task_id, pre, move |job, task, _| {
+            task.constraints = full_constraints(p.constraints, job);
+            Ok(())
+        })
+        .await?;
+    Ok(Reply::status(200).changed(&stored, ctx.url(&task_path(job_id, task_id))))
+}
+
+pub async fn delete(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
+    let pre = ctx.preconditions()?;
+    app.store.delete_task(job_id, task_id, pre, |_, _| Ok(())).await?;
+    app.lifecycle.job_changed(job_id);
+    Ok(Reply::status(200))
+}
+
+/// Moves a task to `completed` with the given failure.
+pub fn complete_with_failure(task: &mut CloudTask, now: Timestamp, code: &str, message: &str) {
+    let prev = task.state;
+    task.previous_state = Some(prev);
+    task.previous_state_transition_time = Some(task.state_transition_time);
+    task.state = TaskState::Completed;
+    task.state_transition_time = now;
+    let e = &mut task.execution_info;
+    e.end_time = Some(now);
+    e.result = Some(ExecutionResult::Failure);
+    e.failure_info = Some(FailureInformation {
+        category: ErrorCategory::UserError,
+        code: Some(code.to_string()),
+        message: Some(message.to_string()),
+        details: None,
+    });
+}
+
+pub async fn terminate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_task(job_id, task_id, pre, |job, task, now| {
+            if job.state == JobState::Deleting {
+                return Err(Error::new(ErrorCode::JobBeingDeleted));
+            }
+            if task.state == TaskState::Completed {
+                return Err(Error::new(ErrorCode::TaskCompleted));
+            }
+            complete_with_failure(task, now, "TaskEnded", "Task Was Ended by User Request");
+            Ok(())
+        })
+        .await?;
+    app.lifecycle.job_changed(job_id);
+    Ok(Reply::status(204).changed(&stored, ctx.url(&task_path(job_id, task_id))))
+}
+
+pub async fn reactivate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_task(job_id, task_id, pre, |job, task, now| {
+            refuse_if_ending(job.state)?;
+            if task.state != TaskState::Completed {
+                return Err(Error::new(ErrorCode::TaskNotCompleted));
+            }
+            if task.execution_info.result == Some(ExecutionResult::Success) {
+                return Err(Error::new(ErrorCode::TaskSucceeded));
+            }
+            task.previous_state = Some(task.state);
+            task.previous_state_transition_time = Some(task.state_transition_time);
+            task.state = TaskState::Active;
+            task.state_transition_time = now;
+            task.execution_info = TaskExecutionInformation {
+                requeue_count: task.execution_info.requeue_count,
+                last_requeue_time: task.execution_info.last_requeue_time,
+                ..Default::default()
+            };
+            task.node_info = None;
+            Ok(())
+        })
+        .await?;
+    Ok(Reply::status(204).changed(&stored, ctx.url(&task_path(job_id, task_id))))
+}
+
+/// Subtasks exist only for multi-instance tasks that have run; none have yet.
+pub async fn subtasks(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
+    let (select, _) = select_expand(ctx)?;
+    let _ = select;
+    app.store.get_task(job_id, task_id).await?;
+    Ok(Reply::json(200, serde_json::json!({ "value": [] }).to_string()))
+}
+
+/// Task files live on the node that ran the task. In this version tasks do
+/// not run yet, so no task has files.
+pub async fn files(app: &App, _ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
+    app.store.get_task(job_id, task_id).await?;
+    Err(Error::msg(ErrorCode::TaskFilesUnavailable, "The task has not run on a compute node, so it has no files.")
+        .with("TaskId", task_id))
+}

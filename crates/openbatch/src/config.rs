@@ -1,0 +1,196 @@
+//! `openbatch serve` settings: flags, environment variables and an optional
+//! TOML file, merged in that order of precedence and validated into a
+//! [`ServeConfig`] that cannot be invalid.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Deserialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The development account used when no key is given on a loopback address
+/// (like Azurite's `devstoreaccount1`). It is public: never use it for
+/// anything reachable from another machine — openbatch refuses to.
+pub const DEV_ACCOUNT: &str = "devbatch";
+/// Base64 of the 64 ASCII bytes `openbatch-development-key-do-not-use-in-production-0123456789abc`.
+pub const DEV_KEY: &str = "b3BlbmJhdGNoLWRldmVsb3BtZW50LWtleS1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24tMDEyMzQ1Njc4OWFiYw==";
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8520";
+pub const DEFAULT_DATA_DIR: &str = "openbatch-data";
+
+/// Raw settings as any source gives them; every field optional.
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawServe {
+    /// Address to listen on, HOST:PORT [default: 127.0.0.1:8520]
+    #[arg(long, env = "OPENBATCH_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the database and node data [default: ./openbatch-data]
+    #[arg(long, env = "OPENBATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Batch account name clients sign with [default: devbatch]
+    #[arg(long, env = "OPENBATCH_ACCOUNT")]
+    pub account: Option<String>,
+    /// Primary account key (base64). Without it, the development key is used, on loopback only.
+    #[arg(long, env = "OPENBATCH_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Secondary account key (base64), for key rotation.
+    #[arg(long, env = "OPENBATCH_KEY2", hide_env_values = true)]
+    pub key2: Option<String>,
+    /// Base URL clients reach the server at (used in `url` and `odata.nextLink`);
+    /// defaults to http:// plus the request's Host header.
+    #[arg(long, env = "OPENBATCH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Milliseconds a job shows a transitional state (deleting, terminating, ...) before it completes.
+    #[arg(long, env = "OPENBATCH_TRANSITION_DELAY_MS")]
+    pub transition_delay_ms: Option<u64>,
+}
+
+impl RawServe {
+    /// Fills unset fields from `other`.
+    pub fn or(self, other: RawServe) -> RawServe {
+        RawServe {
+            listen: self.listen.or(other.listen),
+            data_dir: self.data_dir.or(other.data_dir),
+            account: self.account.or(other.account),
+            key: self.key.or(other.key),
+            key2: self.key2.or(other.key2),
+            public_url: self.public_url.or(other.public_url),
+            transition_delay_ms: self.transition_delay_ms.or(other.transition_delay_ms),
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub account: String,
+    pub keys: Vec<Vec<u8>>,
+    pub using_dev_key: bool,
+    pub public_url: Option<String>,
+    pub transition_delay: Duration,
+}
+
+fn decode_key(name: &str, v: &str) -> Result<Vec<u8>, String> {
+    let k = STANDARD
+        .decode(v.trim())
+        .map_err(|e| format!("{name} is not valid base64: {e}"))?;
+    if k.is_empty() {
+        return Err(format!("{name} is empty"));
+    }
+    Ok(k)
+}
+
+impl ServeConfig {
+    pub fn from_raw(raw: RawServe) -> Result<ServeConfig, String> {
+        let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text
+            .to_socket_addrs()
+            .map_err(|e| format!("--listen {listen_text}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("--listen {listen_text}: the address does not resolve"))?;
+        let account = raw.account.unwrap_or_else(|| DEV_ACCOUNT.to_string());
+        if account.is_empty() || account.len() > 64 || !account.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("--account {account:?}: an account name is 1 to 64 letters and digits"));
+        }
+        let (keys, using_dev_key) = match raw.key {
+            Some(k) => {
+                let mut keys = vec![decode_key("--key", &k)?];
+                if let Some(k2) = raw.key2 {
+                    keys.push(decode_key("--key2", &k2)?);
+                }
+                (keys, false)
+            }
+            None => {
+                if raw.key2.is_some() {
+                    return Err("--key2 needs --key".into());
+                }
+                if !listen.ip().is_loopback() {
+                    return Err(format!(
+                        "refusing to listen on {listen} with the public development key: give --key (and --key2) \
+                         or listen on a loopback address such as 127.0.0.1"
+                    ));
+                }
+                (vec![decode_key("the development key", DEV_KEY)?], true)
+            }
+        };
+        let public_url = match raw.public_url {
+            Some(u) => {
+                let u = u.trim_end_matches('/').to_string();
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(format!("--public-url {u}: must start with http:// or https://"));
+                }
+                Some(u)
+            }
+            None => None,
+        };
+        Ok(ServeConfig {
+            listen,
+            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            account,
+            keys,
+            using_dev_key,
+            public_url,
+            transition_delay: Duration::from_millis(raw.transition_delay_ms.unwrap_or(300).min(60_000)),
+        })
+    }
+}
+
+/// Reads a TOML config file (kebab-case keys, same names as the flags).
+pub fn read_file(path: &std::path::Path) -> Result<RawServe, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_key_only_on_loopback() {
+        let c = ServeConfig::from_raw(RawServe::default()).unwrap();
+        assert!(c.using_dev_key);
+        assert_eq!(c.account, DEV_ACCOUNT);
+        assert_eq!(c.keys[0].len(), 64);
+        let e = ServeConfig::from_raw(RawServe { listen: Some("0.0.0.0:1".into()), ..Default::default() }).unwrap_err();
+        assert!(e.contains("refusing"), "{e}");
+        let c = ServeConfig::from_raw(RawServe {
+            listen: Some("0.0.0.0:1".into()),
+            key: Some("a2V5".into()),
+            key2: Some("a2V5Mg==".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.keys, vec![b"key".to_vec(), b"key2".to_vec()]);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for raw in [
+            RawServe { listen: Some("nonsense".into()), ..Default::default() },
+            RawServe { key: Some("***".into()), ..Default::default() },
+            RawServe { account: Some("a b".into()), ..Default::default() },
+            RawServe { public_url: Some("ftp://x".into()), ..Default::default() },
+            RawServe { key2: Some("a2V5".into()), ..Default::default() },
+        ] {
+            assert!(ServeConfig::from_raw(raw).is_err());
+        }
+    }
+
+    #[test]
+    fn file_and_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:9\"\naccount = \"fromfile\"\n").unwrap();
+        let file = read_file(&p).unwrap();
+        let flags = RawServe { account: Some("fromflag".into()), ..Default::default() };
+        let c = ServeConfig::from_raw(flags.or(file)).unwrap();
+        assert_eq!(c.account, "fromflag");
+        assert_eq!(c.listen.port(), 9);
+        std::fs::write(&p, "bogus = 1\n").unwrap();
+        assert!(read_file(&p).is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! Which properties each resource can be filtered on, and where they live:
+//! an indexed column, or a path into the stored wire document.
+
+use crate::filter_sql::{Field, FieldResolver, FieldType};
+
+fn col(sql: &'static str, ty: FieldType) -> Option<Field> {
+    Some(Field::Column { sql, ty, lower_literal: ty == FieldType::Enum })
+}
+
+fn json(ty: FieldType) -> Option<Field> {
+    Some(Field::Json { ty })
+}
+
+/// Filterable job properties.
+pub struct JobFields;
+
+impl FieldResolver for JobFields {
+    fn resolve(&self, path: &[String]) -> Option<Field> {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        use FieldType::*;
+        match p.as_slice() {
+            ["id"] => col("id", Text),
+            ["state"] => col("state", Enum),
+            ["creationTime"] => col("creation_time", DateTime),
+            ["lastModified"] => col("last_modified", DateTime),
+            ["eTag"] => col("etag", Text),
+            ["displayName"] | ["poolInfo", "poolId"] | ["executionInfo", "poolId"] | ["executionInfo", "terminateReason"] => json(Text),
+            ["previousState"] | ["onAllTasksComplete"] | ["onTaskFailure"] => json(Enum),
+            ["stateTransitionTime"] | ["previousStateTransitionTime"] | ["executionInfo", "startTime"] | ["executionInfo", "endTime"] => json(DateTime),
+            ["priority"] | ["maxParallelTasks"] | ["constraints", "maxTaskRetryCount"] => json(Int),
+            ["usesTaskDependencies"] | ["allowTaskPreemption"] => json(Bool),
+            ["executionInfo", "schedulingError", "code"] => json(Text),
+            ["executionInfo", "schedulingError", "category"] => json(Enum),
+            _ => None,
+        }
+    }
+}
+
+/// Filterable task properties.
+pub struct TaskFields;
+
+impl FieldResolver for TaskFields {
+    fn resolve(&self, path: &[String]) -> Option<Field> {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        use FieldType::*;
+        match p.as_slice() {
+            ["id"] => col("id", Text),
+            ["state"] => col("state", Enum),
+            ["creationTime"] => col("creation_time", DateTime),
+            ["lastModified"] => col("last_modified", DateTime),
+            ["eTag"] => col("etag", Text),
+            ["requiredSlots"] => col("slots", Int),
+            ["executionInfo", "result"] => col("result", Enum),
+            ["executionInfo", "retryCount"] => col("retries", Int),
+            ["displayName"] | ["commandLine"] | ["affinityInfo", "affinityId"] => json(Text),
+            ["nodeInfo", "nodeId"] | ["nodeInfo", "poolId"] | ["nodeInfo", "affinityId"] => json(Text),
+            ["executionInfo", "failureInfo", "code"] => json(Text),
+            ["executionInfo", "failureInfo", "category"] | ["previousState"] => json(Enum),
+            ["stateTransitionTime"] | ["previousStateTransitionTime"] => json(DateTime),
+            ["executionInfo", "startTime"] | ["executionInfo", "endTime"] => json(DateTime),
+            ["executionInfo", "lastRetryTime"] | ["executionInfo", "lastRequeueTime"] => json(DateTime),
+            ["executionInfo", "exitCode"] | ["executionInfo", "requeueCount"] => json(Int),
+            ["constraints", "maxTaskRetryCount"] | ["multiInstanceSettings", "numberOfInstances"] => json(Int),
+            _ => None,
+        }
+    }
+}

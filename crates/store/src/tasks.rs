@@ -1,0 +1,316 @@
+//! Task rows, and the per-job counters kept in step with them.
+
+use crate::fields::TaskFields;
+use crate::jobs::{self, compile_with, page};
+use crate::{key_of, sql, ListQuery, Page, Preconditions, Store, Stored};
+use rusqlite::{params, Connection, OptionalExtension};
+use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult};
+use wire::time::Timestamp;
+use wire::{Error, ErrorCode};
+
+fn task_not_found(id: &str) -> Error {
+    Error::new(ErrorCode::TaskNotFound).with("TaskId", id)
+}
+
+fn job_not_found(id: &str) -> Error {
+    Error::new(ErrorCode::JobNotFound).with("JobId", id)
+}
+
+/// A task ready to insert: its document is serialized by the caller, off the
+/// writer thread.
+pub struct NewTask {
+    pub task: CloudTask,
+    pub doc: String,
+}
+
+impl NewTask {
+    pub fn new(task: CloudTask) -> Result<NewTask, Error> {
+        let doc = serde_json::to_string(&task).map_err(Error::internal)?;
+        Ok(NewTask { task, doc })
+    }
+}
+
+/// The aggregated columns of one task, for the counters.
+#[derive(Debug, Clone, PartialEq)]
+struct CountKey {
+    state: &'static str,
+    result: &'static str,
+    slots: i64,
+    retries: i64,
+}
+
+fn count_key(t: &CloudTask) -> CountKey {
+    CountKey {
+        state: t.state.as_str(),
+        result: t.execution_info.result.map(|r| r.as_str()).unwrap_or(""),
+        slots: t.required_slots as i64,
+        retries: t.execution_info.retry_count as i64,
+    }
+}
+
+fn bump(conn: &Connection, job: &str, k: &CountKey, n: i64) -> Result<(), Error> {
+    conn.prepare_cached(
+        "INSERT INTO task_counts (job, state, result, n, slots, retries) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (job, state, result) DO UPDATE SET n = n + excluded.n, slots = slots + excluded.slots, retries = retries + excluded.retries",
+    )
+    .and_then(|mut s| s.execute(params![job, k.state, k.result, n, k.slots * n.signum(), k.retries * n.signum()]))
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Reads a task inside a transaction.
+pub fn load(conn: &Connection, job: &str, id: &str) -> Result<Option<CloudTask>, Error> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM tasks WHERE job = ?1 AND key = ?2")
+        .and_then(|mut s| s.query_row([key_of(job), key_of(id)], |r| r.get(0)).optional())
+        .map_err(sql)?;
+    doc.map(|d| serde_json::from_str(&d).map_err(|e| Error::internal(format!("stored task is unreadable: {e}"))))
+        .transpose()
+}
+
+/// Writes back a changed task and adjusts the job's counters.
+pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask) -> Result<Stored, Error> {
+    let doc = serde_json::to_string(after).map_err(Error::internal)?;
+    let (old, new) = (count_key(before), count_key(after));
+    let job_key = key_of(job);
+    conn.prepare_cached(
+        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9
+         WHERE job = ?1 AND key = ?2",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            job_key,
+            key_of(&after.id),
+            new.state,
+            if new.result.is_empty() { None } else { Some(new.result) },
+            new.slots,
+            new.retries,
+            after.e_tag,
+            after.last_modified.to_string(),
+            doc
+        ])
+    })
+    .map_err(sql)?;
+    if old != new {
+        bump(conn, &job_key, &old, -1)?;
+        bump(conn, &job_key, &new, 1)?;
+    }
+    Ok(Stored { doc, etag: after.e_tag.clone(), last_modified: after.last_modified })
+}
+
+impl Store {
+    /// Adds tasks to a job in one transaction. `check` sees the job as it is
+    /// inside the transaction and may refuse the whole request. Each task
+    /// gets its own result: `TaskExists` when its id is taken (also by an
+    /// earlier task of the same request).
+    pub async fn add_tasks<C>(&self, job_id: &str, tasks: Vec<NewTask>, check: C) -> Result<Vec<Result<(), Error>>, Error>
+    where
+        C: FnOnce(&CloudJob) -> Result<(), Error> + Send + 'static,
+    {
+        let job_id = job_id.to_string();
+        self.write(move |conn| {
+            let job = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
+            check(&job)?;
+            let job_key = key_of(&job.id);
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO tasks (job, key, id, state, result, slots, retries, creation_time, etag, last_modified, doc)
+                     VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (job, key) DO NOTHING",
+                )
+                .map_err(sql)?;
+            let mut results = Vec::with_capacity(tasks.len());
+            let mut added: Vec<CountKey> = Vec::new();
+            for t in &tasks {
+                let k = count_key(&t.task);
+                let n = insert
+                    .execute(params![
+                        job_key,
+                        key_of(&t.task.id),
+                        t.task.id,
+                        k.state,
+                        k.slots,
+                        k.retries,
+                        t.task.creation_time.to_string(),
+                        t.task.e_tag,
+                        t.task.last_modified.to_string(),
+                        t.doc
+                    ])
+                    .map_err(sql)?;
+                if n == 0 {
+                    results.push(Err(Error::new(ErrorCode::TaskExists)));
+                } else {
+                    results.push(Ok(()));
+                    added.push(k);
+                }
+            }
+            // One counter update per distinct (state, result).
+            let mut groups: Vec<(CountKey, i64, i64, i64)> = Vec::new();
+            for k in added {
+                match groups.iter_mut().find(|g| g.0.state == k.state && g.0.result == k.result) {
+                    Some(g) => {
+                        g.1 += 1;
+                        g.2 += k.slots;
+                        g.3 += k.retries;
+                    }
+                    None => {
+                        let (s, r) = (k.slots, k.retries);
+                        groups.push((k, 1, s, r))
+                    }
+                }
+            }
+            for (k, n, slots, retries) in groups {
+                conn.prepare_cached(
+                    "INSERT INTO task_counts (job, state, result, n, slots, retries) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (job, state, result) DO UPDATE SET n = n + excluded.n, slots = slots + excluded.slots, retries = retries + excluded.retries",
+                )
+                .and_then(|mut s| s.execute(params![job_key, k.state, k.result, n, slots, retries]))
+                .map_err(sql)?;
+            }
+            Ok(results)
+        })
+        .await
+    }
+
+    /// The stored task; 404 `JobNotFound` or `TaskNotFound`.
+    pub async fn get_task(&self, job_id: &str, task_id: &str) -> Result<Stored, Error> {
+        let (job_id, task_id) = (job_id.to_string(), task_id.to_string());
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached("SELECT doc, etag, last_modified FROM tasks WHERE job = ?1 AND key = ?2")
+                .and_then(|mut s| {
+                    s.query_row([key_of(&job_id), key_of(&task_id)], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                    })
+                    .optional()
+                })
+                .map_err(sql)?;
+            match row {
+                Some((doc, etag, lm)) => Ok(Stored {
+                    doc,
+                    etag,
+                    last_modified: wire::time::parse_datetime(&lm).map(Timestamp).unwrap_or_else(Timestamp::now),
+                }),
+                None => Err(if job_exists(conn, &job_id)? { task_not_found(&task_id) } else { job_not_found(&job_id) }),
+            }
+        })
+        .await
+    }
+
+    /// Reads, checks and changes a task in one transaction; `f` may refuse.
+    pub async fn update_task<F>(&self, job_id: &str, task_id: &str, pre: Preconditions, f: F) -> Result<Stored, Error>
+    where
+        F: FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send + 'static,
+    {
+        let (job_id, task_id) = (job_id.to_string(), task_id.to_string());
+        let etags = self.etags.clone();
+        self.write(move |conn| {
+            let job = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
+            let before = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
+            pre.check_write(&before.e_tag, &before.last_modified)?;
+            let mut after = before.clone();
+            let (now, etag) = etags.next();
+            f(&job, &mut after, now)?;
+            after.e_tag = etag;
+            after.last_modified = now;
+            save(conn, &job.id, &before, &after)
+        })
+        .await
+    }
+
+    /// Deletes a task after `check` accepts it.
+    pub async fn delete_task<C>(&self, job_id: &str, task_id: &str, pre: Preconditions, check: C) -> Result<(), Error>
+    where
+        C: FnOnce(&CloudJob, &CloudTask) -> Result<(), Error> + Send + 'static,
+    {
+        let (job_id, task_id) = (job_id.to_string(), task_id.to_string());
+        self.write(move |conn| {
+            let job = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
+            let task = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
+            pre.check_write(&task.e_tag, &task.last_modified)?;
+            check(&job, &task)?;
+            let job_key = key_of(&job.id);
+            conn.prepare_cached("DELETE FROM tasks WHERE job = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute([&job_key, &key_of(&task.id)]))
+                .map_err(sql)?;
+            bump(conn, &job_key, &count_key(&task), -1)
+        })
+        .await
+    }
+
+    /// A page of a job's tasks in id order.
+    pub async fn list_tasks(&self, job_id: &str, q: ListQuery) -> Result<Page, Error> {
+        let filter = compile_with(&q, &TaskFields)?;
+        let job_id = job_id.to_string();
+        self.read(move |conn| {
+            if !job_exists(conn, &job_id)? {
+                return Err(job_not_found(&job_id));
+            }
+            let mut sqltext = String::from("SELECT key, doc FROM tasks WHERE job = ? AND key > ?");
+            let mut args: Vec<rusqlite::types::Value> =
+                vec![key_of(&job_id).into(), q.after.clone().unwrap_or_default().into()];
+            if let Some(f) = &filter {
+                sqltext.push_str(" AND (");
+                sqltext.push_str(&f.sql);
+                sqltext.push(')');
+                args.extend(f.params.iter().cloned());
+            }
+            sqltext.push_str(" ORDER BY key LIMIT ?");
+            args.push(((q.limit + 1) as i64).into());
+            page(conn, &sqltext, args, q.limit)
+        })
+        .await
+    }
+
+    /// Task and slot counts by state, from the counters, and the total retries.
+    pub async fn task_counts(&self, job_id: &str) -> Result<(TaskCountsResult, i64), Error> {
+        let job_id = job_id.to_string();
+        self.read(move |conn| {
+            if !job_exists(conn, &job_id)? {
+                return Err(job_not_found(&job_id));
+            }
+            counts(conn, &job_id)
+        })
+        .await
+    }
+}
+
+/// A job's task and slot counts by state and its total retries, read inside
+/// a transaction.
+pub fn counts(conn: &Connection, job_id: &str) -> Result<(TaskCountsResult, i64), Error> {
+    let mut stmt = conn
+        .prepare_cached("SELECT state, result, n, slots, retries FROM task_counts WHERE job = ?1")
+        .map_err(sql)?;
+    let mut rows = stmt.query([key_of(job_id)]).map_err(sql)?;
+    let mut tasks = TaskCounts::default();
+    let mut slots = TaskCounts::default();
+    let mut retries = 0i64;
+    while let Some(r) = rows.next().map_err(sql)? {
+        let state: String = r.get(0).map_err(sql)?;
+        let result: String = r.get(1).map_err(sql)?;
+        let n: i64 = r.get(2).map_err(sql)?;
+        let s: i64 = r.get(3).map_err(sql)?;
+        retries += r.get::<_, i64>(4).map_err(sql)?;
+        for (c, v) in [(&mut tasks, n), (&mut slots, s)] {
+            match state.as_str() {
+                "active" => c.active += v,
+                "preparing" | "running" => c.running += v,
+                "completed" => {
+                    c.completed += v;
+                    match result.as_str() {
+                        "success" => c.succeeded += v,
+                        "failure" => c.failed += v,
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((TaskCountsResult { task_counts: tasks, task_slot_counts: slots }, retries))
+}
+
+fn job_exists(conn: &Connection, id: &str) -> Result<bool, Error> {
+    conn.prepare_cached("SELECT 1 FROM jobs WHERE key = ?1")
+        .and_then(|mut s| s.exists([key_of(id)]))
+        .map_err(sql)
+}

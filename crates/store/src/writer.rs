@@ -1,0 +1,105 @@
+//! The single writer, with group commit.
+//!
+//! Every state change is a closure sent to one thread that owns the write
+//! connection. The thread takes everything queued, runs each closure inside
+//! its own SAVEPOINT of one transaction (a failing closure rolls back only its
+//! own changes), commits once — one fsync for the whole group — and only then
+//! answers each caller. So an acknowledged write is always durable, and
+//! concurrent writers share the cost of the sync instead of queueing behind it.
+
+use rusqlite::Connection;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+use wire::Error;
+
+/// What a queued closure leaves behind: whether it succeeded, and how to
+/// answer its caller once the group's fate is known.
+type Answer = Box<dyn FnOnce(bool) + Send>;
+/// `None`: the transaction could not start; the work must not run.
+type Work = Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>;
+
+/// Most closures in one transaction; bounds the latency of a group.
+const MAX_GROUP: usize = 512;
+
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Work>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub fn start(conn: Connection) -> Writer {
+        let (tx, rx) = mpsc::channel::<Work>();
+        std::thread::Builder::new()
+            .name("openbatch-writer".into())
+            .spawn(move || run(conn, rx))
+            .expect("spawn writer thread");
+        Writer { queue: tx }
+    }
+
+    /// Runs `f` in the writer's transaction; resolves after the commit is on disk.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            let r = match conn {
+                Some(conn) => f(conn),
+                None => Err(Error::internal("the store could not start a transaction")),
+            };
+            let ok = r.is_ok();
+            let answer: Answer = Box::new(move |committed| {
+                let _ = tx.send(if committed { r } else { Err(Error::internal("the transaction could not be committed")) });
+            });
+            (ok, answer)
+        });
+        self.queue.send(work).map_err(|_| Error::internal("the store is shut down"))?;
+        rx.await.map_err(|_| Error::internal("the store stopped before answering"))?
+    }
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Work>) {
+    let mut answers: Vec<Answer> = Vec::with_capacity(MAX_GROUP);
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "cannot begin a transaction");
+            for w in group {
+                let (_, answer) = w(None);
+                answer(false);
+            }
+            continue;
+        }
+        for w in group {
+            let savepoint = conn.execute_batch("SAVEPOINT w").is_ok();
+            let (ok, answer) = w(Some(&conn));
+            if savepoint {
+                if ok {
+                    let _ = conn.execute_batch("RELEASE w");
+                } else {
+                    let _ = conn.execute_batch("ROLLBACK TO w; RELEASE w");
+                }
+            }
+            answers.push(answer);
+        }
+        let committed = match conn.execute_batch("COMMIT") {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed");
+                let _ = conn.execute_batch("ROLLBACK");
+                false
+            }
+        };
+        for a in answers.drain(..) {
+            a(committed);
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The store against a real SQLite file: durability across reopen, group
+//! commit under concurrency, counters, keyset paging and preconditions.
+
+use store::tasks::NewTask;
+use store::{ListQuery, Preconditions, Store};
+use wire::enums::*;
+use wire::models::*;
+use wire::time::Duration;
+use wire::ErrorCode;
+
+fn job(store: &Store, id: &str) -> CloudJob {
+    let (now, etag) = store.etags.next();
+    CloudJob {
+        id: id.into(),
+        display_name: None,
+        uses_task_dependencies: false,
+        e_tag: etag,
+        last_modified: now,
+        creation_time: now,
+        state: JobState::Active,
+        state_transition_time: now,
+        previous_state: None,
+        previous_state_transition_time: None,
+        priority: 0,
+        allow_task_preemption: false,
+        max_parallel_tasks: -1,
+        constraints: JobConstraints { max_wall_clock_time: Some(Duration::INFINITE), max_task_retry_count: Some(0) },
+        job_manager_task: None,
+        job_preparation_task: None,
+        job_release_task: None,
+        common_environment_settings: None,
+        pool_info: PoolInformation { pool_id: Some("p".into()), auto_pool_specification: None },
+        on_all_tasks_complete: OnAllTasksComplete::NoAction,
+        on_task_failure: OnTaskFailure::NoAction,
+        network_configuration: None,
+        metadata: None,
+        execution_info: JobExecutionInformation { start_time: now, end_time: None, pool_id: None, scheduling_error: None, terminate_reason: None },
+        pending_disable: None,
+    }
+}
+
+fn task(store: &Store, id: &str) -> NewTask {
+    let (now, etag) = store.etags.next();
+    NewTask::new(CloudTask {
+        id: id.into(),
+        display_name: None,
+        e_tag: etag,
+        last_modified: now,
+        creation_time: now,
+        exit_conditions: None,
+        state: TaskState::Active,
+        state_transition_time: now,
+        previous_state: None,
+        previous_state_transition_time: None,
+        command_line: "/bin/true".into(),
+        container_settings: None,
+        resource_files: None,
+        output_files: None,
+        environment_settings: None,
+        affinity_info: None,
+        constraints: TaskConstraints::default(),
+        required_slots: 2,
+        user_identity: UserIdentity { username: None, auto_user: None },
+        execution_info: TaskExecutionInformation::default(),
+        node_info: None,
+        multi_instance_settings: None,
+        stats: None,
+        depends_on: None,
+        application_package_references: None,
+        authentication_token_settings: None,
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_reopen_and_counters_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.create_job(job(&s, "Job1")).await.unwrap();
+        let r = s.add_tasks("job1", vec![task(&s, "a"), task(&s, "B"), task(&s, "b")], |_| Ok(())).await.unwrap();
+        assert!(r[0].is_ok() && r[1].is_ok());
+        assert_eq!(r[2].as_ref().unwrap_err().code, ErrorCode::TaskExists, "ids are unique case-insensitively");
+        assert_eq!(s.create_job(job(&s, "JOB1")).await.unwrap_err().code, ErrorCode::JobExists);
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let got = s.get_task("JOB1", "b").await.unwrap();
+    assert!(got.doc.contains("\"id\":\"B\""), "case kept: {}", got.doc);
+    let (counts, _) = s.task_counts("job1").await.unwrap();
+    assert_eq!(counts.task_counts.active, 2);
+    assert_eq!(counts.task_slot_counts.active, 4);
+
+    // A change moves the task between counters.
+    s.update_task("job1", "a", Preconditions::default(), |_, t, now| {
+        t.state = TaskState::Completed;
+        t.state_transition_time = now;
+        t.execution_info.result = Some(ExecutionResult::Failure);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let (counts, _) = s.task_counts("job1").await.unwrap();
+    assert_eq!((counts.task_counts.active, counts.task_counts.completed, counts.task_counts.failed), (1, 1, 1));
+    s.delete_task("job1", "a", Preconditions::default(), |_, _| Ok(())).await.unwrap();
+    let (counts, _) = s.task_counts("job1").await.unwrap();
+    assert_eq!((counts.task_counts.active, counts.task_counts.completed), (1, 0));
+    assert_eq!(s.get_task("job1", "a").await.unwrap_err().code, ErrorCode::TaskNotFound);
+    assert_eq!(s.get_task("nojob", "a").await.unwrap_err().code, ErrorCode::JobNotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_commits_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.create_job(job(&s, "j")).await.unwrap();
+    let mut handles = Vec::new();
+    for w in 0..20 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            for b in 0..5 {
+                let batch: Vec<NewTask> = (0..50).map(|i| task(&s, &format!("t{w}-{b}-{i}"))).collect();
+                let r = s.add_tasks("j", batch, |_| Ok(())).await.unwrap();
+                assert!(r.iter().all(|r| r.is_ok()));
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let (counts, _) = s.task_counts("j").await.unwrap();
+    assert_eq!(counts.task_counts.active, 20 * 5 * 50);
+    // Keyset paging visits every task exactly once, in key order.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list_tasks("j", ListQuery { filter: None, after: after.clone(), limit: 777 }).await.unwrap();
+        for d in &page.docs {
+            let v: serde_json::Value = serde_json::from_str(d).unwrap();
+            seen.push(v["id"].as_str().unwrap().to_ascii_lowercase());
+        }
+        match page.next {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5000);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_changes_roll_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.create_job(job(&s, "j")).await.unwrap();
+    let stale = s.get_job("j").await.unwrap().etag;
+    s.update_job("j", Preconditions::default(), |_, j, _| {
+        j.priority = 5;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let pre = Preconditions { if_match: Some(vec![stale]), ..Default::default() };
+    let e = s.update_job("j", pre, |_, j, _| {
+        j.priority = 9;
+        Ok(())
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::ConditionNotMet);
+    let doc: serde_json::Value = serde_json::from_str(&s.get_job("j").await.unwrap().doc).unwrap();
+    assert_eq!(doc["priority"], 5);
+
+    // A closure that writes and then fails leaves no trace.
+    let e = s
+        .add_tasks("j", vec![task(&s, "x")], |_| Err(wire::Error::new(ErrorCode::JobCompleted)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::JobCompleted);
+    assert_eq!(s.get_task("j", "x").await.unwrap_err().code, ErrorCode::TaskNotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_run_in_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.create_job(job(&s, "j")).await.unwrap();
+    s.add_tasks("j", (0..10).map(|i| task(&s, &format!("t{i}"))).collect(), |_| Ok(())).await.unwrap();
+    for id in ["t3", "t7"] {
+        s.update_task("j", id, Preconditions::default(), |_, t, _| {
+            t.state = TaskState::Completed;
+            t.execution_info.exit_code = Some(3);
+            t.execution_info.result = Some(ExecutionResult::Failure);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+    let q = |f: &str| ListQuery { filter: Some(wire::odata::parse_filter(f).unwrap()), after: None, limit: 100 };
+    let ids = |p: store::Page| -> Vec<String> {
+        p.docs.iter().map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap()["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(s.list_tasks("j", q("state eq 'completed'")).await.unwrap()), vec!["t3", "t7"]);
+    assert_eq!(ids(s.list_tasks("j", q("executionInfo/exitCode eq 3 and id ne 't3'")).await.unwrap()), vec!["t7"]);
+    assert_eq!(s.list_tasks("j", q("state eq 'active'")).await.unwrap().docs.len(), 8);
+    let e = s.list_tasks("j", q("bogus eq 1")).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidQueryParameterValue);
+}

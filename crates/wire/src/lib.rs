@@ -1,0 +1,12 @@
+//! The Azure Batch wire vocabulary: JSON models with their exact names, enum
+//! values, date-time and duration formats, OData `$filter`, validation rules
+//! and the error-code table. Nothing here does IO.
+
+pub mod enums;
+pub mod error;
+pub mod models;
+pub mod odata;
+pub mod time;
+pub mod validate;
+
+pub use error::{Error, ErrorCode, Result};

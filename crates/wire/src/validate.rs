@@ -1,0 +1,408 @@
+//! Request-body parsing and the service's validation rules for jobs and tasks.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::models::*;
+use serde::de::DeserializeOwned;
+
+/// The longest id the service accepts.
+pub const MAX_ID_LEN: usize = 64;
+/// The longest display name the service accepts.
+pub const MAX_DISPLAY_NAME_LEN: usize = 1024;
+
+/// Parses a JSON body, turning serde's complaints into Batch errors that name
+/// the offending property.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::msg(ErrorCode::InvalidRequestBody, "The request body is empty; a JSON object is required."));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            Err(body_error(&path, &inner))
+        }
+    }
+}
+
+/// Like [`parse_body`] for a value already parsed as JSON (collection items).
+pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            Err(body_error(&path, &inner))
+        }
+    }
+}
+
+fn body_error(path: &str, e: &serde_json::Error) -> Error {
+    let msg = e.to_string();
+    let path = if path == "." { String::new() } else { path.to_string() };
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        let full = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+        return Error::missing_property(&full);
+    }
+    if e.is_syntax() || e.is_eof() {
+        return Error::msg(ErrorCode::InvalidRequestBody, "The specified Request Body is not syntactically valid.")
+            .with("Reason", msg);
+    }
+    if path.is_empty() {
+        return Error::new(ErrorCode::InvalidRequestBody).with("Reason", msg);
+    }
+    Error::invalid_property(&path, msg)
+}
+
+/// Ids: 1 to 64 letters, digits, hyphens and underscores.
+pub fn check_id(property: &str, id: Option<&str>) -> Result<String> {
+    let id = id.ok_or_else(|| Error::missing_property(property))?;
+    if id.is_empty() {
+        return Err(Error::missing_property(property));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(Error::invalid_property(property, format!("The value must be at most {MAX_ID_LEN} characters long.")));
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(Error::invalid_property(
+            property,
+            "The value may contain only letters, digits, hyphens and underscores.",
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn check_display_name(property: &str, v: &Option<String>) -> Result<()> {
+    if let Some(d) = v {
+        if d.chars().count() > MAX_DISPLAY_NAME_LEN {
+            return Err(Error::invalid_property(
+                property,
+                format!("The value must be at most {MAX_DISPLAY_NAME_LEN} characters long."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_required_str(property: &str, v: &Option<String>) -> Result<()> {
+    match v {
+        Some(s) if !s.trim().is_empty() => Ok(()),
+        _ => Err(Error::missing_property(property)),
+    }
+}
+
+fn check_env(property: &str, v: &Option<Vec<EnvironmentSetting>>) -> Result<()> {
+    for (i, e) in v.iter().flatten().enumerate() {
+        if e.name.is_empty() {
+            return Err(Error::invalid_property(&format!("{property}[{i}].name"), "The name must not be empty."));
+        }
+    }
+    Ok(())
+}
+
+fn check_resource_files(property: &str, v: &Option<Vec<ResourceFile>>) -> Result<()> {
+    for (i, r) in v.iter().flatten().enumerate() {
+        let sources = [&r.auto_storage_container_name, &r.storage_container_url, &r.http_url]
+            .iter()
+            .filter(|s| s.is_some())
+            .count();
+        if sources != 1 {
+            return Err(Error::invalid_property(
+                &format!("{property}[{i}]"),
+                "Exactly one of autoStorageContainerName, storageContainerUrl and httpUrl must be specified.",
+            ));
+        }
+        if r.http_url.is_some() && r.file_path.as_deref().map_or(true, str::is_empty) {
+            return Err(Error::missing_property(&format!("{property}[{i}].filePath")));
+        }
+        if let Some(fp) = &r.file_path {
+            if fp.starts_with('/') || fp.split(['/', '\\']).any(|seg| seg == "..") {
+                return Err(Error::invalid_property(
+                    &format!("{property}[{i}].filePath"),
+                    "The file path must be relative and must not leave the task's directory.",
+                ));
+            }
+        }
+        if let Some(mode) = &r.file_mode {
+            if mode.is_empty() || mode.len() > 4 || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                return Err(Error::invalid_property(&format!("{property}[{i}].fileMode"), "The file mode must be an octal number such as 0755."));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_constraints(property: &str, c: &Option<TaskConstraints>) -> Result<()> {
+    if let Some(c) = c {
+        if let Some(n) = c.max_task_retry_count {
+            if n < -1 {
+                return Err(Error::invalid_property(&format!("{property}.maxTaskRetryCount"), "The value must be -1 or greater."));
+            }
+        }
+        for (name, d) in [("maxWallClockTime", c.max_wall_clock_time), ("retentionTime", c.retention_time)] {
+            if let Some(d) = d {
+                if d.ticks() <= 0 {
+                    return Err(Error::invalid_property(&format!("{property}.{name}"), "The duration must be positive."));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_user_identity(property: &str, u: &Option<UserIdentity>) -> Result<()> {
+    if let Some(u) = u {
+        if u.username.is_some() && u.auto_user.is_some() {
+            return Err(Error::invalid_property(property, "Only one of username and autoUser may be specified."));
+        }
+    }
+    Ok(())
+}
+
+fn check_output_files(property: &str, v: &Option<Vec<OutputFile>>) -> Result<()> {
+    for (i, o) in v.iter().flatten().enumerate() {
+        if o.file_pattern.is_empty() {
+            return Err(Error::missing_property(&format!("{property}[{i}].filePattern")));
+        }
+        if o.destination.container.is_none() {
+            return Err(Error::missing_property(&format!("{property}[{i}].destination.container")));
+        }
+    }
+    Ok(())
+}
+
+fn check_exit_conditions(e: &Option<ExitConditions>) -> Result<()> {
+    if let Some(e) = e {
+        for (i, r) in e.exit_code_ranges.iter().flatten().enumerate() {
+            if r.start > r.end {
+                return Err(Error::invalid_property(&format!("exitConditions.exitCodeRanges[{i}]"), "start must not be greater than end."));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_container(property: &str, c: &Option<TaskContainerSettings>) -> Result<()> {
+    if let Some(c) = c {
+        if c.image_name.trim().is_empty() {
+            return Err(Error::missing_property(&format!("{property}.imageName")));
+        }
+    }
+    Ok(())
+}
+
+/// The service's checks for a task body. Job-dependent rules (dependencies on
+/// a job without `usesTaskDependencies`) are checked by the store.
+pub fn check_task(p: &TaskAddParameter) -> Result<String> {
+    let id = check_id("id", p.id.as_deref())?;
+    check_display_name("displayName", &p.display_name)?;
+    check_required_str("commandLine", &p.command_line)?;
+    check_env("environmentSettings", &p.environment_settings)?;
+    check_resource_files("resourceFiles", &p.resource_files)?;
+    check_output_files("outputFiles", &p.output_files)?;
+    check_constraints("constraints", &p.constraints)?;
+    check_user_identity("userIdentity", &p.user_identity)?;
+    check_exit_conditions(&p.exit_conditions)?;
+    check_container("containerSettings", &p.container_settings)?;
+    if let Some(n) = p.required_slots {
+        if n < 1 {
+            return Err(Error::invalid_property("requiredSlots", "The value must be at least 1."));
+        }
+    }
+    if let Some(m) = &p.multi_instance_settings {
+        if m.number_of_instances.is_some_and(|n| n < 1) {
+            return Err(Error::invalid_property("multiInstanceSettings.numberOfInstances", "The value must be at least 1."));
+        }
+        check_required_str("multiInstanceSettings.coordinationCommandLine", &Some(m.coordination_command_line.clone()))?;
+        check_resource_files("multiInstanceSettings.commonResourceFiles", &m.common_resource_files)?;
+    }
+    if let Some(d) = &p.depends_on {
+        for (i, r) in d.task_id_ranges.iter().flatten().enumerate() {
+            if r.start > r.end || r.start < 0 {
+                return Err(Error::invalid_property(
+                    &format!("dependsOn.taskIdRanges[{i}]"),
+                    "A range must have 0 <= start <= end.",
+                ));
+            }
+        }
+        for (i, t) in d.task_ids.iter().flatten().enumerate() {
+            check_id(&format!("dependsOn.taskIds[{i}]"), Some(t))?;
+            if t.eq_ignore_ascii_case(&id) {
+                return Err(Error::invalid_property(&format!("dependsOn.taskIds[{i}]"), "A task cannot depend on itself."));
+            }
+        }
+    }
+    for (i, a) in p.application_package_references.iter().flatten().enumerate() {
+        if a.application_id.is_empty() {
+            return Err(Error::missing_property(&format!("applicationPackageReferences[{i}].applicationId")));
+        }
+    }
+    Ok(id)
+}
+
+fn check_metadata(m: &Option<Vec<MetadataItem>>) -> Result<()> {
+    for (i, item) in m.iter().flatten().enumerate() {
+        if item.name.is_empty() {
+            return Err(Error::new(ErrorCode::EmptyMetadataKey).with("PropertyName", format!("metadata[{i}].name")));
+        }
+    }
+    Ok(())
+}
+
+fn check_job_common(
+    priority: Option<i32>,
+    max_parallel: Option<i32>,
+    constraints: &Option<JobConstraints>,
+    pool: &Option<PoolInformation>,
+    metadata: &Option<Vec<MetadataItem>>,
+) -> Result<()> {
+    if let Some(p) = priority {
+        if !(-1000..=1000).contains(&p) {
+            return Err(Error::invalid_property("priority", "The priority must be between -1000 and 1000."));
+        }
+    }
+    if let Some(m) = max_parallel {
+        if m != -1 && m < 1 {
+            return Err(Error::invalid_property("maxParallelTasks", "The value must be -1 or greater than 0."));
+        }
+    }
+    if let Some(c) = constraints {
+        if c.max_task_retry_count.is_some_and(|n| n < -1) {
+            return Err(Error::invalid_property("constraints.maxTaskRetryCount", "The value must be -1 or greater."));
+        }
+        if c.max_wall_clock_time.is_some_and(|d| d.ticks() <= 0) {
+            return Err(Error::invalid_property("constraints.maxWallClockTime", "The duration must be positive."));
+        }
+    }
+    if let Some(p) = pool {
+        match (&p.pool_id, &p.auto_pool_specification) {
+            (Some(id), None) => {
+                check_id("poolInfo.poolId", Some(id))?;
+            }
+            (None, Some(spec)) => {
+                if !spec.is_object() {
+                    return Err(Error::invalid_property("poolInfo.autoPoolSpecification", "The value must be an object."));
+                }
+            }
+            _ => {
+                return Err(Error::invalid_property(
+                    "poolInfo",
+                    "Exactly one of poolId and autoPoolSpecification must be specified.",
+                ))
+            }
+        }
+    }
+    check_metadata(metadata)
+}
+
+/// The service's checks for a job body; returns the id.
+pub fn check_job(p: &JobAddParameter) -> Result<String> {
+    let id = check_id("id", p.id.as_deref())?;
+    check_display_name("displayName", &p.display_name)?;
+    if p.pool_info.is_none() {
+        return Err(Error::missing_property("poolInfo"));
+    }
+    check_job_common(p.priority, p.max_parallel_tasks, &p.constraints, &p.pool_info, &p.metadata)?;
+    check_env("commonEnvironmentSettings", &p.common_environment_settings)?;
+    if let Some(jm) = &p.job_manager_task {
+        check_id("jobManagerTask.id", jm.id.as_deref())?;
+        check_display_name("jobManagerTask.displayName", &jm.display_name)?;
+        check_required_str("jobManagerTask.commandLine", &jm.command_line)?;
+        check_resource_files("jobManagerTask.resourceFiles", &jm.resource_files)?;
+        check_output_files("jobManagerTask.outputFiles", &jm.output_files)?;
+        check_env("jobManagerTask.environmentSettings", &jm.environment_settings)?;
+        check_constraints("jobManagerTask.constraints", &jm.constraints)?;
+        check_user_identity("jobManagerTask.userIdentity", &jm.user_identity)?;
+        check_container("jobManagerTask.containerSettings", &jm.container_settings)?;
+    }
+    if let Some(jp) = &p.job_preparation_task {
+        if let Some(id) = &jp.id {
+            check_id("jobPreparationTask.id", Some(id))?;
+        }
+        check_required_str("jobPreparationTask.commandLine", &jp.command_line)?;
+        check_resource_files("jobPreparationTask.resourceFiles", &jp.resource_files)?;
+        check_env("jobPreparationTask.environmentSettings", &jp.environment_settings)?;
+        check_constraints("jobPreparationTask.constraints", &jp.constraints)?;
+        check_user_identity("jobPreparationTask.userIdentity", &jp.user_identity)?;
+        check_container("jobPreparationTask.containerSettings", &jp.container_settings)?;
+    }
+    if let Some(jr) = &p.job_release_task {
+        if p.job_preparation_task.is_none() {
+            return Err(Error::invalid_property(
+                "jobReleaseTask",
+                "A job release task can only be specified together with a job preparation task.",
+            ));
+        }
+        if let Some(id) = &jr.id {
+            check_id("jobReleaseTask.id", Some(id))?;
+        }
+        check_required_str("jobReleaseTask.commandLine", &jr.command_line)?;
+        check_resource_files("jobReleaseTask.resourceFiles", &jr.resource_files)?;
+        check_env("jobReleaseTask.environmentSettings", &jr.environment_settings)?;
+        check_user_identity("jobReleaseTask.userIdentity", &jr.user_identity)?;
+        check_container("jobReleaseTask.containerSettings", &jr.container_settings)?;
+    }
+    Ok(id)
+}
+
+/// Checks for a job patch or replace body.
+pub fn check_job_update(p: &JobUpdateParameter, replace: bool) -> Result<()> {
+    if replace && p.pool_info.is_none() {
+        return Err(Error::missing_property("poolInfo"));
+    }
+    check_job_common(p.priority, p.max_parallel_tasks, &p.constraints, &p.pool_info, &p.metadata)
+}
+
+/// Checks for a task update body.
+pub fn check_task_update(p: &TaskUpdateParameter) -> Result<()> {
+    check_constraints("constraints", &p.constraints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(json: &str) -> Result<String> {
+        let p: TaskAddParameter = parse_body(json.as_bytes())?;
+        check_task(&p)
+    }
+
+    #[test]
+    fn ids() {
+        assert!(check_id("id", Some("a-B_9")).is_ok());
+        assert_eq!(check_id("id", Some("a b")).unwrap_err().code, ErrorCode::InvalidPropertyValue);
+        assert_eq!(check_id("id", Some(&"x".repeat(65))).unwrap_err().code, ErrorCode::InvalidPropertyValue);
+        assert!(check_id("id", Some(&"x".repeat(64))).is_ok());
+        assert_eq!(check_id("id", None).unwrap_err().code, ErrorCode::MissingRequiredProperty);
+        assert_eq!(check_id("id", Some("é")).unwrap_err().code, ErrorCode::InvalidPropertyValue);
+    }
+
+    #[test]
+    fn task_bodies() {
+        assert_eq!(task(r#"{"id":"t1","commandLine":"x"}"#).unwrap(), "t1");
+        let e = task(r#"{"id":"t1"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MissingRequiredProperty);
+        assert_eq!(e.values[0].1, "commandLine");
+        let e = task(r#"{"id":"t1","commandLine":"x","userIdentity":{"autoUser":{"elevationLevel":"root"}}}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidPropertyValue);
+        assert_eq!(e.values[0].1, "userIdentity.autoUser.elevationLevel");
+        let e = task(r#"{"id":"t1","commandLine":"x","outputFiles":[{"filePattern":"*","destination":{"container":{}},"uploadOptions":{"uploadCondition":"tasksuccess"}}]}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MissingRequiredProperty);
+        assert_eq!(e.values[0].1, "outputFiles[0].destination.container.containerUrl");
+        assert_eq!(task("{not json").unwrap_err().code, ErrorCode::InvalidRequestBody);
+        assert_eq!(task("").unwrap_err().code, ErrorCode::InvalidRequestBody);
+        let long = format!(r#"{{"id":"t","commandLine":"x","displayName":"{}"}}"#, "d".repeat(1025));
+        assert_eq!(task(&long).unwrap_err().code, ErrorCode::InvalidPropertyValue);
+        assert_eq!(task(r#"{"id":"t","commandLine":"x","requiredSlots":0}"#).unwrap_err().code, ErrorCode::InvalidPropertyValue);
+        assert_eq!(
+            task(r#"{"id":"t","commandLine":"x","constraints":{"maxWallClockTime":"soon"}}"#).unwrap_err().code,
+            ErrorCode::InvalidPropertyValue
+        );
+        assert_eq!(
+            task(r#"{"id":"t","commandLine":"x","resourceFiles":[{"httpUrl":"http://a","filePath":"../x"}]}"#).unwrap_err().code,
+            ErrorCode::InvalidPropertyValue
+        );
+    }
+}
