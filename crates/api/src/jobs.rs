@@ -200,6 +200,7 @@ pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Rep
         })
         .await?;
     app.lifecycle.job_changed(id);
+    app.cluster.wake.notify_one();
     Ok(Reply::status(200).changed(&stored, ctx.url(&job_path(id))))
 }
 

@@ -4,9 +4,13 @@
 //! headers — or with a Batch error body from the one table in
 //! [`wire::error`].
 
+pub mod cluster;
+pub mod execution;
+pub mod files;
 pub mod http;
 pub mod jobs;
 pub mod lifecycle;
+pub mod pools;
 pub mod render;
 pub mod route;
 pub mod sharedkey;
@@ -52,27 +56,50 @@ pub struct ApiConfig {
     pub public_url: Option<String>,
     /// How long a job shows a transitional state before the change completes.
     pub transition_delay: Duration,
+    /// The token node agents present to join (`Authorization: Bearer`).
+    pub agent_token: String,
+    /// Where local nodes keep their root directories.
+    pub nodes_dir: std::path::PathBuf,
+    /// The program started for local nodes (this binary); None disables local nodes.
+    pub agent_program: Option<std::path::PathBuf>,
 }
 
 /// Shared state of the running server.
 pub struct App {
     pub store: Store,
     pub config: ApiConfig,
-    pub lifecycle: lifecycle::Lifecycle,
+    pub lifecycle: Arc<lifecycle::Lifecycle>,
+    pub cluster: Arc<cluster::Cluster>,
+    /// The base URL of the account as first seen (used where no request is at hand).
+    pub account_url: Arc<std::sync::Mutex<Option<String>>>,
     auth: sharedkey::SharedKeyConfig,
 }
 
 impl App {
     pub fn new(store: Store, config: ApiConfig) -> Arc<App> {
         let auth = sharedkey::SharedKeyConfig { account: config.account.clone(), keys: config.keys.clone() };
-        Arc::new(App { store, config, lifecycle: Default::default(), auth })
+        let lifecycle: Arc<lifecycle::Lifecycle> = Default::default();
+        let cluster = Arc::new(cluster::Cluster::new(
+            store.clone(),
+            cluster::ClusterConfig {
+                agent_token: config.agent_token.clone(),
+                nodes_dir: config.nodes_dir.clone(),
+                server_url: Default::default(),
+                agent_program: config.agent_program.clone(),
+                account: config.account.clone(),
+            },
+            lifecycle.clone(),
+        ));
+        let account_url = Arc::new(std::sync::Mutex::new(config.public_url.clone()));
+        Arc::new(App { store, config, lifecycle, cluster, account_url, auth })
     }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes the
 /// requests in flight.
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let worker = start_background(app.clone());
+    let server_url = listener.local_addr().ok().map(|a| format!("http://{a}"));
+    let worker = start_background(app.clone(), server_url);
     let r = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
     worker.abort();
     r
@@ -84,9 +111,27 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new().fallback(handle).with_state(app)
 }
 
-/// Starts the background worker that completes job state transitions.
-pub fn start_background(app: Arc<App>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(lifecycle::run(app))
+/// Starts the background workers: job state transitions, scheduling, local
+/// nodes and node liveness. `server_url` is where local agents dial.
+pub fn start_background(app: Arc<App>, server_url: Option<String>) -> tokio::task::JoinHandle<()> {
+    *app.cluster.config.server_url.lock().unwrap_or_else(|p| p.into_inner()) = server_url.clone();
+    {
+        let mut u = app.account_url.lock().unwrap_or_else(|p| p.into_inner());
+        if u.is_none() {
+            *u = server_url;
+        }
+    }
+    let cluster = app.cluster.clone();
+    let account_url = app.account_url.clone();
+    let worker = tokio::spawn(lifecycle::run(app));
+    tokio::spawn(async move {
+        if let Err(e) = cluster.init_attempts().await {
+            tracing::error!(error = %e, "cannot read attempt ids; scheduling is off");
+            return;
+        }
+        cluster::start(cluster, account_url);
+    });
+    worker
 }
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
@@ -104,6 +149,9 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
         format!("http://{host}")
     });
     let method = parts.method.clone();
+    if parts.uri.path() == proto::CONNECT_PATH {
+        return agent_connect(app, Request::from_parts(parts, body)).await;
+    }
     let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let mut op_name = "-";
     let result = async {
@@ -155,6 +203,31 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
     finish(resp, &request_id, client_request_id.as_deref())
 }
 
+/// Upgrades an agent's connection after checking its join token.
+async fn agent_connect(app: Arc<App>, req: Request) -> Response<Body> {
+    use axum::extract::FromRequest;
+    use axum::response::IntoResponse;
+    use subtle::ConstantTimeEq;
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok = !app.config.agent_token.is_empty() && bool::from(token.as_bytes().ct_eq(app.config.agent_token.as_bytes()));
+    if !ok {
+        return Response::builder().status(403).body(Body::from("invalid agent token")).unwrap_or_default();
+    }
+    match axum::extract::ws::WebSocketUpgrade::from_request(req, &()).await {
+        Ok(ws) => {
+            let cluster = app.cluster.clone();
+            let url = app.account_url.clone();
+            ws.on_upgrade(move |socket| cluster::serve_agent(cluster, socket, url)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 fn auth_error(f: sharedkey::AuthFailure) -> Error {
     use sharedkey::AuthFailure::*;
     let detail = f.detail();
@@ -195,9 +268,33 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         TerminateTask(j, t) => tasks::terminate(app, ctx, &j, &t).await,
         ReactivateTask(j, t) => tasks::reactivate(app, ctx, &j, &t).await,
         ListSubtasks(j, t) => tasks::subtasks(app, ctx, &j, &t).await,
-        ListTaskFiles(j, t) | GetTaskFile(j, t, _) | TaskFileProperties(j, t, _) | DeleteTaskFile(j, t, _) => {
-            tasks::files(app, ctx, &j, &t).await
-        }
+        ListTaskFiles(j, t) => files::list(app, ctx, files::task_location(app, ctx, &j, &t).await?).await,
+        GetTaskFile(j, t, f) => files::get(app, ctx, files::task_location(app, ctx, &j, &t).await?, &f).await,
+        TaskFileProperties(j, t, f) => files::properties(app, ctx, files::task_location(app, ctx, &j, &t).await?, &f).await,
+        DeleteTaskFile(j, t, f) => files::delete(app, ctx, files::task_location(app, ctx, &j, &t).await?, &f).await,
+        ListPools => pools::list(app, ctx).await,
+        CreatePool => pools::create(app, ctx).await,
+        GetPool(p) => pools::get(app, ctx, &p).await,
+        PoolExists(p) => pools::exists(app, ctx, &p).await,
+        PatchPool(p) => pools::patch(app, ctx, &p).await,
+        DeletePool(p) => pools::delete(app, ctx, &p).await,
+        UpdatePoolProperties(p) => pools::update_properties(app, ctx, &p).await,
+        ResizePool(p) => pools::resize(app, ctx, &p).await,
+        StopResizePool(p) => pools::stop_resize(app, ctx, &p).await,
+        RemoveNodes(p) => pools::remove_nodes(app, ctx, &p).await,
+        PoolAutoscale(p) => pools::autoscale(app, ctx, &p).await,
+        NodeCounts => pools::node_counts(app, ctx).await,
+        SupportedImages => pools::supported_images(app, ctx).await,
+        ListNodes(p) => pools::list_nodes(app, ctx, &p).await,
+        GetNode(p, n) => pools::get_node(app, ctx, &p, &n).await,
+        RebootNode(p, n) => pools::restart_node(app, ctx, &p, &n, false).await,
+        ReimageNode(p, n) => pools::restart_node(app, ctx, &p, &n, true).await,
+        DisableScheduling(p, n) => pools::scheduling(app, ctx, &p, &n, false).await,
+        EnableScheduling(p, n) => pools::scheduling(app, ctx, &p, &n, true).await,
+        ListNodeFiles(p, n) => files::list(app, ctx, files::node_location(app, ctx, &p, &n).await?).await,
+        GetNodeFile(p, n, f) => files::get(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
+        NodeFileProperties(p, n, f) => files::properties(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
+        DeleteNodeFile(p, n, f) => files::delete(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         NotImplemented(what) => Err(Error::msg(
             ErrorCode::NotImplemented,
             format!("openbatch does not implement {what} yet; see COMPATIBILITY.md."),

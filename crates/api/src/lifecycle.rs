@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 use tokio::sync::Notify;
-use wire::enums::{JobState, OnAllTasksComplete};
+use wire::enums::{DisableJobOption, JobState, OnAllTasksComplete};
 use wire::time::Timestamp;
 
 /// Tasks removed per write while purging a deleted job.
@@ -79,6 +79,15 @@ async fn step(app: &App, delay: StdDuration) -> Result<Option<StdDuration>, wire
             continue;
         }
         match state {
+            JobState::Deleting | JobState::Terminating => stop_running(app, &id, false).await?,
+            JobState::Disabling => match pending_disable(app, &id).await {
+                Some(DisableJobOption::Requeue) => stop_running(app, &id, true).await?,
+                Some(DisableJobOption::Terminate) => stop_running(app, &id, false).await?,
+                _ => {}
+            },
+            _ => {}
+        }
+        match state {
             JobState::Deleting => {
                 while !app.store.purge_job(&id, PURGE_CHUNK).await? {
                     tokio::task::yield_now().await;
@@ -86,11 +95,54 @@ async fn step(app: &App, delay: StdDuration) -> Result<Option<StdDuration>, wire
             }
             JobState::Terminating => finish(app, &id, JobState::Terminating, JobState::Completed).await?,
             JobState::Disabling => finish(app, &id, JobState::Disabling, JobState::Disabled).await?,
-            JobState::Enabling => finish(app, &id, JobState::Enabling, JobState::Active).await?,
+            JobState::Enabling => {
+                finish(app, &id, JobState::Enabling, JobState::Active).await?;
+                app.cluster.wake.notify_one();
+            }
             _ => {}
         }
     }
     Ok(next)
+}
+
+async fn pending_disable(app: &App, id: &str) -> Option<DisableJobOption> {
+    let stored = app.store.get_job(id).await.ok()?;
+    serde_json::from_str::<wire::models::CloudJob>(&stored.doc).ok()?.pending_disable
+}
+
+/// Stops the job's tasks that are preparing or running: back to `active`
+/// (`requeue`) or `completed` as terminated; their processes are killed.
+async fn stop_running(app: &App, job: &str, requeue: bool) -> Result<(), wire::Error> {
+    let filter = wire::odata::parse_filter("state eq 'running' or state eq 'preparing'").map_err(wire::Error::internal)?;
+    let mut after = None;
+    loop {
+        let page = app.store.list_tasks(job, store::ListQuery { filter: Some(filter.clone()), after: after.clone(), limit: 1000 }).await?;
+        for doc in &page.docs {
+            let Ok(t) = serde_json::from_str::<wire::models::CloudTask>(doc) else { continue };
+            let (Some(node), Some(attempt)) = (t.node.clone(), t.attempt) else { continue };
+            if requeue {
+                app.cluster.requeue_attempt(job, &t.id, attempt).await;
+            } else {
+                let _ = app
+                    .store
+                    .update_task(job, &t.id, Default::default(), move |_, t, now| {
+                        if t.attempt != Some(attempt) {
+                            return Err(wire::Error::new(wire::ErrorCode::OperationInvalidForCurrentState));
+                        }
+                        crate::tasks::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
+                        t.attempt = None;
+                        t.node = None;
+                        Ok(())
+                    })
+                    .await;
+            }
+            app.cluster.kill(&node, attempt);
+        }
+        match page.next {
+            Some(k) => after = Some(k),
+            None => return Ok(()),
+        }
+    }
 }
 
 async fn finish(app: &App, id: &str, from: JobState, to: JobState) -> Result<(), wire::Error> {

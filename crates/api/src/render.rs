@@ -150,3 +150,48 @@ pub fn list(ctx: &Ctx, entity_set: &str, items: Vec<Value>, next: Option<String>
     }
     serde_json::to_string(&Value::Object(out)).unwrap_or_default()
 }
+
+/// Evaluates a filter against a rendered document (for small in-memory
+/// lists such as a pool's nodes).
+pub fn matches(f: &Filter, doc: &Map<String, Value>) -> bool {
+    use wire::odata::{CmpOp, Literal};
+    let get = |path: &[String]| -> Option<&Value> {
+        let mut cur = doc.get(path.first()?)?;
+        for p in &path[1..] {
+            cur = cur.get(p)?;
+        }
+        Some(cur)
+    };
+    match f {
+        Filter::And(a, b) => matches(a, doc) && matches(b, doc),
+        Filter::Or(a, b) => matches(a, doc) || matches(b, doc),
+        Filter::Not(a) => !matches(a, doc),
+        Filter::Truthy { path } => get(path).and_then(Value::as_bool).unwrap_or(false),
+        Filter::StartsWith { path, prefix } => get(path).and_then(Value::as_str).is_some_and(|s| s.starts_with(prefix.as_str())),
+        Filter::Compare { path, op, value } => {
+            let v = get(path);
+            let ord = match (v, value) {
+                (None | Some(Value::Null), Literal::Null) => Some(std::cmp::Ordering::Equal),
+                (None | Some(Value::Null), _) | (_, Literal::Null) => None,
+                (Some(Value::String(s)), Literal::String(l)) => Some(s.to_ascii_lowercase().cmp(&l.to_ascii_lowercase())),
+                (Some(Value::String(s)), Literal::DateTime(t)) => {
+                    wire::time::parse_datetime(s).map(|d| d.cmp(t))
+                }
+                (Some(Value::Number(n)), Literal::Int(i)) => n.as_f64().and_then(|x| x.partial_cmp(&(*i as f64))),
+                (Some(Value::Number(n)), Literal::Float(x)) => n.as_f64().and_then(|y| y.partial_cmp(x)),
+                (Some(Value::Bool(b)), Literal::Bool(l)) => Some(b.cmp(l)),
+                _ => None,
+            };
+            match (ord, op) {
+                (Some(o), CmpOp::Eq) => o.is_eq(),
+                (Some(o), CmpOp::Ne) => o.is_ne(),
+                (None, CmpOp::Ne) => true,
+                (Some(o), CmpOp::Gt) => o.is_gt(),
+                (Some(o), CmpOp::Ge) => o.is_ge(),
+                (Some(o), CmpOp::Lt) => o.is_lt(),
+                (Some(o), CmpOp::Le) => o.is_le(),
+                (None, _) => false,
+            }
+        }
+    }
+}

@@ -35,6 +35,29 @@ pub enum Operation {
     GetTaskFile(String, String, String),
     TaskFileProperties(String, String, String),
     DeleteTaskFile(String, String, String),
+    ListPools,
+    CreatePool,
+    GetPool(String),
+    PoolExists(String),
+    PatchPool(String),
+    DeletePool(String),
+    UpdatePoolProperties(String),
+    ResizePool(String),
+    StopResizePool(String),
+    RemoveNodes(String),
+    PoolAutoscale(String),
+    NodeCounts,
+    SupportedImages,
+    ListNodes(String),
+    GetNode(String, String),
+    RebootNode(String, String),
+    ReimageNode(String, String),
+    DisableScheduling(String, String),
+    EnableScheduling(String, String),
+    ListNodeFiles(String, String),
+    GetNodeFile(String, String, String),
+    NodeFileProperties(String, String, String),
+    DeleteNodeFile(String, String, String),
     /// A Batch operation openbatch does not implement yet; the name is used in the error.
     NotImplemented(&'static str),
 }
@@ -68,6 +91,29 @@ impl Operation {
             GetTaskFile(..) => "GetTaskFile",
             TaskFileProperties(..) => "TaskFileProperties",
             DeleteTaskFile(..) => "DeleteTaskFile",
+            ListPools => "ListPools",
+            CreatePool => "CreatePool",
+            GetPool(_) => "GetPool",
+            PoolExists(_) => "PoolExists",
+            PatchPool(_) => "PatchPool",
+            DeletePool(_) => "DeletePool",
+            UpdatePoolProperties(_) => "UpdatePoolProperties",
+            ResizePool(_) => "ResizePool",
+            StopResizePool(_) => "StopResizePool",
+            RemoveNodes(_) => "RemoveNodes",
+            PoolAutoscale(_) => "PoolAutoscale",
+            NodeCounts => "NodeCounts",
+            SupportedImages => "SupportedImages",
+            ListNodes(_) => "ListNodes",
+            GetNode(..) => "GetNode",
+            RebootNode(..) => "RebootNode",
+            ReimageNode(..) => "ReimageNode",
+            DisableScheduling(..) => "DisableScheduling",
+            EnableScheduling(..) => "EnableScheduling",
+            ListNodeFiles(..) => "ListNodeFiles",
+            GetNodeFile(..) => "GetNodeFile",
+            NodeFileProperties(..) => "NodeFileProperties",
+            DeleteNodeFile(..) => "DeleteNodeFile",
             NotImplemented(n) => n,
         }
     }
@@ -167,6 +213,64 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
                 _ => return Err(verb_error()),
             }
         }
+        (["pools"], None) => match () {
+            _ if is(&Method::GET) => ListPools,
+            _ if is(&Method::POST) => CreatePool,
+            _ => return Err(verb_error()),
+        },
+        (["pools", p], None) => {
+            let p = p.to_string();
+            match () {
+                _ if is(&Method::GET) => GetPool(p),
+                _ if is(&Method::HEAD) => PoolExists(p),
+                _ if is(&Method::PATCH) => PatchPool(p),
+                _ if is(&Method::DELETE) => DeletePool(p),
+                _ => return Err(verb_error()),
+            }
+        }
+        (["pools", p, action], None)
+            if ["updateproperties", "resize", "stopresize", "removenodes", "enableautoscale", "disableautoscale", "evaluateautoscale"]
+                .contains(action) =>
+        {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            let p = p.to_string();
+            match *action {
+                "updateproperties" => UpdatePoolProperties(p),
+                "resize" => ResizePool(p),
+                "stopresize" => StopResizePool(p),
+                "removenodes" => RemoveNodes(p),
+                _ => PoolAutoscale(p),
+            }
+        }
+        (["nodecounts"], None) => get_only(m, NodeCounts)?,
+        (["supportedimages"], None) => get_only(m, SupportedImages)?,
+        (["pools", p, "nodes"], None) => get_only(m, ListNodes(p.to_string()))?,
+        (["pools", p, "nodes", n], None) => get_only(m, GetNode(p.to_string(), n.to_string()))?,
+        (["pools", p, "nodes", n, action], None) if ["reboot", "reimage", "disablescheduling", "enablescheduling"].contains(action) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            let (p, n) = (p.to_string(), n.to_string());
+            match *action {
+                "reboot" => RebootNode(p, n),
+                "reimage" => ReimageNode(p, n),
+                "disablescheduling" => DisableScheduling(p, n),
+                _ => EnableScheduling(p, n),
+            }
+        }
+        (["pools", p, "nodes", n, "files"], None) => get_only(m, ListNodeFiles(p.to_string(), n.to_string()))?,
+        (["pools", p, "nodes", n, "files"], Some(f)) => {
+            let f = f.replace('\\', "/");
+            let (p, n) = (p.to_string(), n.to_string());
+            match () {
+                _ if is(&Method::GET) => GetNodeFile(p, n, f),
+                _ if is(&Method::HEAD) => NodeFileProperties(p, n, f),
+                _ if is(&Method::DELETE) => DeleteNodeFile(p, n, f),
+                _ => return Err(verb_error()),
+            }
+        }
         (segs, _) => not_implemented(segs).ok_or_else(|| Error::new(ErrorCode::InvalidUri))?,
     };
     Ok(op)
@@ -185,11 +289,9 @@ fn get_only(m: &Method, op: Operation) -> Result<Operation, Error> {
 fn not_implemented(segs: &[&str]) -> Option<Operation> {
     let first = *segs.first()?;
     let name = match first {
-        "pools" => "pool and compute node operations",
+        "pools" => "this compute node operation (node users, remote login, service logs, extensions, start, deallocate)",
         "jobschedules" => "job schedule operations",
         "applications" => "application operations",
-        "supportedimages" => "ListSupportedImages",
-        "nodecounts" => "ListPoolNodeCounts",
         "poolusagemetrics" => "ListPoolUsageMetrics",
         "certificates" => "certificate operations",
         _ if first.starts_with("certificates(") => "certificate operations",
@@ -217,7 +319,14 @@ mod tests {
         assert_eq!(route(&Method::POST, "/jobs/j/tasks/t/terminate").unwrap(), Operation::TerminateTask("j".into(), "t".into()));
         assert_eq!(route(&Method::DELETE, "/jobs/j/terminate").unwrap_err().code, ErrorCode::UnsupportedHttpVerb);
         assert_eq!(route(&Method::GET, "/nothing/here").unwrap_err().code, ErrorCode::InvalidUri);
-        assert!(matches!(route(&Method::GET, "/pools").unwrap(), Operation::NotImplemented(_)));
+        assert_eq!(route(&Method::GET, "/pools").unwrap(), Operation::ListPools);
+        assert_eq!(route(&Method::HEAD, "/pools/p").unwrap(), Operation::PoolExists("p".into()));
+        assert_eq!(
+            route(&Method::GET, "/pools/p/nodes/n/files/startup%2Fstdout.txt").unwrap(),
+            Operation::GetNodeFile("p".into(), "n".into(), "startup/stdout.txt".into())
+        );
+        assert!(matches!(route(&Method::POST, "/pools/p/nodes/n/users").unwrap(), Operation::NotImplemented(_)));
+        assert!(matches!(route(&Method::GET, "/jobschedules").unwrap(), Operation::NotImplemented(_)));
         assert_eq!(route(&Method::GET, "/jobs/%FF").unwrap_err().code, ErrorCode::RequestUrlFailedToParse);
     }
 }

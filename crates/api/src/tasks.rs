@@ -88,6 +88,8 @@ fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Result<N
         depends_on: p.depends_on,
         application_package_references: p.application_package_references,
         authentication_token_settings: p.authentication_token_settings,
+        attempt: None,
+        node: None,
     })
 }
 
@@ -110,6 +112,7 @@ pub async fn add(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply, Error> {
     let (etag, lm) = (task.task.e_tag.clone(), task.task.last_modified);
     let mut results = app.store.add_tasks(job_id, vec![task], can_add).await?;
     results.pop().unwrap_or_else(|| Err(Error::internal("no result")))?;
+    app.cluster.wake.notify_one();
     let url = ctx.url(&task_path(&job.id, &id));
     let stored = store::Stored { doc: String::new(), etag, last_modified: lm };
     Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
@@ -154,6 +157,7 @@ pub async fn add_collection(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply,
                 outcome[i].1 = Err(e);
             }
         }
+        app.cluster.wake.notify_one();
     }
     let value: Vec<TaskAddResult> = outcome
         .into_iter()
@@ -230,7 +234,17 @@ pub async fn update(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result
 
 pub async fn delete(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
     let pre = ctx.preconditions()?;
-    app.store.delete_task(job_id, task_id, pre, |_, _| Ok(())).await?;
+    let running = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = running.clone();
+    app.store
+        .delete_task(job_id, task_id, pre, move |_, t| {
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = t.node.clone().zip(t.attempt);
+            Ok(())
+        })
+        .await?;
+    if let Some((node, attempt)) = running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        app.cluster.kill(&node, attempt);
+    }
     app.lifecycle.job_changed(job_id);
     Ok(Reply::status(200))
 }
@@ -255,19 +269,27 @@ pub fn complete_with_failure(task: &mut CloudTask, now: Timestamp, code: &str, m
 
 pub async fn terminate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
     let pre = ctx.preconditions()?;
+    let running = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = running.clone();
     let stored = app
         .store
-        .update_task(job_id, task_id, pre, |job, task, now| {
+        .update_task(job_id, task_id, pre, move |job, task, now| {
             if job.state == JobState::Deleting {
                 return Err(Error::new(ErrorCode::JobBeingDeleted));
             }
             if task.state == TaskState::Completed {
                 return Err(Error::new(ErrorCode::TaskCompleted));
             }
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = task.node.clone().zip(task.attempt);
             complete_with_failure(task, now, "TaskEnded", "Task Was Ended by User Request");
+            task.attempt = None;
+            task.node = None;
             Ok(())
         })
         .await?;
+    if let Some((node, attempt)) = running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        app.cluster.kill(&node, attempt);
+    }
     app.lifecycle.job_changed(job_id);
     Ok(Reply::status(204).changed(&stored, ctx.url(&task_path(job_id, task_id))))
 }
@@ -284,19 +306,12 @@ pub async fn reactivate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Re
             if task.execution_info.result == Some(ExecutionResult::Success) {
                 return Err(Error::new(ErrorCode::TaskSucceeded));
             }
-            task.previous_state = Some(task.state);
-            task.previous_state_transition_time = Some(task.state_transition_time);
-            task.state = TaskState::Active;
-            task.state_transition_time = now;
-            task.execution_info = TaskExecutionInformation {
-                requeue_count: task.execution_info.requeue_count,
-                last_requeue_time: task.execution_info.last_requeue_time,
-                ..Default::default()
-            };
-            task.node_info = None;
+            crate::execution::transition(task, TaskState::Active, now);
+            crate::execution::reset_execution(task);
             Ok(())
         })
         .await?;
+    app.cluster.wake.notify_one();
     Ok(Reply::status(204).changed(&stored, ctx.url(&task_path(job_id, task_id))))
 }
 
@@ -306,12 +321,4 @@ pub async fn subtasks(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Resu
     let _ = select;
     app.store.get_task(job_id, task_id).await?;
     Ok(Reply::json(200, serde_json::json!({ "value": [] }).to_string()))
-}
-
-/// Task files live on the node that ran the task. In this version tasks do
-/// not run yet, so no task has files.
-pub async fn files(app: &App, _ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
-    app.store.get_task(job_id, task_id).await?;
-    Err(Error::msg(ErrorCode::TaskFilesUnavailable, "The task has not run on a compute node, so it has no files.")
-        .with("TaskId", task_id))
 }

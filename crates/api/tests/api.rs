@@ -33,9 +33,12 @@ impl Harness {
                 keys: vec![KEY.to_vec()],
                 public_url: None,
                 transition_delay: std::time::Duration::from_millis(50),
+                agent_token: String::new(),
+                nodes_dir: dir.path().join("nodes"),
+                agent_program: None,
             },
         );
-        api::start_background(app.clone());
+        api::start_background(app.clone(), None);
         Harness { app, _dir: dir }
     }
 
@@ -217,7 +220,7 @@ async fn errors_auth_and_versions() {
     assert_error(&r, 400, "MissingRequiredQueryParameter");
     let r = h.call(Method::GET, &format!("/nowhere?{V}"), None).await;
     assert_error(&r, 400, "InvalidUri");
-    let r = h.call(Method::GET, &format!("/pools?{V}"), None).await;
+    let r = h.call(Method::GET, &format!("/jobschedules?{V}"), None).await;
     assert_error(&r, 501, "NotImplemented");
     let r = h.call(Method::GET, &format!("/jobs/nojob?{V}"), None).await;
     assert_error(&r, 404, "JobNotFound");

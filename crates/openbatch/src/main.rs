@@ -19,6 +19,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a compute node agent that joins a pool of an openbatch server.
+    Agent {
+        /// The server's URL, e.g. http://batch.example.com:8520
+        #[arg(long, env = "OPENBATCH_SERVER")]
+        server: String,
+        /// The pool to join.
+        #[arg(long, env = "OPENBATCH_POOL")]
+        pool: String,
+        /// The join token (the server's `<data-dir>/agent.token`).
+        #[arg(long, env = "OPENBATCH_AGENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The node root directory (AZ_BATCH_NODE_ROOT_DIR).
+        #[arg(long, env = "OPENBATCH_NODE_ROOT", default_value = "/var/lib/openbatch-node")]
+        root: PathBuf,
+        /// The address this node reports (AZ_BATCH_HOST_LIST and ipAddress).
+        #[arg(long, env = "OPENBATCH_NODE_IP", default_value = "127.0.0.1")]
+        ip: String,
+    },
     /// Run the Batch API server (embedded SQLite store).
     Serve {
         /// A TOML file with the same settings (kebab-case keys); flags and environment variables win over it.
@@ -39,6 +57,17 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Agent { server, pool, token, root, ip } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(r) => r,
+                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+            };
+            let cfg = agent::AgentConfig { server: server.trim_end_matches('/').to_string(), pool_id: pool, token, root, ip_address: ip };
+            match runtime.block_on(agent::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Serve { config, settings } => {
             let raw = match config {
                 Some(path) => match config::read_file(&path) {
@@ -70,6 +99,10 @@ fn serve(cfg: ServeConfig) -> ExitCode {
             Ok(s) => s,
             Err(e) => return fail(&e),
         };
+        let agent_token = match agent_token(&cfg.data_dir) {
+            Ok(t) => t,
+            Err(e) => return fail(&e),
+        };
         let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
             Ok(l) => l,
             Err(e) => return fail(&format!("cannot listen on {}: {e}", cfg.listen)),
@@ -82,6 +115,9 @@ fn serve(cfg: ServeConfig) -> ExitCode {
                 keys: cfg.keys.clone(),
                 public_url: cfg.public_url.clone(),
                 transition_delay: cfg.transition_delay,
+                agent_token,
+                nodes_dir: cfg.data_dir.join("nodes"),
+                agent_program: std::env::current_exe().ok(),
             },
         );
         let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
@@ -104,6 +140,35 @@ fn serve(cfg: ServeConfig) -> ExitCode {
             Err(e) => fail(&format!("server error: {e}")),
         }
     })
+}
+
+/// The token agents join with: created once, kept in the data directory
+/// (readable by the server's user only).
+fn agent_token(data_dir: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("agent.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read random bytes: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(token)
 }
 
 async fn shutdown_signal() {

@@ -49,6 +49,26 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job, state, result)
     ) WITHOUT ROWID;
     "#,
+    // 2: pools, the columns the scheduler selects runnable tasks by, and the
+    // node each task runs on.
+    r#"
+    CREATE TABLE pools (
+        key           TEXT PRIMARY KEY,
+        id            TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        creation_time TEXT NOT NULL,
+        etag          TEXT NOT NULL,
+        last_modified TEXT NOT NULL,
+        doc           TEXT NOT NULL
+    );
+    ALTER TABLE jobs ADD COLUMN pool TEXT;
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    UPDATE jobs SET pool = lower(json_extract(doc, '$.poolInfo.poolId')),
+                    priority = COALESCE(json_extract(doc, '$.priority'), 0);
+    CREATE INDEX jobs_by_pool ON jobs(pool, state, priority);
+    ALTER TABLE tasks ADD COLUMN node TEXT;
+    CREATE INDEX tasks_by_node ON tasks(node) WHERE node IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -65,3 +65,26 @@ impl FieldResolver for TaskFields {
         }
     }
 }
+
+/// Filterable pool properties.
+pub struct PoolFields;
+
+impl FieldResolver for PoolFields {
+    fn resolve(&self, path: &[String]) -> Option<Field> {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        use FieldType::*;
+        match p.as_slice() {
+            ["id"] => col("id", Text),
+            ["state"] => col("state", Enum),
+            ["creationTime"] => col("creation_time", DateTime),
+            ["lastModified"] => col("last_modified", DateTime),
+            ["eTag"] => col("etag", Text),
+            ["displayName"] | ["vmSize"] => json(Text),
+            ["allocationState"] => json(Enum),
+            ["stateTransitionTime"] | ["allocationStateTransitionTime"] => json(DateTime),
+            ["currentDedicatedNodes"] | ["currentLowPriorityNodes"] | ["targetDedicatedNodes"] | ["targetLowPriorityNodes"] | ["taskSlotsPerNode"] => json(Int),
+            ["enableAutoScale"] | ["enableInterNodeCommunication"] => json(Bool),
+            _ => None,
+        }
+    }
+}

@@ -33,16 +33,20 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<CloudJob>, Error> {
 /// Writes back a changed job inside a transaction.
 pub fn save(conn: &Connection, job: &CloudJob) -> Result<Stored, Error> {
     let doc = to_doc(job)?;
-    conn.prepare_cached("UPDATE jobs SET state = ?2, etag = ?3, last_modified = ?4, doc = ?5 WHERE key = ?1")
-        .and_then(|mut s| {
-            s.execute(params![
-                key_of(&job.id),
-                job.state.as_str(),
-                job.e_tag,
-                job.last_modified.to_string(),
-                doc
-            ])
-        })
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, etag = ?3, last_modified = ?4, doc = ?5, pool = ?6, priority = ?7 WHERE key = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            key_of(&job.id),
+            job.state.as_str(),
+            job.e_tag,
+            job.last_modified.to_string(),
+            doc,
+            job.pool_info.pool_id.as_deref().map(key_of),
+            job.priority
+        ])
+    })
         .map_err(sql)?;
     Ok(Stored { doc, etag: job.e_tag.clone(), last_modified: job.last_modified })
 }
@@ -75,7 +79,8 @@ impl Store {
                 });
             }
             conn.prepare_cached(
-                "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc, pool, priority)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -85,7 +90,9 @@ impl Store {
                     job.creation_time.to_string(),
                     job.e_tag,
                     job.last_modified.to_string(),
-                    doc
+                    doc,
+                    job.pool_info.pool_id.as_deref().map(key_of),
+                    job.priority
                 ])
             })
             .map_err(sql)?;

@@ -15,6 +15,7 @@ pub mod db;
 pub mod fields;
 pub mod filter_sql;
 pub mod jobs;
+pub mod pools;
 pub mod tasks;
 pub mod writer;
 

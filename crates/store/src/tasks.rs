@@ -74,7 +74,7 @@ pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask)
     let (old, new) = (count_key(before), count_key(after));
     let job_key = key_of(job);
     conn.prepare_cached(
-        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9
+        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9, node = ?10
          WHERE job = ?1 AND key = ?2",
     )
     .and_then(|mut s| {
@@ -87,7 +87,8 @@ pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask)
             new.retries,
             after.e_tag,
             after.last_modified.to_string(),
-            doc
+            doc,
+            after.node
         ])
     })
     .map_err(sql)?;
@@ -269,6 +270,76 @@ impl Store {
                 return Err(job_not_found(&job_id));
             }
             counts(conn, &job_id)
+        })
+        .await
+    }
+}
+
+/// What the scheduler needs to pick tasks.
+impl Store {
+    /// Active jobs on a pool, highest priority first, then oldest.
+    pub async fn schedulable_jobs(&self, pool_id: &str) -> Result<Vec<CloudJob>, Error> {
+        let pool = key_of(pool_id);
+        self.read(move |conn| {
+            let mut s = conn
+                .prepare_cached("SELECT doc FROM jobs WHERE pool = ?1 AND state = 'active' ORDER BY priority DESC, creation_time")
+                .map_err(sql)?;
+            let rows = s.query_map([&pool], |r| r.get::<_, String>(0)).map_err(sql)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(serde_json::from_str(&r.map_err(sql)?).map_err(Error::internal)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Up to `limit` of a job's active tasks, in id order, skipping those that
+    /// wait for dependencies.
+    pub async fn ready_tasks(&self, job_id: &str, limit: usize) -> Result<Vec<CloudTask>, Error> {
+        let job = key_of(job_id);
+        self.read(move |conn| {
+            let mut s = conn
+                .prepare_cached(
+                    "SELECT doc FROM tasks WHERE job = ?1 AND state = 'active'
+                     AND json_extract(doc, '$.dependsOn') IS NULL ORDER BY key LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows = s.query_map(params![job, limit as i64], |r| r.get::<_, String>(0)).map_err(sql)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(serde_json::from_str(&r.map_err(sql)?).map_err(Error::internal)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Tasks assigned to a node: (job id, task id, attempt).
+    pub async fn tasks_on_node(&self, node_id: &str) -> Result<Vec<(String, String, u64)>, Error> {
+        let node = node_id.to_string();
+        self.read(move |conn| {
+            let mut s = conn
+                .prepare_cached("SELECT j.id, t.doc FROM tasks t JOIN jobs j ON j.key = t.job WHERE t.node = ?1")
+                .map_err(sql)?;
+            let rows = s.query_map([&node], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (job, doc) = r.map_err(sql)?;
+                let t: CloudTask = serde_json::from_str(&doc).map_err(Error::internal)?;
+                out.push((job, t.id, t.attempt.unwrap_or(0)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The highest attempt id handed out so far.
+    pub async fn max_attempt(&self) -> Result<u64, Error> {
+        self.read(|conn| {
+            conn.query_row("SELECT COALESCE(MAX(json_extract(doc, '$._attempt')), 0) FROM tasks", [], |r| r.get::<_, i64>(0))
+                .map(|v| v.max(0) as u64)
+                .map_err(sql)
         })
         .await
     }

@@ -68,6 +68,8 @@ fn task(store: &Store, id: &str) -> NewTask {
         depends_on: None,
         application_package_references: None,
         authentication_token_settings: None,
+        attempt: None,
+        node: None,
     })
     .unwrap()
 }

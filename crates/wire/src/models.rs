@@ -431,6 +431,13 @@ pub struct CloudTask {
     pub application_package_references: Option<Vec<ApplicationPackageReference>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication_token_settings: Option<AuthenticationTokenSettings>,
+    /// openbatch's own bookkeeping, never sent to clients: the current
+    /// attempt's id (reports from any other attempt are discarded) and the
+    /// node it runs on.
+    #[serde(default, rename = "_attempt", skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u64>,
+    #[serde(default, rename = "_node", skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `PUT /jobs/{jobId}/tasks/{taskId}` body: only the constraints are writable.

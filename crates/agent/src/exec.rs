@@ -1,0 +1,282 @@
+//! Running one task attempt: directories, command-line splitting (no shell),
+//! environment, identity, stdout/stderr files, the wall-clock limit, and the
+//! operating system's own accounting of what the process used.
+
+use proto::{TaskLaunch, TaskOutcome};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The unprivileged account tasks run as when the agent runs as root and the
+/// task does not ask for elevation.
+pub const TASK_USER: &str = "_azbatch";
+
+/// The PATH tasks start with.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A started attempt: its process group, for signals.
+#[derive(Debug, Clone, Copy)]
+pub struct Running {
+    pub pid: i32,
+    pub started_ms: i64,
+}
+
+/// User and group ids of an account, if it exists.
+pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
+}
+
+/// Creates the unprivileged task account if missing (root only).
+pub fn ensure_task_user() -> Option<(u32, u32)> {
+    if let Some(ids) = lookup_user(TASK_USER) {
+        return Some(ids);
+    }
+    let status = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TASK_USER])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        tracing::warn!("could not create the task user {TASK_USER}; tasks will run as the agent's user");
+    }
+    lookup_user(TASK_USER)
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                chown_tree(&p, uid, gid);
+            } else {
+                let _ = std::os::unix::fs::lchown(&p, Some(uid), Some(gid));
+            }
+        }
+    }
+}
+
+/// Prepares the attempt's directory and starts its process in its own
+/// process group. Errors are task failures (`CommandProgramNotFound`, ...).
+pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<Running, (String, String)> {
+    let task_dir = root.join(&l.task_dir);
+    let wd = task_dir.join("wd");
+    std::fs::create_dir_all(&wd).map_err(|e| ("ResourceDirectoryCreateFailed".to_string(), format!("{}: {e}", wd.display())))?;
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(task_dir.join(name))
+            .map_err(|e| ("ResourceFileCreateFailed".to_string(), format!("{name}: {e}")))
+    };
+    let (stdout, stderr) = (open("stdout.txt")?, open("stderr.txt")?);
+    let argv = shell_words::split(&l.command_line)
+        .map_err(|e| ("CommandLaunchFailed".to_string(), format!("the command line cannot be parsed: {e}")))?;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(("CommandLaunchFailed".into(), "the command line is empty".into()));
+    };
+    if let Some((uid, gid)) = run_as {
+        chown_tree(&task_dir, uid, gid);
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&wd)
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .env("HOME", &wd)
+        .envs(&l.env)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    let started_ms = now_ms();
+    match cmd.spawn() {
+        Ok(child) => {
+            let pid = child.id() as i32;
+            // The child is reaped by `wait`, with its resource usage.
+            std::mem::forget(child);
+            Ok(Running { pid, started_ms })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err((
+            "CommandProgramNotFound".into(),
+            format!("The specified command program is not found: {program}"),
+        )),
+        Err(e) => Err(("CommandLaunchFailed".into(), format!("{program}: {e}"))),
+    }
+}
+
+/// Blocks until the process exits; returns its outcome with rusage.
+pub fn wait(attempt: u64, r: Running) -> TaskOutcome {
+    let mut status: libc::c_int = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = loop {
+        // SAFETY: wait4 on our own child pid with valid out-pointers.
+        let rc = unsafe { libc::wait4(r.pid, &mut status, 0, &mut usage) };
+        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break rc;
+    };
+    let end = now_ms();
+    let (exit_code, failure) = if rc == -1 {
+        (None, Some(("Unknown".to_string(), "lost track of the task process".to_string())))
+    } else if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else if libc::WIFSIGNALED(status) {
+        // As a shell reports it: 128 + signal.
+        (Some(128 + libc::WTERMSIG(status)), None)
+    } else {
+        (None, Some(("Unknown".to_string(), "the task process ended abnormally".to_string())))
+    };
+    let tv_us = |t: libc::timeval| (t.tv_sec as u64) * 1_000_000 + t.tv_usec as u64;
+    TaskOutcome {
+        attempt,
+        exit_code,
+        failure_code: failure.as_ref().map(|f| f.0.clone()),
+        failure_message: failure.map(|f| f.1),
+        start_time_ms: r.started_ms,
+        end_time_ms: end,
+        user_cpu_us: tv_us(usage.ru_utime),
+        kernel_cpu_us: tv_us(usage.ru_stime),
+        read_bytes: usage.ru_inblock.max(0) as u64 * 512,
+        write_bytes: usage.ru_oublock.max(0) as u64 * 512,
+        read_ops: usage.ru_inblock.max(0) as u64,
+        write_ops: usage.ru_oublock.max(0) as u64,
+    }
+}
+
+/// SIGTERM to the attempt's process group, then SIGKILL after `grace`.
+pub async fn stop(pid: i32, grace: Duration) {
+    // SAFETY: signalling a process group we created.
+    unsafe { libc::kill(-pid, libc::SIGTERM) };
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        // Signal 0 probes whether any member of the group is left.
+        if unsafe { libc::kill(-pid, 0) } != 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+}
+
+/// An outcome for an attempt that never started.
+pub fn not_started(attempt: u64, code: String, message: String) -> TaskOutcome {
+    let t = now_ms();
+    TaskOutcome {
+        attempt,
+        exit_code: None,
+        failure_code: Some(code),
+        failure_message: Some(message),
+        start_time_ms: t,
+        end_time_ms: t,
+        user_cpu_us: 0,
+        kernel_cpu_us: 0,
+        read_bytes: 0,
+        write_bytes: 0,
+        read_ops: 0,
+        write_ops: 0,
+    }
+}
+
+/// Resolves `rel` under `root`, refusing `..`, absolute paths, and symlinks
+/// that lead outside the root.
+pub fn confine(root: &Path, rel: &str) -> Result<PathBuf, &'static str> {
+    let rel = rel.trim_start_matches('/');
+    let mut p = root.to_path_buf();
+    for seg in rel.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        if seg == ".." {
+            return Err("OutsideRoot");
+        }
+        p.push(seg);
+    }
+    let canon_root = root.canonicalize().map_err(|_| "NotFound")?;
+    let canon = p.canonicalize().map_err(|_| "NotFound")?;
+    if !canon.starts_with(&canon_root) {
+        return Err("OutsideRoot");
+    }
+    Ok(canon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn launch(cmd: &str) -> TaskLaunch {
+        let mut env = BTreeMap::new();
+        env.insert("AZ_BATCH_TASK_ID".into(), "t1".into());
+        TaskLaunch {
+            attempt: 1,
+            job_id: "j".into(),
+            task_id: "t1".into(),
+            task_dir: "workitems/j/job-1/t1".into(),
+            command_line: cmd.into(),
+            env,
+            max_wall_clock_ms: None,
+            elevated: true,
+            user_name: None,
+            is_start_task: false,
+        }
+    }
+
+    #[test]
+    fn runs_without_a_shell_and_captures_output() {
+        let root = tempfile::tempdir().unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None).unwrap();
+        let o = wait(1, r);
+        assert_eq!(o.exit_code, Some(3));
+        let dir = root.path().join("workitems/j/job-1/t1");
+        let out = std::fs::read_to_string(dir.join("stdout.txt")).unwrap();
+        assert!(out.starts_with("t1\n"), "{out}");
+        assert!(out.trim_end().ends_with("/wd"), "{out}");
+        assert_eq!(std::fs::read_to_string(dir.join("stderr.txt")).unwrap(), "err\n");
+        // Words are not expanded by a shell.
+        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None).unwrap());
+        assert_eq!(o.exit_code, Some(0));
+        let out = std::fs::read_to_string(dir.join("stdout.txt")).unwrap();
+        assert!(out.ends_with("$HOME a*b\n"), "{out}");
+    }
+
+    #[test]
+    fn missing_program() {
+        let root = tempfile::tempdir().unwrap();
+        let e = start(root.path(), &launch("/no/such/program x"), None).unwrap_err();
+        assert_eq!(e.0, "CommandProgramNotFound");
+    }
+
+    #[tokio::test]
+    async fn stop_kills_the_process_group() {
+        let root = tempfile::tempdir().unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None).unwrap();
+        let t = std::time::Instant::now();
+        stop(r.pid, Duration::from_millis(200)).await;
+        let o = tokio::task::spawn_blocking(move || wait(1, r)).await.unwrap();
+        assert_eq!(o.exit_code, Some(128 + libc::SIGTERM));
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn confinement() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("a")).unwrap();
+        std::fs::write(root.path().join("a/f.txt"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("a/escape")).unwrap();
+        assert!(confine(root.path(), "a/f.txt").is_ok());
+        assert_eq!(confine(root.path(), "a/../../etc/passwd"), Err("OutsideRoot"));
+        assert_eq!(confine(root.path(), "a/escape/passwd"), Err("OutsideRoot"));
+        assert_eq!(confine(root.path(), "a/missing"), Err("NotFound"));
+    }
+}

@@ -1,0 +1,349 @@
+//! The openbatch node agent.
+//!
+//! It dials the server (WebSocket, see [`proto`]), introduces itself, and
+//! then runs the attempts the server assigns, reports how each ended, and
+//! answers file requests for its node root. If the connection drops it
+//! reconnects with backoff; attempts keep running meanwhile, and on
+//! reconnect the server kills the ones it no longer assigns to this node.
+//! The agent never touches the server's database.
+
+pub mod exec;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use proto::{FileEntry, FileOp, FileReply, FileRequest, Hello, TaskLaunch, ToAgent, ToServer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Agent settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `http://host:port` of the server.
+    pub server: String,
+    pub pool_id: String,
+    /// The join token the server issued.
+    pub token: String,
+    /// The node root directory (`AZ_BATCH_NODE_ROOT_DIR`).
+    pub root: PathBuf,
+    /// The address other nodes and clients see for this node.
+    pub ip_address: String,
+}
+
+struct State {
+    cfg: AgentConfig,
+    /// Running attempts: attempt id → process group id.
+    running: Mutex<HashMap<u64, i32>>,
+    /// Outcomes not yet delivered (the connection was down when they ended).
+    undelivered: Mutex<Vec<proto::TaskOutcome>>,
+    run_as: Option<(u32, u32)>,
+    is_root: bool,
+}
+
+fn node_id_file(root: &Path) -> PathBuf {
+    root.join("volatile").join("node-id")
+}
+
+/// Runs the agent until the server tells it to shut down.
+pub async fn run(cfg: AgentConfig) -> Result<(), String> {
+    for d in ["shared", "startup", "workitems", "applications", "fsmounts", "volatile"] {
+        std::fs::create_dir_all(cfg.root.join(d)).map_err(|e| format!("cannot create {}: {e}", cfg.root.join(d).display()))?;
+    }
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let run_as = if is_root { exec::ensure_task_user() } else { None };
+    if let Some((uid, gid)) = run_as {
+        let _ = std::os::unix::fs::chown(cfg.root.join("shared"), Some(uid), Some(gid));
+    }
+    let state = Arc::new(State { cfg, running: Mutex::new(HashMap::new()), undelivered: Mutex::new(Vec::new()), run_as, is_root });
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(state.clone()).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, "connection to the server failed; retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// One connection. Ok(true) when told to shut down.
+async fn session(state: Arc<State>) -> Result<bool, String> {
+    let url = format!("{}{}", state.cfg.server.replacen("http", "ws", 1), proto::CONNECT_PATH);
+    let mut req = url.as_str().into_client_request().map_err(|e| e.to_string())?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", state.cfg.token).parse().map_err(|_| "the token is not a valid header value".to_string())?,
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.map_err(|e| e.to_string())?;
+    let (mut sink, mut stream) = ws.split();
+    let node_id = std::fs::read_to_string(node_id_file(&state.cfg.root)).ok().map(|s| s.trim().to_string());
+    let hello = Hello {
+        version: proto::VERSION,
+        pool_id: state.cfg.pool_id.clone(),
+        node_id,
+        hostname: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+        ip_address: state.cfg.ip_address.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        running: state.running.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect(),
+        root_dir: state.cfg.root.display().to_string(),
+        is_root: state.is_root,
+    };
+    let text = serde_json::to_string(&ToServer::Hello(hello)).map_err(|e| e.to_string())?;
+    sink.send(Message::Text(text.into())).await.map_err(|e| e.to_string())?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<ToServer>();
+    for o in state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        let _ = tx.send(ToServer::Finished(Box::new(o)));
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            let Ok(text) = serde_json::to_string(&m) else { continue };
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
+    let result = loop {
+        let msg = match stream.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => break Err(e.to_string()),
+            None => break Err("the server closed the connection".into()),
+        };
+        let text = match msg {
+            Message::Text(t) => t.to_string(),
+            Message::Close(_) => break Err("the server closed the connection".into()),
+            _ => continue,
+        };
+        let msg: ToAgent = match serde_json::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an unreadable message");
+                continue;
+            }
+        };
+        match msg {
+            ToAgent::Welcome { node_id, heartbeat_ms, .. } => {
+                let _ = std::fs::write(node_id_file(&state.cfg.root), &node_id);
+                tracing::info!(node = %node_id, "joined the pool");
+                let tx = tx.clone();
+                heartbeat = Some(tokio::spawn(async move {
+                    let mut t = tokio::time::interval(Duration::from_millis(heartbeat_ms.max(100)));
+                    loop {
+                        t.tick().await;
+                        if tx.send(ToServer::Heartbeat).is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+            ToAgent::Start(launch) => start_attempt(state.clone(), *launch, tx.clone()),
+            ToAgent::Kill { attempt, grace_ms } => {
+                let pid = state.running.lock().unwrap_or_else(|p| p.into_inner()).get(&attempt).copied();
+                if let Some(pid) = pid {
+                    tokio::spawn(exec::stop(pid, Duration::from_millis(grace_ms)));
+                }
+            }
+            ToAgent::File(req) => {
+                let root = state.cfg.root.clone();
+                let tx = tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.send(ToServer::FileReply(file_op(&root, req)));
+                });
+            }
+            ToAgent::Reset { wipe } => {
+                let pids: Vec<i32> = state.running.lock().unwrap_or_else(|p| p.into_inner()).values().copied().collect();
+                for pid in pids {
+                    exec::stop(pid, Duration::from_millis(500)).await;
+                }
+                if wipe {
+                    let _ = std::fs::remove_dir_all(state.cfg.root.join("workitems"));
+                    let _ = std::fs::create_dir_all(state.cfg.root.join("workitems"));
+                }
+            }
+            ToAgent::Shutdown => {
+                let pids: Vec<i32> = state.running.lock().unwrap_or_else(|p| p.into_inner()).values().copied().collect();
+                for pid in pids {
+                    exec::stop(pid, Duration::from_millis(500)).await;
+                }
+                break Ok(true);
+            }
+        }
+    };
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSender<ToServer>) {
+    let attempt = launch.attempt;
+    if state.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&attempt) {
+        return; // already running (a repeated assignment after reconnect)
+    }
+    let run_as = if launch.elevated { None } else { state.run_as };
+    match exec::start(&state.cfg.root, &launch, run_as) {
+        Err((code, message)) => {
+            let _ = tx.send(ToServer::Finished(Box::new(exec::not_started(attempt, code, message))));
+        }
+        Ok(r) => {
+            state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt, r.pid);
+            let _ = tx.send(ToServer::Started { attempt });
+            let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let limit = launch.max_wall_clock_ms.map(|ms| {
+                let timed_out = timed_out.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                    exec::stop(r.pid, Duration::from_secs(5)).await;
+                })
+            });
+            tokio::spawn(async move {
+                let mut outcome = match tokio::task::spawn_blocking(move || exec::wait(attempt, r)).await {
+                    Ok(o) => o,
+                    Err(_) => exec::not_started(attempt, "Unknown".into(), "the wait for the task failed".into()),
+                };
+                if let Some(l) = limit {
+                    l.abort();
+                }
+                if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+                    outcome.failure_code = Some("MaxWallClockTimeExpiry".into());
+                    outcome.failure_message = Some("The task exceeded its maximum wall clock time and was terminated.".into());
+                }
+                state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
+                if let Err(e) = tx.send(ToServer::Finished(Box::new(outcome))) {
+                    if let ToServer::Finished(o) = e.0 {
+                        state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).push(*o);
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn entry(root: &Path, p: &Path) -> Option<FileEntry> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).ok()?;
+    let rel = p.strip_prefix(root).ok()?.to_string_lossy().to_string();
+    Some(FileEntry {
+        path: rel,
+        is_dir: m.is_dir(),
+        size: if m.is_dir() { 0 } else { m.len() },
+        modified_ms: m.mtime() * 1000 + m.mtime_nsec() / 1_000_000,
+        created_ms: m.ctime() * 1000 + m.ctime_nsec() / 1_000_000,
+        mode: m.mode(),
+    })
+}
+
+fn walk(root: &Path, dir: &Path, recursive: bool, out: &mut Vec<FileEntry>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut items: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    items.sort();
+    for p in items {
+        if let Some(e) = entry(root, &p) {
+            let is_dir = e.is_dir;
+            out.push(e);
+            if recursive && is_dir && !p.is_symlink() {
+                walk(root, &p, true, out);
+            }
+        }
+    }
+}
+
+/// Serves one file request, confined to the node root.
+pub fn file_op(root: &Path, req: FileRequest) -> FileReply {
+    let mut reply = FileReply { id: req.id, error: None, entries: Vec::new(), data: None, size: None };
+    let base = match exec::confine(root, &req.base) {
+        Ok(b) => b,
+        Err(e) => {
+            reply.error = Some(e.into());
+            return reply;
+        }
+    };
+    let root = base.as_path();
+    let canon_root = match root.canonicalize() {
+        Ok(r) => r,
+        Err(_) => {
+            reply.error = Some("NotFound".into());
+            return reply;
+        }
+    };
+    let path = match exec::confine(&canon_root, &req.path) {
+        Ok(p) => p,
+        Err(e) => {
+            reply.error = Some(e.into());
+            return reply;
+        }
+    };
+    match req.op {
+        FileOp::Stat => match entry(&canon_root, &path) {
+            Some(e) => {
+                reply.size = Some(e.size);
+                reply.entries.push(e);
+            }
+            None => reply.error = Some("NotFound".into()),
+        },
+        FileOp::List { recursive } => {
+            if path.is_dir() {
+                walk(&canon_root, &path, recursive, &mut reply.entries);
+            } else {
+                reply.error = Some("NotFound".into());
+            }
+        }
+        FileOp::Read { start, end } => {
+            use std::io::{Read, Seek, SeekFrom};
+            if path.is_dir() {
+                reply.error = Some("IsDirectory".into());
+                return reply;
+            }
+            let r = (|| -> std::io::Result<Result<(Vec<u8>, u64), &'static str>> {
+                let mut f = std::fs::File::open(&path)?;
+                let size = f.metadata()?.len();
+                let end = end.unwrap_or(size).min(size);
+                if start > end || (start >= size && size > 0) {
+                    return Ok(Err("InvalidRange"));
+                }
+                f.seek(SeekFrom::Start(start))?;
+                let mut buf = vec![0u8; (end - start) as usize];
+                f.read_exact(&mut buf)?;
+                Ok(Ok((buf, size)))
+            })();
+            match r {
+                Ok(Ok((buf, size))) => {
+                    reply.data = Some(STANDARD.encode(buf));
+                    reply.size = Some(size);
+                    if let Some(e) = entry(&canon_root, &path) {
+                        reply.entries.push(e);
+                    }
+                }
+                Ok(Err(e)) => reply.error = Some(e.into()),
+                Err(_) => reply.error = Some("Io".into()),
+            }
+        }
+        FileOp::Delete { recursive } => {
+            let r = if path.is_dir() {
+                if recursive {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_dir(&path)
+                }
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if r.is_err() {
+                reply.error = Some(if path.is_dir() { "DirectoryNotEmpty" } else { "Io" }.into());
+            }
+        }
+    }
+    reply
+}

@@ -1,0 +1,866 @@
+//! Compute nodes at run time: the registry of nodes and their agents'
+//! connections, the scheduler that assigns active tasks to free slots, the
+//! handling of agent reports, and the local node provider that starts
+//! `openbatch agent` processes for pools on this machine.
+//!
+//! The database stays the source of truth for tasks; the registry holds
+//! what only exists while nodes are connected (slots in use, channels).
+
+use crate::execution;
+use crate::http::encode_segment;
+use proto::{FileOp, FileReply, FileRequest, Hello, TaskLaunch, TaskOutcome, ToAgent, ToServer};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::Store;
+use tokio::sync::{mpsc, oneshot, Notify};
+use wire::enums::{JobState, TaskState};
+use wire::models::{CloudJob, CloudTask, ComputeNodeInformation};
+use wire::time::Timestamp;
+use wire::{Error, ErrorCode};
+
+/// How often agents send heartbeats.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A node silent this long is `unknown`, and its tasks are requeued.
+pub const NODE_LOST_AFTER: Duration = Duration::from_secs(10);
+
+/// A running (or starting) attempt on a node.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub job_id: String,
+    pub task_id: String,
+    pub slots: u32,
+}
+
+/// A compute node as the server knows it.
+pub struct Node {
+    pub id: String,
+    pub pool_id: String,
+    /// Wire state: idle, running, offline, unknown, leavingpool, rebooting, ...
+    pub state: &'static str,
+    pub scheduling_enabled: bool,
+    pub slots: u32,
+    pub running: HashMap<u64, Slot>,
+    pub tx: Option<mpsc::UnboundedSender<ToAgent>>,
+    pub ip: String,
+    pub root_dir: String,
+    pub agent_version: String,
+    pub state_transition_time: Timestamp,
+    pub allocation_time: Timestamp,
+    pub last_boot_time: Timestamp,
+    pub last_seen: Instant,
+    pub total_run: u64,
+    pub total_succeeded: u64,
+    pub recent: VecDeque<Value>,
+    pub is_dedicated: bool,
+}
+
+impl Node {
+    fn used(&self) -> u32 {
+        self.running.values().map(|s| s.slots).sum()
+    }
+    fn free(&self) -> u32 {
+        self.slots.saturating_sub(self.used())
+    }
+    fn schedulable(&self) -> bool {
+        self.tx.is_some() && self.scheduling_enabled && matches!(self.state, "idle" | "running")
+    }
+    fn set_state(&mut self, s: &'static str) {
+        if self.state != s {
+            self.state = s;
+            self.state_transition_time = Timestamp::now();
+        }
+    }
+    fn refresh_busy_state(&mut self) {
+        if matches!(self.state, "idle" | "running") {
+            self.set_state(if self.running.is_empty() { "idle" } else { "running" });
+        }
+    }
+
+    /// The node as the Batch API shows it (`ComputeNode` / `BatchNode`).
+    pub fn to_wire(&self, base_url: &str, vm_size: &str) -> Map<String, Value> {
+        let url = format!("{base_url}/pools/{}/nodes/{}", encode_segment(&self.pool_id), encode_segment(&self.id));
+        let v = json!({
+            "id": self.id,
+            "url": url,
+            "state": self.state,
+            "schedulingState": if self.scheduling_enabled { "enabled" } else { "disabled" },
+            "stateTransitionTime": self.state_transition_time,
+            "lastBootTime": self.last_boot_time,
+            "allocationTime": self.allocation_time,
+            "ipAddress": self.ip,
+            "affinityId": format!("TVM:{}", self.id),
+            "vmSize": vm_size,
+            "totalTasksRun": self.total_run,
+            "runningTasksCount": self.running.len(),
+            "runningTaskSlotsCount": self.used(),
+            "totalTasksSucceeded": self.total_succeeded,
+            "recentTasks": self.recent.iter().cloned().collect::<Vec<_>>(),
+            "isDedicated": self.is_dedicated,
+            "endpointConfiguration": {"inboundEndpoints": []},
+            "nodeAgentInfo": {"version": self.agent_version, "lastUpdateTime": self.allocation_time},
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// Settings of the node runtime.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The token agents present to join (`Authorization: Bearer`).
+    pub agent_token: String,
+    /// Where local nodes keep their roots (`<data-dir>/nodes`).
+    pub nodes_dir: PathBuf,
+    /// The server URL local agents dial; set once the listener is bound.
+    pub server_url: Arc<Mutex<Option<String>>>,
+    /// The program started for local nodes (this binary).
+    pub agent_program: Option<PathBuf>,
+    pub account: String,
+}
+
+pub struct Cluster {
+    pub config: ClusterConfig,
+    store: Store,
+    lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    nodes: Mutex<BTreeMap<String, Node>>,
+    /// Local agent processes by node id.
+    children: Mutex<HashMap<String, tokio::process::Child>>,
+    next_attempt: AtomicU64,
+    next_file: AtomicU64,
+    file_waiters: Mutex<HashMap<u64, oneshot::Sender<FileReply>>>,
+    pub wake: Notify,
+    pub reconcile: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn new_node_id() -> String {
+    format!("tvmps_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
+}
+
+impl Cluster {
+    pub fn new(store: Store, config: ClusterConfig, lifecycle: Arc<crate::lifecycle::Lifecycle>) -> Cluster {
+        Cluster {
+            config,
+            store,
+            lifecycle,
+            nodes: Mutex::new(BTreeMap::new()),
+            children: Mutex::new(HashMap::new()),
+            next_attempt: AtomicU64::new(1),
+            next_file: AtomicU64::new(1),
+            file_waiters: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            reconcile: Notify::new(),
+        }
+    }
+
+    /// Nodes of a pool, as the API shows them.
+    pub fn pool_nodes(&self, pool_id: &str, base_url: &str, vm_size: &str) -> Vec<Map<String, Value>> {
+        lock(&self.nodes)
+            .values()
+            .filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
+            .map(|n| n.to_wire(base_url, vm_size))
+            .collect()
+    }
+
+    pub fn node(&self, pool_id: &str, node_id: &str, base_url: &str, vm_size: &str) -> Option<Map<String, Value>> {
+        lock(&self.nodes)
+            .get(node_id)
+            .filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
+            .map(|n| n.to_wire(base_url, vm_size))
+    }
+
+    /// Counts of a pool's nodes by state, and how many are connected.
+    pub fn node_states(&self, pool_id: &str) -> Vec<&'static str> {
+        lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
+    }
+
+    fn send(&self, node_id: &str, msg: ToAgent) -> bool {
+        lock(&self.nodes).get(node_id).and_then(|n| n.tx.as_ref()).map(|tx| tx.send(msg).is_ok()).unwrap_or(false)
+    }
+
+    /// Asks a node's agent to kill an attempt; the slot frees when the agent reports.
+    pub fn kill(&self, node_id: &str, attempt: u64) {
+        self.send(node_id, ToAgent::Kill { attempt, grace_ms: 3_000 });
+    }
+
+    /// Sets a node's scheduling state; errors when it is already there.
+    pub fn set_scheduling(&self, pool_id: &str, node_id: &str, enabled: bool) -> Result<Vec<(u64, Slot)>, Error> {
+        let mut nodes = lock(&self.nodes);
+        let n = nodes
+            .get_mut(node_id)
+            .filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
+            .ok_or_else(|| Error::new(ErrorCode::NodeNotFound))?;
+        n.scheduling_enabled = enabled;
+        let running = n.running.iter().map(|(a, s)| (*a, s.clone())).collect();
+        drop(nodes);
+        self.wake.notify_one();
+        Ok(running)
+    }
+
+    /// The attempts running on a node.
+    pub fn running_on(&self, node_id: &str) -> Vec<(u64, Slot)> {
+        lock(&self.nodes).get(node_id).map(|n| n.running.iter().map(|(a, s)| (*a, s.clone())).collect()).unwrap_or_default()
+    }
+
+    pub fn node_exists(&self, pool_id: &str, node_id: &str) -> bool {
+        lock(&self.nodes).get(node_id).is_some_and(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
+    }
+
+    pub fn set_node_state(&self, node_id: &str, state: &'static str) {
+        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+            n.set_state(state);
+        }
+    }
+
+    /// Reboot or reimage: the agent stops every attempt (and wipes task data
+    /// for a reimage); the node is back to `idle` shortly after.
+    pub fn reset_node(self: &Arc<Self>, node_id: &str, wipe: bool) {
+        self.send(node_id, ToAgent::Reset { wipe });
+        let c = self.clone();
+        let id = node_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Some(n) = lock(&c.nodes).get_mut(&id) {
+                if matches!(n.state, "rebooting" | "reimaging") {
+                    n.last_boot_time = Timestamp::now();
+                    n.set_state("idle");
+                    n.refresh_busy_state();
+                }
+            }
+            c.wake.notify_one();
+        });
+    }
+
+    /// The node root directory of a node.
+    pub fn node_root(&self, pool_id: &str, node_id: &str) -> Option<String> {
+        lock(&self.nodes).get(node_id).filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.root_dir.clone())
+    }
+
+    /// Sends a file request to the node and waits for the reply.
+    pub async fn file(&self, node_id: &str, base: String, path: String, op: FileOp) -> Result<FileReply, Error> {
+        let id = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.file_waiters).insert(id, tx);
+        if !self.send(node_id, ToAgent::File(FileRequest { id, base, path, op })) {
+            lock(&self.file_waiters).remove(&id);
+            return Err(Error::msg(ErrorCode::TaskFilesUnavailable, "The compute node that holds these files is not reachable."));
+        }
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(r)) => Ok(r),
+            _ => {
+                lock(&self.file_waiters).remove(&id);
+                Err(Error::new(ErrorCode::OperationTimedOut))
+            }
+        }
+    }
+
+    // ---- agent connections ------------------------------------------------
+
+    /// Registers an agent that said hello; returns its node id and the
+    /// attempts it runs that the server no longer assigns to it.
+    pub async fn join(&self, hello: &Hello, pool_doc: &Map<String, Value>, tx: mpsc::UnboundedSender<ToAgent>) -> Result<String, Error> {
+        let slots = pool_doc.get("taskSlotsPerNode").and_then(Value::as_u64).unwrap_or(1).max(1) as u32;
+        let pool_id = pool_doc.get("id").and_then(Value::as_str).unwrap_or(&hello.pool_id).to_string();
+        let id = hello.node_id.clone().unwrap_or_else(new_node_id);
+        // What the database says runs on this node.
+        let assigned = self.store.tasks_on_node(&id).await?;
+        let now = Timestamp::now();
+        let mut stale = Vec::new();
+        {
+            let mut nodes = lock(&self.nodes);
+            let node = nodes.entry(id.clone()).or_insert_with(|| Node {
+                id: id.clone(),
+                pool_id: pool_id.clone(),
+                state: "idle",
+                scheduling_enabled: true,
+                slots,
+                running: HashMap::new(),
+                tx: None,
+                ip: hello.ip_address.clone(),
+                root_dir: hello.root_dir.clone(),
+                agent_version: hello.agent_version.clone(),
+                state_transition_time: now,
+                allocation_time: now,
+                last_boot_time: now,
+                last_seen: Instant::now(),
+                total_run: 0,
+                total_succeeded: 0,
+                recent: VecDeque::new(),
+                is_dedicated: true,
+            });
+            node.tx = Some(tx);
+            node.last_seen = Instant::now();
+            node.ip = hello.ip_address.clone();
+            node.root_dir = hello.root_dir.clone();
+            node.slots = slots;
+            node.running.clear();
+            for (job, task, attempt) in &assigned {
+                if hello.running.contains(attempt) {
+                    node.running.insert(*attempt, Slot { job_id: job.clone(), task_id: task.clone(), slots: 1 });
+                }
+            }
+            for a in &hello.running {
+                if !assigned.iter().any(|(_, _, x)| x == a) {
+                    stale.push(*a);
+                }
+            }
+            if matches!(node.state, "offline" | "unknown" | "rebooting" | "reimaging" | "starting") {
+                node.set_state("idle");
+            }
+            node.refresh_busy_state();
+        }
+        for a in stale {
+            self.kill(&id, a);
+        }
+        // Attempts the database assigns here that the agent no longer runs were lost.
+        for (job, task, attempt) in assigned {
+            if !hello.running.contains(&attempt) {
+                self.requeue_attempt(&job, &task, attempt).await;
+            }
+        }
+        self.wake.notify_one();
+        self.reconcile.notify_one();
+        Ok(id)
+    }
+
+    /// The agent's connection ended.
+    pub fn disconnected(&self, node_id: &str) {
+        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+            n.tx = None;
+            if !matches!(n.state, "leavingpool" | "rebooting" | "reimaging") {
+                n.set_state("offline");
+            }
+        }
+    }
+
+    pub fn heartbeat(&self, node_id: &str) {
+        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+            n.last_seen = Instant::now();
+        }
+    }
+
+    pub fn file_reply(&self, r: FileReply) {
+        if let Some(w) = lock(&self.file_waiters).remove(&r.id) {
+            let _ = w.send(r);
+        }
+    }
+
+    /// An attempt's process is running.
+    pub async fn started(&self, node_id: &str, attempt: u64) {
+        let slot = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned());
+        let Some(slot) = slot else { return };
+        let _ = self
+            .store
+            .update_task(&slot.job_id, &slot.task_id, Default::default(), move |_, t, now| {
+                if t.attempt != Some(attempt) || t.state != TaskState::Preparing {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                execution::transition(t, TaskState::Running, now);
+                Ok(())
+            })
+            .await;
+    }
+
+    /// An attempt ended: record it (unless stale), free the slots, schedule more.
+    pub async fn finished(&self, node_id: &str, o: TaskOutcome, base_url: String) -> Option<(String, bool)> {
+        let slot = lock(&self.nodes).get_mut(node_id).and_then(|n| n.running.remove(&o.attempt));
+        self.wake.notify_one();
+        let slot = slot?;
+        let attempt = o.attempt;
+        let stats_url = format!(
+            "{base_url}/jobs/{}/tasks/{}/stats",
+            encode_segment(&slot.job_id),
+            encode_segment(&slot.task_id)
+        );
+        let r = self
+            .store
+            .update_task(&slot.job_id, &slot.task_id, Default::default(), move |_, t, now| {
+                if t.attempt != Some(attempt) {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                execution::apply_outcome(t, &o, stats_url, now);
+                Ok(())
+            })
+            .await;
+        let mut result = None;
+        if let Ok(stored) = r {
+            let t: Option<CloudTask> = serde_json::from_str(&stored.doc).ok();
+            if let Some(t) = t {
+                let completed = t.state == TaskState::Completed;
+                let success = t.execution_info.result == Some(wire::enums::ExecutionResult::Success);
+                if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+                    n.total_run += 1;
+                    if success {
+                        n.total_succeeded += 1;
+                    }
+                    n.recent.push_back(json!({
+                        "taskUrl": format!("{base_url}/jobs/{}/tasks/{}", encode_segment(&slot.job_id), encode_segment(&slot.task_id)),
+                        "jobId": slot.job_id, "taskId": slot.task_id, "taskState": t.state.as_str(),
+                        "executionInfo": t.execution_info,
+                    }));
+                    while n.recent.len() > 5 {
+                        n.recent.pop_front();
+                    }
+                }
+                if completed {
+                    result = Some((slot.job_id.clone(), true));
+                }
+            }
+        }
+        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+            n.refresh_busy_state();
+        }
+        result
+    }
+
+    /// Sends a task whose attempt was lost back to `active` (requeueCount + 1).
+    pub async fn requeue_attempt(&self, job: &str, task: &str, attempt: u64) {
+        let _ = self
+            .store
+            .update_task(job, task, Default::default(), move |_, t, now| {
+                if t.attempt != Some(attempt) || !matches!(t.state, TaskState::Preparing | TaskState::Running) {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                execution::requeue(t, now);
+                Ok(())
+            })
+            .await;
+        self.wake.notify_one();
+    }
+
+    /// Marks nodes silent for too long as `unknown` and requeues their tasks.
+    pub async fn check_liveness(&self) {
+        let lost: Vec<(String, Vec<(u64, Slot)>)> = {
+            let mut nodes = lock(&self.nodes);
+            nodes
+                .values_mut()
+                .filter(|n| n.last_seen.elapsed() > NODE_LOST_AFTER && !matches!(n.state, "unknown" | "leavingpool"))
+                .map(|n| {
+                    n.set_state("unknown");
+                    n.tx = None;
+                    (n.id.clone(), n.running.drain().collect())
+                })
+                .collect()
+        };
+        for (node, attempts) in lost {
+            tracing::warn!(node = %node, "node lost contact; requeueing its tasks");
+            for (a, s) in attempts {
+                self.requeue_attempt(&s.job_id, &s.task_id, a).await;
+            }
+        }
+    }
+
+    // ---- scheduling --------------------------------------------------------
+
+    /// Attempt ids continue after the highest one ever handed out.
+    pub async fn init_attempts(&self) -> Result<(), Error> {
+        let max = self.store.max_attempt().await?;
+        self.next_attempt.store(max + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One scheduling round: fills free slots with active tasks, highest
+    /// job priority first. Returns how many attempts were started.
+    pub async fn schedule(&self, account_url: &str) -> Result<usize, Error> {
+        let pools: Vec<String> = {
+            let nodes = lock(&self.nodes);
+            let mut p: Vec<String> = nodes.values().filter(|n| n.schedulable() && n.free() > 0).map(|n| n.pool_id.clone()).collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        let mut started = 0;
+        for pool in pools {
+            let pool_doc = match self.store.get_pool(&pool).await {
+                Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).unwrap_or_default(),
+                Err(_) => continue,
+            };
+            let spread = pool_doc
+                .get("taskSchedulingPolicy")
+                .and_then(|p| p.get("nodeFillType"))
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case("spread"));
+            for job in self.store.schedulable_jobs(&pool).await? {
+                let free: u32 = lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.free()).sum();
+                if free == 0 {
+                    break;
+                }
+                let tasks = self.store.ready_tasks(&job.id, free.min(1000) as usize).await?;
+                for task in tasks {
+                    let slots = task.required_slots.max(1) as u32;
+                    let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
+                    // Reserve slots on a node.
+                    let placed = {
+                        let mut nodes = lock(&self.nodes);
+                        let mut fits: Vec<&mut Node> = nodes.values_mut().filter(|n| n.pool_id == pool && n.schedulable() && n.free() >= slots).collect();
+                        // pack: the fullest node that fits; spread: the emptiest.
+                        fits.sort_by_key(|n| (if spread { n.used() } else { u32::MAX - n.used() }, n.id.clone()));
+                        fits.into_iter().next().map(|n| {
+                            n.running.insert(attempt, Slot { job_id: job.id.clone(), task_id: task.id.clone(), slots });
+                            n.refresh_busy_state();
+                            (n.id.clone(), n.root_dir.clone(), n.is_dedicated)
+                        })
+                    };
+                    let Some((node_id, root_dir, dedicated)) = placed else { continue };
+                    match self.assign(&job, &task, &pool, &node_id, attempt, account_url).await {
+                        Ok(launch) => {
+                            let mut launch = launch;
+                            launch.env.insert("AZ_BATCH_NODE_ROOT_DIR".into(), root_dir.clone());
+                            for (k, v) in node_dirs(&root_dir, &launch.task_dir) {
+                                launch.env.insert(k, v);
+                            }
+                            launch.env.insert("AZ_BATCH_NODE_IS_DEDICATED".into(), dedicated.to_string());
+                            if self.send(&node_id, ToAgent::Start(Box::new(launch))) {
+                                started += 1;
+                            } else {
+                                // The node went away between placing and sending.
+                                if let Some(n) = lock(&self.nodes).get_mut(&node_id) {
+                                    n.running.remove(&attempt);
+                                }
+                                self.requeue_attempt(&job.id, &task.id, attempt).await;
+                            }
+                        }
+                        Err(_) => {
+                            if let Some(n) = lock(&self.nodes).get_mut(&node_id) {
+                                n.running.remove(&attempt);
+                                n.refresh_busy_state();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Marks a task `preparing` on a node for a new attempt and builds its launch.
+    async fn assign(&self, job: &CloudJob, task: &CloudTask, pool: &str, node: &str, attempt: u64, account_url: &str) -> Result<TaskLaunch, Error> {
+        let task_dir = format!("workitems/{}/job-1/{}", job.id, task.id);
+        let node_info = ComputeNodeInformation {
+            affinity_id: Some(format!("TVM:{node}")),
+            node_url: Some(format!("{account_url}/pools/{}/nodes/{}", encode_segment(pool), encode_segment(node))),
+            pool_id: Some(pool.to_string()),
+            node_id: Some(node.to_string()),
+            task_root_directory: Some(task_dir.clone()),
+            task_root_directory_url: Some(format!(
+                "{account_url}/pools/{}/nodes/{}/files/{}",
+                encode_segment(pool),
+                encode_segment(node),
+                task_dir
+            )),
+        };
+        let node_s = node.to_string();
+        let stored = self
+            .store
+            .update_task(&job.id, &task.id, Default::default(), move |j, t, now| {
+                if t.state != TaskState::Active || j.state != JobState::Active {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                t.attempt = Some(attempt);
+                t.node = Some(node_s);
+                t.node_info = Some(node_info);
+                execution::transition(t, TaskState::Preparing, now);
+                Ok(())
+            })
+            .await?;
+        let t: CloudTask = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
+        let mut env = BTreeMap::new();
+        env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), self.config.account.clone());
+        env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
+        env.insert("AZ_BATCH_POOL_ID".to_string(), pool.to_string());
+        env.insert("AZ_BATCH_NODE_ID".to_string(), node.to_string());
+        env.insert("AZ_BATCH_JOB_ID".to_string(), job.id.clone());
+        env.insert("AZ_BATCH_TASK_ID".to_string(), t.id.clone());
+        for e in job.common_environment_settings.iter().flatten().chain(t.environment_settings.iter().flatten()) {
+            env.insert(e.name.clone(), e.value.clone().unwrap_or_default());
+        }
+        let elevated = t
+            .user_identity
+            .auto_user
+            .as_ref()
+            .and_then(|a| a.elevation_level)
+            .is_some_and(|l| l == wire::enums::ElevationLevel::Admin);
+        Ok(TaskLaunch {
+            attempt,
+            job_id: job.id.clone(),
+            task_id: t.id.clone(),
+            task_dir,
+            command_line: t.command_line.clone(),
+            env,
+            max_wall_clock_ms: t
+                .constraints
+                .max_wall_clock_time
+                .filter(|d| !d.is_infinite())
+                .map(|d| d.to_std().as_millis().min(u64::MAX as u128) as u64),
+            elevated,
+            user_name: t.user_identity.username.clone(),
+            is_start_task: false,
+        })
+    }
+
+    // ---- local nodes ---------------------------------------------------------
+
+    /// Starts or stops local agent processes so each pool has its target
+    /// number of nodes. Pools being deleted lose all their nodes.
+    pub async fn reconcile_local(&self) -> Result<(), Error> {
+        let pools = self.store.all_pools().await?;
+        let mut wanted: HashMap<String, usize> = HashMap::new();
+        for p in &pools {
+            let id = p.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let deleting = p.get("state").and_then(Value::as_str) == Some("deleting");
+            let target = if deleting {
+                0
+            } else {
+                (p.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0)
+                    + p.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0)) as usize
+            };
+            wanted.insert(id, target);
+        }
+        // Nodes of pools that no longer exist go too.
+        let pools_of_nodes: Vec<String> = lock(&self.nodes).values().map(|n| n.pool_id.clone()).collect();
+        for p in pools_of_nodes {
+            wanted.entry(p).or_insert(0);
+        }
+        for p in &pools {
+            if p.get("state").and_then(Value::as_str) == Some("deleting") {
+                let id = p.get("id").and_then(Value::as_str).unwrap_or_default();
+                let has_nodes = lock(&self.nodes).values().any(|n| n.pool_id == id);
+                if !has_nodes {
+                    self.store.remove_pool(id).await?;
+                }
+            }
+        }
+        for (pool, target) in wanted {
+            let mut have: Vec<(String, bool, u32)> = lock(&self.nodes)
+                .values()
+                .filter(|n| n.pool_id == pool && n.state != "leavingpool")
+                .map(|n| (n.id.clone(), n.running.is_empty(), n.used()))
+                .collect();
+            // Children started but not yet joined count as nodes.
+            let pending: Vec<String> = {
+                let children = lock(&self.children);
+                let nodes = lock(&self.nodes);
+                children
+                    .keys()
+                    .filter(|id| !nodes.contains_key(*id) && self.child_pool(id).as_deref() == Some(pool.as_str()))
+                    .cloned()
+                    .collect()
+            };
+            let count = have.len() + pending.len();
+            if count < target {
+                for _ in count..target {
+                    self.spawn_local(&pool)?;
+                }
+            } else if count > target {
+                // Remove idle nodes first.
+                have.sort_by_key(|(id, idle, used)| (!*idle, *used, id.clone()));
+                for (id, _, _) in have.into_iter().take(count - target) {
+                    self.remove_node(&id, true).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn child_pool(&self, node_id: &str) -> Option<String> {
+        std::fs::read_to_string(self.config.nodes_dir.join(node_id).join("volatile").join("pool-id")).ok()
+    }
+
+    fn spawn_local(&self, pool: &str) -> Result<(), Error> {
+        let Some(program) = self.config.agent_program.clone() else {
+            return Err(Error::internal("local nodes are not available: the agent program is unknown"));
+        };
+        let Some(server) = lock(&self.config.server_url).clone() else {
+            return Ok(());
+        };
+        let id = new_node_id();
+        let root = self.config.nodes_dir.join(&id);
+        let volatile = root.join("volatile");
+        std::fs::create_dir_all(&volatile).map_err(Error::internal)?;
+        std::fs::write(volatile.join("node-id"), &id).map_err(Error::internal)?;
+        std::fs::write(volatile.join("pool-id"), pool).map_err(Error::internal)?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.arg("agent")
+            .arg("--server")
+            .arg(&server)
+            .arg("--pool")
+            .arg(pool)
+            .arg("--root")
+            .arg(&root)
+            .env("OPENBATCH_AGENT_TOKEN", &self.config.agent_token)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        // The agent dies with the server.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| Error::internal(format!("cannot start a local agent: {e}")))?;
+        tracing::info!(pool = %pool, node = %id, "started a local node");
+        lock(&self.children).insert(id, child);
+        Ok(())
+    }
+
+    /// Removes a node from its pool: its tasks are requeued (when `requeue`)
+    /// and its agent told to shut down.
+    pub async fn remove_node(&self, node_id: &str, requeue: bool) {
+        let running = {
+            let mut nodes = lock(&self.nodes);
+            match nodes.get_mut(node_id) {
+                Some(n) => {
+                    n.set_state("leavingpool");
+                    n.scheduling_enabled = false;
+                    n.running.drain().collect::<Vec<_>>()
+                }
+                None => Vec::new(),
+            }
+        };
+        for (a, s) in running {
+            if requeue {
+                self.requeue_attempt(&s.job_id, &s.task_id, a).await;
+            }
+        }
+        self.send(node_id, ToAgent::Shutdown);
+        lock(&self.nodes).remove(node_id);
+        if let Some(mut child) = lock(&self.children).remove(node_id) {
+            tokio::spawn(async move {
+                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+            });
+        }
+        let _ = std::fs::remove_dir_all(self.config.nodes_dir.join(node_id));
+        self.wake.notify_one();
+    }
+}
+
+/// The per-node directory variables of a task.
+fn node_dirs(root: &str, task_dir: &str) -> Vec<(String, String)> {
+    vec![
+        ("AZ_BATCH_NODE_SHARED_DIR".into(), format!("{root}/shared")),
+        ("AZ_BATCH_NODE_STARTUP_DIR".into(), format!("{root}/startup")),
+        ("AZ_BATCH_NODE_MOUNTS_DIR".into(), format!("{root}/fsmounts")),
+        ("AZ_BATCH_TASK_DIR".into(), format!("{root}/{task_dir}")),
+        ("AZ_BATCH_TASK_WORKING_DIR".into(), format!("{root}/{task_dir}/wd")),
+    ]
+}
+
+/// Background loops: scheduling on every wake-up, local node reconciliation,
+/// and liveness checks.
+pub fn start(cluster: Arc<Cluster>, account_url: Arc<Mutex<Option<String>>>) {
+    let c = cluster.clone();
+    let url = account_url.clone();
+    tokio::spawn(async move {
+        loop {
+            let base = lock(&url).clone().unwrap_or_default();
+            match c.schedule(&base).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduling round failed"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), c.wake.notified()).await;
+        }
+    });
+    let c = cluster.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = c.reconcile_local().await {
+                tracing::warn!(error = %e, "node reconciliation failed");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), c.reconcile.notified()).await;
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            cluster.check_liveness().await;
+        }
+    });
+}
+
+/// Handles one agent WebSocket connection until it closes.
+pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSocket, account_url: Arc<Mutex<Option<String>>>) {
+    use axum::extract::ws::Message;
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let hello = match stream.next().await {
+        Some(Ok(Message::Text(t))) => match serde_json::from_str::<ToServer>(t.as_str()) {
+            Ok(ToServer::Hello(h)) => h,
+            _ => return,
+        },
+        _ => return,
+    };
+    if hello.version != proto::VERSION {
+        tracing::warn!(version = hello.version, "refusing an agent that speaks another protocol version");
+        return;
+    }
+    let pool = match cluster.store.get_pool(&hello.pool_id).await {
+        Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).unwrap_or_default(),
+        Err(_) => {
+            tracing::warn!(pool = %hello.pool_id, "an agent asked to join a pool that does not exist");
+            return;
+        }
+    };
+    if pool.get("state").and_then(Value::as_str) == Some("deleting") {
+        return;
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<ToAgent>();
+    let node_id = match cluster.join(&hello, &pool, tx.clone()).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(error = %e, "agent join failed");
+            return;
+        }
+    };
+    let pool_id = pool.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let _ = tx.send(ToAgent::Welcome { node_id: node_id.clone(), pool_id, heartbeat_ms: HEARTBEAT.as_millis() as u64 });
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            let Ok(text) = serde_json::to_string(&m) else { continue };
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(msg) = stream.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        cluster.heartbeat(&node_id);
+        match serde_json::from_str::<ToServer>(text.as_str()) {
+            Ok(ToServer::Started { attempt }) => {
+                let c = cluster.clone();
+                let n = node_id.clone();
+                tokio::spawn(async move { c.started(&n, attempt).await });
+            }
+            Ok(ToServer::Finished(o)) => {
+                let c = cluster.clone();
+                let n = node_id.clone();
+                let base = lock(&account_url).clone().unwrap_or_default();
+                tokio::spawn(async move {
+                    if let Some((job, _)) = c.finished(&n, *o, base).await {
+                        c.lifecycle.job_changed(&job);
+                    }
+                });
+            }
+            Ok(ToServer::FileReply(r)) => cluster.file_reply(r),
+            Ok(ToServer::Heartbeat) | Ok(ToServer::Hello(_)) => {}
+            Err(e) => tracing::warn!(error = %e, node = %node_id, "unreadable agent message"),
+        }
+    }
+    writer.abort();
+    cluster.disconnected(&node_id);
+}

@@ -1,0 +1,216 @@
+//! Task and node files, served from the node through its agent. Paths are
+//! percent-decoded by the router and confined by the agent to the task
+//! directory (task files) or the node root (node files), symlinks included.
+
+use crate::http::{encode_segment, Ctx, Reply};
+use crate::render;
+use crate::App;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use proto::{FileEntry, FileOp, FileReply};
+use serde_json::{json, Value};
+use wire::models::CloudTask;
+use wire::odata::Filter;
+use wire::time::format_datetime;
+use wire::{Error, ErrorCode};
+
+/// Where a set of files lives: a node, a base directory under its root, and
+/// the URL prefix of its files in the API.
+pub struct Location {
+    pub node: String,
+    pub base: String,
+    pub url_prefix: String,
+}
+
+fn ts(ms: i64) -> String {
+    format_datetime(&chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now))
+}
+
+fn agent_error(e: &str, path: &str) -> Error {
+    match e {
+        "NotFound" => Error::new(ErrorCode::FileNotFound).with("FilePath", path),
+        "OutsideRoot" => Error::msg(ErrorCode::InvalidInput, "The file path leaves the directory it must stay in.").with("FilePath", path),
+        "IsDirectory" => Error::msg(ErrorCode::InvalidInput, "The path is a directory.").with("FilePath", path),
+        "InvalidRange" => Error::new(ErrorCode::InvalidRange),
+        "DirectoryNotEmpty" => Error::msg(ErrorCode::OperationInvalidForCurrentState, "The directory is not empty; delete it with recursive=true."),
+        other => Error::internal(format!("file operation failed on the node: {other}")),
+    }
+}
+
+fn check(reply: FileReply, path: &str) -> Result<FileReply, Error> {
+    match &reply.error {
+        Some(e) => Err(agent_error(e, path)),
+        None => Ok(reply),
+    }
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().map(|e| e.to_ascii_lowercase()).as_deref() {
+        Some("txt") | Some("log") => "text/plain",
+        Some("json") => "application/json",
+        Some("html") | Some("htm") => "text/html",
+        Some("xml") => "application/xml",
+        Some("csv") => "text/csv",
+        _ => "application/octet-stream",
+    }
+}
+
+fn file_mode(mode: u32) -> String {
+    format!("0o{mode:o}")
+}
+
+fn file_url(loc: &Location, name: &str) -> String {
+    format!("{}/{}", loc.url_prefix, name.split('/').map(encode_segment).collect::<Vec<_>>().join("/"))
+}
+
+fn entry_json(loc: &Location, e: &FileEntry) -> Value {
+    let mut props = json!({
+        "lastModified": ts(e.modified_ms),
+        "contentLength": e.size,
+        "contentType": if e.is_dir { "application/octet-stream" } else { content_type(&e.path) },
+        "fileMode": file_mode(e.mode),
+    });
+    if let Some(m) = props.as_object_mut() {
+        m.insert("creationTime".into(), json!(ts(e.created_ms)));
+    }
+    json!({"name": e.path, "url": file_url(loc, &e.path), "isDirectory": e.is_dir, "properties": props})
+}
+
+fn reject_traversal(path: &str) -> Result<(), Error> {
+    if path.split('/').any(|s| s == "..") {
+        return Err(Error::msg(ErrorCode::InvalidInput, "The file path must not contain '..'.").with("FilePath", path));
+    }
+    Ok(())
+}
+
+/// The file location of a task: the node that ran it, its directory.
+pub async fn task_location(app: &App, ctx: &Ctx, job: &str, task: &str) -> Result<Location, Error> {
+    let stored = app.store.get_task(job, task).await?;
+    let t: CloudTask = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
+    let info = t.node_info.ok_or_else(|| {
+        Error::msg(ErrorCode::TaskFilesUnavailable, "The task has not run on a compute node yet, so it has no files.").with("TaskId", task)
+    })?;
+    let (Some(node), Some(dir)) = (info.node_id, info.task_root_directory) else {
+        return Err(Error::new(ErrorCode::TaskFilesUnavailable));
+    };
+    let pool = info.pool_id.unwrap_or_default();
+    if app.cluster.node_root(&pool, &node).is_none() {
+        return Err(Error::msg(ErrorCode::TaskFilesUnavailable, "The compute node that ran the task is no longer in the pool."));
+    }
+    Ok(Location { node, base: dir, url_prefix: ctx.url(&format!("{}/files", crate::tasks::task_path(job, task))) })
+}
+
+pub async fn node_location(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Location, Error> {
+    app.store.get_pool(pool).await?;
+    if app.cluster.node_root(pool, node).is_none() {
+        return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", node));
+    }
+    Ok(Location {
+        node: node.to_string(),
+        base: String::new(),
+        url_prefix: ctx.url(&format!("{}/nodes/{}/files", crate::pools::pool_path(pool), encode_segment(node))),
+    })
+}
+
+pub async fn list(app: &App, ctx: &Ctx, loc: Location) -> Result<Reply, Error> {
+    let opts = render::list_options(ctx)?;
+    let recursive = ctx.q("recursive").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let prefix = match &opts.filter {
+        None => None,
+        Some((_, Filter::StartsWith { path, prefix })) if path.len() == 1 && path[0] == "name" => Some(prefix.clone()),
+        Some(_) => {
+            return Err(Error::new(ErrorCode::InvalidQueryParameterValue)
+                .with("QueryParameterName", "$filter")
+                .with("Reason", "Files can only be filtered with startswith(name,'prefix')."))
+        }
+    };
+    let reply = check(app.cluster.file(&loc.node, loc.base.clone(), String::new(), FileOp::List { recursive }).await?, "")?;
+    let after = opts.after.clone().unwrap_or_default();
+    let mut entries: Vec<&FileEntry> = reply
+        .entries
+        .iter()
+        .filter(|e| prefix.as_deref().map_or(true, |p| e.path.starts_with(p)))
+        .filter(|e| e.path.as_str() > after.as_str())
+        .collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let limit = opts.limit();
+    let next = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|e| opts.next_link(ctx, &e.path))
+    } else {
+        None
+    };
+    let items = entries.into_iter().map(|e| entry_json(&loc, e)).collect();
+    Ok(Reply::json(200, render::list(ctx, "files", items, next)))
+}
+
+fn file_headers(reply: Reply, loc: &Location, path: &str, e: &FileEntry) -> Reply {
+    let lm = chrono::DateTime::from_timestamp_millis(e.modified_ms).unwrap_or_else(chrono::Utc::now);
+    let created = chrono::DateTime::from_timestamp_millis(e.created_ms).unwrap_or_else(chrono::Utc::now);
+    reply
+        .header("last-modified", httpdate::fmt_http_date(lm.into()))
+        .header("ocp-creation-time", httpdate::fmt_http_date(created.into()))
+        .header("ocp-batch-file-isdirectory", if e.is_dir { "true" } else { "false" })
+        .header("ocp-batch-file-url", file_url(loc, path))
+        .header("ocp-batch-file-mode", file_mode(e.mode))
+        .header("etag", format!("0x{:X}", e.modified_ms))
+}
+
+/// Parses `ocp-range: bytes=a-b` (inclusive) into `[start, end)`.
+fn range(ctx: &Ctx) -> Result<(u64, Option<u64>), Error> {
+    let Some(r) = ctx.header("ocp-range").or_else(|| ctx.header("range")) else { return Ok((0, None)) };
+    let bad = || Error::new(ErrorCode::InvalidRange).with("Range", r);
+    let spec = r.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let start: u64 = a.trim().parse().map_err(|_| bad())?;
+    let end = if b.trim().is_empty() { None } else { Some(b.trim().parse::<u64>().map_err(|_| bad())? + 1) };
+    if end.is_some_and(|e| e <= start) {
+        return Err(bad());
+    }
+    Ok((start, end))
+}
+
+pub async fn get(app: &App, ctx: &Ctx, loc: Location, path: &str) -> Result<Reply, Error> {
+    reject_traversal(path)?;
+    let (start, end) = range(ctx)?;
+    let reply = check(app.cluster.file(&loc.node, loc.base.clone(), path.to_string(), FileOp::Read { start, end }).await?, path)?;
+    let data = STANDARD.decode(reply.data.as_deref().unwrap_or("")).map_err(Error::internal)?;
+    let e = reply.entries.first().cloned().ok_or_else(|| Error::internal("the node sent no file metadata"))?;
+    if let Some(t) = ctx.preconditions()?.if_modified_since {
+        if e.modified_ms / 1000 <= t.timestamp() {
+            return Err(Error::new(ErrorCode::NotModified));
+        }
+    }
+    if let Some(t) = ctx.preconditions()?.if_unmodified_since {
+        if e.modified_ms / 1000 > t.timestamp() {
+            return Err(Error::new(ErrorCode::ConditionNotMet));
+        }
+    }
+    let mut r = Reply::status(200);
+    r.body = Some((content_type(path).to_string(), Bytes::from(data)));
+    Ok(file_headers(r, &loc, path, &e))
+}
+
+pub async fn properties(app: &App, ctx: &Ctx, loc: Location, path: &str) -> Result<Reply, Error> {
+    reject_traversal(path)?;
+    let reply = check(app.cluster.file(&loc.node, loc.base.clone(), path.to_string(), FileOp::Stat).await?, path)?;
+    let e = reply.entries.first().cloned().ok_or_else(|| Error::new(ErrorCode::FileNotFound))?;
+    let pre = ctx.preconditions()?;
+    if pre.if_modified_since.is_some_and(|t| e.modified_ms / 1000 <= t.timestamp()) {
+        return Err(Error::new(ErrorCode::NotModified));
+    }
+    if pre.if_unmodified_since.is_some_and(|t| e.modified_ms / 1000 > t.timestamp()) {
+        return Err(Error::new(ErrorCode::ConditionNotMet));
+    }
+    Ok(file_headers(Reply::status(200), &loc, path, &e)
+        .header("content-length", e.size.to_string())
+        .header("content-type", content_type(path)))
+}
+
+pub async fn delete(app: &App, ctx: &Ctx, loc: Location, path: &str) -> Result<Reply, Error> {
+    reject_traversal(path)?;
+    let recursive = ctx.q("recursive").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    check(app.cluster.file(&loc.node, loc.base.clone(), path.to_string(), FileOp::Delete { recursive }).await?, path)?;
+    Ok(Reply::status(200))
+}

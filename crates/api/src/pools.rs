@@ -1,0 +1,479 @@
+//! Pool, compute node and node-file operations.
+
+use crate::http::{encode_segment, Ctx, Reply};
+use crate::render::{self, apply_select, list_options, select_expand};
+use crate::App;
+use serde_json::{json, Map, Value};
+use wire::validate::{check_id, parse_body};
+use wire::{Error, ErrorCode};
+
+pub fn pool_path(id: &str) -> String {
+    format!("/pools/{}", encode_segment(id))
+}
+
+fn obj(v: &Value, name: &str) -> Result<(), Error> {
+    if v.is_object() {
+        Ok(())
+    } else {
+        Err(Error::invalid_property(name, "The value must be an object."))
+    }
+}
+
+fn int_in(doc: &Map<String, Value>, name: &str, min: i64, max: i64) -> Result<Option<i64>, Error> {
+    match doc.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(Error::invalid_property(name, format!("The value must be an integer from {min} to {max}."))),
+        },
+    }
+}
+
+fn check_start_task(v: Option<&Value>) -> Result<(), Error> {
+    if let Some(st) = v.filter(|v| !v.is_null()) {
+        obj(st, "startTask")?;
+        if st.get("commandLine").and_then(Value::as_str).map_or(true, |c| c.trim().is_empty()) {
+            return Err(Error::missing_property("startTask.commandLine"));
+        }
+    }
+    Ok(())
+}
+
+fn autoscale_unsupported() -> Error {
+    Error::msg(ErrorCode::NotImplemented, "openbatch does not support pool autoscale yet; see COMPATIBILITY.md.")
+}
+
+pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let mut doc: Map<String, Value> = parse_body(&ctx.body)?;
+    let id = check_id("id", doc.get("id").and_then(Value::as_str))?;
+    if let Some(d) = doc.get("displayName").and_then(Value::as_str) {
+        if d.chars().count() > 1024 {
+            return Err(Error::invalid_property("displayName", "The value must be at most 1024 characters long."));
+        }
+    }
+    if doc.get("vmSize").and_then(Value::as_str).map_or(true, str::is_empty) {
+        return Err(Error::missing_property("vmSize"));
+    }
+    if doc.get("enableAutoScale").and_then(Value::as_bool) == Some(true) {
+        return Err(autoscale_unsupported());
+    }
+    int_in(&doc, "targetDedicatedNodes", 0, 1000)?;
+    int_in(&doc, "targetLowPriorityNodes", 0, 1000)?;
+    int_in(&doc, "taskSlotsPerNode", 1, 256)?;
+    check_start_task(doc.get("startTask"))?;
+    if let Some(p) = doc.get("taskSchedulingPolicy") {
+        let fill = p.get("nodeFillType").and_then(Value::as_str).unwrap_or("");
+        if !fill.eq_ignore_ascii_case("spread") && !fill.eq_ignore_ascii_case("pack") {
+            return Err(Error::invalid_property("taskSchedulingPolicy.nodeFillType", "The value must be spread or pack."));
+        }
+        doc.insert("taskSchedulingPolicy".into(), json!({"nodeFillType": fill.to_ascii_lowercase()}));
+    }
+    let (now, etag) = app.store.etags.next();
+    for (k, v) in [
+        ("eTag", json!(etag)),
+        ("lastModified", json!(now)),
+        ("creationTime", json!(now)),
+        ("state", json!("active")),
+        ("stateTransitionTime", json!(now)),
+        ("allocationStateTransitionTime", json!(now)),
+    ] {
+        doc.insert(k.into(), v);
+    }
+    for (k, v) in [
+        ("targetDedicatedNodes", json!(0)),
+        ("targetLowPriorityNodes", json!(0)),
+        ("taskSlotsPerNode", json!(1)),
+        ("taskSchedulingPolicy", json!({"nodeFillType": "spread"})),
+        ("enableAutoScale", json!(false)),
+        ("enableInterNodeCommunication", json!(false)),
+        ("resizeTimeout", json!("PT15M")),
+    ] {
+        doc.entry(k.to_string()).or_insert(v);
+    }
+    doc.remove("url");
+    let stored = app.store.create_pool(&id, doc).await?;
+    app.cluster.reconcile.notify_one();
+    let url = ctx.url(&pool_path(&id));
+    Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
+}
+
+/// Adds what changes without a write: current node counts and allocation state.
+fn render_pool(app: &App, ctx: &Ctx, doc: &str, select: Option<&[String]>) -> Result<Map<String, Value>, Error> {
+    let mut m = render::resource(doc, String::new(), false)?;
+    let id = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    m.insert("url".into(), Value::String(ctx.url(&pool_path(&id))));
+    let states = app.cluster.node_states(&id);
+    let current = states.iter().filter(|s| **s != "leavingpool").count() as u64;
+    let target = m.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0)
+        + m.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0);
+    m.insert("currentDedicatedNodes".into(), json!(current));
+    m.insert("currentLowPriorityNodes".into(), json!(0));
+    let allocation = if m.get("state").and_then(Value::as_str) == Some("deleting") || current != target { "resizing" } else { "steady" };
+    m.insert("allocationState".into(), json!(allocation));
+    apply_select(&mut m, select);
+    Ok(m)
+}
+
+pub async fn get(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let (select, _) = select_expand(ctx)?;
+    let stored = app.store.get_pool(id).await?;
+    ctx.preconditions()?.check_read(&stored.etag, &stored.last_modified)?;
+    let m = render_pool(app, ctx, &stored.doc, select.as_ref().map(|s| s.1.as_slice()))?;
+    Ok(Reply::json(200, render::single(ctx, "pools", m)).tagged(&stored))
+}
+
+pub async fn exists(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let stored = app.store.get_pool(id).await?;
+    ctx.preconditions()?.check_read(&stored.etag, &stored.last_modified)?;
+    Ok(Reply::status(200).tagged(&stored))
+}
+
+pub async fn list(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    let page = app.store.list_pools(opts.store_query()).await?;
+    let select = opts.select.as_ref().map(|s| s.1.as_slice());
+    let items = page.docs.iter().map(|d| render_pool(app, ctx, d, select).map(Value::Object)).collect::<Result<Vec<_>, _>>()?;
+    let next = page.next.map(|k| opts.next_link(ctx, &k));
+    Ok(Reply::json(200, render::list(ctx, "pools", items, next)))
+}
+
+fn refuse_if_deleting(doc: &Map<String, Value>) -> Result<(), Error> {
+    if doc.get("state").and_then(Value::as_str) == Some("deleting") {
+        return Err(Error::new(ErrorCode::PoolBeingDeleted));
+    }
+    Ok(())
+}
+
+/// PATCH: replaces the given properties among startTask, metadata,
+/// applicationPackageReferences, targetNodeCommunicationMode.
+pub async fn patch(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    check_start_task(body.get("startTask"))?;
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_pool(id, pre, move |doc, _| {
+            refuse_if_deleting(doc)?;
+            for k in ["startTask", "metadata", "applicationPackageReferences", "targetNodeCommunicationMode", "certificateReferences"] {
+                if let Some(v) = body.get(k) {
+                    doc.insert(k.into(), v.clone());
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(Reply::status(200).changed(&stored, ctx.url(&pool_path(id))))
+}
+
+/// POST updateproperties: replaces startTask (absent: removed), metadata and
+/// applicationPackageReferences.
+pub async fn update_properties(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    check_start_task(body.get("startTask"))?;
+    for k in ["metadata", "applicationPackageReferences"] {
+        if !body.get(k).is_some_and(Value::is_array) {
+            return Err(Error::missing_property(k));
+        }
+    }
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_pool(id, pre, move |doc, _| {
+            refuse_if_deleting(doc)?;
+            match body.get("startTask") {
+                Some(v) => doc.insert("startTask".into(), v.clone()),
+                None => doc.remove("startTask"),
+            };
+            for k in ["metadata", "applicationPackageReferences"] {
+                doc.insert(k.into(), body.get(k).cloned().unwrap_or(json!([])));
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(Reply::status(204).changed(&stored, ctx.url(&pool_path(id))))
+}
+
+pub async fn delete(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_pool(id, pre, |doc, now| {
+            if doc.get("state").and_then(Value::as_str) != Some("deleting") {
+                doc.insert("state".into(), json!("deleting"));
+                doc.insert("stateTransitionTime".into(), json!(now));
+            }
+            Ok(())
+        })
+        .await?;
+    app.cluster.reconcile.notify_one();
+    Ok(Reply::status(202).changed(&stored, ctx.url(&pool_path(id))))
+}
+
+pub async fn resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    let dedicated = int_in(&body, "targetDedicatedNodes", 0, 1000)?;
+    let low = int_in(&body, "targetLowPriorityNodes", 0, 1000)?;
+    if let Some(opt) = body.get("nodeDeallocationOption").and_then(Value::as_str) {
+        if !opt.eq_ignore_ascii_case("requeue") {
+            return Err(Error::msg(
+                ErrorCode::NotImplemented,
+                format!("nodeDeallocationOption '{opt}' is not supported yet; openbatch requeues the tasks of removed nodes."),
+            ));
+        }
+    }
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_pool(id, pre, move |doc, now| {
+            refuse_if_deleting(doc)?;
+            if doc.get("enableAutoScale").and_then(Value::as_bool) == Some(true) {
+                return Err(Error::msg(ErrorCode::OperationNotValidOnPool, "The pool has autoscale enabled."));
+            }
+            if let Some(d) = dedicated {
+                doc.insert("targetDedicatedNodes".into(), json!(d));
+            }
+            if let Some(l) = low {
+                doc.insert("targetLowPriorityNodes".into(), json!(l));
+            }
+            if let Some(t) = body.get("resizeTimeout") {
+                doc.insert("resizeTimeout".into(), t.clone());
+            }
+            doc.insert("allocationStateTransitionTime".into(), json!(now));
+            Ok(())
+        })
+        .await?;
+    app.cluster.reconcile.notify_one();
+    Ok(Reply::status(202).changed(&stored, ctx.url(&pool_path(id))))
+}
+
+/// Stops a resize where it is: the targets become the current counts.
+pub async fn stop_resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let current = app.cluster.node_states(id).iter().filter(|s| **s != "leavingpool").count();
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_pool(id, pre, move |doc, now| {
+            refuse_if_deleting(doc)?;
+            doc.insert("targetDedicatedNodes".into(), json!(current));
+            doc.insert("targetLowPriorityNodes".into(), json!(0));
+            doc.insert("allocationStateTransitionTime".into(), json!(now));
+            Ok(())
+        })
+        .await?;
+    app.cluster.reconcile.notify_one();
+    Ok(Reply::status(202).changed(&stored, ctx.url(&pool_path(id))))
+}
+
+pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    let list: Vec<String> = body
+        .get("nodeList")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::missing_property("nodeList"))?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    if list.is_empty() || list.len() > 100 {
+        return Err(Error::invalid_property("nodeList", "Between 1 and 100 node ids are required."));
+    }
+    let requeue = match body.get("nodeDeallocationOption").and_then(Value::as_str) {
+        None => true,
+        Some(o) if o.eq_ignore_ascii_case("requeue") => true,
+        Some(o) if o.eq_ignore_ascii_case("terminate") => false,
+        Some(o) => return Err(Error::msg(ErrorCode::NotImplemented, format!("nodeDeallocationOption '{o}' is not supported yet."))),
+    };
+    for n in &list {
+        if !app.cluster.node_exists(id, n) {
+            return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", n.clone()));
+        }
+    }
+    let count = list.len() as i64;
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_pool(id, pre, move |doc, now| {
+            refuse_if_deleting(doc)?;
+            let t = doc.get("targetDedicatedNodes").and_then(Value::as_i64).unwrap_or(0);
+            doc.insert("targetDedicatedNodes".into(), json!((t - count).max(0)));
+            doc.insert("allocationStateTransitionTime".into(), json!(now));
+            Ok(())
+        })
+        .await?;
+    for n in list {
+        if !requeue {
+            terminate_running_on(app, &n).await;
+        }
+        app.cluster.remove_node(&n, requeue).await;
+    }
+    Ok(Reply::status(202).changed(&stored, ctx.url(&pool_path(id))))
+}
+
+/// Completes the tasks running on a node as terminated and kills them.
+pub async fn terminate_running_on(app: &App, node_id: &str) {
+    for (attempt, slot) in app.cluster.running_on(node_id) {
+        let _ = app
+            .store
+            .update_task(&slot.job_id, &slot.task_id, Default::default(), move |_, t, now| {
+                if t.attempt != Some(attempt) {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                crate::tasks::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
+                t.attempt = None;
+                t.node = None;
+                Ok(())
+            })
+            .await;
+        app.cluster.kill(node_id, attempt);
+        app.lifecycle.job_changed(&slot.job_id);
+    }
+}
+
+/// Requeues the tasks running on a node and kills them.
+pub async fn requeue_running_on(app: &App, node_id: &str) {
+    for (attempt, slot) in app.cluster.running_on(node_id) {
+        app.cluster.requeue_attempt(&slot.job_id, &slot.task_id, attempt).await;
+        app.cluster.kill(node_id, attempt);
+    }
+}
+
+pub async fn autoscale(_app: &App, _ctx: &Ctx, _id: &str) -> Result<Reply, Error> {
+    Err(autoscale_unsupported())
+}
+
+/// `GET /nodecounts`.
+pub async fn node_counts(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    let page = app.store.list_pools(opts.store_query()).await?;
+    let keys = [
+        "creating", "idle", "offline", "preempted", "rebooting", "reimaging", "running", "starting", "startTaskFailed",
+        "leavingPool", "unknown", "unusable", "waitingForStartTask", "deallocated", "deallocating", "upgradingOS",
+    ];
+    let mut items = Vec::new();
+    for d in &page.docs {
+        let doc: Map<String, Value> = serde_json::from_str(d).map_err(Error::internal)?;
+        let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let states = app.cluster.node_states(&id);
+        let mut dedicated = Map::new();
+        let mut low = Map::new();
+        for k in keys {
+            let n = states.iter().filter(|s| s.eq_ignore_ascii_case(k)).count();
+            dedicated.insert(k.into(), json!(n));
+            low.insert(k.into(), json!(0));
+        }
+        dedicated.insert("total".into(), json!(states.len()));
+        low.insert("total".into(), json!(0));
+        items.push(json!({"poolId": id, "dedicated": dedicated, "lowPriority": low}));
+    }
+    let next = page.next.map(|k| opts.next_link(ctx, &k));
+    Ok(Reply::json(200, render::list(ctx, "poolnodecounts", items, next)))
+}
+
+/// `GET /supportedimages`: the Linux images a node agent serves.
+pub async fn supported_images(_app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let image = |publisher: &str, offer: &str, sku: &str, agent: &str| {
+        json!({
+            "nodeAgentSKUId": agent,
+            "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"},
+            "osType": "linux",
+            "capabilities": [],
+            "verificationType": "verified",
+        })
+    };
+    let items = vec![
+        image("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "batch.node.ubuntu 22.04"),
+        image("canonical", "ubuntu-24_04-lts", "server", "batch.node.ubuntu 24.04"),
+        image("debian", "debian-12", "12", "batch.node.debian 12"),
+    ];
+    Ok(Reply::json(200, render::list(ctx, "supportedimages", items, None)))
+}
+
+fn vm_size(doc: &Map<String, Value>) -> String {
+    doc.get("vmSize").and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+async fn pool_doc(app: &App, id: &str) -> Result<Map<String, Value>, Error> {
+    let s = app.store.get_pool(id).await?;
+    serde_json::from_str(&s.doc).map_err(Error::internal)
+}
+
+pub async fn list_nodes(app: &App, ctx: &Ctx, pool: &str) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    let doc = pool_doc(app, pool).await?;
+    let mut nodes = app.cluster.pool_nodes(pool, &ctx.base_url, &vm_size(&doc));
+    if let Some((_, f)) = &opts.filter {
+        // Node lists are small: filter on the rendered documents.
+        nodes.retain(|n| crate::render::matches(f, n));
+    }
+    let after = opts.after.clone().unwrap_or_default();
+    let select = opts.select.as_ref().map(|s| s.1.as_slice());
+    let mut rest: Vec<Map<String, Value>> =
+        nodes.into_iter().filter(|n| n.get("id").and_then(Value::as_str).unwrap_or_default() > after.as_str()).collect();
+    let limit = opts.limit();
+    let next = if rest.len() > limit {
+        rest.truncate(limit);
+        rest.last().and_then(|n| n.get("id")).and_then(Value::as_str).map(|k| opts.next_link(ctx, k))
+    } else {
+        None
+    };
+    let items = rest
+        .into_iter()
+        .map(|mut n| {
+            apply_select(&mut n, select);
+            Value::Object(n)
+        })
+        .collect();
+    Ok(Reply::json(200, render::list(ctx, "nodes", items, next)))
+}
+
+pub async fn get_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Reply, Error> {
+    let (select, _) = select_expand(ctx)?;
+    let doc = pool_doc(app, pool).await?;
+    let mut n = app
+        .cluster
+        .node(pool, node, &ctx.base_url, &vm_size(&doc))
+        .ok_or_else(|| Error::new(ErrorCode::NodeNotFound).with("NodeId", node))?;
+    apply_select(&mut n, select.as_ref().map(|s| s.1.as_slice()));
+    Ok(Reply::json(200, render::single(ctx, "nodes", n)))
+}
+
+fn node_option(ctx: &Ctx, field: &str) -> Result<String, Error> {
+    if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok("requeue".into());
+    }
+    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    Ok(body.get(field).and_then(Value::as_str).unwrap_or("requeue").to_ascii_lowercase())
+}
+
+/// Reboot (`wipe = false`) or reimage (`wipe = true`) a node.
+pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bool) -> Result<Reply, Error> {
+    let option = node_option(ctx, if wipe { "nodeReimageOption" } else { "nodeRebootOption" })?;
+    pool_doc(app, pool).await?;
+    if !app.cluster.node_exists(pool, node) {
+        return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", node));
+    }
+    match option.as_str() {
+        "requeue" => requeue_running_on(app, node).await,
+        "terminate" => terminate_running_on(app, node).await,
+        other => {
+            return Err(Error::msg(ErrorCode::NotImplemented, format!("The option '{other}' is not supported yet; use requeue or terminate.")))
+        }
+    }
+    let state = if wipe { "reimaging" } else { "rebooting" };
+    app.cluster.set_node_state(node, state);
+    app.cluster.reset_node(node, wipe);
+    Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))))
+}
+
+pub async fn scheduling(app: &App, ctx: &Ctx, pool: &str, node: &str, enable: bool) -> Result<Reply, Error> {
+    pool_doc(app, pool).await?;
+    let option = if enable { String::new() } else { node_option(ctx, "nodeDisableSchedulingOption")? };
+    app.cluster.set_scheduling(pool, node, enable)?;
+    if !enable {
+        match option.as_str() {
+            "requeue" => requeue_running_on(app, node).await,
+            "terminate" => terminate_running_on(app, node).await,
+            _ => {} // taskcompletion: running tasks finish
+        }
+    }
+    Ok(Reply::status(200).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))))
+}

@@ -1,0 +1,172 @@
+//! The protocol between the openbatch server and its node agents.
+//!
+//! Agents dial out to the server (so nodes behind NAT can join) and open a
+//! WebSocket at [`CONNECT_PATH`], authenticated with the join token the server
+//! issued (`Authorization: Bearer <token>`). Each WebSocket text frame is one
+//! JSON [`ToAgent`] or [`ToServer`] message. The first message is the agent's
+//! [`ToServer::Hello`], which names the protocol [`VERSION`]; the server
+//! answers [`ToAgent::Welcome`] or closes the connection.
+//!
+//! Every task attempt carries an `attempt` id chosen by the server. The agent
+//! echoes it in every report; the server discards reports whose attempt is
+//! not the task's current one. On reconnect the agent lists the attempts it
+//! still runs, and the server tells it to kill the ones it no longer assigns.
+//!
+//! These types are openbatch's own and say nothing about Azure's JSON.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Protocol version spoken by this build.
+pub const VERSION: u32 = 1;
+/// Where agents connect.
+pub const CONNECT_PATH: &str = "/_openbatch/agent/v1/connect";
+
+/// Server → agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToAgent {
+    /// The connection is accepted; the node's identity in the pool.
+    Welcome { node_id: String, pool_id: String, heartbeat_ms: u64 },
+    /// Start one attempt of a task.
+    Start(Box<TaskLaunch>),
+    /// Stop an attempt: SIGTERM to its process group, then SIGKILL after `grace_ms`.
+    Kill { attempt: u64, grace_ms: u64 },
+    /// Read part of a file or list a directory under the node root.
+    File(FileRequest),
+    /// Stop every attempt and remove task data (reimage) or not (reboot).
+    Reset { wipe: bool },
+    /// The node leaves the pool: stop everything and exit.
+    Shutdown,
+}
+
+/// Agent → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToServer {
+    Hello(Hello),
+    /// The attempt's process is running.
+    Started { attempt: u64 },
+    /// The attempt ended (or could not start).
+    Finished(Box<TaskOutcome>),
+    Heartbeat,
+    FileReply(FileReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    pub pool_id: String,
+    /// A stable id the agent keeps in its root directory; `None` on first start.
+    pub node_id: Option<String>,
+    pub hostname: String,
+    pub ip_address: String,
+    pub agent_version: String,
+    /// Attempts still running on the node.
+    pub running: Vec<u64>,
+    /// The node root directory (tasks' `AZ_BATCH_NODE_ROOT_DIR`).
+    pub root_dir: String,
+    pub is_root: bool,
+}
+
+/// Everything an agent needs to run one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskLaunch {
+    pub attempt: u64,
+    pub job_id: String,
+    pub task_id: String,
+    /// Relative to the node root, e.g. `workitems/job1/job-1/task1`.
+    pub task_dir: String,
+    pub command_line: String,
+    /// Batch-defined and user variables, already merged.
+    pub env: BTreeMap<String, String>,
+    /// Kill the attempt after this long (None: no limit).
+    pub max_wall_clock_ms: Option<u64>,
+    /// Run elevated (as the agent's user) instead of as the unprivileged task user.
+    pub elevated: bool,
+    /// Run as this named user account, when set.
+    pub user_name: Option<String>,
+    /// Start-task attempts run in `startup/` and are not job tasks.
+    pub is_start_task: bool,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    pub attempt: u64,
+    /// Present when the process ran to an exit.
+    pub exit_code: Option<i32>,
+    /// Why it did not run or was stopped: `CommandProgramNotFound`,
+    /// `CommandLaunchFailed`, `MaxWallClockTimeExpiry`, `TaskEnded`, ...
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub start_time_ms: i64,
+    pub end_time_ms: i64,
+    pub user_cpu_us: u64,
+    pub kernel_cpu_us: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub read_ops: u64,
+    pub write_ops: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRequest {
+    pub id: u64,
+    /// A directory relative to the node root (e.g. a task directory); the
+    /// agent confines the request to it, symlinks included.
+    pub base: String,
+    /// Relative to `base`.
+    pub path: String,
+    pub op: FileOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FileOp {
+    /// Metadata only.
+    Stat,
+    /// Bytes `[start, end)` (end clamped to the file size), base64 in the reply.
+    Read { start: u64, end: Option<u64> },
+    /// Entries below the path, recursively or not.
+    List { recursive: bool },
+    Delete { recursive: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative to the request's `base`.
+    pub path: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub modified_ms: i64,
+    pub created_ms: i64,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileReply {
+    pub id: u64,
+    /// `NotFound`, `OutsideRoot`, `IsDirectory`, `InvalidRange`, `Io`.
+    pub error: Option<String>,
+    pub entries: Vec<FileEntry>,
+    /// Base64 file content for `Read`.
+    pub data: Option<String>,
+    /// The whole file's size for `Read`/`Stat`.
+    pub size: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_json() {
+        let m = ToAgent::Kill { attempt: 7, grace_ms: 100 };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(s, r#"{"type":"kill","attempt":7,"grace_ms":100}"#);
+        assert_eq!(serde_json::from_str::<ToAgent>(&s).unwrap(), m);
+        let h = ToServer::Heartbeat;
+        assert_eq!(serde_json::to_string(&h).unwrap(), r#"{"type":"heartbeat"}"#);
+    }
+}
