@@ -82,7 +82,7 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
         "authorization",
         format!("Bearer {}", state.cfg.token).parse().map_err(|_| "the token is not a valid header value".to_string())?,
     );
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.map_err(|e| e.to_string())?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await.map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = ws.split();
     let node_id = std::fs::read_to_string(node_id_file(&state.cfg.root)).ok().map(|s| s.trim().to_string());
     let hello = Hello {

@@ -7,6 +7,7 @@
 //! what only exists while nodes are connected (slots in use, channels).
 
 use crate::execution;
+use crate::placement;
 use crate::http::encode_segment;
 use proto::{FileOp, FileReply, FileRequest, Hello, TaskLaunch, TaskOutcome, ToAgent, ToServer};
 use serde_json::{json, Map, Value};
@@ -132,6 +133,8 @@ pub struct Cluster {
     /// Local agent processes by node id.
     children: Mutex<HashMap<String, tokio::process::Child>>,
     next_attempt: AtomicU64,
+    /// Tasks assigned in memory whose assignment has not committed yet.
+    inflight: Mutex<std::collections::HashSet<(String, String)>>,
     next_file: AtomicU64,
     file_waiters: Mutex<HashMap<u64, oneshot::Sender<FileReply>>>,
     pub wake: Notify,
@@ -155,6 +158,7 @@ impl Cluster {
             nodes: Mutex::new(BTreeMap::new()),
             children: Mutex::new(HashMap::new()),
             next_attempt: AtomicU64::new(1),
+            inflight: Mutex::new(Default::default()),
             next_file: AtomicU64::new(1),
             file_waiters: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -468,9 +472,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// One scheduling round: fills free slots with active tasks, highest
-    /// job priority first. Returns how many attempts were started.
-    pub async fn schedule(&self, account_url: &str) -> Result<usize, Error> {
+    /// One scheduling round: fills free slots with active tasks, highest job
+    /// priority first. Placement happens in memory and the agents are told
+    /// at once; the assignments are persisted as one write queued *before*
+    /// the agents hear of them (so every later report of those attempts is
+    /// written after them). Until that write commits, the tasks are held in
+    /// `inflight` so no round picks them twice. If the server dies before
+    /// the commit, the tasks are still `active` in the database and the
+    /// reconnecting agents are told to kill the attempts: tasks may run more
+    /// than once, as Batch documents (tasks must be idempotent).
+    pub async fn schedule(self: &Arc<Self>, account_url: &str) -> Result<usize, Error> {
         let pools: Vec<String> = {
             let nodes = lock(&self.nodes);
             let mut p: Vec<String> = nodes.values().filter(|n| n.schedulable() && n.free() > 0).map(|n| n.pool_id.clone()).collect();
@@ -484,127 +495,89 @@ impl Cluster {
                 Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).unwrap_or_default(),
                 Err(_) => continue,
             };
-            let spread = pool_doc
+            let policy = if pool_doc
                 .get("taskSchedulingPolicy")
                 .and_then(|p| p.get("nodeFillType"))
                 .and_then(Value::as_str)
-                .is_some_and(|s| s.eq_ignore_ascii_case("spread"));
+                .is_some_and(|s| s.eq_ignore_ascii_case("pack"))
+            {
+                placement::Fill::Pack
+            } else {
+                placement::Fill::Spread
+            };
             for job in self.store.schedulable_jobs(&pool).await? {
                 let free: u32 = lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.free()).sum();
                 if free == 0 {
                     break;
                 }
-                let tasks = self.store.ready_tasks(&job.id, free.min(1000) as usize).await?;
+                let held = lock(&self.inflight).len();
+                let tasks = self.store.ready_tasks(&job.id, (free as usize + held).min(2000)).await?;
+                let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
+                let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
+                let mut launches: Vec<TaskLaunch> = Vec::new();
                 for task in tasks {
+                    let key = (store::key_of(&job.id), store::key_of(&task.id));
+                    if lock(&self.inflight).contains(&key) {
+                        continue;
+                    }
                     let slots = task.required_slots.max(1) as u32;
                     let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
-                    // Reserve slots on a node.
                     let placed = {
                         let mut nodes = lock(&self.nodes);
-                        let mut fits: Vec<&mut Node> = nodes.values_mut().filter(|n| n.pool_id == pool && n.schedulable() && n.free() >= slots).collect();
-                        // pack: the fullest node that fits; spread: the emptiest.
-                        fits.sort_by_key(|n| (if spread { n.used() } else { u32::MAX - n.used() }, n.id.clone()));
-                        fits.into_iter().next().map(|n| {
+                        let candidates: Vec<placement::Candidate> = nodes
+                            .values()
+                            .filter(|n| n.pool_id == pool && n.schedulable())
+                            .map(|n| placement::Candidate { id: n.id.clone(), free: n.free(), used: n.used() })
+                            .collect();
+                        placement::place(&candidates, slots, policy).and_then(|id| nodes.get_mut(&id)).map(|n| {
                             n.running.insert(attempt, Slot { job_id: job.id.clone(), task_id: task.id.clone(), slots });
                             n.refresh_busy_state();
                             (n.id.clone(), n.root_dir.clone(), n.is_dedicated)
                         })
                     };
                     let Some((node_id, root_dir, dedicated)) = placed else { continue };
-                    match self.assign(&job, &task, &pool, &node_id, attempt, account_url).await {
-                        Ok(launch) => {
-                            let mut launch = launch;
-                            launch.env.insert("AZ_BATCH_NODE_ROOT_DIR".into(), root_dir.clone());
-                            for (k, v) in node_dirs(&root_dir, &launch.task_dir) {
-                                launch.env.insert(k, v);
-                            }
-                            launch.env.insert("AZ_BATCH_NODE_IS_DEDICATED".into(), dedicated.to_string());
-                            if self.send(&node_id, ToAgent::Start(Box::new(launch))) {
-                                started += 1;
-                            } else {
-                                // The node went away between placing and sending.
-                                if let Some(n) = lock(&self.nodes).get_mut(&node_id) {
-                                    n.running.remove(&attempt);
-                                }
-                                self.requeue_attempt(&job.id, &task.id, attempt).await;
-                            }
+                    let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
+                    let launch = build_launch(&self.config.account, account_url, &job, &task, &pool, &node_id, &root_dir, dedicated, attempt);
+                    lock(&self.inflight).insert(key.clone());
+                    let node_s = node_id.clone();
+                    let change: AssignFn = Box::new(move |j: &CloudJob, t: &mut CloudTask, now: Timestamp| {
+                        if t.state != TaskState::Active || j.state != JobState::Active {
+                            return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                         }
-                        Err(_) => {
-                            if let Some(n) = lock(&self.nodes).get_mut(&node_id) {
-                                n.running.remove(&attempt);
-                                n.refresh_busy_state();
-                            }
+                        t.attempt = Some(attempt);
+                        t.node = Some(node_s);
+                        t.node_info = Some(node_info);
+                        execution::transition(t, TaskState::Preparing, now);
+                        Ok(())
+                    });
+                    batch.push((job.id.clone(), task.id.clone(), change));
+                    sent.push((node_id, attempt, key));
+                    started += 1;
+                    launches.push(launch);
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                let done = self.store.update_tasks(batch);
+                for ((node_id, _, _), launch) in sent.iter().zip(launches) {
+                    self.send(node_id, ToAgent::Start(Box::new(launch)));
+                }
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let results = done.await;
+                    for (i, (node_id, attempt, key)) in sent.into_iter().enumerate() {
+                        lock(&me.inflight).remove(&key);
+                        let ok = matches!(&results, Ok(r) if r.get(i).is_some_and(|x| x.is_ok()));
+                        if !ok {
+                            // The task changed meanwhile (terminated, deleted, job ended): stop the attempt.
+                            me.kill(&node_id, attempt);
                         }
                     }
-                }
+                    me.wake.notify_one();
+                });
             }
         }
         Ok(started)
-    }
-
-    /// Marks a task `preparing` on a node for a new attempt and builds its launch.
-    async fn assign(&self, job: &CloudJob, task: &CloudTask, pool: &str, node: &str, attempt: u64, account_url: &str) -> Result<TaskLaunch, Error> {
-        let task_dir = format!("workitems/{}/job-1/{}", job.id, task.id);
-        let node_info = ComputeNodeInformation {
-            affinity_id: Some(format!("TVM:{node}")),
-            node_url: Some(format!("{account_url}/pools/{}/nodes/{}", encode_segment(pool), encode_segment(node))),
-            pool_id: Some(pool.to_string()),
-            node_id: Some(node.to_string()),
-            task_root_directory: Some(task_dir.clone()),
-            task_root_directory_url: Some(format!(
-                "{account_url}/pools/{}/nodes/{}/files/{}",
-                encode_segment(pool),
-                encode_segment(node),
-                task_dir
-            )),
-        };
-        let node_s = node.to_string();
-        let stored = self
-            .store
-            .update_task(&job.id, &task.id, Default::default(), move |j, t, now| {
-                if t.state != TaskState::Active || j.state != JobState::Active {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                }
-                t.attempt = Some(attempt);
-                t.node = Some(node_s);
-                t.node_info = Some(node_info);
-                execution::transition(t, TaskState::Preparing, now);
-                Ok(())
-            })
-            .await?;
-        let t: CloudTask = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
-        let mut env = BTreeMap::new();
-        env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), self.config.account.clone());
-        env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
-        env.insert("AZ_BATCH_POOL_ID".to_string(), pool.to_string());
-        env.insert("AZ_BATCH_NODE_ID".to_string(), node.to_string());
-        env.insert("AZ_BATCH_JOB_ID".to_string(), job.id.clone());
-        env.insert("AZ_BATCH_TASK_ID".to_string(), t.id.clone());
-        for e in job.common_environment_settings.iter().flatten().chain(t.environment_settings.iter().flatten()) {
-            env.insert(e.name.clone(), e.value.clone().unwrap_or_default());
-        }
-        let elevated = t
-            .user_identity
-            .auto_user
-            .as_ref()
-            .and_then(|a| a.elevation_level)
-            .is_some_and(|l| l == wire::enums::ElevationLevel::Admin);
-        Ok(TaskLaunch {
-            attempt,
-            job_id: job.id.clone(),
-            task_id: t.id.clone(),
-            task_dir,
-            command_line: t.command_line.clone(),
-            env,
-            max_wall_clock_ms: t
-                .constraints
-                .max_wall_clock_time
-                .filter(|d| !d.is_infinite())
-                .map(|d| d.to_std().as_millis().min(u64::MAX as u128) as u64),
-            elevated,
-            user_name: t.user_identity.username.clone(),
-            is_start_task: false,
-        })
     }
 
     // ---- local nodes ---------------------------------------------------------
@@ -742,6 +715,81 @@ impl Cluster {
         }
         let _ = std::fs::remove_dir_all(self.config.nodes_dir.join(node_id));
         self.wake.notify_one();
+    }
+}
+
+/// A change that assigns a task to a node.
+type AssignFn = Box<dyn FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send>;
+
+fn node_info(account_url: &str, pool: &str, node: &str, job: &str, task: &str) -> ComputeNodeInformation {
+    let task_dir = format!("workitems/{job}/job-1/{task}");
+    ComputeNodeInformation {
+        affinity_id: Some(format!("TVM:{node}")),
+        node_url: Some(format!("{account_url}/pools/{}/nodes/{}", encode_segment(pool), encode_segment(node))),
+        pool_id: Some(pool.to_string()),
+        node_id: Some(node.to_string()),
+        task_root_directory_url: Some(format!(
+            "{account_url}/pools/{}/nodes/{}/files/{}",
+            encode_segment(pool),
+            encode_segment(node),
+            task_dir
+        )),
+        task_root_directory: Some(task_dir),
+    }
+}
+
+/// Everything the agent needs to run an attempt: command line, directory and
+/// the environment — Batch's variables, then the job's common settings, then
+/// the task's own.
+#[allow(clippy::too_many_arguments)]
+pub fn build_launch(
+    account: &str,
+    account_url: &str,
+    job: &CloudJob,
+    t: &CloudTask,
+    pool: &str,
+    node: &str,
+    root_dir: &str,
+    dedicated: bool,
+    attempt: u64,
+) -> TaskLaunch {
+    let task_dir = format!("workitems/{}/job-1/{}", job.id, t.id);
+    let mut env = BTreeMap::new();
+    env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
+    env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
+    env.insert("AZ_BATCH_POOL_ID".to_string(), pool.to_string());
+    env.insert("AZ_BATCH_NODE_ID".to_string(), node.to_string());
+    env.insert("AZ_BATCH_NODE_IS_DEDICATED".to_string(), dedicated.to_string());
+    env.insert("AZ_BATCH_JOB_ID".to_string(), job.id.clone());
+    env.insert("AZ_BATCH_TASK_ID".to_string(), t.id.clone());
+    env.insert("AZ_BATCH_NODE_ROOT_DIR".to_string(), root_dir.to_string());
+    for (k, v) in node_dirs(root_dir, &task_dir) {
+        env.insert(k, v);
+    }
+    for e in job.common_environment_settings.iter().flatten().chain(t.environment_settings.iter().flatten()) {
+        env.insert(e.name.clone(), e.value.clone().unwrap_or_default());
+    }
+    let elevated = t
+        .user_identity
+        .auto_user
+        .as_ref()
+        .and_then(|a| a.elevation_level)
+        .is_some_and(|l| l == wire::enums::ElevationLevel::Admin);
+    TaskLaunch {
+        attempt,
+        job_id: job.id.clone(),
+        task_id: t.id.clone(),
+        task_dir,
+        command_line: t.command_line.clone(),
+        env,
+        max_wall_clock_ms: t
+            .constraints
+            .max_wall_clock_time
+            .filter(|d| !d.is_infinite())
+            .map(|d| d.to_std().as_millis().min(u64::MAX as u128) as u64),
+        elevated,
+        user_name: t.user_identity.username.clone(),
+        is_start_task: false,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod files;
 pub mod http;
 pub mod jobs;
 pub mod lifecycle;
+pub mod placement;
 pub mod pools;
 pub mod render;
 pub mod route;
@@ -100,6 +101,11 @@ impl App {
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let server_url = listener.local_addr().ok().map(|a| format!("http://{a}"));
     let worker = start_background(app.clone(), server_url);
+    use axum::serve::ListenerExt;
+    // Small messages (agent reports, API calls) must not wait for Nagle.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let r = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
     worker.abort();
     r

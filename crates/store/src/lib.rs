@@ -197,6 +197,16 @@ impl Store {
         self.writer.write(f).await
     }
 
+    /// Queues a write now (writes run in submission order); the returned
+    /// future resolves after its commit.
+    pub fn submit<R, F>(&self, f: F) -> impl std::future::Future<Output = Result<R, Error>> + Send + 'static
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
+    {
+        self.writer.submit(f)
+    }
+
     /// Runs a query on a pooled read-only connection, off the async threads.
     pub async fn read<R, F>(&self, f: F) -> Result<R, Error>
     where

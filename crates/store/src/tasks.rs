@@ -315,6 +315,45 @@ impl Store {
         .await
     }
 
+    /// Applies `f` to many tasks in one transaction (one fsync): each entry
+    /// is (job id, task id, change); each gets its own result, and a refused
+    /// change leaves its task untouched.
+    pub fn update_tasks<F>(
+        &self,
+        changes: Vec<(String, String, F)>,
+    ) -> impl std::future::Future<Output = Result<Vec<Result<CloudTask, Error>>, Error>> + Send + 'static
+    where
+        F: FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send + 'static,
+    {
+        let etags = self.etags.clone();
+        self.submit(move |conn| {
+            let mut out = Vec::with_capacity(changes.len());
+            let mut jobs_seen: Vec<CloudJob> = Vec::new();
+            for (job_id, task_id, f) in changes {
+                let r = (|| {
+                    let job = match jobs_seen.iter().find(|j| j.id.eq_ignore_ascii_case(&job_id)) {
+                        Some(j) => j.clone(),
+                        None => {
+                            let j = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
+                            jobs_seen.push(j.clone());
+                            j
+                        }
+                    };
+                    let before = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
+                    let mut after = before.clone();
+                    let (now, etag) = etags.next();
+                    f(&job, &mut after, now)?;
+                    after.e_tag = etag;
+                    after.last_modified = now;
+                    save(conn, &job.id, &before, &after)?;
+                    Ok(after)
+                })();
+                out.push(r);
+            }
+            Ok(out)
+        })
+    }
+
     /// Tasks assigned to a node: (job id, task id, attempt).
     pub async fn tasks_on_node(&self, node_id: &str) -> Result<Vec<(String, String, u64)>, Error> {
         let node = node_id.to_string();

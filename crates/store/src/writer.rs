@@ -43,6 +43,16 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
     {
+        self.submit(f).await
+    }
+
+    /// Queues `f` now — writes run in the order they are submitted — and
+    /// returns a future for its result (resolved after the commit).
+    pub fn submit<R, F>(&self, f: F) -> impl std::future::Future<Output = Result<R, Error>> + Send + 'static
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let work: Work = Box::new(move |conn| {
             let r = match conn {
@@ -55,8 +65,13 @@ impl Writer {
             });
             (ok, answer)
         });
-        self.queue.send(work).map_err(|_| Error::internal("the store is shut down"))?;
-        rx.await.map_err(|_| Error::internal("the store stopped before answering"))?
+        let sent = self.queue.send(work).is_ok();
+        async move {
+            if !sent {
+                return Err(Error::internal("the store is shut down"));
+            }
+            rx.await.map_err(|_| Error::internal("the store stopped before answering"))?
+        }
     }
 }
 

@@ -1,0 +1,76 @@
+//! Where a task goes: the pure placement rule of the scheduler (no IO, no
+//! clock). A node qualifies when its free slots cover the task's
+//! `requiredSlots`; `pack` prefers the fullest qualifying node (filling one
+//! node before the next), `spread` the emptiest. Ties go to the lowest id,
+//! so decisions are deterministic.
+
+/// A node that can take work now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: String,
+    pub free: u32,
+    pub used: u32,
+}
+
+/// The pool's `taskSchedulingPolicy.nodeFillType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    Pack,
+    Spread,
+}
+
+/// The node for a task needing `slots`, if any has room.
+pub fn place(nodes: &[Candidate], slots: u32, fill: Fill) -> Option<String> {
+    nodes
+        .iter()
+        .filter(|n| n.free >= slots)
+        .min_by(|a, b| {
+            let by_load = match fill {
+                Fill::Pack => b.used.cmp(&a.used),
+                Fill::Spread => a.used.cmp(&b.used),
+            };
+            by_load.then_with(|| a.id.cmp(&b.id))
+        })
+        .map(|n| n.id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: &str, free: u32, used: u32) -> Candidate {
+        Candidate { id: id.into(), free, used }
+    }
+
+    #[test]
+    fn spread_and_pack() {
+        let nodes = [c("a", 1, 3), c("b", 4, 0), c("c", 2, 2)];
+        assert_eq!(place(&nodes, 1, Fill::Spread).as_deref(), Some("b"));
+        assert_eq!(place(&nodes, 1, Fill::Pack).as_deref(), Some("a"));
+        assert_eq!(place(&nodes, 2, Fill::Pack).as_deref(), Some("c"), "a has too few free slots");
+    }
+
+    #[test]
+    fn slots_are_never_exceeded() {
+        let nodes = [c("a", 1, 1), c("b", 0, 2)];
+        assert_eq!(place(&nodes, 2, Fill::Spread), None);
+        assert_eq!(place(&[], 1, Fill::Pack), None);
+    }
+
+    #[test]
+    fn simulated_pool_fills_exactly() {
+        // Two nodes of 4 slots; tasks of 1..3 slots placed until nothing fits.
+        let mut nodes = vec![c("a", 4, 0), c("b", 4, 0)];
+        let mut placed = 0;
+        for want in [3, 1, 2, 2, 1, 3, 1] {
+            if let Some(id) = place(&nodes, want, Fill::Pack) {
+                let n = nodes.iter_mut().find(|n| n.id == id).unwrap();
+                n.free -= want;
+                n.used += want;
+                placed += want;
+            }
+        }
+        assert!(nodes.iter().all(|n| n.free + n.used == 4));
+        assert_eq!(placed, 8);
+    }
+}
