@@ -51,6 +51,22 @@ pub fn ensure_task_user() -> Option<(u32, u32)> {
     lookup_user(TASK_USER)
 }
 
+/// Lets the unprivileged task user reach task directories under `root`:
+/// adds the search (x) bit for others — not read — to `root` and each of
+/// its ancestors that lacks it (a private data directory is 0700).
+pub fn make_searchable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(root) = root.canonicalize() else { return };
+    for dir in root.ancestors() {
+        if let Ok(m) = std::fs::metadata(dir) {
+            let mode = m.permissions().mode();
+            if m.is_dir() && mode & 0o001 == 0 {
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o001));
+            }
+        }
+    }
+}
+
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
     let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
     if let Ok(rd) = std::fs::read_dir(path) {

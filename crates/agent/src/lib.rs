@@ -58,6 +58,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     let run_as = if is_root { exec::ensure_task_user() } else { None };
     if let Some((uid, gid)) = run_as {
         let _ = std::os::unix::fs::chown(cfg.root.join("shared"), Some(uid), Some(gid));
+        exec::make_searchable(&cfg.root);
     }
     let state = Arc::new(State { cfg, running: Mutex::new(HashMap::new()), undelivered: Mutex::new(Vec::new()), run_as, is_root });
     let mut backoff = Duration::from_millis(100);

@@ -585,6 +585,7 @@ impl Cluster {
     /// Starts or stops local agent processes so each pool has its target
     /// number of nodes. Pools being deleted lose all their nodes.
     pub async fn reconcile_local(&self) -> Result<(), Error> {
+        self.restart_crashed_agents();
         let pools = self.store.all_pools().await?;
         let mut wanted: HashMap<String, usize> = HashMap::new();
         for p in &pools {
@@ -644,23 +645,53 @@ impl Cluster {
         Ok(())
     }
 
+    /// A local agent process that died is a node that crashed: start it
+    /// again on the same root, as a node comes back after a reboot. Its lost
+    /// attempts are requeued when it rejoins (or when it is declared lost).
+    fn restart_crashed_agents(&self) {
+        let crashed: Vec<String> = lock(&self.children)
+            .iter_mut()
+            .filter_map(|(id, child)| matches!(child.try_wait(), Ok(Some(_))).then(|| id.clone()))
+            .collect();
+        for id in crashed {
+            lock(&self.children).remove(&id);
+            let leaving = lock(&self.nodes).get(&id).map_or(true, |n| n.state == "leavingpool");
+            let Some(pool) = self.child_pool(&id) else { continue };
+            if leaving && lock(&self.nodes).contains_key(&id) {
+                continue;
+            }
+            tracing::warn!(node = %id, "a local node agent exited; restarting it");
+            if let Err(e) = self.spawn_agent(&pool, &id) {
+                tracing::error!(node = %id, error = %e, "cannot restart a local node agent");
+            }
+        }
+    }
+
     fn child_pool(&self, node_id: &str) -> Option<String> {
         std::fs::read_to_string(self.config.nodes_dir.join(node_id).join("volatile").join("pool-id")).ok()
     }
 
     fn spawn_local(&self, pool: &str) -> Result<(), Error> {
-        let Some(program) = self.config.agent_program.clone() else {
+        if self.config.agent_program.is_none() {
             return Err(Error::internal("local nodes are not available: the agent program is unknown"));
-        };
-        let Some(server) = lock(&self.config.server_url).clone() else {
+        }
+        if lock(&self.config.server_url).is_none() {
             return Ok(());
-        };
+        }
         let id = new_node_id();
-        let root = self.config.nodes_dir.join(&id);
-        let volatile = root.join("volatile");
+        let volatile = self.config.nodes_dir.join(&id).join("volatile");
         std::fs::create_dir_all(&volatile).map_err(Error::internal)?;
         std::fs::write(volatile.join("node-id"), &id).map_err(Error::internal)?;
         std::fs::write(volatile.join("pool-id"), pool).map_err(Error::internal)?;
+        self.spawn_agent(pool, &id)
+    }
+
+    /// Starts the agent process of a local node whose root already exists.
+    fn spawn_agent(&self, pool: &str, id: &str) -> Result<(), Error> {
+        let (Some(program), Some(server)) = (self.config.agent_program.clone(), lock(&self.config.server_url).clone()) else {
+            return Ok(());
+        };
+        let root = self.config.nodes_dir.join(id);
         let mut cmd = tokio::process::Command::new(program);
         cmd.arg("agent")
             .arg("--server")
@@ -681,7 +712,7 @@ impl Cluster {
         }
         let child = cmd.spawn().map_err(|e| Error::internal(format!("cannot start a local agent: {e}")))?;
         tracing::info!(pool = %pool, node = %id, "started a local node");
-        lock(&self.children).insert(id, child);
+        lock(&self.children).insert(id.to_string(), child);
         Ok(())
     }
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the compatibility suites: the official azure-batch SDKs (15.x and
+# 14.x, pinned, each in its own virtualenv because both are the same
+# distribution) drive the built openbatch binary. Idempotent: virtualenvs are
+# reused while their requirements file is unchanged.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+export OPENBATCH_BIN="${OPENBATCH_BIN:-$here/../../target/release/openbatch}"
+if [ ! -x "$OPENBATCH_BIN" ]; then
+  echo "openbatch binary not found at $OPENBATCH_BIN (build it: cargo build --release)" >&2
+  exit 1
+fi
+
+venv() { # name requirements-file
+  local dir="$here/.venv$1" req="$here/$2"
+  if [ ! -f "$dir/.stamp" ] || ! cmp -s "$req" "$dir/.stamp"; then
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$dir/.stamp"
+  fi
+}
+venv 15 requirements-v15.txt
+venv 14 requirements-v14.txt
+
+cd "$here"
+status=0
+echo "-- azure-batch 15.1.0 and raw HTTP"
+"$here/.venv15/bin/python" -m pytest -q -p no:cacheprovider v15 common "$@" || status=1
+echo "-- azure-batch 14.2.0"
+"$here/.venv14/bin/python" -m pytest -q -p no:cacheprovider v14 "$@" || status=1
+exit $status

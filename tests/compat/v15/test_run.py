@@ -1,0 +1,172 @@
+"""Running tasks on local nodes, the ordinary Azure Batch program, through
+azure-batch 15.1.0: pool → nodes → job → tasks → completed → stdout.txt."""
+import datetime
+import os
+import signal
+
+import pytest
+from azure.batch import BatchClient, models
+from azure.batch.models import _models as internal
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import ResourceNotFoundError
+
+from conftest import wait_for
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
+
+
+@pytest.fixture(scope="module")
+def pool(client):
+    pid = "runpool"
+    client.create_pool(models.BatchPoolCreateOptions(
+        id=pid, vm_size="standard_d2s_v3", target_dedicated_nodes=2, task_slots_per_node=2,
+        virtual_machine_configuration=models.VirtualMachineConfiguration(
+            image_reference=models.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
+            node_agent_sku_id="batch.node.ubuntu 22.04")))
+    wait_for(lambda: len([n for n in client.list_nodes(pid) if n.state == models.BatchNodeState.IDLE]) == 2, what="2 idle nodes")
+    return pid
+
+
+def new_job(client, pool, jid, **kw):
+    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pool), **kw))
+
+
+def wait_completed(client, jid, tid, timeout=20):
+    return wait_for(lambda: (t := client.get_task(jid, tid)).state == models.BatchTaskState.COMPLETED and t, timeout=timeout, what=f"{tid} completed")
+
+
+def read(client, jid, tid, name, **kw):
+    return b"".join(client.download_task_file(jid, tid, name, **kw))
+
+
+def test_pool_and_nodes(client, pool):
+    p = client.get_pool(pool)
+    assert p.current_dedicated_nodes == 2 and p.allocation_state == models.AllocationState.STEADY
+    assert p.vm_size == "standard_d2s_v3" and p.task_slots_per_node == 2
+    assert client.pool_exists(pool)
+    # The 15.x SDK's error policy turns the 404 into an exception.
+    with pytest.raises(ResourceNotFoundError):
+        client.pool_exists("no-such-pool")
+    nodes = list(client.list_nodes(pool))
+    assert all(n.scheduling_state == models.SchedulingState.ENABLED and n.is_dedicated for n in nodes)
+    counts = list(client.list_pool_node_counts())
+    mine = [c for c in counts if c.pool_id == pool][0]
+    assert mine.dedicated.idle + mine.dedicated.running == 2
+    images = list(client.list_supported_images())
+    assert any(i.os_type == models.OSType.LINUX for i in images)
+
+
+def test_environment_exit_codes_and_files(client, pool, uid):
+    jid = uid("job")
+    new_job(client, pool, jid, common_environment_settings=[models.EnvironmentSetting(name="JOBVAR", value="fromjob")])
+    client.create_task(jid, models.BatchTaskCreateOptions(
+        id="env", command_line="/bin/sh -c 'echo $AZ_BATCH_TASK_ID $AZ_BATCH_JOB_ID $JOBVAR $MYVAR; pwd; echo oops >&2'",
+        environment_settings=[models.EnvironmentSetting(name="MYVAR", value="mine")]))
+    t = wait_completed(client, jid, "env")
+    assert t.execution_info.exit_code == 0
+    assert t.execution_info.result == models.BatchTaskExecutionResult.SUCCESS
+    assert t.node_info.pool_id == pool and t.node_info.node_id
+    assert t.node_info.task_root_directory == f"workitems/{jid}/job-1/env"
+    out = read(client, jid, "env", "stdout.txt").decode().splitlines()
+    assert out[0] == f"env {jid} fromjob mine"
+    assert out[1].endswith(f"workitems/{jid}/job-1/env/wd")
+    assert read(client, jid, "env", "stderr.txt") == b"oops\n"
+    assert read(client, jid, "env", "stdout.txt", ocp_range="bytes=0-2") == b"env"
+    props = client.get_task_file_properties(jid, "env", "stdout.txt")
+    assert props.content_length == len("\n".join(out)) + 1
+    names = {f.name for f in client.list_task_files(jid, "env", recursive=True)}
+    assert {"stdout.txt", "stderr.txt", "wd"} <= names
+    # Files stay inside the task directory.
+    with pytest.raises(Exception):
+        read(client, jid, "env", "../../../../volatile/node-id")
+    stats = client.get_task(jid, "env", expand=["stats"]).task_statistics
+    assert stats is not None and stats.wall_clock_time >= datetime.timedelta(0)
+
+
+def test_failures_retries_and_limits(client, pool, uid):
+    jid = uid("job")
+    new_job(client, pool, jid)
+    client.create_task(jid, models.BatchTaskCreateOptions(id="exit3", command_line="/bin/sh -c 'exit 3'",
+                                                          constraints=models.BatchTaskConstraints(max_task_retry_count=2)))
+    client.create_task(jid, models.BatchTaskCreateOptions(id="missing", command_line="/no/such/program arg"))
+    client.create_task(jid, models.BatchTaskCreateOptions(id="slow", command_line="sleep 30",
+                                                          constraints=models.BatchTaskConstraints(max_wall_clock_time=datetime.timedelta(seconds=1))))
+    t = wait_completed(client, jid, "exit3")
+    assert t.execution_info.exit_code == 3 and t.execution_info.retry_count == 2
+    assert t.execution_info.failure_info.code == "FailureExitCode"
+    assert t.execution_info.failure_info.category == models.BatchErrorSourceCategory.USER_ERROR
+    t = wait_completed(client, jid, "missing")
+    assert t.execution_info.failure_info.code == "CommandProgramNotFound"
+    t = wait_completed(client, jid, "slow")
+    assert t.execution_info.failure_info.code == "MaxWallClockTimeExpiry"
+    assert t.execution_info.end_time - t.execution_info.start_time < datetime.timedelta(seconds=10)
+
+
+def test_terminate_running_task(client, pool, uid):
+    jid = uid("job")
+    new_job(client, pool, jid)
+    client.create_task(jid, models.BatchTaskCreateOptions(id="long", command_line="sleep 60"))
+    wait_for(lambda: client.get_task(jid, "long").state == models.BatchTaskState.RUNNING, what="running")
+    client.terminate_task(jid, "long")
+    t = client.get_task(jid, "long")
+    assert t.state == models.BatchTaskState.COMPLETED and t.execution_info.failure_info.code == "TaskEnded"
+    # The slot frees: another task runs.
+    client.create_task(jid, models.BatchTaskCreateOptions(id="after", command_line="/bin/true"))
+    assert wait_completed(client, jid, "after").execution_info.exit_code == 0
+
+
+def test_reboot_requeues(client, pool, uid):
+    jid = uid("job")
+    new_job(client, pool, jid)
+    client.create_task(jid, models.BatchTaskCreateOptions(id="rq", command_line="sleep 60"))
+    t = wait_for(lambda: (t := client.get_task(jid, "rq")).state == models.BatchTaskState.RUNNING and t, what="running")
+    client.begin_reboot_node(pool, t.node_info.node_id, options=internal.BatchNodeRebootOptions(node_reboot_kind="requeue"), polling_interval=0.2).result()
+    t = wait_for(lambda: (t := client.get_task(jid, "rq")).execution_info.requeue_count == 1 and t, what="requeued")
+    assert t.execution_info.retry_count == 0, "a requeue is not a retry"
+    wait_for(lambda: client.get_task(jid, "rq").state == models.BatchTaskState.RUNNING, what="running again")
+    client.terminate_task(jid, "rq")
+
+
+def test_job_terminate_kills_running_tasks(client, pool, uid):
+    jid = uid("job")
+    new_job(client, pool, jid)
+    client.create_task(jid, models.BatchTaskCreateOptions(id="k", command_line="sleep 60"))
+    wait_for(lambda: client.get_task(jid, "k").state == models.BatchTaskState.RUNNING, what="running")
+    client.begin_terminate_job(jid, options=internal.BatchJobTerminateOptions(termination_reason="stop"), polling_interval=0.1).result()
+    t = client.get_task(jid, "k")
+    assert t.state == models.BatchTaskState.COMPLETED and t.execution_info.failure_info.code == "TaskEnded"
+
+
+def test_node_files_and_scheduling(client, pool):
+    node = list(client.list_nodes(pool))[0]
+    names = {f.name for f in client.list_node_files(pool, node.id)}
+    assert {"shared", "startup", "workitems"} <= names
+    client.disable_node_scheduling(pool, node.id, options=internal.BatchNodeDisableSchedulingOptions(node_disable_scheduling_option="taskcompletion"))
+    assert client.get_node(pool, node.id).scheduling_state == models.SchedulingState.DISABLED
+    client.enable_node_scheduling(pool, node.id)
+    assert client.get_node(pool, node.id).scheduling_state == models.SchedulingState.ENABLED
+
+
+def test_agent_killed_mid_task_is_requeued(client, pool, server, uid):
+    jid = uid("job")
+    new_job(client, pool, jid)
+    client.create_task(jid, models.BatchTaskCreateOptions(id="victim", command_line="sleep 120"))
+    t = wait_for(lambda: (t := client.get_task(jid, "victim")).state == models.BatchTaskState.RUNNING and t, what="running")
+    node_id = t.node_info.node_id
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    killed = False
+    for p in pids:
+        try:
+            cmd = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"agent" in cmd and any(node_id.encode() in c for c in cmd):
+            os.kill(int(p), signal.SIGKILL)
+            killed = True
+    assert killed, "found the agent process"
+    t = wait_for(lambda: (t := client.get_task(jid, "victim")).execution_info.requeue_count >= 1 and t, timeout=40, what="requeued after node loss")
+    assert t.execution_info.retry_count == 0
+    client.terminate_task(jid, "victim")
