@@ -37,6 +37,7 @@ pub struct AgentConfig {
 
 struct State {
     cfg: AgentConfig,
+    boot_id: String,
     /// Running attempts: attempt id → process group id.
     running: Mutex<HashMap<u64, i32>>,
     /// Outcomes not yet delivered (the connection was down when they ended).
@@ -60,7 +61,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         let _ = std::os::unix::fs::chown(cfg.root.join("shared"), Some(uid), Some(gid));
         exec::make_searchable(&cfg.root);
     }
-    let state = Arc::new(State { cfg, running: Mutex::new(HashMap::new()), undelivered: Mutex::new(Vec::new()), run_as, is_root });
+    let boot_id = format!("{}-{}", std::process::id(), exec::now_ms());
+    let state = Arc::new(State { cfg, boot_id, running: Mutex::new(HashMap::new()), undelivered: Mutex::new(Vec::new()), run_as, is_root });
     let mut backoff = Duration::from_millis(100);
     loop {
         match session(state.clone()).await {
@@ -96,6 +98,7 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
         running: state.running.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect(),
         root_dir: state.cfg.root.display().to_string(),
         is_root: state.is_root,
+        boot_id: state.boot_id.clone(),
     };
     let text = serde_json::to_string(&ToServer::Hello(hello)).map_err(|e| e.to_string())?;
     sink.send(Message::Text(text.into())).await.map_err(|e| e.to_string())?;

@@ -57,6 +57,12 @@ pub struct Node {
     pub total_succeeded: u64,
     pub recent: VecDeque<Value>,
     pub is_dedicated: bool,
+    /// The agent process's boot id; a new one means the node rebooted.
+    pub boot_id: String,
+    /// The start task's current attempt, and what the API shows of it.
+    pub start_attempt: Option<u64>,
+    pub start_retries: i32,
+    pub start_task_info: Option<Map<String, Value>>,
 }
 
 impl Node {
@@ -104,6 +110,10 @@ impl Node {
             "endpointConfiguration": {"inboundEndpoints": []},
             "nodeAgentInfo": {"version": self.agent_version, "lastUpdateTime": self.allocation_time},
         });
+        let mut v = v;
+        if let (Some(info), Value::Object(m)) = (&self.start_task_info, &mut v) {
+            m.insert("startTaskInfo".into(), Value::Object(info.clone()));
+        }
         match v {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -233,11 +243,26 @@ impl Cluster {
         let id = node_id.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Some(n) = lock(&c.nodes).get_mut(&id) {
-                if matches!(n.state, "rebooting" | "reimaging") {
-                    n.last_boot_time = Timestamp::now();
-                    n.set_state("idle");
-                    n.refresh_busy_state();
+            let pool = {
+                let mut nodes = lock(&c.nodes);
+                match nodes.get_mut(&id) {
+                    Some(n) if matches!(n.state, "rebooting" | "reimaging") => {
+                        n.last_boot_time = Timestamp::now();
+                        n.start_retries = 0;
+                        n.set_state("idle");
+                        n.refresh_busy_state();
+                        Some(n.pool_id.clone())
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(pool) = pool {
+                let spec = match c.store.get_pool(&pool).await {
+                    Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).ok().and_then(|m| m.get("startTask").cloned()),
+                    Err(_) => None,
+                };
+                if let Some(spec) = spec.filter(Value::is_object) {
+                    c.run_start_task(&id, &pool, &spec);
                 }
             }
             c.wake.notify_one();
@@ -279,6 +304,7 @@ impl Cluster {
         let assigned = self.store.tasks_on_node(&id).await?;
         let now = Timestamp::now();
         let mut stale = Vec::new();
+        let mut needs_start: Option<Value> = None;
         {
             let mut nodes = lock(&self.nodes);
             let node = nodes.entry(id.clone()).or_insert_with(|| Node {
@@ -300,7 +326,13 @@ impl Cluster {
                 total_succeeded: 0,
                 recent: VecDeque::new(),
                 is_dedicated: true,
+                boot_id: String::new(),
+                start_attempt: None,
+                start_retries: 0,
+                start_task_info: None,
             });
+            let booted = node.boot_id != hello.boot_id;
+            node.boot_id = hello.boot_id.clone();
             node.tx = Some(tx);
             node.last_seen = Instant::now();
             node.ip = hello.ip_address.clone();
@@ -321,6 +353,16 @@ impl Cluster {
                 node.set_state("idle");
             }
             node.refresh_busy_state();
+            if booted {
+                node.last_boot_time = now;
+                node.start_attempt = None;
+                node.start_task_info = None;
+                node.start_retries = 0;
+                needs_start = pool_doc.get("startTask").filter(|v| v.is_object()).cloned();
+            }
+        }
+        if let Some(spec) = needs_start {
+            self.run_start_task(&id, &pool_id, &spec);
         }
         for a in stale {
             self.kill(&id, a);
@@ -374,8 +416,98 @@ impl Cluster {
             .await;
     }
 
+    /// Starts (or retries) the pool's start task on a node. While a start
+    /// task with `waitForSuccess` (the default) runs, the node is
+    /// `waitingforstarttask` and takes no tasks.
+    pub fn run_start_task(&self, node_id: &str, pool_id: &str, spec: &Value) {
+        let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
+        let wait = spec.get("waitForSuccess").and_then(Value::as_bool).unwrap_or(true);
+        let launch = {
+            let mut nodes = lock(&self.nodes);
+            let Some(n) = nodes.get_mut(node_id) else { return };
+            n.start_attempt = Some(attempt);
+            let mut info = Map::new();
+            info.insert("state".into(), json!("running"));
+            info.insert("startTime".into(), json!(Timestamp::now()));
+            info.insert("retryCount".into(), json!(n.start_retries));
+            if let Some(prev) = &n.start_task_info {
+                if let Some(t) = prev.get("lastRetryTime") {
+                    info.insert("lastRetryTime".into(), t.clone());
+                }
+            }
+            n.start_task_info = Some(info);
+            n.set_state(if wait { "waitingforstarttask" } else { "idle" });
+            start_task_launch(&self.config.account, &lock(&self.config.server_url).clone().unwrap_or_default(), pool_id, n, spec, attempt)
+        };
+        self.send(node_id, ToAgent::Start(Box::new(launch)));
+    }
+
+    /// The start task's attempt ended: retry it, or settle the node's state.
+    async fn start_task_finished(&self, node_id: &str, o: &TaskOutcome) {
+        let pool_id = match lock(&self.nodes).get(node_id) {
+            Some(n) => n.pool_id.clone(),
+            None => return,
+        };
+        let spec = match self.store.get_pool(&pool_id).await {
+            Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).ok().and_then(|m| m.get("startTask").cloned()),
+            Err(_) => None,
+        };
+        let spec = spec.unwrap_or(Value::Null);
+        let wait = spec.get("waitForSuccess").and_then(Value::as_bool).unwrap_or(true);
+        let max_retries = spec.get("maxTaskRetryCount").and_then(Value::as_i64).unwrap_or(0) as i32;
+        let ok = o.failure_code.is_none() && o.exit_code == Some(0);
+        let retry = {
+            let mut nodes = lock(&self.nodes);
+            let Some(n) = nodes.get_mut(node_id) else { return };
+            n.start_attempt = None;
+            let mut info = n.start_task_info.clone().unwrap_or_default();
+            let ts = |ms: i64| json!(Timestamp(chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now)));
+            info.insert("startTime".into(), ts(o.start_time_ms));
+            info.insert("endTime".into(), ts(o.end_time_ms));
+            if let Some(c) = o.exit_code {
+                info.insert("exitCode".into(), json!(c));
+            }
+            let retry = !ok && (max_retries == -1 || n.start_retries < max_retries);
+            if ok {
+                info.insert("state".into(), json!("completed"));
+                info.insert("result".into(), json!("success"));
+                info.remove("failureInfo");
+                n.set_state("idle");
+                n.refresh_busy_state();
+            } else {
+                let code = o.failure_code.clone().unwrap_or_else(|| "FailureExitCode".into());
+                let message = o.failure_message.clone().unwrap_or_else(|| "The start task exited with an unexpected exit code".into());
+                info.insert("failureInfo".into(), json!({"category": "usererror", "code": code, "message": message}));
+                info.insert("result".into(), json!("failure"));
+                if retry {
+                    n.start_retries += 1;
+                    info.insert("lastRetryTime".into(), json!(Timestamp::now()));
+                } else {
+                    info.insert("state".into(), json!("completed"));
+                    if wait {
+                        n.set_state("starttaskfailed");
+                    } else {
+                        n.set_state("idle");
+                        n.refresh_busy_state();
+                    }
+                }
+            }
+            n.start_task_info = Some(info);
+            retry
+        };
+        if retry {
+            self.run_start_task(node_id, &pool_id, &spec);
+        }
+        self.wake.notify_one();
+    }
+
     /// An attempt ended: record it (unless stale), free the slots, schedule more.
     pub async fn finished(&self, node_id: &str, o: TaskOutcome, base_url: String) -> Option<(String, bool)> {
+        let is_start = lock(&self.nodes).get(node_id).is_some_and(|n| n.start_attempt == Some(o.attempt));
+        if is_start {
+            self.start_task_finished(node_id, &o).await;
+            return None;
+        }
         let slot = lock(&self.nodes).get_mut(node_id).and_then(|n| n.running.remove(&o.attempt));
         self.wake.notify_one();
         let slot = slot?;
@@ -821,6 +953,44 @@ pub fn build_launch(
         elevated,
         user_name: t.user_identity.username.clone(),
         is_start_task: false,
+    }
+}
+
+/// The launch of a pool's start task: it runs in `startup/`, with the
+/// node's variables (no job or task ids) and its own environment settings.
+fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spec: &Value, attempt: u64) -> TaskLaunch {
+    let mut env = BTreeMap::new();
+    env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
+    env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
+    env.insert("AZ_BATCH_POOL_ID".to_string(), pool.to_string());
+    env.insert("AZ_BATCH_NODE_ID".to_string(), n.id.clone());
+    env.insert("AZ_BATCH_NODE_IS_DEDICATED".to_string(), n.is_dedicated.to_string());
+    env.insert("AZ_BATCH_NODE_ROOT_DIR".to_string(), n.root_dir.clone());
+    for (k, v) in node_dirs(&n.root_dir, "startup") {
+        env.insert(k, v);
+    }
+    for e in spec.get("environmentSettings").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(name) = e.get("name").and_then(Value::as_str) {
+            env.insert(name.to_string(), e.get("value").and_then(Value::as_str).unwrap_or_default().to_string());
+        }
+    }
+    let identity = spec.get("userIdentity");
+    let elevated = identity
+        .and_then(|u| u.get("autoUser"))
+        .and_then(|a| a.get("elevationLevel"))
+        .and_then(Value::as_str)
+        .is_some_and(|l| l.eq_ignore_ascii_case("admin"));
+    TaskLaunch {
+        attempt,
+        job_id: String::new(),
+        task_id: String::new(),
+        task_dir: "startup".into(),
+        command_line: spec.get("commandLine").and_then(Value::as_str).unwrap_or_default().to_string(),
+        env,
+        max_wall_clock_ms: None,
+        elevated,
+        user_name: identity.and_then(|u| u.get("username")).and_then(Value::as_str).map(str::to_string),
+        is_start_task: true,
     }
 }
 

@@ -52,8 +52,10 @@ pub fn parse_query(raw: &str) -> Vec<(String, String)> {
 
 impl Ctx {
     /// A query parameter by case-insensitive name (the SDKs differ: `timeout` / `timeOut`).
+    /// The first non-empty value is the one the clients sign (Python's
+    /// `parse_qs` drops blank values), so it is the one read.
     pub fn q(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.query.iter().find(|(n, v)| n.eq_ignore_ascii_case(name) && !v.is_empty()).map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -400,6 +400,11 @@ pub async fn list_nodes(app: &App, ctx: &Ctx, pool: &str) -> Result<Reply, Error
     let opts = list_options(ctx)?;
     let doc = pool_doc(app, pool).await?;
     let mut nodes = app.cluster.pool_nodes(pool, &ctx.base_url, &vm_size(&doc));
+    if let Some(st) = doc.get("startTask") {
+        for n in nodes.iter_mut() {
+            n.insert("startTask".into(), st.clone());
+        }
+    }
     if let Some((_, f)) = &opts.filter {
         // Node lists are small: filter on the rendered documents.
         nodes.retain(|n| crate::render::matches(f, n));
@@ -432,6 +437,9 @@ pub async fn get_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Re
         .cluster
         .node(pool, node, &ctx.base_url, &vm_size(&doc))
         .ok_or_else(|| Error::new(ErrorCode::NodeNotFound).with("NodeId", node))?;
+    if let Some(st) = doc.get("startTask") {
+        n.insert("startTask".into(), st.clone());
+    }
     apply_select(&mut n, select.as_ref().map(|s| s.1.as_slice()));
     Ok(Reply::json(200, render::single(ctx, "nodes", n)))
 }

@@ -67,6 +67,9 @@ pub struct Hello {
     /// The node root directory (tasks' `AZ_BATCH_NODE_ROOT_DIR`).
     pub root_dir: String,
     pub is_root: bool,
+    /// New each time the agent process starts: a different value means the
+    /// node (re)booted, and its start task must run again.
+    pub boot_id: String,
 }
 
 /// Everything an agent needs to run one attempt.

@@ -170,3 +170,41 @@ def test_agent_killed_mid_task_is_requeued(client, pool, server, uid):
     t = wait_for(lambda: (t := client.get_task(jid, "victim")).execution_info.requeue_count >= 1 and t, timeout=40, what="requeued after node loss")
     assert t.execution_info.retry_count == 0
     client.terminate_task(jid, "victim")
+
+
+def test_start_task(client, uid):
+    good, bad = uid("stpool"), uid("stbad")
+    client.create_pool(models.BatchPoolCreateOptions(
+        id=good, vm_size="small", target_dedicated_nodes=1,
+        start_task=models.BatchStartTask(
+            command_line="/bin/sh -c 'echo ready > $AZ_BATCH_NODE_SHARED_DIR/marker; echo started $STVAR'",
+            environment_settings=[models.EnvironmentSetting(name="STVAR", value="yes")],
+            wait_for_success=True, user_identity=models.UserIdentity(auto_user=models.AutoUserSpecification(elevation_level="admin")))))
+    client.create_pool(models.BatchPoolCreateOptions(
+        id=bad, vm_size="small", target_dedicated_nodes=1,
+        start_task=models.BatchStartTask(command_line="/bin/sh -c 'exit 7'", max_task_retry_count=1, wait_for_success=True)))
+    node = wait_for(lambda: [n for n in client.list_nodes(good) if n.state == models.BatchNodeState.IDLE], what="start task done")[0]
+    assert node.start_task_info.state == models.BatchStartTaskState.COMPLETED
+    assert node.start_task_info.exit_code == 0 and node.start_task_info.result == models.BatchTaskExecutionResult.SUCCESS
+    assert node.start_task.command_line.startswith("/bin/sh")
+    out = b"".join(client.download_node_file(good, node.id, "startup/stdout.txt"))
+    assert out == b"started yes\n"
+    jid = uid("job")
+    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=good)))
+    client.create_task(jid, models.BatchTaskCreateOptions(id="reads", command_line="/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/marker'"))
+    wait_for(lambda: client.get_task(jid, "reads").state == models.BatchTaskState.COMPLETED, what="task done")
+    assert b"".join(client.download_task_file(jid, "reads", "stdout.txt")) == b"ready\n"
+    failed = wait_for(lambda: [n for n in client.list_nodes(bad) if n.state == models.BatchNodeState.START_TASK_FAILED],
+                      what="start task failed")[0]
+    assert failed.start_task_info.exit_code == 7 and failed.start_task_info.retry_count == 1
+    assert failed.start_task_info.failure_info.category == models.BatchErrorSourceCategory.USER_ERROR
+    bjid = uid("job")
+    client.create_job(models.BatchJobCreateOptions(id=bjid, pool_info=models.BatchPoolInfo(pool_id=bad)))
+    client.create_task(bjid, models.BatchTaskCreateOptions(id="never", command_line="/bin/true"))
+    import time
+    time.sleep(1)
+    assert client.get_task(bjid, "never").state == models.BatchTaskState.ACTIVE, "no task runs on a node whose start task failed"
+    client.begin_delete_pool(bad, polling_interval=0.2).result()
+    client.begin_delete_pool(good, polling_interval=0.2).result()
+    with pytest.raises(ResourceNotFoundError):
+        client.get_pool(good)
