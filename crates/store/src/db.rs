@@ -69,6 +69,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ADD COLUMN node TEXT;
     CREATE INDEX tasks_by_node ON tasks(node) WHERE node IS NOT NULL;
     "#,
+    // 3: exit codes as an indexed column (`executionInfo/exitCode` filters).
+    // The index is partial: tasks that have not run cost it nothing.
+    r#"
+    ALTER TABLE tasks ADD COLUMN exit_code INTEGER;
+    UPDATE tasks SET exit_code = json_extract(doc, '$.executionInfo.exitCode');
+    CREATE INDEX tasks_by_exit_code ON tasks(job, exit_code) WHERE exit_code IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

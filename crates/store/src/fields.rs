@@ -52,6 +52,7 @@ impl FieldResolver for TaskFields {
             ["requiredSlots"] => col("slots", Int),
             ["executionInfo", "result"] => col("result", Enum),
             ["executionInfo", "retryCount"] => col("retries", Int),
+            ["executionInfo", "exitCode"] => col("exit_code", Int),
             ["displayName"] | ["commandLine"] | ["affinityInfo", "affinityId"] => json(Text),
             ["nodeInfo", "nodeId"] | ["nodeInfo", "poolId"] | ["nodeInfo", "affinityId"] => json(Text),
             ["executionInfo", "failureInfo", "code"] => json(Text),
@@ -59,7 +60,7 @@ impl FieldResolver for TaskFields {
             ["stateTransitionTime"] | ["previousStateTransitionTime"] => json(DateTime),
             ["executionInfo", "startTime"] | ["executionInfo", "endTime"] => json(DateTime),
             ["executionInfo", "lastRetryTime"] | ["executionInfo", "lastRequeueTime"] => json(DateTime),
-            ["executionInfo", "exitCode"] | ["executionInfo", "requeueCount"] => json(Int),
+            ["executionInfo", "requeueCount"] => json(Int),
             ["constraints", "maxTaskRetryCount"] | ["multiInstanceSettings", "numberOfInstances"] => json(Int),
             _ => None,
         }

@@ -74,7 +74,7 @@ pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask)
     let (old, new) = (count_key(before), count_key(after));
     let job_key = key_of(job);
     conn.prepare_cached(
-        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9, node = ?10
+        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9, node = ?10, exit_code = ?11
          WHERE job = ?1 AND key = ?2",
     )
     .and_then(|mut s| {
@@ -88,7 +88,8 @@ pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask)
             after.e_tag,
             after.last_modified.to_string(),
             doc,
-            after.node
+            after.node,
+            after.execution_info.exit_code
         ])
     })
     .map_err(sql)?;
