@@ -50,7 +50,7 @@ PY
 )
 latency=$("$bench" latency "${t[@]}" --job job0 --tasks "$tasks" --samples 5000)
 filter_state=$("$bench" filter "${t[@]}" --job job0 --filter "state eq 'active'")
-filter_json=$("$bench" filter "${t[@]}" --job job0 --filter "executionInfo/retryCount eq 0 and startswith(id,'t00')")
+filter_json=$("$bench" filter "${t[@]}" --job job0 --filter "commandLine eq '/bin/true' and startswith(id,'t00')")
 filter_none=$("$bench" filter "${t[@]}" --job job0 --filter "executionInfo/exitCode eq 3")
 # Fill up to $total tasks, then read memory.
 jobs=$((total / tasks))
