@@ -78,22 +78,24 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
 /// The job's `stats`, added up from its tasks' counters.
 async fn stats(app: &App, ctx: &Ctx, job: &CloudJob) -> Result<Value, Error> {
     let (counts, retries) = app.store.task_counts(&job.id).await?;
+    let sums = app.store.job_task_stats(&job.id).await?;
     let now = Timestamp::now();
+    let zero = Duration::ZERO;
     let s = JobStatistics {
         url: format!("{}/stats", ctx.url(&job_path(&job.id))),
         start_time: job.creation_time,
         last_update_time: now,
-        user_cpu_time: Duration::ZERO,
-        kernel_cpu_time: Duration::ZERO,
-        wall_clock_time: Duration::ZERO,
-        read_iops: 0,
-        write_iops: 0,
-        read_io_gib: 0.0,
-        write_io_gib: 0.0,
+        user_cpu_time: sums.as_ref().map_or(zero, |s| s.user_cpu_time),
+        kernel_cpu_time: sums.as_ref().map_or(zero, |s| s.kernel_cpu_time),
+        wall_clock_time: sums.as_ref().map_or(zero, |s| s.wall_clock_time),
+        read_iops: sums.as_ref().map_or(0, |s| s.read_iops),
+        write_iops: sums.as_ref().map_or(0, |s| s.write_iops),
+        read_io_gib: sums.as_ref().map_or(0.0, |s| s.read_io_gib),
+        write_io_gib: sums.as_ref().map_or(0.0, |s| s.write_io_gib),
         num_succeeded_tasks: counts.task_counts.succeeded,
         num_failed_tasks: counts.task_counts.failed,
         num_task_retries: retries,
-        wait_time: Duration::ZERO,
+        wait_time: sums.as_ref().map_or(zero, |s| s.wait_time),
     };
     serde_json::to_value(s).map_err(Error::internal)
 }

@@ -70,6 +70,35 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         samples: usize,
     },
+    /// Runs trivial tasks end to end on one local node: pool, job (disabled
+    /// while the tasks are added), enable, wait for all to complete.
+    RunTasks {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long, default_value_t = 20_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+        #[arg(long, default_value = "/bin/true")]
+        command: String,
+    },
+    /// Latency from add to start on an idle node (creationTime → startTime of each task).
+    StartLatency {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
+    /// The machine's raw spawn rate: `command` run `count` times with
+    /// std::process::Command and process_group(0), from `threads` threads.
+    RawSpawn {
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value = "/bin/true")]
+        command: String,
+    },
     /// Latency of one page of a filtered list.
     Filter {
         #[command(flatten)]
@@ -203,6 +232,50 @@ async fn sink() -> String {
     format!("http://{addr}")
 }
 
+async fn call(c: &HttpClient, t: &Target, method: Method, target: &str, body: Value) -> Result<Value, String> {
+    let key = STANDARD.decode(&t.key).unwrap_or_default();
+    let bytes = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
+    let (status, out) = send(c, t, &key, method, &format!("{target}{}api-version=2025-06-01", if target.contains('?') { "&" } else { "?" }), bytes).await?;
+    if !(200..300).contains(&status) {
+        return Err(format!("{target}: {status} {}", String::from_utf8_lossy(&out)));
+    }
+    Ok(if out.is_empty() { Value::Null } else { serde_json::from_slice(&out).unwrap_or(Value::Null) })
+}
+
+async fn wait_idle_node(c: &HttpClient, t: &Target, pool: &str) -> Result<(), String> {
+    for _ in 0..600 {
+        let nodes = call(c, t, Method::GET, &format!("/pools/{pool}/nodes"), Value::Null).await?;
+        if nodes["value"].as_array().is_some_and(|a| !a.is_empty() && a.iter().all(|n| n["state"] == "idle")) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the node did not become idle".into())
+}
+
+fn ms_between(a: &Value, b: &Value) -> Option<f64> {
+    let p = |v: &Value| v.as_str().and_then(|s| chrono_like(s));
+    Some(p(b)? - p(a)?)
+}
+
+/// Milliseconds since the epoch of an ISO timestamp `YYYY-MM-DDTHH:MM:SS.fffffffZ` (UTC).
+fn chrono_like(s: &str) -> Option<f64> {
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m, day) = (if d[1] <= 2 { d[0] - 1 } else { d[0] }, d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days * 86400 + t[0] * 3600 + t[1] * 60 + t[2];
+    let frac: f64 = format!("0.{frac}").parse().ok()?;
+    Some(secs as f64 * 1000.0 + frac * 1000.0)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let cli = Cli::parse();
@@ -228,6 +301,107 @@ async fn main() {
             let t = Target { endpoint, account: "sink".into(), key: STANDARD.encode(b"sink") };
             let (secs, _, errors) = ingest(t, "sink", bodies(tasks, batch, "t"), clients).await;
             json!({"tasks_sent": tasks, "errors": errors, "seconds": secs, "tasks_per_second": tasks as f64 / secs})
+        }
+        Cmd::RunTasks { t, tasks, slots, command } => {
+            let c = client();
+            let r: Result<Value, String> = async {
+                call(&c, &t, Method::POST, "/pools", json!({"id": "runpool", "vmSize": "local", "targetDedicatedNodes": 1, "taskSlotsPerNode": slots})).await?;
+                wait_idle_node(&c, &t, "runpool").await?;
+                call(&c, &t, Method::POST, "/jobs", json!({"id": "runjob", "poolInfo": {"poolId": "runpool"}})).await?;
+                call(&c, &t, Method::POST, "/jobs/runjob/disable", json!({"disableTasks": "requeue"})).await?;
+                for _ in 0..200 {
+                    if call(&c, &t, Method::GET, "/jobs/runjob", Value::Null).await?["state"] == "disabled" { break; }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let all: Vec<Bytes> = (0..tasks)
+                    .collect::<Vec<_>>()
+                    .chunks(100)
+                    .map(|ids| Bytes::from(json!({"value": ids.iter().map(|i| json!({"id": format!("r{i:07}"), "commandLine": command})).collect::<Vec<_>>()}).to_string()))
+                    .collect();
+                let (_, ok, errors) = ingest(t.clone(), "runjob", all, 4).await;
+                if errors > 0 || ok != tasks { return Err(format!("adding tasks failed: {ok} ok, {errors} errors")); }
+                let start = Instant::now();
+                call(&c, &t, Method::POST, "/jobs/runjob/enable", Value::Null).await?;
+                let mut succeeded = 0;
+                loop {
+                    let counts = call(&c, &t, Method::GET, "/jobs/runjob/taskcounts", Value::Null).await?;
+                    if counts["taskCounts"]["completed"].as_u64() == Some(tasks as u64) {
+                        succeeded = counts["taskCounts"]["succeeded"].as_u64().unwrap_or(0);
+                        break;
+                    }
+                    if start.elapsed() > Duration::from_secs(1800) { break; }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let secs = start.elapsed().as_secs_f64();
+                // The time from the first start to the last end, from the tasks themselves.
+                let mut first = f64::MAX;
+                let mut last: f64 = 0.0;
+                let mut after: Option<String> = None;
+                loop {
+                    let q = match &after { Some(a) => format!("/jobs/runjob/tasks?$select=executionInfo&$skiptoken={a}"), None => "/jobs/runjob/tasks?$select=executionInfo".into() };
+                    let page = call(&c, &t, Method::GET, &q, Value::Null).await?;
+                    for tk in page["value"].as_array().into_iter().flatten() {
+                        if let (Some(s), Some(e)) = (tk["executionInfo"]["startTime"].as_str().and_then(chrono_like), tk["executionInfo"]["endTime"].as_str().and_then(chrono_like)) {
+                            first = first.min(s);
+                            last = last.max(e);
+                        }
+                    }
+                    match page["odata.nextLink"].as_str().and_then(|l| l.split("$skiptoken=").nth(1)) {
+                        Some(tok) => after = Some(tok.to_string()),
+                        None => break,
+                    }
+                }
+                let busy = (last - first) / 1000.0;
+                Ok(json!({"tasks": tasks, "slots": slots, "succeeded": succeeded, "seconds_enable_to_all_completed": secs,
+                          "tasks_per_second": tasks as f64 / secs, "seconds_first_start_to_last_end": busy,
+                          "tasks_per_second_running": tasks as f64 / busy}))
+            }.await;
+            r.unwrap_or_else(|e| json!({"error": e}))
+        }
+        Cmd::StartLatency { t, samples } => {
+            let c = client();
+            let r: Result<Value, String> = async {
+                call(&c, &t, Method::POST, "/pools", json!({"id": "latpool", "vmSize": "local", "targetDedicatedNodes": 1, "taskSlotsPerNode": 1})).await?;
+                wait_idle_node(&c, &t, "latpool").await?;
+                call(&c, &t, Method::POST, "/jobs", json!({"id": "latjob", "poolInfo": {"poolId": "latpool"}})).await?;
+                let mut lat = Vec::new();
+                for i in 0..samples {
+                    let id = format!("l{i:05}");
+                    call(&c, &t, Method::POST, "/jobs/latjob/tasks", json!({"id": id, "commandLine": "/bin/true"})).await?;
+                    loop {
+                        let tk = call(&c, &t, Method::GET, &format!("/jobs/latjob/tasks/{id}"), Value::Null).await?;
+                        if tk["state"] == "completed" {
+                            if let Some(ms) = ms_between(&tk["creationTime"], &tk["executionInfo"]["startTime"]) { lat.push(ms.max(0.0)); }
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                lat.sort_by(|a, b| a.total_cmp(b));
+                Ok(json!({"samples": lat.len(), "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "max_ms": lat.last()}))
+            }.await;
+            r.unwrap_or_else(|e| json!({"error": e}))
+        }
+        Cmd::RawSpawn { count, threads, command } => {
+            use std::os::unix::process::CommandExt;
+            let start = Instant::now();
+            let per = count / threads.max(1);
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let command = command.clone();
+                    std::thread::spawn(move || {
+                        let mut failed = 0;
+                        for _ in 0..per {
+                            let ok = std::process::Command::new(&command).process_group(0).status().map(|s| s.success()).unwrap_or(false);
+                            if !ok { failed += 1; }
+                        }
+                        failed
+                    })
+                })
+                .collect();
+            let failed: usize = handles.into_iter().map(|h| h.join().unwrap_or(per)).sum();
+            let secs = start.elapsed().as_secs_f64();
+            json!({"processes": per * threads, "failed": failed, "seconds": secs, "per_second": (per * threads) as f64 / secs})
         }
         Cmd::Latency { t, job, tasks, samples } => {
             let key = STANDARD.decode(&t.key).unwrap_or_default();

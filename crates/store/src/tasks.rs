@@ -4,7 +4,7 @@ use crate::fields::TaskFields;
 use crate::jobs::{self, compile_with, page};
 use crate::{key_of, sql, ListQuery, Page, Preconditions, Store, Stored};
 use rusqlite::{params, Connection, OptionalExtension};
-use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult};
+use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult, TaskStatistics};
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
 
@@ -353,6 +353,40 @@ impl Store {
             }
             Ok(out)
         })
+    }
+
+    /// The sum of the resource statistics of a job's tasks (those that ran).
+    pub async fn job_task_stats(&self, job_id: &str) -> Result<Option<TaskStatistics>, Error> {
+        let job = key_of(job_id);
+        self.read(move |conn| {
+            let mut s = conn
+                .prepare_cached("SELECT json_extract(doc, '$.stats') FROM tasks WHERE job = ?1 AND json_extract(doc, '$.stats') IS NOT NULL")
+                .map_err(sql)?;
+            let rows = s.query_map([&job], |r| r.get::<_, String>(0)).map_err(sql)?;
+            let mut total: Option<TaskStatistics> = None;
+            for r in rows {
+                let Ok(st) = serde_json::from_str::<TaskStatistics>(&r.map_err(sql)?) else { continue };
+                total = Some(match total {
+                    None => st,
+                    Some(mut t) => {
+                        let add = |a: wire::time::Duration, b: wire::time::Duration| wire::time::Duration(a.0.saturating_add(b.0));
+                        t.user_cpu_time = add(t.user_cpu_time, st.user_cpu_time);
+                        t.kernel_cpu_time = add(t.kernel_cpu_time, st.kernel_cpu_time);
+                        t.wall_clock_time = add(t.wall_clock_time, st.wall_clock_time);
+                        t.wait_time = add(t.wait_time, st.wait_time);
+                        t.read_iops += st.read_iops;
+                        t.write_iops += st.write_iops;
+                        t.read_io_gib += st.read_io_gib;
+                        t.write_io_gib += st.write_io_gib;
+                        t.start_time = t.start_time.min(st.start_time);
+                        t.last_update_time = t.last_update_time.max(st.last_update_time);
+                        t
+                    }
+                });
+            }
+            Ok(total)
+        })
+        .await
     }
 
     /// Tasks assigned to a node: (job id, task id, attempt).

@@ -83,7 +83,10 @@ def test_environment_exit_codes_and_files(client, pool, uid):
     with pytest.raises(Exception):
         read(client, jid, "env", "../../../../volatile/node-id")
     stats = client.get_task(jid, "env", expand=["stats"]).task_statistics
-    assert stats is not None and stats.wall_clock_time >= datetime.timedelta(0)
+    assert stats is not None and stats.wall_clock_time > datetime.timedelta(0)
+    job_stats = client.get_job(jid, expand=["stats"]).job_statistics
+    assert job_stats.succeeded_tasks_count == 1
+    assert job_stats.wall_clock_time == stats.wall_clock_time, "job statistics add up the tasks'" 
 
 
 def test_failures_retries_and_limits(client, pool, uid):
