@@ -25,6 +25,8 @@ use wire::{Error, ErrorCode};
 
 /// How often agents send heartbeats.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a `Started` report waits before it is written (see `started`).
+const STARTED_DEBOUNCE: Duration = Duration::from_millis(10);
 /// A node silent this long is `unknown`, and its tasks are requeued.
 pub const NODE_LOST_AFTER: Duration = Duration::from_secs(10);
 
@@ -59,6 +61,8 @@ pub struct Node {
     pub is_dedicated: bool,
     /// The agent process's boot id; a new one means the node rebooted.
     pub boot_id: String,
+    /// The pool's `nodeFillType` (fixed when the pool is created).
+    pub fill: placement::Fill,
     /// The start task's current attempt, and what the API shows of it.
     pub start_attempt: Option<u64>,
     pub start_retries: i32,
@@ -143,6 +147,8 @@ pub struct Cluster {
     /// Local agent processes by node id.
     children: Mutex<HashMap<String, tokio::process::Child>>,
     next_attempt: AtomicU64,
+    /// Active jobs per pool, with the job generation they were read at.
+    jobs_cache: Mutex<HashMap<String, (u64, Vec<CloudJob>)>>,
     /// Tasks assigned in memory whose assignment has not committed yet.
     inflight: Mutex<std::collections::HashSet<(String, String)>>,
     next_file: AtomicU64,
@@ -169,6 +175,7 @@ impl Cluster {
             children: Mutex::new(HashMap::new()),
             next_attempt: AtomicU64::new(1),
             inflight: Mutex::new(Default::default()),
+            jobs_cache: Mutex::new(HashMap::new()),
             next_file: AtomicU64::new(1),
             file_waiters: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -327,10 +334,21 @@ impl Cluster {
                 recent: VecDeque::new(),
                 is_dedicated: true,
                 boot_id: String::new(),
+                fill: placement::Fill::Spread,
                 start_attempt: None,
                 start_retries: 0,
                 start_task_info: None,
             });
+            node.fill = if pool_doc
+                .get("taskSchedulingPolicy")
+                .and_then(|p| p.get("nodeFillType"))
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case("pack"))
+            {
+                placement::Fill::Pack
+            } else {
+                placement::Fill::Spread
+            };
             let booted = node.boot_id != hello.boot_id;
             node.boot_id = hello.boot_id.clone();
             node.tx = Some(tx);
@@ -402,6 +420,10 @@ impl Cluster {
 
     /// An attempt's process is running.
     pub async fn started(&self, node_id: &str, attempt: u64) {
+        // Most trivial attempts end within a few milliseconds: wait a little,
+        // and if the attempt has already ended its outcome records `running`
+        // (at the agent's start time) in the same write.
+        tokio::time::sleep(STARTED_DEBOUNCE).await;
         let slot = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned());
         let Some(slot) = slot else { return };
         let _ = self
@@ -597,6 +619,19 @@ impl Cluster {
 
     // ---- scheduling --------------------------------------------------------
 
+    /// The pool's active jobs by priority, cached until any job changes.
+    async fn jobs_of(&self, pool: &str) -> Result<Vec<CloudJob>, Error> {
+        let generation = self.store.job_generation.load(Ordering::Relaxed);
+        if let Some((g, jobs)) = lock(&self.jobs_cache).get(pool) {
+            if *g == generation {
+                return Ok(jobs.clone());
+            }
+        }
+        let jobs = self.store.schedulable_jobs(pool).await?;
+        lock(&self.jobs_cache).insert(pool.to_string(), (generation, jobs.clone()));
+        Ok(jobs)
+    }
+
     /// Attempt ids continue after the highest one ever handed out.
     pub async fn init_attempts(&self) -> Result<(), Error> {
         let max = self.store.max_attempt().await?;
@@ -623,21 +658,8 @@ impl Cluster {
         };
         let mut started = 0;
         for pool in pools {
-            let pool_doc = match self.store.get_pool(&pool).await {
-                Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).unwrap_or_default(),
-                Err(_) => continue,
-            };
-            let policy = if pool_doc
-                .get("taskSchedulingPolicy")
-                .and_then(|p| p.get("nodeFillType"))
-                .and_then(Value::as_str)
-                .is_some_and(|s| s.eq_ignore_ascii_case("pack"))
-            {
-                placement::Fill::Pack
-            } else {
-                placement::Fill::Spread
-            };
-            for job in self.store.schedulable_jobs(&pool).await? {
+            let policy = lock(&self.nodes).values().find(|n| n.pool_id == pool).map(|n| n.fill).unwrap_or(placement::Fill::Spread);
+            for job in self.jobs_of(&pool).await? {
                 let free: u32 = lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.free()).sum();
                 if free == 0 {
                     break;

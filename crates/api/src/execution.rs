@@ -41,6 +41,11 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 pub fn apply_outcome(task: &mut CloudTask, o: &TaskOutcome, url: String, now: Timestamp) -> bool {
     let start = ms_to_ts(o.start_time_ms);
     let end = ms_to_ts(o.end_time_ms);
+    // A short attempt can end before its `running` state was recorded: the
+    // agent's start time is when it began running.
+    if task.state == TaskState::Preparing {
+        transition(task, TaskState::Running, start);
+    }
     let wall = Duration((o.end_time_ms - o.start_time_ms).max(0) * 10_000);
     // Statistics accumulate over the task's attempts.
     let prev = task.stats.take();
@@ -187,8 +192,10 @@ mod tests {
     #[test]
     fn success_completes() {
         let mut t = task(3);
+        t.state = TaskState::Preparing;
         assert!(apply_outcome(&mut t, &outcome(Some(0), None), "u".into(), Timestamp::now()));
         assert_eq!(t.state, TaskState::Completed);
+        assert_eq!(t.previous_state, Some(TaskState::Running), "it ran, even if `running` was never written");
         assert_eq!(t.execution_info.result, Some(ExecutionResult::Success));
         assert!(t.execution_info.failure_info.is_none());
         let s = t.stats.unwrap();

@@ -173,6 +173,15 @@ async fn finish(app: &App, id: &str, from: JobState, to: JobState) -> Result<(),
 /// `onAllTasksComplete: terminatejob`: once a job has tasks and all of them
 /// are completed, the job terminates with reason `AllTasksComplete`.
 async fn check_all_complete(app: &App, id: &str) -> Result<(), wire::Error> {
+    // Most jobs do not ask for it: decide that from a read, without a write.
+    let job = match app.store.get_job(id).await {
+        Ok(s) => serde_json::from_str::<wire::models::CloudJob>(&s.doc).map_err(wire::Error::internal)?,
+        Err(e) if e.code == wire::ErrorCode::JobNotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if job.state != JobState::Active || job.on_all_tasks_complete != OnAllTasksComplete::TerminateJob {
+        return Ok(());
+    }
     let r = app
         .store
         .update_job(id, Default::default(), |conn, job, now| {

@@ -65,7 +65,7 @@ impl Store {
     /// Inserts a new job; 409 `JobExists` (or `JobBeingDeleted`) when the id is taken.
     pub async fn create_job(&self, job: CloudJob) -> Result<Stored, Error> {
         let doc = to_doc(&job)?;
-        self.write(move |conn| {
+        let r = self.write(move |conn| {
             let key = key_of(&job.id);
             let existing: Option<String> = conn
                 .prepare_cached("SELECT state FROM jobs WHERE key = ?1")
@@ -98,7 +98,16 @@ impl Store {
             .map_err(sql)?;
             Ok(Stored { doc, etag: job.e_tag.clone(), last_modified: job.last_modified })
         })
-        .await
+        .await;
+        if r.is_ok() {
+            self.bump_jobs();
+        }
+        r
+    }
+
+    /// Records that some job changed (after the commit), for job-list caches.
+    fn bump_jobs(&self) {
+        self.job_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The stored job, or 404 `JobNotFound`.
@@ -131,16 +140,21 @@ impl Store {
     {
         let id = id.to_string();
         let etags = self.etags.clone();
-        self.write(move |conn| {
-            let mut job = load(conn, &id)?.ok_or_else(|| job_not_found(&id))?;
-            pre.check_write(&job.e_tag, &job.last_modified)?;
-            let (now, etag) = etags.next();
-            f(conn, &mut job, now)?;
-            job.e_tag = etag;
-            job.last_modified = now;
-            save(conn, &job)
-        })
-        .await
+        let r = self
+            .write(move |conn| {
+                let mut job = load(conn, &id)?.ok_or_else(|| job_not_found(&id))?;
+                pre.check_write(&job.e_tag, &job.last_modified)?;
+                let (now, etag) = etags.next();
+                f(conn, &mut job, now)?;
+                job.e_tag = etag;
+                job.last_modified = now;
+                save(conn, &job)
+            })
+            .await;
+        if r.is_ok() {
+            self.bump_jobs();
+        }
+        r
     }
 
     /// A page of jobs in id order.
@@ -205,6 +219,11 @@ impl Store {
             Ok(true)
         })
         .await
+        .inspect(|done| {
+            if *done {
+                self.bump_jobs();
+            }
+        })
     }
 }
 

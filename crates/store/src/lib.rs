@@ -173,6 +173,8 @@ pub struct Store {
     writer: Writer,
     readers: Arc<ReadPool>,
     pub etags: Arc<EtagClock>,
+    /// Grows with every change to any job, so callers can cache job lists.
+    pub job_generation: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -185,6 +187,7 @@ impl Store {
             writer: Writer::start(conn),
             readers: Arc::new(ReadPool { path, idle: Mutex::new(Vec::new()) }),
             etags: Arc::new(EtagClock::default()),
+            job_generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
