@@ -617,6 +617,36 @@ impl Cluster {
         }
     }
 
+    /// Deletes the directories of completed tasks whose `retentionTime` has
+    /// passed; their file operations then answer `TaskFilesCleanedup`.
+    pub async fn clean_expired(&self) -> Result<(), Error> {
+        let now = Timestamp::now();
+        for (job, task) in self.store.due_cleanups(now, 200).await? {
+            // Mark first, so no request reads a half-deleted directory.
+            let marked = self
+                .store
+                .update_task(&job, &task, Default::default(), move |_, t, _| {
+                    if !t.cleanup_at.is_some_and(|c| c <= now) {
+                        return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                    }
+                    t.cleanup_at = None;
+                    t.files_cleaned = true;
+                    Ok(())
+                })
+                .await;
+            let Ok(stored) = marked else { continue };
+            let Ok(t) = serde_json::from_str::<CloudTask>(&stored.doc) else { continue };
+            if let Some(info) = &t.node_info {
+                if let (Some(node), Some(dir)) = (&info.node_id, &info.task_root_directory) {
+                    if t.node.is_none() && lock(&self.nodes).get(node).is_some_and(|n| n.tx.is_some()) {
+                        let _ = self.file(node, dir.clone(), String::new(), FileOp::Delete { recursive: true }).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     // ---- scheduling --------------------------------------------------------
 
     /// The pool's active jobs by priority, cached until any job changes.
@@ -1056,6 +1086,9 @@ pub fn start(cluster: Arc<Cluster>, account_url: Arc<Mutex<Option<String>>>) {
         loop {
             tokio::time::sleep(HEARTBEAT).await;
             cluster.check_liveness().await;
+            if let Err(e) = cluster.clean_expired().await {
+                tracing::warn!(error = %e, "cleaning expired task directories failed");
+            }
         }
     });
 }

@@ -106,8 +106,19 @@ pub fn apply_outcome(task: &mut CloudTask, o: &TaskOutcome, url: String, now: Ti
     e.result = Some(if failure.is_some() { ExecutionResult::Failure } else { ExecutionResult::Success });
     e.failure_info = failure;
     task.node = None;
+    task.cleanup_at = retention_deadline(task, end);
     transition(task, TaskState::Completed, now);
     true
+}
+
+/// When the task directory of a run that ended at `end` is to be deleted.
+pub fn retention_deadline(task: &CloudTask, end: Timestamp) -> Option<Timestamp> {
+    let r = task.constraints.retention_time.unwrap_or(Duration::from_days(7));
+    if r.is_infinite() {
+        return None;
+    }
+    let d = chrono::Duration::milliseconds((r.to_std().as_millis()).min(i64::MAX as u128) as i64);
+    end.0.checked_add_signed(d).map(Timestamp)
 }
 
 /// A task whose attempt was lost to a recovery operation (node reboot,
@@ -131,6 +142,8 @@ pub fn reset_execution(task: &mut CloudTask) {
     task.node_info = None;
     task.attempt = None;
     task.node = None;
+    task.cleanup_at = None;
+    task.files_cleaned = false;
 }
 
 #[cfg(test)]
@@ -169,6 +182,8 @@ mod tests {
             authentication_token_settings: None,
             attempt: Some(7),
             node: Some("n".into()),
+            cleanup_at: None,
+            files_cleaned: false,
         }
     }
 

@@ -88,6 +88,10 @@ fn reject_traversal(path: &str) -> Result<(), Error> {
 pub async fn task_location(app: &App, ctx: &Ctx, job: &str, task: &str) -> Result<Location, Error> {
     let stored = app.store.get_task(job, task).await?;
     let t: CloudTask = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
+    if t.files_cleaned {
+        return Err(Error::msg(ErrorCode::TaskFilesCleanedup, "The task's retention time has passed and its files were deleted.")
+            .with("TaskId", task));
+    }
     let info = t.node_info.ok_or_else(|| {
         Error::msg(ErrorCode::TaskFilesUnavailable, "The task has not run on a compute node yet, so it has no files.").with("TaskId", task)
     })?;

@@ -90,6 +90,8 @@ fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Result<N
         authentication_token_settings: p.authentication_token_settings,
         attempt: None,
         node: None,
+        cleanup_at: None,
+        files_cleaned: false,
     })
 }
 
@@ -265,6 +267,9 @@ pub fn complete_with_failure(task: &mut CloudTask, now: Timestamp, code: &str, m
         message: Some(message.to_string()),
         details: None,
     });
+    if task.node_info.is_some() {
+        task.cleanup_at = crate::execution::retention_deadline(task, now);
+    }
 }
 
 pub async fn terminate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {

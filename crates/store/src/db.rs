@@ -76,6 +76,11 @@ const MIGRATIONS: &[&str] = &[
     UPDATE tasks SET exit_code = json_extract(doc, '$.executionInfo.exitCode');
     CREATE INDEX tasks_by_exit_code ON tasks(job, exit_code) WHERE exit_code IS NOT NULL;
     "#,
+    // 4: when each completed task's directory is due for deletion (retentionTime).
+    r#"
+    ALTER TABLE tasks ADD COLUMN cleanup_at TEXT;
+    CREATE INDEX tasks_by_cleanup ON tasks(cleanup_at) WHERE cleanup_at IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -74,7 +74,7 @@ pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask)
     let (old, new) = (count_key(before), count_key(after));
     let job_key = key_of(job);
     conn.prepare_cached(
-        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9, node = ?10, exit_code = ?11
+        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9, node = ?10, exit_code = ?11, cleanup_at = ?12
          WHERE job = ?1 AND key = ?2",
     )
     .and_then(|mut s| {
@@ -89,7 +89,8 @@ pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask)
             after.last_modified.to_string(),
             doc,
             after.node,
-            after.execution_info.exit_code
+            after.execution_info.exit_code,
+            after.cleanup_at.map(|t| t.to_string())
         ])
     })
     .map_err(sql)?;
@@ -385,6 +386,24 @@ impl Store {
                 });
             }
             Ok(total)
+        })
+        .await
+    }
+
+    /// Completed tasks whose directories are due for deletion by `now`:
+    /// (job id, task id).
+    pub async fn due_cleanups(&self, now: Timestamp, limit: usize) -> Result<Vec<(String, String)>, Error> {
+        self.read(move |conn| {
+            let mut s = conn
+                .prepare_cached(
+                    "SELECT j.id, t.id FROM tasks t JOIN jobs j ON j.key = t.job
+                     WHERE t.cleanup_at IS NOT NULL AND t.cleanup_at <= ?1 ORDER BY t.cleanup_at LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows = s
+                .query_map(params![now.to_string(), limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(sql)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
         })
         .await
     }

@@ -70,6 +70,8 @@ fn task(store: &Store, id: &str) -> NewTask {
         authentication_token_settings: None,
         attempt: None,
         node: None,
+        cleanup_at: None,
+        files_cleaned: false,
     })
     .unwrap()
 }

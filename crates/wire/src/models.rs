@@ -438,6 +438,12 @@ pub struct CloudTask {
     pub attempt: Option<u64>,
     #[serde(default, rename = "_node", skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// When the task directory of the last run is due for deletion
+    /// (`retentionTime` after it completed), and whether it was deleted.
+    #[serde(default, rename = "_cleanupAt", skip_serializing_if = "Option::is_none")]
+    pub cleanup_at: Option<Timestamp>,
+    #[serde(default, rename = "_filesCleaned", skip_serializing_if = "std::ops::Not::not")]
+    pub files_cleaned: bool,
 }
 
 /// `PUT /jobs/{jobId}/tasks/{taskId}` body: only the constraints are writable.

@@ -8,7 +8,7 @@ import pytest
 from azure.batch import BatchClient, models
 from azure.batch.models import _models as internal
 from azure.core.credentials import AzureNamedKeyCredential
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from conftest import wait_for
 
@@ -211,3 +211,21 @@ def test_start_task(client, uid):
     client.begin_delete_pool(good, polling_interval=0.2).result()
     with pytest.raises(ResourceNotFoundError):
         client.get_pool(good)
+
+
+def test_retention_time_cleans_task_files(client, pool, uid):
+    jid = uid("job")
+    new_job(client, pool, jid)
+    client.create_task(jid, models.BatchTaskCreateOptions(id="short", command_line="/bin/sh -c 'echo kept'",
+                                                          constraints=models.BatchTaskConstraints(retention_time=datetime.timedelta(seconds=1))))
+    t = wait_completed(client, jid, "short")
+    assert read(client, jid, "short", "stdout.txt") == b"kept\n"
+
+    def cleaned():
+        try:
+            list(client.list_task_files(jid, "short"))
+            return False
+        except HttpResponseError as e:
+            return e.status_code == 409 and e.error.code == "TaskFilesCleanedup"
+    wait_for(cleaned, timeout=20, what="files cleaned up")
+    assert client.get_task(jid, "short").state == models.BatchTaskState.COMPLETED
