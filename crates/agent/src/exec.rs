@@ -67,6 +67,36 @@ pub fn make_searchable(root: &Path) {
     }
 }
 
+/// Creates a pool user account if it does not exist (root only). Admin
+/// accounts join the `sudo` group when there is one.
+pub fn ensure_user(u: &proto::UserAccount) {
+    if lookup_user(&u.name).is_some() {
+        return;
+    }
+    let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    let mut cmd = Command::new("useradd");
+    cmd.args(["--no-create-home", "--shell", "/bin/sh"]);
+    if let Some(uid) = u.uid {
+        cmd.args(["--uid", &uid.to_string()]);
+    }
+    match u.gid {
+        Some(gid) => {
+            let _ = quiet(Command::new("groupadd").args(["--gid", &gid.to_string(), &u.name]));
+            cmd.args(["--gid", &gid.to_string()]);
+        }
+        None => {
+            cmd.arg("--user-group");
+        }
+    }
+    if u.admin && std::fs::read_to_string("/etc/group").is_ok_and(|g| g.lines().any(|l| l.starts_with("sudo:"))) {
+        cmd.args(["--groups", "sudo"]);
+    }
+    cmd.arg(&u.name);
+    if !quiet(&mut cmd) {
+        tracing::warn!(user = %u.name, "could not create a pool user account");
+    }
+}
+
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
     let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
     if let Ok(rd) = std::fs::read_dir(path) {

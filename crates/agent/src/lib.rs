@@ -135,8 +135,13 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
             }
         };
         match msg {
-            ToAgent::Welcome { node_id, heartbeat_ms, .. } => {
+            ToAgent::Welcome { node_id, heartbeat_ms, users, .. } => {
                 let _ = std::fs::write(node_id_file(&state.cfg.root), &node_id);
+                if state.is_root {
+                    for u in &users {
+                        exec::ensure_user(u);
+                    }
+                }
                 tracing::info!(node = %node_id, "joined the pool");
                 let tx = tx.clone();
                 heartbeat = Some(tokio::spawn(async move {
@@ -195,7 +200,20 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
     if state.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&attempt) {
         return; // already running (a repeated assignment after reconnect)
     }
-    let run_as = if launch.elevated { None } else { state.run_as };
+    let run_as = match &launch.user_name {
+        // A named pool account; when the agent cannot switch users, tasks run as the agent's user.
+        Some(name) if state.is_root => match exec::lookup_user(name) {
+            Some(ids) => Some(ids),
+            None => {
+                let msg = format!("The user account '{name}' does not exist on the node; define it in the pool's userAccounts.");
+                let _ = tx.send(ToServer::Finished(Box::new(exec::not_started(attempt, "UserNotFound".into(), msg))));
+                return;
+            }
+        },
+        Some(_) => None,
+        None if launch.elevated => None,
+        None => state.run_as,
+    };
     match exec::start(&state.cfg.root, &launch, run_as) {
         Err((code, message)) => {
             let _ = tx.send(ToServer::Finished(Box::new(exec::not_started(attempt, code, message))));

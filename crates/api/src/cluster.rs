@@ -1128,7 +1128,21 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
         }
     };
     let pool_id = pool.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-    let _ = tx.send(ToAgent::Welcome { node_id: node_id.clone(), pool_id, heartbeat_ms: HEARTBEAT.as_millis() as u64 });
+    let users = pool
+        .get("userAccounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|u| {
+            Some(proto::UserAccount {
+                name: u.get("name")?.as_str()?.to_string(),
+                admin: u.get("elevationLevel").and_then(Value::as_str).is_some_and(|l| l.eq_ignore_ascii_case("admin")),
+                uid: u.get("linuxUserConfiguration").and_then(|l| l.get("uid")).and_then(Value::as_u64).map(|v| v as u32),
+                gid: u.get("linuxUserConfiguration").and_then(|l| l.get("gid")).and_then(Value::as_u64).map(|v| v as u32),
+            })
+        })
+        .collect();
+    let _ = tx.send(ToAgent::Welcome { node_id: node_id.clone(), pool_id, heartbeat_ms: HEARTBEAT.as_millis() as u64, users });
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             let Ok(text) = serde_json::to_string(&m) else { continue };

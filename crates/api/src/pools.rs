@@ -61,6 +61,24 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     int_in(&doc, "targetLowPriorityNodes", 0, 1000)?;
     int_in(&doc, "taskSlotsPerNode", 1, 256)?;
     check_start_task(doc.get("startTask"))?;
+    for (i, u) in doc.get("userAccounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let name = u.get("name").and_then(Value::as_str).unwrap_or("");
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !valid {
+            return Err(Error::invalid_property(&format!("userAccounts[{i}].name"), "A Linux user name: lower-case letters, digits, '_' and '-', at most 32."));
+        }
+        if u.get("password").and_then(Value::as_str).map_or(true, str::is_empty) {
+            return Err(Error::missing_property(&format!("userAccounts[{i}].password")));
+        }
+        if let Some(l) = u.get("elevationLevel").and_then(Value::as_str) {
+            if !l.eq_ignore_ascii_case("admin") && !l.eq_ignore_ascii_case("nonadmin") {
+                return Err(Error::invalid_property(&format!("userAccounts[{i}].elevationLevel"), "The value must be admin or nonadmin."));
+            }
+        }
+    }
     if let Some(p) = doc.get("taskSchedulingPolicy") {
         let fill = p.get("nodeFillType").and_then(Value::as_str).unwrap_or("");
         if !fill.eq_ignore_ascii_case("spread") && !fill.eq_ignore_ascii_case("pack") {

@@ -26,8 +26,9 @@ pub const CONNECT_PATH: &str = "/_openbatch/agent/v1/connect";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToAgent {
-    /// The connection is accepted; the node's identity in the pool.
-    Welcome { node_id: String, pool_id: String, heartbeat_ms: u64 },
+    /// The connection is accepted; the node's identity in the pool, and the
+    /// pool's user accounts, which the agent creates on the node.
+    Welcome { node_id: String, pool_id: String, heartbeat_ms: u64, #[serde(default)] users: Vec<UserAccount> },
     /// Start one attempt of a task.
     Start(Box<TaskLaunch>),
     /// Stop an attempt: SIGTERM to its process group, then SIGKILL after `grace_ms`.
@@ -70,6 +71,15 @@ pub struct Hello {
     /// New each time the agent process starts: a different value means the
     /// node (re)booted, and its start task must run again.
     pub boot_id: String,
+}
+
+/// A pool user account (`userAccounts`) to create on the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserAccount {
+    pub name: String,
+    pub admin: bool,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 /// Everything an agent needs to run one attempt.

@@ -229,3 +229,28 @@ def test_retention_time_cleans_task_files(client, pool, uid):
             return e.status_code == 409 and e.error.code == "TaskFilesCleanedup"
     wait_for(cleaned, timeout=20, what="files cleaned up")
     assert client.get_task(jid, "short").state == models.BatchTaskState.COMPLETED
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs the agent to run as root")
+def test_user_identities(client, uid):
+    pid = uid("users")
+    client.create_pool(models.BatchPoolCreateOptions(
+        id=pid, vm_size="small", target_dedicated_nodes=1,
+        user_accounts=[models.UserAccount(name="obtestuser", password="secret-1", elevation_level="nonadmin")]))
+    wait_for(lambda: [n for n in client.list_nodes(pid) if n.state == models.BatchNodeState.IDLE], what="node")
+    jid = uid("job")
+    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pid)))
+    whoami = "/bin/sh -c 'id -un'"
+    client.create_task(jid, models.BatchTaskCreateOptions(id="auto", command_line=whoami))
+    client.create_task(jid, models.BatchTaskCreateOptions(id="admin", command_line=whoami, user_identity=models.UserIdentity(
+        auto_user=models.AutoUserSpecification(elevation_level="admin"))))
+    client.create_task(jid, models.BatchTaskCreateOptions(id="named", command_line=whoami, user_identity=models.UserIdentity(username="obtestuser")))
+    client.create_task(jid, models.BatchTaskCreateOptions(id="nouser", command_line=whoami, user_identity=models.UserIdentity(username="nosuchuser")))
+    for tid in ("auto", "admin", "named", "nouser"):
+        wait_completed(client, jid, tid)
+    out = lambda tid: b"".join(client.download_task_file(jid, tid, "stdout.txt")).decode().strip()
+    assert out("auto") == "_azbatch", "non-admin tasks run as an unprivileged account"
+    assert out("admin") == "root"
+    assert out("named") == "obtestuser"
+    assert client.get_task(jid, "nouser").execution_info.failure_info.code == "UserNotFound"
+    client.begin_delete_pool(pid, polling_interval=0.2).result()
