@@ -427,8 +427,7 @@ impl Cluster {
         let slot = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned());
         let Some(slot) = slot else { return };
         let _ = self
-            .store
-            .update_task(&slot.job_id, &slot.task_id, Default::default(), move |_, t, now| {
+            .change(&slot.job_id, &slot.task_id, move |_, t, now| {
                 if t.attempt != Some(attempt) || t.state != TaskState::Preparing {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
@@ -540,8 +539,7 @@ impl Cluster {
             encode_segment(&slot.task_id)
         );
         let r = self
-            .store
-            .update_task(&slot.job_id, &slot.task_id, Default::default(), move |_, t, now| {
+            .change(&slot.job_id, &slot.task_id, move |_, t, now| {
                 if t.attempt != Some(attempt) {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
@@ -550,9 +548,8 @@ impl Cluster {
             })
             .await;
         let mut result = None;
-        if let Ok(stored) = r {
-            let t: Option<CloudTask> = serde_json::from_str(&stored.doc).ok();
-            if let Some(t) = t {
+        if let Ok(t) = r {
+            {
                 let completed = t.state == TaskState::Completed;
                 let success = t.execution_info.result == Some(wire::enums::ExecutionResult::Success);
                 if let Some(n) = lock(&self.nodes).get_mut(node_id) {
@@ -583,8 +580,7 @@ impl Cluster {
     /// Sends a task whose attempt was lost back to `active` (requeueCount + 1).
     pub async fn requeue_attempt(&self, job: &str, task: &str, attempt: u64) {
         let _ = self
-            .store
-            .update_task(job, task, Default::default(), move |_, t, now| {
+            .change(job, task, move |_, t, now| {
                 if t.attempt != Some(attempt) || !matches!(t.state, TaskState::Preparing | TaskState::Running) {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
@@ -648,6 +644,21 @@ impl Cluster {
     }
 
     // ---- scheduling --------------------------------------------------------
+
+    /// Records a change the server makes on its own (agent reports,
+    /// assignments, requeues): written without waiting for an fsync (see
+    /// `store::Durability::Relaxed`).
+    async fn change<F>(&self, job: &str, task: &str, f: F) -> Result<CloudTask, Error>
+    where
+        F: FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send + 'static,
+    {
+        let f: AssignFn = Box::new(f);
+        self.store
+            .update_tasks(vec![(job.to_string(), task.to_string(), f)], store::Durability::Relaxed)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("no result")))
+    }
 
     /// The pool's active jobs by priority, cached until any job changes.
     async fn jobs_of(&self, pool: &str) -> Result<Vec<CloudJob>, Error> {
@@ -742,7 +753,7 @@ impl Cluster {
                 if batch.is_empty() {
                     continue;
                 }
-                let done = self.store.update_tasks(batch);
+                let done = self.store.update_tasks(batch, store::Durability::Relaxed);
                 for ((node_id, _, _), launch) in sent.iter().zip(launches) {
                     self.send(node_id, ToAgent::Start(Box::new(launch)));
                 }

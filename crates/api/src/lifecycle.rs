@@ -25,11 +25,14 @@ const PURGE_CHUNK: usize = 2000;
 pub struct Lifecycle {
     notify: Notify,
     changed: Mutex<HashSet<String>>,
+    /// A job entered a transitional state since the last look.
+    transitions: std::sync::atomic::AtomicBool,
 }
 
 impl Lifecycle {
     /// A job entered a transitional state.
     pub fn wake(&self) {
+        self.transitions.store(true, std::sync::atomic::Ordering::SeqCst);
         self.notify.notify_one();
     }
 
@@ -42,17 +45,23 @@ impl Lifecycle {
 
 pub async fn run(app: Arc<App>) {
     let delay = app.config.transition_delay;
+    let mut due_at: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
     loop {
-        let next_due = match step(&app, delay).await {
+        let look = app.lifecycle.transitions.swap(false, std::sync::atomic::Ordering::SeqCst)
+            || due_at.is_some_and(|d| d <= tokio::time::Instant::now());
+        let next_due = match step(&app, delay, look).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "job lifecycle step failed; retrying");
                 Some(StdDuration::from_millis(500))
             }
         };
-        match next_due {
+        if look {
+            due_at = next_due.map(|d| tokio::time::Instant::now() + d);
+        }
+        match due_at {
             Some(d) => {
-                let _ = tokio::time::timeout(d, app.lifecycle.notify.notified()).await;
+                let _ = tokio::time::timeout_at(d, app.lifecycle.notify.notified()).await;
             }
             None => app.lifecycle.notify.notified().await,
         }
@@ -60,10 +69,13 @@ pub async fn run(app: Arc<App>) {
 }
 
 /// Does what is due; returns how long until the next pending transition is due.
-async fn step(app: &App, delay: StdDuration) -> Result<Option<StdDuration>, wire::Error> {
+async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDuration>, wire::Error> {
     let changed: Vec<String> = app.lifecycle.changed.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
     for id in changed {
         check_all_complete(app, &id).await?;
+    }
+    if !look {
+        return Ok(None);
     }
     let pending = app
         .store

@@ -113,7 +113,7 @@ impl Store {
     /// The stored job, or 404 `JobNotFound`.
     pub async fn get_job(&self, id: &str) -> Result<Stored, Error> {
         let id = id.to_string();
-        self.read(move |conn| {
+        self.read_now(move |conn| {
             conn.prepare_cached("SELECT doc, etag, last_modified FROM jobs WHERE key = ?1")
                 .and_then(|mut s| {
                     s.query_row([key_of(&id)], |r| {
@@ -129,7 +129,6 @@ impl Store {
                 })
                 .ok_or_else(|| job_not_found(&id))
         })
-        .await
     }
 
     /// Reads, checks and changes a job in one transaction. `f` returns an

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
 
-pub use writer::Writer;
+pub use writer::{Durability, Writer};
 
 /// A resource as stored: its wire document and concurrency metadata.
 #[derive(Debug, Clone)]
@@ -202,12 +202,25 @@ impl Store {
 
     /// Queues a write now (writes run in submission order); the returned
     /// future resolves after its commit.
-    pub fn submit<R, F>(&self, f: F) -> impl std::future::Future<Output = Result<R, Error>> + Send + 'static
+    pub fn submit<R, F>(&self, f: F, durability: Durability) -> impl std::future::Future<Output = Result<R, Error>> + Send + 'static
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
     {
-        self.writer.submit(f)
+        self.writer.submit(f, durability)
+    }
+
+    /// Runs a short query (a point lookup by key) on a pooled read-only
+    /// connection right here: handing it to another thread would cost more
+    /// than the query.
+    pub fn read_now<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        F: FnOnce(&Connection) -> Result<R, Error>,
+    {
+        let conn = self.readers.take()?;
+        let r = f(&conn);
+        self.readers.give(conn);
+        r
     }
 
     /// Runs a query on a pooled read-only connection, off the async threads.

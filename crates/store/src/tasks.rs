@@ -2,7 +2,7 @@
 
 use crate::fields::TaskFields;
 use crate::jobs::{self, compile_with, page};
-use crate::{key_of, sql, ListQuery, Page, Preconditions, Store, Stored};
+use crate::{key_of, sql, Durability, ListQuery, Page, Preconditions, Store, Stored};
 use rusqlite::{params, Connection, OptionalExtension};
 use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult, TaskStatistics};
 use wire::time::Timestamp;
@@ -177,7 +177,7 @@ impl Store {
     /// The stored task; 404 `JobNotFound` or `TaskNotFound`.
     pub async fn get_task(&self, job_id: &str, task_id: &str) -> Result<Stored, Error> {
         let (job_id, task_id) = (job_id.to_string(), task_id.to_string());
-        self.read(move |conn| {
+        self.read_now(move |conn| {
             let row = conn
                 .prepare_cached("SELECT doc, etag, last_modified FROM tasks WHERE job = ?1 AND key = ?2")
                 .and_then(|mut s| {
@@ -196,7 +196,6 @@ impl Store {
                 None => Err(if job_exists(conn, &job_id)? { task_not_found(&task_id) } else { job_not_found(&job_id) }),
             }
         })
-        .await
     }
 
     /// Reads, checks and changes a task in one transaction; `f` may refuse.
@@ -300,7 +299,7 @@ impl Store {
     /// wait for dependencies.
     pub async fn ready_tasks(&self, job_id: &str, limit: usize) -> Result<Vec<CloudTask>, Error> {
         let job = key_of(job_id);
-        self.read(move |conn| {
+        self.read_now(move |conn| {
             let mut s = conn
                 .prepare_cached(
                     "SELECT doc FROM tasks WHERE job = ?1 AND state = 'active'
@@ -314,7 +313,6 @@ impl Store {
             }
             Ok(out)
         })
-        .await
     }
 
     /// Applies `f` to many tasks in one transaction (one fsync): each entry
@@ -323,6 +321,7 @@ impl Store {
     pub fn update_tasks<F>(
         &self,
         changes: Vec<(String, String, F)>,
+        durability: Durability,
     ) -> impl std::future::Future<Output = Result<Vec<Result<CloudTask, Error>>, Error>> + Send + 'static
     where
         F: FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send + 'static,
@@ -353,7 +352,7 @@ impl Store {
                 out.push(r);
             }
             Ok(out)
-        })
+        }, durability)
     }
 
     /// The sum of the resource statistics of a job's tasks (those that ran).

@@ -21,15 +21,32 @@ type Work = Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>;
 /// Most closures in one transaction; bounds the latency of a group.
 const MAX_GROUP: usize = 512;
 
+/// How a write must reach the disk before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync'd before the caller hears back (everything a client is told).
+    Synced,
+    /// Written to the WAL (survives the process being killed) but fsync'd
+    /// with a later commit or checkpoint: for the server's own bookkeeping
+    /// that it can rebuild (agent reports; a lost one means a task runs
+    /// again, which Batch allows).
+    Relaxed,
+}
+
+struct Queued {
+    work: Work,
+    durability: Durability,
+}
+
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Work>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub fn start(conn: Connection) -> Writer {
-        let (tx, rx) = mpsc::channel::<Work>();
+        let (tx, rx) = mpsc::channel::<Queued>();
         std::thread::Builder::new()
             .name("openbatch-writer".into())
             .spawn(move || run(conn, rx))
@@ -43,12 +60,12 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
     {
-        self.submit(f).await
+        self.submit(f, Durability::Synced).await
     }
 
     /// Queues `f` now — writes run in the order they are submitted — and
     /// returns a future for its result (resolved after the commit).
-    pub fn submit<R, F>(&self, f: F) -> impl std::future::Future<Output = Result<R, Error>> + Send + 'static
+    pub fn submit<R, F>(&self, f: F, durability: Durability) -> impl std::future::Future<Output = Result<R, Error>> + Send + 'static
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
@@ -65,7 +82,7 @@ impl Writer {
             });
             (ok, answer)
         });
-        let sent = self.queue.send(work).is_ok();
+        let sent = self.queue.send(Queued { work, durability }).is_ok();
         async move {
             if !sent {
                 return Err(Error::internal("the store is shut down"));
@@ -75,8 +92,9 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Work>) {
+fn run(conn: Connection, rx: mpsc::Receiver<Queued>) {
     let mut answers: Vec<Answer> = Vec::with_capacity(MAX_GROUP);
+    let mut synced = true;
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -85,6 +103,15 @@ fn run(conn: Connection, rx: mpsc::Receiver<Work>) {
                 Err(_) => break,
             }
         }
+        // One synced item makes the whole group's commit an fsync.
+        let need_sync = group.iter().any(|q| q.durability == Durability::Synced);
+        if need_sync != synced {
+            let mode = if need_sync { "FULL" } else { "NORMAL" };
+            if conn.pragma_update(None, "synchronous", mode).is_ok() {
+                synced = need_sync;
+            }
+        }
+        let group: Vec<Work> = group.into_iter().map(|q| q.work).collect();
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "cannot begin a transaction");
             for w in group {
