@@ -159,20 +159,7 @@ impl Store {
     /// A page of jobs in id order.
     pub async fn list_jobs(&self, q: ListQuery) -> Result<Page, Error> {
         let filter = compile(&q)?;
-        self.read(move |conn| {
-            let mut sqltext = String::from("SELECT key, doc FROM jobs WHERE key > ?");
-            let mut args: Vec<rusqlite::types::Value> = vec![q.after.clone().unwrap_or_default().into()];
-            if let Some(f) = &filter {
-                sqltext.push_str(" AND (");
-                sqltext.push_str(&f.sql);
-                sqltext.push(')');
-                args.extend(f.params.iter().cloned());
-            }
-            sqltext.push_str(" ORDER BY key LIMIT ?");
-            args.push(((q.limit + 1) as i64).into());
-            page(conn, &sqltext, args, q.limit)
-        })
-        .await
+        self.read(move |conn| list_page(conn, "SELECT key, doc FROM jobs WHERE 1", Vec::new(), filter.as_ref(), &q)).await
     }
 
     /// Ids and states of jobs in the given states (for the lifecycle worker).
@@ -238,8 +225,31 @@ pub(crate) fn compile_with(q: &ListQuery, fields: &dyn filter_sql::FieldResolver
         .map_err(|e| Error::new(ErrorCode::InvalidQueryParameterValue).with("QueryParameterName", "$filter").with("Reason", e))
 }
 
+/// A keyset-paged list: `base` selects `(key, doc)` rows with its own
+/// conditions (bound to `args`); the filter, the continuation key, the order
+/// and the limit are added here.
+pub(crate) fn list_page(
+    conn: &Connection,
+    base: &str,
+    mut args: Vec<rusqlite::types::Value>,
+    filter: Option<&CompiledFilter>,
+    q: &ListQuery,
+) -> Result<Page, Error> {
+    let mut sqltext = format!("{base} AND key > ?");
+    args.push(q.after.clone().unwrap_or_default().into());
+    if let Some(f) = filter {
+        sqltext.push_str(" AND (");
+        sqltext.push_str(&f.sql);
+        sqltext.push(')');
+        args.extend(f.params.iter().cloned());
+    }
+    sqltext.push_str(" ORDER BY key LIMIT ?");
+    args.push(((q.limit + 1) as i64).into());
+    page(conn, &sqltext, args, q.limit)
+}
+
 /// Runs a keyset-paged query whose rows are (key, doc).
-pub(crate) fn page(conn: &Connection, sqltext: &str, args: Vec<rusqlite::types::Value>, limit: usize) -> Result<Page, Error> {
+fn page(conn: &Connection, sqltext: &str, args: Vec<rusqlite::types::Value>, limit: usize) -> Result<Page, Error> {
     let mut stmt = conn.prepare_cached(sqltext).map_err(sql)?;
     let mut rows = stmt.query(params_from_iter(args.iter())).map_err(sql)?;
     let mut out = Page::default();

@@ -1,7 +1,7 @@
 //! Pool rows. A pool's document is kept as a JSON object: openbatch reads the
 //! properties it acts on and returns the rest as the client sent it.
 
-use crate::jobs::{compile_with, page};
+use crate::jobs::{compile_with, list_page};
 use crate::{key_of, sql, ListQuery, Page, Preconditions, Store, Stored};
 use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
@@ -91,20 +91,7 @@ impl Store {
 
     pub async fn list_pools(&self, q: ListQuery) -> Result<Page, Error> {
         let filter = compile_with(&q, &crate::fields::PoolFields)?;
-        self.read(move |conn| {
-            let mut sqltext = String::from("SELECT key, doc FROM pools WHERE key > ?");
-            let mut args: Vec<rusqlite::types::Value> = vec![q.after.clone().unwrap_or_default().into()];
-            if let Some(f) = &filter {
-                sqltext.push_str(" AND (");
-                sqltext.push_str(&f.sql);
-                sqltext.push(')');
-                args.extend(f.params.iter().cloned());
-            }
-            sqltext.push_str(" ORDER BY key LIMIT ?");
-            args.push(((q.limit + 1) as i64).into());
-            page(conn, &sqltext, args, q.limit)
-        })
-        .await
+        self.read(move |conn| list_page(conn, "SELECT key, doc FROM pools WHERE 1", Vec::new(), filter.as_ref(), &q)).await
     }
 
     /// Every pool's document (for the node manager at startup).

@@ -1,7 +1,7 @@
 //! Task rows, and the per-job counters kept in step with them.
 
 use crate::fields::TaskFields;
-use crate::jobs::{self, compile_with, page};
+use crate::jobs::{self, compile_with, list_page};
 use crate::{key_of, sql, Durability, ListQuery, Page, Preconditions, Store, Stored};
 use rusqlite::{params, Connection, OptionalExtension};
 use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult, TaskStatistics};
@@ -247,18 +247,7 @@ impl Store {
             if !job_exists(conn, &job_id)? {
                 return Err(job_not_found(&job_id));
             }
-            let mut sqltext = String::from("SELECT key, doc FROM tasks WHERE job = ? AND key > ?");
-            let mut args: Vec<rusqlite::types::Value> =
-                vec![key_of(&job_id).into(), q.after.clone().unwrap_or_default().into()];
-            if let Some(f) = &filter {
-                sqltext.push_str(" AND (");
-                sqltext.push_str(&f.sql);
-                sqltext.push(')');
-                args.extend(f.params.iter().cloned());
-            }
-            sqltext.push_str(" ORDER BY key LIMIT ?");
-            args.push(((q.limit + 1) as i64).into());
-            page(conn, &sqltext, args, q.limit)
+            list_page(conn, "SELECT key, doc FROM tasks WHERE job = ?", vec![key_of(&job_id).into()], filter.as_ref(), &q)
         })
         .await
     }
