@@ -591,6 +591,49 @@ impl Cluster {
         self.wake.notify_one();
     }
 
+    /// After a server restart: tasks the database assigns to nodes that have
+    /// not come back within the grace period lost their attempts; requeue them.
+    pub async fn requeue_orphans(&self) -> Result<(), Error> {
+        for (job, task, node, attempt) in self.store.assigned_tasks().await? {
+            let known = lock(&self.nodes).get(&node).is_some_and(|n| n.tx.is_some() && n.running.contains_key(&attempt));
+            if !known {
+                tracing::warn!(node = %node, job = %job, task = %task, "requeueing a task whose node did not come back");
+                self.requeue_attempt(&job, &task, attempt).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Local nodes that existed before a restart come back on their roots
+    /// (as nodes do after a reboot); roots of pools that are gone are removed.
+    pub async fn adopt_local_nodes(&self) -> Result<(), Error> {
+        let Ok(dirs) = std::fs::read_dir(&self.config.nodes_dir) else { return Ok(()) };
+        let pools = self.store.all_pools().await?;
+        let mut kept: HashMap<String, usize> = HashMap::new();
+        for d in dirs.flatten() {
+            let id = d.file_name().to_string_lossy().to_string();
+            let Some(pool) = self.child_pool(&id) else { continue };
+            let doc = pools.iter().find(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str()));
+            let target = doc
+                .filter(|p| p.get("state").and_then(Value::as_str) != Some("deleting"))
+                .map(|p| {
+                    (p.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0)
+                        + p.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0)) as usize
+                })
+                .unwrap_or(0);
+            let n = kept.entry(pool.clone()).or_insert(0);
+            if *n < target {
+                *n += 1;
+                if let Err(e) = self.spawn_agent(&pool, &id) {
+                    tracing::warn!(node = %id, error = %e, "cannot restart a local node");
+                }
+            } else {
+                let _ = std::fs::remove_dir_all(d.path());
+            }
+        }
+        Ok(())
+    }
+
     /// Marks nodes silent for too long as `unknown` and requeues their tasks.
     pub async fn check_liveness(&self) {
         let lost: Vec<(String, Vec<(u64, Slot)>)> = {
@@ -1086,11 +1129,21 @@ pub fn start(cluster: Arc<Cluster>, account_url: Arc<Mutex<Option<String>>>) {
     });
     let c = cluster.clone();
     tokio::spawn(async move {
+        if let Err(e) = c.adopt_local_nodes().await {
+            tracing::warn!(error = %e, "restarting the local nodes failed");
+        }
         loop {
             if let Err(e) = c.reconcile_local().await {
                 tracing::warn!(error = %e, "node reconciliation failed");
             }
             let _ = tokio::time::timeout(Duration::from_secs(2), c.reconcile.notified()).await;
+        }
+    });
+    let c = cluster.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(NODE_LOST_AFTER).await;
+        if let Err(e) = c.requeue_orphans().await {
+            tracing::warn!(error = %e, "requeueing the tasks of lost nodes failed");
         }
     });
     tokio::spawn(async move {

@@ -415,6 +415,26 @@ impl Store {
         .await
     }
 
+    /// Every task assigned to some node: (job id, task id, node id, attempt).
+    pub async fn assigned_tasks(&self) -> Result<Vec<(String, String, String, u64)>, Error> {
+        self.read(|conn| {
+            let mut s = conn
+                .prepare("SELECT j.id, t.doc FROM tasks t JOIN jobs j ON j.key = t.job WHERE t.node IS NOT NULL")
+                .map_err(sql)?;
+            let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (job, doc) = r.map_err(sql)?;
+                let t: CloudTask = serde_json::from_str(&doc).map_err(Error::internal)?;
+                if let (Some(node), Some(attempt)) = (t.node.clone(), t.attempt) {
+                    out.push((job, t.id, node, attempt));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// The highest attempt id handed out so far.
     pub async fn max_attempt(&self) -> Result<u64, Error> {
         self.read(|conn| {

@@ -254,3 +254,20 @@ def test_user_identities(client, uid):
     assert out("named") == "obtestuser"
     assert client.get_task(jid, "nouser").execution_info.failure_info.code == "UserNotFound"
     client.begin_delete_pool(pid, polling_interval=0.2).result()
+
+
+def test_server_restart_keeps_nodes_and_requeues_lost_attempts(client, server, uid):
+    pid = uid("restart")
+    client.create_pool(models.BatchPoolCreateOptions(id=pid, vm_size="small", target_dedicated_nodes=1))
+    node = wait_for(lambda: [n for n in client.list_nodes(pid) if n.state == models.BatchNodeState.IDLE], what="node")[0]
+    jid = uid("job")
+    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pid)))
+    client.create_task(jid, models.BatchTaskCreateOptions(id="long", command_line="sleep 120"))
+    wait_for(lambda: client.get_task(jid, "long").state == models.BatchTaskState.RUNNING, what="running")
+    server.restart()  # the local agents stop with the server
+    c2 = BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
+    t = wait_for(lambda: (t := c2.get_task(jid, "long")).execution_info.requeue_count == 1 and t.state == models.BatchTaskState.RUNNING and t,
+                 timeout=30, what="requeued and running again")
+    assert t.execution_info.retry_count == 0
+    assert [n.id for n in c2.list_nodes(pid)] == [node.id], "the local node came back on its root"
+    c2.terminate_task(jid, "long")
