@@ -67,6 +67,16 @@ pub struct Node {
     pub start_attempt: Option<u64>,
     pub start_retries: i32,
     pub start_task_info: Option<Map<String, Value>>,
+    /// Waiting for its running tasks to finish before it restarts or leaves
+    /// (`taskcompletion` / `retaineddata`); takes no new tasks meanwhile.
+    pub drain: Option<Drain>,
+}
+
+/// What a draining node does once its running tasks have finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    Restart { wipe: bool },
+    Leave,
 }
 
 impl Node {
@@ -77,7 +87,7 @@ impl Node {
         self.slots.saturating_sub(self.used())
     }
     fn schedulable(&self) -> bool {
-        self.tx.is_some() && self.scheduling_enabled && matches!(self.state, "idle" | "running")
+        self.tx.is_some() && self.drain.is_none() && self.scheduling_enabled && matches!(self.state, "idle" | "running")
     }
     fn set_state(&mut self, s: &'static str) {
         if self.state != s {
@@ -338,6 +348,7 @@ impl Cluster {
                 start_attempt: None,
                 start_retries: 0,
                 start_task_info: None,
+                drain: None,
             });
             node.fill = if pool_doc
                 .get("taskSchedulingPolicy")
@@ -523,7 +534,7 @@ impl Cluster {
     }
 
     /// An attempt ended: record it (unless stale), free the slots, schedule more.
-    pub async fn finished(&self, node_id: &str, o: TaskOutcome, base_url: String) -> Option<(String, bool)> {
+    pub async fn finished(self: &Arc<Self>, node_id: &str, o: TaskOutcome, base_url: String) -> Option<(String, bool)> {
         let is_start = lock(&self.nodes).get(node_id).is_some_and(|n| n.start_attempt == Some(o.attempt));
         if is_start {
             self.start_task_finished(node_id, &o).await;
@@ -574,7 +585,34 @@ impl Cluster {
         if let Some(n) = lock(&self.nodes).get_mut(node_id) {
             n.refresh_busy_state();
         }
+        self.drain_if_done(node_id).await;
         result
+    }
+
+    /// Lets a node finish its running tasks, then restart or leave.
+    pub async fn drain(self: &Arc<Self>, node_id: &str, what: Drain) {
+        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+            n.drain = Some(what);
+        }
+        self.drain_if_done(node_id).await;
+    }
+
+    async fn drain_if_done(self: &Arc<Self>, node_id: &str) {
+        let what = {
+            let mut nodes = lock(&self.nodes);
+            match nodes.get_mut(node_id) {
+                Some(n) if n.running.is_empty() => n.drain.take(),
+                _ => None,
+            }
+        };
+        match what {
+            Some(Drain::Restart { wipe }) => {
+                self.set_node_state(node_id, if wipe { "reimaging" } else { "rebooting" });
+                self.reset_node(node_id, wipe);
+            }
+            Some(Drain::Leave) => self.remove_node(node_id, true).await,
+            None => {}
+        }
     }
 
     /// Sends a task whose attempt was lost back to `active` (requeueCount + 1).
@@ -854,7 +892,7 @@ impl Cluster {
         for (pool, target) in wanted {
             let mut have: Vec<(String, bool, u32)> = lock(&self.nodes)
                 .values()
-                .filter(|n| n.pool_id == pool && n.state != "leavingpool")
+                .filter(|n| n.pool_id == pool && n.state != "leavingpool" && n.drain != Some(Drain::Leave))
                 .map(|n| (n.id.clone(), n.running.is_empty(), n.used()))
                 .collect();
             // Children started but not yet joined count as nodes.

@@ -294,12 +294,10 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
     if list.is_empty() || list.len() > 100 {
         return Err(Error::invalid_property("nodeList", "Between 1 and 100 node ids are required."));
     }
-    let requeue = match body.get("nodeDeallocationOption").and_then(Value::as_str) {
-        None => true,
-        Some(o) if o.eq_ignore_ascii_case("requeue") => true,
-        Some(o) if o.eq_ignore_ascii_case("terminate") => false,
-        Some(o) => return Err(Error::msg(ErrorCode::NotImplemented, format!("nodeDeallocationOption '{o}' is not supported yet."))),
-    };
+    let option = body.get("nodeDeallocationOption").and_then(Value::as_str).unwrap_or("requeue").to_ascii_lowercase();
+    if !["requeue", "terminate", "taskcompletion", "retaineddata"].contains(&option.as_str()) {
+        return Err(Error::invalid_property("nodeDeallocationOption", format!("'{option}' is not a valid option.")));
+    }
     for n in &list {
         if !app.cluster.node_exists(id, n) {
             return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", n.clone()));
@@ -318,10 +316,14 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
         })
         .await?;
     for n in list {
-        if !requeue {
-            terminate_running_on(app, &n).await;
+        match option.as_str() {
+            "terminate" => {
+                terminate_running_on(app, &n).await;
+                app.cluster.remove_node(&n, false).await;
+            }
+            "requeue" => app.cluster.remove_node(&n, true).await,
+            _ => app.cluster.drain(&n, crate::cluster::Drain::Leave).await,
         }
-        app.cluster.remove_node(&n, requeue).await;
     }
     Ok(Reply::status(202).changed(&stored, ctx.url(&pool_path(id))))
 }
@@ -480,9 +482,12 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
     match option.as_str() {
         "requeue" => requeue_running_on(app, node).await,
         "terminate" => terminate_running_on(app, node).await,
-        other => {
-            return Err(Error::msg(ErrorCode::NotImplemented, format!("The option '{other}' is not supported yet; use requeue or terminate.")))
+        // Running tasks finish first; the node takes no new ones meanwhile.
+        "taskcompletion" | "retaineddata" => {
+            app.cluster.drain(node, crate::cluster::Drain::Restart { wipe }).await;
+            return Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))));
         }
+        other => return Err(Error::invalid_property(if wipe { "nodeReimageOption" } else { "nodeRebootOption" }, format!("'{other}' is not a valid option."))),
     }
     let state = if wipe { "reimaging" } else { "rebooting" };
     app.cluster.set_node_state(node, state);

@@ -271,3 +271,22 @@ def test_server_restart_keeps_nodes_and_requeues_lost_attempts(client, server, u
     assert t.execution_info.retry_count == 0
     assert [n.id for n in c2.list_nodes(pid)] == [node.id], "the local node came back on its root"
     c2.terminate_task(jid, "long")
+
+
+def test_reboot_after_task_completion(client, uid):
+    pid = uid("drain")
+    client.create_pool(models.BatchPoolCreateOptions(id=pid, vm_size="small", target_dedicated_nodes=1, task_slots_per_node=2))
+    node = wait_for(lambda: [n for n in client.list_nodes(pid) if n.state == models.BatchNodeState.IDLE], what="node")[0]
+    jid = uid("job")
+    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pid)))
+    client.create_task(jid, models.BatchTaskCreateOptions(id="finishing", command_line="sleep 2"))
+    wait_for(lambda: client.get_task(jid, "finishing").state == models.BatchTaskState.RUNNING, what="running")
+    client.begin_reboot_node(pid, node.id, options=internal.BatchNodeRebootOptions(node_reboot_kind="taskcompletion"), polling_interval=0.2).result()
+    client.create_task(jid, models.BatchTaskCreateOptions(id="waits", command_line="/bin/true"))
+    import time
+    time.sleep(0.5)
+    assert client.get_task(jid, "waits").state == models.BatchTaskState.ACTIVE, "a draining node takes no new task"
+    t = wait_completed(client, jid, "finishing")
+    assert t.execution_info.result == models.BatchTaskExecutionResult.SUCCESS and t.execution_info.requeue_count == 0
+    assert wait_completed(client, jid, "waits").execution_info.exit_code == 0, "runs after the reboot"
+    client.begin_delete_pool(pid, polling_interval=0.2).result()
