@@ -741,6 +741,30 @@ impl Cluster {
             .unwrap_or_else(|| Err(Error::internal("no result")))
     }
 
+    /// Records once, in the job's `executionInfo.schedulingError`, why its
+    /// tasks are not scheduled.
+    async fn flag_unsupported_job(&self, job: &CloudJob, feature: &'static str) {
+        if job.execution_info.scheduling_error.is_some() {
+            return;
+        }
+        let message = format!("openbatch does not support {feature} yet (see COMPATIBILITY.md); the job's tasks are not scheduled.");
+        let _ = self
+            .store
+            .update_job(&job.id, Default::default(), move |_, j, _| {
+                if j.execution_info.scheduling_error.is_some() {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                j.execution_info.scheduling_error = Some(wire::models::JobSchedulingError {
+                    category: wire::enums::ErrorCategory::ServerError,
+                    code: Some("NotImplemented".into()),
+                    message: Some(message),
+                    details: None,
+                });
+                Ok(())
+            })
+            .await;
+    }
+
     /// The pool's active jobs by priority, cached until any job changes.
     async fn jobs_of(&self, pool: &str) -> Result<Vec<CloudJob>, Error> {
         let generation = self.store.job_generation.load(Ordering::Relaxed);
@@ -782,6 +806,10 @@ impl Cluster {
         for pool in pools {
             let policy = lock(&self.nodes).values().find(|n| n.pool_id == pool).map(|n| n.fill).unwrap_or(placement::Fill::Spread);
             for job in self.jobs_of(&pool).await? {
+                if let Some(feature) = execution::unsupported_job_feature(&job) {
+                    self.flag_unsupported_job(&job, feature).await;
+                    continue;
+                }
                 let free: u32 = lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.free()).sum();
                 if free == 0 {
                     break;
@@ -794,6 +822,25 @@ impl Cluster {
                 for task in tasks {
                     let key = (store::key_of(&job.id), store::key_of(&task.id));
                     if lock(&self.inflight).contains(&key) {
+                        continue;
+                    }
+                    if let Some(feature) = execution::unsupported_task_feature(&task) {
+                        let message = format!(
+                            "openbatch does not support {feature} yet (see COMPATIBILITY.md); the task was not run."
+                        );
+                        let _ = self
+                            .change(&job.id, &task.id, move |_, t, now| {
+                                if t.state != TaskState::Active {
+                                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                                }
+                                crate::tasks::complete_with_failure(t, now, "NotImplemented", &message);
+                                if let Some(f) = t.execution_info.failure_info.as_mut() {
+                                    f.category = wire::enums::ErrorCategory::ServerError;
+                                }
+                                Ok(())
+                            })
+                            .await;
+                        self.lifecycle.job_changed(&job.id);
                         continue;
                     }
                     let slots = task.required_slots.max(1) as u32;

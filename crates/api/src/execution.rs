@@ -8,6 +8,72 @@ use wire::enums::{ErrorCategory, ExecutionResult, TaskState};
 use wire::models::{CloudTask, FailureInformation, TaskExecutionInformation, TaskStatistics};
 use wire::time::{Duration, Timestamp};
 
+/// The first property of a task that openbatch cannot act on yet, if any.
+/// Such a task is not run (which would silently ignore what it asks for):
+/// it completes with a failure that names the property.
+pub fn unsupported_task_feature(t: &CloudTask) -> Option<&'static str> {
+    if t.resource_files.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Some("resourceFiles");
+    }
+    if t.output_files.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Some("outputFiles");
+    }
+    if t.container_settings.is_some() {
+        return Some("containerSettings");
+    }
+    if t.application_package_references.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Some("applicationPackageReferences");
+    }
+    if t.multi_instance_settings.is_some() {
+        return Some("multiInstanceSettings");
+    }
+    if t.authentication_token_settings.as_ref().is_some_and(|a| a.access.as_ref().is_some_and(|v| !v.is_empty())) {
+        return Some("authenticationTokenSettings");
+    }
+    let acts = |o: &Option<wire::models::ExitOptions>| {
+        o.as_ref().is_some_and(|o| o.job_action.is_some_and(|a| a != wire::enums::JobAction::None))
+    };
+    if let Some(e) = &t.exit_conditions {
+        if acts(&e.default)
+            || acts(&e.pre_processing_error)
+            || acts(&e.file_upload_error)
+            || e.exit_codes.iter().flatten().any(|m| acts(&Some(m.exit_options.clone())))
+            || e.exit_code_ranges.iter().flatten().any(|m| acts(&Some(m.exit_options.clone())))
+        {
+            return Some("exitConditions jobAction");
+        }
+    }
+    None
+}
+
+/// The first property of a job that openbatch cannot act on yet, if any.
+/// The job's tasks are not scheduled (they stay `active`) and the job's
+/// `executionInfo.schedulingError` says why.
+pub fn unsupported_job_feature(j: &wire::models::CloudJob) -> Option<&'static str> {
+    if j.job_manager_task.is_some() {
+        return Some("jobManagerTask");
+    }
+    if j.job_preparation_task.is_some() {
+        return Some("jobPreparationTask");
+    }
+    if j.job_release_task.is_some() {
+        return Some("jobReleaseTask");
+    }
+    if j.max_parallel_tasks > 0 {
+        return Some("maxParallelTasks");
+    }
+    if j.constraints.max_wall_clock_time.is_some_and(|d| !d.is_infinite()) {
+        return Some("constraints.maxWallClockTime");
+    }
+    if j.on_task_failure == wire::enums::OnTaskFailure::PerformExitOptionsJobAction {
+        return Some("onTaskFailure: performexitoptionsjobaction");
+    }
+    if j.pool_info.auto_pool_specification.is_some() {
+        return Some("poolInfo.autoPoolSpecification");
+    }
+    None
+}
+
 /// Moves a task to `state`, recording where it came from.
 pub fn transition(task: &mut CloudTask, state: TaskState, now: Timestamp) {
     if task.state != state {

@@ -290,3 +290,19 @@ def test_reboot_after_task_completion(client, uid):
     assert t.execution_info.result == models.BatchTaskExecutionResult.SUCCESS and t.execution_info.requeue_count == 0
     assert wait_completed(client, jid, "waits").execution_info.exit_code == 0, "runs after the reboot"
     client.begin_delete_pool(pid, polling_interval=0.2).result()
+
+
+def test_unsupported_features_fail_clearly(client, pool, uid):
+    jid = uid("job")
+    new_job(client, pool, jid)
+    client.create_task(jid, models.BatchTaskCreateOptions(
+        id="rf", command_line="/bin/true", resource_files=[models.ResourceFile(http_url="http://127.0.0.1:9/x", file_path="x")]))
+    t = wait_completed(client, jid, "rf")
+    assert t.execution_info.failure_info.code == "NotImplemented"
+    assert "resourceFiles" in t.execution_info.failure_info.message
+    pjid = uid("job")
+    new_job(client, pool, pjid, job_preparation_task=models.BatchJobPreparationTask(command_line="/bin/true"))
+    client.create_task(pjid, models.BatchTaskCreateOptions(id="waits", command_line="/bin/true"))
+    job = wait_for(lambda: (j := client.get_job(pjid)).execution_info.scheduling_error is not None and j, what="scheduling error")
+    assert job.execution_info.scheduling_error.code == "NotImplemented"
+    assert client.get_task(pjid, "waits").state == models.BatchTaskState.ACTIVE
