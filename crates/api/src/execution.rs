@@ -322,6 +322,35 @@ mod tests {
     }
 
     #[test]
+    fn unsupported_properties_are_named() {
+        let mut t = task(0);
+        assert_eq!(unsupported_task_feature(&t), None);
+        t.exit_conditions = Some(ExitConditions {
+            exit_codes: None,
+            exit_code_ranges: None,
+            pre_processing_error: None,
+            file_upload_error: None,
+            default: Some(ExitOptions { job_action: Some(wire::enums::JobAction::None), dependency_action: None }),
+        });
+        assert_eq!(unsupported_task_feature(&t), None, "jobAction none changes nothing");
+        t.exit_conditions.as_mut().unwrap().default = Some(ExitOptions { job_action: Some(wire::enums::JobAction::Terminate), dependency_action: None });
+        assert_eq!(unsupported_task_feature(&t), Some("exitConditions jobAction"));
+        t.resource_files = Some(vec![]);
+        t.exit_conditions = None;
+        assert_eq!(unsupported_task_feature(&t), None, "an empty list asks for nothing");
+        t.resource_files = Some(vec![ResourceFile {
+            auto_storage_container_name: None,
+            storage_container_url: None,
+            http_url: Some("http://x".into()),
+            blob_prefix: None,
+            file_path: Some("x".into()),
+            file_mode: None,
+            identity_reference: None,
+        }]);
+        assert_eq!(unsupported_task_feature(&t), Some("resourceFiles"));
+    }
+
+    #[test]
     fn requeue_counts_separately() {
         let mut t = task(0);
         requeue(&mut t, Timestamp::now());
