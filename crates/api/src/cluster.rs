@@ -209,6 +209,23 @@ impl Cluster {
             .map(|n| n.to_wire(base_url, vm_size))
     }
 
+    /// `steady` when the pool has the nodes its target asks for (local nodes
+    /// fill what remote nodes leave; none are starting or leaving), else `resizing`.
+    pub fn allocation_state(&self, pool_id: &str, target: usize) -> &'static str {
+        let children: std::collections::HashSet<String> = lock(&self.children).keys().cloned().collect();
+        let nodes = lock(&self.nodes);
+        let of_pool: Vec<&Node> = nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).collect();
+        let leaving = of_pool.iter().any(|n| n.state == "leavingpool" || n.drain == Some(Drain::Leave));
+        let remote = of_pool.iter().filter(|n| !children.contains(&n.id)).count();
+        let local = of_pool.iter().filter(|n| children.contains(&n.id)).count();
+        let pending = children.iter().filter(|id| !nodes.contains_key(*id) && self.child_pool(id).as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pool_id))).count();
+        if !leaving && pending == 0 && local == target.saturating_sub(remote) {
+            "steady"
+        } else {
+            "resizing"
+        }
+    }
+
     /// Counts of a pool's nodes by state, and how many are connected.
     pub fn node_states(&self, pool_id: &str) -> Vec<&'static str> {
         lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
@@ -937,22 +954,37 @@ impl Cluster {
             }
         }
         for (pool, target) in wanted {
+            let children: std::collections::HashSet<String> = lock(&self.children).keys().cloned().collect();
+            let deleting = pools
+                .iter()
+                .any(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str()) && p.get("state").and_then(Value::as_str) == Some("deleting"))
+                || !pools.iter().any(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str()));
+            // Nodes from other machines are the operator's: they count toward
+            // the target, and leave only when the pool is deleted.
+            let remote: Vec<String> = lock(&self.nodes)
+                .values()
+                .filter(|n| n.pool_id == pool && !children.contains(&n.id) && n.state != "leavingpool")
+                .map(|n| n.id.clone())
+                .collect();
+            if deleting {
+                for id in &remote {
+                    self.remove_node(id, true).await;
+                }
+            }
+            let target = target.saturating_sub(if deleting { 0 } else { remote.len() });
             let mut have: Vec<(String, bool, u32)> = lock(&self.nodes)
                 .values()
-                .filter(|n| n.pool_id == pool && n.state != "leavingpool" && n.drain != Some(Drain::Leave))
+                .filter(|n| {
+                    n.pool_id == pool && children.contains(&n.id) && n.state != "leavingpool" && n.drain != Some(Drain::Leave)
+                })
                 .map(|n| (n.id.clone(), n.running.is_empty(), n.used()))
                 .collect();
             // Children started but not yet joined count as nodes.
-            let pending: Vec<String> = {
-                let children = lock(&self.children);
+            let pending = {
                 let nodes = lock(&self.nodes);
-                children
-                    .keys()
-                    .filter(|id| !nodes.contains_key(*id) && self.child_pool(id).as_deref() == Some(pool.as_str()))
-                    .cloned()
-                    .collect()
+                children.iter().filter(|id| !nodes.contains_key(*id) && self.child_pool(id).as_deref() == Some(pool.as_str())).count()
             };
-            let count = have.len() + pending.len();
+            let count = have.len() + pending;
             if count < target {
                 for _ in count..target {
                     self.spawn_local(&pool)?;

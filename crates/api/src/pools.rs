@@ -126,7 +126,11 @@ fn render_pool(app: &App, ctx: &Ctx, doc: &str, select: Option<&[String]>) -> Re
         + m.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0);
     m.insert("currentDedicatedNodes".into(), json!(current));
     m.insert("currentLowPriorityNodes".into(), json!(0));
-    let allocation = if m.get("state").and_then(Value::as_str) == Some("deleting") || current != target { "resizing" } else { "steady" };
+    let allocation = if m.get("state").and_then(Value::as_str) == Some("deleting") {
+        "resizing"
+    } else {
+        app.cluster.allocation_state(&id, target as usize)
+    };
     m.insert("allocationState".into(), json!(allocation));
     apply_select(&mut m, select);
     Ok(m)

@@ -306,3 +306,33 @@ def test_unsupported_features_fail_clearly(client, pool, uid):
     job = wait_for(lambda: (j := client.get_job(pjid)).execution_info.scheduling_error is not None and j, what="scheduling error")
     assert job.execution_info.scheduling_error.code == "NotImplemented"
     assert client.get_task(pjid, "waits").state == models.BatchTaskState.ACTIVE
+
+
+def test_a_node_from_another_machine_joins(client, server, uid, tmp_path):
+    import subprocess
+    pid = uid("remote")
+    client.create_pool(models.BatchPoolCreateOptions(id=pid, vm_size="byo", target_dedicated_nodes=0))
+    token = open(os.path.join(server.data_dir, "agent.token")).read().strip()
+    env = dict(os.environ, OPENBATCH_AGENT_TOKEN=token)
+    agent = subprocess.Popen([os.environ.get("OPENBATCH_BIN", "openbatch"), "agent", "--server", server.endpoint,
+                              "--pool", pid, "--root", str(tmp_path / "node"), "--ip", "127.0.0.2"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        node = wait_for(lambda: [n for n in client.list_nodes(pid) if n.state == models.BatchNodeState.IDLE], what="remote node")[0]
+        assert node.ip_address == "127.0.0.2"
+        jid = uid("job")
+        client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pid)))
+        client.create_task(jid, models.BatchTaskCreateOptions(id="there", command_line="/bin/sh -c 'echo $AZ_BATCH_NODE_ROOT_DIR'"))
+        t = wait_completed(client, jid, "there")
+        assert t.node_info.node_id == node.id
+        assert b"".join(client.download_task_file(jid, "there", "stdout.txt")).decode().strip() == str(tmp_path / "node")
+        assert client.get_pool(pid).allocation_state == models.AllocationState.STEADY, "the local provider leaves remote nodes alone"
+        # Agents need the token the server issued.
+        import requests
+        r = requests.get(server.endpoint + "/_openbatch/agent/v1/connect", headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 403
+        client.begin_delete_pool(pid, polling_interval=0.2).result()
+        agent.wait(timeout=10)  # told to shut down when its pool goes
+    finally:
+        if agent.poll() is None:
+            agent.kill()
