@@ -284,17 +284,16 @@ pub async fn enable(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     Ok(Reply::status(202).changed(&stored, ctx.url(&job_path(id))))
 }
 
-pub async fn task_counts(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+pub async fn task_counts(app: &App, id: &str) -> Result<Reply, Error> {
     let (counts, _) = app.store.task_counts(id).await?;
-    let _ = ctx;
     Ok(Reply::json(200, serde_json::to_string(&counts).map_err(Error::internal)?))
 }
 
-/// No node has run a preparation or release task yet (tasks do not run in
-/// this version), so the list is empty — for a job that has such a task.
+/// Preparation and release tasks do not run yet (jobs that have them are
+/// not scheduled, see `execution::unsupported_job_feature`), so no node has a
+/// status to report: the list is empty — for a job that has such a task.
 pub async fn prep_release_status(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
-    let opts = list_options(ctx)?;
-    let _ = opts;
+    list_options(ctx)?; // the options are still validated
     let stored = app.store.get_job(id).await?;
     let job: CloudJob = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
     if job.job_preparation_task.is_none() {

@@ -263,7 +263,7 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         DisableJob(j) => jobs::disable(app, ctx, &j).await,
         EnableJob(j) => jobs::enable(app, ctx, &j).await,
         TerminateJob(j) => jobs::terminate(app, ctx, &j).await,
-        JobTaskCounts(j) => jobs::task_counts(app, ctx, &j).await,
+        JobTaskCounts(j) => jobs::task_counts(app, &j).await,
         JobPrepReleaseStatus(j) => jobs::prep_release_status(app, ctx, &j).await,
         ListTasks(j) => tasks::list(app, ctx, &j).await,
         AddTask(j) => tasks::add(app, ctx, &j).await,
