@@ -211,7 +211,7 @@ pub async fn delete(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let stored = app
         .store
         .update_job(id, pre, |_, job, now| {
-            jobs_set_state(job, JobState::Deleting, now);
+            store::jobs::set_state(job, JobState::Deleting, now);
             Ok(())
         })
         .await?;
@@ -219,9 +219,6 @@ pub async fn delete(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     Ok(Reply::status(202).changed(&stored, ctx.url(&job_path(id))))
 }
 
-fn jobs_set_state(job: &mut CloudJob, state: JobState, now: Timestamp) {
-    store::jobs::set_state(job, state, now)
-}
 
 pub async fn terminate(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let reason = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
@@ -235,7 +232,7 @@ pub async fn terminate(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
         .update_job(id, pre, move |_, job, now| {
             refuse_if_ending(job.state)?;
             job.execution_info.terminate_reason = Some(reason.unwrap_or_else(|| "UserTerminate".to_string()));
-            jobs_set_state(job, JobState::Terminating, now);
+            store::jobs::set_state(job, JobState::Terminating, now);
             Ok(())
         })
         .await?;
@@ -255,7 +252,7 @@ pub async fn disable(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
                 return Err(Error::new(ErrorCode::JobNotActive).with("JobState", job.state.as_str()));
             }
             job.pending_disable = Some(option);
-            jobs_set_state(job, JobState::Disabling, now);
+            store::jobs::set_state(job, JobState::Disabling, now);
             Ok(())
         })
         .await?;
@@ -271,7 +268,7 @@ pub async fn enable(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
             refuse_if_ending(job.state)?;
             match job.state {
                 JobState::Disabled | JobState::Disabling => {
-                    jobs_set_state(job, JobState::Enabling, now);
+                    store::jobs::set_state(job, JobState::Enabling, now);
                     Ok(())
                 }
                 JobState::Enabling => Ok(()),

@@ -11,19 +11,30 @@ fn json(ty: FieldType) -> Option<Field> {
     Some(Field::Json { ty })
 }
 
+/// Properties every resource row has as columns.
+fn common(p: &[&str]) -> Option<Field> {
+    use FieldType::*;
+    match p {
+        ["id"] => col("id", Text),
+        ["state"] => col("state", Enum),
+        ["creationTime"] => col("creation_time", DateTime),
+        ["lastModified"] => col("last_modified", DateTime),
+        ["eTag"] => col("etag", Text),
+        _ => None,
+    }
+}
+
 /// Filterable job properties.
 pub struct JobFields;
 
 impl FieldResolver for JobFields {
     fn resolve(&self, path: &[String]) -> Option<Field> {
         let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        if let Some(f) = common(&p) {
+            return Some(f);
+        }
         use FieldType::*;
         match p.as_slice() {
-            ["id"] => col("id", Text),
-            ["state"] => col("state", Enum),
-            ["creationTime"] => col("creation_time", DateTime),
-            ["lastModified"] => col("last_modified", DateTime),
-            ["eTag"] => col("etag", Text),
             ["displayName"] | ["poolInfo", "poolId"] | ["executionInfo", "poolId"] | ["executionInfo", "terminateReason"] => json(Text),
             ["previousState"] | ["onAllTasksComplete"] | ["onTaskFailure"] => json(Enum),
             ["stateTransitionTime"] | ["previousStateTransitionTime"] | ["executionInfo", "startTime"] | ["executionInfo", "endTime"] => json(DateTime),
@@ -42,13 +53,11 @@ pub struct TaskFields;
 impl FieldResolver for TaskFields {
     fn resolve(&self, path: &[String]) -> Option<Field> {
         let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        if let Some(f) = common(&p) {
+            return Some(f);
+        }
         use FieldType::*;
         match p.as_slice() {
-            ["id"] => col("id", Text),
-            ["state"] => col("state", Enum),
-            ["creationTime"] => col("creation_time", DateTime),
-            ["lastModified"] => col("last_modified", DateTime),
-            ["eTag"] => col("etag", Text),
             ["requiredSlots"] => col("slots", Int),
             ["executionInfo", "result"] => col("result", Enum),
             ["executionInfo", "retryCount"] => col("retries", Int),
@@ -73,13 +82,11 @@ pub struct PoolFields;
 impl FieldResolver for PoolFields {
     fn resolve(&self, path: &[String]) -> Option<Field> {
         let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        if let Some(f) = common(&p) {
+            return Some(f);
+        }
         use FieldType::*;
         match p.as_slice() {
-            ["id"] => col("id", Text),
-            ["state"] => col("state", Enum),
-            ["creationTime"] => col("creation_time", DateTime),
-            ["lastModified"] => col("last_modified", DateTime),
-            ["eTag"] => col("etag", Text),
             ["displayName"] | ["vmSize"] => json(Text),
             ["allocationState"] => json(Enum),
             ["stateTransitionTime"] | ["allocationStateTransitionTime"] => json(DateTime),
