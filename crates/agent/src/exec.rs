@@ -3,7 +3,7 @@
 //! operating system's own accounting of what the process used.
 
 use proto::{TaskLaunch, TaskOutcome};
-use std::os::unix::process::CommandExt;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,64 +97,52 @@ pub fn ensure_user(u: &proto::UserAccount) {
     }
 }
 
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
-    if let Ok(rd) = std::fs::read_dir(path) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.is_symlink() {
-                chown_tree(&p, uid, gid);
-            } else {
-                let _ = std::os::unix::fs::lchown(&p, Some(uid), Some(gid));
-            }
-        }
+/// Gives the task user the attempt's directories and output files.
+fn give_to(paths: &[&Path], uid: u32, gid: u32) {
+    for p in paths {
+        let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
     }
+}
+
+/// A started attempt's process, to wait for.
+#[derive(Debug)]
+pub struct Started {
+    pub running: Running,
+    pub child: crate::spawn::Child,
 }
 
 /// Prepares the attempt's directory and starts its process in its own
 /// process group. Errors are task failures (`CommandProgramNotFound`, ...).
-pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<Running, (String, String)> {
+pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<Started, (String, String)> {
     let task_dir = root.join(&l.task_dir);
     let wd = task_dir.join("wd");
     std::fs::create_dir_all(&wd).map_err(|e| ("ResourceDirectoryCreateFailed".to_string(), format!("{}: {e}", wd.display())))?;
-    let open = |name: &str| {
+    let (out_path, err_path) = (task_dir.join("stdout.txt"), task_dir.join("stderr.txt"));
+    let open = |path: &Path| {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(task_dir.join(name))
-            .map_err(|e| ("ResourceFileCreateFailed".to_string(), format!("{name}: {e}")))
+            .open(path)
+            .map_err(|e| ("ResourceFileCreateFailed".to_string(), format!("{}: {e}", path.display())))
     };
-    let (stdout, stderr) = (open("stdout.txt")?, open("stderr.txt")?);
+    let (stdout, stderr) = (open(&out_path)?, open(&err_path)?);
     let argv = shell_words::split(&l.command_line)
         .map_err(|e| ("CommandLaunchFailed".to_string(), format!("the command line cannot be parsed: {e}")))?;
     let Some((program, args)) = argv.split_first() else {
         return Err(("CommandLaunchFailed".into(), "the command line is empty".into()));
     };
     if let Some((uid, gid)) = run_as {
-        chown_tree(&task_dir, uid, gid);
+        give_to(&[&task_dir, &wd, &out_path, &err_path], uid, gid);
     }
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(&wd)
-        .env_clear()
-        .env("PATH", DEFAULT_PATH)
-        .env("HOME", &wd)
-        .envs(&l.env)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
-    if let Some((uid, gid)) = run_as {
-        cmd.uid(uid).gid(gid);
-    }
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PATH".into(), DEFAULT_PATH.into());
+    env.insert("HOME".into(), wd.to_string_lossy().into_owned());
+    env.extend(l.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let spec = crate::spawn::Spec { program, args, env: &env, cwd: &wd, stdout: &stdout, stderr: &stderr, ids: run_as };
     let started_ms = now_ms();
-    match cmd.spawn() {
-        Ok(child) => {
-            let pid = child.id() as i32;
-            // The child is reaped by `wait`, with its resource usage.
-            std::mem::forget(child);
-            Ok(Running { pid, started_ms })
-        }
+    match crate::spawn::spawn(&spec) {
+        Ok(child) => Ok(Started { running: Running { pid: child.pid, started_ms }, child }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err((
             "CommandProgramNotFound".into(),
             format!("The specified command program is not found: {program}"),
@@ -163,29 +151,21 @@ pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<
     }
 }
 
-/// Blocks until the process exits; returns its outcome with rusage.
-pub fn wait(attempt: u64, r: Running) -> TaskOutcome {
-    let mut status: libc::c_int = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = loop {
-        // SAFETY: wait4 on our own child pid with valid out-pointers.
-        let rc = unsafe { libc::wait4(r.pid, &mut status, 0, &mut usage) };
-        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        break rc;
-    };
+/// Waits until the process exits; returns its outcome with the operating
+/// system's accounting of what it used.
+pub async fn wait(attempt: u64, s: Started) -> TaskOutcome {
+    let r = s.running;
+    let waited = crate::spawn::wait(s.child).await;
     let end = now_ms();
-    let (exit_code, failure) = if rc == -1 {
-        (None, Some(("Unknown".to_string(), "lost track of the task process".to_string())))
-    } else if libc::WIFEXITED(status) {
-        (Some(libc::WEXITSTATUS(status)), None)
-    } else if libc::WIFSIGNALED(status) {
+    let (exit_code, failure, usage) = match waited {
+        Err(e) => (None, Some(("Unknown".to_string(), format!("lost track of the task process: {e}"))), None),
+        Ok((status, usage)) if libc::WIFEXITED(status) => (Some(libc::WEXITSTATUS(status)), None, Some(usage)),
         // As a shell reports it: 128 + signal.
-        (Some(128 + libc::WTERMSIG(status)), None)
-    } else {
-        (None, Some(("Unknown".to_string(), "the task process ended abnormally".to_string())))
+        Ok((status, usage)) if libc::WIFSIGNALED(status) => (Some(128 + libc::WTERMSIG(status)), None, Some(usage)),
+        Ok((_, usage)) => (None, Some(("Unknown".to_string(), "the task process ended abnormally".to_string())), Some(usage)),
     };
+    // SAFETY: an all-zero rusage is a valid value.
+    let usage = usage.unwrap_or_else(|| unsafe { std::mem::zeroed() });
     let tv_us = |t: libc::timeval| (t.tv_sec as u64) * 1_000_000 + t.tv_usec as u64;
     TaskOutcome {
         attempt,
@@ -278,11 +258,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn runs_without_a_shell_and_captures_output() {
+    #[tokio::test]
+    async fn runs_without_a_shell_and_captures_output() {
         let root = tempfile::tempdir().unwrap();
         let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None).unwrap();
-        let o = wait(1, r);
+        let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(3));
         let dir = root.path().join("workitems/j/job-1/t1");
         let out = std::fs::read_to_string(dir.join("stdout.txt")).unwrap();
@@ -290,7 +270,7 @@ mod tests {
         assert!(out.trim_end().ends_with("/wd"), "{out}");
         assert_eq!(std::fs::read_to_string(dir.join("stderr.txt")).unwrap(), "err\n");
         // Words are not expanded by a shell.
-        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None).unwrap());
+        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None).unwrap()).await;
         assert_eq!(o.exit_code, Some(0));
         let out = std::fs::read_to_string(dir.join("stdout.txt")).unwrap();
         assert!(out.ends_with("$HOME a*b\n"), "{out}");
@@ -308,8 +288,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None).unwrap();
         let t = std::time::Instant::now();
-        stop(r.pid, Duration::from_millis(200)).await;
-        let o = tokio::task::spawn_blocking(move || wait(1, r)).await.unwrap();
+        stop(r.running.pid, Duration::from_millis(200)).await;
+        let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(128 + libc::SIGTERM));
         assert!(t.elapsed() < Duration::from_secs(5));
     }

@@ -8,6 +8,7 @@
 //! The agent never touches the server's database.
 
 pub mod exec;
+pub mod spawn;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -218,7 +219,8 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
         Err((code, message)) => {
             let _ = tx.send(ToServer::Finished(Box::new(exec::not_started(attempt, code, message))));
         }
-        Ok(r) => {
+        Ok(started) => {
+            let r = started.running;
             state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt, r.pid);
             let _ = tx.send(ToServer::Started { attempt });
             let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -231,10 +233,7 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
                 })
             });
             tokio::spawn(async move {
-                let mut outcome = match tokio::task::spawn_blocking(move || exec::wait(attempt, r)).await {
-                    Ok(o) => o,
-                    Err(_) => exec::not_started(attempt, "Unknown".into(), "the wait for the task failed".into()),
-                };
+                let mut outcome = exec::wait(attempt, started).await;
                 if let Some(l) = limit {
                     l.abort();
                 }

@@ -291,7 +291,10 @@ impl Store {
         self.read_now(move |conn| {
             let mut s = conn
                 .prepare_cached(
-                    "SELECT doc FROM tasks WHERE job = ?1 AND state = 'active'
+                    // Walk only the job's active tasks: once most of a job's
+                    // tasks are completed, planner statistics can make the id
+                    // index look as good, and it would skip over all of them.
+                    "SELECT doc FROM tasks INDEXED BY tasks_by_state WHERE job = ?1 AND state = 'active'
                      AND json_extract(doc, '$.dependsOn') IS NULL ORDER BY key LIMIT ?2",
                 )
                 .map_err(sql)?;
