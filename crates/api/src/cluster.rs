@@ -149,6 +149,15 @@ pub struct ClusterConfig {
     pub account: String,
 }
 
+/// A job's ready tasks read ahead of need.
+struct ReadAhead {
+    /// The store generation they were read at.
+    generation: (u64, u64),
+    /// The read returned every ready task there was.
+    exhausted: bool,
+    tasks: VecDeque<CloudTask>,
+}
+
 pub struct Cluster {
     pub config: ClusterConfig,
     store: Store,
@@ -161,6 +170,9 @@ pub struct Cluster {
     jobs_cache: Mutex<HashMap<String, (u64, Vec<CloudJob>)>>,
     /// Tasks assigned in memory whose assignment has not committed yet.
     inflight: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Ready tasks read ahead per job (by job key), valid while the store's
+    /// generation is the one they were read at.
+    ready: Mutex<HashMap<String, ReadAhead>>,
     next_file: AtomicU64,
     file_waiters: Mutex<HashMap<u64, oneshot::Sender<FileReply>>>,
     pub wake: Notify,
@@ -185,6 +197,7 @@ impl Cluster {
             children: Mutex::new(HashMap::new()),
             next_attempt: AtomicU64::new(1),
             inflight: Mutex::new(Default::default()),
+            ready: Mutex::new(HashMap::new()),
             jobs_cache: Mutex::new(HashMap::new()),
             next_file: AtomicU64::new(1),
             file_waiters: Mutex::new(HashMap::new()),
@@ -795,6 +808,56 @@ impl Cluster {
         Ok(jobs)
     }
 
+    /// Up to `want` of a job's ready tasks that no round holds. They come
+    /// from the job's read-ahead queue, refilled from the store (a few hundred
+    /// at a time) when it runs dry. The queue is valid while the store's
+    /// generation stands still (nothing became ready, no ready task changed),
+    /// so a task never starts from a stale document, and a job known to have
+    /// nothing ready costs no read.
+    async fn take_ready(&self, job_id: &str, want: usize) -> Result<Vec<CloudTask>, Error> {
+        const READ_AHEAD: usize = 256;
+        let key = store::key_of(job_id);
+        let mut out = Vec::new();
+        for refill in [false, true] {
+            let generation = self.store.generation();
+            if refill {
+                let held = lock(&self.inflight).len();
+                let limit = READ_AHEAD.max(want) + held;
+                let tasks = self.store.ready_tasks(job_id, limit).await?;
+                let exhausted = tasks.len() < limit;
+                let fresh: VecDeque<CloudTask> = {
+                    let inflight = lock(&self.inflight);
+                    tasks
+                        .into_iter()
+                        .filter(|t| {
+                            !inflight.contains(&(key.clone(), store::key_of(&t.id)))
+                                && !out.iter().any(|o: &CloudTask| o.id == t.id)
+                        })
+                        .collect()
+                };
+                lock(&self.ready).insert(key.clone(), ReadAhead { generation, exhausted, tasks: fresh });
+            }
+            let mut ready = lock(&self.ready);
+            let Some(r) = ready.get_mut(&key) else { continue };
+            if r.generation != generation {
+                ready.remove(&key);
+                out.clear();
+                continue;
+            }
+            let inflight = lock(&self.inflight);
+            while out.len() < want {
+                let Some(t) = r.tasks.pop_front() else { break };
+                if !inflight.contains(&(key.clone(), store::key_of(&t.id))) {
+                    out.push(t);
+                }
+            }
+            if out.len() == want || !r.tasks.is_empty() || r.exhausted {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Attempt ids continue after the highest one ever handed out.
     pub async fn init_attempts(&self) -> Result<(), Error> {
         let max = self.store.max_attempt().await?;
@@ -831,8 +894,8 @@ impl Cluster {
                 if free == 0 {
                     break;
                 }
-                let held = lock(&self.inflight).len();
-                let tasks = self.store.ready_tasks(&job.id, (free as usize + held).min(2000)).await?;
+                let tasks = self.take_ready(&job.id, free as usize).await?;
+                let mut unplaced: Vec<CloudTask> = Vec::new();
                 let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
                 let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
                 let mut launches: Vec<TaskLaunch> = Vec::new();
@@ -875,7 +938,10 @@ impl Cluster {
                             (n.id.clone(), n.root_dir.clone(), n.is_dedicated)
                         })
                     };
-                    let Some((node_id, root_dir, dedicated)) = placed else { continue };
+                    let Some((node_id, root_dir, dedicated)) = placed else {
+                        unplaced.push(task);
+                        continue;
+                    };
                     let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
                     let launch = build_launch(&self.config.account, account_url, &job, &task, &pool, &node_id, &root_dir, dedicated, attempt);
                     lock(&self.inflight).insert(key.clone());
@@ -894,6 +960,13 @@ impl Cluster {
                     sent.push((node_id, attempt, key));
                     started += 1;
                     launches.push(launch);
+                }
+                if !unplaced.is_empty() {
+                    if let Some(r) = lock(&self.ready).get_mut(&store::key_of(&job.id)) {
+                        for t in unplaced.into_iter().rev() {
+                            r.tasks.push_front(t);
+                        }
+                    }
                 }
                 if batch.is_empty() {
                     continue;

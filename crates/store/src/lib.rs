@@ -175,6 +175,11 @@ pub struct Store {
     pub etags: Arc<EtagClock>,
     /// Grows with every change to any job, so callers can cache job lists.
     pub job_generation: Arc<AtomicU64>,
+    /// Grows whenever a task may have become ready or a ready task changed:
+    /// tasks added, a client's change to a task (before and after its write),
+    /// and any write that returns a task to `active` (retries, requeues). The
+    /// scheduler keeps what it read of ready tasks while it stands still.
+    pub task_generation: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -188,7 +193,19 @@ impl Store {
             readers: Arc::new(ReadPool { path, idle: Mutex::new(Vec::new()) }),
             etags: Arc::new(EtagClock::default()),
             job_generation: Arc::new(AtomicU64::new(0)),
+            task_generation: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Both generations: any change to jobs or client change to tasks moves it.
+    pub fn generation(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.job_generation.load(SeqCst), self.task_generation.load(SeqCst))
+    }
+
+    /// Marks that tasks changed outside the scheduler's own writes.
+    pub fn bump_tasks(&self) {
+        self.task_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Runs `f` in the writer's transaction (see [`writer`]).

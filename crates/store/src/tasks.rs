@@ -4,6 +4,9 @@ use crate::fields::TaskFields;
 use crate::jobs::{self, compile_with, list_page};
 use crate::{key_of, sql, Durability, ListQuery, Page, Preconditions, Store, Stored};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use wire::enums::TaskState;
 use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult, TaskStatistics};
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
@@ -111,7 +114,7 @@ impl Store {
         C: FnOnce(&CloudJob) -> Result<(), Error> + Send + 'static,
     {
         let job_id = job_id.to_string();
-        self.write(move |conn| {
+        let r = self.write(move |conn| {
             let job = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
             check(&job)?;
             let job_key = key_of(&job.id);
@@ -171,7 +174,11 @@ impl Store {
             }
             Ok(results)
         })
-        .await
+        .await;
+        // New tasks may be ready: after the commit, so a reader that sees the
+        // new generation also sees them.
+        self.bump_tasks();
+        r
     }
 
     /// The stored task; 404 `JobNotFound` or `TaskNotFound`.
@@ -205,18 +212,22 @@ impl Store {
     {
         let (job_id, task_id) = (job_id.to_string(), task_id.to_string());
         let etags = self.etags.clone();
-        self.write(move |conn| {
-            let job = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
-            let before = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
-            pre.check_write(&before.e_tag, &before.last_modified)?;
-            let mut after = before.clone();
-            let (now, etag) = etags.next();
-            f(&job, &mut after, now)?;
-            after.e_tag = etag;
-            after.last_modified = now;
-            save(conn, &job.id, &before, &after)
-        })
-        .await
+        self.bump_tasks();
+        let r = self
+            .write(move |conn| {
+                let job = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
+                let before = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
+                pre.check_write(&before.e_tag, &before.last_modified)?;
+                let mut after = before.clone();
+                let (now, etag) = etags.next();
+                f(&job, &mut after, now)?;
+                after.e_tag = etag;
+                after.last_modified = now;
+                save(conn, &job.id, &before, &after)
+            })
+            .await;
+        self.bump_tasks();
+        r
     }
 
     /// Deletes a task after `check` accepts it.
@@ -225,18 +236,22 @@ impl Store {
         C: FnOnce(&CloudJob, &CloudTask) -> Result<(), Error> + Send + 'static,
     {
         let (job_id, task_id) = (job_id.to_string(), task_id.to_string());
-        self.write(move |conn| {
-            let job = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
-            let task = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
-            pre.check_write(&task.e_tag, &task.last_modified)?;
-            check(&job, &task)?;
-            let job_key = key_of(&job.id);
-            conn.prepare_cached("DELETE FROM tasks WHERE job = ?1 AND key = ?2")
-                .and_then(|mut s| s.execute([&job_key, &key_of(&task.id)]))
-                .map_err(sql)?;
-            bump(conn, &job_key, &count_key(&task), -1)
-        })
-        .await
+        self.bump_tasks();
+        let r = self
+            .write(move |conn| {
+                let job = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
+                let task = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
+                pre.check_write(&task.e_tag, &task.last_modified)?;
+                check(&job, &task)?;
+                let job_key = key_of(&job.id);
+                conn.prepare_cached("DELETE FROM tasks WHERE job = ?1 AND key = ?2")
+                    .and_then(|mut s| s.execute([&job_key, &key_of(&task.id)]))
+                    .map_err(sql)?;
+                bump(conn, &job_key, &count_key(&task), -1)
+            })
+            .await;
+        self.bump_tasks();
+        r
     }
 
     /// A page of a job's tasks in id order.
@@ -319,7 +334,10 @@ impl Store {
         F: FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send + 'static,
     {
         let etags = self.etags.clone();
-        self.submit(move |conn| {
+        let generation = self.task_generation.clone();
+        let readied = Arc::new(AtomicBool::new(false));
+        let readied_in = readied.clone();
+        let done = self.submit(move |conn| {
             let mut out = Vec::with_capacity(changes.len());
             let mut jobs_seen: Vec<CloudJob> = Vec::new();
             for (job_id, task_id, f) in changes {
@@ -339,12 +357,23 @@ impl Store {
                     after.e_tag = etag;
                     after.last_modified = now;
                     save(conn, &job.id, &before, &after)?;
+                    if after.state == TaskState::Active && before.state != TaskState::Active {
+                        readied_in.store(true, Ordering::SeqCst);
+                    }
                     Ok(after)
                 })();
                 out.push(r);
             }
             Ok(out)
-        }, durability)
+        }, durability);
+        async move {
+            let r = done.await;
+            // A task became ready again (retry, requeue): after the commit.
+            if readied.load(Ordering::SeqCst) {
+                generation.fetch_add(1, Ordering::SeqCst);
+            }
+            r
+        }
     }
 
     /// The sum of the resource statistics of a job's tasks (those that ran).

@@ -21,6 +21,9 @@ type Work = Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>;
 /// Most closures in one transaction; bounds the latency of a group.
 const MAX_GROUP: usize = 512;
 
+/// How long a group of relaxed writes waits for company before committing.
+const RELAXED_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
+
 /// How a write must reach the disk before it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -115,6 +118,26 @@ fn run(conn: Connection, rx: mpsc::Receiver<Queued>) {
             match rx.try_recv() {
                 Ok(w) => group.push(w),
                 Err(_) => break,
+            }
+        }
+        // A group of only relaxed writes (the server's own bookkeeping, a
+        // steady stream while tasks run) lingers briefly for more: one commit
+        // then covers many task updates, and the pages they share are written
+        // once. A synced write ends the wait at once.
+        if group.iter().all(|q| q.durability == Durability::Relaxed) {
+            let deadline = std::time::Instant::now() + RELAXED_LINGER;
+            while group.len() < MAX_GROUP {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(w) => {
+                        let synced = w.durability == Durability::Synced;
+                        group.push(w);
+                        if synced {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
             }
         }
         // One synced item makes the whole group's commit an fsync.
