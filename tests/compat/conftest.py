@@ -73,11 +73,21 @@ class Server:
         self.start()
 
 
+# Pools without nodes that the job and task tests name (jobs must name a pool
+# that exists); their tasks are never run.
+IDLE_POOLS = ("nopool", "p")
+
+
 @pytest.fixture(scope="session")
 def server():
+    from rawclient import Raw
     with tempfile.TemporaryDirectory(prefix="openbatch-compat-") as d:
         s = Server(d)
         s.start()
+        raw = Raw(s.endpoint, s.account, s.key)
+        for pool in IDLE_POOLS:
+            r = raw.request("POST", "/pools", {"id": pool, "vmSize": "standard_d2s_v3"})
+            assert r.status_code == 201, r.text
         yield s
         s.stop()
 

@@ -137,7 +137,7 @@ pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Rep
     let pre = ctx.preconditions()?;
     let stored = app
         .store
-        .update_job(id, pre, move |_, job, _| {
+        .update_job(id, pre, move |conn, job, _| {
             refuse_if_ending(job.state)?;
             if let Some(pool) = &p.pool_info {
                 if *pool != job.pool_info && !matches!(job.state, JobState::Disabled) {
@@ -146,6 +146,9 @@ pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Rep
                         "The pool of a job can only be changed while the job is disabled.",
                     )
                     .with("JobState", job.state.as_str()));
+                }
+                if let Some(id) = pool.pool_id.as_deref().filter(|_| *pool != job.pool_info) {
+                    store::jobs::check_pool(conn, id)?;
                 }
             }
             let new_otc = match (p.on_all_tasks_complete, replace) {

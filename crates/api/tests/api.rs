@@ -42,6 +42,12 @@ impl Harness {
         Harness { app, _dir: dir }
     }
 
+    /// A pool with no nodes, for jobs to name.
+    async fn pool(&self, id: &str) {
+        let r = self.call(Method::POST, &format!("/pools?{V}"), Some(json!({"id": id, "vmSize": "standard_d2s_v3"}))).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
     async fn send(&self, method: Method, target: &str, body: Option<Value>, extra: &[(&str, &str)], sign: bool) -> Resp {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut headers = HeaderMap::new();
@@ -90,6 +96,10 @@ fn assert_error(r: &Resp, status: u16, code: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_and_task_round_trip() {
     let h = Harness::new();
+    // Jobs name a pool that exists.
+    let r = h.call(Method::POST, &format!("/jobs?{V}"), Some(json!({"id": "Job1", "poolInfo": {"poolId": "p"}}))).await;
+    assert_error(&r, 404, "PoolNotFound");
+    h.pool("p").await;
     let r = h.call(Method::POST, &format!("/jobs?{V}"), Some(json!({"id": "Job1", "poolInfo": {"poolId": "p"}}))).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.headers["dataserviceid"], "http://127.0.0.1:9/jobs/Job1");
@@ -152,6 +162,7 @@ async fn job_and_task_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collections_paging_and_filters() {
     let h = Harness::new();
+    h.pool("p").await;
     h.call(Method::POST, &format!("/jobs?{V}"), Some(json!({"id": "j", "poolInfo": {"poolId": "p"}}))).await;
     let tasks: Vec<Value> = (0..100).map(|i| json!({"id": format!("t{i:03}"), "commandLine": "x"})).collect();
     let r = h.call(Method::POST, &format!("/jobs/j/addtaskcollection?{V}"), Some(json!({"value": tasks}))).await;
@@ -232,6 +243,7 @@ async fn errors_auth_and_versions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_transitions_are_visible_then_complete() {
     let h = Harness::new();
+    h.pool("p").await;
     h.call(Method::POST, &format!("/jobs?{V}"), Some(json!({"id": "j", "poolInfo": {"poolId": "p"}}))).await;
     h.call(Method::POST, &format!("/jobs/j/tasks?{V}"), Some(json!({"id": "t", "commandLine": "x"}))).await;
     let r = h.call(Method::POST, &format!("/jobs/j/terminate?{V}"), Some(json!({"terminateReason": "because"}))).await;

@@ -283,6 +283,15 @@ async fn main() {
         Cmd::Ingest { t, job, tasks, clients, batch, create_job } => {
             if create_job {
                 let key = STANDARD.decode(&t.key).unwrap_or_default();
+                // The job's pool: no nodes, so the tasks stay active.
+                let pool = Bytes::from(json!({"id": "benchpool", "vmSize": "standard_d2s_v3"}).to_string());
+                match send(&client(), &t, &key, Method::POST, "/pools?api-version=2025-06-01", pool).await {
+                    Ok((201 | 409, _)) => {}
+                    other => {
+                        eprintln!("creating the pool failed: {other:?}");
+                        std::process::exit(1);
+                    }
+                }
                 let body = Bytes::from(json!({"id": job, "poolInfo": {"poolId": "benchpool"}}).to_string());
                 match send(&client(), &t, &key, Method::POST, "/jobs?api-version=2025-06-01", body).await {
                     Ok((201, _)) => {}

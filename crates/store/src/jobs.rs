@@ -61,6 +61,19 @@ pub fn set_state(job: &mut CloudJob, state: JobState, now: Timestamp) {
     }
 }
 
+/// A job's pool must exist and not be on its way out.
+pub fn check_pool(conn: &Connection, pool_id: &str) -> Result<(), Error> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM pools WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key_of(pool_id)], |r| r.get(0)).optional())
+        .map_err(sql)?;
+    match state.as_deref() {
+        None => Err(Error::new(ErrorCode::PoolNotFound).with("PoolId", pool_id)),
+        Some("deleting") => Err(Error::new(ErrorCode::PoolBeingDeleted).with("PoolId", pool_id)),
+        Some(_) => Ok(()),
+    }
+}
+
 impl Store {
     /// Inserts a new job; 409 `JobExists` (or `JobBeingDeleted`) when the id is taken.
     pub async fn create_job(&self, job: CloudJob) -> Result<Stored, Error> {
@@ -77,6 +90,9 @@ impl Store {
                 } else {
                     Error::new(ErrorCode::JobExists)
                 });
+            }
+            if let Some(pool) = job.pool_info.pool_id.as_deref() {
+                check_pool(conn, pool)?;
             }
             conn.prepare_cached(
                 "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc, pool, priority)

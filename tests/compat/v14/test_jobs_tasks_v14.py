@@ -29,6 +29,9 @@ def test_jobs(client, uid):
     with pytest.raises(models.BatchErrorException) as e:
         add_job(client, jid)
     assert err(e) == "JobExists"
+    with pytest.raises(models.BatchErrorException) as e:
+        client.job.add(models.JobAddParameter(id=jid + "x", pool_info=models.PoolInformation(pool_id=jid + "-nopool")))
+    assert err(e) == "PoolNotFound" and e.value.response.status_code == 404
     client.job.patch(jid, models.JobPatchParameter(priority=20))
     assert client.job.get(jid).priority == 20
     client.job.update(jid, models.JobUpdateParameter(pool_info=models.PoolInformation(pool_id="nopool")))

@@ -46,6 +46,10 @@ def test_job_create_get_defaults(client, uid):
     with pytest.raises(ResourceNotFoundError) as e:
         client.get_job(uid("missing"))
     assert code_of(e) == "JobNotFound"
+    # A job names a pool that exists.
+    with pytest.raises(ResourceNotFoundError) as e:
+        client.create_job(models.BatchJobCreateOptions(id=uid("job"), pool_info=models.BatchPoolInfo(pool_id=uid("nosuchpool"))))
+    assert code_of(e) == "PoolNotFound"
 
 
 def test_job_update_replace_and_etags(client, uid):
