@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::Store;
 use tokio::sync::{mpsc, oneshot, Notify};
-use wire::enums::{JobState, TaskState};
+use wire::enums::{DisableJobOption, JobAction, JobState, OnTaskFailure, TaskState};
 use wire::models::{CloudJob, CloudTask, ComputeNodeInformation};
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
@@ -473,6 +473,7 @@ impl Cluster {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
                 execution::transition(t, TaskState::Running, now);
+                t.execution_info.start_time = Some(now);
                 Ok(())
             })
             .await;
@@ -609,6 +610,13 @@ impl Cluster {
                 }
                 if completed {
                     result = Some((slot.job_id.clone(), true));
+                    if let Some(o) = wire::workflow::outcome(&t) {
+                        if o.job_action != JobAction::None {
+                            let me = self.clone();
+                            let job = slot.job_id.clone();
+                            tokio::spawn(async move { me.job_action(&job, o.job_action).await });
+                        }
+                    }
                 }
             }
         }
@@ -617,6 +625,35 @@ impl Cluster {
         }
         self.drain_if_done(node_id).await;
         result
+    }
+
+    /// Applies a completed task's `jobAction` to its job, when the job asks
+    /// for that (`onTaskFailure: performexitoptionsjobaction`) and is active:
+    /// terminate (reason `TaskFailed`) or disable (running tasks requeued).
+    async fn job_action(&self, job_id: &str, action: JobAction) {
+        let r = self
+            .store
+            .update_job(job_id, Default::default(), move |_, job, now| {
+                if job.state != JobState::Active || job.on_task_failure != OnTaskFailure::PerformExitOptionsJobAction {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                match action {
+                    JobAction::Terminate => {
+                        job.execution_info.terminate_reason = Some("TaskFailed".into());
+                        store::jobs::set_state(job, JobState::Terminating, now);
+                    }
+                    JobAction::Disable => {
+                        job.pending_disable = Some(DisableJobOption::Requeue);
+                        store::jobs::set_state(job, JobState::Disabling, now);
+                    }
+                    JobAction::None => return Err(Error::new(ErrorCode::OperationInvalidForCurrentState)),
+                }
+                Ok(())
+            })
+            .await;
+        if r.is_ok() {
+            self.lifecycle.wake();
+        }
     }
 
     /// Lets a node finish its running tasks, then restart or leave.
@@ -890,11 +927,25 @@ impl Cluster {
                     self.flag_unsupported_job(&job, feature).await;
                     continue;
                 }
-                let free: u32 = lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.free()).sum();
+                let (free, job_running) = {
+                    let nodes = lock(&self.nodes);
+                    let pool_nodes = nodes.values().filter(|n| n.pool_id == pool);
+                    let free: u32 = pool_nodes.clone().filter(|n| n.schedulable()).map(|n| n.free()).sum();
+                    let running = pool_nodes.flat_map(|n| n.running.values()).filter(|s| s.job_id == job.id).count();
+                    (free as usize, running)
+                };
                 if free == 0 {
                     break;
                 }
-                let tasks = self.take_ready(&job.id, free as usize).await?;
+                // `maxParallelTasks` caps the job's tasks running at once (-1: no cap).
+                let want = match usize::try_from(job.max_parallel_tasks) {
+                    Ok(cap) => free.min(cap.saturating_sub(job_running)),
+                    Err(_) => free,
+                };
+                if want == 0 {
+                    continue;
+                }
+                let tasks = self.take_ready(&job.id, want).await?;
                 let mut unplaced: Vec<CloudTask> = Vec::new();
                 let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
                 let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
@@ -1314,7 +1365,13 @@ pub fn start(cluster: Arc<Cluster>, account_url: Arc<Mutex<Option<String>>>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "scheduling round failed"),
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), c.wake.notified()).await;
+            // Woken by free slots and new tasks (`wake`) and by commits that
+            // made tasks ready (dependencies met, retries, requeues).
+            tokio::select! {
+                _ = c.wake.notified() => {}
+                _ = c.store.ready.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
     });
     let c = cluster.clone();

@@ -30,19 +30,6 @@ pub fn unsupported_task_feature(t: &CloudTask) -> Option<&'static str> {
     if t.authentication_token_settings.as_ref().is_some_and(|a| a.access.as_ref().is_some_and(|v| !v.is_empty())) {
         return Some("authenticationTokenSettings");
     }
-    let acts = |o: &Option<wire::models::ExitOptions>| {
-        o.as_ref().is_some_and(|o| o.job_action.is_some_and(|a| a != wire::enums::JobAction::None))
-    };
-    if let Some(e) = &t.exit_conditions {
-        if acts(&e.default)
-            || acts(&e.pre_processing_error)
-            || acts(&e.file_upload_error)
-            || e.exit_codes.iter().flatten().any(|m| acts(&Some(m.exit_options.clone())))
-            || e.exit_code_ranges.iter().flatten().any(|m| acts(&Some(m.exit_options.clone())))
-        {
-            return Some("exitConditions jobAction");
-        }
-    }
     None
 }
 
@@ -58,15 +45,6 @@ pub fn unsupported_job_feature(j: &wire::models::CloudJob) -> Option<&'static st
     }
     if j.job_release_task.is_some() {
         return Some("jobReleaseTask");
-    }
-    if j.max_parallel_tasks > 0 {
-        return Some("maxParallelTasks");
-    }
-    if j.constraints.max_wall_clock_time.is_some_and(|d| !d.is_infinite()) {
-        return Some("constraints.maxWallClockTime");
-    }
-    if j.on_task_failure == wire::enums::OnTaskFailure::PerformExitOptionsJobAction {
-        return Some("onTaskFailure: performexitoptionsjobaction");
     }
     if j.pool_info.auto_pool_specification.is_some() {
         return Some("poolInfo.autoPoolSpecification");
@@ -330,11 +308,9 @@ mod tests {
             exit_code_ranges: None,
             pre_processing_error: None,
             file_upload_error: None,
-            default: Some(ExitOptions { job_action: Some(wire::enums::JobAction::None), dependency_action: None }),
+            default: Some(ExitOptions { job_action: Some(wire::enums::JobAction::Terminate), dependency_action: None }),
         });
-        assert_eq!(unsupported_task_feature(&t), None, "jobAction none changes nothing");
-        t.exit_conditions.as_mut().unwrap().default = Some(ExitOptions { job_action: Some(wire::enums::JobAction::Terminate), dependency_action: None });
-        assert_eq!(unsupported_task_feature(&t), Some("exitConditions jobAction"));
+        assert_eq!(unsupported_task_feature(&t), None, "exit conditions are acted on");
         t.resource_files = Some(vec![]);
         t.exit_conditions = None;
         assert_eq!(unsupported_task_feature(&t), None, "an empty list asks for nothing");

@@ -70,7 +70,11 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         metadata: p.metadata,
         pending_disable: None,
     };
+    let timed = job.constraints.max_wall_clock_time.is_some_and(|d| !d.is_infinite());
     let stored = app.store.create_job(job).await?;
+    if timed {
+        app.lifecycle.wake(); // its wall clock is now running
+    }
     let url = ctx.url(&job_path(&id));
     Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
 }
@@ -205,6 +209,7 @@ pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Rep
         })
         .await?;
     app.lifecycle.job_changed(id);
+    app.lifecycle.wake(); // constraints may have changed
     app.cluster.wake.notify_one();
     Ok(Reply::status(200).changed(&stored, ctx.url(&job_path(id))))
 }

@@ -77,12 +77,12 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
     if !look {
         return Ok(None);
     }
+    let mut next = expire_jobs(app).await?;
     let pending = app
         .store
         .jobs_in_states(&[JobState::Deleting, JobState::Terminating, JobState::Disabling, JobState::Enabling])
         .await?;
     let now = Timestamp::now();
-    let mut next: Option<StdDuration> = None;
     for (id, state, since) in pending {
         let age = (now.0 - since.0).to_std().unwrap_or_default();
         if age < delay {
@@ -112,6 +112,40 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
                 app.cluster.wake.notify_one();
             }
             _ => {}
+        }
+    }
+    Ok(next)
+}
+
+/// Terminates active jobs that have run longer than their
+/// `constraints.maxWallClockTime` (measured from creation), with reason
+/// `MaxWallClockTimeExpiry`. Returns how long until the next one is due.
+async fn expire_jobs(app: &App) -> Result<Option<StdDuration>, wire::Error> {
+    let now = Timestamp::now();
+    let mut next: Option<StdDuration> = None;
+    for job in app.store.active_jobs_with_wall_clock().await? {
+        let Some(limit) = job.constraints.max_wall_clock_time.filter(|d| !d.is_infinite()) else { continue };
+        let deadline = job.creation_time.0 + chrono::Duration::milliseconds(limit.0 / 10_000);
+        if deadline > now.0 {
+            let wait = (deadline - now.0).to_std().unwrap_or_default();
+            next = Some(next.map_or(wait, |n| n.min(wait)));
+            continue;
+        }
+        let r = app
+            .store
+            .update_job(&job.id, Default::default(), |_, job, now| {
+                if job.state != JobState::Active {
+                    return Err(wire::Error::new(wire::ErrorCode::OperationInvalidForCurrentState));
+                }
+                job.execution_info.terminate_reason = Some("MaxWallClockTimeExpiry".into());
+                store::jobs::set_state(job, JobState::Terminating, now);
+                Ok(())
+            })
+            .await;
+        match r {
+            Ok(_) => next = Some(StdDuration::ZERO),
+            Err(e) if e.code == wire::ErrorCode::OperationInvalidForCurrentState || e.code == wire::ErrorCode::JobNotFound => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(next)

@@ -81,6 +81,38 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ADD COLUMN cleanup_at TEXT;
     CREATE INDEX tasks_by_cleanup ON tasks(cleanup_at) WHERE cleanup_at IS NOT NULL;
     "#,
+    // 5: task dependencies. Each dependent task counts its dependencies not
+    // yet satisfied (`deps_left`; it is ready at 0); reverse tables find the
+    // dependents of a task that becomes satisfied, by id or by a range over
+    // integer ids (`range_id`), without expanding ranges.
+    r#"
+    ALTER TABLE tasks ADD COLUMN deps_left INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN satisfied INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN range_id INTEGER;
+    CREATE INDEX tasks_by_range_id ON tasks(job, range_id, satisfied) WHERE range_id IS NOT NULL;
+    CREATE TABLE task_dep_ids (job TEXT NOT NULL, task TEXT NOT NULL, dep TEXT NOT NULL);
+    CREATE INDEX task_dep_ids_by_dep ON task_dep_ids(job, dep);
+    CREATE INDEX task_dep_ids_by_task ON task_dep_ids(job, task);
+    CREATE TABLE task_dep_ranges (job TEXT NOT NULL, task TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL);
+    CREATE INDEX task_dep_ranges_by_lo ON task_dep_ranges(job, lo);
+    CREATE INDEX task_dep_ranges_by_task ON task_dep_ranges(job, task);
+    UPDATE tasks SET range_id = CAST(id AS INTEGER)
+     WHERE (id = '0' OR (id GLOB '[1-9]*' AND id NOT GLOB '*[^0-9]*')) AND length(id) <= 18;
+    UPDATE tasks SET satisfied = 1
+     WHERE state = 'completed' AND result = 'success' AND json_extract(doc, '$.exitConditions') IS NULL;
+    INSERT INTO task_dep_ids (job, task, dep)
+     SELECT t.job, t.key, lower(j.value) FROM tasks t, json_each(t.doc, '$.dependsOn.taskIds') j;
+    INSERT INTO task_dep_ranges (job, task, lo, hi)
+     SELECT t.job, t.key, json_extract(j.value, '$.start'), json_extract(j.value, '$.end')
+       FROM tasks t, json_each(t.doc, '$.dependsOn.taskIdRanges') j;
+    UPDATE tasks SET deps_left =
+        (SELECT count(*) FROM task_dep_ids d WHERE d.job = tasks.job AND d.task = tasks.key
+            AND NOT EXISTS (SELECT 1 FROM tasks x WHERE x.job = d.job AND x.key = d.dep AND x.satisfied = 1))
+      + (SELECT coalesce(sum(r.hi - r.lo + 1 - (SELECT count(*) FROM tasks x
+            WHERE x.job = r.job AND x.range_id BETWEEN r.lo AND r.hi AND x.satisfied = 1)), 0)
+           FROM task_dep_ranges r WHERE r.job = tasks.job AND r.task = tasks.key)
+     WHERE json_extract(doc, '$.dependsOn') IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -178,6 +178,26 @@ impl Store {
         self.read(move |conn| list_page(conn, "SELECT key, doc FROM jobs WHERE 1", Vec::new(), filter.as_ref(), &q)).await
     }
 
+    /// Active jobs that set `constraints.maxWallClockTime` (the lifecycle
+    /// worker ends them when it expires).
+    pub async fn active_jobs_with_wall_clock(&self) -> Result<Vec<CloudJob>, Error> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT doc FROM jobs INDEXED BY jobs_by_state WHERE state = 'active'
+                     AND json_extract(doc, '$.constraints.maxWallClockTime') IS NOT NULL",
+                )
+                .map_err(sql)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(from_doc(&row.map_err(sql)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Ids and states of jobs in the given states (for the lifecycle worker).
     pub async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<(String, JobState, Timestamp)>, Error> {
         let states: Vec<String> = states.iter().map(|s| s.as_str().to_string()).collect();
@@ -217,6 +237,8 @@ impl Store {
                 return Ok(false);
             }
             conn.execute("DELETE FROM task_counts WHERE job = ?1", [&key]).map_err(sql)?;
+            conn.execute("DELETE FROM task_dep_ids WHERE job = ?1", [&key]).map_err(sql)?;
+            conn.execute("DELETE FROM task_dep_ranges WHERE job = ?1", [&key]).map_err(sql)?;
             conn.execute("DELETE FROM jobs WHERE key = ?1 AND state = 'deleting'", [&key]).map_err(sql)?;
             Ok(true)
         })

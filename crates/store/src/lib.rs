@@ -180,6 +180,8 @@ pub struct Store {
     /// and any write that returns a task to `active` (retries, requeues). The
     /// scheduler keeps what it read of ready tasks while it stands still.
     pub task_generation: Arc<AtomicU64>,
+    /// Notified after a commit that made tasks ready (the scheduler waits on it).
+    pub ready: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -194,6 +196,7 @@ impl Store {
             etags: Arc::new(EtagClock::default()),
             job_generation: Arc::new(AtomicU64::new(0)),
             task_generation: Arc::new(AtomicU64::new(0)),
+            ready: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -206,6 +209,7 @@ impl Store {
     /// Marks that tasks changed outside the scheduler's own writes.
     pub fn bump_tasks(&self) {
         self.task_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.ready.notify_one();
     }
 
     /// Runs `f` in the writer's transaction (see [`writer`]).

@@ -7,7 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wire::enums::TaskState;
-use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult, TaskStatistics};
+use wire::workflow;
+use wire::models::{CloudJob, CloudTask, TaskDependencies, TaskCounts, TaskCountsResult, TaskStatistics};
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
 
@@ -71,13 +72,83 @@ pub fn load(conn: &Connection, job: &str, id: &str) -> Result<Option<CloudTask>,
         .transpose()
 }
 
-/// Writes back a changed task and adjusts the job's counters.
-pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask) -> Result<Stored, Error> {
+/// How many of a new task's dependencies are not satisfied yet.
+fn unsatisfied(conn: &Connection, job_key: &str, deps: &TaskDependencies) -> Result<i64, Error> {
+    let (ids, ranges) = workflow::dependencies(deps);
+    let mut left = 0i64;
+    for id in ids {
+        let sat: Option<i64> = conn
+            .prepare_cached("SELECT satisfied FROM tasks WHERE job = ?1 AND key = ?2")
+            .and_then(|mut s| s.query_row(params![job_key, key_of(id)], |r| r.get(0)).optional())
+            .map_err(sql)?;
+        if sat != Some(1) {
+            left += 1;
+        }
+    }
+    for (lo, hi) in ranges {
+        let sat: i64 = conn
+            .prepare_cached(
+                "SELECT count(*) FROM tasks WHERE job = ?1 AND range_id BETWEEN ?2 AND ?3 AND satisfied = 1",
+            )
+            .and_then(|mut s| s.query_row(params![job_key, lo, hi], |r| r.get(0)))
+            .map_err(sql)?;
+        left += (hi - lo + 1) - sat;
+    }
+    Ok(left)
+}
+
+/// Records a new task's dependencies in the reverse tables.
+fn record_dependencies(conn: &Connection, job_key: &str, task_key: &str, deps: &TaskDependencies) -> Result<(), Error> {
+    let (ids, ranges) = workflow::dependencies(deps);
+    for id in ids {
+        conn.prepare_cached("INSERT INTO task_dep_ids (job, task, dep) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![job_key, task_key, key_of(id)]))
+            .map_err(sql)?;
+    }
+    for (lo, hi) in ranges {
+        conn.prepare_cached("INSERT INTO task_dep_ranges (job, task, lo, hi) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![job_key, task_key, lo, hi]))
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// A task became satisfied (`delta` -1) or stopped being so (+1): adjusts
+/// the count of each dependent, once per listing. Returns whether some
+/// active dependent became ready.
+fn propagate(conn: &Connection, job_key: &str, task: &CloudTask, delta: i64) -> Result<bool, Error> {
+    let mut dependents: Vec<String> = conn
+        .prepare_cached("SELECT task FROM task_dep_ids WHERE job = ?1 AND dep = ?2")
+        .and_then(|mut s| s.query_map(params![job_key, key_of(&task.id)], |r| r.get(0))?.collect())
+        .map_err(sql)?;
+    if let Some(n) = workflow::range_id(&task.id) {
+        let in_ranges: Vec<String> = conn
+            .prepare_cached("SELECT task FROM task_dep_ranges WHERE job = ?1 AND lo <= ?2 AND hi >= ?2")
+            .and_then(|mut s| s.query_map(params![job_key, n], |r| r.get(0))?.collect())
+            .map_err(sql)?;
+        dependents.extend(in_ranges);
+    }
+    let mut released = false;
+    for d in dependents {
+        let row: Option<(i64, String)> = conn
+            .prepare_cached("UPDATE tasks SET deps_left = deps_left + ?3 WHERE job = ?1 AND key = ?2 RETURNING deps_left, state")
+            .and_then(|mut s| s.query_row(params![job_key, d, delta], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(sql)?;
+        released |= matches!(row, Some((0, state)) if state == TaskState::Active.as_str());
+    }
+    Ok(released)
+}
+
+/// Writes back a changed task and adjusts the job's counters and, when the
+/// task starts or stops satisfying its dependents, their dependency counts.
+/// Returns the stored task and whether a dependent became ready.
+pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask) -> Result<(Stored, bool), Error> {
     let doc = serde_json::to_string(after).map_err(Error::internal)?;
     let (old, new) = (count_key(before), count_key(after));
     let job_key = key_of(job);
+    let (sat_before, sat_after) = (workflow::satisfies_dependents(before), workflow::satisfies_dependents(after));
     conn.prepare_cached(
-        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9, node = ?10, exit_code = ?11, cleanup_at = ?12
+        "UPDATE tasks SET state = ?3, result = ?4, slots = ?5, retries = ?6, etag = ?7, last_modified = ?8, doc = ?9, node = ?10, exit_code = ?11, cleanup_at = ?12, satisfied = ?13
          WHERE job = ?1 AND key = ?2",
     )
     .and_then(|mut s| {
@@ -93,15 +164,17 @@ pub fn save(conn: &Connection, job: &str, before: &CloudTask, after: &CloudTask)
             doc,
             after.node,
             after.execution_info.exit_code,
-            after.cleanup_at.map(|t| t.to_string())
+            after.cleanup_at.map(|t| t.to_string()),
+            sat_after as i64
         ])
     })
     .map_err(sql)?;
+    let released = if sat_before != sat_after { propagate(conn, &job_key, after, if sat_after { -1 } else { 1 })? } else { false };
     if old != new {
         bump(conn, &job_key, &old, -1)?;
         bump(conn, &job_key, &new, 1)?;
     }
-    Ok(Stored { doc, etag: after.e_tag.clone(), last_modified: after.last_modified })
+    Ok((Stored { doc, etag: after.e_tag.clone(), last_modified: after.last_modified }, released))
 }
 
 impl Store {
@@ -120,18 +193,23 @@ impl Store {
             let job_key = key_of(&job.id);
             let mut insert = conn
                 .prepare_cached(
-                    "INSERT INTO tasks (job, key, id, state, result, slots, retries, creation_time, etag, last_modified, doc)
-                     VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (job, key) DO NOTHING",
+                    "INSERT INTO tasks (job, key, id, state, result, slots, retries, creation_time, etag, last_modified, doc, deps_left, range_id)
+                     VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (job, key) DO NOTHING",
                 )
                 .map_err(sql)?;
             let mut results = Vec::with_capacity(tasks.len());
             let mut added: Vec<CountKey> = Vec::new();
             for t in &tasks {
                 let k = count_key(&t.task);
+                let deps_left = match &t.task.depends_on {
+                    Some(d) => unsatisfied(conn, &job_key, d)?,
+                    None => 0,
+                };
+                let task_key = key_of(&t.task.id);
                 let n = insert
                     .execute(params![
                         job_key,
-                        key_of(&t.task.id),
+                        task_key,
                         t.task.id,
                         k.state,
                         k.slots,
@@ -139,12 +217,17 @@ impl Store {
                         t.task.creation_time.to_string(),
                         t.task.e_tag,
                         t.task.last_modified.to_string(),
-                        t.doc
+                        t.doc,
+                        deps_left,
+                        workflow::range_id(&t.task.id)
                     ])
                     .map_err(sql)?;
                 if n == 0 {
                     results.push(Err(Error::new(ErrorCode::TaskExists)));
                 } else {
+                    if let Some(d) = &t.task.depends_on {
+                        record_dependencies(conn, &job_key, &task_key, d)?;
+                    }
                     results.push(Ok(()));
                     added.push(k);
                 }
@@ -223,7 +306,7 @@ impl Store {
                 f(&job, &mut after, now)?;
                 after.e_tag = etag;
                 after.last_modified = now;
-                save(conn, &job.id, &before, &after)
+                save(conn, &job.id, &before, &after).map(|(stored, _)| stored)
             })
             .await;
         self.bump_tasks();
@@ -244,9 +327,14 @@ impl Store {
                 pre.check_write(&task.e_tag, &task.last_modified)?;
                 check(&job, &task)?;
                 let job_key = key_of(&job.id);
-                conn.prepare_cached("DELETE FROM tasks WHERE job = ?1 AND key = ?2")
-                    .and_then(|mut s| s.execute([&job_key, &key_of(&task.id)]))
-                    .map_err(sql)?;
+                let task_key = key_of(&task.id);
+                for q in [
+                    "DELETE FROM tasks WHERE job = ?1 AND key = ?2",
+                    "DELETE FROM task_dep_ids WHERE job = ?1 AND task = ?2",
+                    "DELETE FROM task_dep_ranges WHERE job = ?1 AND task = ?2",
+                ] {
+                    conn.prepare_cached(q).and_then(|mut s| s.execute([&job_key, &task_key])).map_err(sql)?;
+                }
                 bump(conn, &job_key, &count_key(&task), -1)
             })
             .await;
@@ -310,7 +398,7 @@ impl Store {
                     // tasks are completed, planner statistics can make the id
                     // index look as good, and it would skip over all of them.
                     "SELECT doc FROM tasks INDEXED BY tasks_by_state WHERE job = ?1 AND state = 'active'
-                     AND json_extract(doc, '$.dependsOn') IS NULL ORDER BY key LIMIT ?2",
+                     AND deps_left = 0 ORDER BY key LIMIT ?2",
                 )
                 .map_err(sql)?;
             let rows = s.query_map(params![job, limit as i64], |r| r.get::<_, String>(0)).map_err(sql)?;
@@ -335,6 +423,7 @@ impl Store {
     {
         let etags = self.etags.clone();
         let generation = self.task_generation.clone();
+        let ready = self.ready.clone();
         let readied = Arc::new(AtomicBool::new(false));
         let readied_in = readied.clone();
         let done = self.submit(move |conn| {
@@ -356,8 +445,8 @@ impl Store {
                     f(&job, &mut after, now)?;
                     after.e_tag = etag;
                     after.last_modified = now;
-                    save(conn, &job.id, &before, &after)?;
-                    if after.state == TaskState::Active && before.state != TaskState::Active {
+                    let (_, released) = save(conn, &job.id, &before, &after)?;
+                    if released || (after.state == TaskState::Active && before.state != TaskState::Active) {
                         readied_in.store(true, Ordering::SeqCst);
                     }
                     Ok(after)
@@ -368,9 +457,10 @@ impl Store {
         }, durability);
         async move {
             let r = done.await;
-            // A task became ready again (retry, requeue): after the commit.
+            // A task became ready (retry, requeue, dependencies met): after the commit.
             if readied.load(Ordering::SeqCst) {
                 generation.fetch_add(1, Ordering::SeqCst);
+                ready.notify_one();
             }
             r
         }

@@ -8,6 +8,14 @@ use wire::models::*;
 use wire::time::Duration;
 use wire::ErrorCode;
 
+/// Opens the store with the pool `p` the test jobs name.
+async fn open(dir: &std::path::Path) -> Store {
+    let s = Store::open(dir).unwrap();
+    let doc = serde_json::json!({"id": "p", "vmSize": "standard_d2s_v3", "state": "active"});
+    let _ = s.create_pool("p", doc.as_object().unwrap().clone()).await; // exists after a reopen
+    s
+}
+
 fn job(store: &Store, id: &str) -> CloudJob {
     let (now, etag) = store.etags.next();
     CloudJob {
@@ -80,14 +88,14 @@ fn task(store: &Store, id: &str) -> NewTask {
 async fn writes_survive_reopen_and_counters_follow() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = Store::open(dir.path()).unwrap();
+        let s = open(dir.path()).await;
         s.create_job(job(&s, "Job1")).await.unwrap();
         let r = s.add_tasks("job1", vec![task(&s, "a"), task(&s, "B"), task(&s, "b")], |_| Ok(())).await.unwrap();
         assert!(r[0].is_ok() && r[1].is_ok());
         assert_eq!(r[2].as_ref().unwrap_err().code, ErrorCode::TaskExists, "ids are unique case-insensitively");
         assert_eq!(s.create_job(job(&s, "JOB1")).await.unwrap_err().code, ErrorCode::JobExists);
     }
-    let s = Store::open(dir.path()).unwrap();
+    let s = open(dir.path()).await;
     let got = s.get_task("JOB1", "b").await.unwrap();
     assert!(got.doc.contains("\"id\":\"B\""), "case kept: {}", got.doc);
     let (counts, _) = s.task_counts("job1").await.unwrap();
@@ -115,7 +123,7 @@ async fn writes_survive_reopen_and_counters_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_share_commits_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+    let s = open(dir.path()).await;
     s.create_job(job(&s, "j")).await.unwrap();
     let mut handles = Vec::new();
     for w in 0..20 {
@@ -157,7 +165,7 @@ async fn concurrent_writers_share_commits_and_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_changes_roll_back_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+    let s = open(dir.path()).await;
     s.create_job(job(&s, "j")).await.unwrap();
     let stale = s.get_job("j").await.unwrap().etag;
     s.update_job("j", Preconditions::default(), |_, j, _| {
@@ -189,7 +197,7 @@ async fn refused_changes_roll_back_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_run_in_sql() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+    let s = open(dir.path()).await;
     s.create_job(job(&s, "j")).await.unwrap();
     s.add_tasks("j", (0..10).map(|i| task(&s, &format!("t{i}"))).collect(), |_| Ok(())).await.unwrap();
     for id in ["t3", "t7"] {
@@ -211,4 +219,71 @@ async fn filters_run_in_sql() {
     assert_eq!(s.list_tasks("j", q("state eq 'active'")).await.unwrap().docs.len(), 8);
     let e = s.list_tasks("j", q("bogus eq 1")).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidQueryParameterValue);
+}
+
+/// Completes a task (exit code `code`) through the scheduler's write path.
+async fn complete(s: &Store, job: &str, id: &str, code: i32) {
+    let change = move |_: &CloudJob, t: &mut CloudTask, _: wire::time::Timestamp| {
+        t.state = TaskState::Completed;
+        t.execution_info.exit_code = Some(code);
+        t.execution_info.result = Some(if code == 0 { ExecutionResult::Success } else { ExecutionResult::Failure });
+        if code != 0 {
+            t.execution_info.failure_info =
+                Some(FailureInformation { category: ErrorCategory::UserError, code: Some("FailureExitCode".into()), message: None, details: None });
+        }
+        Ok(())
+    };
+    let r = s.update_tasks(vec![(job.to_string(), id.to_string(), change)], store::Durability::Synced).await.unwrap();
+    r[0].as_ref().unwrap();
+}
+
+async fn ready(s: &Store, job: &str) -> Vec<String> {
+    s.ready_tasks(job, 100).await.unwrap().into_iter().map(|t| t.id).collect()
+}
+
+fn dependent(s: &Store, id: &str, ids: &[&str], ranges: &[(i32, i32)]) -> NewTask {
+    let mut t = task(s, id);
+    t.task.depends_on = Some(TaskDependencies {
+        task_ids: Some(ids.iter().map(|i| i.to_string()).collect()),
+        task_id_ranges: Some(ranges.iter().map(|&(start, end)| TaskIdRange { start, end }).collect()),
+    });
+    NewTask::new(t.task).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependencies_release_tasks_as_they_are_satisfied() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    let mut j = job(&s, "j");
+    j.uses_task_dependencies = true;
+    s.create_job(j).await.unwrap();
+    // "x" waits for "A" (case-insensitive), for 1..3 — of which "3" does not
+    // exist yet — and for "07", which is not in any range.
+    let tasks = vec![task(&s, "a"), task(&s, "1"), task(&s, "2"), task(&s, "07"), dependent(&s, "x", &["A", "07"], &[(1, 3)])];
+    s.add_tasks("j", tasks, |_| Ok(())).await.unwrap();
+    assert_eq!(ready(&s, "j").await, vec!["07", "1", "2", "a"]);
+    for id in ["a", "1", "2", "07"] {
+        complete(&s, "j", id, 0).await;
+    }
+    assert!(ready(&s, "j").await.is_empty(), "3 is missing: x still waits");
+    s.add_tasks("j", vec![task(&s, "3")], |_| Ok(())).await.unwrap();
+    assert_eq!(ready(&s, "j").await, vec!["3"]);
+    let g = s.generation();
+    complete(&s, "j", "3", 0).await;
+    assert_eq!(ready(&s, "j").await, vec!["x"], "the last dependency released it");
+    assert_ne!(s.generation(), g, "the scheduler is told tasks became ready");
+
+    // A failure blocks (the default); a task added after its dependencies
+    // completed is ready at once.
+    s.add_tasks("j", vec![task(&s, "bad"), dependent(&s, "y", &["bad"], &[])], |_| Ok(())).await.unwrap();
+    complete(&s, "j", "bad", 3).await;
+    s.add_tasks("j", vec![dependent(&s, "z", &["a"], &[(1, 2)])], |_| Ok(())).await.unwrap();
+    let r = ready(&s, "j").await;
+    assert!(r.contains(&"z".to_string()) && !r.contains(&"y".to_string()), "{r:?}");
+
+    // Survives a reopen (the counts are stored).
+    drop(s);
+    let s = open(dir.path()).await;
+    let r = ready(&s, "j").await;
+    assert!(r.contains(&"z".to_string()) && !r.contains(&"y".to_string()), "{r:?}");
 }

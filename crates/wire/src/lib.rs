@@ -8,5 +8,6 @@ pub mod models;
 pub mod odata;
 pub mod time;
 pub mod validate;
+pub mod workflow;
 
 pub use error::{Error, ErrorCode, Result};
