@@ -51,11 +51,54 @@ fn full_identity(u: Option<UserIdentity>) -> UserIdentity {
     }
 }
 
+/// What the service refuses in `dependsOn` and `exitConditions`: a range
+/// whose start is after its end; a `dependencyAction` on a job that does not
+/// use dependencies; a `jobAction` on a job whose `onTaskFailure` is
+/// `noaction` (400 `InvalidPropertyValue`, as the reference says).
+fn check_dependencies_and_exit_options(p: &TaskAddParameter, job: &CloudJob) -> Result<(), Error> {
+    for r in p.depends_on.iter().flat_map(|d| d.task_id_ranges.iter().flatten()) {
+        if r.start > r.end {
+            return Err(Error::invalid_property("taskIdRanges", "The start of a task id range must not be after its end."));
+        }
+    }
+    let Some(e) = &p.exit_conditions else { return Ok(()) };
+    let all = e
+        .exit_codes
+        .iter()
+        .flatten()
+        .map(|m| &m.exit_options)
+        .chain(e.exit_code_ranges.iter().flatten().map(|m| &m.exit_options))
+        .chain(e.pre_processing_error.iter())
+        .chain(e.file_upload_error.iter())
+        .chain(e.default.iter());
+    for o in all {
+        if o.dependency_action.is_some() && !job.uses_task_dependencies {
+            return Err(Error::invalid_property(
+                "dependencyAction",
+                "A dependency action needs a job that uses task dependencies (usesTaskDependencies).",
+            ));
+        }
+        if o.job_action.is_some() && job.on_task_failure == OnTaskFailure::NoAction {
+            return Err(Error::invalid_property(
+                "jobAction",
+                "A job action needs a job whose onTaskFailure is performexitoptionsjobaction.",
+            ));
+        }
+    }
+    for r in e.exit_code_ranges.iter().flatten() {
+        if r.start > r.end {
+            return Err(Error::invalid_property("exitCodeRanges", "The start of an exit code range must not be after its end."));
+        }
+    }
+    Ok(())
+}
+
 /// Builds a stored task from a validated body, filling in what the service fills in.
 fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Result<NewTask, Error> {
     if p.depends_on.is_some() && !job.uses_task_dependencies {
         return Err(Error::new(ErrorCode::TaskDependenciesNotSpecifiedOnJob));
     }
+    check_dependencies_and_exit_options(&p, job)?;
     let (now, etag) = app.store.etags.next();
     let mut multi = p.multi_instance_settings;
     if let Some(m) = multi.as_mut() {

@@ -57,7 +57,8 @@ def test_jobs(client, uid):
 
 def test_tasks(client, uid):
     jid = uid("job")
-    add_job(client, jid, uses_task_dependencies=True)
+    # Exit conditions with a job action need onTaskFailure performexitoptionsjobaction.
+    add_job(client, jid, uses_task_dependencies=True, on_task_failure=models.OnTaskFailure.perform_exit_options_job_action)
     t = models.TaskAddParameter(
         id="t1",
         command_line="/bin/sh -c 'echo hi'",

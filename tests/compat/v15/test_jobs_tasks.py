@@ -105,7 +105,8 @@ def test_delete_shows_deleting_state(client, uid):
 
 def test_task_round_trips_every_property(client, uid):
     jid = uid("job")
-    make_job(client, jid, uses_task_dependencies=True)
+    # Exit conditions with a job action need onTaskFailure performexitoptionsjobaction.
+    make_job(client, jid, uses_task_dependencies=True, task_failure_mode=models.BatchTaskFailureMode.PERFORM_EXIT_OPTIONS_JOB_ACTION)
     opts = models.BatchTaskCreateOptions(
         id="Full1",
         display_name="full task",

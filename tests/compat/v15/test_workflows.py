@@ -230,14 +230,18 @@ def test_default_job_action_is_terminate(client, new_job):
 def test_job_stays_active(client, new_job):
     """jobAction none on an exit code, or a job whose onTaskFailure is
     noaction (the default): a failed task leaves the job active, and the job
-    keeps running new tasks."""
+    keeps running new tasks. On a noaction job a task may not name a job
+    action at all (400 InvalidPropertyValue, as the service documents)."""
     none_job = new_job(task_failure_mode=PERFORM)
     client.create_task(none_job, task("bad", exits(3), exit_conditions=models.ExitConditions(
         exit_codes=[models.ExitCodeMapping(code=3, exit_options=models.ExitOptions(job_action=models.BatchJobActionKind.NONE))])))
     plain_job = new_job()
     assert client.get_job(plain_job).task_failure_mode == models.BatchTaskFailureMode.NO_ACTION
-    client.create_task(plain_job, task("bad", exits(3), exit_conditions=models.ExitConditions(
-        default=models.ExitOptions(job_action=models.BatchJobActionKind.TERMINATE))))
+    with pytest.raises(HttpResponseError) as e:
+        client.create_task(plain_job, task("bad", exits(3), exit_conditions=models.ExitConditions(
+            default=models.ExitOptions(job_action=models.BatchJobActionKind.TERMINATE))))
+    assert e.value.status_code == 400 and e.value.error.code == "InvalidPropertyValue"
+    client.create_task(plain_job, task("bad", exits(3)))
     for jid in (none_job, plain_job):
         bad = wait_completed(client, jid, "bad")
         assert bad.execution_info.result == models.BatchTaskExecutionResult.FAILURE
