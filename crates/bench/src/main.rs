@@ -82,6 +82,32 @@ enum Cmd {
         #[arg(long, default_value = "/bin/true")]
         command: String,
     },
+    /// Dependency release latency: a chain of `tasks` trivial tasks, each
+    /// depending on the one before; reports the time from each task's end to
+    /// its dependent's start.
+    DepLatency {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long, default_value_t = 200)]
+        tasks: usize,
+    },
+    /// One job of trivial tasks on a pool of one local node with `slots`
+    /// slots, shaped as `shape`: `dag` (a root, `tasks - 2` tasks that depend
+    /// on it, and a sink that depends on all of them through one id range) or
+    /// `independent`. Prints the time from enable to all completed.
+    Dag {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+        #[arg(long, default_value = "dag")]
+        shape: String,
+        /// Pool and job id (distinct per run on one server).
+        #[arg(long, default_value = "dag")]
+        name: String,
+    },
     /// Latency from add to start on an idle node (creationTime → startTime of each task).
     StartLatency {
         #[command(flatten)]
@@ -138,6 +164,67 @@ async fn send(c: &HttpClient, t: &Target, key: &[u8], method: Method, target: &s
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((status, bytes))
+}
+
+/// Creates a pool with one local node and a disabled job on it that uses
+/// task dependencies, adds `bodies` (100 a request, 4 clients), enables the
+/// job and waits until every task completed. Returns the seconds from enable
+/// to all completed.
+async fn run_job(c: &HttpClient, t: &Target, pool: &str, job: &str, slots: u32, bodies: Vec<Value>) -> Result<f64, String> {
+    let n = bodies.len();
+    call(c, t, Method::POST, "/pools", json!({"id": pool, "vmSize": "local", "targetDedicatedNodes": 1, "taskSlotsPerNode": slots})).await?;
+    wait_idle_node(c, t, pool).await?;
+    call(c, t, Method::POST, "/jobs", json!({"id": job, "poolInfo": {"poolId": pool}, "usesTaskDependencies": true})).await?;
+    call(c, t, Method::POST, &format!("/jobs/{job}/disable"), json!({"disableTasks": "requeue"})).await?;
+    for _ in 0..200 {
+        if call(c, t, Method::GET, &format!("/jobs/{job}"), Value::Null).await?["state"] == "disabled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all: Vec<Bytes> = bodies.chunks(100).map(|b| Bytes::from(json!({"value": b}).to_string())).collect();
+    let (_, ok, errors) = ingest(t.clone(), job, all, 4).await;
+    if errors > 0 || ok != n {
+        return Err(format!("adding tasks failed: {ok} ok, {errors} errors"));
+    }
+    let start = Instant::now();
+    call(c, t, Method::POST, &format!("/jobs/{job}/enable"), Value::Null).await?;
+    loop {
+        let counts = call(c, t, Method::GET, &format!("/jobs/{job}/taskcounts"), Value::Null).await?;
+        if counts["taskCounts"]["completed"].as_u64() == Some(n as u64) {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > Duration::from_secs(3600) {
+            return Err("the tasks did not complete within an hour".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Each task's (start, end) in milliseconds since the epoch.
+async fn task_times(c: &HttpClient, t: &Target, job: &str) -> Result<std::collections::HashMap<String, (f64, f64)>, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let q = match &after {
+            Some(a) => format!("/jobs/{job}/tasks?$select=id,executionInfo&$skiptoken={a}"),
+            None => format!("/jobs/{job}/tasks?$select=id,executionInfo"),
+        };
+        let page = call(c, t, Method::GET, &q, Value::Null).await?;
+        for tk in page["value"].as_array().into_iter().flatten() {
+            let e = &tk["executionInfo"];
+            if let (Some(id), Some(s), Some(f)) =
+                (tk["id"].as_str(), e["startTime"].as_str().and_then(chrono_like), e["endTime"].as_str().and_then(chrono_like))
+            {
+                out.insert(id.to_string(), (s, f));
+            }
+        }
+        match page["odata.nextLink"].as_str().and_then(|l| l.split("$skiptoken=").nth(1)) {
+            Some(tok) => after = Some(tok.to_string()),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -365,6 +452,49 @@ async fn main() {
                           "tasks_per_second": tasks as f64 / secs, "seconds_first_start_to_last_end": busy,
                           "tasks_per_second_running": tasks as f64 / busy}))
             }.await;
+            r.unwrap_or_else(|e| json!({"error": e}))
+        }
+        Cmd::DepLatency { t, tasks } => {
+            let c = client();
+            let r: Result<Value, String> = async {
+                let job = "depchain";
+                let bodies: Vec<Value> = (0..tasks)
+                    .map(|i| match i {
+                        0 => json!({"id": "c0", "commandLine": "/bin/true"}),
+                        _ => json!({"id": format!("c{i}"), "commandLine": "/bin/true", "dependsOn": {"taskIds": [format!("c{}", i - 1)]}}),
+                    })
+                    .collect();
+                run_job(&c, &t, "deppool", job, 1, bodies).await?;
+                let times = task_times(&c, &t, job).await?;
+                let mut lat: Vec<f64> = (1..tasks)
+                    .filter_map(|i| Some(times.get(&format!("c{i}"))?.0 - times.get(&format!("c{}", i - 1))?.1))
+                    .collect();
+                lat.sort_by(|a, b| a.total_cmp(b));
+                Ok(json!({"samples": lat.len(), "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "max_ms": lat.last()}))
+            }
+            .await;
+            r.unwrap_or_else(|e| json!({"error": e}))
+        }
+        Cmd::Dag { t, tasks, slots, shape, name } => {
+            let c = client();
+            let r: Result<Value, String> = async {
+                let n = tasks.max(3);
+                let bodies: Vec<Value> = match shape.as_str() {
+                    "independent" => (0..n).map(|i| json!({"id": format!("{i}"), "commandLine": "/bin/true"})).collect(),
+                    "dag" => (0..n)
+                        .map(|i| match i {
+                            0 => json!({"id": "root", "commandLine": "/bin/true"}),
+                            i if i == n - 1 => json!({"id": "sink", "commandLine": "/bin/true",
+                                                      "dependsOn": {"taskIdRanges": [{"start": 1, "end": n - 2}]}}),
+                            i => json!({"id": format!("{i}"), "commandLine": "/bin/true", "dependsOn": {"taskIds": ["root"]}}),
+                        })
+                        .collect(),
+                    other => return Err(format!("unknown shape {other}")),
+                };
+                let secs = run_job(&c, &t, &name, &name, slots, bodies).await?;
+                Ok(json!({"shape": shape, "tasks": n, "seconds": secs, "tasks_per_second": n as f64 / secs}))
+            }
+            .await;
             r.unwrap_or_else(|e| json!({"error": e}))
         }
         Cmd::StartLatency { t, samples } => {
