@@ -610,6 +610,11 @@ impl Cluster {
                 }
                 if completed {
                     result = Some((slot.job_id.clone(), true));
+                    if self.ends_job(&slot.job_id, &t.id) {
+                        let me = self.clone();
+                        let job = slot.job_id.clone();
+                        tokio::spawn(async move { me.end_job(&job, "JMComplete").await });
+                    }
                     if let Some(o) = wire::workflow::outcome(&t) {
                         if o.job_action != JobAction::None {
                             let me = self.clone();
@@ -625,6 +630,32 @@ impl Cluster {
         }
         self.drain_if_done(node_id).await;
         result
+    }
+
+    /// Whether the task is its job's manager with `killJobOnCompletion`
+    /// (the default), from the scheduler's cached job list.
+    fn ends_job(&self, job_id: &str, task_id: &str) -> bool {
+        let cache = lock(&self.jobs_cache);
+        let job = cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id));
+        job.and_then(|j| execution::manager_of(j, task_id)).is_some_and(|m| m.kill_job_on_completion != Some(false))
+    }
+
+    /// Terminates an active job for the service's own reason (running tasks are killed).
+    async fn end_job(&self, job_id: &str, reason: &'static str) {
+        let r = self
+            .store
+            .update_job(job_id, Default::default(), move |_, job, now| {
+                if !matches!(job.state, JobState::Active | JobState::Disabled | JobState::Disabling | JobState::Enabling) {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                job.execution_info.terminate_reason = Some(reason.into());
+                store::jobs::set_state(job, JobState::Terminating, now);
+                Ok(())
+            })
+            .await;
+        if r.is_ok() {
+            self.lifecycle.wake();
+        }
     }
 
     /// Applies a completed task's `jobAction` to its job, when the job asks
@@ -851,7 +882,7 @@ impl Cluster {
     /// generation stands still (nothing became ready, no ready task changed),
     /// so a task never starts from a stale document, and a job known to have
     /// nothing ready costs no read.
-    async fn take_ready(&self, job_id: &str, want: usize) -> Result<Vec<CloudTask>, Error> {
+    async fn take_ready(&self, job_id: &str, first: Option<&str>, want: usize) -> Result<Vec<CloudTask>, Error> {
         const READ_AHEAD: usize = 256;
         let key = store::key_of(job_id);
         let mut out = Vec::new();
@@ -872,6 +903,13 @@ impl Cluster {
                         })
                         .collect()
                 };
+                let mut fresh = fresh;
+                // The job manager task starts before the job's other tasks.
+                if let Some(pos) = fresh.iter().position(|t| first.is_some_and(|f| t.id.eq_ignore_ascii_case(f))) {
+                    if let Some(t) = fresh.remove(pos) {
+                        fresh.push_front(t);
+                    }
+                }
                 lock(&self.ready).insert(key.clone(), ReadAhead { generation, exhausted, tasks: fresh });
             }
             let mut ready = lock(&self.ready);
@@ -945,7 +983,8 @@ impl Cluster {
                 if want == 0 {
                     continue;
                 }
-                let tasks = self.take_ready(&job.id, want).await?;
+                let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
+                let tasks = self.take_ready(&job.id, manager, want).await?;
                 let mut unplaced: Vec<CloudTask> = Vec::new();
                 let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
                 let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
@@ -974,7 +1013,13 @@ impl Cluster {
                         self.lifecycle.job_changed(&job.id);
                         continue;
                     }
-                    let slots = task.required_slots.max(1) as u32;
+                    // A job manager that runs exclusively takes a whole node.
+                    let exclusive = execution::manager_of(&job, &task.id).is_some_and(|m| m.run_exclusive != Some(false));
+                    let slots = if exclusive {
+                        lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1)
+                    } else {
+                        task.required_slots.max(1) as u32
+                    };
                     let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
                     let placed = {
                         let mut nodes = lock(&self.nodes);
@@ -1232,7 +1277,7 @@ impl Cluster {
 type AssignFn = Box<dyn FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send>;
 
 fn node_info(account_url: &str, pool: &str, node: &str, job: &str, task: &str) -> ComputeNodeInformation {
-    let task_dir = format!("workitems/{job}/job-1/{task}");
+    let task_dir = format!("{}/{task}", wire::workflow::job_dir(job));
     ComputeNodeInformation {
         affinity_id: Some(format!("TVM:{node}")),
         node_url: Some(format!("{account_url}/pools/{}/nodes/{}", encode_segment(pool), encode_segment(node))),
@@ -1263,7 +1308,7 @@ pub fn build_launch(
     dedicated: bool,
     attempt: u64,
 ) -> TaskLaunch {
-    let task_dir = format!("workitems/{}/job-1/{}", job.id, t.id);
+    let task_dir = format!("{}/{}", wire::workflow::job_dir(&job.id), t.id);
     let mut env = BTreeMap::new();
     env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
     env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));

@@ -33,13 +33,15 @@ pub fn unsupported_task_feature(t: &CloudTask) -> Option<&'static str> {
     None
 }
 
+/// The job manager task of a job, when `task` is it.
+pub fn manager_of<'a>(job: &'a wire::models::CloudJob, task: &str) -> Option<&'a wire::models::JobManagerTask> {
+    job.job_manager_task.as_ref().filter(|m| m.id.as_deref().is_some_and(|id| id.eq_ignore_ascii_case(task)))
+}
+
 /// The first property of a job that openbatch cannot act on yet, if any.
 /// The job's tasks are not scheduled (they stay `active`) and the job's
 /// `executionInfo.schedulingError` says why.
 pub fn unsupported_job_feature(j: &wire::models::CloudJob) -> Option<&'static str> {
-    if j.job_manager_task.is_some() {
-        return Some("jobManagerTask");
-    }
     if j.job_preparation_task.is_some() {
         return Some("jobPreparationTask");
     }

@@ -33,9 +33,13 @@ pub fn encode_query_value(v: &str) -> String {
     utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
+/// Characters to escape in a path segment: as in a query value, but `:`
+/// stays (the jobs of a job schedule are `{schedule}:job-{n}`).
+const SEGMENT: &AsciiSet = &QUERY_VALUE.remove(b':');
+
 /// Percent-encodes an id for use as one path segment.
 pub fn encode_segment(v: &str) -> String {
-    utf8_percent_encode(v, QUERY_VALUE).to_string()
+    utf8_percent_encode(v, SEGMENT).to_string()
 }
 
 /// Splits and decodes a raw query string (`+` is a space).

@@ -4,6 +4,7 @@ use crate::http::{encode_segment, Ctx, Reply};
 use crate::render::{self, apply_select, list_options, resource, select_expand};
 use crate::App;
 use serde_json::Value;
+use wire::models::TaskAddParameter;
 use wire::enums::*;
 use wire::models::*;
 use wire::time::{Duration, Timestamp};
@@ -35,10 +36,58 @@ fn default_constraints(c: Option<JobConstraints>) -> JobConstraints {
 pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     let p: JobAddParameter = parse_body(&ctx.body)?;
     let id = check_job(&p)?;
+    let stored = add(app, new_job(app, id.clone(), p)).await?;
+    let url = ctx.url(&job_path(&id));
+    Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
+}
+
+/// The job manager task as the task it becomes (same id and properties).
+fn manager_task(app: &App, job: &CloudJob) -> Result<Option<store::tasks::NewTask>, Error> {
+    let Some(jm) = &job.job_manager_task else { return Ok(None) };
+    let mut v = serde_json::to_value(jm).map_err(Error::internal)?;
+    if let Some(m) = v.as_object_mut() {
+        for k in ["killJobOnCompletion", "runExclusive", "allowLowPriorityNode"] {
+            m.remove(k);
+        }
+    }
+    let p: TaskAddParameter = wire::validate::from_value(v)?;
+    let id = wire::validate::check_task(&p).map_err(|e| prefix_property(e, "jobManagerTask"))?;
+    crate::tasks::build(app, p, id, job).map(Some)
+}
+
+/// Names a nested property in an error from validating a part of a request.
+fn prefix_property(mut e: Error, parent: &str) -> Error {
+    for (k, v) in e.values.iter_mut() {
+        if k == "PropertyName" {
+            *v = format!("{parent}.{v}");
+        }
+    }
+    e
+}
+
+/// Stores a new job (its pool must exist) and starts what watches it. A
+/// job manager task is added to the job as its first task.
+pub async fn add(app: &App, job: CloudJob) -> Result<store::Stored, Error> {
+    let timed = job.constraints.max_wall_clock_time.is_some_and(|d| !d.is_infinite());
+    let manager = manager_task(app, &job)?;
+    let id = job.id.clone();
+    let stored = app.store.create_job(job).await?;
+    if let Some(m) = manager {
+        app.store.add_tasks(&id, vec![m], |_| Ok(())).await?;
+    }
+    if timed {
+        app.lifecycle.wake(); // its wall clock is now running
+    }
+    app.cluster.wake.notify_one();
+    Ok(stored)
+}
+
+/// A job as the service fills it in from a validated request.
+pub fn new_job(app: &App, id: String, p: JobAddParameter) -> CloudJob {
     let (now, etag) = app.store.etags.next();
     let pool_info = p.pool_info.unwrap_or(PoolInformation { pool_id: None, auto_pool_specification: None });
-    let job = CloudJob {
-        id: id.clone(),
+    CloudJob {
+        id,
         display_name: p.display_name,
         uses_task_dependencies: p.uses_task_dependencies.unwrap_or(false),
         e_tag: etag,
@@ -69,14 +118,7 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         network_configuration: p.network_configuration,
         metadata: p.metadata,
         pending_disable: None,
-    };
-    let timed = job.constraints.max_wall_clock_time.is_some_and(|d| !d.is_infinite());
-    let stored = app.store.create_job(job).await?;
-    if timed {
-        app.lifecycle.wake(); // its wall clock is now running
     }
-    let url = ctx.url(&job_path(&id));
-    Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
 }
 
 /// The job's `stats`, added up from its tasks' counters.
@@ -104,7 +146,7 @@ async fn stats(app: &App, ctx: &Ctx, job: &CloudJob) -> Result<Value, Error> {
     serde_json::to_value(s).map_err(Error::internal)
 }
 
-async fn render_job(app: &App, ctx: &Ctx, doc: &str, with_stats: bool, select: Option<&[String]>) -> Result<serde_json::Map<String, Value>, Error> {
+pub async fn render_job(app: &App, ctx: &Ctx, doc: &str, with_stats: bool, select: Option<&[String]>) -> Result<serde_json::Map<String, Value>, Error> {
     let job: CloudJob = serde_json::from_str(doc).map_err(Error::internal)?;
     let mut m = resource(doc, ctx.url(&job_path(&job.id)), false)?;
     if with_stats {

@@ -14,6 +14,7 @@ pub mod placement;
 pub mod pools;
 pub mod render;
 pub mod route;
+pub mod schedules;
 pub mod sharedkey;
 pub mod tasks;
 
@@ -278,6 +279,17 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         GetTaskFile(j, t, f) => files::get(app, ctx, files::task_location(app, ctx, &j, &t).await?, &f).await,
         TaskFileProperties(j, t, f) => files::properties(app, ctx, files::task_location(app, ctx, &j, &t).await?, &f).await,
         DeleteTaskFile(j, t, f) => files::delete(app, ctx, files::task_location(app, ctx, &j, &t).await?, &f).await,
+        ListSchedules => schedules::list(app, ctx).await,
+        CreateSchedule => schedules::create(app, ctx).await,
+        GetSchedule(s) => schedules::get(app, ctx, &s).await,
+        ScheduleExists(s) => schedules::exists(app, ctx, &s).await,
+        PatchSchedule(s) => schedules::update(app, ctx, &s, false).await,
+        ReplaceSchedule(s) => schedules::update(app, ctx, &s, true).await,
+        DeleteSchedule(s) => schedules::delete(app, ctx, &s).await,
+        DisableSchedule(s) => schedules::disable(app, ctx, &s).await,
+        EnableSchedule(s) => schedules::enable(app, ctx, &s).await,
+        TerminateSchedule(s) => schedules::terminate(app, ctx, &s).await,
+        ListScheduleJobs(s) => schedules::list_jobs(app, ctx, &s).await,
         ListPools => pools::list(app, ctx).await,
         CreatePool => pools::create(app, ctx).await,
         GetPool(p) => pools::get(app, ctx, &p).await,

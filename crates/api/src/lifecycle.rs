@@ -78,6 +78,9 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
         return Ok(None);
     }
     let mut next = expire_jobs(app).await?;
+    if let Some(d) = crate::schedules::step(app).await? {
+        next = Some(next.map_or(d, |n| n.min(d)));
+    }
     let pending = app
         .store
         .jobs_in_states(&[JobState::Deleting, JobState::Terminating, JobState::Disabling, JobState::Enabling])

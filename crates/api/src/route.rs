@@ -58,6 +58,17 @@ pub enum Operation {
     GetNodeFile(String, String, String),
     NodeFileProperties(String, String, String),
     DeleteNodeFile(String, String, String),
+    ListSchedules,
+    CreateSchedule,
+    GetSchedule(String),
+    ScheduleExists(String),
+    PatchSchedule(String),
+    ReplaceSchedule(String),
+    DeleteSchedule(String),
+    DisableSchedule(String),
+    EnableSchedule(String),
+    TerminateSchedule(String),
+    ListScheduleJobs(String),
     /// A Batch operation openbatch does not implement yet; the name is used in the error.
     NotImplemented(&'static str),
 }
@@ -95,6 +106,17 @@ impl Operation {
             CreatePool => "CreatePool",
             GetPool(_) => "GetPool",
             PoolExists(_) => "PoolExists",
+            ListSchedules => "ListJobSchedules",
+            CreateSchedule => "CreateJobSchedule",
+            GetSchedule(_) => "GetJobSchedule",
+            ScheduleExists(_) => "JobScheduleExists",
+            PatchSchedule(_) => "PatchJobSchedule",
+            ReplaceSchedule(_) => "ReplaceJobSchedule",
+            DeleteSchedule(_) => "DeleteJobSchedule",
+            DisableSchedule(_) => "DisableJobSchedule",
+            EnableSchedule(_) => "EnableJobSchedule",
+            TerminateSchedule(_) => "TerminateJobSchedule",
+            ListScheduleJobs(_) => "ListJobsFromSchedule",
             PatchPool(_) => "PatchPool",
             DeletePool(_) => "DeletePool",
             UpdatePoolProperties(_) => "UpdatePoolProperties",
@@ -147,6 +169,33 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
     let sv: Vec<&str> = s.iter().map(String::as_str).collect();
     let file = file.map(decode).transpose()?;
     let op = match (sv.as_slice(), file) {
+        (["jobschedules"], None) => match () {
+            _ if is(&Method::GET) => ListSchedules,
+            _ if is(&Method::POST) => CreateSchedule,
+            _ => return Err(verb_error()),
+        },
+        (["jobschedules", js], None) => {
+            let js = js.to_string();
+            match () {
+                _ if is(&Method::GET) => GetSchedule(js),
+                _ if is(&Method::HEAD) => ScheduleExists(js),
+                _ if is(&Method::PATCH) => PatchSchedule(js),
+                _ if is(&Method::PUT) => ReplaceSchedule(js),
+                _ if is(&Method::DELETE) => DeleteSchedule(js),
+                _ => return Err(verb_error()),
+            }
+        }
+        (["jobschedules", js, action], None) if ["disable", "enable", "terminate"].contains(action) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            match *action {
+                "disable" => DisableSchedule(js.to_string()),
+                "enable" => EnableSchedule(js.to_string()),
+                _ => TerminateSchedule(js.to_string()),
+            }
+        }
+        (["jobschedules", js, "jobs"], None) => get_only(m, ListScheduleJobs(js.to_string()))?,
         (["jobs"], None) => match () {
             _ if is(&Method::GET) => ListJobs,
             _ if is(&Method::POST) => CreateJob,
@@ -290,7 +339,6 @@ fn not_implemented(segs: &[&str]) -> Option<Operation> {
     let first = *segs.first()?;
     let name = match first {
         "pools" => "this compute node operation (node users, remote login, service logs, extensions, start, deallocate)",
-        "jobschedules" => "job schedule operations",
         "applications" => "application operations",
         "poolusagemetrics" => "ListPoolUsageMetrics",
         "certificates" => "certificate operations",
@@ -326,7 +374,9 @@ mod tests {
             Operation::GetNodeFile("p".into(), "n".into(), "startup/stdout.txt".into())
         );
         assert!(matches!(route(&Method::POST, "/pools/p/nodes/n/users").unwrap(), Operation::NotImplemented(_)));
-        assert!(matches!(route(&Method::GET, "/jobschedules").unwrap(), Operation::NotImplemented(_)));
+        assert_eq!(route(&Method::GET, "/jobschedules").unwrap(), Operation::ListSchedules);
+        assert_eq!(route(&Method::HEAD, "/jobschedules/s").unwrap(), Operation::ScheduleExists("s".into()));
+        assert_eq!(route(&Method::GET, "/jobschedules/s/jobs").unwrap(), Operation::ListScheduleJobs("s".into()));
         assert_eq!(route(&Method::GET, "/jobs/%FF").unwrap_err().code, ErrorCode::RequestUrlFailedToParse);
     }
 }

@@ -94,7 +94,7 @@ fn check_dependencies_and_exit_options(p: &TaskAddParameter, job: &CloudJob) -> 
 }
 
 /// Builds a stored task from a validated body, filling in what the service fills in.
-fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Result<NewTask, Error> {
+pub fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Result<NewTask, Error> {
     if p.depends_on.is_some() && !job.uses_task_dependencies {
         return Err(Error::new(ErrorCode::TaskDependenciesNotSpecifiedOnJob));
     }

@@ -231,7 +231,7 @@ async fn errors_auth_and_versions() {
     assert_error(&r, 400, "MissingRequiredQueryParameter");
     let r = h.call(Method::GET, &format!("/nowhere?{V}"), None).await;
     assert_error(&r, 400, "InvalidUri");
-    let r = h.call(Method::GET, &format!("/jobschedules?{V}"), None).await;
+    let r = h.call(Method::GET, &format!("/certificates?{V}"), None).await;
     assert_error(&r, 501, "NotImplemented");
     let r = h.call(Method::GET, &format!("/jobs/nojob?{V}"), None).await;
     assert_error(&r, 404, "JobNotFound");

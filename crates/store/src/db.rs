@@ -113,6 +113,18 @@ const MIGRATIONS: &[&str] = &[
            FROM task_dep_ranges r WHERE r.job = tasks.job AND r.task = tasks.key)
      WHERE json_extract(doc, '$.dependsOn') IS NOT NULL;
     "#,
+    // 6: job schedules (documents, like pools).
+    r#"
+    CREATE TABLE job_schedules (
+        key           TEXT PRIMARY KEY,
+        id            TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        creation_time TEXT NOT NULL,
+        etag          TEXT NOT NULL,
+        last_modified TEXT NOT NULL,
+        doc           TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -96,3 +96,22 @@ impl FieldResolver for PoolFields {
         }
     }
 }
+
+/// Job schedule properties.
+pub struct ScheduleFields;
+
+impl FieldResolver for ScheduleFields {
+    fn resolve(&self, path: &[String]) -> Option<Field> {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        if let Some(f) = common(&p) {
+            return Some(f);
+        }
+        use FieldType::*;
+        match p.as_slice() {
+            ["displayName"] | ["jobSpecification", "poolInfo", "poolId"] | ["executionInfo", "recentJob", "id"] => json(Text),
+            ["stateTransitionTime"] | ["executionInfo", "nextRunTime"] | ["executionInfo", "endTime"] => json(DateTime),
+            ["jobSpecification", "priority"] => json(Int),
+            _ => None,
+        }
+    }
+}

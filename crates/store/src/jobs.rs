@@ -173,6 +173,16 @@ impl Store {
     }
 
     /// A page of jobs in id order.
+    /// A page of the jobs a job schedule created (ids `{schedule}:job-{n}`).
+    pub async fn list_schedule_jobs(&self, schedule: &str, q: ListQuery) -> Result<Page, Error> {
+        let filter = compile(&q)?;
+        let (lo, hi) = (format!("{}:", key_of(schedule)), format!("{};", key_of(schedule)));
+        self.read(move |conn| {
+            list_page(conn, "SELECT key, doc FROM jobs WHERE key >= ? AND key < ?", vec![lo.into(), hi.into()], filter.as_ref(), &q)
+        })
+        .await
+    }
+
     pub async fn list_jobs(&self, q: ListQuery) -> Result<Page, Error> {
         let filter = compile(&q)?;
         self.read(move |conn| list_page(conn, "SELECT key, doc FROM jobs WHERE 1", Vec::new(), filter.as_ref(), &q)).await

@@ -1,5 +1,6 @@
-//! Pool rows. A pool's document is kept as a JSON object: openbatch reads the
-//! properties it acts on and returns the rest as the client sent it.
+//! Pool and job schedule rows. Their documents are kept as JSON objects:
+//! openbatch reads the properties it acts on and returns the rest as the
+//! client sent it. One set of operations serves both tables.
 
 use crate::jobs::{compile_with, list_page};
 use crate::{key_of, sql, ListQuery, Page, Preconditions, Store, Stored};
@@ -8,9 +9,38 @@ use serde_json::{Map, Value};
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
 
-fn pool_not_found(id: &str) -> Error {
-    Error::new(ErrorCode::PoolNotFound).with("PoolId", id)
+/// A table of JSON documents and the errors that name its resource.
+#[derive(Clone, Copy)]
+pub struct DocTable {
+    table: &'static str,
+    not_found: ErrorCode,
+    exists: ErrorCode,
+    being_deleted: ErrorCode,
+    id_name: &'static str,
 }
+
+pub const POOLS: DocTable = DocTable {
+    table: "pools",
+    not_found: ErrorCode::PoolNotFound,
+    exists: ErrorCode::PoolExists,
+    being_deleted: ErrorCode::PoolBeingDeleted,
+    id_name: "PoolId",
+};
+
+pub const SCHEDULES: DocTable = DocTable {
+    table: "job_schedules",
+    not_found: ErrorCode::JobScheduleNotFound,
+    exists: ErrorCode::JobScheduleExists,
+    being_deleted: ErrorCode::JobScheduleBeingDeleted,
+    id_name: "JobScheduleId",
+};
+
+impl DocTable {
+    fn not_found(&self, id: &str) -> Error {
+        Error::new(self.not_found).with(self.id_name, id)
+    }
+}
+
 
 fn meta(doc: &Map<String, Value>) -> (String, String, String) {
     let s = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
@@ -19,20 +49,27 @@ fn meta(doc: &Map<String, Value>) -> (String, String, String) {
 
 impl Store {
     pub async fn create_pool(&self, id: &str, doc: Map<String, Value>) -> Result<Stored, Error> {
+        self.create_doc(POOLS, id, doc).await
+    }
+
+    pub async fn create_doc(&self, t: DocTable, id: &str, doc: Map<String, Value>) -> Result<Stored, Error> {
         let id = id.to_string();
         self.write(move |conn| {
             let key = key_of(&id);
             let existing: Option<String> = conn
-                .query_row("SELECT state FROM pools WHERE key = ?1", [&key], |r| r.get(0))
+                .query_row(&format!("SELECT state FROM {} WHERE key = ?1", t.table), [&key], |r| r.get(0))
                 .optional()
                 .map_err(sql)?;
             if let Some(state) = existing {
-                return Err(Error::new(if state == "deleting" { ErrorCode::PoolBeingDeleted } else { ErrorCode::PoolExists }));
+                return Err(Error::new(if state == "deleting" { t.being_deleted } else { t.exists }));
             }
             let (state, etag, lm) = meta(&doc);
             let text = serde_json::to_string(&doc).map_err(Error::internal)?;
             conn.execute(
-                "INSERT INTO pools (key, id, state, creation_time, etag, last_modified, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)",
+                &format!(
+                    "INSERT INTO {} (key, id, state, creation_time, etag, last_modified, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)",
+                    t.table
+                ),
                 params![key, id, state, lm, etag, text],
             )
             .map_err(sql)?;
@@ -42,13 +79,17 @@ impl Store {
     }
 
     pub async fn get_pool(&self, id: &str) -> Result<Stored, Error> {
+        self.get_doc(POOLS, id).await
+    }
+
+    pub async fn get_doc(&self, t: DocTable, id: &str) -> Result<Stored, Error> {
         let id = id.to_string();
         self.read(move |conn| {
             let row: Option<(String, String, String)> = conn
-                .prepare_cached("SELECT doc, etag, last_modified FROM pools WHERE key = ?1")
+                .prepare_cached(&format!("SELECT doc, etag, last_modified FROM {} WHERE key = ?1", t.table))
                 .and_then(|mut s| s.query_row([key_of(&id)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
                 .map_err(sql)?;
-            let (doc, etag, lm) = row.ok_or_else(|| pool_not_found(&id))?;
+            let (doc, etag, lm) = row.ok_or_else(|| t.not_found(&id))?;
             Ok(Stored { doc, etag, last_modified: wire::time::parse_datetime(&lm).map(Timestamp).unwrap_or_else(Timestamp::now) })
         })
         .await
@@ -60,15 +101,22 @@ impl Store {
     where
         F: FnOnce(&mut Map<String, Value>, Timestamp) -> Result<(), Error> + Send + 'static,
     {
+        self.update_doc(POOLS, id, pre, f).await
+    }
+
+    pub async fn update_doc<F>(&self, t: DocTable, id: &str, pre: Preconditions, f: F) -> Result<Stored, Error>
+    where
+        F: FnOnce(&mut Map<String, Value>, Timestamp) -> Result<(), Error> + Send + 'static,
+    {
         let id = id.to_string();
         let etags = self.etags.clone();
         self.write(move |conn| {
             let key = key_of(&id);
             let text: String = conn
-                .query_row("SELECT doc FROM pools WHERE key = ?1", [&key], |r| r.get(0))
+                .query_row(&format!("SELECT doc FROM {} WHERE key = ?1", t.table), [&key], |r| r.get(0))
                 .optional()
                 .map_err(sql)?
-                .ok_or_else(|| pool_not_found(&id))?;
+                .ok_or_else(|| t.not_found(&id))?;
             let mut doc: Map<String, Value> = serde_json::from_str(&text).map_err(Error::internal)?;
             let (_, etag, lm) = meta(&doc);
             let lm = wire::time::parse_datetime(&lm).map(Timestamp).unwrap_or_else(Timestamp::now);
@@ -80,7 +128,7 @@ impl Store {
             let (state, _, _) = meta(&doc);
             let text = serde_json::to_string(&doc).map_err(Error::internal)?;
             conn.execute(
-                "UPDATE pools SET state = ?2, etag = ?3, last_modified = ?4, doc = ?5 WHERE key = ?1",
+                &format!("UPDATE {} SET state = ?2, etag = ?3, last_modified = ?4, doc = ?5 WHERE key = ?1", t.table),
                 params![key, state, etag, now.to_string(), text],
             )
             .map_err(sql)?;
@@ -94,10 +142,20 @@ impl Store {
         self.read(move |conn| list_page(conn, "SELECT key, doc FROM pools WHERE 1", Vec::new(), filter.as_ref(), &q)).await
     }
 
+    pub async fn list_schedules(&self, q: ListQuery) -> Result<Page, Error> {
+        let filter = compile_with(&q, &crate::fields::ScheduleFields)?;
+        self.read(move |conn| list_page(conn, "SELECT key, doc FROM job_schedules WHERE 1", Vec::new(), filter.as_ref(), &q)).await
+    }
+
     /// Every pool's document (for the node manager at startup).
     pub async fn all_pools(&self) -> Result<Vec<Map<String, Value>>, Error> {
-        self.read(|conn| {
-            let mut s = conn.prepare("SELECT doc FROM pools ORDER BY key").map_err(sql)?;
+        self.all_docs(POOLS).await
+    }
+
+    /// Every document of a table, in id order.
+    pub async fn all_docs(&self, t: DocTable) -> Result<Vec<Map<String, Value>>, Error> {
+        self.read(move |conn| {
+            let mut s = conn.prepare(&format!("SELECT doc FROM {} ORDER BY key", t.table)).map_err(sql)?;
             let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
             let mut out = Vec::new();
             for r in rows {
@@ -109,9 +167,13 @@ impl Store {
     }
 
     pub async fn remove_pool(&self, id: &str) -> Result<(), Error> {
+        self.remove_doc(POOLS, id).await
+    }
+
+    pub async fn remove_doc(&self, t: DocTable, id: &str) -> Result<(), Error> {
         let key = key_of(id);
         self.write(move |conn| {
-            conn.execute("DELETE FROM pools WHERE key = ?1", [&key]).map_err(sql)?;
+            conn.execute(&format!("DELETE FROM {} WHERE key = ?1", t.table), [&key]).map_err(sql)?;
             Ok(())
         })
         .await

@@ -93,6 +93,16 @@ pub fn range_id(id: &str) -> Option<i64> {
     canonical.then(|| id.parse().ok()).flatten()
 }
 
+/// A job's directory on a node, relative to the node root: `workitems/{job}/job-1`,
+/// and for the jobs of a job schedule (ids `{schedule}:job-{n}`)
+/// `workitems/{schedule}/job-{n}`, as the service lays them out.
+pub fn job_dir(job_id: &str) -> String {
+    match job_id.split_once(':') {
+        Some((schedule, run)) => format!("workitems/{schedule}/{run}"),
+        None => format!("workitems/{job_id}/job-1"),
+    }
+}
+
 /// Every listed dependency, as (task ids, inclusive ranges).
 pub fn dependencies(d: &TaskDependencies) -> (Vec<&str>, Vec<(i64, i64)>) {
     let ids = d.task_ids.iter().flatten().map(String::as_str).collect();
@@ -203,6 +213,12 @@ mod tests {
         t.state = TaskState::Running;
         assert!(outcome(&t).is_none());
         assert!(!satisfies_dependents(&t));
+    }
+
+    #[test]
+    fn job_directories() {
+        assert_eq!(job_dir("j1"), "workitems/j1/job-1");
+        assert_eq!(job_dir("nightly:job-12"), "workitems/nightly/job-12");
     }
 
     #[test]

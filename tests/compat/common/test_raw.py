@@ -62,7 +62,7 @@ def test_error_bodies(raw, uid):
     body = assert_batch_error(raw.request("POST", "/jobs", {"poolInfo": {"poolId": "p"}}), 400, "MissingRequiredProperty")
     assert {"key": "PropertyName", "value": "id"} in body["values"]
     assert_batch_error(raw.request("GET", f"/jobs/{uid('nojob')}"), 404, "JobNotFound")
-    assert_batch_error(raw.request("GET", "/jobschedules"), 501, "NotImplemented")
+    assert_batch_error(raw.request("GET", "/certificates"), 501, "NotImplemented")
     r = raw.request("GET", "/jobs", headers={"client-request-id": "my-id-42"})
     assert r.headers["client-request-id"] == "my-id-42"
 

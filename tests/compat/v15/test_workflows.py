@@ -332,3 +332,33 @@ def test_priority_orders_jobs_on_a_busy_pool(client, new_job):
     high_starts = [t.execution_info.start_time for t in client.list_tasks(high)]
     low_starts = [t.execution_info.start_time for t in client.list_tasks(low)]
     assert max(high_starts) <= min(low_starts)
+
+
+# --- job manager task --------------------------------------------------------
+
+def test_job_manager_runs_first_alone_and_ends_the_job(client, new_job):
+    """The job manager task becomes a task of the job with its id; it starts
+    before the job's other tasks, takes the whole node (runExclusive, the
+    default), and when it completes the job ends with reason JMComplete
+    (killJobOnCompletion, the default), its other tasks killed."""
+    jid = new_job(job_manager_task=models.BatchJobManagerTask(
+        id="jm", command_line="/bin/sh -c 'sleep 1'", display_name="manager"))
+    add(client, jid, *[task(f"w{i}", "/bin/sleep 30") for i in range(3)])
+    jm = wait_completed(client, jid, "jm")
+    assert succeeded(jm) and jm.display_name == "manager"
+    job = wait_job_state(client, jid, models.BatchJobState.COMPLETED)
+    assert job.execution_info.termination_reason == "JMComplete"
+    for i in range(3):
+        w = wait_completed(client, jid, f"w{i}")
+        if w.execution_info.start_time is not None:
+            assert w.execution_info.start_time >= jm.execution_info.end_time, "nothing ran beside the manager"
+
+
+def test_job_manager_that_does_not_end_the_job(client, new_job):
+    jid = new_job(job_manager_task=models.BatchJobManagerTask(
+        id="jm", command_line="/bin/true", kill_job_on_completion=False, run_exclusive=False))
+    assert succeeded(wait_completed(client, jid, "jm"))
+    time.sleep(0.5)
+    assert client.get_job(jid).state == models.BatchJobState.ACTIVE
+    client.create_task(jid, task("after", "/bin/true"))
+    assert succeeded(wait_completed(client, jid, "after"))
