@@ -1021,6 +1021,8 @@ impl Cluster {
                         task.required_slots.max(1) as u32
                     };
                     let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
+                    // A node's affinityId is `TVM:{node id}` (see `node_info`).
+                    let affinity = task.affinity_info.as_ref().map(|a| a.affinity_id.strip_prefix("TVM:").unwrap_or(&a.affinity_id));
                     let placed = {
                         let mut nodes = lock(&self.nodes);
                         let candidates: Vec<placement::Candidate> = nodes
@@ -1028,7 +1030,7 @@ impl Cluster {
                             .filter(|n| n.pool_id == pool && n.schedulable())
                             .map(|n| placement::Candidate { id: n.id.clone(), free: n.free(), used: n.used() })
                             .collect();
-                        placement::place(&candidates, slots, policy).and_then(|id| nodes.get_mut(&id)).map(|n| {
+                        placement::place(&candidates, slots, policy, affinity).and_then(|id| nodes.get_mut(&id)).map(|n| {
                             n.running.insert(attempt, Slot { job_id: job.id.clone(), task_id: task.id.clone(), slots });
                             n.refresh_busy_state();
                             (n.id.clone(), n.root_dir.clone(), n.is_dedicated)

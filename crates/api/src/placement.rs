@@ -19,8 +19,13 @@ pub enum Fill {
     Spread,
 }
 
-/// The node for a task needing `slots`, if any has room.
-pub fn place(nodes: &[Candidate], slots: u32, fill: Fill) -> Option<String> {
+/// The node for a task needing `slots`, if any has room. A task's affinity
+/// (`affinityInfo.affinityId`, the node id it names) wins when that node
+/// has room; otherwise the task goes where the fill type says.
+pub fn place(nodes: &[Candidate], slots: u32, fill: Fill, affinity: Option<&str>) -> Option<String> {
+    if let Some(n) = affinity.and_then(|a| nodes.iter().find(|n| n.id == a && n.free >= slots)) {
+        return Some(n.id.clone());
+    }
     nodes
         .iter()
         .filter(|n| n.free >= slots)
@@ -45,16 +50,24 @@ mod tests {
     #[test]
     fn spread_and_pack() {
         let nodes = [c("a", 1, 3), c("b", 4, 0), c("c", 2, 2)];
-        assert_eq!(place(&nodes, 1, Fill::Spread).as_deref(), Some("b"));
-        assert_eq!(place(&nodes, 1, Fill::Pack).as_deref(), Some("a"));
-        assert_eq!(place(&nodes, 2, Fill::Pack).as_deref(), Some("c"), "a has too few free slots");
+        assert_eq!(place(&nodes, 1, Fill::Spread, None).as_deref(), Some("b"));
+        assert_eq!(place(&nodes, 1, Fill::Pack, None).as_deref(), Some("a"));
+        assert_eq!(place(&nodes, 2, Fill::Pack, None).as_deref(), Some("c"), "a has too few free slots");
+    }
+
+    #[test]
+    fn affinity_is_preferred_while_its_node_has_room() {
+        let nodes = [c("a", 1, 3), c("b", 4, 0)];
+        assert_eq!(place(&nodes, 1, Fill::Spread, Some("a")).as_deref(), Some("a"));
+        assert_eq!(place(&nodes, 2, Fill::Spread, Some("a")).as_deref(), Some("b"), "a is full: elsewhere");
+        assert_eq!(place(&nodes, 1, Fill::Pack, Some("gone")).as_deref(), Some("a"), "an unknown node is ignored");
     }
 
     #[test]
     fn slots_are_never_exceeded() {
         let nodes = [c("a", 1, 1), c("b", 0, 2)];
-        assert_eq!(place(&nodes, 2, Fill::Spread), None);
-        assert_eq!(place(&[], 1, Fill::Pack), None);
+        assert_eq!(place(&nodes, 2, Fill::Spread, None), None);
+        assert_eq!(place(&[], 1, Fill::Pack, None), None);
     }
 
     #[test]

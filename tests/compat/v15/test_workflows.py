@@ -362,3 +362,29 @@ def test_job_manager_that_does_not_end_the_job(client, new_job):
     assert client.get_job(jid).state == models.BatchJobState.ACTIVE
     client.create_task(jid, task("after", "/bin/true"))
     assert succeeded(wait_completed(client, jid, "after"))
+
+
+# --- affinity ------------------------------------------------------------------
+
+def test_affinity_prefers_the_named_node(client, uid):
+    """affinityInfo.affinityId (a node's affinityId) sends the task to that
+    node while it has room; with `pack`, tasks without affinity would all go
+    to the same first node."""
+    pid = uid("affpool")
+    client.create_pool(models.BatchPoolCreateOptions(
+        id=pid, vm_size="standard_d2s_v3", target_dedicated_nodes=2, task_slots_per_node=2,
+        task_scheduling_policy=models.BatchTaskSchedulingPolicy(node_fill_type=models.BatchNodeFillType.PACK)))
+    try:
+        wait_for(lambda: len([n for n in client.list_nodes(pid) if n.state == models.BatchNodeState.IDLE]) == 2,
+                 timeout=20, what="two idle nodes")
+        nodes = sorted(client.list_nodes(pid), key=lambda n: n.id)
+        jid = uid("aff")
+        client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pid)))
+        for target in nodes:
+            tid = f"to-{target.id}"
+            client.create_task(jid, task(tid, "/bin/true", affinity_info=models.BatchAffinityInfo(affinity_id=target.affinity_id)))
+            done = wait_completed(client, jid, tid)
+            assert done.node_info.node_id == target.id
+            assert done.node_info.affinity_id == target.affinity_id
+    finally:
+        client.begin_delete_pool(pid, polling_interval=0.2).result()
