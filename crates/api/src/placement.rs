@@ -76,7 +76,7 @@ mod tests {
         let mut nodes = vec![c("a", 4, 0), c("b", 4, 0)];
         let mut placed = 0;
         for want in [3, 1, 2, 2, 1, 3, 1] {
-            if let Some(id) = place(&nodes, want, Fill::Pack) {
+            if let Some(id) = place(&nodes, want, Fill::Pack, None) {
                 let n = nodes.iter_mut().find(|n| n.id == id).unwrap();
                 n.free -= want;
                 n.used += want;
