@@ -70,6 +70,8 @@ pub struct Node {
     /// Waiting for its running tasks to finish before it restarts or leaves
     /// (`taskcompletion` / `retaineddata`); takes no new tasks meanwhile.
     pub drain: Option<Drain>,
+    /// Job preparation (and release) runs on this node, by job key.
+    pub preps: HashMap<String, crate::jobprep::PrepRun>,
 }
 
 /// What a draining node does once its running tasks have finished.
@@ -86,7 +88,7 @@ impl Node {
     fn free(&self) -> u32 {
         self.slots.saturating_sub(self.used())
     }
-    fn schedulable(&self) -> bool {
+    pub(crate) fn schedulable(&self) -> bool {
         self.tx.is_some() && self.drain.is_none() && self.scheduling_enabled && matches!(self.state, "idle" | "running")
     }
     fn set_state(&mut self, s: &'static str) {
@@ -162,10 +164,10 @@ pub struct Cluster {
     pub config: ClusterConfig,
     store: Store,
     lifecycle: Arc<crate::lifecycle::Lifecycle>,
-    nodes: Mutex<BTreeMap<String, Node>>,
+    pub(crate) nodes: Mutex<BTreeMap<String, Node>>,
     /// Local agent processes by node id.
     children: Mutex<HashMap<String, tokio::process::Child>>,
-    next_attempt: AtomicU64,
+    pub(crate) next_attempt: AtomicU64,
     /// Active jobs per pool, with the job generation they were read at.
     jobs_cache: Mutex<HashMap<String, (u64, Vec<CloudJob>)>>,
     /// Tasks assigned in memory whose assignment has not committed yet.
@@ -244,7 +246,17 @@ impl Cluster {
         lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
     }
 
-    fn send(&self, node_id: &str, msg: ToAgent) -> bool {
+    pub(crate) fn lock_nodes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Node>> {
+        lock(&self.nodes)
+    }
+
+    /// An active job from the scheduler's cache.
+    pub(crate) fn cached_job(&self, job_id: &str) -> Option<CloudJob> {
+        let cache = lock(&self.jobs_cache);
+        cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id)).cloned()
+    }
+
+    pub(crate) fn send(&self, node_id: &str, msg: ToAgent) -> bool {
         lock(&self.nodes).get(node_id).and_then(|n| n.tx.as_ref()).map(|tx| tx.send(msg).is_ok()).unwrap_or(false)
     }
 
@@ -294,6 +306,9 @@ impl Cluster {
                 let mut nodes = lock(&c.nodes);
                 match nodes.get_mut(&id) {
                     Some(n) if matches!(n.state, "rebooting" | "reimaging") => {
+                        // Preparation runs again after a reboot
+                        // (rerunOnNodeRebootAfterSuccess, the default).
+                        n.preps.clear();
                         n.last_boot_time = Timestamp::now();
                         n.start_retries = 0;
                         n.set_state("idle");
@@ -379,6 +394,7 @@ impl Cluster {
                 start_retries: 0,
                 start_task_info: None,
                 drain: None,
+                preps: HashMap::new(),
             });
             node.fill = if pool_doc
                 .get("taskSchedulingPolicy")
@@ -569,6 +585,9 @@ impl Cluster {
         let is_start = lock(&self.nodes).get(node_id).is_some_and(|n| n.start_attempt == Some(o.attempt));
         if is_start {
             self.start_task_finished(node_id, &o).await;
+            return None;
+        }
+        if self.prep_finished(node_id, &o, &base_url) {
             return None;
         }
         let slot = lock(&self.nodes).get_mut(node_id).and_then(|n| n.running.remove(&o.attempt));
@@ -985,6 +1004,8 @@ impl Cluster {
                 }
                 let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
                 let tasks = self.take_ready(&job.id, manager, want).await?;
+                // Nodes that ran the job's preparation task (when it has one).
+                let prepared = if tasks.is_empty() { None } else { self.prepare_nodes(&job, &pool, account_url) };
                 let mut unplaced: Vec<CloudTask> = Vec::new();
                 let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
                 let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
@@ -1028,6 +1049,7 @@ impl Cluster {
                         let candidates: Vec<placement::Candidate> = nodes
                             .values()
                             .filter(|n| n.pool_id == pool && n.schedulable())
+                            .filter(|n| prepared.as_ref().is_none_or(|p| p.contains(&n.id)))
                             .map(|n| placement::Candidate { id: n.id.clone(), free: n.free(), used: n.used() })
                             .collect();
                         placement::place(&candidates, slots, policy, affinity).and_then(|id| nodes.get_mut(&id)).map(|n| {
@@ -1311,6 +1333,45 @@ pub fn build_launch(
     attempt: u64,
 ) -> TaskLaunch {
     let task_dir = format!("{}/{}", wire::workflow::job_dir(&job.id), t.id);
+    let mut l = launch_for(
+        account,
+        account_url,
+        job,
+        &t.id,
+        &t.command_line,
+        t.environment_settings.as_deref().unwrap_or_default(),
+        Some(&t.user_identity),
+        t.constraints.max_wall_clock_time,
+        task_dir,
+        pool,
+        node,
+        root_dir,
+        dedicated,
+        attempt,
+    );
+    l.env.extend(crate::jobprep::prep_env(job, root_dir));
+    l
+}
+
+/// What an agent needs to run one process of a job (a task, or the job's
+/// preparation or release task) in `task_dir`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_for(
+    account: &str,
+    account_url: &str,
+    job: &CloudJob,
+    task_id: &str,
+    command_line: &str,
+    env_settings: &[wire::models::EnvironmentSetting],
+    identity: Option<&wire::models::UserIdentity>,
+    max_wall_clock: Option<wire::time::Duration>,
+    task_dir: String,
+    pool: &str,
+    node: &str,
+    root_dir: &str,
+    dedicated: bool,
+    attempt: u64,
+) -> TaskLaunch {
     let mut env = BTreeMap::new();
     env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
     env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
@@ -1318,40 +1379,32 @@ pub fn build_launch(
     env.insert("AZ_BATCH_NODE_ID".to_string(), node.to_string());
     env.insert("AZ_BATCH_NODE_IS_DEDICATED".to_string(), dedicated.to_string());
     env.insert("AZ_BATCH_JOB_ID".to_string(), job.id.clone());
-    env.insert("AZ_BATCH_TASK_ID".to_string(), t.id.clone());
+    env.insert("AZ_BATCH_TASK_ID".to_string(), task_id.to_string());
     env.insert("AZ_BATCH_NODE_ROOT_DIR".to_string(), root_dir.to_string());
     for (k, v) in node_dirs(root_dir, &task_dir) {
         env.insert(k, v);
     }
-    for e in job.common_environment_settings.iter().flatten().chain(t.environment_settings.iter().flatten()) {
+    for e in job.common_environment_settings.iter().flatten().chain(env_settings.iter()) {
         env.insert(e.name.clone(), e.value.clone().unwrap_or_default());
     }
-    let elevated = t
-        .user_identity
-        .auto_user
-        .as_ref()
+    let elevated = identity
+        .and_then(|u| u.auto_user.as_ref())
         .and_then(|a| a.elevation_level)
         .is_some_and(|l| l == wire::enums::ElevationLevel::Admin);
     TaskLaunch {
         attempt,
         job_id: job.id.clone(),
-        task_id: t.id.clone(),
+        task_id: task_id.to_string(),
         task_dir,
-        command_line: t.command_line.clone(),
+        command_line: command_line.to_string(),
         env,
-        max_wall_clock_ms: t
-            .constraints
-            .max_wall_clock_time
-            .filter(|d| !d.is_infinite())
-            .map(|d| d.to_std().as_millis().min(u64::MAX as u128) as u64),
+        max_wall_clock_ms: max_wall_clock.filter(|d| !d.is_infinite()).map(|d| d.to_std().as_millis().min(u64::MAX as u128) as u64),
         elevated,
-        user_name: t.user_identity.username.clone(),
+        user_name: identity.and_then(|u| u.username.clone()),
         is_start_task: false,
     }
 }
 
-/// The launch of a pool's start task: it runs in `startup/`, with the
-/// node's variables (no job or task ids) and its own environment settings.
 fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spec: &Value, attempt: u64) -> TaskLaunch {
     let mut env = BTreeMap::new();
     env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());

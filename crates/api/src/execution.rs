@@ -42,12 +42,6 @@ pub fn manager_of<'a>(job: &'a wire::models::CloudJob, task: &str) -> Option<&'a
 /// The job's tasks are not scheduled (they stay `active`) and the job's
 /// `executionInfo.schedulingError` says why.
 pub fn unsupported_job_feature(j: &wire::models::CloudJob) -> Option<&'static str> {
-    if j.job_preparation_task.is_some() {
-        return Some("jobPreparationTask");
-    }
-    if j.job_release_task.is_some() {
-        return Some("jobReleaseTask");
-    }
     if j.pool_info.auto_pool_specification.is_some() {
         return Some("poolInfo.autoPoolSpecification");
     }

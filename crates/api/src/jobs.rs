@@ -346,5 +346,7 @@ pub async fn prep_release_status(app: &App, ctx: &Ctx, id: &str) -> Result<Reply
     if job.job_preparation_task.is_none() {
         return Err(Error::new(ErrorCode::JobPreparationTaskNotSpecified));
     }
-    Ok(Reply::json(200, render::list(ctx, "jobpreparationandreleasetaskstatuslist", Vec::new(), None)))
+    let base = ctx.url("");
+    let items = app.cluster.prep_release_status(&job.id, base.trim_end_matches('/'));
+    Ok(Reply::json(200, render::list(ctx, "jobpreparationandreleasetaskstatuslist", items, None)))
 }

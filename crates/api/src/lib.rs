@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod execution;
 pub mod files;
 pub mod http;
+pub mod jobprep;
 pub mod jobs;
 pub mod lifecycle;
 pub mod placement;

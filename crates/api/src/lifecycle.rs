@@ -94,7 +94,15 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
             continue;
         }
         match state {
-            JobState::Deleting | JobState::Terminating => stop_running(app, &id, false).await?,
+            JobState::Deleting | JobState::Terminating => {
+                stop_running(app, &id, false).await?;
+                // The job's release task runs on the nodes that prepared it.
+                if let Ok(stored) = app.store.get_job(&id).await {
+                    if let Ok(job) = serde_json::from_str::<wire::models::CloudJob>(&stored.doc) {
+                        app.cluster.release_job(&job).await;
+                    }
+                }
+            }
             JobState::Disabling => match pending_disable(app, &id).await {
                 Some(DisableJobOption::Requeue) => stop_running(app, &id, true).await?,
                 Some(DisableJobOption::Terminate) => stop_running(app, &id, false).await?,

@@ -300,12 +300,6 @@ def test_unsupported_features_fail_clearly(client, pool, uid):
     t = wait_completed(client, jid, "rf")
     assert t.execution_info.failure_info.code == "NotImplemented"
     assert "resourceFiles" in t.execution_info.failure_info.message
-    pjid = uid("job")
-    new_job(client, pool, pjid, job_preparation_task=models.BatchJobPreparationTask(command_line="/bin/true"))
-    client.create_task(pjid, models.BatchTaskCreateOptions(id="waits", command_line="/bin/true"))
-    job = wait_for(lambda: (j := client.get_job(pjid)).execution_info.scheduling_error is not None and j, what="scheduling error")
-    assert job.execution_info.scheduling_error.code == "NotImplemented"
-    assert client.get_task(pjid, "waits").state == models.BatchTaskState.ACTIVE
 
 
 def test_a_node_from_another_machine_joins(client, server, uid, tmp_path):

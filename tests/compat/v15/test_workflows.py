@@ -388,3 +388,56 @@ def test_affinity_prefers_the_named_node(client, uid):
             assert done.node_info.affinity_id == target.affinity_id
     finally:
         client.begin_delete_pool(pid, polling_interval=0.2).result()
+
+
+# --- job preparation and release tasks ------------------------------------------
+
+def read_stdout(client, jid, tid):
+    return b"".join(client.download_task_file(jid, tid, "stdout.txt")).decode()
+
+
+def test_preparation_runs_first_and_release_when_the_job_ends(client, new_job):
+    jid = new_job(
+        job_preparation_task=models.BatchJobPreparationTask(command_line="/bin/sh -c 'echo ready > marker'"),
+        job_release_task=models.BatchJobReleaseTask(command_line="/bin/sh -c 'echo released'"))
+    client.create_task(jid, task("t", "/bin/sh -c 'cat $AZ_BATCH_JOB_PREP_WORKING_DIR/marker'"))
+    t = wait_completed(client, jid, "t")
+    assert succeeded(t) and read_stdout(client, jid, "t").strip() == "ready", "the preparation ran before the task"
+    [status] = list(client.list_job_preparation_and_release_task_status(jid))
+    assert status.node_id == t.node_info.node_id and status.pool_id == t.node_info.pool_id
+    prep = status.job_preparation_task_execution_info
+    assert prep.state == models.BatchJobPreparationTaskState.COMPLETED and prep.exit_code == 0
+    assert prep.result == models.BatchTaskExecutionResult.SUCCESS
+    assert prep.task_root_directory.endswith(f"workitems/{jid}/job-1/jobpreparation")
+    assert status.job_release_task_execution_info is None, "the job has not ended"
+    client.begin_terminate_job(jid, internal.BatchJobTerminateOptions(termination_reason="done"), polling_interval=0.1).result()
+
+    def released():
+        [s] = list(client.list_job_preparation_and_release_task_status(jid))
+        r = s.job_release_task_execution_info
+        return r if r is not None and r.state == models.BatchJobReleaseTaskState.COMPLETED else None
+    r = wait_for(released, timeout=20, what="release task completed")
+    assert r.exit_code == 0 and r.result == models.BatchTaskExecutionResult.SUCCESS
+
+
+def test_failed_preparation_keeps_the_jobs_tasks_off_the_node(client, new_job):
+    jid = new_job(job_preparation_task=models.BatchJobPreparationTask(command_line="/bin/sh -c 'exit 4'"))
+    client.create_task(jid, task("t", "/bin/true"))
+
+    def prep_failed():
+        items = list(client.list_job_preparation_and_release_task_status(jid))
+        p = items[0].job_preparation_task_execution_info if items else None
+        return p if p is not None and p.state == models.BatchJobPreparationTaskState.COMPLETED else None
+    p = wait_for(prep_failed, timeout=20, what="preparation completed")
+    assert p.exit_code == 4 and p.result == models.BatchTaskExecutionResult.FAILURE
+    assert p.failure_info is not None
+    time.sleep(1)
+    t = client.get_task(jid, "t")
+    assert t.state == models.BatchTaskState.ACTIVE and never_started(t)
+
+
+def test_status_needs_a_preparation_task(client, new_job):
+    jid = new_job()
+    with pytest.raises(HttpResponseError) as e:
+        list(client.list_job_preparation_and_release_task_status(jid))
+    assert e.value.error.code == "JobPreparationTaskNotSpecified"
