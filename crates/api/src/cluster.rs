@@ -979,6 +979,12 @@ impl Cluster {
         let mut started = 0;
         for pool in pools {
             let policy = lock(&self.nodes).values().find(|n| n.pool_id == pool).map(|n| n.fill).unwrap_or(placement::Fill::Spread);
+            // The slots free when the round starts are shared out in
+            // priority order; slots that free up during the round wait for
+            // the next one (which follows at once), so a lower-priority job
+            // never takes a slot a higher-priority job was not offered.
+            let mut budget: usize =
+                lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.free() as usize).sum();
             for job in self.jobs_of(&pool).await? {
                 if let Some(feature) = execution::unsupported_job_feature(&job) {
                     self.flag_unsupported_job(&job, feature).await;
@@ -989,7 +995,7 @@ impl Cluster {
                     let pool_nodes = nodes.values().filter(|n| n.pool_id == pool);
                     let free: u32 = pool_nodes.clone().filter(|n| n.schedulable()).map(|n| n.free()).sum();
                     let running = pool_nodes.flat_map(|n| n.running.values()).filter(|s| s.job_id == job.id).count();
-                    (free as usize, running)
+                    ((free as usize).min(budget), running)
                 };
                 if free == 0 {
                     break;
@@ -1007,6 +1013,7 @@ impl Cluster {
                 // Nodes that ran the job's preparation task (when it has one).
                 let prepared = if tasks.is_empty() { None } else { self.prepare_nodes(&job, &pool, account_url) };
                 let mut unplaced: Vec<CloudTask> = Vec::new();
+                let mut placed_slots = 0usize;
                 let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
                 let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
                 let mut launches: Vec<TaskLaunch> = Vec::new();
@@ -1062,6 +1069,7 @@ impl Cluster {
                         unplaced.push(task);
                         continue;
                     };
+                    placed_slots += slots as usize;
                     let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
                     let launch = build_launch(&self.config.account, account_url, &job, &task, &pool, &node_id, &root_dir, dedicated, attempt);
                     lock(&self.inflight).insert(key.clone());
@@ -1081,6 +1089,7 @@ impl Cluster {
                     started += 1;
                     launches.push(launch);
                 }
+                budget = budget.saturating_sub(placed_slots);
                 if !unplaced.is_empty() {
                     if let Some(r) = lock(&self.ready).get_mut(&store::key_of(&job.id)) {
                         for t in unplaced.into_iter().rev() {

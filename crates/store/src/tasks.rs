@@ -88,7 +88,7 @@ fn unsatisfied(conn: &Connection, job_key: &str, deps: &TaskDependencies) -> Res
     for (lo, hi) in ranges {
         let sat: i64 = conn
             .prepare_cached(
-                "SELECT count(*) FROM tasks WHERE job = ?1 AND range_id BETWEEN ?2 AND ?3 AND satisfied = 1",
+                "SELECT count(*) FROM tasks INDEXED BY tasks_by_range_id WHERE job = ?1 AND range_id BETWEEN ?2 AND ?3 AND satisfied = 1",
             )
             .and_then(|mut s| s.query_row(params![job_key, lo, hi], |r| r.get(0)))
             .map_err(sql)?;
@@ -118,12 +118,15 @@ fn record_dependencies(conn: &Connection, job_key: &str, task_key: &str, deps: &
 /// active dependent became ready.
 fn propagate(conn: &Connection, job_key: &str, task: &CloudTask, delta: i64) -> Result<bool, Error> {
     let mut dependents: Vec<String> = conn
-        .prepare_cached("SELECT task FROM task_dep_ids WHERE job = ?1 AND dep = ?2")
+        // Pinned: when one task has many dependents (a fan-out), planner
+        // statistics make the (job, dep) index look unselective, and walking
+        // the job's rows instead costs O(tasks) per completion.
+        .prepare_cached("SELECT task FROM task_dep_ids INDEXED BY task_dep_ids_by_dep WHERE job = ?1 AND dep = ?2")
         .and_then(|mut s| s.query_map(params![job_key, key_of(&task.id)], |r| r.get(0))?.collect())
         .map_err(sql)?;
     if let Some(n) = workflow::range_id(&task.id) {
         let in_ranges: Vec<String> = conn
-            .prepare_cached("SELECT task FROM task_dep_ranges WHERE job = ?1 AND lo <= ?2 AND hi >= ?2")
+            .prepare_cached("SELECT task FROM task_dep_ranges INDEXED BY task_dep_ranges_by_lo WHERE job = ?1 AND lo <= ?2 AND hi >= ?2")
             .and_then(|mut s| s.query_map(params![job_key, n], |r| r.get(0))?.collect())
             .map_err(sql)?;
         dependents.extend(in_ranges);
