@@ -195,10 +195,13 @@ impl Store {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT doc FROM jobs INDEXED BY jobs_by_state WHERE state = 'active'
-                     AND json_extract(doc, '$.constraints.maxWallClockTime') IS NOT NULL",
+                     AND json_extract(doc, '$.constraints.maxWallClockTime') IS NOT NULL
+                     AND json_extract(doc, '$.constraints.maxWallClockTime') != ?1",
                 )
                 .map_err(sql)?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
+            // Most jobs carry the infinite default: they are not read at all.
+            let infinite = wire::time::Duration::INFINITE.to_string();
+            let rows = stmt.query_map([infinite], |r| r.get::<_, String>(0)).map_err(sql)?;
             let mut out = Vec::new();
             for row in rows {
                 out.push(from_doc(&row.map_err(sql)?)?);
