@@ -661,18 +661,10 @@ impl Cluster {
 
     /// Terminates an active job for the service's own reason (running tasks are killed).
     async fn end_job(&self, job_id: &str, reason: &'static str) {
-        let r = self
-            .store
-            .update_job(job_id, Default::default(), move |_, job, now| {
-                if !matches!(job.state, JobState::Active | JobState::Disabled | JobState::Disabling | JobState::Enabling) {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                }
-                job.execution_info.terminate_reason = Some(reason.into());
-                store::jobs::set_state(job, JobState::Terminating, now);
-                Ok(())
-            })
-            .await;
-        if r.is_ok() {
+        let ended = self.store.end_job(job_id, reason, |_, job| {
+            Ok(matches!(job.state, JobState::Active | JobState::Disabled | JobState::Disabling | JobState::Enabling))
+        });
+        if matches!(ended.await, Ok(true)) {
             self.lifecycle.wake();
         }
     }
@@ -681,27 +673,24 @@ impl Cluster {
     /// for that (`onTaskFailure: performexitoptionsjobaction`) and is active:
     /// terminate (reason `TaskFailed`) or disable (running tasks requeued).
     async fn job_action(&self, job_id: &str, action: JobAction) {
-        let r = self
-            .store
-            .update_job(job_id, Default::default(), move |_, job, now| {
-                if job.state != JobState::Active || job.on_task_failure != OnTaskFailure::PerformExitOptionsJobAction {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                }
-                match action {
-                    JobAction::Terminate => {
-                        job.execution_info.terminate_reason = Some("TaskFailed".into());
-                        store::jobs::set_state(job, JobState::Terminating, now);
+        let acts = |job: &CloudJob| job.state == JobState::Active && job.on_task_failure == OnTaskFailure::PerformExitOptionsJobAction;
+        let done = match action {
+            JobAction::Terminate => self.store.end_job(job_id, "TaskFailed", move |_, job| Ok(acts(job))).await.unwrap_or(false),
+            JobAction::Disable => self
+                .store
+                .update_job(job_id, Default::default(), move |_, job, now| {
+                    if !acts(job) {
+                        return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                     }
-                    JobAction::Disable => {
-                        job.pending_disable = Some(DisableJobOption::Requeue);
-                        store::jobs::set_state(job, JobState::Disabling, now);
-                    }
-                    JobAction::None => return Err(Error::new(ErrorCode::OperationInvalidForCurrentState)),
-                }
-                Ok(())
-            })
-            .await;
-        if r.is_ok() {
+                    job.pending_disable = Some(DisableJobOption::Requeue);
+                    store::jobs::set_state(job, JobState::Disabling, now);
+                    Ok(())
+                })
+                .await
+                .is_ok(),
+            JobAction::None => false,
+        };
+        if done {
             self.lifecycle.wake();
         }
     }

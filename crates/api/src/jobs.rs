@@ -146,7 +146,7 @@ async fn stats(app: &App, ctx: &Ctx, job: &CloudJob) -> Result<Value, Error> {
     serde_json::to_value(s).map_err(Error::internal)
 }
 
-pub async fn render_job(app: &App, ctx: &Ctx, doc: &str, with_stats: bool, select: Option<&[String]>) -> Result<serde_json::Map<String, Value>, Error> {
+async fn render_job(app: &App, ctx: &Ctx, doc: &str, with_stats: bool, select: Option<&[String]>) -> Result<serde_json::Map<String, Value>, Error> {
     let job: CloudJob = serde_json::from_str(doc).map_err(Error::internal)?;
     let mut m = resource(doc, ctx.url(&job_path(&job.id)), false)?;
     if with_stats {
@@ -167,6 +167,11 @@ pub async fn get(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
 pub async fn list(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     let opts = list_options(ctx)?;
     let page = app.store.list_jobs(opts.store_query()).await?;
+    list_reply(app, ctx, &opts, page).await
+}
+
+/// A page of jobs as a list response (all jobs, or a schedule's).
+pub async fn list_reply(app: &App, ctx: &Ctx, opts: &render::ListOptions, page: store::Page) -> Result<Reply, Error> {
     let mut items = Vec::with_capacity(page.docs.len());
     for doc in &page.docs {
         let m = render_job(app, ctx, doc, opts.expands_stats(), opts.select.as_ref().map(|s| s.1.as_slice())).await?;

@@ -142,21 +142,9 @@ async fn expire_jobs(app: &App) -> Result<Option<StdDuration>, wire::Error> {
             next = Some(next.map_or(wait, |n| n.min(wait)));
             continue;
         }
-        let r = app
-            .store
-            .update_job(&job.id, Default::default(), |_, job, now| {
-                if job.state != JobState::Active {
-                    return Err(wire::Error::new(wire::ErrorCode::OperationInvalidForCurrentState));
-                }
-                job.execution_info.terminate_reason = Some("MaxWallClockTimeExpiry".into());
-                store::jobs::set_state(job, JobState::Terminating, now);
-                Ok(())
-            })
-            .await;
-        match r {
-            Ok(_) => next = Some(StdDuration::ZERO),
-            Err(e) if e.code == wire::ErrorCode::OperationInvalidForCurrentState || e.code == wire::ErrorCode::JobNotFound => {}
-            Err(e) => return Err(e),
+        let ended = app.store.end_job(&job.id, "MaxWallClockTimeExpiry", |_, j| Ok(j.state == JobState::Active)).await?;
+        if ended {
+            next = Some(StdDuration::ZERO);
         }
     }
     Ok(next)
@@ -239,28 +227,18 @@ async fn check_all_complete(app: &App, id: &str) -> Result<(), wire::Error> {
     if job.state != JobState::Active || job.on_all_tasks_complete != OnAllTasksComplete::TerminateJob {
         return Ok(());
     }
-    let r = app
+    let ended = app
         .store
-        .update_job(id, Default::default(), |conn, job, now| {
+        .end_job(id, "AllTasksComplete", |conn, job| {
             if job.state != JobState::Active || job.on_all_tasks_complete != OnAllTasksComplete::TerminateJob {
-                return Err(wire::Error::new(wire::ErrorCode::OperationInvalidForCurrentState));
+                return Ok(false);
             }
-            let (counts, _) = store::tasks::counts(conn, &job.id)?;
-            let c = counts.task_counts;
-            if c.completed == 0 || c.active + c.running > 0 {
-                return Err(wire::Error::new(wire::ErrorCode::OperationInvalidForCurrentState));
-            }
-            job.execution_info.terminate_reason = Some("AllTasksComplete".into());
-            store::jobs::set_state(job, JobState::Terminating, now);
-            Ok(())
+            let c = store::tasks::counts(conn, &job.id)?.0.task_counts;
+            Ok(c.completed > 0 && c.active + c.running == 0)
         })
-        .await;
-    match r {
-        Ok(_) => {
-            app.lifecycle.wake();
-            Ok(())
-        }
-        Err(e) if matches!(e.code, wire::ErrorCode::OperationInvalidForCurrentState | wire::ErrorCode::JobNotFound) => Ok(()),
-        Err(e) => Err(e),
+        .await?;
+    if ended {
+        app.lifecycle.wake();
     }
+    Ok(())
 }

@@ -8,7 +8,7 @@
 //! created so far.
 
 use crate::http::{encode_segment, Ctx, Reply};
-use crate::jobs::{job_path, render_job};
+use crate::jobs::job_path;
 use crate::render::{self, apply_select, list_options, select_expand};
 use crate::App;
 use serde::Deserialize;
@@ -190,13 +190,7 @@ pub async fn list_jobs(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let opts = list_options(ctx)?;
     app.store.get_doc(SCHEDULES, id).await?;
     let page = app.store.list_schedule_jobs(id, opts.store_query()).await?;
-    let mut items = Vec::with_capacity(page.docs.len());
-    for doc in &page.docs {
-        let m = render_job(app, ctx, doc, opts.expands_stats(), opts.select.as_ref().map(|s| s.1.as_slice())).await?;
-        items.push(Value::Object(m));
-    }
-    let next = page.next.map(|k| opts.next_link(ctx, &k));
-    Ok(Reply::json(200, render::list(ctx, "jobs", items, next)))
+    crate::jobs::list_reply(app, ctx, &opts, page).await
 }
 
 /// PATCH (only what is given) or PUT (`schedule` and `jobSpecification`
@@ -323,35 +317,35 @@ async fn recent_job_state(app: &App, doc: &Map<String, Value>) -> Result<Option<
     }
 }
 
-/// Ends a job the schedule is leaving behind (terminate) or removing (delete).
+/// Ends a job the schedule is leaving behind (terminate, reason
+/// `TerminateJobSchedule`) or removing (delete).
 async fn end_job(app: &App, job: &str, delete: bool) -> Result<(), Error> {
-    let r = app
-        .store
-        .update_job(job, Default::default(), move |_, j, now| {
-            match j.state {
-                JobState::Deleting => return Err(Error::new(ErrorCode::OperationInvalidForCurrentState)),
-                JobState::Completed | JobState::Terminating if !delete => {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState))
+    let ended = if delete {
+        let r = app
+            .store
+            .update_job(job, Default::default(), |_, j, now| {
+                if j.state == JobState::Deleting {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
-                _ => {}
-            }
-            if delete {
                 store::jobs::set_state(j, JobState::Deleting, now);
-            } else {
-                j.execution_info.terminate_reason = Some("TerminateJobSchedule".into());
-                store::jobs::set_state(j, JobState::Terminating, now);
-            }
-            Ok(())
-        })
-        .await;
-    match r {
-        Ok(_) => {
-            app.lifecycle.wake();
-            Ok(())
+                Ok(())
+            })
+            .await;
+        match r {
+            Ok(_) => true,
+            Err(e) if matches!(e.code, ErrorCode::OperationInvalidForCurrentState | ErrorCode::JobNotFound) => false,
+            Err(e) => return Err(e),
         }
-        Err(e) if matches!(e.code, ErrorCode::OperationInvalidForCurrentState | ErrorCode::JobNotFound) => Ok(()),
-        Err(e) => Err(e),
+    } else {
+        let may_end = |_: &_, j: &wire::models::CloudJob| {
+            Ok(!matches!(j.state, JobState::Completed | JobState::Terminating | JobState::Deleting))
+        };
+        app.store.end_job(job, "TerminateJobSchedule", may_end).await?
+    };
+    if ended {
+        app.lifecycle.wake();
     }
+    Ok(())
 }
 
 /// Moves every schedule along: creates the jobs that are due, completes

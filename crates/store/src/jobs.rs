@@ -173,6 +173,33 @@ impl Store {
     }
 
     /// A page of jobs in id order.
+    /// Ends a job for one of the service's own reasons (`terminateReason`:
+    /// `TaskFailed`, `JMComplete`, `AllTasksComplete`, ...): it becomes
+    /// `terminating`, after which the lifecycle worker kills its running
+    /// tasks and completes it. `may_end` decides inside the transaction; a
+    /// job it turns down, or one that is gone, is left alone. Returns
+    /// whether the job was ended (the caller then wakes the worker).
+    pub async fn end_job<F>(&self, id: &str, reason: &'static str, may_end: F) -> Result<bool, Error>
+    where
+        F: FnOnce(&Connection, &CloudJob) -> Result<bool, Error> + Send + 'static,
+    {
+        let r = self
+            .update_job(id, Preconditions::default(), move |conn, job, now| {
+                if !may_end(conn, job)? {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                job.execution_info.terminate_reason = Some(reason.into());
+                set_state(job, JobState::Terminating, now);
+                Ok(())
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.code, ErrorCode::OperationInvalidForCurrentState | ErrorCode::JobNotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A page of the jobs a job schedule created (ids `{schedule}:job-{n}`).
     pub async fn list_schedule_jobs(&self, schedule: &str, q: ListQuery) -> Result<Page, Error> {
         let filter = compile(&q)?;
