@@ -172,6 +172,9 @@ pub async fn wait(attempt: u64, s: Started) -> TaskOutcome {
         exit_code,
         failure_code: failure.as_ref().map(|f| f.0.clone()),
         failure_message: failure.map(|f| f.1),
+        failure_category: None,
+        pre_processing_error: false,
+        file_upload_error: false,
         start_time_ms: r.started_ms,
         end_time_ms: end,
         user_cpu_us: tv_us(usage.ru_utime),
@@ -206,6 +209,9 @@ pub fn not_started(attempt: u64, code: String, message: String) -> TaskOutcome {
         exit_code: None,
         failure_code: Some(code),
         failure_message: Some(message),
+        failure_category: None,
+        pre_processing_error: false,
+        file_upload_error: false,
         start_time_ms: t,
         end_time_ms: t,
         user_cpu_us: 0,
@@ -255,6 +261,10 @@ mod tests {
             elevated: true,
             user_name: None,
             is_start_task: false,
+            resource_files: Vec::new(),
+            output_files: Vec::new(),
+        resource_files: Vec::new(),
+        output_files: Vec::new(),
         }
     }
 

@@ -1400,6 +1400,8 @@ pub(crate) fn launch_for(
         elevated,
         user_name: identity.and_then(|u| u.username.clone()),
         is_start_task: false,
+        resource_files: Vec::new(),
+        output_files: Vec::new(),
     }
 }
 
@@ -1436,6 +1438,8 @@ fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spe
         elevated,
         user_name: identity.and_then(|u| u.get("username")).and_then(Value::as_str).map(str::to_string),
         is_start_task: true,
+        resource_files: Vec::new(),
+        output_files: Vec::new(),
     }
 }
 

@@ -101,6 +101,53 @@ pub struct TaskLaunch {
     pub user_name: Option<String>,
     /// Start-task attempts run in `startup/` and are not job tasks.
     pub is_start_task: bool,
+    /// Files to fetch into the working directory before the command runs
+    /// (the attempt is `preparing` meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_files: Vec<ResourceFileSpec>,
+    /// Files to upload after the process exits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_files: Vec<OutputFileSpec>,
+}
+
+/// One `resourceFiles` entry, its source already resolved to a URL: an
+/// `http(s)://` blob or file URL, a container URL (with its SAS), or a
+/// `file://` path on a filesystem the node shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ResourceFileSpec {
+    /// One file: `httpUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_url: Option<String>,
+    /// Every blob of a container (or those under `blob_prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_prefix: Option<String>,
+    /// Relative to the working directory: the file (httpUrl) or the
+    /// directory the blobs go under (container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_path: Option<String>,
+    /// Octal permission bits, e.g. `0755`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_mode: Option<String>,
+}
+
+/// One `outputFiles` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct OutputFileSpec {
+    /// Relative to the working directory, or absolute; `$VAR`s are expanded
+    /// from the task's environment.
+    pub file_pattern: String,
+    /// A container URL with its SAS, or a `file://` directory.
+    pub container_url: String,
+    /// The blob name (a single file) or virtual directory (a pattern).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Headers sent with each upload (`uploadHeaders`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upload_headers: Vec<(String, String)>,
+    /// `tasksuccess`, `taskfailure` or `taskcompletion`.
+    pub upload_condition: String,
 }
 
 /// How an attempt ended.
@@ -113,6 +160,16 @@ pub struct TaskOutcome {
     /// `CommandLaunchFailed`, `MaxWallClockTimeExpiry`, `TaskEnded`, ...
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
+    /// `usererror` or `servererror` (None: usererror).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_category: Option<String>,
+    /// The failure happened before the process ran (resource files): the
+    /// `preProcessingError` exit condition applies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_processing_error: bool,
+    /// Uploading output files failed: the `fileUploadError` exit condition applies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub file_upload_error: bool,
     pub start_time_ms: i64,
     pub end_time_ms: i64,
     pub user_cpu_us: u64,
