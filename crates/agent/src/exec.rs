@@ -262,8 +262,10 @@ mod tests {
             user_name: None,
             is_start_task: false,
             resource_files: Vec::new(),
+            common_resource_files: Vec::new(),
             output_files: Vec::new(),
         resource_files: Vec::new(),
+        common_resource_files: Vec::new(),
         output_files: Vec::new(),
         }
     }

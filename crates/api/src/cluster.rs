@@ -82,10 +82,10 @@ pub enum Drain {
 }
 
 impl Node {
-    fn used(&self) -> u32 {
+    pub(crate) fn used(&self) -> u32 {
         self.running.values().map(|s| s.slots).sum()
     }
-    fn free(&self) -> u32 {
+    pub(crate) fn free(&self) -> u32 {
         self.slots.saturating_sub(self.used())
     }
     pub(crate) fn schedulable(&self) -> bool {
@@ -97,7 +97,7 @@ impl Node {
             self.state_transition_time = Timestamp::now();
         }
     }
-    fn refresh_busy_state(&mut self) {
+    pub(crate) fn refresh_busy_state(&mut self) {
         if matches!(self.state, "idle" | "running") {
             self.set_state(if self.running.is_empty() { "idle" } else { "running" });
         }
@@ -172,16 +172,22 @@ pub struct Cluster {
     jobs_cache: Mutex<HashMap<String, (u64, Vec<CloudJob>)>>,
     /// Tasks assigned in memory whose assignment has not committed yet.
     inflight: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Tasks that became ready again (a retry) while still in `inflight`:
+    /// a read-ahead taken meanwhile left them out, so when they leave
+    /// `inflight` the read-aheads are declared stale. Locked after `inflight`.
+    readied_inflight: Mutex<std::collections::HashSet<(String, String)>>,
     /// Ready tasks read ahead per job (by job key), valid while the store's
     /// generation is the one they were read at.
     ready: Mutex<HashMap<String, ReadAhead>>,
     next_file: AtomicU64,
+    /// Multi-instance tasks under way (see `multi`).
+    pub(crate) multi: Mutex<crate::multi::Runs>,
     file_waiters: Mutex<HashMap<u64, oneshot::Sender<FileReply>>>,
     pub wake: Notify,
     pub reconcile: Notify,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -199,9 +205,11 @@ impl Cluster {
             children: Mutex::new(HashMap::new()),
             next_attempt: AtomicU64::new(1),
             inflight: Mutex::new(Default::default()),
+            readied_inflight: Mutex::new(Default::default()),
             ready: Mutex::new(HashMap::new()),
             jobs_cache: Mutex::new(HashMap::new()),
             next_file: AtomicU64::new(1),
+            multi: Mutex::new(Default::default()),
             file_waiters: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             reconcile: Notify::new(),
@@ -262,6 +270,9 @@ impl Cluster {
 
     /// Asks a node's agent to kill an attempt; the slot frees when the agent reports.
     pub fn kill(&self, node_id: &str, attempt: u64) {
+        if self.multi_abort(attempt).is_some() {
+            return; // every instance of the multi-instance run was told
+        }
         self.send(node_id, ToAgent::Kill { attempt, grace_ms: 3_000 });
     }
 
@@ -483,6 +494,11 @@ impl Cluster {
         tokio::time::sleep(STARTED_DEBOUNCE).await;
         let slot = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned());
         let Some(slot) = slot else { return };
+        let attempt = match self.multi_started(attempt) {
+            crate::multi::Started::Other => attempt,
+            crate::multi::Started::Primary(task_attempt) => task_attempt,
+            crate::multi::Started::Subtask => return,
+        };
         let _ = self
             .change(&slot.job_id, &slot.task_id, move |_, t, now| {
                 if t.attempt != Some(attempt) || t.state != TaskState::Preparing {
@@ -590,9 +606,27 @@ impl Cluster {
         if self.prep_finished(node_id, &o, &base_url) {
             return None;
         }
+        if self.multi_finished(node_id, &o, &base_url).await {
+            return None;
+        }
         let slot = lock(&self.nodes).get_mut(node_id).and_then(|n| n.running.remove(&o.attempt));
         self.wake.notify_one();
         let slot = slot?;
+        let subtasks = self.multi_end(o.attempt);
+        self.complete_attempt(node_id, slot, o, base_url, subtasks).await
+    }
+
+    /// Records how the task's attempt `o.attempt` ended (it ran on `node_id`
+    /// in `slot`), and what follows: the node's counters, the job's end when
+    /// the task is its manager, the exit conditions' job action.
+    pub(crate) async fn complete_attempt(
+        self: &Arc<Self>,
+        node_id: &str,
+        slot: Slot,
+        o: TaskOutcome,
+        base_url: String,
+        subtasks: Option<Vec<Value>>,
+    ) -> Option<(String, bool)> {
         let attempt = o.attempt;
         let stats_url = format!(
             "{base_url}/jobs/{}/tasks/{}/stats",
@@ -605,11 +639,17 @@ impl Cluster {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
                 execution::apply_outcome(t, &o, stats_url, now);
+                if subtasks.is_some() {
+                    t.subtasks = subtasks;
+                }
                 Ok(())
             })
             .await;
         let mut result = None;
         if let Ok(t) = r {
+            if t.state == TaskState::Active {
+                self.readied(&slot.job_id, &t.id);
+            }
             {
                 let completed = t.state == TaskState::Completed;
                 let success = t.execution_info.result == Some(wire::enums::ExecutionResult::Success);
@@ -721,9 +761,25 @@ impl Cluster {
         }
     }
 
+    /// A task went back to `active` (retry, requeue). If its assignment is
+    /// still in flight, a read-ahead may have left it out: see `readied_inflight`.
+    fn readied(&self, job: &str, task: &str) {
+        let key = (store::key_of(job), store::key_of(task));
+        let inflight = lock(&self.inflight);
+        if inflight.contains(&key) {
+            lock(&self.readied_inflight).insert(key);
+        } else {
+            // It may have left `inflight` after a read-ahead that skipped it.
+            drop(inflight);
+            self.store.bump_tasks();
+        }
+    }
+
     /// Sends a task whose attempt was lost back to `active` (requeueCount + 1).
     pub async fn requeue_attempt(&self, job: &str, task: &str, attempt: u64) {
-        let _ = self
+        // Losing any instance of a multi-instance task loses the whole attempt.
+        let attempt = self.multi_abort(attempt).unwrap_or(attempt);
+        let r = self
             .change(job, task, move |_, t, now| {
                 if t.attempt != Some(attempt) || !matches!(t.state, TaskState::Preparing | TaskState::Running) {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
@@ -732,6 +788,9 @@ impl Cluster {
                 Ok(())
             })
             .await;
+        if let Ok(t) = &r {
+            self.readied(job, &t.id);
+        }
         self.wake.notify_one();
     }
 
@@ -1005,7 +1064,7 @@ impl Cluster {
                 let mut placed_slots = 0usize;
                 let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
                 let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
-                let mut launches: Vec<TaskLaunch> = Vec::new();
+                let mut launches: Vec<(String, TaskLaunch)> = Vec::new();
                 for task in tasks {
                     let key = (store::key_of(&job.id), store::key_of(&task.id));
                     if lock(&self.inflight).contains(&key) {
@@ -1040,7 +1099,16 @@ impl Cluster {
                     let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
                     // A node's affinityId is `TVM:{node id}` (see `node_info`).
                     let affinity = task.affinity_info.as_ref().map(|a| a.affinity_id.strip_prefix("TVM:").unwrap_or(&a.affinity_id));
-                    let placed = {
+                    let multi = task.multi_instance_settings.is_some();
+                    let mut instance_launches = Vec::new();
+                    let placed = if multi {
+                        self.place_multi(account_url, &job, &task, &pool, policy, prepared.as_ref(), affinity, attempt).map(
+                            |(primary, ls)| {
+                                instance_launches = ls;
+                                primary
+                            },
+                        )
+                    } else {
                         let mut nodes = lock(&self.nodes);
                         let candidates: Vec<placement::Candidate> = nodes
                             .values()
@@ -1058,9 +1126,15 @@ impl Cluster {
                         unplaced.push(task);
                         continue;
                     };
-                    placed_slots += slots as usize;
+                    if multi {
+                        placed_slots += instance_launches.len();
+                        launches.append(&mut instance_launches);
+                    } else {
+                        placed_slots += slots as usize;
+                        let launch = build_launch(&self.config.account, account_url, &job, &task, &pool, &node_id, &root_dir, dedicated, attempt);
+                        launches.push((node_id.clone(), launch));
+                    }
                     let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
-                    let launch = build_launch(&self.config.account, account_url, &job, &task, &pool, &node_id, &root_dir, dedicated, attempt);
                     lock(&self.inflight).insert(key.clone());
                     let node_s = node_id.clone();
                     let change: AssignFn = Box::new(move |j: &CloudJob, t: &mut CloudTask, now: Timestamp| {
@@ -1076,7 +1150,6 @@ impl Cluster {
                     batch.push((job.id.clone(), task.id.clone(), change));
                     sent.push((node_id, attempt, key));
                     started += 1;
-                    launches.push(launch);
                 }
                 budget = budget.saturating_sub(placed_slots);
                 if !unplaced.is_empty() {
@@ -1090,19 +1163,27 @@ impl Cluster {
                     continue;
                 }
                 let done = self.store.update_tasks(batch, store::Durability::Relaxed);
-                for ((node_id, _, _), launch) in sent.iter().zip(launches) {
-                    self.send(node_id, ToAgent::Start(Box::new(launch)));
+                for (node_id, launch) in launches {
+                    self.send(&node_id, ToAgent::Start(Box::new(launch)));
                 }
                 let me = self.clone();
                 tokio::spawn(async move {
                     let results = done.await;
+                    let mut stale = false;
                     for (i, (node_id, attempt, key)) in sent.into_iter().enumerate() {
-                        lock(&me.inflight).remove(&key);
+                        {
+                            let mut inflight = lock(&me.inflight);
+                            inflight.remove(&key);
+                            stale |= lock(&me.readied_inflight).remove(&key);
+                        }
                         let ok = matches!(&results, Ok(r) if r.get(i).is_some_and(|x| x.is_ok()));
                         if !ok {
                             // The task changed meanwhile (terminated, deleted, job ended): stop the attempt.
                             me.kill(&node_id, attempt);
                         }
+                    }
+                    if stale {
+                        me.store.bump_tasks();
                     }
                     me.wake.notify_one();
                 });
@@ -1298,7 +1379,7 @@ impl Cluster {
 /// A change that assigns a task to a node.
 type AssignFn = Box<dyn FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send>;
 
-fn node_info(account_url: &str, pool: &str, node: &str, job: &str, task: &str) -> ComputeNodeInformation {
+pub(crate) fn node_info(account_url: &str, pool: &str, node: &str, job: &str, task: &str) -> ComputeNodeInformation {
     let task_dir = format!("{}/{task}", wire::workflow::job_dir(job));
     ComputeNodeInformation {
         affinity_id: Some(format!("TVM:{node}")),
@@ -1348,6 +1429,8 @@ pub fn build_launch(
         attempt,
     );
     l.env.extend(crate::jobprep::prep_env(job, root_dir));
+    l.resource_files = crate::data::resource_specs(t.resource_files.as_deref().unwrap_or_default());
+    l.output_files = crate::data::output_specs(t.output_files.as_deref().unwrap_or_default());
     l
 }
 
@@ -1401,6 +1484,7 @@ pub(crate) fn launch_for(
         user_name: identity.and_then(|u| u.username.clone()),
         is_start_task: false,
         resource_files: Vec::new(),
+        common_resource_files: Vec::new(),
         output_files: Vec::new(),
     }
 }
@@ -1439,6 +1523,7 @@ fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spe
         user_name: identity.and_then(|u| u.get("username")).and_then(Value::as_str).map(str::to_string),
         is_start_task: true,
         resource_files: Vec::new(),
+        common_resource_files: Vec::new(),
         output_files: Vec::new(),
     }
 }

@@ -24,9 +24,6 @@ pub fn unsupported_task_feature(t: &CloudTask) -> Option<&'static str> {
     if t.application_package_references.as_ref().is_some_and(|v| !v.is_empty()) {
         return Some("applicationPackageReferences");
     }
-    if t.multi_instance_settings.is_some() {
-        return Some("multiInstanceSettings");
-    }
     if t.authentication_token_settings.as_ref().is_some_and(|a| a.access.as_ref().is_some_and(|v| !v.is_empty())) {
         return Some("authenticationTokenSettings");
     }
@@ -224,6 +221,7 @@ mod tests {
             node: Some("n".into()),
             cleanup_at: None,
             files_cleaned: false,
+            subtasks: None,
         }
     }
 

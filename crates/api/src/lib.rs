@@ -5,12 +5,14 @@
 //! [`wire::error`].
 
 pub mod cluster;
+pub mod data;
 pub mod execution;
 pub mod files;
 pub mod http;
 pub mod jobprep;
 pub mod jobs;
 pub mod lifecycle;
+pub mod multi;
 pub mod placement;
 pub mod pools;
 pub mod render;

@@ -39,6 +39,21 @@ pub fn place(nodes: &[Candidate], slots: u32, fill: Fill, affinity: Option<&str>
         .map(|n| n.id.clone())
 }
 
+/// Distinct nodes for the `n` instances of a multi-instance task (one slot
+/// on each), the primary first (where [`place`] puts a one-slot task), the
+/// others in fill order; None while fewer than `n` nodes have a free slot.
+pub fn place_instances(nodes: &[Candidate], n: usize, fill: Fill, affinity: Option<&str>) -> Option<Vec<String>> {
+    let primary = place(nodes, 1, fill, affinity)?;
+    let mut chosen = vec![primary];
+    let mut rest: Vec<Candidate> = nodes.iter().filter(|c| c.free >= 1 && c.id != chosen[0]).cloned().collect();
+    while chosen.len() < n {
+        let next = place(&rest, 1, fill, None)?;
+        rest.retain(|c| c.id != next);
+        chosen.push(next);
+    }
+    Some(chosen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +76,15 @@ mod tests {
         assert_eq!(place(&nodes, 1, Fill::Spread, Some("a")).as_deref(), Some("a"));
         assert_eq!(place(&nodes, 2, Fill::Spread, Some("a")).as_deref(), Some("b"), "a is full: elsewhere");
         assert_eq!(place(&nodes, 1, Fill::Pack, Some("gone")).as_deref(), Some("a"), "an unknown node is ignored");
+    }
+
+    #[test]
+    fn instances_go_to_distinct_nodes() {
+        let nodes = [c("a", 1, 0), c("b", 0, 1), c("c", 2, 0), c("d", 1, 0)];
+        assert_eq!(place_instances(&nodes, 3, Fill::Spread, None), Some(vec!["a".into(), "c".into(), "d".into()]));
+        assert_eq!(place_instances(&nodes, 2, Fill::Spread, Some("d")), Some(vec!["d".into(), "a".into()]));
+        assert_eq!(place_instances(&nodes, 4, Fill::Spread, None), None, "b has no free slot");
+        assert_eq!(place_instances(&nodes, 1, Fill::Pack, None).map(|v| v.len()), Some(1));
     }
 
     #[test]

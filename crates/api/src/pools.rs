@@ -335,10 +335,11 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
 /// Completes the tasks running on a node as terminated and kills them.
 pub async fn terminate_running_on(app: &App, node_id: &str) {
     for (attempt, slot) in app.cluster.running_on(node_id) {
+        let task_attempt = app.cluster.task_attempt(attempt);
         let _ = app
             .store
             .update_task(&slot.job_id, &slot.task_id, Default::default(), move |_, t, now| {
-                if t.attempt != Some(attempt) {
+                if t.attempt != Some(task_attempt) {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
                 crate::tasks::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");

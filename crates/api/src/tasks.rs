@@ -102,7 +102,15 @@ pub fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Resu
     let (now, etag) = app.store.etags.next();
     let mut multi = p.multi_instance_settings;
     if let Some(m) = multi.as_mut() {
-        m.number_of_instances.get_or_insert(1);
+        if *m.number_of_instances.get_or_insert(1) < 1 {
+            return Err(Error::invalid_property("numberOfInstances", "A multi-instance task needs at least one instance."));
+        }
+        if m.coordination_command_line.trim().is_empty() {
+            return Err(Error::invalid_property("coordinationCommandLine", "A multi-instance task needs a coordination command line."));
+        }
+        if p.required_slots.is_some_and(|s| s != 1) {
+            return Err(Error::invalid_property("requiredSlots", "A multi-instance task takes one slot on each of its nodes: requiredSlots must be 1."));
+        }
     }
     NewTask::new(CloudTask {
         id,
@@ -135,6 +143,7 @@ pub fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Resu
         node: None,
         cleanup_at: None,
         files_cleaned: false,
+        subtasks: None,
     })
 }
 
@@ -363,9 +372,20 @@ pub async fn reactivate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Re
     Ok(Reply::status(204).changed(&stored, ctx.url(&task_path(job_id, task_id))))
 }
 
-/// Subtasks exist only for multi-instance tasks that have run; none have yet.
+/// The subtasks (instances 1..n-1) of a multi-instance task: live while its
+/// attempt runs, else as its last attempt left them; empty for other tasks.
 pub async fn subtasks(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
-    select_expand(ctx)?; // validated; the list is empty
-    app.store.get_task(job_id, task_id).await?;
-    Ok(Reply::json(200, serde_json::json!({ "value": [] }).to_string()))
+    let (select, _) = select_expand(ctx)?;
+    let stored = app.store.get_task(job_id, task_id).await?;
+    let task: CloudTask = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
+    let live = task.attempt.and_then(|_| app.cluster.live_subtasks(job_id, task_id));
+    let mut value = live.or(task.subtasks).unwrap_or_default();
+    if let Some((_, keep)) = select.as_ref() {
+        for v in value.iter_mut() {
+            if let Some(m) = v.as_object_mut() {
+                m.retain(|k, _| keep.iter().any(|s| s == k));
+            }
+        }
+    }
+    Ok(Reply::json(200, serde_json::json!({ "value": value }).to_string()))
 }

@@ -105,6 +105,11 @@ pub struct TaskLaunch {
     /// (the attempt is `preparing` meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource_files: Vec<ResourceFileSpec>,
+    /// A multi-instance task's `commonResourceFiles`: fetched into the task
+    /// directory (the working directory's parent) before the coordination
+    /// command runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub common_resource_files: Vec<ResourceFileSpec>,
     /// Files to upload after the process exits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_files: Vec<OutputFileSpec>,

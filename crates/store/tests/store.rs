@@ -80,6 +80,7 @@ fn task(store: &Store, id: &str) -> NewTask {
         node: None,
         cleanup_at: None,
         files_cleaned: false,
+        subtasks: None,
     })
     .unwrap()
 }

@@ -444,6 +444,10 @@ pub struct CloudTask {
     pub cleanup_at: Option<Timestamp>,
     #[serde(default, rename = "_filesCleaned", skip_serializing_if = "std::ops::Not::not")]
     pub files_cleaned: bool,
+    /// A multi-instance task's subtasks (`SubtaskInformation`, ids 1..n-1)
+    /// as its last attempt left them.
+    #[serde(default, rename = "_subtasks", skip_serializing_if = "Option::is_none")]
+    pub subtasks: Option<Vec<serde_json::Value>>,
 }
 
 /// `PUT /jobs/{jobId}/tasks/{taskId}` body: only the constraints are writable.

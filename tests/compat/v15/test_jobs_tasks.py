@@ -134,7 +134,7 @@ def test_task_round_trips_every_property(client, uid):
         environment_settings=[models.EnvironmentSetting(name="A", value="1")],
         affinity_info=models.BatchAffinityInfo(affinity_id="TVM:node1"),
         constraints=models.BatchTaskConstraints(max_wall_clock_time=datetime.timedelta(hours=1), retention_time=datetime.timedelta(days=1), max_task_retry_count=4),
-        required_slots=2,
+        required_slots=1,  # multi-instance tasks take one slot per node
         user_identity=models.UserIdentity(auto_user=models.AutoUserSpecification(scope="task", elevation_level="admin")),
         multi_instance_settings=models.MultiInstanceSettings(number_of_instances=3, coordination_command_line="coord",
                                                              common_resource_files=[models.ResourceFile(http_url="http://example.com/c", file_path="c")]),
