@@ -1,14 +1,20 @@
 """Shared fixtures: a real `openbatch serve` process on a free port.
 
 The suites in v15/ and v14/ drive it with the official SDKs; common/ uses the
-raw signed client in rawclient.py for what the SDKs cannot send.
+raw signed client in rawclient.py for what the SDKs cannot send. The data
+tests also use `azurite` (the Azure Storage emulator standing in for Blob
+Storage) and `http_files` (a plain HTTP file server).
 """
 import base64
+import datetime
+import functools
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -29,8 +35,9 @@ def free_port():
 class Server:
     """One openbatch server; restartable on the same data directory."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, extra_args=()):
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.account = ACCOUNT
@@ -42,7 +49,7 @@ class Server:
         assert os.path.exists(BIN), f"openbatch binary not found at {BIN}; build it first"
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
-             "--account", self.account, "--key", self.key],
+             "--account", self.account, "--key", self.key, *self.extra_args],
             stdout=subprocess.PIPE, stderr=self.log,
         )
         deadline = time.time() + 20
@@ -109,3 +116,108 @@ def wait_for(pred, timeout=15.0, interval=0.05, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+# --- storage: Azurite and a plain HTTP file server --------------------------
+
+AZURITE_BIN = os.environ.get("AZURITE_BIN", os.path.join(HERE, "node", "node_modules", ".bin", "azurite-blob"))
+# Azurite's well-known development account.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class Azurite:
+    """One Azurite blob service; the blob SDK is imported lazily so that
+    conftest also loads in a virtualenv without it."""
+
+    def __init__(self, port):
+        self.port = port
+        self.account = AZURITE_ACCOUNT
+        self.key = AZURITE_KEY
+        self.endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+        self.connection_string = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+                                  f"AccountKey={AZURITE_KEY};BlobEndpoint={self.endpoint};")
+
+    @functools.cached_property
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+        return BlobServiceClient.from_connection_string(self.connection_string)
+
+    def container(self, name):
+        """Creates the container `name`; returns its ContainerClient."""
+        return self.service.create_container(name)
+
+    def sas_url(self, container, perms="rl"):
+        """The container's URL with a container SAS granting `perms` (any of
+        racwdl, in any order); the container need not exist."""
+        from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+        sas = generate_container_sas(self.account, container, account_key=self.key,
+                                     permission=ContainerSasPermissions.from_string(perms), expiry=self._expiry())
+        return f"{self.endpoint}/{container}?{sas}"
+
+    def blob_sas_url(self, container, blob, perms="r"):
+        """One blob's URL with a blob SAS (the httpUrl style)."""
+        from urllib.parse import quote
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+        sas = generate_blob_sas(self.account, container, blob, account_key=self.key,
+                                permission=BlobSasPermissions.from_string(perms), expiry=self._expiry())
+        return f"{self.endpoint}/{container}/{quote(blob)}?{sas}"
+
+    @staticmethod
+    def _expiry():
+        return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    assert os.access(AZURITE_BIN, os.X_OK), f"Azurite not found at {AZURITE_BIN} (run.sh installs it: npm ci in tests/compat/node)"
+    with tempfile.TemporaryDirectory(prefix="openbatch-azurite-") as d:
+        port = free_port()
+        log = open(os.path.join(d, "azurite.log"), "ab")
+        # --skipApiVersionCheck: azure-storage-blob 12.31.1 sends a newer
+        # x-ms-version than Azurite 3.35.0 knows.
+        proc = subprocess.Popen(
+            [AZURITE_BIN, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", os.path.join(d, "data"),
+             "--silent", "--disableTelemetry", "--skipApiVersionCheck"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 30
+            while True:
+                assert proc.poll() is None, f"Azurite exited with {proc.returncode}; see {d}/azurite.log"
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    assert time.time() < deadline, "Azurite did not start listening"
+                    time.sleep(0.1)
+            yield Azurite(port)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_files():
+    """A plain HTTP server on loopback serving a fresh directory: yields
+    (base_url, directory); files written to the directory are served at
+    base_url + "/" + name."""
+    with tempfile.TemporaryDirectory(prefix="openbatch-http-") as d:
+        handler = functools.partial(_QuietFiles, directory=d)
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{srv.server_address[1]}", d
+        finally:
+            srv.shutdown()
+            srv.server_close()

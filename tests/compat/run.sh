@@ -2,7 +2,8 @@
 # Runs the compatibility suites: the official azure-batch SDKs (15.x and
 # 14.x, pinned, each in its own virtualenv because both are the same
 # distribution) drive the built openbatch binary. Idempotent: virtualenvs are
-# reused while their requirements file is unchanged.
+# reused while their requirements file is unchanged. Azurite (npm) stands in
+# for Azure Blob Storage in the data tests.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export OPENBATCH_BIN="${OPENBATCH_BIN:-$here/../../target/release/openbatch}"
@@ -22,6 +23,22 @@ venv() { # name requirements-file
 }
 venv 15 requirements-v15.txt
 venv 14 requirements-v14.txt
+
+# Azurite (the Azure Storage emulator, pinned in node/package-lock.json) for
+# the resource-file and output-file tests; reinstalled when the lock changes.
+node_tools() {
+  local dir="$here/node"
+  if ! command -v npm >/dev/null; then
+    echo "npm not found (install nodejs and npm; scripts/test does)" >&2
+    exit 1
+  fi
+  if [ ! -f "$dir/node_modules/.stamp" ] || ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.stamp"; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$dir/package-lock.json" "$dir/node_modules/.stamp"
+  fi
+}
+node_tools
+export AZURITE_BIN="${AZURITE_BIN:-$here/node/node_modules/.bin/azurite-blob}"
 
 cd "$here"
 status=0

@@ -67,6 +67,9 @@ pub struct ApiConfig {
     pub nodes_dir: std::path::PathBuf,
     /// The program started for local nodes (this binary); None disables local nodes.
     pub agent_program: Option<std::path::PathBuf>,
+    /// Enforce the service's own limits where openbatch is more generous by
+    /// default (e.g. 64,000 characters of dependency task ids).
+    pub strict_limits: bool,
 }
 
 /// Shared state of the running server.

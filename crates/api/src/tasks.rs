@@ -93,12 +93,29 @@ fn check_dependencies_and_exit_options(p: &TaskAddParameter, job: &CloudJob) -> 
     Ok(())
 }
 
+/// The service's documented dependency limit: the task ids a task depends
+/// on total at most 64,000 characters. openbatch enforces it only with
+/// `--strict-limits`; otherwise the request body size is the only bound
+/// (dependency lists are stored once and counted, never expanded).
+pub const MAX_DEPENDENCY_ID_CHARS: usize = 64_000;
+
+fn check_service_limits(p: &TaskAddParameter) -> Result<(), Error> {
+    let chars: usize = p.depends_on.iter().flat_map(|d| d.task_ids.iter().flatten()).map(|id| id.chars().count()).sum();
+    if chars > MAX_DEPENDENCY_ID_CHARS {
+        return Err(Error::new(ErrorCode::TaskDependencyListTooLong));
+    }
+    Ok(())
+}
+
 /// Builds a stored task from a validated body, filling in what the service fills in.
 pub fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Result<NewTask, Error> {
     if p.depends_on.is_some() && !job.uses_task_dependencies {
         return Err(Error::new(ErrorCode::TaskDependenciesNotSpecifiedOnJob));
     }
     check_dependencies_and_exit_options(&p, job)?;
+    if app.config.strict_limits {
+        check_service_limits(&p)?;
+    }
     let (now, etag) = app.store.etags.next();
     let mut multi = p.multi_instance_settings;
     if let Some(m) = multi.as_mut() {

@@ -29,6 +29,7 @@ impl Harness {
         let app = App::new(
             store,
             ApiConfig {
+                strict_limits: false,
                 account: ACCOUNT.into(),
                 keys: vec![KEY.to_vec()],
                 public_url: None,

@@ -45,6 +45,10 @@ pub struct RawServe {
     /// Milliseconds a job shows a transitional state (deleting, terminating, ...) before it completes.
     #[arg(long, env = "OPENBATCH_TRANSITION_DELAY_MS")]
     pub transition_delay_ms: Option<u64>,
+    /// Enforce the service's limits where openbatch is more generous by default
+    /// (see COMPATIBILITY.md, "Limits").
+    #[arg(long, env = "OPENBATCH_STRICT_LIMITS", num_args = 0..=1, default_missing_value = "true")]
+    pub strict_limits: Option<bool>,
 }
 
 impl RawServe {
@@ -58,6 +62,7 @@ impl RawServe {
             key2: self.key2.or(other.key2),
             public_url: self.public_url.or(other.public_url),
             transition_delay_ms: self.transition_delay_ms.or(other.transition_delay_ms),
+            strict_limits: self.strict_limits.or(other.strict_limits),
         }
     }
 }
@@ -72,6 +77,7 @@ pub struct ServeConfig {
     pub using_dev_key: bool,
     pub public_url: Option<String>,
     pub transition_delay: Duration,
+    pub strict_limits: bool,
 }
 
 fn decode_key(name: &str, v: &str) -> Result<Vec<u8>, String> {
@@ -135,6 +141,7 @@ impl ServeConfig {
             using_dev_key,
             public_url,
             transition_delay: Duration::from_millis(raw.transition_delay_ms.unwrap_or(300).min(60_000)),
+            strict_limits: raw.strict_limits.unwrap_or(false),
         })
     }
 }

@@ -118,6 +118,7 @@ fn serve(cfg: ServeConfig) -> ExitCode {
                 agent_token,
                 nodes_dir: cfg.data_dir.join("nodes"),
                 agent_program: std::env::current_exe().ok(),
+                strict_limits: cfg.strict_limits,
             },
         );
         let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));

@@ -441,3 +441,41 @@ def test_status_needs_a_preparation_task(client, new_job):
     with pytest.raises(HttpResponseError) as e:
         list(client.list_job_preparation_and_release_task_status(jid))
     assert e.value.error.code == "JobPreparationTaskNotSpecified"
+
+
+# --- limits -----------------------------------------------------------------
+
+def long_ids(total_chars):
+    """Task ids of 64 characters (the longest an id may be) adding up to just
+    over `total_chars`."""
+    return [f"{i:064d}" for i in range(total_chars // 64 + 1)]
+
+
+def test_dependency_list_limit_is_relaxed_by_default(client, new_job):
+    """Beyond the service's 64,000 characters of dependency ids: accepted
+    (the request body size is openbatch's only bound)."""
+    jid = new_job(uses_task_dependencies=True)
+    ids = long_ids(70_000)
+    client.create_task(jid, task("big", "/bin/true", depends_on=after(*ids)))
+    assert len(client.get_task(jid, "big").depends_on.task_ids) == len(ids)
+
+
+def test_strict_limits_enforce_the_services_dependency_limit(tmp_path):
+    """`openbatch serve --strict-limits`: 400 TaskDependencyListTooLong over
+    64,000 characters of dependency ids, as the service answers."""
+    from conftest import Server
+    s = Server(str(tmp_path), extra_args=["--strict-limits"])
+    s.start()
+    try:
+        c = BatchClient(endpoint=s.endpoint, credential=AzureNamedKeyCredential(s.account, s.key))
+        c.create_pool(models.BatchPoolCreateOptions(id="idle", vm_size="standard_d2s_v3"))
+        c.create_job(models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="idle"),
+                                                  uses_task_dependencies=True))
+        with pytest.raises(HttpResponseError) as e:
+            c.create_task("j", task("big", "/bin/true", depends_on=after(*long_ids(64_000))))
+        assert e.value.status_code == 400
+        assert e.value.error.code == "TaskDependencyListTooLong"
+        # Exactly at the limit is fine.
+        c.create_task("j", task("fits", "/bin/true", depends_on=after(*long_ids(64_000)[:1000])))
+    finally:
+        s.stop()
