@@ -24,6 +24,7 @@ pub fn now_ms() -> i64 {
 pub struct Running {
     pub pid: i32,
     pub started_ms: i64,
+    pub started: std::time::Instant,
 }
 
 /// User and group ids of an account, if it exists.
@@ -142,7 +143,7 @@ pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<
     let spec = crate::spawn::Spec { program, args, env: &env, cwd: &wd, stdout: &stdout, stderr: &stderr, ids: run_as };
     let started_ms = now_ms();
     match crate::spawn::spawn(&spec) {
-        Ok(child) => Ok(Started { running: Running { pid: child.pid, started_ms }, child }),
+        Ok(child) => Ok(Started { running: Running { pid: child.pid, started_ms, started: std::time::Instant::now() }, child }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err((
             "CommandProgramNotFound".into(),
             format!("The specified command program is not found: {program}"),
@@ -177,6 +178,7 @@ pub async fn wait(attempt: u64, s: Started) -> TaskOutcome {
         file_upload_error: false,
         start_time_ms: r.started_ms,
         end_time_ms: end,
+        wall_us: Some(r.started.elapsed().as_micros() as u64),
         user_cpu_us: tv_us(usage.ru_utime),
         kernel_cpu_us: tv_us(usage.ru_stime),
         read_bytes: usage.ru_inblock.max(0) as u64 * 512,
@@ -214,6 +216,7 @@ pub fn not_started(attempt: u64, code: String, message: String) -> TaskOutcome {
         file_upload_error: false,
         start_time_ms: t,
         end_time_ms: t,
+        wall_us: None,
         user_cpu_us: 0,
         kernel_cpu_us: 0,
         read_bytes: 0,
@@ -264,9 +267,6 @@ mod tests {
             resource_files: Vec::new(),
             common_resource_files: Vec::new(),
             output_files: Vec::new(),
-        resource_files: Vec::new(),
-        common_resource_files: Vec::new(),
-        output_files: Vec::new(),
         }
     }
 

@@ -41,8 +41,13 @@ struct State {
     boot_id: String,
     /// Running attempts: attempt id → process group id.
     running: Mutex<HashMap<u64, i32>>,
+    /// Attempts fetching their resource files (no process yet). Killing
+    /// one removes it: the process is then never started.
+    preparing: Mutex<std::collections::HashSet<u64>>,
     /// Outcomes not yet delivered (the connection was down when they ended).
     undelivered: Mutex<Vec<proto::TaskOutcome>>,
+    /// Downloads and uploads of task data.
+    transfer: transfer::Transfer,
     run_as: Option<(u32, u32)>,
     is_root: bool,
 }
@@ -63,7 +68,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         exec::make_searchable(&cfg.root);
     }
     let boot_id = format!("{}-{}", std::process::id(), exec::now_ms());
-    let state = Arc::new(State { cfg, boot_id, running: Mutex::new(HashMap::new()), undelivered: Mutex::new(Vec::new()), run_as, is_root });
+    let state = Arc::new(State {
+        cfg,
+        boot_id,
+        running: Mutex::new(HashMap::new()),
+        preparing: Mutex::new(Default::default()),
+        undelivered: Mutex::new(Vec::new()),
+        transfer: transfer::Transfer::new(),
+        run_as,
+        is_root,
+    });
     let mut backoff = Duration::from_millis(100);
     loop {
         match session(state.clone()).await {
@@ -96,7 +110,14 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
         hostname: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
         ip_address: state.cfg.ip_address.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        running: state.running.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect(),
+        running: state
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .chain(state.preparing.lock().unwrap_or_else(|p| p.into_inner()).iter())
+            .copied()
+            .collect(),
         root_dir: state.cfg.root.display().to_string(),
         is_root: state.is_root,
         boot_id: state.boot_id.clone(),
@@ -157,6 +178,7 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
             }
             ToAgent::Start(launch) => start_attempt(state.clone(), *launch, tx.clone()),
             ToAgent::Kill { attempt, grace_ms } => {
+                state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
                 let pid = state.running.lock().unwrap_or_else(|p| p.into_inner()).get(&attempt).copied();
                 if let Some(pid) = pid {
                     tokio::spawn(exec::stop(pid, Duration::from_millis(grace_ms)));
@@ -196,9 +218,20 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
     result
 }
 
+/// Sends an attempt's outcome, or keeps it for the next connection.
+fn report(state: &State, tx: &mpsc::UnboundedSender<ToServer>, outcome: proto::TaskOutcome) {
+    if let Err(e) = tx.send(ToServer::Finished(Box::new(outcome))) {
+        if let ToServer::Finished(o) = e.0 {
+            state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).push(*o);
+        }
+    }
+}
+
 fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSender<ToServer>) {
     let attempt = launch.attempt;
-    if state.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&attempt) {
+    if state.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&attempt)
+        || state.preparing.lock().unwrap_or_else(|p| p.into_inner()).contains(&attempt)
+    {
         return; // already running (a repeated assignment after reconnect)
     }
     let run_as = match &launch.user_name {
@@ -215,10 +248,57 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
         None if launch.elevated => None,
         None => state.run_as,
     };
-    match exec::start(&state.cfg.root, &launch, run_as) {
-        Err((code, message)) => {
-            let _ = tx.send(ToServer::Finished(Box::new(exec::not_started(attempt, code, message))));
+    if launch.resource_files.is_empty() && launch.common_resource_files.is_empty() {
+        run_process(state, launch, run_as, tx);
+        return;
+    }
+    // Resource files first (the task is `preparing` meanwhile), then the process.
+    state.preparing.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt);
+    tokio::spawn(async move {
+        let fetched = fetch_resources(&state, &launch, run_as).await;
+        if !state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
+            return; // killed meanwhile: the server no longer wants it
         }
+        match fetched {
+            Ok(()) => run_process(state, launch, run_as, tx),
+            Err(f) => {
+                let mut o = exec::not_started(attempt, f.code, f.message);
+                o.failure_category = Some(if f.server_error { "servererror" } else { "usererror" }.into());
+                o.pre_processing_error = true;
+                report(&state, &tx, o);
+            }
+        }
+    });
+}
+
+/// Downloads an attempt's common resource files (into the task directory)
+/// and resource files (into the working directory), owned by the task's user.
+async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<(), transfer::Failure> {
+    let task_dir = state.cfg.root.join(&l.task_dir);
+    let wd = task_dir.join("wd");
+    if let Err(e) = std::fs::create_dir_all(&wd) {
+        return Err(transfer::Failure {
+            code: "ResourceDirectoryCreateFailed".into(),
+            message: format!("{}: {e}", wd.display()),
+            server_error: true,
+        });
+    }
+    if let Some((uid, gid)) = run_as {
+        for d in [&task_dir, &wd] {
+            let _ = std::os::unix::fs::chown(d, Some(uid), Some(gid));
+        }
+    }
+    state.transfer.download(&l.common_resource_files, &task_dir, run_as).await?;
+    state.transfer.download(&l.resource_files, &wd, run_as).await?;
+    Ok(())
+}
+
+/// Starts the attempt's process and reports how it ends (after uploading
+/// its output files).
+fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>, tx: mpsc::UnboundedSender<ToServer>) {
+    let attempt = launch.attempt;
+    match exec::start(&state.cfg.root, &launch, run_as) {
+        Err((code, message)) => report(&state, &tx, exec::not_started(attempt, code, message)),
         Ok(started) => {
             let r = started.running;
             state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt, r.pid);
@@ -241,12 +321,20 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
                     outcome.failure_code = Some("MaxWallClockTimeExpiry".into());
                     outcome.failure_message = Some("The task exceeded its maximum wall clock time and was terminated.".into());
                 }
-                state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
-                if let Err(e) = tx.send(ToServer::Finished(Box::new(outcome))) {
-                    if let ToServer::Finished(o) = e.0 {
-                        state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).push(*o);
+                if !launch.output_files.is_empty() && outcome.exit_code.is_some() {
+                    let task_dir = state.cfg.root.join(&launch.task_dir);
+                    let succeeded = outcome.exit_code == Some(0) && outcome.failure_code.is_none();
+                    let uploaded =
+                        state.transfer.upload(&launch.output_files, &task_dir, &task_dir.join("wd"), succeeded, &launch.env).await;
+                    if let Err(f) = uploaded {
+                        outcome.failure_code = Some(f.code);
+                        outcome.failure_message = Some(f.message);
+                        outcome.failure_category = Some(if f.server_error { "servererror" } else { "usererror" }.into());
+                        outcome.file_upload_error = true;
                     }
                 }
+                state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
+                report(&state, &tx, outcome);
             });
         }
     }

@@ -1511,6 +1511,8 @@ fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spe
         .and_then(|a| a.get("elevationLevel"))
         .and_then(Value::as_str)
         .is_some_and(|l| l.eq_ignore_ascii_case("admin"));
+    let resource_files: Vec<wire::models::ResourceFile> =
+        spec.get("resourceFiles").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
     TaskLaunch {
         attempt,
         job_id: String::new(),
@@ -1522,7 +1524,7 @@ fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spe
         elevated,
         user_name: identity.and_then(|u| u.get("username")).and_then(Value::as_str).map(str::to_string),
         is_start_task: true,
-        resource_files: Vec::new(),
+        resource_files: crate::data::resource_specs(&resource_files),
         common_resource_files: Vec::new(),
         output_files: Vec::new(),
     }

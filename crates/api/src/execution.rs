@@ -12,12 +12,6 @@ use wire::time::{Duration, Timestamp};
 /// Such a task is not run (which would silently ignore what it asks for):
 /// it completes with a failure that names the property.
 pub fn unsupported_task_feature(t: &CloudTask) -> Option<&'static str> {
-    if t.resource_files.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Some("resourceFiles");
-    }
-    if t.output_files.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Some("outputFiles");
-    }
     if t.container_settings.is_some() {
         return Some("containerSettings");
     }
@@ -83,7 +77,10 @@ pub fn apply_outcome(task: &mut CloudTask, o: &TaskOutcome, url: String, now: Ti
     if task.state == TaskState::Preparing {
         transition(task, TaskState::Running, start);
     }
-    let wall = Duration((o.end_time_ms - o.start_time_ms).max(0) * 10_000);
+    let wall = match o.wall_us {
+        Some(us) => Duration((us as i64).saturating_mul(10)),
+        None => Duration((o.end_time_ms - o.start_time_ms).max(0) * 10_000),
+    };
     // Statistics accumulate over the task's attempts.
     let prev = task.stats.take();
     let add = |a: Duration, b: Duration| Duration(a.0.saturating_add(b.0));
@@ -108,7 +105,10 @@ pub fn apply_outcome(task: &mut CloudTask, o: &TaskOutcome, url: String, now: Ti
     e.exit_code = o.exit_code;
     let failure = match (&o.failure_code, o.exit_code) {
         (Some(code), _) => Some(FailureInformation {
-            category: ErrorCategory::UserError,
+            category: match o.failure_category.as_deref() {
+                Some("servererror") => ErrorCategory::ServerError,
+                _ => ErrorCategory::UserError,
+            },
             code: Some(code.clone()),
             message: o.failure_message.clone(),
             details: None,
@@ -236,6 +236,7 @@ mod tests {
             file_upload_error: false,
             start_time_ms: 1_700_000_000_000,
             end_time_ms: 1_700_000_001_500,
+            wall_us: None,
             user_cpu_us: 1_000,
             kernel_cpu_us: 2_000,
             read_bytes: 0,
@@ -308,19 +309,12 @@ mod tests {
             default: Some(ExitOptions { job_action: Some(wire::enums::JobAction::Terminate), dependency_action: None }),
         });
         assert_eq!(unsupported_task_feature(&t), None, "exit conditions are acted on");
-        t.resource_files = Some(vec![]);
+        t.application_package_references = Some(vec![]);
         t.exit_conditions = None;
         assert_eq!(unsupported_task_feature(&t), None, "an empty list asks for nothing");
-        t.resource_files = Some(vec![ResourceFile {
-            auto_storage_container_name: None,
-            storage_container_url: None,
-            http_url: Some("http://x".into()),
-            blob_prefix: None,
-            file_path: Some("x".into()),
-            file_mode: None,
-            identity_reference: None,
-        }]);
-        assert_eq!(unsupported_task_feature(&t), Some("resourceFiles"));
+        t.application_package_references =
+            Some(vec![wire::models::ApplicationPackageReference { application_id: "app".into(), version: None }]);
+        assert_eq!(unsupported_task_feature(&t), Some("applicationPackageReferences"));
     }
 
     #[test]

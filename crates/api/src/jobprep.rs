@@ -123,6 +123,11 @@ impl Cluster {
     }
 
     fn prep_launch(&self, account_url: &str, job: &CloudJob, n: &Node, release: bool, attempt: u64) -> TaskLaunch {
+        let files = match (release, &job.job_preparation_task, &job.job_release_task) {
+            (false, Some(p), _) => p.resource_files.clone(),
+            (true, _, Some(r)) => r.resource_files.clone(),
+            _ => None,
+        };
         let (id, command, env, identity, max_wall) = match (release, &job.job_preparation_task, &job.job_release_task) {
             (false, Some(p), _) => (
                 p.id.clone().unwrap_or_else(|| PREP_ID.into()),
@@ -140,7 +145,7 @@ impl Cluster {
             ),
             _ => (String::new(), String::new(), None, None, None),
         };
-        launch_for(
+        let mut l = launch_for(
             &self.config.account,
             account_url,
             job,
@@ -155,7 +160,9 @@ impl Cluster {
             &n.root_dir,
             n.is_dedicated,
             attempt,
-        )
+        );
+        l.resource_files = crate::data::resource_specs(files.as_deref().unwrap_or_default());
+        l
     }
 
     /// Routes an outcome that belongs to a preparation or release run;

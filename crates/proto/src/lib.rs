@@ -177,6 +177,10 @@ pub struct TaskOutcome {
     pub file_upload_error: bool,
     pub start_time_ms: i64,
     pub end_time_ms: i64,
+    /// The process's run time, measured more finely than the two times
+    /// above (a trivial process runs for well under a millisecond).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_us: Option<u64>,
     pub user_cpu_us: u64,
     pub kernel_cpu_us: u64,
     pub read_bytes: u64,

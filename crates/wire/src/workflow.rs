@@ -5,9 +5,15 @@
 use crate::enums::{DependencyAction, JobAction, TaskState};
 use crate::models::{CloudTask, ExitOptions, TaskDependencies};
 
-/// Failure codes of an upload of output files (a completed process whose
-/// files could not be saved).
-pub const FILE_UPLOAD_FAILURE: &str = "FileUploadFailed";
+/// A failure code from uploading output files (a completed process whose
+/// files could not be saved): the service's `FileUpload…` codes
+/// (`FileUploadContainerNotFound`, `FileUploadMiscError`, ...).
+pub fn is_upload_failure(code: &str) -> bool {
+    code.starts_with("FileUpload")
+}
+
+#[cfg(test)]
+const FILE_UPLOAD_FAILURE: &str = "FileUploadMiscError";
 
 /// What a completed task asks of its job and of its dependents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +34,7 @@ enum Ending {
 
 fn ending(t: &CloudTask) -> Ending {
     let e = &t.execution_info;
-    let upload_failed = e.failure_info.as_ref().and_then(|f| f.code.as_deref()) == Some(FILE_UPLOAD_FAILURE);
+    let upload_failed = e.failure_info.as_ref().and_then(|f| f.code.as_deref()).is_some_and(is_upload_failure);
     match e.exit_code {
         Some(c) if upload_failed => Ending::CodeThenUploadFailed(c),
         Some(c) => Ending::Code(c),

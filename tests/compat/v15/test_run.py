@@ -296,10 +296,11 @@ def test_unsupported_features_fail_clearly(client, pool, uid):
     jid = uid("job")
     new_job(client, pool, jid)
     client.create_task(jid, models.BatchTaskCreateOptions(
-        id="rf", command_line="/bin/true", resource_files=[models.ResourceFile(http_url="http://127.0.0.1:9/x", file_path="x")]))
-    t = wait_completed(client, jid, "rf")
+        id="ct", command_line="/bin/true",
+        container_settings=models.BatchTaskContainerSettings(image_name="busybox")))
+    t = wait_completed(client, jid, "ct")
     assert t.execution_info.failure_info.code == "NotImplemented"
-    assert "resourceFiles" in t.execution_info.failure_info.message
+    assert "containerSettings" in t.execution_info.failure_info.message
 
 
 def test_a_node_from_another_machine_joins(client, server, uid, tmp_path):
