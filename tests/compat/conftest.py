@@ -6,6 +6,7 @@ tests also use `azurite` (the Azure Storage emulator standing in for Blob
 Storage) and `http_files` (a plain HTTP file server).
 """
 import base64
+import contextlib
 import datetime
 import functools
 import http.server
@@ -168,37 +169,45 @@ class Azurite:
         return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)
 
 
+@contextlib.contextmanager
+def running_azurite(directory):
+    """Runs Azurite's blob service with its data in `directory`; yields an
+    `Azurite` (also used by bench/data.py)."""
+    assert os.access(AZURITE_BIN, os.X_OK), f"Azurite not found at {AZURITE_BIN} (run.sh installs it: npm ci in tests/compat/node)"
+    port = free_port()
+    log = open(os.path.join(directory, "azurite.log"), "ab")
+    # --skipApiVersionCheck: azure-storage-blob 12.31.1 sends a newer
+    # x-ms-version than Azurite 3.35.0 knows.
+    proc = subprocess.Popen(
+        [AZURITE_BIN, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", os.path.join(directory, "data"),
+         "--silent", "--disableTelemetry", "--skipApiVersionCheck"],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            assert proc.poll() is None, f"Azurite exited with {proc.returncode}; see {directory}/azurite.log"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "Azurite did not start listening"
+                time.sleep(0.1)
+        yield Azurite(port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def azurite():
-    assert os.access(AZURITE_BIN, os.X_OK), f"Azurite not found at {AZURITE_BIN} (run.sh installs it: npm ci in tests/compat/node)"
     with tempfile.TemporaryDirectory(prefix="openbatch-azurite-") as d:
-        port = free_port()
-        log = open(os.path.join(d, "azurite.log"), "ab")
-        # --skipApiVersionCheck: azure-storage-blob 12.31.1 sends a newer
-        # x-ms-version than Azurite 3.35.0 knows.
-        proc = subprocess.Popen(
-            [AZURITE_BIN, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", os.path.join(d, "data"),
-             "--silent", "--disableTelemetry", "--skipApiVersionCheck"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.time() + 30
-            while True:
-                assert proc.poll() is None, f"Azurite exited with {proc.returncode}; see {d}/azurite.log"
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    assert time.time() < deadline, "Azurite did not start listening"
-                    time.sleep(0.1)
-            yield Azurite(port)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+        with running_azurite(d) as a:
+            yield a
 
 
 class _QuietFiles(http.server.SimpleHTTPRequestHandler):

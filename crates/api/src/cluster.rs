@@ -149,6 +149,8 @@ pub struct ClusterConfig {
     /// The program started for local nodes (this binary).
     pub agent_program: Option<PathBuf>,
     pub account: String,
+    /// Signs task authentication tokens (the account's primary key).
+    pub token_key: Vec<u8>,
 }
 
 /// A job's ready tasks read ahead of need.
@@ -1131,7 +1133,7 @@ impl Cluster {
                         launches.append(&mut instance_launches);
                     } else {
                         placed_slots += slots as usize;
-                        let launch = build_launch(&self.config.account, account_url, &job, &task, &pool, &node_id, &root_dir, dedicated, attempt);
+                        let launch = build_launch(&self.config, account_url, &job, &task, &pool, &node_id, &root_dir, dedicated, attempt);
                         launches.push((node_id.clone(), launch));
                     }
                     let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
@@ -1401,7 +1403,7 @@ pub(crate) fn node_info(account_url: &str, pool: &str, node: &str, job: &str, ta
 /// the task's own.
 #[allow(clippy::too_many_arguments)]
 pub fn build_launch(
-    account: &str,
+    cfg: &ClusterConfig,
     account_url: &str,
     job: &CloudJob,
     t: &CloudTask,
@@ -1413,7 +1415,7 @@ pub fn build_launch(
 ) -> TaskLaunch {
     let task_dir = format!("{}/{}", wire::workflow::job_dir(&job.id), t.id);
     let mut l = launch_for(
-        account,
+        &cfg.account,
         account_url,
         job,
         &t.id,
@@ -1429,6 +1431,9 @@ pub fn build_launch(
         attempt,
     );
     l.env.extend(crate::jobprep::prep_env(job, root_dir));
+    if t.authentication_token_settings.as_ref().and_then(|a| a.access.as_ref()).is_some_and(|v| !v.is_empty()) {
+        l.env.insert("AZ_BATCH_AUTHENTICATION_TOKEN".into(), crate::tokens::issue(&cfg.token_key, &job.id, chrono::Utc::now().timestamp()));
+    }
     l.resource_files = crate::data::resource_specs(t.resource_files.as_deref().unwrap_or_default());
     l.output_files = crate::data::output_specs(t.output_files.as_deref().unwrap_or_default());
     l

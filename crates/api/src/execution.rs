@@ -18,9 +18,6 @@ pub fn unsupported_task_feature(t: &CloudTask) -> Option<&'static str> {
     if t.application_package_references.as_ref().is_some_and(|v| !v.is_empty()) {
         return Some("applicationPackageReferences");
     }
-    if t.authentication_token_settings.as_ref().is_some_and(|a| a.access.as_ref().is_some_and(|v| !v.is_empty())) {
-        return Some("authenticationTokenSettings");
-    }
     None
 }
 

@@ -20,6 +20,7 @@ pub mod route;
 pub mod schedules;
 pub mod sharedkey;
 pub mod tasks;
+pub mod tokens;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -95,6 +96,7 @@ impl App {
                 server_url: Default::default(),
                 agent_program: config.agent_program.clone(),
                 account: config.account.clone(),
+                token_key: config.keys.first().cloned().unwrap_or_default(),
             },
             lifecycle.clone(),
         ));
@@ -171,7 +173,18 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
         let body = axum::body::to_bytes(body, MAX_BODY)
             .await
             .map_err(|_| Error::new(ErrorCode::RequestBodyTooLarge))?;
-        sharedkey::verify(&app.auth, &method, &raw_target, &parts.headers, Utc::now()).map_err(auth_error)?;
+        // A task's authentication token (Bearer) grants its own job only;
+        // anything else is signed with the account key (SharedKey).
+        let token_scope = match tokens::bearer(&parts.headers) {
+            Some(token) => Some(tokens::verify(&app.config.keys[0], token, Utc::now().timestamp()).ok_or_else(|| {
+                Error::new(ErrorCode::AuthenticationFailed)
+                    .with("AuthenticationErrorDetail", "The bearer token is not a valid task authentication token, or it has expired.")
+            })?),
+            None => {
+                sharedkey::verify(&app.auth, &method, &raw_target, &parts.headers, Utc::now()).map_err(auth_error)?;
+                None
+            }
+        };
         let (path, raw_query) = raw_target.split_once('?').unwrap_or((raw_target.as_str(), ""));
         let query = parse_query(raw_query);
         let api_version = query
@@ -187,6 +200,14 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
         }
         let op = route::route(&method, path)?;
         op_name = op.name();
+        if let Some(job) = &token_scope {
+            if !op.job().is_some_and(|j| j.eq_ignore_ascii_case(job)) {
+                return Err(Error::new(ErrorCode::AuthenticationFailed).with(
+                    "AuthenticationErrorDetail",
+                    format!("The task authentication token grants access to operations on job '{job}' only."),
+                ));
+            }
+        }
         let ctx = Ctx {
             method: method.clone(),
             path: path.to_string(),

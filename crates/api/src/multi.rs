@@ -176,12 +176,11 @@ impl Cluster {
             ]
             .map(|(k, v)| (k.to_string(), v))
         };
-        let account = &self.config.account;
         let now = json!(Timestamp::now());
         let mut instances = Vec::new();
         let mut launches = Vec::new();
         for (i, (node, _, root, dedicated, a)) in placed.iter().enumerate() {
-            let mut l = build_launch(account, account_url, job, task, pool, node, root, *dedicated, *a);
+            let mut l = build_launch(&self.config, account_url, job, task, pool, node, root, *dedicated, *a);
             l.command_line = m.coordination_command_line.clone();
             l.env.extend(multi_env(root, i == 0));
             // Common resource files go to every instance, into the task
@@ -199,7 +198,7 @@ impl Cluster {
             instances.push(Instance { node_id: node.clone(), attempt: *a, coordinated: false, info });
         }
         let (primary, _, root, dedicated, _) = placed[0].clone();
-        let mut app = build_launch(account, account_url, job, task, pool, &primary, &root, dedicated, attempt);
+        let mut app = build_launch(&self.config, account_url, job, task, pool, &primary, &root, dedicated, attempt);
         app.env.extend(multi_env(&root, true));
         let mut runs = lock(&self.multi);
         for i in &instances {

@@ -74,6 +74,19 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The job an operation is on (what a task authentication token may reach).
+    pub fn job(&self) -> Option<&str> {
+        use Operation::*;
+        match self {
+            GetJob(j) | PatchJob(j) | ReplaceJob(j) | DeleteJob(j) | DisableJob(j) | EnableJob(j) | TerminateJob(j)
+            | JobTaskCounts(j) | JobPrepReleaseStatus(j) | ListTasks(j) | AddTask(j) | AddTaskCollection(j) => Some(j),
+            GetTask(j, _) | UpdateTask(j, _) | DeleteTask(j, _) | TerminateTask(j, _) | ReactivateTask(j, _)
+            | ListSubtasks(j, _) | ListTaskFiles(j, _) => Some(j),
+            GetTaskFile(j, _, _) | TaskFileProperties(j, _, _) | DeleteTaskFile(j, _, _) => Some(j),
+            _ => None,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn name(&self) -> &'static str {
         use Operation::*;

@@ -152,3 +152,30 @@ def test_all_tasks_complete_terminates_job(client, new_job):
     assert job.execution_info.terminate_reason == "AllTasksComplete"
     assert job.on_all_tasks_complete == models.OnAllTasksComplete.terminate_job
     assert all(succeeded(client.task.get(jid, t)) for t in ("a", "b"))
+
+
+def test_multi_instance_task_on_two_nodes(client, uid):
+    """A two-node multi-instance task through the 14.x models: coordination on
+    both nodes, the command line on the primary, one subtask."""
+    pid = uid("mi14")
+    client.pool.add(models.PoolAddParameter(id=pid, vm_size="standard_d2s_v3", target_dedicated_nodes=2,
+                                            enable_inter_node_communication=True))
+    try:
+        wait_for(lambda: len([n for n in client.compute_node.list(pid) if n.state == models.ComputeNodeState.idle]) == 2,
+                 timeout=20, what="two idle nodes")
+        jid = uid("mi14")
+        client.job.add(models.JobAddParameter(id=jid, pool_info=models.PoolInformation(pool_id=pid)))
+        client.task.add(jid, task("mpi", "/bin/sh -c 'echo hosts=$AZ_BATCH_HOST_LIST'",
+                                  multi_instance_settings=models.MultiInstanceSettings(
+                                      number_of_instances=2, coordination_command_line="/bin/true")))
+        t = wait_completed(client, jid, "mpi")
+        assert t.execution_info.result == models.TaskExecutionResult.success
+        out = b"".join(client.file.get_from_task(jid, "mpi", "stdout.txt")).decode()
+        assert len(out.strip().split("=", 1)[1].split(",")) == 2
+        subtasks = list(client.task.list_subtasks(jid, "mpi").value)
+        assert [s.id for s in subtasks] == [1]
+        assert subtasks[0].state == models.SubtaskState.completed and subtasks[0].exit_code == 0
+        assert subtasks[0].node_info.node_id != t.node_info.node_id
+        client.job.terminate(jid)
+    finally:
+        client.pool.delete(pid)
