@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub root: PathBuf,
     /// The address other nodes and clients see for this node.
     pub ip_address: String,
+    /// Directories `file://` transfers may use; None: any path the agent reaches.
+    pub file_roots: Option<Vec<PathBuf>>,
 }
 
 struct State {
@@ -68,13 +70,17 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         exec::make_searchable(&cfg.root);
     }
     let boot_id = format!("{}-{}", std::process::id(), exec::now_ms());
+    let transfer = match cfg.file_roots.clone() {
+        Some(roots) => transfer::Transfer::new().with_file_roots(roots),
+        None => transfer::Transfer::new(),
+    };
     let state = Arc::new(State {
         cfg,
         boot_id,
         running: Mutex::new(HashMap::new()),
         preparing: Mutex::new(Default::default()),
         undelivered: Mutex::new(Vec::new()),
-        transfer: transfer::Transfer::new(),
+        transfer,
         run_as,
         is_root,
     });

@@ -151,6 +151,8 @@ pub struct ClusterConfig {
     pub account: String,
     /// Signs task authentication tokens (the account's primary key).
     pub token_key: Vec<u8>,
+    /// Passed to local agents (`OPENBATCH_FILE_ROOTS`).
+    pub file_roots: Option<String>,
 }
 
 /// A job's ready tasks read ahead of need.
@@ -1330,6 +1332,7 @@ impl Cluster {
             .arg("--root")
             .arg(&root)
             .env("OPENBATCH_AGENT_TOKEN", &self.config.agent_token)
+            .envs(self.config.file_roots.iter().map(|r| ("OPENBATCH_FILE_ROOTS", r)))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         // The agent dies with the server.

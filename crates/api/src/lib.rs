@@ -71,6 +71,8 @@ pub struct ApiConfig {
     /// Enforce the service's own limits where openbatch is more generous by
     /// default (e.g. 64,000 characters of dependency task ids).
     pub strict_limits: bool,
+    /// `file://` roots for local nodes' transfers (`:`-separated); None: any path.
+    pub file_roots: Option<String>,
 }
 
 /// Shared state of the running server.
@@ -97,6 +99,7 @@ impl App {
                 agent_program: config.agent_program.clone(),
                 account: config.account.clone(),
                 token_key: config.keys.first().cloned().unwrap_or_default(),
+                file_roots: config.file_roots.clone(),
             },
             lifecycle.clone(),
         ));

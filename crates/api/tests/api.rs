@@ -30,6 +30,7 @@ impl Harness {
             store,
             ApiConfig {
                 strict_limits: false,
+                file_roots: None,
                 account: ACCOUNT.into(),
                 keys: vec![KEY.to_vec()],
                 public_url: None,

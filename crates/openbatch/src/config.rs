@@ -49,6 +49,10 @@ pub struct RawServe {
     /// (see COMPATIBILITY.md, "Limits").
     #[arg(long, env = "OPENBATCH_STRICT_LIMITS", num_args = 0..=1, default_missing_value = "true")]
     pub strict_limits: Option<bool>,
+    /// Directories that `file://` resource-file sources and output-file destinations of
+    /// tasks on local nodes may use, separated by ':' (default: any path).
+    #[arg(long, env = "OPENBATCH_FILE_ROOTS")]
+    pub file_roots: Option<String>,
 }
 
 impl RawServe {
@@ -63,6 +67,7 @@ impl RawServe {
             public_url: self.public_url.or(other.public_url),
             transition_delay_ms: self.transition_delay_ms.or(other.transition_delay_ms),
             strict_limits: self.strict_limits.or(other.strict_limits),
+            file_roots: self.file_roots.or(other.file_roots),
         }
     }
 }
@@ -78,6 +83,7 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub transition_delay: Duration,
     pub strict_limits: bool,
+    pub file_roots: Option<String>,
 }
 
 fn decode_key(name: &str, v: &str) -> Result<Vec<u8>, String> {
@@ -142,6 +148,7 @@ impl ServeConfig {
             public_url,
             transition_delay: Duration::from_millis(raw.transition_delay_ms.unwrap_or(300).min(60_000)),
             strict_limits: raw.strict_limits.unwrap_or(false),
+            file_roots: raw.file_roots,
         })
     }
 }

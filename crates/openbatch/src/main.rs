@@ -36,6 +36,10 @@ enum Command {
         /// The address this node reports (AZ_BATCH_HOST_LIST and ipAddress).
         #[arg(long, env = "OPENBATCH_NODE_IP", default_value = "127.0.0.1")]
         ip: String,
+        /// Directories that `file://` resource-file sources and output-file
+        /// destinations may use, separated by ':' (default: any path the agent can reach).
+        #[arg(long, env = "OPENBATCH_FILE_ROOTS")]
+        file_roots: Option<String>,
     },
     /// Run the Batch API server (embedded SQLite store).
     Serve {
@@ -57,12 +61,20 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Agent { server, pool, token, root, ip } => {
+        Command::Agent { server, pool, token, root, ip, file_roots } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(r) => r,
                 Err(e) => return fail(&format!("cannot start the runtime: {e}")),
             };
-            let cfg = agent::AgentConfig { server: server.trim_end_matches('/').to_string(), pool_id: pool, token, root, ip_address: ip };
+            let file_roots = file_roots.map(|r| r.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect());
+            let cfg = agent::AgentConfig {
+                server: server.trim_end_matches('/').to_string(),
+                pool_id: pool,
+                token,
+                root,
+                ip_address: ip,
+                file_roots,
+            };
             match runtime.block_on(agent::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
@@ -119,6 +131,7 @@ fn serve(cfg: ServeConfig) -> ExitCode {
                 nodes_dir: cfg.data_dir.join("nodes"),
                 agent_program: std::env::current_exe().ok(),
                 strict_limits: cfg.strict_limits,
+                file_roots: cfg.file_roots.clone(),
             },
         );
         let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));

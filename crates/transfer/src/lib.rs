@@ -3,53 +3,92 @@
 //!
 //! Sources and destinations are URLs: a plain `http(s)` file, an Azure Blob
 //! Storage container with its SAS (listed and read, or written as block
-//! blobs, through the Blob REST API — Azurite included), or `file://` paths
-//! on a filesystem the node shares (beyond the cloud service). Everything
-//! streams: memory stays bounded by a few buffers per transfer, whatever
-//! the file sizes. Transient failures (connection errors, 408, 429, 5xx)
-//! are retried with backoff. Failures carry the codes Azure Batch reports in
-//! a task's `failureInfo` (`BlobNotFound`, `FileUploadContainerNotFound`, ...).
+//! blobs, through the Blob REST API; Azurite included), or `file://` paths
+//! on a filesystem the node shares. Everything streams: memory stays bounded
+//! by a few buffers per transfer, whatever the file sizes. Transient
+//! failures (connection errors, timeouts, 408, 429, 500, 502, 503, 504) are
+//! retried with exponential backoff. Failures carry the codes Azure Batch
+//! reports in a task's `failureInfo` (`BlobNotFound`,
+//! `FileUploadContainerNotFound`, ...), and their messages never show a
+//! SAS signature.
 
+mod blob;
+mod local;
 pub mod pattern;
 
-use futures_util::{StreamExt, TryStreamExt};
+pub use blob::redact;
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use proto::{OutputFileSpec, ResourceFileSpec};
 use reqwest::{StatusCode, Url};
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// The Blob REST version sent (supported by Azure and by Azurite 3.35).
-const BLOB_VERSION: &str = "2023-11-03";
-/// Files up to this size are uploaded in one request; larger ones in blocks of it.
+/// Files up to this size are uploaded in one request; larger ones in blocks
+/// of this size.
 pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
+/// The most blocks a block blob may have.
+const MAX_BLOCKS: u64 = 50_000;
+/// The largest block the service takes.
+const MAX_BLOCK_SIZE: u64 = 4000 * 1024 * 1024;
 /// Blocks of one file in flight at once.
 const BLOCKS_IN_FLIGHT: usize = 4;
+/// Block buffers (of [`BLOCK_SIZE`]) held at once by all uploads together.
+const BLOCK_BUFFERS: u32 = 8;
 /// Files transferred at once.
 const FILES_IN_FLIGHT: usize = 8;
+/// Further tries of a transient failure.
 const RETRIES: u32 = 4;
-/// Default permissions of a downloaded file without `fileMode` (the service's).
+/// The wait before the first retry; it doubles with each one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Permissions of a downloaded file without `fileMode` (the service's default).
 const DEFAULT_MODE: u32 = 0o770;
+/// How much of an error response body is read.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Why a transfer failed, as a task's `failureInfo` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    /// An Azure Batch `TaskFailureInformationCodes` value.
     pub code: String,
     pub message: String,
-    /// `servererror` rather than `usererror`.
+    /// Category `servererror` rather than `usererror`.
     pub server_error: bool,
 }
 
 impl Failure {
-    fn user(code: &str, message: String) -> Failure {
-        Failure { code: code.into(), message, server_error: false }
+    /// A failure of category `usererror`.
+    pub fn user(code: &str, message: impl Into<String>) -> Failure {
+        Failure { code: code.into(), message: message.into(), server_error: false }
     }
-    fn server(code: &str, message: String) -> Failure {
-        Failure { code: code.into(), message, server_error: true }
+
+    /// A failure of category `servererror`.
+    pub fn server(code: &str, message: impl Into<String>) -> Failure {
+        Failure { code: code.into(), message: message.into(), server_error: true }
+    }
+
+    /// `usererror` or `servererror`.
+    pub fn category(&self) -> &'static str {
+        if self.server_error {
+            "servererror"
+        } else {
+            "usererror"
+        }
     }
 }
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
 
 /// What a transfer moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,34 +97,177 @@ pub struct Stats {
     pub bytes: u64,
 }
 
-/// A URL for messages and logs: the SAS signature is not repeated.
-pub fn redact(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, query)) => {
-            let q: Vec<String> = query
-                .split('&')
-                .map(|kv| if kv.starts_with("sig=") { "sig=REDACTED".to_string() } else { kv.to_string() })
-                .collect();
-            format!("{base}?{}", q.join("&"))
-        }
-        None => url.to_string(),
-    }
-}
-
-/// Whether a resource file's `filePath` stays below the directory it is
-/// relative to (not absolute, no `..` that leaves it).
+/// Whether a resource file's `filePath` stays inside the directory it is
+/// relative to: not absolute, and no `..` that climbs above it. (An empty
+/// path is the directory itself.)
 pub fn file_path_is_confined(p: &str) -> bool {
-    if p.starts_with('/') {
+    if p.starts_with('/') || p.contains('\0') {
         return false;
     }
-    let mut depth = 0i32;
-    for seg in p.split('/').filter(|s| !s.is_empty() && *s != ".") {
-        depth += if seg == ".." { -1 } else { 1 };
-        if depth < 0 {
-            return false;
+    let mut depth = 0usize;
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => depth += 1,
         }
     }
     true
+}
+
+/// Which way data moves: failure codes differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Download,
+    Upload,
+}
+
+impl Way {
+    fn misc(self) -> &'static str {
+        match self {
+            Way::Download => "BlobDownloadMiscError",
+            Way::Upload => "FileUploadMiscError",
+        }
+    }
+
+    fn timed_out(self) -> &'static str {
+        match self {
+            Way::Download => "BlobDownloadTimedOut",
+            Way::Upload => "FileUploadMiscError",
+        }
+    }
+}
+
+/// A failed try, and whether trying again may help.
+type Try<T> = Result<T, (Failure, bool)>;
+
+/// A transport error as a failure (never showing the URL's signature).
+fn send_error(e: reqwest::Error, url: &Url, way: Way) -> (Failure, bool) {
+    let shown = redact(url.as_str());
+    let timeout = e.is_timeout();
+    let transient = timeout || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
+    let builder = e.is_builder();
+    let text = describe(&e.without_url());
+    if timeout {
+        (Failure::server(way.timed_out(), format!("{shown}: timed out ({text})")), true)
+    } else if builder {
+        (Failure::user(way.misc(), format!("{shown}: {text}")), false)
+    } else {
+        (Failure::server(way.misc(), format!("{shown}: {text}")), transient)
+    }
+}
+
+/// An error and its causes, joined.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
+}
+
+/// Whether a status is worth another try.
+fn transient_status(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// The failure an unsuccessful response stands for, with the storage error
+/// code and message of its body.
+async fn status_failure(resp: reqwest::Response, url: &Url, way: Way) -> (Failure, bool) {
+    let status = resp.status();
+    let header_code = resp.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = read_limited(resp, ERROR_BODY_LIMIT).await;
+    let (body_code, detail) = blob::parse_error(&body);
+    let code = body_code.or(header_code);
+    let mut message = format!("{}: HTTP {status}", redact(url.as_str()));
+    match (&code, &detail) {
+        (Some(c), Some(d)) => message.push_str(&format!(" ({c}: {d})")),
+        (Some(c), None) => message.push_str(&format!(" ({c})")),
+        _ => {}
+    }
+    let failure = match (way, status.as_u16()) {
+        (Way::Download, 404) => Failure::user("BlobNotFound", message),
+        (Way::Download, 401 | 403) => Failure::user("BlobAccessDenied", message),
+        (Way::Download, 408 | 504) => Failure::server("BlobDownloadTimedOut", message),
+        (Way::Upload, 404) if code.as_deref().is_none_or(|c| c == "ContainerNotFound") => Failure::user(
+            "FileUploadContainerNotFound",
+            format!("the container to upload output files to was not found: {message}"),
+        ),
+        (Way::Upload, 401 | 403) => Failure::user("FileUploadAccessDenied", message),
+        _ => Failure::server(way.misc(), message),
+    };
+    (failure, transient_status(status))
+}
+
+/// Up to `limit` bytes of a response body, as text.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> String {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c[..c.len().min(limit - body.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Runs blocking work off the async threads.
+async fn blocking<T, F>(code: &str, f: F) -> Result<T, Failure>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| Failure::server(code, format!("internal error: {e}")))
+}
+
+/// A local failure while downloading, coded as the service codes it.
+fn download_fault(fault: local::Fault, source: &str, dest: &Path) -> Failure {
+    use std::io::ErrorKind;
+    let disk_full = |e: &std::io::Error| local::is_disk_full(e).then(|| Failure::server("DiskFull", format!("{}: the node's disk is full ({e})", dest.display())));
+    match fault {
+        local::Fault::Read(e) => match e.kind() {
+            ErrorKind::NotFound => Failure::user("BlobNotFound", format!("{source}: {e}")),
+            ErrorKind::PermissionDenied => Failure::user("BlobAccessDenied", format!("{source}: {e}")),
+            _ => Failure::server("BlobDownloadMiscError", format!("{source}: {e}")),
+        },
+        local::Fault::Dir(dir, e) => disk_full(&e).unwrap_or_else(|| {
+            let message = format!("cannot create the directory {} for {source}: {e}", dir.display());
+            if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::InvalidInput) {
+                Failure::user("ResourceDirectoryCreateFailed", message)
+            } else {
+                Failure::server("ResourceDirectoryCreateFailed", message)
+            }
+        }),
+        local::Fault::Create(e) => disk_full(&e).unwrap_or_else(|| {
+            let message = format!("cannot create {} for {source}: {e}", dest.display());
+            if e.raw_os_error() == Some(libc::EISDIR) {
+                Failure::user("ResourceFileCreateFailed", message)
+            } else {
+                Failure::server("ResourceFileCreateFailed", message)
+            }
+        }),
+        local::Fault::Write(e) => disk_full(&e)
+            .unwrap_or_else(|| Failure::server("ResourceFileWriteFailed", format!("cannot write {} from {source}: {e}", dest.display()))),
+    }
+}
+
+/// A local failure while uploading.
+fn upload_fault(fault: local::Fault, file: &Path, dest: &str) -> Failure {
+    match fault {
+        local::Fault::Read(e) => Failure::server("FileUploadMiscError", format!("cannot read {}: {e}", file.display())),
+        local::Fault::Dir(d, e) => Failure::server("FileUploadMiscError", format!("cannot create {}: {e}", d.display())),
+        local::Fault::Create(e) | local::Fault::Write(e) => {
+            Failure::server("FileUploadMiscError", format!("cannot write {dest} from {}: {e}", file.display()))
+        }
+    }
 }
 
 /// One file to fetch.
@@ -100,145 +282,81 @@ enum Source {
     Local(PathBuf),
 }
 
-fn local_path(url: &str) -> Option<PathBuf> {
-    url.strip_prefix("file://").map(|p| PathBuf::from(percent_decode(p)))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_mode(m: Option<&str>) -> u32 {
-    m.and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(DEFAULT_MODE) & 0o7777
-}
-
-/// `base` joined with a relative name, refusing names that leave it.
-fn below(base: &Path, rel: &str) -> Option<PathBuf> {
-    file_path_is_confined(rel).then(|| base.join(rel.trim_start_matches("./")))
-}
-
-fn is_transient(status: StatusCode) -> bool {
-    status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-}
-
-/// The storage error code of an error response body (`<Code>...</Code>`).
-fn storage_code(body: &str) -> Option<String> {
-    let start = body.find("<Code>")? + 6;
-    let end = body[start..].find("</Code>")? + start;
-    Some(body[start..end].to_string())
-}
-
-fn blob_url(container: &Url, name: &str) -> Url {
-    let mut u = container.clone();
-    if let Ok(mut segs) = u.path_segments_mut() {
-        segs.pop_if_empty();
-        for s in name.split('/') {
-            segs.push(s);
+impl Source {
+    /// The file `name` of a container or directory.
+    fn member(&self, name: &str) -> Source {
+        match self {
+            Source::Http(container) => Source::Http(blob::blob_url(container, name)),
+            Source::Local(dir) => Source::Local(dir.join(name)),
         }
     }
-    u
-}
 
-/// The names of the container's blobs under `prefix` (every page).
-fn parse_listing(xml: &str) -> (Vec<String>, Option<String>) {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(xml);
-    let mut path: Vec<String> = Vec::new();
-    let (mut names, mut next) = (Vec::new(), None);
-    let mut text = String::new();
-    loop {
-        match reader.read_event() {
-            Ok(Event::Start(e)) => {
-                path.push(String::from_utf8_lossy(e.name().as_ref()).into_owned());
-                text.clear();
-            }
-            Ok(Event::End(_)) => {
-                let tail: Vec<&str> = path.iter().rev().take(2).map(String::as_str).collect();
-                match tail.as_slice() {
-                    ["Name", "Blob"] => names.push(std::mem::take(&mut text)),
-                    ["NextMarker", ..] if !text.is_empty() => next = Some(std::mem::take(&mut text)),
-                    _ => {}
-                }
-                path.pop();
-            }
-            Ok(Event::Text(t)) => text.push_str(&t.decode().map(|c| c.into_owned()).unwrap_or_default()),
-            Ok(Event::GeneralRef(r)) => {
-                let name = String::from_utf8_lossy(r.as_ref()).into_owned();
-                let resolved = match name.as_str() {
-                    "amp" => Some('&'),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    n => n
-                        .strip_prefix("#x")
-                        .and_then(|h| u32::from_str_radix(h, 16).ok())
-                        .or_else(|| n.strip_prefix('#').and_then(|d| d.parse().ok()))
-                        .and_then(char::from_u32),
-                };
-                text.extend(resolved);
-            }
-            Ok(Event::Eof) | Err(_) => break,
-            _ => {}
+    /// The source as messages show it.
+    fn shown(&self) -> String {
+        match self {
+            Source::Http(u) => redact(u.as_str()),
+            Source::Local(p) => format!("file://{}", p.display()),
         }
     }
-    (names, next)
 }
 
-/// Sets a path's owner (when given) and permissions.
-fn own(path: &Path, owner: Option<(u32, u32)>, mode: Option<u32>) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some((uid, gid)) = owner {
-        let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
-    }
-    if let Some(m) = mode {
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(m));
-    }
+/// Where one output file spec's files go.
+struct Destination {
+    target: Target,
+    headers: blob::UploadHeaders,
 }
 
-/// Creates `dir` and its missing parents below `root`, owned by `owner`.
-fn make_dirs(root: &Path, dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
-    let mut missing = Vec::new();
-    let mut d = dir;
-    while !d.exists() && d.starts_with(root) {
-        missing.push(d.to_path_buf());
-        match d.parent() {
-            Some(p) => d = p,
-            None => break,
+enum Target {
+    Container(Url),
+    Directory(PathBuf),
+}
+
+impl Destination {
+    fn shown(&self, name: &str) -> String {
+        match &self.target {
+            Target::Container(c) => redact(blob::blob_url(c, name).as_str()),
+            Target::Directory(d) => format!("file://{}", d.join(name).display()),
         }
     }
-    std::fs::create_dir_all(dir)?;
-    for m in missing {
-        own(&m, owner, None);
-    }
-    Ok(())
 }
 
-fn local_failure(code: &str, path: &Path, e: &std::io::Error) -> Failure {
-    if e.raw_os_error() == Some(libc::ENOSPC) {
-        return Failure::server("DiskFull", format!("{}: the node's disk is full", path.display()));
+/// The permission bits of a `fileMode` ("0755", "755"), or the default.
+fn parse_mode(m: Option<&str>) -> Result<u32, Failure> {
+    match m.map(str::trim).filter(|m| !m.is_empty()) {
+        None => Ok(DEFAULT_MODE),
+        Some(m) => u32::from_str_radix(m, 8)
+            .ok()
+            .filter(|v| *v <= 0o7777)
+            .ok_or_else(|| Failure::user("ResourceFileCreateFailed", format!("the file mode '{m}' is not an octal permission"))),
     }
-    Failure::server(code, format!("{}: {e}", path.display()))
+}
+
+/// Whether an output file's `uploadCondition` holds.
+fn condition_met(condition: &str, succeeded: bool) -> bool {
+    if condition.eq_ignore_ascii_case("tasksuccess") {
+        succeeded
+    } else if condition.eq_ignore_ascii_case("taskfailure") {
+        !succeeded
+    } else {
+        true
+    }
+}
+
+/// A UTC timestamp for the upload logs.
+fn log_time() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// Moves task data. One per agent: it keeps the HTTP connection pool.
 #[derive(Clone)]
 pub struct Transfer {
     http: reqwest::Client,
+    block_size: usize,
+    /// Block buffers across all uploads, in units of [`BLOCK_SIZE`].
+    buffers: Arc<tokio::sync::Semaphore>,
+    backoff: Duration,
+    /// When set, `file://` paths must lie below one of these directories.
+    file_roots: Option<Vec<PathBuf>>,
 }
 
 impl Default for Transfer {
@@ -248,33 +366,86 @@ impl Default for Transfer {
 }
 
 impl Transfer {
+    /// A transfer client: 10 s to connect, 60 s at most without receiving
+    /// data, no limit on a whole transfer.
     pub fn new() -> Transfer {
         let http = reqwest::Client::builder()
+            .user_agent(concat!("openbatch-agent/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
+            .tcp_keepalive(Duration::from_secs(30))
             .pool_max_idle_per_host(16)
             .build()
-            .unwrap_or_default();
-        Transfer { http }
+            .unwrap_or_else(|e| {
+                tracing::error!("HTTP client setup failed ({e}); using defaults");
+                reqwest::Client::new()
+            });
+        Transfer {
+            http,
+            block_size: BLOCK_SIZE,
+            buffers: Arc::new(tokio::sync::Semaphore::new(BLOCK_BUFFERS as usize)),
+            backoff: FIRST_BACKOFF,
+            file_roots: None,
+        }
     }
 
-    /// Fetches resource files into `dir` (the task's working directory, or
-    /// its task directory for common resource files), `FILES_IN_FLIGHT` at
-    /// a time; files and the directories created for them belong to `owner`.
-    pub async fn download(&self, files: &[ResourceFileSpec], dir: &Path, owner: Option<(u32, u32)>) -> Result<Stats, Failure> {
-        let mut fetches = Vec::new();
-        for f in files {
-            fetches.extend(self.expand(f, dir).await?);
+    /// Allows `file://` sources and destinations only below these
+    /// directories (symbolic links resolved). Without this call every path
+    /// the agent can read or write is allowed: a task could name any node
+    /// file, so set it wherever tasks are not trusted with the agent's rights.
+    pub fn with_file_roots(mut self, roots: Vec<PathBuf>) -> Transfer {
+        self.file_roots = Some(roots.into_iter().map(|r| r.canonicalize().unwrap_or(r)).collect());
+        self
+    }
+
+    /// Whether a `file://` path may be used (see [`Transfer::with_file_roots`]).
+    fn file_allowed(&self, path: &Path) -> bool {
+        let Some(roots) = &self.file_roots else { return true };
+        let real = path.canonicalize().unwrap_or_else(|_| {
+            // Not there (yet): its lexical form decides; opening it fails later.
+            local::below(Path::new("/"), path.to_string_lossy().trim_start_matches('/')).unwrap_or_default()
+        });
+        roots.iter().any(|r| real.starts_with(r))
+    }
+
+    /// Tries `op` until it succeeds, fails for good, or has been retried
+    /// [`RETRIES`] times, with exponential backoff between tries.
+    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Try<T>>,
+    {
+        let mut delay = self.backoff;
+        let mut retries = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err((f, true)) if retries < RETRIES => {
+                    retries += 1;
+                    tracing::debug!(code = %f.code, retry = retries, "transient transfer failure: {}", f.message);
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err((f, _)) => return Err(f),
+            }
         }
-        // Futures collected first: a lazy `map` over a closure makes the
-        // stream's future not general enough to be `Send` for the caller.
-        let futures: Vec<_> = fetches.into_iter().map(|f| Box::pin(self.fetch(f, dir, owner))).collect();
-        let results: Vec<Result<u64, Failure>> = futures_util::stream::iter(futures)
-            .buffer_unordered(FILES_IN_FLIGHT)
-            .collect()
-            .await;
+    }
+
+    /// Downloads every resource file into `wd` (the task's working
+    /// directory; or its task directory for common resource files),
+    /// [`FILES_IN_FLIGHT`] at once, streaming to disk. Files and the
+    /// directories created for them belong to `owner` when given; files get
+    /// their `fileMode` (default 0770). The first failure stops the rest.
+    pub async fn download(&self, files: &[ResourceFileSpec], wd: &Path, owner: Option<(u32, u32)>) -> Result<Stats, Failure> {
+        let mut fetches = Vec::new();
+        for spec in files {
+            fetches.extend(self.plan(spec, wd).await?);
+        }
+        let mut running = futures_util::stream::iter(fetches)
+            .map(|f| -> BoxFuture<'_, Result<u64, Failure>> { self.fetch(f, wd, owner).boxed() })
+            .buffer_unordered(FILES_IN_FLIGHT);
         let mut stats = Stats::default();
-        for r in results {
+        while let Some(r) = running.next().await {
             stats.bytes += r?;
             stats.files += 1;
         }
@@ -282,178 +453,155 @@ impl Transfer {
     }
 
     /// The files one resource file entry stands for.
-    async fn expand(&self, f: &ResourceFileSpec, dir: &Path) -> Result<Vec<Fetch>, Failure> {
-        let mode = parse_mode(f.file_mode.as_deref());
-        let outside = |p: &str| Failure::user("ResourceFileCreateFailed", format!("the file path '{p}' leaves the task directory"));
-        if let Some(url) = &f.http_url {
-            let name = f.file_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| {
-                url.split('?').next().unwrap_or("").rsplit('/').next().unwrap_or("file").to_string()
-            });
-            let dest = below(dir, &name).ok_or_else(|| outside(&name))?;
-            let source = match local_path(url) {
-                Some(p) => Source::Local(p),
-                None => Source::Http(Url::parse(url).map_err(|e| Failure::user("BlobDownloadMiscError", format!("{}: {e}", redact(url))))?),
+    async fn plan(&self, spec: &ResourceFileSpec, wd: &Path) -> Result<Vec<Fetch>, Failure> {
+        let mode = parse_mode(spec.file_mode.as_deref())?;
+        let outside = |p: &str| Failure::user("ResourceFileCreateFailed", format!("the file path '{p}' leaves the task's directory"));
+        let file_path = spec.file_path.as_deref().filter(|p| !p.is_empty());
+        if let Some(url) = &spec.http_url {
+            let source = self.source(url)?;
+            let name = match file_path {
+                Some(p) => p.to_string(),
+                None => url_file_name(url)
+                    .ok_or_else(|| Failure::user("ResourceFileCreateFailed", format!("no file path for {}", redact(url))))?,
             };
+            let dest = local::below(wd, &name).filter(|d| d != wd).ok_or_else(|| outside(&name))?;
             return Ok(vec![Fetch { source, dest, mode }]);
         }
-        let Some(container) = &f.container_url else {
+        let Some(container) = &spec.container_url else {
             return Err(Failure::user(
                 "BlobDownloadMiscError",
-                "autoStorageContainerName needs the account's auto-storage account, which this openbatch server has not been given"
-                    .into(),
+                "the resource file has no source (autoStorageContainerName needs an auto-storage account, which this openbatch server has not been given)",
             ));
         };
-        let base = match f.file_path.as_deref().filter(|p| !p.is_empty()) {
-            Some(p) => below(dir, p).ok_or_else(|| outside(p))?,
-            None => dir.to_path_buf(),
+        let base = match file_path {
+            Some(p) => local::below(wd, p).ok_or_else(|| outside(p))?,
+            None => wd.to_path_buf(),
         };
-        let prefix = f.blob_prefix.clone().unwrap_or_default();
-        let names = match local_path(container) {
+        let prefix = spec.blob_prefix.clone().unwrap_or_default();
+        let (names, origin) = match local::file_url_path(container) {
             Some(root) => {
-                let root2 = root.clone();
-                let listed = tokio::task::spawn_blocking(move || walk_files(&root2))
-                    .await
-                    .map_err(|e| Failure::server("BlobDownloadMiscError", e.to_string()))?
-                    .map_err(|e| Failure::user("BlobNotFound", format!("{}: {e}", root.display())))?;
-                return listed
-                    .into_iter()
-                    .filter(|rel| rel.starts_with(&prefix))
-                    .map(|rel| {
-                        let dest = below(&base, &rel).ok_or_else(|| outside(&rel))?;
-                        Ok(Fetch { source: Source::Local(root.join(&rel)), dest, mode })
-                    })
-                    .collect();
+                if !self.file_allowed(&root) {
+                    return Err(Failure::user("BlobAccessDenied", format!("file://{}: not below a shared directory the node allows", root.display())));
+                }
+                let dir = root.clone();
+                let listed = blocking("BlobDownloadMiscError", move || local::walk_files(&dir)).await?.map_err(|e| {
+                    let code = if e.kind() == std::io::ErrorKind::PermissionDenied { "BlobAccessDenied" } else { "BlobNotFound" };
+                    Failure::user(code, format!("file://{}: {e}", root.display()))
+                })?;
+                (listed.into_iter().filter(|rel| rel.starts_with(&prefix)).collect(), Source::Local(root))
             }
-            None => self.list(container, &prefix).await?,
+            None => {
+                let url = parse_url(container, Way::Download)?;
+                (self.list(&url, &prefix).await?, Source::Http(url))
+            }
         };
-        let container = Url::parse(container).map_err(|e| Failure::user("BlobDownloadMiscError", format!("{}: {e}", redact(container))))?;
         names
             .into_iter()
-            .filter(|n| !n.ends_with('/'))
+            .filter(|n| !n.ends_with('/') && !n.is_empty())
             .map(|n| {
-                let dest = below(&base, &n).ok_or_else(|| outside(&n))?;
-                Ok(Fetch { source: Source::Http(blob_url(&container, &n)), dest, mode })
+                let dest = local::below(&base, &n).filter(|d| d != &base).ok_or_else(|| outside(&n))?;
+                Ok(Fetch { source: origin.member(&n), dest, mode })
             })
             .collect()
     }
 
+    /// The source of an `httpUrl`.
+    fn source(&self, url: &str) -> Result<Source, Failure> {
+        match local::file_url_path(url) {
+            Some(p) if self.file_allowed(&p) => Ok(Source::Local(p)),
+            Some(p) => Err(Failure::user("BlobAccessDenied", format!("file://{}: not below a shared directory the node allows", p.display()))),
+            None => Ok(Source::Http(parse_url(url, Way::Download)?)),
+        }
+    }
+
     /// Lists a container's blobs under `prefix`, following `NextMarker`.
-    async fn list(&self, container: &str, prefix: &str) -> Result<Vec<String>, Failure> {
-        let base = Url::parse(container).map_err(|e| Failure::user("BlobDownloadMiscError", format!("{}: {e}", redact(container))))?;
+    async fn list(&self, container: &Url, prefix: &str) -> Result<Vec<String>, Failure> {
         let mut names = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let mut u = base.clone();
-            {
-                let mut q = u.query_pairs_mut();
-                q.append_pair("restype", "container").append_pair("comp", "list");
-                if !prefix.is_empty() {
-                    q.append_pair("prefix", prefix);
-                }
-                if let Some(m) = &marker {
-                    q.append_pair("marker", m);
-                }
-            }
-            let resp = self.send_with_retries(|| self.http.get(u.clone()).header("x-ms-version", BLOB_VERSION), &u).await?;
-            let resp = check_download(resp, &u).await?;
-            let body = resp.text().await.map_err(|e| Failure::server("BlobDownloadMiscError", format!("{}: {e}", redact(u.as_str()))))?;
-            let (page, next) = parse_listing(&body);
-            names.extend(page);
-            match next {
-                Some(m) => marker = Some(m),
-                None => return Ok(names),
+            let url = blob::list_url(container, prefix, marker.as_deref());
+            let body = self
+                .retry(|| async {
+                    let resp = self.http.get(url.clone()).header("x-ms-version", blob::VERSION).send().await;
+                    let resp = resp.map_err(|e| send_error(e, &url, Way::Download))?;
+                    if !resp.status().is_success() {
+                        return Err(status_failure(resp, &url, Way::Download).await);
+                    }
+                    resp.text().await.map_err(|e| send_error(e, &url, Way::Download))
+                })
+                .await?;
+            let page = blob::parse_listing(&body)
+                .map_err(|e| Failure::server("BlobDownloadMiscError", format!("{}: {e}", redact(url.as_str()))))?;
+            names.extend(page.names);
+            match page.next_marker {
+                Some(m) if marker.as_deref() != Some(&m) => marker = Some(m),
+                _ => return Ok(names),
             }
         }
     }
 
-    /// Sends a request, retrying connection failures and transient statuses.
-    async fn send_with_retries<F>(&self, make: F, url: &Url) -> Result<reqwest::Response, Failure>
-    where
-        F: Fn() -> reqwest::RequestBuilder,
-    {
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match make().send().await {
-                Ok(r) if is_transient(r.status()) && attempt <= RETRIES => {}
-                Ok(r) => return Ok(r),
-                Err(_) if attempt <= RETRIES => {}
-                Err(e) if e.is_timeout() => {
-                    return Err(Failure::server("BlobDownloadTimedOut", format!("{}: {e}", redact(url.as_str()))))
-                }
-                Err(e) => return Err(Failure::server("BlobDownloadMiscError", format!("{}: {e}", redact(url.as_str())))),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-    }
-
-    /// Fetches one file (retrying the whole file on a transient failure).
+    /// Fetches one file; a transient failure restarts it.
     async fn fetch(&self, f: Fetch, root: &Path, owner: Option<(u32, u32)>) -> Result<u64, Failure> {
+        let shown = f.source.shown();
         if let Some(parent) = f.dest.parent() {
-            make_dirs(root, parent, owner).map_err(|e| local_failure("ResourceDirectoryCreateFailed", parent, &e))?;
+            let (root, parent) = (root.to_path_buf(), parent.to_path_buf());
+            let made = blocking("ResourceDirectoryCreateFailed", move || local::make_dirs(&root, &parent, owner)).await?;
+            made.map_err(|fault| download_fault(fault, &shown, &f.dest))?;
         }
         let bytes = match &f.source {
             Source::Local(src) => {
                 let (src, dest) = (src.clone(), f.dest.clone());
-                tokio::task::spawn_blocking(move || -> Result<u64, Failure> {
-                    let mut input = std::fs::File::open(&src).map_err(|e| {
-                        let code = if e.kind() == std::io::ErrorKind::NotFound { "BlobNotFound" } else { "BlobAccessDenied" };
-                        Failure::user(code, format!("file://{}: {e}", src.display()))
-                    })?;
-                    let mut out = std::fs::File::create(&dest).map_err(|e| local_failure("ResourceFileCreateFailed", &dest, &e))?;
-                    std::io::copy(&mut input, &mut out).map_err(|e| local_failure("ResourceFileWriteFailed", &dest, &e))
-                })
-                .await
-                .map_err(|e| Failure::server("BlobDownloadMiscError", e.to_string()))??
-            }
-            Source::Http(url) => {
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    match self.fetch_http(url, &f.dest).await {
-                        Err((f, true)) if attempt <= RETRIES => {
-                            tracing::debug!(code = %f.code, "retrying a download: {}", f.message);
-                            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                        }
-                        Err((f, _)) => return Err(f),
-                        Ok(n) => break n,
+                let copied = blocking("BlobDownloadMiscError", move || -> Result<u64, local::Fault> {
+                    let meta = std::fs::metadata(&src).map_err(local::Fault::Read)?;
+                    if !meta.is_file() {
+                        return Err(local::Fault::Read(std::io::Error::new(std::io::ErrorKind::NotFound, "not a regular file")));
                     }
-                }
+                    let mut input = std::fs::File::open(&src).map_err(local::Fault::Read)?;
+                    let mut output = local::create_file(&dest).map_err(local::Fault::Create)?;
+                    local::copy(&mut input, &mut output)
+                })
+                .await?;
+                copied.map_err(|fault| download_fault(fault, &shown, &f.dest))?
             }
+            Source::Http(url) => self.retry(|| self.fetch_once(url, &f.dest)).await?,
         };
-        own(&f.dest, owner, Some(f.mode));
+        let (dest, mode) = (f.dest.clone(), f.mode);
+        blocking("ResourceFileWriteFailed", move || local::finish_file(&dest, owner, mode))
+            .await?
+            .map_err(|e| Failure::server("ResourceFileWriteFailed", format!("cannot set the owner or mode of {}: {e}", f.dest.display())))?;
         Ok(bytes)
     }
 
-    /// One try of an HTTP download, streamed to disk. The flag says whether
-    /// the failure is worth another try.
-    async fn fetch_http(&self, url: &Url, dest: &Path) -> Result<u64, (Failure, bool)> {
-        let resp = self
-            .send_with_retries(|| self.http.get(url.clone()).header("x-ms-version", BLOB_VERSION), url)
-            .await
-            .map_err(|f| (f, false))?;
-        let resp = check_download(resp, url).await.map_err(|f| (f, false))?;
-        let mut out = tokio::fs::File::create(dest).await.map_err(|e| (local_failure("ResourceFileCreateFailed", dest, &e), false))?;
+    /// One try of an HTTP download, streamed to `dest`.
+    async fn fetch_once(&self, url: &Url, dest: &Path) -> Try<u64> {
+        let shown = redact(url.as_str());
+        let resp = self.http.get(url.clone()).header("x-ms-version", blob::VERSION).send().await;
+        let resp = resp.map_err(|e| send_error(e, url, Way::Download))?;
+        if !resp.status().is_success() {
+            return Err(status_failure(resp, url, Way::Download).await);
+        }
+        let path = dest.to_path_buf();
+        let created = blocking("ResourceFileCreateFailed", move || local::create_file(&path)).await.map_err(|f| (f, false))?;
+        let file = created.map_err(|e| (download_fault(local::Fault::Create(e), &shown, dest), false))?;
+        let mut out = tokio::fs::File::from_std(file);
+        let write_failure = |e: std::io::Error| (download_fault(local::Fault::Write(e), &shown, dest), false);
         let mut body = resp.bytes_stream();
         let mut n = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                let code = if e.is_timeout() { "BlobDownloadTimedOut" } else { "BlobDownloadMiscError" };
-                (Failure::server(code, format!("{}: {e}", redact(url.as_str()))), true)
-            })?;
-            out.write_all(&chunk).await.map_err(|e| (local_failure("ResourceFileWriteFailed", dest, &e), false))?;
+            let chunk = chunk.map_err(|e| send_error(e, url, Way::Download))?;
+            out.write_all(&chunk).await.map_err(write_failure)?;
             n += chunk.len() as u64;
         }
-        out.flush().await.map_err(|e| (local_failure("ResourceFileWriteFailed", dest, &e), false))?;
+        out.flush().await.map_err(write_failure)?;
         Ok(n)
     }
 
-    /// Uploads the output files whose condition holds (`succeeded`: the
-    /// process exited with 0), writing `fileuploadout.txt` and
-    /// `fileuploaderr.txt` in `task_dir`. The first failure is returned after
-    /// every upload was tried.
+    /// Uploads the output files whose `uploadCondition` holds (`succeeded`:
+    /// the process exited with 0) after expanding `$VAR`s in their patterns
+    /// from `env`; relative patterns start at `wd`. Every matched file is
+    /// tried; `fileuploadout.txt` (one line per uploaded file, and a summary)
+    /// and `fileuploaderr.txt` (one line per failure; empty when none) are
+    /// written in `task_dir`. Returns the first failure.
     pub async fn upload(
         &self,
         files: &[OutputFileSpec],
@@ -462,268 +610,268 @@ impl Transfer {
         succeeded: bool,
         env: &BTreeMap<String, String>,
     ) -> Result<Stats, Failure> {
-        let mut out_log = Vec::new();
-        let mut err_log = Vec::new();
-        let mut stats = Stats::default();
+        let mut out_log = String::new();
+        let mut err_log = String::new();
         let mut first: Option<Failure> = None;
-        let now = log_time;
+        let mut failed = 0u64;
+        let mut jobs: Vec<(Arc<Destination>, PathBuf, String)> = Vec::new();
         for spec in files {
-            let applies = match spec.upload_condition.as_str() {
-                "tasksuccess" => succeeded,
-                "taskfailure" => !succeeded,
-                _ => true,
-            };
-            if !applies {
-                let _ = writeln!(out_log, "{} skipped '{}': upload condition {} not met", now(), spec.file_pattern, spec.upload_condition);
+            if !condition_met(&spec.upload_condition, succeeded) {
+                out_log.push_str(&format!(
+                    "{} skipped '{}': upload condition {} not met\n",
+                    log_time(),
+                    spec.file_pattern,
+                    spec.upload_condition
+                ));
                 continue;
             }
-            let pattern = pattern::expand_env(&spec.file_pattern, env);
-            let resolved = pattern::resolve(&pattern, wd);
-            let matched = tokio::task::spawn_blocking(move || matches(&resolved)).await.unwrap_or_default();
+            let dest = match self.destination(spec) {
+                Ok(d) => Arc::new(d),
+                Err(f) => {
+                    err_log.push_str(&format!("{} '{}': {f}\n", log_time(), spec.file_pattern));
+                    failed += 1;
+                    first.get_or_insert(f);
+                    continue;
+                }
+            };
+            let expanded = pattern::expand_env(&spec.file_pattern, env);
+            let resolved = pattern::resolve(&expanded, wd);
+            let single = resolved.is_single();
+            let guard = task_dir.to_path_buf();
+            let matched = blocking("FileUploadMiscError", move || pattern::find(&resolved, &guard)).await?;
             if matched.is_empty() {
-                let _ = writeln!(out_log, "{} '{}' matched no files", now(), spec.file_pattern);
+                out_log.push_str(&format!("{} '{}' ({expanded}) matched no files\n", log_time(), spec.file_pattern));
             }
-            let single = !pattern::resolve(&pattern, wd).is_walk();
-            let jobs: Vec<_> = matched
-                .into_iter()
-                .map(|(file, rel)| {
-                    let name = pattern::blob_name(spec.path.as_deref(), &rel, single);
-                    Box::pin(async move {
-                        let r = self.put(spec, &file, &name).await;
-                        (file, name, r)
-                    })
-                })
-                .collect();
-            let results: Vec<_> = futures_util::stream::iter(jobs).buffer_unordered(FILES_IN_FLIGHT).collect().await;
-            for (file, name, r) in results {
-                match r {
-                    Ok(n) => {
-                        stats.files += 1;
-                        stats.bytes += n;
-                        let _ = writeln!(out_log, "{} uploaded {} ({n} bytes) to {}", now(), file.display(), name);
-                    }
-                    Err(f) => {
-                        let _ = writeln!(err_log, "{} failed to upload {} to {}: {}: {}", now(), file.display(), name, f.code, f.message);
-                        first.get_or_insert(f);
-                    }
+            for m in matched {
+                let name = pattern::blob_name(spec.path.as_deref(), &m.relative, single);
+                jobs.push((dest.clone(), m.path, name));
+            }
+        }
+        let mut running = futures_util::stream::iter(jobs)
+            .map(|(dest, file, name)| -> BoxFuture<'_, _> {
+                async move {
+                    let r = self.put(&dest, &file, &name).await;
+                    (dest, file, name, r)
+                }
+                .boxed()
+            })
+            .buffer_unordered(FILES_IN_FLIGHT);
+        let mut stats = Stats::default();
+        while let Some((dest, file, name, r)) = running.next().await {
+            match r {
+                Ok(n) => {
+                    stats.files += 1;
+                    stats.bytes += n;
+                    out_log.push_str(&format!("{} uploaded {} to {} ({n} bytes)\n", log_time(), file.display(), dest.shown(&name)));
+                }
+                Err(f) => {
+                    failed += 1;
+                    err_log.push_str(&format!("{} failed to upload {} to {}: {f}\n", log_time(), file.display(), dest.shown(&name)));
+                    first.get_or_insert(f);
                 }
             }
         }
-        let _ = writeln!(out_log, "{} uploaded {} files, {} bytes", now(), stats.files, stats.bytes);
-        let _ = std::fs::write(task_dir.join("fileuploadout.txt"), &out_log);
-        let _ = std::fs::write(task_dir.join("fileuploaderr.txt"), &err_log);
+        out_log.push_str(&format!("{} uploaded {} files, {} bytes; {failed} failed\n", log_time(), stats.files, stats.bytes));
+        for (name, text) in [("fileuploadout.txt", &out_log), ("fileuploaderr.txt", &err_log)] {
+            if let Err(e) = tokio::fs::write(task_dir.join(name), text).await {
+                tracing::warn!("cannot write {}: {e}", task_dir.join(name).display());
+            }
+        }
         match first {
             Some(f) => Err(f),
             None => Ok(stats),
         }
     }
 
-    /// Saves one file as `name` in the destination.
-    async fn put(&self, spec: &OutputFileSpec, file: &Path, name: &str) -> Result<u64, Failure> {
-        if let Some(root) = local_path(&spec.container_url) {
-            let dest = below(&root, name).ok_or_else(|| Failure::user("FileUploadMiscError", format!("the blob name '{name}' leaves {}", root.display())))?;
-            let src = file.to_path_buf();
-            return tokio::task::spawn_blocking(move || -> Result<u64, Failure> {
-                if !root.is_dir() {
-                    return Err(Failure::user("FileUploadContainerNotFound", format!("file://{}: no such directory", root.display())));
-                }
-                if let Some(p) = dest.parent() {
-                    std::fs::create_dir_all(p).map_err(|e| Failure::server("FileUploadMiscError", format!("{}: {e}", p.display())))?;
-                }
-                std::fs::copy(&src, &dest).map_err(|e| Failure::server("FileUploadMiscError", format!("{}: {e}", dest.display())))
-            })
-            .await
-            .map_err(|e| Failure::server("FileUploadMiscError", e.to_string()))?;
-        }
-        let container = Url::parse(&spec.container_url)
-            .map_err(|e| Failure::user("FileUploadMiscError", format!("{}: {e}", redact(&spec.container_url))))?;
-        let url = blob_url(&container, name);
-        let size = tokio::fs::metadata(file).await.map_err(|e| Failure::server("FileUploadMiscError", format!("{}: {e}", file.display())))?.len();
-        let guessed = mime_guess::from_path(file).first_or_octet_stream().essence_str().to_string();
-        let user_type = spec.upload_headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone());
-        let content_type = user_type.unwrap_or(guessed);
-        let extra: Vec<(String, String)> =
-            spec.upload_headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-type")).cloned().collect();
-        if size as usize <= BLOCK_SIZE {
-            let body = tokio::fs::read(file).await.map_err(|e| Failure::server("FileUploadMiscError", format!("{}: {e}", file.display())))?;
-            let body = bytes::Bytes::from(body);
-            let resp = self
-                .send_upload(
-                    || {
-                        let mut r = self
-                            .http
-                            .put(url.clone())
-                            .header("x-ms-version", BLOB_VERSION)
-                            .header("x-ms-blob-type", "BlockBlob")
-                            .header("content-type", content_type.as_str())
-                            .body(body.clone());
-                        for (k, v) in &extra {
-                            r = r.header(k.as_str(), v.as_str());
-                        }
-                        r
-                    },
-                    &url,
-                )
-                .await?;
-            check_upload(resp, &url).await?;
-            return Ok(size);
-        }
-        // Blocks of BLOCK_SIZE, a few in flight, then the block list.
-        let count = size.div_ceil(BLOCK_SIZE as u64);
-        let ids: Vec<String> = (0..count).map(|i| base64_id(i)).collect();
-        let uploads: Vec<_> = ids.iter().enumerate().map(|(i, id)| {
-            let (url, file) = (url.clone(), file.to_path_buf());
-            Box::pin(async move {
-                let chunk = read_block(&file, i as u64 * BLOCK_SIZE as u64, BLOCK_SIZE).await?;
-                let mut u = url.clone();
-                u.query_pairs_mut().append_pair("comp", "block").append_pair("blockid", id);
-                let resp = self.send_upload(|| self.http.put(u.clone()).header("x-ms-version", BLOB_VERSION).body(chunk.clone()), &u).await?;
-                check_upload(resp, &u).await
-            })
-        }).collect();
-        futures_util::stream::iter(uploads).buffer_unordered(BLOCKS_IN_FLIGHT).try_collect::<Vec<()>>().await?;
-        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
-        for id in &ids {
-            xml.push_str(&format!("<Latest>{id}</Latest>"));
-        }
-        xml.push_str("</BlockList>");
-        let mut u = url.clone();
-        u.query_pairs_mut().append_pair("comp", "blocklist");
-        let resp = self
-            .send_upload(
-                || {
-                    let mut r = self
-                        .http
-                        .put(u.clone())
-                        .header("x-ms-version", BLOB_VERSION)
-                        .header("x-ms-blob-content-type", content_type.as_str())
-                        .body(xml.clone());
-                    for (k, v) in &extra {
-                        r = r.header(k.as_str(), v.as_str());
+    /// Where an output file spec uploads to.
+    fn destination(&self, spec: &OutputFileSpec) -> Result<Destination, Failure> {
+        let headers = blob::UploadHeaders::new(&spec.upload_headers).map_err(|e| Failure::user("FileUploadMiscError", e))?;
+        let target = match local::file_url_path(&spec.container_url) {
+            Some(dir) if self.file_allowed(&dir) => Target::Directory(dir),
+            Some(dir) => {
+                return Err(Failure::user(
+                    "FileUploadAccessDenied",
+                    format!("file://{}: not below a shared directory the node allows", dir.display()),
+                ))
+            }
+            None => Target::Container(parse_url(&spec.container_url, Way::Upload)?),
+        };
+        Ok(Destination { target, headers })
+    }
+
+    /// Saves one file as blob `name`; returns its size.
+    async fn put(&self, dest: &Destination, file: &Path, name: &str) -> Result<u64, Failure> {
+        match &dest.target {
+            Target::Directory(root) => {
+                let shown = dest.shown(name);
+                let target = local::below(root, name)
+                    .filter(|t| t != root)
+                    .ok_or_else(|| Failure::user("FileUploadMiscError", format!("the blob name '{name}' leaves {}", root.display())))?;
+                let (root, src) = (root.clone(), file.to_path_buf());
+                let copied = blocking("FileUploadMiscError", move || -> Result<Result<u64, local::Fault>, Failure> {
+                    if !root.is_dir() {
+                        return Err(Failure::user("FileUploadContainerNotFound", format!("file://{}: no such directory", root.display())));
                     }
-                    r
-                },
-                &u,
-            )
-            .await?;
-        check_upload(resp, &u).await?;
-        Ok(size)
-    }
-
-    async fn send_upload<F>(&self, make: F, url: &Url) -> Result<reqwest::Response, Failure>
-    where
-        F: Fn() -> reqwest::RequestBuilder,
-    {
-        self.send_with_retries(make, url).await.map_err(|f| Failure { code: "FileUploadMiscError".into(), ..f })
-    }
-}
-
-impl pattern::Resolved {
-    fn is_walk(&self) -> bool {
-        matches!(self, pattern::Resolved::Walk { .. })
-    }
-}
-
-/// The regular files a resolved pattern names, with their path relative to
-/// the walked directory (a single file: its name).
-fn matches(resolved: &pattern::Resolved) -> Vec<(PathBuf, String)> {
-    match resolved {
-        pattern::Resolved::File(p) => match std::fs::metadata(p) {
-            Ok(m) if m.is_file() => {
-                vec![(p.clone(), p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())]
-            }
-            _ => Vec::new(),
-        },
-        pattern::Resolved::Walk { base, pattern: pat } => {
-            let Ok(files) = walk_files(base) else { return Vec::new() };
-            files
-                .into_iter()
-                .filter(|rel| {
-                    let parts: Vec<String> = rel.split('/').map(str::to_string).collect();
-                    pattern::match_path(pat, &parts)
+                    Ok((|| {
+                        let mut input = local::open_regular(&src).map_err(local::Fault::Read)?;
+                        if let Some(p) = target.parent() {
+                            std::fs::create_dir_all(p).map_err(|e| local::Fault::Dir(p.to_path_buf(), e))?;
+                        }
+                        let mut output = local::create_file(&target).map_err(local::Fault::Create)?;
+                        local::copy(&mut input, &mut output)
+                    })())
                 })
-                .map(|rel| (base.join(&rel), rel))
-                .collect()
+                .await??;
+                copied.map_err(|fault| upload_fault(fault, file, &shown))
+            }
+            Target::Container(container) => {
+                let url = blob::blob_url(container, name);
+                let path = file.to_path_buf();
+                let opened = blocking("FileUploadMiscError", move || local::open_regular(&path)).await?;
+                let size = opened
+                    .and_then(|f| f.metadata())
+                    .map(|m| m.len())
+                    .map_err(|e| upload_fault(local::Fault::Read(e), file, &redact(url.as_str())))?;
+                let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if size <= self.block_size as u64 {
+                    let headers = dest.headers.for_put_blob(&file_name);
+                    self.retry(|| self.put_blob_once(&url, file, size, &headers)).await?;
+                } else {
+                    self.put_blocks(&url, file, size, dest.headers.for_block_list(&file_name)).await?;
+                }
+                Ok(size)
+            }
         }
     }
-}
 
-/// Every regular file below `root` (relative paths, `/`-separated, sorted),
-/// without following symbolic links to directories.
-fn walk_files(root: &Path) -> std::io::Result<Vec<String>> {
-    fn go(dir: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-            let ty = entry.file_type()?;
-            if ty.is_dir() {
-                go(&entry.path(), &r, out)?;
-            } else if ty.is_file() || (ty.is_symlink() && entry.path().metadata().is_ok_and(|m| m.is_file())) {
-                out.push(r);
-            }
+    /// One try of a Put Blob, the body streamed from the file.
+    async fn put_blob_once(&self, url: &Url, file: &Path, size: u64, headers: &reqwest::header::HeaderMap) -> Try<()> {
+        use tokio::io::AsyncReadExt;
+        let path = file.to_path_buf();
+        let opened = blocking("FileUploadMiscError", move || local::open_regular(&path)).await.map_err(|f| (f, false))?;
+        let input = opened.map_err(|e| (upload_fault(local::Fault::Read(e), file, &redact(url.as_str())), false))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(input).take(size), 64 * 1024);
+        let resp = self
+            .http
+            .put(url.clone())
+            .headers(headers.clone())
+            .header("x-ms-blob-type", "BlockBlob")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| send_error(e, url, Way::Upload))?;
+        if !resp.status().is_success() {
+            return Err(status_failure(resp, url, Way::Upload).await);
         }
         Ok(())
     }
-    let mut out = Vec::new();
-    go(root, "", &mut out)?;
-    out.sort();
-    Ok(out)
-}
 
-async fn read_block(file: &Path, offset: u64, len: usize) -> Result<bytes::Bytes, Failure> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let io = |e: std::io::Error| Failure::server("FileUploadMiscError", format!("{}: {e}", file.display()));
-    let mut f = tokio::fs::File::open(file).await.map_err(io)?;
-    f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
-    let mut buf = Vec::with_capacity(len);
-    f.take(len as u64).read_to_end(&mut buf).await.map_err(io)?;
-    Ok(bytes::Bytes::from(buf))
-}
-
-/// Block ids of equal length, as Put Block List requires.
-fn base64_id(i: u64) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("block-{i:010}"))
-}
-
-async fn check_download(resp: reqwest::Response, url: &Url) -> Result<reqwest::Response, Failure> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
+    /// Uploads a large file as blocks, [`BLOCKS_IN_FLIGHT`] at once, then
+    /// commits the block list.
+    async fn put_blocks(&self, url: &Url, file: &Path, size: u64, list_headers: reqwest::header::HeaderMap) -> Result<(), Failure> {
+        let block = block_size_for(size, self.block_size as u64);
+        let count = size.div_ceil(block);
+        let ids: Vec<String> = (0..count).map(blob::block_id).collect();
+        let path = file.to_path_buf();
+        let opened = blocking("FileUploadMiscError", move || local::open_regular(&path)).await?;
+        let input = Arc::new(opened.map_err(|e| upload_fault(local::Fault::Read(e), file, &redact(url.as_str())))?);
+        // Buffers are counted in units of BLOCK_SIZE, so huge blocks take more.
+        let permits = (block.div_ceil(BLOCK_SIZE as u64) as u32).clamp(1, BLOCK_BUFFERS);
+        let mut running = futures_util::stream::iter(0..count)
+            .map(|i| -> BoxFuture<'_, Result<(), Failure>> {
+                let input = input.clone();
+                let id = blob::block_id(i);
+                async move {
+                    let _buffer = self
+                        .buffers
+                        .acquire_many(permits)
+                        .await
+                        .map_err(|e| Failure::server("FileUploadMiscError", format!("internal error: {e}")))?;
+                    let offset = i * block;
+                    let len = block.min(size - offset) as usize;
+                    let read = blocking("FileUploadMiscError", move || {
+                        use std::os::unix::fs::FileExt;
+                        let mut buf = vec![0u8; len];
+                        input.read_exact_at(&mut buf, offset).map(|()| bytes::Bytes::from(buf))
+                    })
+                    .await?;
+                    let data = read.map_err(|e| {
+                        Failure::server("FileUploadMiscError", format!("cannot read {} (did it change during the upload?): {e}", file.display()))
+                    })?;
+                    let block_url = blob::with_query(url, &[("comp", "block"), ("blockid", &id)]);
+                    self.retry(|| async {
+                        let resp = self
+                            .http
+                            .put(block_url.clone())
+                            .header("x-ms-version", blob::VERSION)
+                            .body(data.clone())
+                            .send()
+                            .await
+                            .map_err(|e| send_error(e, &block_url, Way::Upload))?;
+                        if !resp.status().is_success() {
+                            return Err(status_failure(resp, &block_url, Way::Upload).await);
+                        }
+                        Ok(())
+                    })
+                    .await
+                }
+                .boxed()
+            })
+            .buffer_unordered(BLOCKS_IN_FLIGHT);
+        while let Some(r) = running.next().await {
+            r?;
+        }
+        drop(running);
+        let body = blob::block_list(&ids);
+        let list_url = blob::with_query(url, &[("comp", "blocklist")]);
+        self.retry(|| async {
+            let resp = self
+                .http
+                .put(list_url.clone())
+                .headers(list_headers.clone())
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| send_error(e, &list_url, Way::Upload))?;
+            if !resp.status().is_success() {
+                return Err(status_failure(resp, &list_url, Way::Upload).await);
+            }
+            Ok(())
+        })
+        .await
     }
-    let body = resp.text().await.unwrap_or_default();
-    let detail = storage_code(&body).map(|c| format!(" ({c})")).unwrap_or_default();
-    let message = format!("{}: HTTP {}{detail}", redact(url.as_str()), status.as_u16());
-    Err(match status {
-        StatusCode::NOT_FOUND => Failure::user("BlobNotFound", message),
-        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Failure::user("BlobAccessDenied", message),
-        StatusCode::REQUEST_TIMEOUT => Failure::server("BlobDownloadTimedOut", message),
-        _ => Failure::server("BlobDownloadMiscError", message),
-    })
 }
 
-async fn check_upload(resp: reqwest::Response, url: &Url) -> Result<(), Failure> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(());
+/// The block size for a file: `preferred`, or more when the file would
+/// otherwise need more blocks than a blob may have.
+fn block_size_for(size: u64, preferred: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let needed = size.div_ceil(MAX_BLOCKS);
+    if needed <= preferred {
+        preferred
+    } else {
+        (needed.div_ceil(MIB) * MIB).min(MAX_BLOCK_SIZE)
     }
-    let body = resp.text().await.unwrap_or_default();
-    let code = storage_code(&body);
-    let message = format!("{}: HTTP {}{}", redact(url.as_str()), status.as_u16(), code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default());
-    Err(match (status, code.as_deref()) {
-        (StatusCode::NOT_FOUND, Some("ContainerNotFound")) | (StatusCode::NOT_FOUND, None) => Failure::user(
-            "FileUploadContainerNotFound",
-            format!("One of the specified Azure container(s) was not found while attempting to upload an output file: {message}"),
-        ),
-        (StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED, _) => Failure::user("FileUploadMiscError", format!("access denied: {message}")),
-        _ => Failure::server("FileUploadMiscError", message),
-    })
 }
 
-/// A UTC timestamp for the upload logs.
-fn log_time() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+/// An `http(s)` URL, or a user error naming it.
+fn parse_url(url: &str, way: Way) -> Result<Url, Failure> {
+    let parsed = Url::parse(url).map_err(|e| Failure::user(way.misc(), format!("{}: invalid URL: {e}", redact(url))))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(parsed),
+        s => Err(Failure::user(way.misc(), format!("{}: unsupported URL scheme '{s}'", redact(url)))),
+    }
+}
+
+/// The last path segment of a URL (decoded), when there is one.
+fn url_file_name(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next()?;
+    let after_scheme = path.split_once("://").map_or(path, |(_, rest)| rest);
+    let (_, p) = after_scheme.split_once('/')?;
+    let last = p.rsplit('/').next()?;
+    let name = blob::percent_decode(last);
+    (!name.is_empty() && name != "." && name != "..").then_some(name)
 }
 
 #[cfg(test)]

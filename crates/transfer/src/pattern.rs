@@ -2,182 +2,198 @@
 //! nodes: `*` (any characters but `/`), `**` (any number of directories),
 //! `?`, `[abc]`, `[a-c]`, `[!abc]`; a wildcard never matches a name that
 //! starts with `.` unless the pattern's component starts with `.` itself;
-//! `[*]` escapes a wildcard character. `$VAR` and `${VAR}` are expanded from
-//! the task's environment first.
+//! a one-character class such as `[*]` escapes a wildcard character. `$VAR`
+//! and `${VAR}` are expanded from the task's environment first.
+//!
+//! Matching walks only the directories a pattern can reach, never follows
+//! a symbolic link to a directory, and yields regular files only.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-/// `$VAR` / `${VAR}` replaced by their values (unknown variables by nothing).
+/// `$VAR` / `${VAR}` replaced by their values; an unknown variable expands
+/// to nothing, as in a shell. A `$` not followed by a name stays as it is.
 pub fn expand_env(s: &str, env: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' {
-            let (name, next) = if b.get(i + 1) == Some(&b'{') {
-                match s[i + 2..].find('}') {
-                    Some(end) => (&s[i + 2..i + 2 + end], i + 3 + end),
-                    None => ("", i),
-                }
-            } else {
-                let len = s[i + 1..].bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
-                (&s[i + 1..i + 1 + len], i + 1 + len)
-            };
-            if !name.is_empty() {
-                out.push_str(env.get(name).map(String::as_str).unwrap_or(""));
-                i = next;
-                continue;
+    let mut rest = s;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) if is_name(&braced[..end]) => (&braced[..end], end + 2),
+                _ => ("", 0),
             }
-        }
-        let ch = s[i..].chars().next().unwrap_or('$');
-        out.push(ch);
-        i += ch.len_utf8();
-    }
-    out
-}
-
-/// Whether a pattern component holds an (unescaped) wildcard.
-pub fn has_wildcard(component: &str) -> bool {
-    let mut chars = component.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' | '?' => return true,
-            '[' => {
-                // `[x]` with a single wildcard character inside is an escape.
-                let rest: String = chars.clone().collect();
-                if rest.len() >= 2 && rest.as_bytes()[1] == b']' && matches!(rest.as_bytes()[0], b'*' | b'?' | b'[') {
-                    chars.next();
-                    chars.next();
-                    continue;
-                }
-                return true;
-            }
-            _ => {}
-        }
-    }
-    false
-}
-
-/// The literal name a component without wildcards stands for (escapes removed).
-pub fn unescape(component: &str) -> String {
-    let mut out = String::new();
-    let b: Vec<char> = component.chars().collect();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == '[' && i + 2 < b.len() && b[i + 2] == ']' && matches!(b[i + 1], '*' | '?' | '[') {
-            out.push(b[i + 1]);
-            i += 3;
         } else {
-            out.push(b[i]);
-            i += 1;
+            let len = after.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
+            if is_name(&after[..len]) {
+                (&after[..len], len)
+            } else {
+                ("", 0)
+            }
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(env.get(name).map(String::as_str).unwrap_or(""));
+            rest = &after[consumed..];
         }
     }
+    out.push_str(rest);
     out
 }
 
-/// Whether one path component (a file or directory name) matches one
-/// pattern component.
-pub fn match_component(pattern: &str, name: &str) -> bool {
-    if name.starts_with('.') && !pattern.starts_with('.') && has_wildcard(pattern) {
-        return false;
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    glob(&p, &n)
+fn is_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-fn glob(p: &[char], n: &[char]) -> bool {
-    // Backtracking over the last `*`: linear in practice.
-    let (mut pi, mut ni) = (0, 0);
-    let (mut star_p, mut star_n) = (None, 0);
-    while ni < n.len() {
-        if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star_p = Some(pi);
-                    star_n = ni;
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
-                    ni += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((matched, len)) = class(&p[pi..], n[ni]) {
-                        if matched {
-                            pi += len;
-                            ni += 1;
-                            continue;
-                        }
-                    } else if n[ni] == '[' {
-                        pi += 1;
-                        ni += 1;
-                        continue;
-                    }
-                }
-                c if c == n[ni] => {
-                    pi += 1;
-                    ni += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match star_p {
-            Some(sp) => {
-                pi = sp + 1;
-                star_n += 1;
-                ni = star_n;
-            }
-            None => return false,
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+/// One element of a path component pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Char(char),
+    /// `?`
+    Any,
+    /// `*`
+    Star,
+    /// `[...]`: single characters and inclusive ranges.
+    Class { negated: bool, items: Vec<(char, char)> },
 }
 
-/// A bracket expression at the start of `p`: whether `c` matches it, and its
-/// length; None when it is not closed (then `[` is literal).
-fn class(p: &[char], c: char) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(p.get(i), Some('!') | Some('^'));
-    if negate {
+/// Splits one path component of a pattern into tokens. A class of one
+/// character (`[*]`, `[a]`) is that character: the documented escape. An
+/// unclosed `[` is a literal `[`.
+fn tokenize(component: &str) -> Vec<Token> {
+    let chars: Vec<char> = component.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => out.push(Token::Star),
+            '?' => out.push(Token::Any),
+            '[' => {
+                if let Some((token, len)) = class(&chars[i..]) {
+                    out.push(token);
+                    i += len;
+                    continue;
+                }
+                out.push(Token::Char('['));
+            }
+            c => out.push(Token::Char(c)),
+        }
         i += 1;
     }
-    let mut matched = false;
+    out
+}
+
+/// The bracket expression at the start of `p` and its length, or None when
+/// it is not closed. `]` right after `[` or `[!` is a member, not the end.
+fn class(p: &[char]) -> Option<(Token, usize)> {
+    let mut i = 1;
+    let negated = matches!(p.get(i), Some('!' | '^'));
+    if negated {
+        i += 1;
+    }
+    let mut items = Vec::new();
     let mut first = true;
     while i < p.len() {
-        if p[i] == ']' && !first {
-            return Some((matched != negate, i + 1));
+        let c = p[i];
+        if c == ']' && !first {
+            let token = match items.as_slice() {
+                [(a, b)] if a == b && !negated => Token::Char(*a),
+                _ => Token::Class { negated, items },
+            };
+            return Some((token, i + 1));
         }
         first = false;
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
-            if p[i] <= c && c <= p[i + 2] {
-                matched = true;
-            }
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|e| *e != ']') {
+            items.push((c, p[i + 2]));
             i += 3;
         } else {
-            if p[i] == c {
-                matched = true;
-            }
+            items.push((c, c));
             i += 1;
         }
     }
     None
 }
 
-/// Whether a relative path (components) matches pattern components, where
-/// `**` stands for any number (zero included) of directories.
+fn literal(tokens: &[Token]) -> Option<String> {
+    tokens.iter().map(|t| if let Token::Char(c) = t { Some(*c) } else { None }).collect()
+}
+
+/// Whether a pattern component holds a wildcard (`**` included); escapes
+/// like `[*]` are not wildcards.
+pub fn has_wildcard(component: &str) -> bool {
+    literal(&tokenize(component)).is_none()
+}
+
+/// The file name a component without wildcards stands for (escapes removed).
+pub fn unescape(component: &str) -> String {
+    tokenize(component)
+        .into_iter()
+        .map(|t| match t {
+            Token::Char(c) => c.to_string(),
+            Token::Any => "?".into(),
+            Token::Star => "*".into(),
+            Token::Class { .. } => String::new(),
+        })
+        .collect()
+}
+
+/// Whether a file or directory name matches one pattern component. A name
+/// starting with `.` is matched by a wildcard only when the component
+/// starts with an explicit `.`.
+pub fn match_component(pattern: &str, name: &str) -> bool {
+    let tokens = tokenize(pattern);
+    if name.starts_with('.') && tokens.first() != Some(&Token::Char('.')) {
+        return literal(&tokens).is_some_and(|l| l == name);
+    }
+    let chars: Vec<char> = name.chars().collect();
+    glob(&tokens, &chars)
+}
+
+/// Token matching with backtracking to the last `*` (linear in practice).
+fn glob(p: &[Token], n: &[char]) -> bool {
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        let step = match p.get(pi) {
+            Some(Token::Star) => {
+                star = Some((pi, ni));
+                pi += 1;
+                continue;
+            }
+            Some(Token::Any) => true,
+            Some(Token::Char(c)) => *c == n[ni],
+            Some(Token::Class { negated, items }) => items.iter().any(|(a, b)| *a <= n[ni] && n[ni] <= *b) != *negated,
+            None => false,
+        };
+        if step {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|t| *t == Token::Star)
+}
+
+/// Whether a relative path (its components) matches pattern components,
+/// `**` standing for any number of directories (none included) whose names
+/// do not start with `.`. A trailing `**` matches every file below.
 pub fn match_path(pattern: &[String], path: &[String]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
         Some((p, rest)) if p == "**" => {
-            (0..=path.len()).any(|skip| {
-                // `**` does not descend into hidden directories.
-                path[..skip].iter().all(|d| !d.starts_with('.')) && match_path(rest, &path[skip..])
-            })
+            if rest.is_empty() {
+                return !path.is_empty() && path.iter().all(|c| !c.starts_with('.'));
+            }
+            (0..=path.len()).any(|skip| path[..skip].iter().all(|d| !d.starts_with('.')) && match_path(rest, &path[skip..]))
         }
         Some((p, rest)) => match path.split_first() {
             Some((name, path_rest)) => match_component(p, name) && match_path(rest, path_rest),
@@ -186,17 +202,25 @@ pub fn match_path(pattern: &[String], path: &[String]) -> bool {
     }
 }
 
-/// A pattern resolved against the working directory: the directory to walk
-/// (its components before the first wildcard) and the components to match
-/// below it; or a single file when it has no wildcard.
+/// A pattern resolved against the working directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
+    /// No wildcard: one file.
     File(PathBuf),
+    /// The pattern's leading directory without wildcards, and the
+    /// components to match below it.
     Walk { base: PathBuf, pattern: Vec<String> },
 }
 
-/// Resolves `pattern` (relative to `wd`, or absolute), normalising `.` and
-/// `..` lexically.
+impl Resolved {
+    /// Whether the pattern names one specific file.
+    pub fn is_single(&self) -> bool {
+        matches!(self, Resolved::File(_))
+    }
+}
+
+/// Resolves an (env-expanded) pattern: relative to `wd` unless absolute;
+/// `.` and `..` are applied lexically.
 pub fn resolve(pattern: &str, wd: &Path) -> Resolved {
     let joined = if pattern.starts_with('/') { PathBuf::from(pattern) } else { wd.join(pattern) };
     let mut parts: Vec<String> = Vec::new();
@@ -209,23 +233,146 @@ pub fn resolve(pattern: &str, wd: &Path) -> Resolved {
             Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
         }
     }
-    match parts.iter().position(|p| p == "**" || has_wildcard(p)) {
-        None => Resolved::File(PathBuf::from("/").join(parts.iter().map(|p| unescape(p)).collect::<PathBuf>())),
-        Some(at) => Resolved::Walk {
-            base: PathBuf::from("/").join(parts[..at].iter().map(|p| unescape(p)).collect::<PathBuf>()),
-            pattern: parts[at..].to_vec(),
-        },
+    let to_path = |ps: &[String]| -> PathBuf {
+        let mut p = PathBuf::from("/");
+        p.extend(ps.iter().map(|c| unescape(c)));
+        p
+    };
+    match parts.iter().position(|p| has_wildcard(p)) {
+        None => Resolved::File(to_path(&parts)),
+        Some(at) => Resolved::Walk { base: to_path(&parts[..at]), pattern: parts[at..].to_vec() },
     }
 }
 
-/// The blob name for a matched file: with a wildcard pattern, `path` (a
-/// virtual directory) plus the file's path below the walked directory; for
-/// a single file, `path` itself, or the file's name.
+/// A file a pattern matched: its path, and its name relative to the
+/// pattern's leading directory (for a single file: its file name).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Match {
+    pub path: PathBuf,
+    pub relative: String,
+}
+
+/// The regular files a resolved pattern names, sorted. Symbolic links are
+/// not followed below `guard` (the task directory), to files or
+/// directories: a task must not be able to have the agent upload a file it
+/// could not read itself. Directories above `guard`, and absolute patterns
+/// elsewhere, resolve as the system resolves them.
+pub fn find(resolved: &Resolved, guard: &Path) -> Vec<Match> {
+    match resolved {
+        Resolved::File(p) => {
+            let regular = std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+            match p.file_name() {
+                Some(name) if regular && !symlink_below(guard, p) => {
+                    vec![Match { path: p.clone(), relative: name.to_string_lossy().into_owned() }]
+                }
+                _ => Vec::new(),
+            }
+        }
+        Resolved::Walk { base, pattern } => {
+            let mut out = Vec::new();
+            if std::fs::metadata(base).is_ok_and(|m| m.is_dir()) && !symlink_below(guard, base) {
+                walk(base, "", pattern, &mut out);
+            }
+            out.sort();
+            out.dedup();
+            out
+        }
+    }
+}
+
+/// Whether a directory on `path` below `guard` is a symbolic link.
+fn symlink_below(guard: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(guard) else { return false };
+    let mut at = guard.to_path_buf();
+    rel.components().any(|c| {
+        at.push(c);
+        std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+    })
+}
+
+/// Entries of a directory as (name, is a real directory, is a regular file);
+/// unreadable directories have none.
+fn entries(dir: &Path) -> Vec<(String, bool, bool)> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| {
+            let ty = e.file_type().ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), ty.is_dir(), ty.is_file()))
+        })
+        .collect()
+}
+
+fn join_rel(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+fn walk(dir: &Path, rel: &str, pattern: &[String], out: &mut Vec<Match>) {
+    let Some((comp, rest)) = pattern.split_first() else { return };
+    if comp == "**" {
+        if rest.is_empty() {
+            // Every (non-hidden) file below.
+            for (name, is_dir, is_file) in entries(dir) {
+                if name.starts_with('.') {
+                    continue;
+                }
+                let r = join_rel(rel, &name);
+                if is_file {
+                    out.push(Match { path: dir.join(&name), relative: r });
+                } else if is_dir {
+                    walk(&dir.join(&name), &r, pattern, out);
+                }
+            }
+            return;
+        }
+        walk(dir, rel, rest, out);
+        for (name, is_dir, _) in entries(dir) {
+            if is_dir && !name.starts_with('.') {
+                walk(&dir.join(&name), &join_rel(rel, &name), pattern, out);
+            }
+        }
+        return;
+    }
+    if !has_wildcard(comp) {
+        let name = unescape(comp);
+        let child = dir.join(&name);
+        let Ok(meta) = std::fs::symlink_metadata(&child) else { return };
+        let r = join_rel(rel, &name);
+        if rest.is_empty() && meta.is_file() {
+            out.push(Match { path: child, relative: r });
+        } else if !rest.is_empty() && meta.is_dir() {
+            walk(&child, &r, rest, out);
+        }
+        return;
+    }
+    for (name, is_dir, is_file) in entries(dir) {
+        if !match_component(comp, &name) {
+            continue;
+        }
+        let r = join_rel(rel, &name);
+        if rest.is_empty() && is_file {
+            out.push(Match { path: dir.join(&name), relative: r });
+        } else if !rest.is_empty() && is_dir {
+            walk(&dir.join(&name), &r, rest, out);
+        }
+    }
+}
+
+/// The blob name of a matched file. With a wildcard pattern `path` is a
+/// virtual directory put before the file's path relative to the pattern's
+/// leading directory; for a single file `path` is the blob name itself.
+/// Without `path`: the relative path (a single file's name).
 pub fn blob_name(path: Option<&str>, relative: &str, single: bool) -> String {
-    let path = path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty());
+    let path = path.map(|p| p.trim_start_matches('/')).filter(|p| !p.is_empty());
     match (path, single) {
         (Some(p), true) => p.to_string(),
-        (Some(p), false) => format!("{p}/{relative}"),
+        (Some(p), false) => match p.trim_end_matches('/') {
+            "" => relative.to_string(),
+            dir => format!("{dir}/{relative}"),
+        },
         (None, _) => relative.to_string(),
     }
 }
@@ -244,24 +391,55 @@ mod tests {
         assert!(!match_component("*.txt", "a.txt.bak"));
         assert!(match_component("abc*", "abc"));
         assert!(match_component("abc*", "abcdef"));
+        assert!(!match_component("abc*", "ab"));
         assert!(match_component("a?c", "abc"));
         assert!(!match_component("a?c", "ac"));
+        assert!(!match_component("a?c", "abbc"));
         assert!(match_component("[abc].log", "b.log"));
         assert!(!match_component("[abc].log", "d.log"));
         assert!(match_component("[a-c]1", "c1"));
+        assert!(!match_component("[a-c]1", "d1"));
         assert!(!match_component("[!abc]1", "a1"));
         assert!(match_component("[!abc]1", "x1"));
+        assert!(match_component("[^a-c]1", "x1"));
+        assert!(match_component("[]a]", "]"), "a leading ] is a member");
+        assert!(match_component("x[a-]", "x-"), "a trailing - is a member");
+        assert!(match_component("*a*b*c", "xxaybzzc"));
+        assert!(!match_component("*a*b*c", "xxaybzzcd"));
+        assert!(match_component("**", "anything"));
+        assert!(match_component("a[", "a["), "an unclosed bracket is literal");
+        assert!(match_component("ünï*", "ünïcode"));
+    }
+
+    #[test]
+    fn escapes_are_literals_not_wildcards() {
         assert!(match_component("abc[*]", "abc*"));
         assert!(!match_component("abc[*]", "abcd"));
-        assert!(match_component("*a*b*c", "xxaybzzc"));
+        assert!(match_component("q[?]", "q?"));
+        assert!(!match_component("q[?]", "qx"));
+        assert!(!has_wildcard("abc[*]"));
+        assert!(!has_wildcard("plain.txt"));
+        assert!(!has_wildcard("a["));
+        assert!(has_wildcard("a[bc]"));
+        assert!(has_wildcard("a[!b]"));
+        assert!(has_wildcard("**"));
+        assert_eq!(unescape("abc[*]"), "abc*");
+        assert_eq!(unescape("[[]x[]]"), "[x]");
     }
 
     #[test]
     fn dot_files_need_an_explicit_dot() {
         assert!(!match_component("*.gif", ".a.gif"));
         assert!(match_component(".*.gif", ".a.gif"));
+        assert!(!match_component("?a", ".a"));
+        assert!(!match_component("[.]a", "xa"));
         assert!(match_component(".hidden", ".hidden"), "a literal name is not a wildcard");
-        assert!(!match_path(&parts("**/*.txt"), &parts(".git/a.txt")));
+        assert!(match_component("[.]hidden", ".hidden"), "an escaped dot is explicit too");
+        assert!(!match_component("*", ".bashrc"));
+        assert!(!match_path(&parts("**/*.txt"), &parts(".git/a.txt")), "** skips hidden directories");
+        assert!(!match_path(&parts("*/a.txt"), &parts(".git/a.txt")));
+        assert!(match_path(&parts(".git/*.txt"), &parts(".git/a.txt")));
+        assert!(!match_path(&parts("**"), &parts("d/.env")));
     }
 
     #[test]
@@ -273,21 +451,37 @@ mod tests {
         assert!(!match_path(&p, &parts("x/y/z.bin")));
         assert!(!match_path(&parts("*.txt"), &parts("sub/c.txt")), "one star stays in its directory");
         assert!(match_path(&parts("out/**/r?.csv"), &parts("out/a/b/r1.csv")));
+        assert!(match_path(&parts("out/**/r?.csv"), &parts("out/r1.csv")));
+        assert!(!match_path(&parts("out/**/r?.csv"), &parts("in/a/r1.csv")));
+        assert!(match_path(&parts("a/**"), &parts("a/b/c")));
+        assert!(!match_path(&parts("a/**"), &parts("a")));
+    }
+
+    #[test]
+    fn environment_expansion() {
+        let env: BTreeMap<String, String> =
+            [("AZ_BATCH_TASK_DIR".to_string(), "/t".to_string()), ("X".into(), "1".into()), ("_y2".into(), "z".into())].into();
+        assert_eq!(expand_env("$AZ_BATCH_TASK_DIR/out/*.txt", &env), "/t/out/*.txt");
+        assert_eq!(expand_env("${X}a$X.$NOPE", &env), "1a1.");
+        assert_eq!(expand_env("${_y2}/$_y2-", &env), "z/z-");
+        assert_eq!(expand_env("cost$", &env), "cost$");
+        assert_eq!(expand_env("a$5b", &env), "a$5b", "not a name");
+        assert_eq!(expand_env("${X", &env), "${X", "unclosed");
+        assert_eq!(expand_env("${}", &env), "${}");
+        assert_eq!(expand_env("ü$X€", &env), "ü1€");
     }
 
     #[test]
     fn resolving_patterns() {
         let wd = Path::new("/n/workitems/j/job-1/t/wd");
         assert_eq!(resolve("../stdout.txt", wd), Resolved::File("/n/workitems/j/job-1/t/stdout.txt".into()));
-        assert_eq!(
-            resolve("../std*.txt", wd),
-            Resolved::Walk { base: "/n/workitems/j/job-1/t".into(), pattern: vec!["std*.txt".into()] }
-        );
-        assert_eq!(
-            resolve("out/**/*.log", wd),
-            Resolved::Walk { base: "/n/workitems/j/job-1/t/wd/out".into(), pattern: parts("**/*.log") }
-        );
+        assert_eq!(resolve("../std*.txt", wd), Resolved::Walk { base: "/n/workitems/j/job-1/t".into(), pattern: vec!["std*.txt".into()] });
+        assert_eq!(resolve("out/**/*.log", wd), Resolved::Walk { base: "/n/workitems/j/job-1/t/wd/out".into(), pattern: parts("**/*.log") });
+        assert_eq!(resolve("./a/./b", wd), Resolved::File("/n/workitems/j/job-1/t/wd/a/b".into()));
         assert_eq!(resolve("/abs/f[*]", wd), Resolved::File("/abs/f*".into()));
+        assert_eq!(resolve("/abs/*/x", wd), Resolved::Walk { base: "/abs".into(), pattern: parts("*/x") });
+        assert!(resolve("a.txt", wd).is_single());
+        assert!(!resolve("a?.txt", wd).is_single());
     }
 
     #[test]
@@ -295,14 +489,75 @@ mod tests {
         assert_eq!(blob_name(Some("renamed/d.bin"), "data.bin", true), "renamed/d.bin");
         assert_eq!(blob_name(None, "data.bin", true), "data.bin");
         assert_eq!(blob_name(Some("txt/"), "sub/a.txt", false), "txt/sub/a.txt");
+        assert_eq!(blob_name(Some("res"), "a/b.txt", false), "res/a/b.txt");
+        assert_eq!(blob_name(Some("/"), "a.txt", false), "a.txt");
         assert_eq!(blob_name(None, "sub/a.txt", false), "sub/a.txt");
+        assert_eq!(blob_name(Some(""), "a.txt", true), "a.txt");
+    }
+
+    /// Builds a tree: names ending in `/` are directories.
+    fn tree(entries: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for e in entries {
+            let p = dir.path().join(e);
+            if e.ends_with('/') {
+                std::fs::create_dir_all(p).unwrap();
+            } else {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, e).unwrap();
+            }
+        }
+        dir
+    }
+
+    fn found(root: &Path, wd: &str, pattern: &str) -> Vec<String> {
+        find(&resolve(pattern, &root.join(wd)), root).into_iter().map(|m| m.relative).collect()
     }
 
     #[test]
-    fn environment_expansion() {
-        let env: BTreeMap<String, String> = [("AZ_BATCH_TASK_DIR".to_string(), "/t".to_string()), ("X".into(), "1".into())].into();
-        assert_eq!(expand_env("$AZ_BATCH_TASK_DIR/out/*.txt", &env), "/t/out/*.txt");
-        assert_eq!(expand_env("${X}a$X.$NOPE", &env), "1a1.");
-        assert_eq!(expand_env("cost$", &env), "cost$");
+    fn finding_files_on_disk() {
+        let t = tree(&[
+            "stdout.txt",
+            "stderr.txt",
+            "wd/a.txt",
+            "wd/b.bin",
+            "wd/.hidden.txt",
+            "wd/.git/c.txt",
+            "wd/out/x/y/r1.csv",
+            "wd/out/r2.csv",
+            "wd/out/r10.csv",
+            "wd/empty/",
+            "wd/star*",
+            "wd/dir.txt/",
+        ]);
+        let root = t.path();
+        assert_eq!(found(root, "wd", "*.txt"), ["a.txt"], "no dot files, no directories");
+        assert_eq!(found(root, "wd", ".*.txt"), [".hidden.txt"]);
+        assert_eq!(found(root, "wd", "**/*.txt"), ["a.txt"]);
+        assert_eq!(found(root, "wd", "out/**/r?.csv"), ["r2.csv", "x/y/r1.csv"], "relative to the leading directory");
+        assert_eq!(found(root, "wd", "out/**"), ["r10.csv", "r2.csv", "x/y/r1.csv"]);
+        assert_eq!(found(root, "wd", "../std*.txt"), ["stderr.txt", "stdout.txt"]);
+        assert_eq!(found(root, "wd", "../stdout.txt"), ["stdout.txt"]);
+        assert_eq!(found(root, "wd", "star[*]"), ["star*"]);
+        assert_eq!(found(root, "wd", "*/x/*/r1.csv"), ["out/x/y/r1.csv"]);
+        assert!(found(root, "wd", "missing.txt").is_empty());
+        assert!(found(root, "wd", "dir.txt").is_empty(), "a directory is not uploaded");
+        assert!(found(root, "wd", "nowhere/*.txt").is_empty());
+        assert_eq!(found(root, "wd", &format!("{}/wd/*.bin", root.display())), ["b.bin"], "absolute patterns");
+        assert_eq!(found(root, "wd", "**/**/r2.csv"), ["out/r2.csv"], "no duplicates");
+    }
+
+    #[test]
+    fn symbolic_links_are_not_followed() {
+        let t = tree(&["outside/secret.txt", "wd/real.txt"]);
+        let wd = t.path().join("wd");
+        std::os::unix::fs::symlink(t.path().join("outside"), wd.join("linkdir")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("outside/secret.txt"), wd.join("link.txt")).unwrap();
+        assert_eq!(found(t.path(), "wd", "**/*.txt"), ["real.txt"]);
+        assert!(found(t.path(), "wd", "linkdir/*.txt").is_empty(), "a linked leading directory");
+        assert!(found(t.path(), "wd", "linkdir/secret.txt").is_empty());
+        assert!(found(t.path(), "wd", "link.txt").is_empty());
+        assert_eq!(found(t.path(), "wd", "../outside/*.txt"), ["secret.txt"], "real directories are fine");
+        assert!(found(t.path(), "wd", "*/secret.txt").is_empty());
     }
 }

@@ -422,3 +422,30 @@ def test_start_task_resource_files(client, uid, http_files):
     finally:
         client.begin_delete_pool(good, polling_interval=0.2).result()
         client.begin_delete_pool(bad, polling_interval=0.2).result()
+
+
+def test_file_roots_confine_shared_directory_transfers(tmp_path):
+    """`serve --file-roots DIR`: file:// sources and destinations outside DIR
+    are refused (BlobAccessDenied) — tasks cannot reach the node's own files."""
+    from conftest import Server
+    allowed = tempfile.mkdtemp(prefix="openbatch-roots-")
+    os.chmod(allowed, 0o777)
+    with open(os.path.join(allowed, "in.txt"), "w") as f:
+        f.write("inside")
+    s = Server(str(tmp_path), extra_args=["--file-roots", allowed])
+    s.start()
+    try:
+        c = BatchClient(endpoint=s.endpoint, credential=AzureNamedKeyCredential(s.account, s.key))
+        c.create_pool(models.BatchPoolCreateOptions(id="roots", vm_size="x", target_dedicated_nodes=1))
+        wait_for(lambda: [n for n in c.list_nodes("roots") if n.state == models.BatchNodeState.IDLE], timeout=TIMEOUT, what="node")
+        c.create_job(models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="roots")))
+        ok = run(c, "j", task("in", "/bin/cat in.txt", resource_files=[
+            models.ResourceFile(http_url=f"file://{allowed}/in.txt", file_path="in.txt")]))["in"]
+        assert succeeded(ok)
+        assert stdout(c, "j", "in") == "inside"
+        bad = run(c, "j", task("out", "/bin/true", resource_files=[
+            models.ResourceFile(http_url="file:///etc/hostname", file_path="h")]))["out"]
+        assert bad.execution_info.failure_info.code == "BlobAccessDenied"
+    finally:
+        s.stop()
+        shutil.rmtree(allowed, ignore_errors=True)
