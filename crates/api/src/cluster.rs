@@ -610,7 +610,7 @@ impl Cluster {
         if self.prep_finished(node_id, &o, &base_url) {
             return None;
         }
-        if self.multi_finished(node_id, &o, &base_url).await {
+        if self.multi_finished(&o, &base_url).await {
             return None;
         }
         let slot = lock(&self.nodes).get_mut(node_id).and_then(|n| n.running.remove(&o.attempt));

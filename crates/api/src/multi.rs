@@ -233,7 +233,7 @@ impl Cluster {
 
     /// An instance's coordination command ended. Returns false when the
     /// attempt is not an instance of a run.
-    pub(crate) async fn multi_finished(self: &Arc<Self>, node_id: &str, o: &TaskOutcome, base_url: &str) -> bool {
+    pub(crate) async fn multi_finished(self: &Arc<Self>, o: &TaskOutcome, base_url: &str) -> bool {
         enum Next {
             Wait,
             App(String, TaskLaunch, u64),
@@ -293,7 +293,6 @@ impl Cluster {
                 outcome.attempt = task_attempt;
                 let slot = Slot { job_id: run.job_id.clone(), task_id: run.task_id.clone(), slots: 1 };
                 self.complete_attempt(&primary, slot, outcome, base_url.to_string(), Some(subtasks)).await;
-                let _ = node_id;
             }
         }
         true

@@ -548,7 +548,7 @@ impl Transfer {
             let made = blocking("ResourceDirectoryCreateFailed", move || local::make_dirs(&root, &parent, owner)).await?;
             made.map_err(|fault| download_fault(fault, &shown, &f.dest))?;
         }
-        let bytes = match &f.source {
+        let fetched: Result<u64, Failure> = match &f.source {
             Source::Local(src) => {
                 let (src, dest) = (src.clone(), f.dest.clone());
                 let copied = blocking("BlobDownloadMiscError", move || -> Result<u64, local::Fault> {
@@ -561,10 +561,15 @@ impl Transfer {
                     local::copy(&mut input, &mut output)
                 })
                 .await?;
-                copied.map_err(|fault| download_fault(fault, &shown, &f.dest))?
+                copied.map_err(|fault| download_fault(fault, &shown, &f.dest))
             }
-            Source::Http(url) => self.retry(|| self.fetch_once(url, &f.dest)).await?,
+            Source::Http(url) => self.retry(|| self.fetch_once(url, &f.dest)).await,
         };
+        // A failed download leaves no partial file behind.
+        if fetched.is_err() && tokio::fs::symlink_metadata(&f.dest).await.is_ok_and(|m| m.is_file()) {
+            let _ = tokio::fs::remove_file(&f.dest).await;
+        }
+        let bytes = fetched?;
         let (dest, mode) = (f.dest.clone(), f.mode);
         blocking("ResourceFileWriteFailed", move || local::finish_file(&dest, owner, mode))
             .await?

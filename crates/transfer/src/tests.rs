@@ -312,6 +312,26 @@ async fn a_silent_server_times_out() {
     assert_eq!((f.code.as_str(), f.server_error), ("BlobDownloadTimedOut", true), "{}", f.message);
 }
 
+#[tokio::test]
+async fn a_body_cut_short_fails_and_leaves_no_partial_file() {
+    // Promises 1,000 bytes, sends 10, closes the connection.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789").await;
+            drop(sock);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = quick().download(&[rf(Some(&format!("http://{addr}/f")), None, None, Some("part.bin"), None)], dir.path(), None).await.unwrap_err();
+    assert_eq!(f.code, "BlobDownloadMiscError", "{}", f.message);
+    assert!(!dir.path().join("part.bin").exists(), "the partial file was removed");
+}
+
 fn big_data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ (i / 65536) as u8).collect()
 }
