@@ -267,6 +267,8 @@ mod tests {
             resource_files: Vec::new(),
             common_resource_files: Vec::new(),
             output_files: Vec::new(),
+            packages: Vec::new(),
+            package_error: None,
         }
     }
 

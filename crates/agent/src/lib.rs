@@ -8,6 +8,7 @@
 //! The agent never touches the server's database.
 
 pub mod exec;
+pub mod packages;
 pub mod spawn;
 
 use base64::engine::general_purpose::STANDARD;
@@ -50,6 +51,8 @@ struct State {
     undelivered: Mutex<Vec<proto::TaskOutcome>>,
     /// Downloads and uploads of task data.
     transfer: transfer::Transfer,
+    /// Application packages installed on the node.
+    packages: packages::Installer,
     run_as: Option<(u32, u32)>,
     is_root: bool,
 }
@@ -74,7 +77,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         Some(roots) => transfer::Transfer::new().with_file_roots(roots),
         None => transfer::Transfer::new(),
     };
+    let packages = packages::Installer::new(&cfg.server, &cfg.token, &cfg.root);
     let state = Arc::new(State {
+        packages,
         cfg,
         boot_id,
         running: Mutex::new(HashMap::new()),
@@ -254,7 +259,13 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
         None if launch.elevated => None,
         None => state.run_as,
     };
-    if launch.resource_files.is_empty() && launch.common_resource_files.is_empty() {
+    if let Some(message) = &launch.package_error {
+        let mut o = exec::not_started(attempt, "ApplicationPackageError".into(), message.clone());
+        o.pre_processing_error = true;
+        report(&state, &tx, o);
+        return;
+    }
+    if launch.resource_files.is_empty() && launch.common_resource_files.is_empty() && launch.packages.is_empty() {
         run_process(state, launch, run_as, tx);
         return;
     }
@@ -280,6 +291,13 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
 /// Downloads an attempt's common resource files (into the task directory)
 /// and resource files (into the working directory), owned by the task's user.
 async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<(), transfer::Failure> {
+    for p in &l.packages {
+        state.packages.ensure(p).await.map_err(|message| transfer::Failure {
+            code: "ApplicationPackageError".into(),
+            message,
+            server_error: false,
+        })?;
+    }
     let task_dir = state.cfg.root.join(&l.task_dir);
     let wd = task_dir.join("wd");
     if let Err(e) = std::fs::create_dir_all(&wd) {

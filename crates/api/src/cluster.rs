@@ -72,6 +72,8 @@ pub struct Node {
     pub drain: Option<Drain>,
     /// Job preparation (and release) runs on this node, by job key.
     pub preps: HashMap<String, crate::jobprep::PrepRun>,
+    /// The pool's `applicationPackageReferences`: every task on the node gets them.
+    pub pool_packages: Vec<wire::models::ApplicationPackageReference>,
 }
 
 /// What a draining node does once its running tasks have finished.
@@ -153,6 +155,8 @@ pub struct ClusterConfig {
     pub token_key: Vec<u8>,
     /// Passed to local agents (`OPENBATCH_FILE_ROOTS`).
     pub file_roots: Option<String>,
+    /// Registered application packages.
+    pub applications_dir: PathBuf,
 }
 
 /// A job's ready tasks read ahead of need.
@@ -410,7 +414,12 @@ impl Cluster {
                 start_task_info: None,
                 drain: None,
                 preps: HashMap::new(),
+                pool_packages: Vec::new(),
             });
+            node.pool_packages = pool_doc
+                .get("applicationPackageReferences")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
             node.fill = if pool_doc
                 .get("taskSchedulingPolicy")
                 .and_then(|p| p.get("nodeFillType"))
@@ -1135,7 +1144,9 @@ impl Cluster {
                         launches.append(&mut instance_launches);
                     } else {
                         placed_slots += slots as usize;
-                        let launch = build_launch(&self.config, account_url, &job, &task, &pool, &node_id, &root_dir, dedicated, attempt);
+                        let pool_packages = lock(&self.nodes).get(&node_id).map(|n| n.pool_packages.clone()).unwrap_or_default();
+                        let launch =
+                            build_launch(&self.config, account_url, &job, &task, &pool_packages, &pool, &node_id, &root_dir, dedicated, attempt);
                         launches.push((node_id.clone(), launch));
                     }
                     let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
@@ -1410,6 +1421,7 @@ pub fn build_launch(
     account_url: &str,
     job: &CloudJob,
     t: &CloudTask,
+    pool_packages: &[wire::models::ApplicationPackageReference],
     pool: &str,
     node: &str,
     root_dir: &str,
@@ -1436,6 +1448,20 @@ pub fn build_launch(
     l.env.extend(crate::jobprep::prep_env(job, root_dir));
     if t.authentication_token_settings.as_ref().and_then(|a| a.access.as_ref()).is_some_and(|v| !v.is_empty()) {
         l.env.insert("AZ_BATCH_AUTHENTICATION_TOKEN".into(), crate::tokens::issue(&cfg.token_key, &job.id, chrono::Utc::now().timestamp()));
+    }
+    let refs: Vec<_> = pool_packages.iter().chain(t.application_package_references.iter().flatten()).cloned().collect();
+    if !refs.is_empty() {
+        match crate::applications::resolve(&cfg.applications_dir, &refs) {
+            Ok(packages) => {
+                for p in &packages {
+                    for name in &p.env_names {
+                        l.env.insert(name.clone(), format!("{root_dir}/applications/{}", p.dir));
+                    }
+                }
+                l.packages = packages;
+            }
+            Err(message) => l.package_error = Some(message),
+        }
     }
     l.resource_files = crate::data::resource_specs(t.resource_files.as_deref().unwrap_or_default());
     l.output_files = crate::data::output_specs(t.output_files.as_deref().unwrap_or_default());
@@ -1494,6 +1520,8 @@ pub(crate) fn launch_for(
         resource_files: Vec::new(),
         common_resource_files: Vec::new(),
         output_files: Vec::new(),
+        packages: Vec::new(),
+        package_error: None,
     }
 }
 
@@ -1535,6 +1563,8 @@ fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spe
         resource_files: crate::data::resource_specs(&resource_files),
         common_resource_files: Vec::new(),
         output_files: Vec::new(),
+        packages: Vec::new(),
+        package_error: None,
     }
 }
 

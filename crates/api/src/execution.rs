@@ -15,9 +15,6 @@ pub fn unsupported_task_feature(t: &CloudTask) -> Option<&'static str> {
     if t.container_settings.is_some() {
         return Some("containerSettings");
     }
-    if t.application_package_references.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Some("applicationPackageReferences");
-    }
     None
 }
 
@@ -306,12 +303,9 @@ mod tests {
             default: Some(ExitOptions { job_action: Some(wire::enums::JobAction::Terminate), dependency_action: None }),
         });
         assert_eq!(unsupported_task_feature(&t), None, "exit conditions are acted on");
-        t.application_package_references = Some(vec![]);
         t.exit_conditions = None;
-        assert_eq!(unsupported_task_feature(&t), None, "an empty list asks for nothing");
-        t.application_package_references =
-            Some(vec![wire::models::ApplicationPackageReference { application_id: "app".into(), version: None }]);
-        assert_eq!(unsupported_task_feature(&t), Some("applicationPackageReferences"));
+        t.container_settings = Some(serde_json::from_value(serde_json::json!({"imageName": "busybox"})).unwrap());
+        assert_eq!(unsupported_task_feature(&t), Some("containerSettings"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! headers — or with a Batch error body from the one table in
 //! [`wire::error`].
 
+pub mod applications;
 pub mod cluster;
 pub mod data;
 pub mod execution;
@@ -66,6 +67,8 @@ pub struct ApiConfig {
     pub agent_token: String,
     /// Where local nodes keep their root directories.
     pub nodes_dir: std::path::PathBuf,
+    /// Registered application packages (see `applications`).
+    pub applications_dir: std::path::PathBuf,
     /// The program started for local nodes (this binary); None disables local nodes.
     pub agent_program: Option<std::path::PathBuf>,
     /// Enforce the service's own limits where openbatch is more generous by
@@ -95,6 +98,7 @@ impl App {
             cluster::ClusterConfig {
                 agent_token: config.agent_token.clone(),
                 nodes_dir: config.nodes_dir.clone(),
+                applications_dir: config.applications_dir.clone(),
                 server_url: Default::default(),
                 agent_program: config.agent_program.clone(),
                 account: config.account.clone(),
@@ -170,6 +174,10 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
     if parts.uri.path() == proto::CONNECT_PATH {
         return agent_connect(app, Request::from_parts(parts, body)).await;
     }
+    if let Some(rest) = parts.uri.path().strip_prefix(proto::PACKAGES_PATH) {
+        let rest = rest.to_string();
+        return package_archive(&app, &parts.headers, &rest).await;
+    }
     let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let mut op_name = "-";
     let result = async {
@@ -241,6 +249,37 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
 }
 
 /// Upgrades an agent's connection after checking its join token.
+/// Whether a request carries the agents' join token.
+fn is_agent(app: &App, headers: &axum::http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    !app.config.agent_token.is_empty() && bool::from(token.as_bytes().ct_eq(app.config.agent_token.as_bytes()))
+}
+
+/// An application package archive, streamed to an agent that installs it.
+async fn package_archive(app: &App, headers: &axum::http::HeaderMap, rest: &str) -> Response<Body> {
+    let status = |code: u16, text: &str| Response::builder().status(code).body(Body::from(text.to_string())).unwrap_or_default();
+    if !is_agent(app, headers) {
+        return status(403, "invalid agent token");
+    }
+    let mut parts = rest.trim_start_matches('/').splitn(2, '/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned());
+    let (Some(id), Some(version)) = (parts.next(), parts.next()) else { return status(404, "no such package") };
+    let Some(path) = applications::archive(&app.config.applications_dir, &id, &version) else {
+        return status(404, "no such package");
+    };
+    match tokio::fs::File::open(&path).await {
+        Ok(f) => {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Response::builder()
+                .status(200)
+                .header("x-openbatch-archive", name)
+                .body(Body::from_stream(tokio_util::io::ReaderStream::new(f)))
+                .unwrap_or_default()
+        }
+        Err(_) => status(404, "no such package"),
+    }
+}
+
 async fn agent_connect(app: Arc<App>, req: Request) -> Response<Body> {
     use axum::extract::FromRequest;
     use axum::response::IntoResponse;
@@ -320,6 +359,8 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         EnableSchedule(s) => schedules::enable(app, ctx, &s).await,
         TerminateSchedule(s) => schedules::terminate(app, ctx, &s).await,
         ListScheduleJobs(s) => schedules::list_jobs(app, ctx, &s).await,
+        ListApplications => applications::list_handler(app, ctx).await,
+        GetApplication(a) => applications::get_handler(app, ctx, &a).await,
         ListPools => pools::list(app, ctx).await,
         CreatePool => pools::create(app, ctx).await,
         GetPool(p) => pools::get(app, ctx, &p).await,

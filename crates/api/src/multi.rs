@@ -145,7 +145,7 @@ impl Cluster {
     ) -> Option<((String, String, bool), Vec<(String, TaskLaunch)>)> {
         let m = task.multi_instance_settings.as_ref()?;
         let n = m.number_of_instances.unwrap_or(1).max(1) as usize;
-        let placed: Vec<(String, String, String, bool, u64)> = {
+        let placed: Vec<(String, String, String, bool, u64, Vec<wire::models::ApplicationPackageReference>)> = {
             let mut nodes = lock(&self.nodes);
             let candidates: Vec<crate::placement::Candidate> = nodes
                 .values()
@@ -160,7 +160,7 @@ impl Cluster {
                 let a = self.next_attempt.fetch_add(1, Ordering::Relaxed);
                 x.running.insert(a, Slot { job_id: job.id.clone(), task_id: task.id.clone(), slots: 1 });
                 x.refresh_busy_state();
-                placed.push((x.id.clone(), x.ip.clone(), x.root_dir.clone(), x.is_dedicated, a));
+                placed.push((x.id.clone(), x.ip.clone(), x.root_dir.clone(), x.is_dedicated, a, x.pool_packages.clone()));
             }
             placed
         };
@@ -179,8 +179,8 @@ impl Cluster {
         let now = json!(Timestamp::now());
         let mut instances = Vec::new();
         let mut launches = Vec::new();
-        for (i, (node, _, root, dedicated, a)) in placed.iter().enumerate() {
-            let mut l = build_launch(&self.config, account_url, job, task, pool, node, root, *dedicated, *a);
+        for (i, (node, _, root, dedicated, a, pool_packages)) in placed.iter().enumerate() {
+            let mut l = build_launch(&self.config, account_url, job, task, pool_packages, pool, node, root, *dedicated, *a);
             l.command_line = m.coordination_command_line.clone();
             l.env.extend(multi_env(root, i == 0));
             // Common resource files go to every instance, into the task
@@ -197,8 +197,8 @@ impl Cluster {
             info.insert("stateTransitionTime".into(), now.clone());
             instances.push(Instance { node_id: node.clone(), attempt: *a, coordinated: false, info });
         }
-        let (primary, _, root, dedicated, _) = placed[0].clone();
-        let mut app = build_launch(&self.config, account_url, job, task, pool, &primary, &root, dedicated, attempt);
+        let (primary, _, root, dedicated, _, pool_packages) = placed[0].clone();
+        let mut app = build_launch(&self.config, account_url, job, task, &pool_packages, pool, &primary, &root, dedicated, attempt);
         app.env.extend(multi_env(&root, true));
         let mut runs = lock(&self.multi);
         for i in &instances {

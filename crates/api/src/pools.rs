@@ -43,6 +43,18 @@ fn autoscale_unsupported() -> Error {
     Error::msg(ErrorCode::NotImplemented, "openbatch does not support pool autoscale yet; see COMPATIBILITY.md.")
 }
 
+/// A pool's package references must name registered packages (a version,
+/// or an application with a default version): else 409
+/// `InvalidApplicationPackageReferences`, as the service answers.
+fn check_packages(app: &App, refs: Option<&Value>) -> Result<(), Error> {
+    let Some(refs) = refs.filter(|v| !v.is_null()) else { return Ok(()) };
+    let refs: Vec<wire::models::ApplicationPackageReference> = serde_json::from_value(refs.clone())
+        .map_err(|e| Error::invalid_property("applicationPackageReferences", &e.to_string()))?;
+    crate::applications::resolve(&app.config.applications_dir, &refs)
+        .map(|_| ())
+        .map_err(|reason| Error::new(ErrorCode::InvalidApplicationPackageReferences).with("Reason", reason))
+}
+
 pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     let mut doc: Map<String, Value> = parse_body(&ctx.body)?;
     let id = check_id("id", doc.get("id").and_then(Value::as_str))?;
@@ -61,6 +73,7 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     int_in(&doc, "targetLowPriorityNodes", 0, 1000)?;
     int_in(&doc, "taskSlotsPerNode", 1, 256)?;
     check_start_task(doc.get("startTask"))?;
+    check_packages(app, doc.get("applicationPackageReferences"))?;
     for (i, u) in doc.get("userAccounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let name = u.get("name").and_then(Value::as_str).unwrap_or("");
         let valid = !name.is_empty()

@@ -69,6 +69,8 @@ pub enum Operation {
     EnableSchedule(String),
     TerminateSchedule(String),
     ListScheduleJobs(String),
+    ListApplications,
+    GetApplication(String),
     /// A Batch operation openbatch does not implement yet; the name is used in the error.
     NotImplemented(&'static str),
 }
@@ -130,6 +132,8 @@ impl Operation {
             EnableSchedule(_) => "EnableJobSchedule",
             TerminateSchedule(_) => "TerminateJobSchedule",
             ListScheduleJobs(_) => "ListJobsFromSchedule",
+            ListApplications => "ListApplications",
+            GetApplication(_) => "GetApplication",
             PatchPool(_) => "PatchPool",
             DeletePool(_) => "DeletePool",
             UpdatePoolProperties(_) => "UpdatePoolProperties",
@@ -182,6 +186,8 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
     let sv: Vec<&str> = s.iter().map(String::as_str).collect();
     let file = file.map(decode).transpose()?;
     let op = match (sv.as_slice(), file) {
+        (["applications"], None) => get_only(m, ListApplications)?,
+        (["applications", a], None) => get_only(m, GetApplication(a.to_string()))?,
         (["jobschedules"], None) => match () {
             _ if is(&Method::GET) => ListSchedules,
             _ if is(&Method::POST) => CreateSchedule,
@@ -352,7 +358,6 @@ fn not_implemented(segs: &[&str]) -> Option<Operation> {
     let first = *segs.first()?;
     let name = match first {
         "pools" => "this compute node operation (node users, remote login, service logs, extensions, start, deallocate)",
-        "applications" => "application operations",
         "poolusagemetrics" => "ListPoolUsageMetrics",
         "certificates" => "certificate operations",
         _ if first.starts_with("certificates(") => "certificate operations",

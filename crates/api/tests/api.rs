@@ -37,6 +37,7 @@ impl Harness {
                 transition_delay: std::time::Duration::from_millis(50),
                 agent_token: String::new(),
                 nodes_dir: dir.path().join("nodes"),
+                applications_dir: dir.path().join("applications"),
                 agent_program: None,
             },
         );

@@ -53,6 +53,10 @@ pub struct RawServe {
     /// tasks on local nodes may use, separated by ':' (default: any path).
     #[arg(long, env = "OPENBATCH_FILE_ROOTS")]
     pub file_roots: Option<String>,
+    /// Where application packages are registered: `{id}/{version}.zip|.tar.gz`
+    /// [default: <data-dir>/applications]
+    #[arg(long, env = "OPENBATCH_APPLICATIONS_DIR")]
+    pub applications_dir: Option<PathBuf>,
 }
 
 impl RawServe {
@@ -68,6 +72,7 @@ impl RawServe {
             transition_delay_ms: self.transition_delay_ms.or(other.transition_delay_ms),
             strict_limits: self.strict_limits.or(other.strict_limits),
             file_roots: self.file_roots.or(other.file_roots),
+            applications_dir: self.applications_dir.or(other.applications_dir),
         }
     }
 }
@@ -84,6 +89,7 @@ pub struct ServeConfig {
     pub transition_delay: Duration,
     pub strict_limits: bool,
     pub file_roots: Option<String>,
+    pub applications_dir: Option<PathBuf>,
 }
 
 fn decode_key(name: &str, v: &str) -> Result<Vec<u8>, String> {
@@ -149,6 +155,7 @@ impl ServeConfig {
             transition_delay: Duration::from_millis(raw.transition_delay_ms.unwrap_or(300).min(60_000)),
             strict_limits: raw.strict_limits.unwrap_or(false),
             file_roots: raw.file_roots,
+            applications_dir: raw.applications_dir,
         })
     }
 }

@@ -129,6 +129,7 @@ fn serve(cfg: ServeConfig) -> ExitCode {
                 transition_delay: cfg.transition_delay,
                 agent_token,
                 nodes_dir: cfg.data_dir.join("nodes"),
+                applications_dir: cfg.applications_dir.clone().unwrap_or_else(|| cfg.data_dir.join("applications")),
                 agent_program: std::env::current_exe().ok(),
                 strict_limits: cfg.strict_limits,
                 file_roots: cfg.file_roots.clone(),

@@ -113,6 +113,29 @@ pub struct TaskLaunch {
     /// Files to upload after the process exits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_files: Vec<OutputFileSpec>,
+    /// Application packages to install on the node (once, shared) before
+    /// the attempt runs; their variables are already in `env`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PackageSpec>,
+    /// Why the task's package references cannot be satisfied: the attempt
+    /// fails with `ApplicationPackageError` without running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_error: Option<String>,
+}
+
+/// Where the agent fetches an application package archive from the server
+/// (with its agent token): `{server}{PACKAGES_PATH}/{application_id}/{version}`.
+pub const PACKAGES_PATH: &str = "/_openbatch/agent/v1/applications";
+
+/// One application package version to install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageSpec {
+    pub application_id: String,
+    pub version: String,
+    /// The directory under the node's `applications/` it is unpacked to.
+    pub dir: String,
+    /// The `AZ_BATCH_APP_PACKAGE_*` variables that name its directory.
+    pub env_names: Vec<String>,
 }
 
 /// One `resourceFiles` entry, its source already resolved to a URL: an

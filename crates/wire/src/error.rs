@@ -78,6 +78,7 @@ error_codes! {
     TaskNotFound = (404, "The specified task does not exist."),
     FileNotFound = (404, "The specified file does not exist."),
     ApplicationNotFound = (404, "The specified application does not exist."),
+    InvalidApplicationPackageReferences = (409, "One or more of the specified application package references are invalid."),
     OperationInvalidForCurrentState = (409, "The operation is not valid for the current state of the resource."),
     PoolExists = (409, "The specified pool already exists."),
     PoolBeingDeleted = (409, "The specified pool has been marked for deletion and is being reclaimed."),
