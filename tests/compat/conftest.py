@@ -230,3 +230,53 @@ def http_files():
         finally:
             srv.shutdown()
             srv.server_close()
+
+
+# --- a private Docker engine for container tasks -----------------------------
+
+DOCKER_IMAGE = "localhost/busybox:test"
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """Starts a private dockerd (Debian's docker.io, through runc; no
+    registry is reachable) and imports a test image built from Debian's
+    static busybox; yields its DOCKER_HOST. scripts/test installs both."""
+    import shutil
+    dockerd, busybox = shutil.which("dockerd"), "/bin/busybox"
+    if os.geteuid() != 0 or not dockerd or not os.path.exists(busybox):
+        pytest.skip("container tests need root, dockerd and busybox-static (scripts/test installs them)")
+    client = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
+    with tempfile.TemporaryDirectory(prefix="openbatch-docker-") as d:
+        sock = os.path.join(d, "docker.sock")
+        log = open(os.path.join(d, "dockerd.log"), "ab")
+        proc = subprocess.Popen([dockerd, "--iptables=false", "--bridge=none", "--data-root", os.path.join(d, "data"),
+                                 "--exec-root", os.path.join(d, "exec"), "--pidfile", os.path.join(d, "docker.pid"),
+                                 "-H", f"unix://{sock}"], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        host = f"unix://{sock}"
+        env = dict(os.environ, DOCKER_HOST=host)
+        try:
+            deadline = time.time() + 30
+            while subprocess.run([client, "info"], env=env, capture_output=True).returncode != 0:
+                assert proc.poll() is None, f"dockerd exited; see {d}/dockerd.log"
+                assert time.time() < deadline, "dockerd did not start"
+                time.sleep(0.2)
+            rootfs = os.path.join(d, "rootfs")
+            os.makedirs(os.path.join(rootfs, "bin"))
+            os.makedirs(os.path.join(rootfs, "tmp"))
+            shutil.copy(busybox, os.path.join(rootfs, "bin", "busybox"))
+            for cmd in ("sh", "echo", "cat", "ls", "sleep", "env", "pwd", "id", "true", "false", "mkdir"):
+                os.symlink("busybox", os.path.join(rootfs, "bin", cmd))
+            tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+            subprocess.run([client, "import", "-", DOCKER_IMAGE], stdin=tar.stdout, env=env, check=True, capture_output=True)
+            tar.wait()
+            yield host
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            subprocess.run(["umount", os.path.join(d, "exec", "netns", "default")], capture_output=True)
+            log.close()

@@ -114,7 +114,54 @@ pub struct Started {
 
 /// Prepares the attempt's directory and starts its process in its own
 /// process group. Errors are task failures (`CommandProgramNotFound`, ...).
-pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<Started, (String, String)> {
+/// The container engine's name for an attempt's container.
+pub fn container_name(attempt: u64) -> String {
+    format!("openbatch-{attempt}")
+}
+
+/// Where the engine writes the id of an attempt's container.
+pub fn container_id_file(root: &Path, l: &TaskLaunch) -> PathBuf {
+    root.join(&l.task_dir).join(".container-id")
+}
+
+/// The engine's `run` arguments for a container task: its mounts (the node
+/// root, or the chosen directories, at the same paths inside), working
+/// directory, the task's variables by name (values come from the engine
+/// client's environment), the user's run options, image and command.
+fn container_args(root: &Path, l: &TaskLaunch, c: &proto::ContainerSpec, argv: &[String]) -> Result<Vec<String>, (String, String)> {
+    let wd = root.join(&l.task_dir).join("wd");
+    let mut a: Vec<String> = vec!["run".into(), "--rm".into(), "--name".into(), container_name(l.attempt)];
+    a.push("--cidfile".into());
+    a.push(container_id_file(root, l).to_string_lossy().into_owned());
+    a.extend(["--network".into(), "host".into()]);
+    let mounts: Vec<(PathBuf, bool)> = match &c.mounts {
+        None => vec![(root.to_path_buf(), false)],
+        Some(list) => list.iter().map(|(rel, ro)| (root.join(rel), *ro)).collect(),
+    };
+    for (path, read_only) in mounts {
+        let p = path.to_string_lossy();
+        a.push("-v".into());
+        a.push(if read_only { format!("{p}:{p}:ro") } else { format!("{p}:{p}") });
+    }
+    if c.task_working_dir {
+        a.push("-w".into());
+        a.push(wd.to_string_lossy().into_owned());
+    }
+    for k in l.env.keys() {
+        a.push("-e".into());
+        a.push(k.clone());
+    }
+    if let Some(opts) = &c.run_options {
+        let opts = shell_words::split(opts)
+            .map_err(|e| ("ContainerInvalidSettings".to_string(), format!("containerRunOptions cannot be parsed: {e}")))?;
+        a.extend(opts);
+    }
+    a.push(c.image.clone());
+    a.extend(argv.iter().cloned());
+    Ok(a)
+}
+
+pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>, engine: &str) -> Result<Started, (String, String)> {
     let task_dir = root.join(&l.task_dir);
     let wd = task_dir.join("wd");
     std::fs::create_dir_all(&wd).map_err(|e| ("ResourceDirectoryCreateFailed".to_string(), format!("{}: {e}", wd.display())))?;
@@ -129,9 +176,21 @@ pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<
     let (stdout, stderr) = (open(&out_path)?, open(&err_path)?);
     let argv = shell_words::split(&l.command_line)
         .map_err(|e| ("CommandLaunchFailed".to_string(), format!("the command line cannot be parsed: {e}")))?;
-    let Some((program, args)) = argv.split_first() else {
+    if argv.is_empty() {
         return Err(("CommandLaunchFailed".into(), "the command line is empty".into()));
+    }
+    // A container task runs the engine's client (as the agent: it needs the
+    // engine's socket), which runs the command line in the container.
+    let (argv, run_as) = match &l.container {
+        Some(c) => {
+            let _ = std::fs::remove_file(container_id_file(root, l));
+            let mut full = vec![engine.to_string()];
+            full.extend(container_args(root, l, c, &argv)?);
+            (full, None)
+        }
+        None => (argv, run_as),
     };
+    let (program, args) = argv.split_first().expect("not empty");
     if let Some((uid, gid)) = run_as {
         give_to(&[&task_dir, &wd, &out_path, &err_path], uid, gid);
     }
@@ -139,11 +198,22 @@ pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<
     env.insert("PATH".into(), DEFAULT_PATH.into());
     env.insert("HOME".into(), wd.to_string_lossy().into_owned());
     env.extend(l.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if l.container.is_some() {
+        // The engine client finds its daemon as the agent does.
+        for k in ["DOCKER_HOST", "CONTAINER_HOST", "XDG_RUNTIME_DIR"] {
+            if let Ok(v) = std::env::var(k) {
+                env.entry(k.into()).or_insert(v);
+            }
+        }
+    }
     let env: Vec<(String, String)> = env.into_iter().collect();
     let spec = crate::spawn::Spec { program, args, env: &env, cwd: &wd, stdout: &stdout, stderr: &stderr, ids: run_as };
     let started_ms = now_ms();
     match crate::spawn::spawn(&spec) {
         Ok(child) => Ok(Started { running: Running { pid: child.pid, started_ms, started: std::time::Instant::now() }, child }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && l.container.is_some() => {
+            Err(("ContainerMiscError".into(), format!("the container engine '{program}' is not installed on the node")))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err((
             "CommandProgramNotFound".into(),
             format!("The specified command program is not found: {program}"),
@@ -176,6 +246,7 @@ pub async fn wait(attempt: u64, s: Started) -> TaskOutcome {
         failure_category: None,
         pre_processing_error: false,
         file_upload_error: false,
+        container_id: None,
         start_time_ms: r.started_ms,
         end_time_ms: end,
         wall_us: Some(r.started.elapsed().as_micros() as u64),
@@ -214,6 +285,7 @@ pub fn not_started(attempt: u64, code: String, message: String) -> TaskOutcome {
         failure_category: None,
         pre_processing_error: false,
         file_upload_error: false,
+        container_id: None,
         start_time_ms: t,
         end_time_ms: t,
         wall_us: None,
@@ -269,13 +341,14 @@ mod tests {
             output_files: Vec::new(),
             packages: Vec::new(),
             package_error: None,
+            container: None,
         }
     }
 
     #[tokio::test]
     async fn runs_without_a_shell_and_captures_output() {
         let root = tempfile::tempdir().unwrap();
-        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None).unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker").unwrap();
         let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(3));
         let dir = root.path().join("workitems/j/job-1/t1");
@@ -293,14 +366,14 @@ mod tests {
     #[test]
     fn missing_program() {
         let root = tempfile::tempdir().unwrap();
-        let e = start(root.path(), &launch("/no/such/program x"), None).unwrap_err();
+        let e = start(root.path(), &launch("/no/such/program x"), None, "docker").unwrap_err();
         assert_eq!(e.0, "CommandProgramNotFound");
     }
 
     #[tokio::test]
     async fn stop_kills_the_process_group() {
         let root = tempfile::tempdir().unwrap();
-        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None).unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None, "docker").unwrap();
         let t = std::time::Instant::now();
         stop(r.running.pid, Duration::from_millis(200)).await;
         let o = wait(1, r).await;

@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub ip_address: String,
     /// Directories `file://` transfers may use; None: any path the agent reaches.
     pub file_roots: Option<Vec<PathBuf>>,
+    /// The container engine's command (`docker` or `podman`).
+    pub container_engine: String,
 }
 
 struct State {
@@ -53,6 +55,8 @@ struct State {
     transfer: transfer::Transfer,
     /// Application packages installed on the node.
     packages: packages::Installer,
+    /// Attempts running in a container (killed through the engine too).
+    containers: Mutex<std::collections::HashSet<u64>>,
     run_as: Option<(u32, u32)>,
     is_root: bool,
 }
@@ -80,6 +84,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     let packages = packages::Installer::new(&cfg.server, &cfg.token, &cfg.root);
     let state = Arc::new(State {
         packages,
+        containers: Mutex::new(Default::default()),
         cfg,
         boot_id,
         running: Mutex::new(HashMap::new()),
@@ -190,6 +195,7 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
             ToAgent::Start(launch) => start_attempt(state.clone(), *launch, tx.clone()),
             ToAgent::Kill { attempt, grace_ms } => {
                 state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
+                kill_container(&state, attempt);
                 let pid = state.running.lock().unwrap_or_else(|p| p.into_inner()).get(&attempt).copied();
                 if let Some(pid) = pid {
                     tokio::spawn(exec::stop(pid, Duration::from_millis(grace_ms)));
@@ -265,7 +271,11 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
         report(&state, &tx, o);
         return;
     }
-    if launch.resource_files.is_empty() && launch.common_resource_files.is_empty() && launch.packages.is_empty() {
+    if launch.resource_files.is_empty()
+        && launch.common_resource_files.is_empty()
+        && launch.packages.is_empty()
+        && launch.container.is_none()
+    {
         run_process(state, launch, run_as, tx);
         return;
     }
@@ -290,7 +300,65 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
 
 /// Downloads an attempt's common resource files (into the task directory)
 /// and resource files (into the working directory), owned by the task's user.
+/// A container task's engine kills its container (the engine client's
+/// process group alone would leave it running).
+fn kill_container(state: &State, attempt: u64) {
+    if state.containers.lock().unwrap_or_else(|p| p.into_inner()).contains(&attempt) {
+        let _ = std::process::Command::new(&state.cfg.container_engine)
+            .args(["kill", &exec::container_name(attempt)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map(|mut c| std::thread::spawn(move || c.wait()));
+    }
+}
+
+/// Makes sure the container image is on the node (pulling it if not).
+async fn ensure_image(engine: &str, image: &str) -> Result<(), transfer::Failure> {
+    let run = |args: Vec<&str>| {
+        tokio::process::Command::new(engine).args(args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).output()
+    };
+    match run(vec!["image", "inspect", image]).await {
+        Ok(o) if o.status.success() => return Ok(()),
+        Ok(_) => {}
+        Err(e) => {
+            return Err(transfer::Failure {
+                code: "ContainerMiscError".into(),
+                message: format!("the container engine '{engine}' cannot be run on the node: {e}"),
+                server_error: true,
+            })
+        }
+    }
+    match run(vec!["info"]).await {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return Err(transfer::Failure {
+                code: "ContainerMiscError".into(),
+                message: format!("the container engine '{engine}' is not available on the node: {}", String::from_utf8_lossy(&o.stderr).trim()),
+                server_error: true,
+            })
+        }
+        Err(e) => return Err(transfer::Failure { code: "ContainerMiscError".into(), message: e.to_string(), server_error: true }),
+    }
+    let pulled = run(vec!["pull", image]).await;
+    match pulled {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(transfer::Failure {
+            code: "ContainerInvalidImage".into(),
+            message: format!(
+                "The container image '{image}' is not on the node and could not be pulled: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            server_error: false,
+        }),
+        Err(e) => Err(transfer::Failure { code: "ContainerMiscError".into(), message: e.to_string(), server_error: true }),
+    }
+}
+
 async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<(), transfer::Failure> {
+    if let Some(c) = &l.container {
+        ensure_image(&state.cfg.container_engine, &c.image).await?;
+    }
     for p in &l.packages {
         state.packages.ensure(p).await.map_err(|message| transfer::Failure {
             code: "ApplicationPackageError".into(),
@@ -321,18 +389,23 @@ async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32
 /// its output files).
 fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>, tx: mpsc::UnboundedSender<ToServer>) {
     let attempt = launch.attempt;
-    match exec::start(&state.cfg.root, &launch, run_as) {
+    match exec::start(&state.cfg.root, &launch, run_as, &state.cfg.container_engine) {
         Err((code, message)) => report(&state, &tx, exec::not_started(attempt, code, message)),
         Ok(started) => {
             let r = started.running;
             state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt, r.pid);
+            if launch.container.is_some() {
+                state.containers.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt);
+            }
             let _ = tx.send(ToServer::Started { attempt });
             let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let limit = launch.max_wall_clock_ms.map(|ms| {
                 let timed_out = timed_out.clone();
+                let state_for_limit = state.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                    kill_container(&state_for_limit, attempt);
                     exec::stop(r.pid, Duration::from_secs(5)).await;
                 })
             });
@@ -340,6 +413,18 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
                 let mut outcome = exec::wait(attempt, started).await;
                 if let Some(l) = limit {
                     l.abort();
+                }
+                if launch.container.is_some() {
+                    state.containers.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
+                    let id = std::fs::read_to_string(exec::container_id_file(&state.cfg.root, &launch)).unwrap_or_default();
+                    outcome.container_id = Some(id.trim().to_string()).filter(|s| !s.is_empty());
+                    if outcome.exit_code == Some(125) && outcome.container_id.is_none() {
+                        // The engine could not create the container (e.g. bad run options).
+                        outcome.exit_code = None;
+                        outcome.failure_code = Some("ContainerInvalidSettings".into());
+                        outcome.failure_message =
+                            Some("The container engine could not create the task's container; see stderr.txt.".into());
+                    }
                 }
                 if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
                     outcome.failure_code = Some("MaxWallClockTimeExpiry".into());

@@ -1083,25 +1083,6 @@ impl Cluster {
                     if lock(&self.inflight).contains(&key) {
                         continue;
                     }
-                    if let Some(feature) = execution::unsupported_task_feature(&task) {
-                        let message = format!(
-                            "openbatch does not support {feature} yet (see COMPATIBILITY.md); the task was not run."
-                        );
-                        let _ = self
-                            .change(&job.id, &task.id, move |_, t, now| {
-                                if t.state != TaskState::Active {
-                                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                                }
-                                crate::tasks::complete_with_failure(t, now, "NotImplemented", &message);
-                                if let Some(f) = t.execution_info.failure_info.as_mut() {
-                                    f.category = wire::enums::ErrorCategory::ServerError;
-                                }
-                                Ok(())
-                            })
-                            .await;
-                        self.lifecycle.job_changed(&job.id);
-                        continue;
-                    }
                     // A job manager that runs exclusively takes a whole node.
                     let exclusive = execution::manager_of(&job, &task.id).is_some_and(|m| m.run_exclusive != Some(false));
                     let slots = if exclusive {
@@ -1463,6 +1444,7 @@ pub fn build_launch(
             Err(message) => l.package_error = Some(message),
         }
     }
+    l.container = t.container_settings.as_ref().map(|c| crate::data::container_spec(c, job, &t.id));
     l.resource_files = crate::data::resource_specs(t.resource_files.as_deref().unwrap_or_default());
     l.output_files = crate::data::output_specs(t.output_files.as_deref().unwrap_or_default());
     l
@@ -1522,6 +1504,7 @@ pub(crate) fn launch_for(
         output_files: Vec::new(),
         packages: Vec::new(),
         package_error: None,
+        container: None,
     }
 }
 
@@ -1565,6 +1548,7 @@ fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spe
         output_files: Vec::new(),
         packages: Vec::new(),
         package_error: None,
+        container: None,
     }
 }
 

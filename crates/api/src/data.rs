@@ -4,7 +4,8 @@
 //! resolves the sources.
 
 use proto::{OutputFileSpec, ResourceFileSpec};
-use wire::models::{OutputFile, ResourceFile};
+use wire::models::{CloudJob, OutputFile, ResourceFile, TaskContainerSettings};
+use proto::ContainerSpec;
 
 /// The agent's view of resource files. `autoStorageContainerName` needs an
 /// auto-storage account, which openbatch has no configuration for yet: such
@@ -42,4 +43,40 @@ pub fn output_specs(files: &[OutputFile]) -> Vec<OutputFileSpec> {
             })
         })
         .collect()
+}
+
+/// The agent's view of a task's container. Mounts name directories relative
+/// to the node root, mounted at the same path inside the container (so the
+/// `AZ_BATCH_*` paths hold there too); the task's own directory is always
+/// among them.
+pub fn container_spec(c: &TaskContainerSettings, job: &CloudJob, task_id: &str) -> ContainerSpec {
+    use wire::enums::{ContainerHostDataPath as P, ContainerWorkingDirectory};
+    let job_dir = wire::workflow::job_dir(&job.id);
+    let task_dir = format!("{job_dir}/{task_id}");
+    let mounts = c.container_host_batch_bind_mounts.as_ref().map(|list| {
+        let mut m: Vec<(String, bool)> = list
+            .iter()
+            .filter_map(|b| {
+                let rel = match b.source? {
+                    P::Shared => "shared".to_string(),
+                    P::Startup => "startup".to_string(),
+                    P::VfsMounts => "fsmounts".to_string(),
+                    P::Task => task_dir.clone(),
+                    P::JobPrep => format!("{job_dir}/jobpreparation"),
+                    P::Applications => "applications".to_string(),
+                };
+                Some((rel, b.is_read_only.unwrap_or(false)))
+            })
+            .collect();
+        if !m.iter().any(|(rel, _)| *rel == task_dir) {
+            m.push((task_dir.clone(), false));
+        }
+        m
+    });
+    ContainerSpec {
+        image: c.image_name.clone(),
+        run_options: c.container_run_options.clone(),
+        task_working_dir: c.working_directory != Some(ContainerWorkingDirectory::ContainerImageDefault),
+        mounts,
+    }
 }

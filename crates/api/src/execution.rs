@@ -8,16 +8,6 @@ use wire::enums::{ErrorCategory, ExecutionResult, TaskState};
 use wire::models::{CloudTask, FailureInformation, TaskExecutionInformation, TaskStatistics};
 use wire::time::{Duration, Timestamp};
 
-/// The first property of a task that openbatch cannot act on yet, if any.
-/// Such a task is not run (which would silently ignore what it asks for):
-/// it completes with a failure that names the property.
-pub fn unsupported_task_feature(t: &CloudTask) -> Option<&'static str> {
-    if t.container_settings.is_some() {
-        return Some("containerSettings");
-    }
-    None
-}
-
 /// The job manager task of a job, when `task` is it.
 pub fn manager_of<'a>(job: &'a wire::models::CloudJob, task: &str) -> Option<&'a wire::models::JobManagerTask> {
     job.job_manager_task.as_ref().filter(|m| m.id.as_deref().is_some_and(|id| id.eq_ignore_ascii_case(task)))
@@ -97,6 +87,11 @@ pub fn apply_outcome(task: &mut CloudTask, o: &TaskOutcome, url: String, now: Ti
     e.start_time = Some(start);
     e.end_time = Some(end);
     e.exit_code = o.exit_code;
+    e.container_info = o.container_id.as_ref().map(|id| wire::models::ContainerExecutionInformation {
+        container_id: Some(id.clone()),
+        state: Some("exited".into()),
+        error: None,
+    });
     let failure = match (&o.failure_code, o.exit_code) {
         (Some(code), _) => Some(FailureInformation {
             category: match o.failure_category.as_deref() {
@@ -228,6 +223,7 @@ mod tests {
             failure_category: None,
             pre_processing_error: false,
             file_upload_error: false,
+            container_id: None,
             start_time_ms: 1_700_000_000_000,
             end_time_ms: 1_700_000_001_500,
             wall_us: None,
@@ -289,23 +285,6 @@ mod tests {
         let f = t.execution_info.failure_info.unwrap();
         assert_eq!(f.category, ErrorCategory::UserError);
         assert_eq!(f.code.as_deref(), Some("CommandProgramNotFound"));
-    }
-
-    #[test]
-    fn unsupported_properties_are_named() {
-        let mut t = task(0);
-        assert_eq!(unsupported_task_feature(&t), None);
-        t.exit_conditions = Some(ExitConditions {
-            exit_codes: None,
-            exit_code_ranges: None,
-            pre_processing_error: None,
-            file_upload_error: None,
-            default: Some(ExitOptions { job_action: Some(wire::enums::JobAction::Terminate), dependency_action: None }),
-        });
-        assert_eq!(unsupported_task_feature(&t), None, "exit conditions are acted on");
-        t.exit_conditions = None;
-        t.container_settings = Some(serde_json::from_value(serde_json::json!({"imageName": "busybox"})).unwrap());
-        assert_eq!(unsupported_task_feature(&t), Some("containerSettings"));
     }
 
     #[test]

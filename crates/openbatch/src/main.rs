@@ -40,6 +40,9 @@ enum Command {
         /// destinations may use, separated by ':' (default: any path the agent can reach).
         #[arg(long, env = "OPENBATCH_FILE_ROOTS")]
         file_roots: Option<String>,
+        /// The container engine that runs container tasks: docker or podman.
+        #[arg(long, env = "OPENBATCH_CONTAINER_ENGINE", default_value = "docker")]
+        container_engine: String,
     },
     /// Run the Batch API server (embedded SQLite store).
     Serve {
@@ -61,7 +64,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Agent { server, pool, token, root, ip, file_roots } => {
+        Command::Agent { server, pool, token, root, ip, file_roots, container_engine } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(r) => r,
                 Err(e) => return fail(&format!("cannot start the runtime: {e}")),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
                 root,
                 ip_address: ip,
                 file_roots,
+                container_engine,
             };
             match runtime.block_on(agent::run(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,

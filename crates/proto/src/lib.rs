@@ -121,6 +121,25 @@ pub struct TaskLaunch {
     /// fails with `ApplicationPackageError` without running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_error: Option<String>,
+    /// Run the command line in a container (`containerSettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
+}
+
+/// A task's container: the agent runs its command line with the node's
+/// container engine (`docker run`, or podman's equivalent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub image: String,
+    /// `containerRunOptions`, appended to the engine's `run` (word-split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_options: Option<String>,
+    /// Start in the task's working directory (else the image's own).
+    pub task_working_dir: bool,
+    /// Directories relative to the node root mounted at the same path
+    /// inside, with read-only flags; None: the whole node root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<Vec<(String, bool)>>,
 }
 
 /// Where the agent fetches an application package archive from the server
@@ -198,6 +217,9 @@ pub struct TaskOutcome {
     /// Uploading output files failed: the `fileUploadError` exit condition applies.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub file_upload_error: bool,
+    /// The container the attempt ran in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
     pub start_time_ms: i64,
     pub end_time_ms: i64,
     /// The process's run time, measured more finely than the two times

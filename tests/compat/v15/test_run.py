@@ -292,15 +292,18 @@ def test_reboot_after_task_completion(client, uid):
     client.begin_delete_pool(pid, polling_interval=0.2).result()
 
 
-def test_unsupported_features_fail_clearly(client, pool, uid):
+def test_a_container_task_without_its_engine_or_image_fails_clearly(client, pool, uid):
+    # This server's nodes reach no container engine (or one without the
+    # image and no registry): the task fails before running, with a code.
     jid = uid("job")
     new_job(client, pool, jid)
     client.create_task(jid, models.BatchTaskCreateOptions(
         id="ct", command_line="/bin/true",
-        container_settings=models.BatchTaskContainerSettings(image_name="busybox")))
+        container_settings=models.BatchTaskContainerSettings(image_name="localhost/not-here:1")))
     t = wait_completed(client, jid, "ct")
-    assert t.execution_info.failure_info.code == "NotImplemented"
-    assert "containerSettings" in t.execution_info.failure_info.message
+    assert t.execution_info.exit_code is None
+    assert t.execution_info.failure_info.code in ("ContainerMiscError", "ContainerInvalidImage")
+    assert t.execution_info.failure_info.message
 
 
 def test_a_node_from_another_machine_joins(client, server, uid, tmp_path):

@@ -1,0 +1,108 @@
+"""Container tasks through azure-batch 15.1.0: `containerSettings` run the
+command line with a real container engine (a private dockerd started by the
+fixture, through runc) on a real local node, from a test image imported
+from Debian's static busybox (no registry is reachable)."""
+import datetime
+import os
+import subprocess
+
+import pytest
+from azure.batch import BatchClient, models
+from azure.core.credentials import AzureNamedKeyCredential
+
+from conftest import DOCKER_IMAGE, Server, wait_for
+
+POOL = "ctrpool"
+
+
+@pytest.fixture(scope="module")
+def engine_server(docker_engine, tmp_path_factory):
+    """A server whose local agents reach the private engine (DOCKER_HOST)."""
+    old = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = docker_engine
+    s = Server(str(tmp_path_factory.mktemp("ctr")))
+    try:
+        s.start()
+    finally:
+        if old is None:
+            del os.environ["DOCKER_HOST"]
+        else:
+            os.environ["DOCKER_HOST"] = old
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def client(engine_server):
+    c = BatchClient(endpoint=engine_server.endpoint, credential=AzureNamedKeyCredential(engine_server.account, engine_server.key))
+    c.create_pool(models.BatchPoolCreateOptions(id=POOL, vm_size="x", target_dedicated_nodes=1, task_slots_per_node=4))
+    wait_for(lambda: [n for n in c.list_nodes(POOL) if n.state == models.BatchNodeState.IDLE], timeout=20, what="idle node")
+    c.create_job(models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id=POOL)))
+    return c
+
+
+def containers(docker_engine):
+    """Names of the engine's containers (running or not)."""
+    out = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], env=dict(os.environ, DOCKER_HOST=docker_engine),
+                         capture_output=True, text=True, check=True).stdout
+    return [n for n in out.split() if n.startswith("openbatch-")]
+
+
+def run(client, tid, command, timeout=30, **settings):
+    client.create_task("j", models.BatchTaskCreateOptions(
+        id=tid, command_line=command,
+        container_settings=models.BatchTaskContainerSettings(image_name=settings.pop("image", DOCKER_IMAGE), **settings)))
+    return wait_for(lambda: (t := client.get_task("j", tid)).state == models.BatchTaskState.COMPLETED and t,
+                    timeout=timeout, what=tid)
+
+
+def stdout(client, tid):
+    return b"".join(client.download_task_file("j", tid, "stdout.txt")).decode()
+
+
+def test_command_runs_in_the_container_with_the_batch_environment(client, docker_engine):
+    t = run(client, "env", "sh -c 'echo task=$AZ_BATCH_TASK_ID; pwd; echo $AZ_BATCH_TASK_WORKING_DIR; "
+                           "ls /bin/busybox; echo made > out.txt; echo oops >&2; exit 7'")
+    info = t.execution_info
+    assert info.exit_code == 7
+    assert info.failure_info.code == "FailureExitCode"
+    assert info.container_info is not None and len(info.container_info.container_id) >= 12
+    lines = stdout(client, "env").splitlines()
+    assert lines[0] == "task=env"
+    assert lines[1] == lines[2] and lines[1].endswith("/wd"), "starts in the task working directory"
+    assert lines[3] == "/bin/busybox", "the image's filesystem"
+    assert b"".join(client.download_task_file("j", "env", "stderr.txt")) == b"oops\n"
+    # The task directory is mounted: what the command wrote is a task file.
+    assert b"".join(client.download_task_file("j", "env", "wd/out.txt")) == b"made\n"
+    assert containers(docker_engine) == [], "the container is removed"
+
+
+def test_image_working_directory_and_run_options(client):
+    t = run(client, "opts", "sh -c 'pwd; echo $FOO'", working_directory="containerImageDefault",
+            container_run_options="--env FOO=bar")
+    assert t.execution_info.exit_code == 0
+    assert stdout(client, "opts").splitlines() == ["/", "bar"]
+
+
+def test_a_missing_image_fails_the_task(client):
+    t = run(client, "noimg", "sh -c 'echo ran'", image="localhost/nonexistent:1")
+    info = t.execution_info
+    assert info.result == models.BatchTaskExecutionResult.FAILURE
+    assert info.exit_code is None
+    assert info.failure_info.code == "ContainerInvalidImage"
+
+
+def test_wall_clock_and_terminate_stop_the_container(client, docker_engine):
+    client.create_task("j", models.BatchTaskCreateOptions(
+        id="slow", command_line="sleep 60",
+        constraints=models.BatchTaskConstraints(max_wall_clock_time=datetime.timedelta(seconds=2)),
+        container_settings=models.BatchTaskContainerSettings(image_name=DOCKER_IMAGE)))
+    client.create_task("j", models.BatchTaskCreateOptions(
+        id="term", command_line="sleep 60", container_settings=models.BatchTaskContainerSettings(image_name=DOCKER_IMAGE)))
+    wait_for(lambda: client.get_task("j", "term").state == models.BatchTaskState.RUNNING, timeout=20, what="running")
+    client.terminate_task("j", "term")
+    slow = wait_for(lambda: (t := client.get_task("j", "slow")).state == models.BatchTaskState.COMPLETED and t,
+                    timeout=30, what="slow completed")
+    assert slow.execution_info.failure_info.code == "MaxWallClockTimeExpiry"
+    assert client.get_task("j", "term").execution_info.failure_info.code == "TaskEnded"
+    wait_for(lambda: containers(docker_engine) == [], timeout=20, what="containers gone")
