@@ -357,7 +357,7 @@ mod tests {
         assert!(out.trim_end().ends_with("/wd"), "{out}");
         assert_eq!(std::fs::read_to_string(dir.join("stderr.txt")).unwrap(), "err\n");
         // Words are not expanded by a shell.
-        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None).unwrap()).await;
+        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None, "docker").unwrap()).await;
         assert_eq!(o.exit_code, Some(0));
         let out = std::fs::read_to_string(dir.join("stdout.txt")).unwrap();
         assert!(out.ends_with("$HOME a*b\n"), "{out}");
