@@ -108,6 +108,23 @@ def uid():
     return make
 
 
+def batch_client(server):
+    """A 15.x SDK client of `server` (imported here: the 14.x virtualenv has
+    another `azure.batch`)."""
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
+
+
+def start_pool(client, pool_id, nodes=1, timeout=20, vm_size="standard_d2s_v3", **options):
+    """Creates a pool of `nodes` local nodes through a 15.x client and waits
+    until all of them are idle."""
+    from azure.batch import models
+    client.create_pool(models.BatchPoolCreateOptions(id=pool_id, vm_size=vm_size, target_dedicated_nodes=nodes, **options))
+    idle = lambda: len([n for n in client.list_nodes(pool_id) if n.state == models.BatchNodeState.IDLE]) == nodes  # noqa: E731
+    wait_for(idle, timeout=timeout, what=f"{nodes} idle node(s) in {pool_id}")
+
+
 def wait_for(pred, timeout=15.0, interval=0.05, what="condition"):
     deadline = time.time() + timeout
     last = None

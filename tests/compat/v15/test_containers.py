@@ -7,10 +7,9 @@ import os
 import subprocess
 
 import pytest
-from azure.batch import BatchClient, models
-from azure.core.credentials import AzureNamedKeyCredential
+from azure.batch import models
 
-from conftest import DOCKER_IMAGE, Server, wait_for
+from conftest import DOCKER_IMAGE, Server, batch_client, start_pool, wait_for
 
 POOL = "ctrpool"
 
@@ -34,9 +33,8 @@ def engine_server(docker_engine, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(engine_server):
-    c = BatchClient(endpoint=engine_server.endpoint, credential=AzureNamedKeyCredential(engine_server.account, engine_server.key))
-    c.create_pool(models.BatchPoolCreateOptions(id=POOL, vm_size="x", target_dedicated_nodes=1, task_slots_per_node=4))
-    wait_for(lambda: [n for n in c.list_nodes(POOL) if n.state == models.BatchNodeState.IDLE], timeout=20, what="idle node")
+    c = batch_client(engine_server)
+    start_pool(c, POOL, task_slots_per_node=4)
     c.create_job(models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id=POOL)))
     return c
 

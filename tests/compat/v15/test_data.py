@@ -13,12 +13,11 @@ import uuid
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
-from azure.batch import BatchClient, models
+from azure.batch import models
 from azure.batch.models import _models as internal
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
 
-from conftest import wait_for
+from conftest import batch_client, start_pool, wait_for
 
 POOL = "datapool"
 TIMEOUT = 30
@@ -29,14 +28,12 @@ LIST_FILES = "/bin/sh -c 'for f in $(find . -type f | LC_ALL=C sort); do echo \"
 
 @pytest.fixture(scope="module")
 def client(server):
-    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
+    return batch_client(server)
 
 
 @pytest.fixture(scope="module")
 def pool(client):
-    client.create_pool(models.BatchPoolCreateOptions(
-        id=POOL, vm_size="standard_d2s_v3", target_dedicated_nodes=1, task_slots_per_node=4))
-    wait_for(lambda: [n for n in client.list_nodes(POOL) if n.state == models.BatchNodeState.IDLE], timeout=TIMEOUT, what="idle node")
+    start_pool(client, POOL, timeout=TIMEOUT, task_slots_per_node=4)
     yield POOL
     client.begin_delete_pool(POOL, polling_interval=0.2).result()
 
@@ -435,9 +432,8 @@ def test_file_roots_confine_shared_directory_transfers(tmp_path):
     s = Server(str(tmp_path), extra_args=["--file-roots", allowed])
     s.start()
     try:
-        c = BatchClient(endpoint=s.endpoint, credential=AzureNamedKeyCredential(s.account, s.key))
-        c.create_pool(models.BatchPoolCreateOptions(id="roots", vm_size="x", target_dedicated_nodes=1))
-        wait_for(lambda: [n for n in c.list_nodes("roots") if n.state == models.BatchNodeState.IDLE], timeout=TIMEOUT, what="node")
+        c = batch_client(s)
+        start_pool(c, "roots", timeout=TIMEOUT)
         c.create_job(models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="roots")))
         ok = run(c, "j", task("in", "/bin/cat in.txt", resource_files=[
             models.ResourceFile(http_url=f"file://{allowed}/in.txt", file_path="in.txt")]))["in"]

@@ -2,28 +2,23 @@
 local nodes: the coordination command on every instance, then the primary's
 command line; the multi-instance environment; subtasks; failures."""
 import pytest
-from azure.batch import BatchClient, models
+from azure.batch import models
 from azure.batch.models import _models as internal
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
 
-from conftest import wait_for
+from conftest import batch_client, start_pool, wait_for
 
 POOL = "multipool"
 
 
 @pytest.fixture(scope="module")
 def client(server):
-    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
+    return batch_client(server)
 
 
 @pytest.fixture(scope="module")
 def pool(client):
-    client.create_pool(models.BatchPoolCreateOptions(
-        id=POOL, vm_size="standard_d2s_v3", target_dedicated_nodes=2, task_slots_per_node=1,
-        enable_inter_node_communication=True))
-    wait_for(lambda: len([n for n in client.list_nodes(POOL) if n.state == models.BatchNodeState.IDLE]) == 2,
-             timeout=20, what="two idle nodes")
+    start_pool(client, POOL, nodes=2, task_slots_per_node=1, enable_inter_node_communication=True)
     yield POOL
     client.begin_delete_pool(POOL, polling_interval=0.2).result()
 

@@ -8,12 +8,11 @@ import tarfile
 import zipfile
 
 import pytest
-from azure.batch import BatchClient, models
+from azure.batch import models
 from azure.batch.models import _models as internal
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from conftest import wait_for
+from conftest import batch_client, start_pool, wait_for
 
 POOL = "pkgpool"
 
@@ -47,13 +46,12 @@ def registry(server):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
+    return batch_client(server)
 
 
 @pytest.fixture(scope="module")
 def pool(client, registry):
-    client.create_pool(models.BatchPoolCreateOptions(id=POOL, vm_size="standard_d2s_v3", target_dedicated_nodes=1, task_slots_per_node=2))
-    wait_for(lambda: [n for n in client.list_nodes(POOL) if n.state == models.BatchNodeState.IDLE], timeout=20, what="idle node")
+    start_pool(client, POOL, task_slots_per_node=2)
     yield POOL
     client.begin_delete_pool(POOL, polling_interval=0.2).result()
 
@@ -128,10 +126,8 @@ def test_pool_packages_reach_every_task(client, registry, uid):
     with pytest.raises(HttpResponseError) as e:
         client.create_pool(models.BatchPoolCreateOptions(id=pid, vm_size="x", application_package_references=[ref("plain")]))
     assert e.value.status_code == 409 and e.value.error.code == "InvalidApplicationPackageReferences"
-    client.create_pool(models.BatchPoolCreateOptions(id=pid, vm_size="x", target_dedicated_nodes=1,
-                                                     application_package_references=[ref("hello", "1.0")]))
+    start_pool(client, pid, application_package_references=[ref("hello", "1.0")])
     try:
-        wait_for(lambda: [n for n in client.list_nodes(pid) if n.state == models.BatchNodeState.IDLE], timeout=20, what="node")
         jid = uid("pkg")
         client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pid)))
         run(client, jid, "t", "/bin/sh -c '$AZ_BATCH_APP_PACKAGE_hello_1_0/bin/hello.sh'", None)
