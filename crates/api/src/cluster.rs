@@ -157,6 +157,8 @@ pub struct ClusterConfig {
     pub file_roots: Option<String>,
     /// Registered application packages.
     pub applications_dir: PathBuf,
+    /// The account's linked storage account (`autoStorageContainerName`).
+    pub auto_storage: Option<crate::data::AutoStorage>,
 }
 
 /// A job's ready tasks read ahead of need.
@@ -545,7 +547,7 @@ impl Cluster {
             }
             n.start_task_info = Some(info);
             n.set_state(if wait { "waitingforstarttask" } else { "idle" });
-            start_task_launch(&self.config.account, &lock(&self.config.server_url).clone().unwrap_or_default(), pool_id, n, spec, attempt)
+            start_task_launch(&self.config, &lock(&self.config.server_url).clone().unwrap_or_default(), pool_id, n, spec, attempt)
         };
         self.send(node_id, ToAgent::Start(Box::new(launch)));
     }
@@ -1445,7 +1447,7 @@ pub fn build_launch(
         }
     }
     l.container = t.container_settings.as_ref().map(|c| crate::data::container_spec(c, job, &t.id));
-    l.resource_files = crate::data::resource_specs(t.resource_files.as_deref().unwrap_or_default());
+    l.resource_files = crate::data::resource_specs(t.resource_files.as_deref().unwrap_or_default(), cfg.auto_storage.as_ref());
     l.output_files = crate::data::output_specs(t.output_files.as_deref().unwrap_or_default());
     l
 }
@@ -1508,7 +1510,8 @@ pub(crate) fn launch_for(
     }
 }
 
-fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spec: &Value, attempt: u64) -> TaskLaunch {
+fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Node, spec: &Value, attempt: u64) -> TaskLaunch {
+    let (account, auto) = (&cfg.account, &cfg.auto_storage);
     let mut env = BTreeMap::new();
     env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
     env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
@@ -1543,7 +1546,7 @@ fn start_task_launch(account: &str, account_url: &str, pool: &str, n: &Node, spe
         elevated,
         user_name: identity.and_then(|u| u.get("username")).and_then(Value::as_str).map(str::to_string),
         is_start_task: true,
-        resource_files: crate::data::resource_specs(&resource_files),
+        resource_files: crate::data::resource_specs(&resource_files, auto.as_ref()),
         common_resource_files: Vec::new(),
         output_files: Vec::new(),
         packages: Vec::new(),

@@ -161,7 +161,7 @@ impl Cluster {
             n.is_dedicated,
             attempt,
         );
-        l.resource_files = crate::data::resource_specs(files.as_deref().unwrap_or_default());
+        l.resource_files = crate::data::resource_specs(files.as_deref().unwrap_or_default(), self.config.auto_storage.as_ref());
         l
     }
 

@@ -69,6 +69,8 @@ pub struct ApiConfig {
     pub nodes_dir: std::path::PathBuf,
     /// Registered application packages (see `applications`).
     pub applications_dir: std::path::PathBuf,
+    /// The account's linked storage account, if any (`autoStorageContainerName`).
+    pub auto_storage: Option<data::AutoStorage>,
     /// The program started for local nodes (this binary); None disables local nodes.
     pub agent_program: Option<std::path::PathBuf>,
     /// Enforce the service's own limits where openbatch is more generous by
@@ -104,6 +106,7 @@ impl App {
                 account: config.account.clone(),
                 token_key: config.keys.first().cloned().unwrap_or_default(),
                 file_roots: config.file_roots.clone(),
+                auto_storage: config.auto_storage.clone(),
             },
             lifecycle.clone(),
         ));

@@ -188,7 +188,8 @@ impl Cluster {
             // the primary's application command.
             l.resource_files = Vec::new();
             l.output_files = Vec::new();
-            l.common_resource_files = crate::data::resource_specs(m.common_resource_files.as_deref().unwrap_or_default());
+            l.common_resource_files =
+                crate::data::resource_specs(m.common_resource_files.as_deref().unwrap_or_default(), self.config.auto_storage.as_ref());
             launches.push((node.clone(), l));
             let mut info = Map::new();
             info.insert("id".into(), json!(i));

@@ -38,6 +38,7 @@ impl Harness {
                 agent_token: String::new(),
                 nodes_dir: dir.path().join("nodes"),
                 applications_dir: dir.path().join("applications"),
+                auto_storage: None,
                 agent_program: None,
             },
         );

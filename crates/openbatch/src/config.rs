@@ -57,6 +57,10 @@ pub struct RawServe {
     /// [default: <data-dir>/applications]
     #[arg(long, env = "OPENBATCH_APPLICATIONS_DIR")]
     pub applications_dir: Option<PathBuf>,
+    /// The account's linked storage account, as an Azure Storage connection string:
+    /// resource files with `autoStorageContainerName` are read from its containers.
+    #[arg(long, env = "OPENBATCH_AUTO_STORAGE", hide_env_values = true)]
+    pub auto_storage: Option<String>,
 }
 
 impl RawServe {
@@ -73,6 +77,7 @@ impl RawServe {
             strict_limits: self.strict_limits.or(other.strict_limits),
             file_roots: self.file_roots.or(other.file_roots),
             applications_dir: self.applications_dir.or(other.applications_dir),
+            auto_storage: self.auto_storage.or(other.auto_storage),
         }
     }
 }
@@ -90,6 +95,7 @@ pub struct ServeConfig {
     pub strict_limits: bool,
     pub file_roots: Option<String>,
     pub applications_dir: Option<PathBuf>,
+    pub auto_storage: Option<api::data::AutoStorage>,
 }
 
 fn decode_key(name: &str, v: &str) -> Result<Vec<u8>, String> {
@@ -156,6 +162,10 @@ impl ServeConfig {
             strict_limits: raw.strict_limits.unwrap_or(false),
             file_roots: raw.file_roots,
             applications_dir: raw.applications_dir,
+            auto_storage: raw
+                .auto_storage
+                .map(|c| api::data::AutoStorage::parse(&c).map_err(|e| format!("--auto-storage: {e}")))
+                .transpose()?,
         })
     }
 }

@@ -134,6 +134,7 @@ fn serve(cfg: ServeConfig) -> ExitCode {
                 agent_token,
                 nodes_dir: cfg.data_dir.join("nodes"),
                 applications_dir: cfg.applications_dir.clone().unwrap_or_else(|| cfg.data_dir.join("applications")),
+                auto_storage: cfg.auto_storage.clone(),
                 agent_program: std::env::current_exe().ok(),
                 strict_limits: cfg.strict_limits,
                 file_roots: cfg.file_roots.clone(),

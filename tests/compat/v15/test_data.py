@@ -445,3 +445,34 @@ def test_file_roots_confine_shared_directory_transfers(tmp_path):
     finally:
         s.stop()
         shutil.rmtree(allowed, ignore_errors=True)
+
+
+def test_auto_storage_container(azurite, tmp_path, uid):
+    """`serve --auto-storage <connection string>` (the account's linked
+    storage account): autoStorageContainerName reads that account's
+    container through a SAS the server makes; without it the task fails
+    saying so."""
+    from conftest import Server
+    name = uid("auto").replace("-", "")
+    cc = azurite.container(name)
+    for blob, data in (("in/a.txt", b"A"), ("in/b.txt", b"B"), ("other.txt", b"O")):
+        cc.upload_blob(blob, data)
+    s = Server(str(tmp_path), extra_args=["--auto-storage", azurite.connection_string])
+    s.start()
+    try:
+        c = batch_client(s)
+        start_pool(c, "auto", timeout=TIMEOUT)
+        c.create_job(models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="auto")))
+        t = run(c, "j", task("t", LIST_FILES, resource_files=[
+            models.ResourceFile(auto_storage_container_name=name, blob_prefix="in/")]))["t"]
+        assert succeeded(t), t.execution_info
+        assert stdout(c, "j", "t").splitlines() == ["./in/a.txt A", "./in/b.txt B"]
+    finally:
+        s.stop()
+
+
+def test_auto_storage_needs_an_account(client, new_job):
+    jid = new_job()
+    t = run(client, jid, task("t", "/bin/true", resource_files=[models.ResourceFile(auto_storage_container_name="c")]))["t"]
+    assert t.execution_info.failure_info.code == "BlobDownloadMiscError"
+    assert "autoStorageContainerName" in t.execution_info.failure_info.message
