@@ -57,6 +57,8 @@ struct State {
     packages: packages::Installer,
     /// Attempts running in a container (killed through the engine too).
     containers: Mutex<std::collections::HashSet<u64>>,
+    /// Container attempts asked to stop (killed or out of wall-clock time).
+    stopping: Mutex<std::collections::HashSet<u64>>,
     run_as: Option<(u32, u32)>,
     is_root: bool,
 }
@@ -85,6 +87,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     let state = Arc::new(State {
         packages,
         containers: Mutex::new(Default::default()),
+        stopping: Mutex::new(Default::default()),
         cfg,
         boot_id,
         running: Mutex::new(HashMap::new()),
@@ -173,7 +176,20 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
             }
         };
         match msg {
-            ToAgent::Welcome { node_id, heartbeat_ms, users, .. } => {
+            ToAgent::Welcome { node_id, heartbeat_ms, users, container_images, .. } => {
+                // The pool's container images are fetched ahead of the
+                // tasks that use them (a task checks its own image anyway).
+                if !container_images.is_empty() {
+                    let engine = state.cfg.container_engine.clone();
+                    tokio::spawn(async move {
+                        for image in container_images {
+                            match ensure_image(&engine, &image).await {
+                                Ok(()) => tracing::info!(%image, "container image ready"),
+                                Err(f) => tracing::warn!(%image, code = %f.code, "cannot prefetch a container image: {}", f.message),
+                            }
+                        }
+                    });
+                }
                 let _ = std::fs::write(node_id_file(&state.cfg.root), &node_id);
                 if state.is_root {
                     for u in &users {
@@ -304,13 +320,21 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
 /// process group alone would leave it running).
 fn kill_container(state: &State, attempt: u64) {
     if state.containers.lock().unwrap_or_else(|p| p.into_inner()).contains(&attempt) {
-        let _ = std::process::Command::new(&state.cfg.container_engine)
-            .args(["kill", &exec::container_name(attempt)])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map(|mut c| std::thread::spawn(move || c.wait()));
+        state.stopping.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt);
+        let engine = state.cfg.container_engine.clone();
+        tokio::spawn(async move { remove_container(&engine, attempt).await });
     }
+}
+
+/// Removes an attempt's container, running or not (`rm -f`).
+async fn remove_container(engine: &str, attempt: u64) {
+    let _ = tokio::process::Command::new(engine)
+        .args(["rm", "-f", &exec::container_name(attempt)])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
 }
 
 /// Makes sure the container image is on the node (pulling it if not).
@@ -416,6 +440,16 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
                 }
                 if launch.container.is_some() {
                     state.containers.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
+                    let stopped = state.stopping.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt)
+                        || timed_out.load(std::sync::atomic::Ordering::SeqCst);
+                    if stopped {
+                        // A stop that came while the engine was still creating
+                        // the container can miss it: remove it once the client
+                        // is gone, and once more for a late creation.
+                        remove_container(&state.cfg.container_engine, attempt).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        remove_container(&state.cfg.container_engine, attempt).await;
+                    }
                     let id = std::fs::read_to_string(exec::container_id_file(&state.cfg.root, &launch)).unwrap_or_default();
                     outcome.container_id = Some(id.trim().to_string()).filter(|s| !s.is_empty());
                     if outcome.exit_code == Some(125) && outcome.container_id.is_none() {

@@ -1667,7 +1667,22 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
             })
         })
         .collect();
-    let _ = tx.send(ToAgent::Welcome { node_id: node_id.clone(), pool_id, heartbeat_ms: HEARTBEAT.as_millis() as u64, users });
+    let container_images = pool
+        .get("virtualMachineConfiguration")
+        .and_then(|v| v.get("containerConfiguration"))
+        .and_then(|c| c.get("containerImageNames"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.as_str().map(str::to_string))
+        .collect();
+    let _ = tx.send(ToAgent::Welcome {
+        node_id: node_id.clone(),
+        pool_id,
+        heartbeat_ms: HEARTBEAT.as_millis() as u64,
+        users,
+        container_images,
+    });
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             let Ok(text) = serde_json::to_string(&m) else { continue };

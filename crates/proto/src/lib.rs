@@ -28,7 +28,17 @@ pub const CONNECT_PATH: &str = "/_openbatch/agent/v1/connect";
 pub enum ToAgent {
     /// The connection is accepted; the node's identity in the pool, and the
     /// pool's user accounts, which the agent creates on the node.
-    Welcome { node_id: String, pool_id: String, heartbeat_ms: u64, #[serde(default)] users: Vec<UserAccount> },
+    Welcome {
+        node_id: String,
+        pool_id: String,
+        heartbeat_ms: u64,
+        #[serde(default)]
+        users: Vec<UserAccount>,
+        /// Container images to have on the node (the pool's
+        /// `containerConfiguration.containerImageNames`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        container_images: Vec<String>,
+    },
     /// Start one attempt of a task.
     Start(Box<TaskLaunch>),
     /// Stop an attempt: SIGTERM to its process group, then SIGKILL after `grace_ms`.

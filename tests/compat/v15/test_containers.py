@@ -103,4 +103,24 @@ def test_wall_clock_and_terminate_stop_the_container(client, docker_engine):
                     timeout=30, what="slow completed")
     assert slow.execution_info.failure_info.code == "MaxWallClockTimeExpiry"
     assert client.get_task("j", "term").execution_info.failure_info.code == "TaskEnded"
-    wait_for(lambda: containers(docker_engine) == [], timeout=20, what="containers gone")
+    wait_for(lambda: containers(docker_engine) == [], timeout=20, what=f"containers gone: {containers(docker_engine)}")
+
+
+def test_pool_container_images_are_fetched_when_a_node_starts(client, engine_server):
+    """containerConfiguration.containerImageNames: each node makes sure it
+    has the images as it joins (here the image is local; no registry is
+    reachable) and says so in its log; container tasks then run there."""
+    start_pool(client, "ctrpool2", virtual_machine_configuration=models.VirtualMachineConfiguration(
+        image_reference=models.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
+        node_agent_sku_id="batch.node.ubuntu 22.04",
+        container_configuration=models.BatchContainerConfiguration(type="dockerCompatible", container_image_names=[DOCKER_IMAGE])))
+    try:
+        log = os.path.join(engine_server.data_dir, "server.log")
+        wait_for(lambda: "container image ready" in open(log, errors="replace").read(), timeout=20, what="image prefetched")
+        client.create_job(models.BatchJobCreateOptions(id="j2", pool_info=models.BatchPoolInfo(pool_id="ctrpool2")))
+        client.create_task("j2", models.BatchTaskCreateOptions(
+            id="t", command_line="echo ok", container_settings=models.BatchTaskContainerSettings(image_name=DOCKER_IMAGE)))
+        t = wait_for(lambda: (t := client.get_task("j2", "t")).state == models.BatchTaskState.COMPLETED and t, timeout=30, what="t")
+        assert t.execution_info.exit_code == 0
+    finally:
+        client.begin_delete_pool("ctrpool2", polling_interval=0.2).result()
