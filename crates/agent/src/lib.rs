@@ -337,6 +337,36 @@ async fn remove_container(engine: &str, attempt: u64) {
         .await;
 }
 
+/// Logs the engine in to a private registry (the password on stdin).
+async fn registry_login(engine: &str, r: &proto::RegistryLogin) -> Result<(), transfer::Failure> {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(engine);
+    cmd.args(["login", "--username", &r.username, "--password-stdin"]);
+    if !r.server.is_empty() {
+        cmd.arg(&r.server);
+    }
+    let failure = |message: String| transfer::Failure { code: "ContainerInvalidRegistry".into(), message, server_error: false };
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failure(format!("cannot run '{engine} login': {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(r.password.as_bytes()).await;
+    }
+    let out = child.wait_with_output().await.map_err(|e| failure(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failure(format!(
+            "cannot log in to the container registry '{}': {}",
+            r.server,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 /// Makes sure the container image is on the node (pulling it if not).
 async fn ensure_image(engine: &str, image: &str) -> Result<(), transfer::Failure> {
     let run = |args: Vec<&str>| {
@@ -381,6 +411,9 @@ async fn ensure_image(engine: &str, image: &str) -> Result<(), transfer::Failure
 
 async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<(), transfer::Failure> {
     if let Some(c) = &l.container {
+        if let Some(r) = &c.registry {
+            registry_login(&state.cfg.container_engine, r).await?;
+        }
         ensure_image(&state.cfg.container_engine, &c.image).await?;
     }
     for p in &l.packages {

@@ -149,6 +149,13 @@ pub fn container_spec(c: &TaskContainerSettings, job: &CloudJob, task_id: &str) 
         run_options: c.container_run_options.clone(),
         task_working_dir: c.working_directory != Some(ContainerWorkingDirectory::ContainerImageDefault),
         mounts,
+        registry: c.registry.as_ref().and_then(|r| {
+            Some(proto::RegistryLogin {
+                server: r.registry_server.clone().unwrap_or_default(),
+                username: r.username.clone()?,
+                password: r.password.clone().unwrap_or_default(),
+            })
+        }),
     }
 }
 

@@ -150,6 +150,18 @@ pub struct ContainerSpec {
     /// inside, with read-only flags; None: the whole node root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mounts: Option<Vec<(String, bool)>>,
+    /// Log in to this registry before fetching the image (`registry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryLogin>,
+}
+
+/// Credentials of a private container registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryLogin {
+    /// Empty: the engine's default registry.
+    pub server: String,
+    pub username: String,
+    pub password: String,
 }
 
 /// Where the agent fetches an application package archive from the server

@@ -90,6 +90,16 @@ def test_a_missing_image_fails_the_task(client):
     assert info.failure_info.code == "ContainerInvalidImage"
 
 
+def test_a_registry_that_refuses_the_login_fails_the_task(client):
+    # Nothing listens on this registry address: the engine's login fails.
+    t = run(client, "reg", "echo ran", registry=models.ContainerRegistryReference(
+        registry_server="127.0.0.1:9", username="user", password="secret"))
+    info = t.execution_info
+    assert info.exit_code is None
+    assert info.failure_info.code == "ContainerInvalidRegistry"
+    assert "secret" not in info.failure_info.message
+
+
 def test_wall_clock_and_terminate_stop_the_container(client, docker_engine):
     client.create_task("j", models.BatchTaskCreateOptions(
         id="slow", command_line="sleep 60",
