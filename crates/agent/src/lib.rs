@@ -176,12 +176,18 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
             }
         };
         match msg {
-            ToAgent::Welcome { node_id, heartbeat_ms, users, container_images, .. } => {
+            ToAgent::Welcome { node_id, heartbeat_ms, users, container_images, container_registries, .. } => {
                 // The pool's container images are fetched ahead of the
-                // tasks that use them (a task checks its own image anyway).
-                if !container_images.is_empty() {
+                // tasks that use them (a task checks its own image anyway),
+                // after logging in to the pool's registries.
+                if !container_images.is_empty() || !container_registries.is_empty() {
                     let engine = state.cfg.container_engine.clone();
                     tokio::spawn(async move {
+                        for r in &container_registries {
+                            if let Err(f) = registry_login(&engine, r).await {
+                                tracing::warn!(registry = %r.server, "{}", f.message);
+                            }
+                        }
                         for image in container_images {
                             match ensure_image(&engine, &image).await {
                                 Ok(()) => tracing::info!(%image, "container image ready"),

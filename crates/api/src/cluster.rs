@@ -1667,14 +1667,26 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
             })
         })
         .collect();
-    let container_images = pool
-        .get("virtualMachineConfiguration")
-        .and_then(|v| v.get("containerConfiguration"))
+    let containers = pool.get("virtualMachineConfiguration").and_then(|v| v.get("containerConfiguration"));
+    let container_images = containers
         .and_then(|c| c.get("containerImageNames"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|i| i.as_str().map(str::to_string))
+        .collect();
+    let container_registries = containers
+        .and_then(|c| c.get("containerRegistries"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some(proto::RegistryLogin {
+                server: r.get("registryServer").and_then(Value::as_str).unwrap_or_default().to_string(),
+                username: r.get("username").and_then(Value::as_str)?.to_string(),
+                password: r.get("password").and_then(Value::as_str).unwrap_or_default().to_string(),
+            })
+        })
         .collect();
     let _ = tx.send(ToAgent::Welcome {
         node_id: node_id.clone(),
@@ -1682,6 +1694,7 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
         heartbeat_ms: HEARTBEAT.as_millis() as u64,
         users,
         container_images,
+        container_registries,
     });
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {

@@ -38,6 +38,9 @@ pub enum ToAgent {
         /// `containerConfiguration.containerImageNames`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         container_images: Vec<String>,
+        /// Registries to log in to first (`containerConfiguration.containerRegistries`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        container_registries: Vec<RegistryLogin>,
     },
     /// Start one attempt of a task.
     Start(Box<TaskLaunch>),

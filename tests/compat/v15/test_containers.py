@@ -123,10 +123,14 @@ def test_pool_container_images_are_fetched_when_a_node_starts(client, engine_ser
     start_pool(client, "ctrpool2", virtual_machine_configuration=models.VirtualMachineConfiguration(
         image_reference=models.BatchVmImageReference(publisher="canonical", offer="ubuntu", sku="22_04-lts"),
         node_agent_sku_id="batch.node.ubuntu 22.04",
-        container_configuration=models.BatchContainerConfiguration(type="dockerCompatible", container_image_names=[DOCKER_IMAGE])))
+        container_configuration=models.BatchContainerConfiguration(
+            type="dockerCompatible", container_image_names=[DOCKER_IMAGE],
+            container_registries=[models.ContainerRegistryReference(registry_server="127.0.0.1:9", username="u", password="p")])))
     try:
         log = os.path.join(engine_server.data_dir, "server.log")
         wait_for(lambda: "container image ready" in open(log, errors="replace").read(), timeout=20, what="image prefetched")
+        # The pool's registry was tried first (nothing listens there).
+        assert "cannot log in to the container registry '127.0.0.1:9'" in open(log, errors="replace").read()
         client.create_job(models.BatchJobCreateOptions(id="j2", pool_info=models.BatchPoolInfo(pool_id="ctrpool2")))
         client.create_task("j2", models.BatchTaskCreateOptions(
             id="t", command_line="echo ok", container_settings=models.BatchTaskContainerSettings(image_name=DOCKER_IMAGE)))
