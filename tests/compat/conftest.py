@@ -116,6 +116,17 @@ def batch_client(server):
     return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
 
 
+def end_job(client, job_id):
+    """Terminates a job through a 15.x client without its poller (the raw
+    request); a job that already completed is left as it is."""
+    from azure.batch.models import _models as internal
+    from azure.core.exceptions import HttpResponseError
+    try:
+        client._terminate_job_internal(job_id, internal.BatchJobTerminateOptions(termination_reason="cleanup"))
+    except HttpResponseError:
+        pass  # already completed
+
+
 def start_pool(client, pool_id, nodes=1, timeout=20, vm_size="standard_d2s_v3", **options):
     """Creates a pool of `nodes` local nodes through a 15.x client and waits
     until all of them are idle."""

@@ -336,12 +336,7 @@ mod tests {
             elevated: true,
             user_name: None,
             is_start_task: false,
-            resource_files: Vec::new(),
-            common_resource_files: Vec::new(),
-            output_files: Vec::new(),
-            packages: Vec::new(),
-            package_error: None,
-            container: None,
+            ..Default::default()
         }
     }
 

@@ -1471,18 +1471,9 @@ pub(crate) fn launch_for(
     dedicated: bool,
     attempt: u64,
 ) -> TaskLaunch {
-    let mut env = BTreeMap::new();
-    env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
-    env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
-    env.insert("AZ_BATCH_POOL_ID".to_string(), pool.to_string());
-    env.insert("AZ_BATCH_NODE_ID".to_string(), node.to_string());
-    env.insert("AZ_BATCH_NODE_IS_DEDICATED".to_string(), dedicated.to_string());
+    let mut env = node_env(account, account_url, pool, node, dedicated, root_dir, &task_dir);
     env.insert("AZ_BATCH_JOB_ID".to_string(), job.id.clone());
     env.insert("AZ_BATCH_TASK_ID".to_string(), task_id.to_string());
-    env.insert("AZ_BATCH_NODE_ROOT_DIR".to_string(), root_dir.to_string());
-    for (k, v) in node_dirs(root_dir, &task_dir) {
-        env.insert(k, v);
-    }
     for e in job.common_environment_settings.iter().flatten().chain(env_settings.iter()) {
         env.insert(e.name.clone(), e.value.clone().unwrap_or_default());
     }
@@ -1501,27 +1492,13 @@ pub(crate) fn launch_for(
         elevated,
         user_name: identity.and_then(|u| u.username.clone()),
         is_start_task: false,
-        resource_files: Vec::new(),
-        common_resource_files: Vec::new(),
-        output_files: Vec::new(),
-        packages: Vec::new(),
-        package_error: None,
-        container: None,
+        ..Default::default()
     }
 }
 
 fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Node, spec: &Value, attempt: u64) -> TaskLaunch {
     let (account, auto) = (&cfg.account, &cfg.auto_storage);
-    let mut env = BTreeMap::new();
-    env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
-    env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
-    env.insert("AZ_BATCH_POOL_ID".to_string(), pool.to_string());
-    env.insert("AZ_BATCH_NODE_ID".to_string(), n.id.clone());
-    env.insert("AZ_BATCH_NODE_IS_DEDICATED".to_string(), n.is_dedicated.to_string());
-    env.insert("AZ_BATCH_NODE_ROOT_DIR".to_string(), n.root_dir.clone());
-    for (k, v) in node_dirs(&n.root_dir, "startup") {
-        env.insert(k, v);
-    }
+    let mut env = node_env(account, account_url, pool, &n.id, n.is_dedicated, &n.root_dir, "startup");
     for e in spec.get("environmentSettings").and_then(Value::as_array).into_iter().flatten() {
         if let Some(name) = e.get("name").and_then(Value::as_str) {
             env.insert(name.to_string(), e.get("value").and_then(Value::as_str).unwrap_or_default().to_string());
@@ -1537,22 +1514,29 @@ fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Nod
         spec.get("resourceFiles").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
     TaskLaunch {
         attempt,
-        job_id: String::new(),
-        task_id: String::new(),
         task_dir: "startup".into(),
         command_line: spec.get("commandLine").and_then(Value::as_str).unwrap_or_default().to_string(),
         env,
-        max_wall_clock_ms: None,
         elevated,
         user_name: identity.and_then(|u| u.get("username")).and_then(Value::as_str).map(str::to_string),
         is_start_task: true,
         resource_files: crate::data::resource_specs(&resource_files, auto.as_ref()),
-        common_resource_files: Vec::new(),
-        output_files: Vec::new(),
-        packages: Vec::new(),
-        package_error: None,
-        container: None,
+        ..Default::default()
     }
+}
+
+/// The variables every process on a node gets: account, pool, node and
+/// the node's directories for a process running in `task_dir`.
+fn node_env(account: &str, account_url: &str, pool: &str, node: &str, dedicated: bool, root: &str, task_dir: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
+    env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
+    env.insert("AZ_BATCH_POOL_ID".to_string(), pool.to_string());
+    env.insert("AZ_BATCH_NODE_ID".to_string(), node.to_string());
+    env.insert("AZ_BATCH_NODE_IS_DEDICATED".to_string(), dedicated.to_string());
+    env.insert("AZ_BATCH_NODE_ROOT_DIR".to_string(), root.to_string());
+    env.extend(node_dirs(root, task_dir));
+    env
 }
 
 /// The per-node directory variables of a task.

@@ -96,7 +96,7 @@ pub struct UserAccount {
 }
 
 /// Everything an agent needs to run one attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TaskLaunch {
     pub attempt: u64,
     pub job_id: String,

@@ -14,10 +14,9 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from azure.batch import models
-from azure.batch.models import _models as internal
 from azure.core.exceptions import HttpResponseError
 
-from conftest import batch_client, start_pool, wait_for
+from conftest import batch_client, end_job, start_pool, wait_for
 
 POOL = "datapool"
 TIMEOUT = 30
@@ -50,10 +49,7 @@ def new_job(client, pool, uid):
         return jid
     yield make
     for jid in made:
-        try:
-            client._terminate_job_internal(jid, internal.BatchJobTerminateOptions(termination_reason="cleanup"))
-        except HttpResponseError:
-            pass  # already completed
+        end_job(client, jid)
 
 
 @pytest.fixture

@@ -3,10 +3,9 @@ local nodes: the coordination command on every instance, then the primary's
 command line; the multi-instance environment; subtasks; failures."""
 import pytest
 from azure.batch import models
-from azure.batch.models import _models as internal
 from azure.core.exceptions import HttpResponseError
 
-from conftest import batch_client, start_pool, wait_for
+from conftest import batch_client, end_job, start_pool, wait_for
 
 POOL = "multipool"
 
@@ -28,10 +27,7 @@ def job(client, pool, uid):
     jid = uid("mi")
     client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pool)))
     yield jid
-    try:
-        client._terminate_job_internal(jid, internal.BatchJobTerminateOptions(termination_reason="cleanup"))
-    except HttpResponseError:
-        pass  # already completed
+    end_job(client, jid)
 
 
 def sh(script):

@@ -9,10 +9,9 @@ import zipfile
 
 import pytest
 from azure.batch import models
-from azure.batch.models import _models as internal
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from conftest import batch_client, start_pool, wait_for
+from conftest import batch_client, end_job, start_pool, wait_for
 
 POOL = "pkgpool"
 
@@ -61,10 +60,7 @@ def job(client, pool, uid):
     jid = uid("pkg")
     client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pool)))
     yield jid
-    try:
-        client._terminate_job_internal(jid, internal.BatchJobTerminateOptions(termination_reason="cleanup"))
-    except HttpResponseError:
-        pass
+    end_job(client, jid)
 
 
 def ref(app, version=None):
@@ -132,6 +128,6 @@ def test_pool_packages_reach_every_task(client, registry, uid):
         client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pid)))
         run(client, jid, "t", "/bin/sh -c '$AZ_BATCH_APP_PACKAGE_hello_1_0/bin/hello.sh'", None)
         assert stdout(client, jid, "t") == "hello 1.0\n"
-        client._terminate_job_internal(jid, internal.BatchJobTerminateOptions(termination_reason="done"))
+        end_job(client, jid)
     finally:
         client.begin_delete_pool(pid, polling_interval=0.2).result()

@@ -13,7 +13,7 @@ from azure.batch.models import _models as internal
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
 
-from conftest import wait_for
+from conftest import end_job, wait_for
 
 POOL = "wfpool"
 SLOTS = 4
@@ -46,11 +46,7 @@ def new_job(client, pool, uid):
         return jid
     yield make
     for jid in made:
-        try:
-            # The raw request, without the poller.
-            client._terminate_job_internal(jid, internal.BatchJobTerminateOptions(termination_reason="cleanup"))
-        except HttpResponseError:
-            pass  # already completed
+        end_job(client, jid)
 
 
 def task(tid, command_line, **kw):
