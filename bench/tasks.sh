@@ -14,7 +14,7 @@ bench=target/release/openbatch-bench
 out=bench-out
 mkdir -p "$out"
 raw=$("$bench" raw-spawn --count "$n" --threads 2)
-data=$(mktemp -d)
+data=$(mktemp -d "${TMPDIR:-/tmp}/openbatch-bench.XXXXXX")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 key=$(head -c 32 /dev/urandom | base64 -w0)
 "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" --account benchacct --key "$key" > "$out/tasks-server.out" 2> "$out/tasks-server.err" &

@@ -61,6 +61,68 @@ struct State {
     stopping: Mutex<std::collections::HashSet<u64>>,
     run_as: Option<(u32, u32)>,
     is_root: bool,
+    /// The node's task slots and the launches waiting for them.
+    slots: Mutex<SlotQueue>,
+}
+
+/// Launches wait here, in the order they came, until their slots are free.
+#[derive(Default)]
+struct SlotQueue {
+    /// The node's task slots (0: no limit).
+    total: u32,
+    used: u32,
+    /// Attempts holding slots (from their start until they are reported).
+    held: HashMap<u64, u32>,
+    waiting: std::collections::VecDeque<TaskLaunch>,
+}
+
+impl SlotQueue {
+    /// The next launch whose slots are free, counted as holding them.
+    fn next(&mut self) -> Option<TaskLaunch> {
+        loop {
+            let l = self.waiting.front()?;
+            if self.held.contains_key(&l.attempt) {
+                self.waiting.pop_front(); // already running (repeated after a reconnect)
+                continue;
+            }
+            if l.slots > 0 && self.total > 0 && self.used + l.slots > self.total && self.used > 0 {
+                return None;
+            }
+            let l = self.waiting.pop_front()?;
+            if l.slots > 0 {
+                self.used += l.slots;
+                self.held.insert(l.attempt, l.slots);
+            }
+            return Some(l);
+        }
+    }
+
+    /// Frees an attempt's slots; false when it held none.
+    fn release(&mut self, attempt: u64) -> bool {
+        match self.held.remove(&attempt) {
+            Some(n) => {
+                self.used = self.used.saturating_sub(n);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Starts waiting launches while their slots are free.
+fn pump(state: &Arc<State>, tx: &mpsc::UnboundedSender<ToServer>) {
+    loop {
+        let next = state.slots.lock().unwrap_or_else(|p| p.into_inner()).next();
+        let Some(launch) = next else { return };
+        start_attempt(state.clone(), launch, tx.clone());
+    }
+}
+
+/// An attempt is over: its slots go to the launches waiting for them.
+fn release(state: &Arc<State>, tx: &mpsc::UnboundedSender<ToServer>, attempt: u64) {
+    if state.slots.lock().unwrap_or_else(|p| p.into_inner()).release(attempt) {
+        pump(state, tx);
+    }
 }
 
 fn node_id_file(root: &Path) -> PathBuf {
@@ -96,6 +158,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         transfer,
         run_as,
         is_root,
+        slots: Mutex::new(SlotQueue::default()),
     });
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -148,9 +211,13 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
     for o in state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
         let _ = tx.send(ToServer::Finished(Box::new(o)));
     }
+    // Whatever has queued up by the time the writer runs goes in one frame.
     let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            let Ok(text) = serde_json::to_string(&m) else { continue };
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 256).await > 0 {
+            let text = proto::encode_frame(&batch);
+            batch.clear();
+            let Ok(text) = text else { continue };
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
             }
@@ -164,19 +231,49 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
             None => break Err("the server closed the connection".into()),
         };
         let text = match msg {
-            Message::Text(t) => t.to_string(),
+            Message::Text(t) => t,
             Message::Close(_) => break Err("the server closed the connection".into()),
             _ => continue,
         };
-        let msg: ToAgent = match serde_json::from_str(&text) {
+        let msgs: Vec<ToAgent> = match proto::decode_frame(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring an unreadable message");
                 continue;
             }
         };
+        let mut stop = None;
+        for msg in msgs {
+            if let Some(r) = handle(&state, msg, &tx, &mut heartbeat).await {
+                stop = Some(r);
+                break;
+            }
+        }
+        if let Some(r) = stop {
+            break r;
+        }
+    };
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+    // Launches still waiting are forgotten: the server reassigns them.
+    state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+/// Handles one message from the server; Some when the session ends.
+async fn handle(
+    state: &Arc<State>,
+    msg: ToAgent,
+    tx: &mpsc::UnboundedSender<ToServer>,
+    heartbeat: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Option<Result<bool, String>> {
+    {
         match msg {
-            ToAgent::Welcome { node_id, heartbeat_ms, users, container_images, container_registries, .. } => {
+            ToAgent::Welcome { node_id, heartbeat_ms, users, container_images, container_registries, task_slots, .. } => {
+                state.slots.lock().unwrap_or_else(|p| p.into_inner()).total = task_slots;
                 // The pool's container images are fetched ahead of the
                 // tasks that use them (a task checks its own image anyway),
                 // after logging in to the pool's registries.
@@ -204,7 +301,7 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
                 }
                 tracing::info!(node = %node_id, "joined the pool");
                 let tx = tx.clone();
-                heartbeat = Some(tokio::spawn(async move {
+                *heartbeat = Some(tokio::spawn(async move {
                     let mut t = tokio::time::interval(Duration::from_millis(heartbeat_ms.max(100)));
                     loop {
                         t.tick().await;
@@ -214,10 +311,16 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
                     }
                 }));
             }
-            ToAgent::Start(launch) => start_attempt(state.clone(), *launch, tx.clone()),
+            ToAgent::Start(launch) => {
+                state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.push_back(*launch);
+                pump(state, tx);
+            }
             ToAgent::Kill { attempt, grace_ms } => {
-                state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
-                kill_container(&state, attempt);
+                state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.retain(|l| l.attempt != attempt);
+                if state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
+                    release(state, tx, attempt);
+                }
+                kill_container(state, attempt);
                 let pid = state.running.lock().unwrap_or_else(|p| p.into_inner()).get(&attempt).copied();
                 if let Some(pid) = pid {
                     tokio::spawn(exec::stop(pid, Duration::from_millis(grace_ms)));
@@ -231,6 +334,7 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
                 });
             }
             ToAgent::Reset { wipe } => {
+                state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
                 let pids: Vec<i32> = state.running.lock().unwrap_or_else(|p| p.into_inner()).values().copied().collect();
                 for pid in pids {
                     exec::stop(pid, Duration::from_millis(500)).await;
@@ -241,29 +345,28 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
                 }
             }
             ToAgent::Shutdown => {
+                state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
                 let pids: Vec<i32> = state.running.lock().unwrap_or_else(|p| p.into_inner()).values().copied().collect();
                 for pid in pids {
                     exec::stop(pid, Duration::from_millis(500)).await;
                 }
-                break Ok(true);
+                return Some(Ok(true));
             }
         }
-    };
-    if let Some(h) = heartbeat {
-        h.abort();
     }
-    drop(tx);
-    let _ = writer.await;
-    result
+    None
 }
 
-/// Sends an attempt's outcome, or keeps it for the next connection.
-fn report(state: &State, tx: &mpsc::UnboundedSender<ToServer>, outcome: proto::TaskOutcome) {
+/// Sends an attempt's outcome, or keeps it for the next connection; its
+/// slots go to the next waiting launch.
+fn report(state: &Arc<State>, tx: &mpsc::UnboundedSender<ToServer>, outcome: proto::TaskOutcome) {
+    let attempt = outcome.attempt;
     if let Err(e) = tx.send(ToServer::Finished(Box::new(outcome))) {
         if let ToServer::Finished(o) = e.0 {
             state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).push(*o);
         }
     }
+    release(state, tx, attempt);
 }
 
 fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSender<ToServer>) {
@@ -279,7 +382,7 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
             Some(ids) => Some(ids),
             None => {
                 let msg = format!("The user account '{name}' does not exist on the node; define it in the pool's userAccounts.");
-                let _ = tx.send(ToServer::Finished(Box::new(exec::not_started(attempt, "UserNotFound".into(), msg))));
+                report(&state, &tx, exec::not_started(attempt, "UserNotFound".into(), msg));
                 return;
             }
         },
@@ -303,10 +406,11 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
     }
     // Resource files first (the task is `preparing` meanwhile), then the process.
     state.preparing.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt);
+    let _ = tx.send(ToServer::Preparing { attempt });
     tokio::spawn(async move {
         let fetched = fetch_resources(&state, &launch, run_as).await;
         if !state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
-            return; // killed meanwhile: the server no longer wants it
+            return; // killed meanwhile (its slots are freed): the server no longer wants it
         }
         match fetched {
             Ok(()) => run_process(state, launch, run_as, tx),

@@ -47,6 +47,12 @@ pub struct Node {
     pub scheduling_enabled: bool,
     pub slots: u32,
     pub running: HashMap<u64, Slot>,
+    /// Attempts handed to the busy node ahead of a free slot (its queue, at
+    /// most `slots` deep), in order: the agent starts each the moment a slot
+    /// frees, and reports `Started`, which moves it to `running`. Their
+    /// assignment is written then (see `Cluster::unwritten`): until the node
+    /// takes them, the tasks are `active`.
+    pub queued: Vec<(u64, Slot)>,
     pub tx: Option<mpsc::UnboundedSender<ToAgent>>,
     pub ip: String,
     pub root_dir: String,
@@ -87,8 +93,16 @@ impl Node {
     pub(crate) fn used(&self) -> u32 {
         self.running.values().map(|s| s.slots).sum()
     }
+    fn queued_slots(&self) -> u32 {
+        self.queued.iter().map(|(_, s)| s.slots).sum()
+    }
+    /// Slots no attempt holds or waits for.
     pub(crate) fn free(&self) -> u32 {
-        self.slots.saturating_sub(self.used())
+        self.slots.saturating_sub(self.used() + self.queued_slots())
+    }
+    /// Room in the node's queue.
+    pub(crate) fn queue_room(&self) -> u32 {
+        self.slots.saturating_sub(self.queued_slots())
     }
     pub(crate) fn schedulable(&self) -> bool {
         self.tx.is_some() && self.drain.is_none() && self.scheduling_enabled && matches!(self.state, "idle" | "running")
@@ -179,9 +193,15 @@ pub struct Cluster {
     children: Mutex<HashMap<String, tokio::process::Child>>,
     pub(crate) next_attempt: AtomicU64,
     /// Active jobs per pool, with the job generation they were read at.
-    jobs_cache: Mutex<HashMap<String, (u64, Vec<CloudJob>)>>,
+    jobs_cache: Mutex<HashMap<String, (u64, Arc<Vec<CloudJob>>)>>,
     /// Tasks assigned in memory whose assignment has not committed yet.
     inflight: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Assignments of queued attempts (see `Node::queued`), by attempt:
+    /// written with the attempt's first report, in the same change.
+    unwritten: Mutex<HashMap<u64, Unwritten>>,
+    /// `Started` reports waiting out `STARTED_DEBOUNCE` (see `started`).
+    started_tx: mpsc::UnboundedSender<(tokio::time::Instant, String, u64)>,
+    started_rx: Mutex<Option<mpsc::UnboundedReceiver<(tokio::time::Instant, String, u64)>>>,
     /// Tasks that became ready again (a retry) while still in `inflight`:
     /// a read-ahead taken meanwhile left them out, so when they leave
     /// `inflight` the read-aheads are declared stale. Locked after `inflight`.
@@ -207,7 +227,10 @@ fn new_node_id() -> String {
 
 impl Cluster {
     pub fn new(store: Store, config: ClusterConfig, lifecycle: Arc<crate::lifecycle::Lifecycle>) -> Cluster {
+        let (started_tx, started_rx) = mpsc::unbounded_channel();
         Cluster {
+            started_tx,
+            started_rx: Mutex::new(Some(started_rx)),
             config,
             store,
             lifecycle,
@@ -215,6 +238,7 @@ impl Cluster {
             children: Mutex::new(HashMap::new()),
             next_attempt: AtomicU64::new(1),
             inflight: Mutex::new(Default::default()),
+            unwritten: Mutex::new(HashMap::new()),
             readied_inflight: Mutex::new(Default::default()),
             ready: Mutex::new(HashMap::new()),
             jobs_cache: Mutex::new(HashMap::new()),
@@ -296,6 +320,9 @@ impl Cluster {
         n.scheduling_enabled = enabled;
         let running = n.running.iter().map(|(a, s)| (*a, s.clone())).collect();
         drop(nodes);
+        if !enabled {
+            self.retract(node_id, |_, _| true, true);
+        }
         self.wake.notify_one();
         Ok(running)
     }
@@ -318,6 +345,8 @@ impl Cluster {
     /// Reboot or reimage: the agent stops every attempt (and wipes task data
     /// for a reimage); the node is back to `idle` shortly after.
     pub fn reset_node(self: &Arc<Self>, node_id: &str, wipe: bool) {
+        // The agent forgets the attempts waiting in its queue.
+        self.retract(node_id, |_, _| true, false);
         self.send(node_id, ToAgent::Reset { wipe });
         let c = self.clone();
         let id = node_id.to_string();
@@ -388,6 +417,7 @@ impl Cluster {
         let now = Timestamp::now();
         let mut stale = Vec::new();
         let mut needs_start: Option<Value> = None;
+        let previous: Vec<u64>;
         {
             let mut nodes = lock(&self.nodes);
             let node = nodes.entry(id.clone()).or_insert_with(|| Node {
@@ -397,6 +427,7 @@ impl Cluster {
                 scheduling_enabled: true,
                 slots,
                 running: HashMap::new(),
+                queued: Vec::new(),
                 tx: None,
                 ip: hello.ip_address.clone(),
                 root_dir: hello.root_dir.clone(),
@@ -439,7 +470,9 @@ impl Cluster {
             node.ip = hello.ip_address.clone();
             node.root_dir = hello.root_dir.clone();
             node.slots = slots;
-            node.running.clear();
+            // Attempts known only in memory (queued, or started but not yet
+            // written) are settled below: the database decides what runs here.
+            previous = node.running.drain().map(|(a, _)| a).chain(node.queued.drain(..).map(|(a, _)| a)).collect();
             for (job, task, attempt) in &assigned {
                 if hello.running.contains(attempt) {
                     node.running.insert(*attempt, Slot { job_id: job.clone(), task_id: task.clone(), slots: 1 });
@@ -462,6 +495,9 @@ impl Cluster {
                 needs_start = pool_doc.get("startTask").filter(|v| v.is_object()).cloned();
             }
         }
+        for a in previous {
+            self.abandon(a);
+        }
         if let Some(spec) = needs_start {
             self.run_start_task(&id, &pool_id, &spec);
         }
@@ -481,6 +517,8 @@ impl Cluster {
 
     /// The agent's connection ended.
     pub fn disconnected(&self, node_id: &str) {
+        // The agent forgets the attempts waiting in its queue.
+        self.retract(node_id, |_, _| true, false);
         if let Some(n) = lock(&self.nodes).get_mut(node_id) {
             n.tx = None;
             if !matches!(n.state, "leavingpool" | "rebooting" | "reimaging") {
@@ -501,12 +539,31 @@ impl Cluster {
         }
     }
 
-    /// An attempt's process is running.
-    pub async fn started(&self, node_id: &str, attempt: u64) {
-        // Most trivial attempts end within a few milliseconds: wait a little,
-        // and if the attempt has already ended its outcome records `running`
-        // (at the agent's start time) in the same write.
-        tokio::time::sleep(STARTED_DEBOUNCE).await;
+    /// An attempt's process is running. Most trivial attempts end within a
+    /// few milliseconds, so the report waits a little (in one queue for all
+    /// nodes, see `debounce_started`): if the attempt has ended by then, its
+    /// outcome records `running` (at the agent's start time) in the same write.
+    pub fn started(&self, node_id: &str, attempt: u64) {
+        let _ = self.started_tx.send((tokio::time::Instant::now() + STARTED_DEBOUNCE, node_id.to_string(), attempt));
+    }
+
+    /// Writes the `Started` reports whose wait is over, for attempts still running.
+    async fn debounce_started(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(tokio::time::Instant, String, u64)>) {
+        // Reports due this close together are handled in one wake-up.
+        const SLACK: Duration = Duration::from_millis(3);
+        while let Some((due, node, attempt)) = rx.recv().await {
+            if due > tokio::time::Instant::now() + SLACK {
+                tokio::time::sleep_until(due).await;
+            }
+            let still = lock(&self.nodes).get(&node).is_some_and(|n| n.running.contains_key(&attempt));
+            if still {
+                let me = self.clone();
+                tokio::spawn(async move { me.record_started(&node, attempt).await });
+            }
+        }
+    }
+
+    async fn record_started(&self, node_id: &str, attempt: u64) {
         let slot = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned());
         let Some(slot) = slot else { return };
         let attempt = match self.multi_started(attempt) {
@@ -515,7 +572,7 @@ impl Cluster {
             crate::multi::Started::Subtask => return,
         };
         let _ = self
-            .change(&slot.job_id, &slot.task_id, move |_, t, now| {
+            .write_attempt(&slot.job_id, &slot.task_id, attempt, move |_, t, now| {
                 if t.attempt != Some(attempt) || t.state != TaskState::Preparing {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
@@ -624,7 +681,14 @@ impl Cluster {
         if self.multi_finished(&o, &base_url).await {
             return None;
         }
-        let slot = lock(&self.nodes).get_mut(node_id).and_then(|n| n.running.remove(&o.attempt));
+        // An attempt that ended without starting (e.g. its program is
+        // missing) may still be in the node's queue.
+        let slot = lock(&self.nodes).get_mut(node_id).and_then(|n| {
+            n.running.remove(&o.attempt).or_else(|| {
+                let i = n.queued.iter().position(|(a, _)| *a == o.attempt)?;
+                Some(n.queued.remove(i).1)
+            })
+        });
         self.wake.notify_one();
         let slot = slot?;
         let subtasks = self.multi_end(o.attempt);
@@ -649,7 +713,7 @@ impl Cluster {
             encode_segment(&slot.task_id)
         );
         let r = self
-            .change(&slot.job_id, &slot.task_id, move |_, t, now| {
+            .write_attempt(&slot.job_id, &slot.task_id, attempt, move |_, t, now| {
                 if t.attempt != Some(attempt) {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
@@ -755,6 +819,7 @@ impl Cluster {
         if let Some(n) = lock(&self.nodes).get_mut(node_id) {
             n.drain = Some(what);
         }
+        self.retract(node_id, |_, _| true, true);
         self.drain_if_done(node_id).await;
     }
 
@@ -792,6 +857,9 @@ impl Cluster {
 
     /// Sends a task whose attempt was lost back to `active` (requeueCount + 1).
     pub async fn requeue_attempt(&self, job: &str, task: &str, attempt: u64) {
+        if self.abandon(attempt) {
+            return; // its assignment was never written: the task is still active
+        }
         // Losing any instance of a multi-instance task loses the whole attempt.
         let attempt = self.multi_abort(attempt).unwrap_or(attempt);
         let r = self
@@ -862,7 +930,8 @@ impl Cluster {
                 .map(|n| {
                     n.set_state("unknown");
                     n.tx = None;
-                    (n.id.clone(), n.running.drain().collect())
+                    let queued = n.queued.drain(..);
+                    (n.id.clone(), n.running.drain().chain(queued).collect())
                 })
                 .collect()
         };
@@ -902,6 +971,184 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    // ---- node queues -------------------------------------------------------
+
+    /// The node started a queued attempt: it holds its slots now.
+    pub fn promote(&self, node_id: &str, attempt: u64) {
+        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+            if let Some(i) = n.queued.iter().position(|(a, _)| *a == attempt) {
+                let (a, slot) = n.queued.remove(i);
+                n.running.insert(a, slot);
+                n.refresh_busy_state();
+            }
+        }
+    }
+
+    /// The node took a queued attempt and fetches its files first: it is
+    /// `preparing` from now on, so its assignment is written at once.
+    pub fn preparing(self: &Arc<Self>, node_id: &str, attempt: u64) {
+        self.promote(node_id, attempt);
+        if !lock(&self.unwritten).contains_key(&attempt) {
+            return;
+        }
+        let Some(slot) = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned()) else { return };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = me.write_attempt(&slot.job_id, &slot.task_id, attempt, |_, _, _| Ok(())).await;
+        });
+    }
+
+    /// Writes a change to an attempt's task, preceded — in the same change —
+    /// by the attempt's assignment when that was never written (a queued
+    /// attempt's first report). Whichever report comes first carries it, and
+    /// later changes queue behind it.
+    async fn write_attempt<F>(&self, job: &str, task: &str, attempt: u64, f: F) -> Result<CloudTask, Error>
+    where
+        F: FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send + 'static,
+    {
+        let (done, pending) = {
+            let mut unwritten = lock(&self.unwritten);
+            let pending = unwritten.remove(&attempt);
+            let (assign, pending) = match pending {
+                Some(u) => (Some(u.assign), Some((u.key, u.node))),
+                None => (None, None),
+            };
+            let change: AssignFn = Box::new(move |j, t, now| {
+                if let Some(assign) = assign {
+                    assign(j, t, now)?;
+                }
+                f(j, t, now)
+            });
+            // Queued while `unwritten` is locked: no later change to the
+            // attempt can be queued ahead of its assignment.
+            (self.store.update_tasks(vec![(job.to_string(), task.to_string(), change)], store::Durability::Relaxed), pending)
+        };
+        let r = done.await.and_then(|mut v| v.pop().unwrap_or_else(|| Err(Error::internal("no result"))));
+        if let Some((key, node)) = pending {
+            self.leave_inflight(&key);
+            if r.is_err() {
+                // The task changed before the node took it (terminated, deleted, job ended).
+                self.kill(&node, attempt);
+            }
+            self.wake.notify_one();
+        }
+        r
+    }
+
+    /// A task's assignment is settled (written or abandoned).
+    fn leave_inflight(&self, key: &(String, String)) {
+        let stale = {
+            let mut inflight = lock(&self.inflight);
+            inflight.remove(key);
+            lock(&self.readied_inflight).remove(key)
+        };
+        if stale {
+            self.store.bump_tasks();
+        }
+    }
+
+    /// Forgets a queued attempt whose assignment was never written: its task
+    /// is still `active` and is scheduled again. False when it was written.
+    fn abandon(&self, attempt: u64) -> bool {
+        let Some(u) = lock(&self.unwritten).remove(&attempt) else { return false };
+        lock(&self.inflight).remove(&u.key);
+        lock(&self.readied_inflight).remove(&u.key);
+        // A read-ahead taken meanwhile left the task out.
+        self.store.bump_tasks();
+        self.wake.notify_one();
+        true
+    }
+
+    /// Takes back the attempts queued on a node (it stops taking tasks, or
+    /// another node has a free slot for them). With `tell`, the agent drops
+    /// them too (one it started meanwhile is killed and runs again later).
+    fn retract(&self, node_id: &str, which: impl Fn(u64, &Slot) -> bool, tell: bool) {
+        let taken: Vec<u64> = {
+            let mut nodes = lock(&self.nodes);
+            let Some(n) = nodes.get_mut(node_id) else { return };
+            let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut n.queued).into_iter().partition(|(a, s)| which(*a, s));
+            n.queued = kept;
+            taken.into_iter().map(|(a, _)| a).collect()
+        };
+        for a in taken {
+            self.abandon(a);
+            if tell {
+                self.send(node_id, ToAgent::Kill { attempt: a, grace_ms: 0 });
+            }
+        }
+    }
+
+    /// Takes back a task's queued attempt (the task was terminated or deleted).
+    pub fn retract_task(&self, job: &str, task: &str) {
+        let nodes: Vec<String> = lock(&self.nodes).keys().cloned().collect();
+        for n in nodes {
+            self.retract(&n, |_, s| s.job_id.eq_ignore_ascii_case(job) && s.task_id.eq_ignore_ascii_case(task), true);
+        }
+    }
+
+    /// Takes back every queued attempt of a job (it ended, or was disabled).
+    pub fn retract_job(&self, job: &str) {
+        let nodes: Vec<String> = lock(&self.nodes).keys().cloned().collect();
+        for n in nodes {
+            self.retract(&n, |_, s| s.job_id.eq_ignore_ascii_case(job), true);
+        }
+    }
+
+    /// A job with ready tasks finds the pool full while the nodes' queues
+    /// hold tasks of lower-priority jobs: those are taken back, so the next
+    /// round gives the job their places (priority decides who runs next).
+    async fn yield_queues(&self, pool: &str, job: &CloudJob, jobs: &[CloudJob]) -> Result<(), Error> {
+        let lower: std::collections::HashSet<String> =
+            jobs.iter().filter(|j| j.priority < job.priority).map(|j| store::key_of(&j.id)).collect();
+        let holders: Vec<String> = lock(&self.nodes)
+            .values()
+            .filter(|n| n.pool_id == pool && n.queued.iter().any(|(_, s)| lower.contains(&store::key_of(&s.job_id))))
+            .map(|n| n.id.clone())
+            .collect();
+        if holders.is_empty() {
+            return Ok(());
+        }
+        let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
+        let Some(ready) = self.take_ready(&job.id, manager, 1).await?.pop() else { return Ok(()) };
+        if let Some(r) = lock(&self.ready).get_mut(&store::key_of(&job.id)) {
+            r.tasks.push_front(ready);
+        }
+        for node in holders {
+            self.retract(&node, |_, s| lower.contains(&store::key_of(&s.job_id)), true);
+        }
+        Ok(())
+    }
+
+    /// A queued attempt should not wait behind a busy node while another
+    /// node of the pool has a free slot: take it back, to be placed there.
+    /// (Tasks of jobs with a preparation task stay: the free node may not
+    /// have run it yet.)
+    fn rebalance(&self, pool: &str) {
+        let movable = |job: &str| self.cached_job(job).is_some_and(|j| j.job_preparation_task.is_none());
+        let moves: Vec<(String, Vec<u64>)> = {
+            let nodes = lock(&self.nodes);
+            let of_pool = || nodes.values().filter(|n| n.pool_id == pool);
+            let free: Vec<u32> = of_pool().filter(|n| n.schedulable()).map(|n| n.free()).filter(|f| *f > 0).collect();
+            let Some(widest) = free.iter().copied().max() else { return };
+            let mut budget: u32 = free.iter().sum();
+            let mut moves = Vec::new();
+            for n in of_pool().filter(|n| !n.queued.is_empty() && n.free() == 0) {
+                let mut taken = Vec::new();
+                for (a, s) in n.queued.iter().rev() {
+                    if s.slots <= widest && s.slots <= budget && movable(&s.job_id) {
+                        budget -= s.slots;
+                        taken.push(*a);
+                    }
+                }
+                moves.push((n.id.clone(), taken));
+            }
+            moves
+        };
+        for (node, attempts) in moves {
+            self.retract(&node, |a, _| attempts.contains(&a), true);
+        }
     }
 
     // ---- scheduling --------------------------------------------------------
@@ -946,14 +1193,14 @@ impl Cluster {
     }
 
     /// The pool's active jobs by priority, cached until any job changes.
-    async fn jobs_of(&self, pool: &str) -> Result<Vec<CloudJob>, Error> {
+    async fn jobs_of(&self, pool: &str) -> Result<Arc<Vec<CloudJob>>, Error> {
         let generation = self.store.job_generation.load(Ordering::Relaxed);
         if let Some((g, jobs)) = lock(&self.jobs_cache).get(pool) {
             if *g == generation {
                 return Ok(jobs.clone());
             }
         }
-        let jobs = self.store.schedulable_jobs(pool).await?;
+        let jobs = Arc::new(self.store.schedulable_jobs(pool).await?);
         lock(&self.jobs_cache).insert(pool.to_string(), (generation, jobs.clone()));
         Ok(jobs)
     }
@@ -1031,10 +1278,21 @@ impl Cluster {
     /// the commit, the tasks are still `active` in the database and the
     /// reconnecting agents are told to kill the attempts: tasks may run more
     /// than once, as Batch documents (tasks must be idempotent).
+    ///
+    /// When every slot of the pool is taken, tasks go to the nodes' queues
+    /// (`Node::queued`), so a slot that frees starts its next task without a
+    /// round trip to the server. A queued attempt's assignment is written
+    /// when the node reports it (see `write_attempt`).
     pub async fn schedule(self: &Arc<Self>, account_url: &str) -> Result<usize, Error> {
         let pools: Vec<String> = {
             let nodes = lock(&self.nodes);
-            let mut p: Vec<String> = nodes.values().filter(|n| n.schedulable() && n.free() > 0).map(|n| n.pool_id.clone()).collect();
+            let mut p: Vec<String> = nodes
+                .values()
+                // (A full queue still gets a look: a higher-priority job
+                // may take its place, see `yield_queues`.)
+                .filter(|n| n.schedulable() && (n.free() > 0 || n.queue_room() > 0 || !n.queued.is_empty()))
+                .map(|n| n.pool_id.clone())
+                .collect();
             p.sort();
             p.dedup();
             p
@@ -1046,9 +1304,12 @@ impl Cluster {
             // priority order; slots that free up during the round wait for
             // the next one (which follows at once), so a lower-priority job
             // never takes a slot a higher-priority job was not offered.
-            let mut budget: usize =
-                lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.free() as usize).sum();
-            for job in self.jobs_of(&pool).await? {
+            let (mut budget, mut queue_budget): (usize, usize) = lock(&self.nodes)
+                .values()
+                .filter(|n| n.pool_id == pool && n.schedulable())
+                .fold((0, 0), |(f, q), n| (f + n.free() as usize, q + n.queue_room() as usize));
+            let jobs = self.jobs_of(&pool).await?;
+            for job in jobs.iter() {
                 if let Some(feature) = execution::unsupported_job_feature(&job) {
                     self.flag_unsupported_job(&job, feature).await;
                     continue;
@@ -1056,11 +1317,18 @@ impl Cluster {
                 let (free, job_running) = {
                     let nodes = lock(&self.nodes);
                     let pool_nodes = nodes.values().filter(|n| n.pool_id == pool);
-                    let free: u32 = pool_nodes.clone().filter(|n| n.schedulable()).map(|n| n.free()).sum();
-                    let running = pool_nodes.flat_map(|n| n.running.values()).filter(|s| s.job_id == job.id).count();
-                    ((free as usize).min(budget), running)
+                    let (free, room) = pool_nodes
+                        .clone()
+                        .filter(|n| n.schedulable())
+                        .fold((0usize, 0usize), |(f, q), n| (f + n.free() as usize, q + n.queue_room() as usize));
+                    let running = pool_nodes
+                        .flat_map(|n| n.running.values().chain(n.queued.iter().map(|(_, s)| s)))
+                        .filter(|s| s.job_id == job.id)
+                        .count();
+                    (free.min(budget) + room.min(queue_budget), running)
                 };
                 if free == 0 {
+                    self.yield_queues(&pool, job, &jobs).await?;
                     break;
                 }
                 // `maxParallelTasks` caps the job's tasks running at once (-1: no cap).
@@ -1076,7 +1344,7 @@ impl Cluster {
                 // Nodes that ran the job's preparation task (when it has one).
                 let prepared = if tasks.is_empty() { None } else { self.prepare_nodes(&job, &pool, account_url) };
                 let mut unplaced: Vec<CloudTask> = Vec::new();
-                let mut placed_slots = 0usize;
+                let (mut placed_slots, mut queued_slots) = (0usize, 0usize);
                 let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
                 let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
                 let mut launches: Vec<(String, TaskLaunch)> = Vec::new();
@@ -1097,6 +1365,7 @@ impl Cluster {
                     let affinity = task.affinity_info.as_ref().map(|a| a.affinity_id.strip_prefix("TVM:").unwrap_or(&a.affinity_id));
                     let multi = task.multi_instance_settings.is_some();
                     let mut instance_launches = Vec::new();
+                    let mut queued = false;
                     let placed = if multi {
                         self.place_multi(account_url, &job, &task, &pool, policy, prepared.as_ref(), affinity, attempt).map(
                             |(primary, ls)| {
@@ -1112,11 +1381,33 @@ impl Cluster {
                             .filter(|n| prepared.as_ref().is_none_or(|p| p.contains(&n.id)))
                             .map(|n| placement::Candidate { id: n.id.clone(), free: n.free(), used: n.used() })
                             .collect();
-                        placement::place(&candidates, slots, policy, affinity).and_then(|id| nodes.get_mut(&id)).map(|n| {
-                            n.running.insert(attempt, Slot { job_id: job.id.clone(), task_id: task.id.clone(), slots });
-                            n.refresh_busy_state();
-                            (n.id.clone(), n.root_dir.clone(), n.is_dedicated)
-                        })
+                        let slot = Slot { job_id: job.id.clone(), task_id: task.id.clone(), slots };
+                        match placement::place(&candidates, slots, policy, affinity).and_then(|id| nodes.get_mut(&id)) {
+                            Some(n) => {
+                                n.running.insert(attempt, slot);
+                                n.refresh_busy_state();
+                                Some((n.id.clone(), n.root_dir.clone(), n.is_dedicated))
+                            }
+                            // Every slot is taken: the queue of a node it fits on.
+                            None if !exclusive && queued_slots < queue_budget => {
+                                let candidates: Vec<placement::Candidate> = nodes
+                                    .values()
+                                    .filter(|n| n.pool_id == pool && n.schedulable() && n.slots >= slots)
+                                    .filter(|n| prepared.as_ref().is_none_or(|p| p.contains(&n.id)))
+                                    .map(|n| placement::Candidate {
+                                        id: n.id.clone(),
+                                        free: n.queue_room(),
+                                        used: n.used() + n.queued_slots(),
+                                    })
+                                    .collect();
+                                placement::place(&candidates, slots, policy, affinity).and_then(|id| nodes.get_mut(&id)).map(|n| {
+                                    n.queued.push((attempt, slot));
+                                    queued = true;
+                                    (n.id.clone(), n.root_dir.clone(), n.is_dedicated)
+                                })
+                            }
+                            None => None,
+                        }
                     };
                     let Some((node_id, root_dir, dedicated)) = placed else {
                         unplaced.push(task);
@@ -1126,10 +1417,15 @@ impl Cluster {
                         placed_slots += instance_launches.len();
                         launches.append(&mut instance_launches);
                     } else {
-                        placed_slots += slots as usize;
+                        if queued {
+                            queued_slots += slots as usize;
+                        } else {
+                            placed_slots += slots as usize;
+                        }
                         let pool_packages = lock(&self.nodes).get(&node_id).map(|n| n.pool_packages.clone()).unwrap_or_default();
-                        let launch =
+                        let mut launch =
                             build_launch(&self.config, account_url, &job, &task, &pool_packages, &pool, &node_id, &root_dir, dedicated, attempt);
+                        launch.slots = slots;
                         launches.push((node_id.clone(), launch));
                     }
                     let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
@@ -1145,11 +1441,16 @@ impl Cluster {
                         execution::transition(t, TaskState::Preparing, now);
                         Ok(())
                     });
-                    batch.push((job.id.clone(), task.id.clone(), change));
-                    sent.push((node_id, attempt, key));
+                    if queued {
+                        lock(&self.unwritten).insert(attempt, Unwritten { key, node: node_id, assign: change });
+                    } else {
+                        batch.push((job.id.clone(), task.id.clone(), change));
+                        sent.push((node_id, attempt, key));
+                    }
                     started += 1;
                 }
                 budget = budget.saturating_sub(placed_slots);
+                queue_budget = queue_budget.saturating_sub(queued_slots);
                 if !unplaced.is_empty() {
                     if let Some(r) = lock(&self.ready).get_mut(&store::key_of(&job.id)) {
                         for t in unplaced.into_iter().rev() {
@@ -1158,6 +1459,9 @@ impl Cluster {
                     }
                 }
                 if batch.is_empty() {
+                    for (node_id, launch) in launches {
+                        self.send(&node_id, ToAgent::Start(Box::new(launch)));
+                    }
                     continue;
                 }
                 let done = self.store.update_tasks(batch, store::Durability::Relaxed);
@@ -1186,6 +1490,7 @@ impl Cluster {
                     me.wake.notify_one();
                 });
             }
+            self.rebalance(&pool);
         }
         Ok(started)
     }
@@ -1351,7 +1656,8 @@ impl Cluster {
                 Some(n) => {
                     n.set_state("leavingpool");
                     n.scheduling_enabled = false;
-                    n.running.drain().collect::<Vec<_>>()
+                    let queued = n.queued.drain(..);
+                    n.running.drain().chain(queued).collect::<Vec<_>>()
                 }
                 None => Vec::new(),
             }
@@ -1359,6 +1665,8 @@ impl Cluster {
         for (a, s) in running {
             if requeue {
                 self.requeue_attempt(&s.job_id, &s.task_id, a).await;
+            } else {
+                self.abandon(a);
             }
         }
         self.send(node_id, ToAgent::Shutdown);
@@ -1377,6 +1685,14 @@ impl Cluster {
 
 /// A change that assigns a task to a node.
 type AssignFn = Box<dyn FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send>;
+
+/// The assignment of a queued attempt, not yet written.
+struct Unwritten {
+    /// The task's key in `inflight`.
+    key: (String, String),
+    node: String,
+    assign: AssignFn,
+}
 
 pub(crate) fn node_info(account_url: &str, pool: &str, node: &str, job: &str, task: &str) -> ComputeNodeInformation {
     let task_dir = format!("{}/{task}", wire::workflow::job_dir(job));
@@ -1429,6 +1745,7 @@ pub fn build_launch(
         attempt,
     );
     l.env.extend(crate::jobprep::prep_env(job, root_dir));
+    l.slots = t.required_slots.max(1) as u32;
     if t.authentication_token_settings.as_ref().and_then(|a| a.access.as_ref()).is_some_and(|v| !v.is_empty()) {
         l.env.insert("AZ_BATCH_AUTHENTICATION_TOKEN".into(), crate::tokens::issue(&cfg.token_key, &job.id, chrono::Utc::now().timestamp()));
     }
@@ -1553,6 +1870,9 @@ fn node_dirs(root: &str, task_dir: &str) -> Vec<(String, String)> {
 /// Background loops: scheduling on every wake-up, local node reconciliation,
 /// and liveness checks.
 pub fn start(cluster: Arc<Cluster>, account_url: Arc<Mutex<Option<String>>>) {
+    if let Some(rx) = lock(&cluster.started_rx).take() {
+        tokio::spawn(cluster.clone().debounce_started(rx));
+    }
     let c = cluster.clone();
     let url = account_url.clone();
     tokio::spawn(async move {
@@ -1679,10 +1999,15 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
         users,
         container_images,
         container_registries,
+        task_slots: lock(&cluster.nodes).get(&node_id).map(|n| n.slots).unwrap_or(1),
     });
+    // Whatever has queued up by the time the writer runs goes in one frame.
     let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            let Ok(text) = serde_json::to_string(&m) else { continue };
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 256).await > 0 {
+            let text = proto::encode_frame(&batch);
+            batch.clear();
+            let Ok(text) = text else { continue };
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
             }
@@ -1695,25 +2020,35 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
             Ok(_) => continue,
         };
         cluster.heartbeat(&node_id);
-        match serde_json::from_str::<ToServer>(text.as_str()) {
-            Ok(ToServer::Started { attempt }) => {
-                let c = cluster.clone();
-                let n = node_id.clone();
-                tokio::spawn(async move { c.started(&n, attempt).await });
+        let msgs = match proto::decode_frame::<ToServer>(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, node = %node_id, "unreadable agent message");
+                continue;
             }
-            Ok(ToServer::Finished(o)) => {
-                let c = cluster.clone();
-                let n = node_id.clone();
-                let base = lock(&account_url).clone().unwrap_or_default();
-                tokio::spawn(async move {
-                    if let Some((job, _)) = c.finished(&n, *o, base).await {
-                        c.lifecycle.job_changed(&job);
-                    }
-                });
+        };
+        for msg in msgs {
+            match msg {
+                ToServer::Preparing { attempt } => cluster.preparing(&node_id, attempt),
+                ToServer::Started { attempt } => {
+                    // In order with the frame's other reports: a queued
+                    // attempt holds its slots before anything else is placed.
+                    cluster.promote(&node_id, attempt);
+                    cluster.started(&node_id, attempt);
+                }
+                ToServer::Finished(o) => {
+                    let c = cluster.clone();
+                    let n = node_id.clone();
+                    let base = lock(&account_url).clone().unwrap_or_default();
+                    tokio::spawn(async move {
+                        if let Some((job, _)) = c.finished(&n, *o, base).await {
+                            c.lifecycle.job_changed(&job);
+                        }
+                    });
+                }
+                ToServer::FileReply(r) => cluster.file_reply(r),
+                ToServer::Heartbeat | ToServer::Hello(_) => {}
             }
-            Ok(ToServer::FileReply(r)) => cluster.file_reply(r),
-            Ok(ToServer::Heartbeat) | Ok(ToServer::Hello(_)) => {}
-            Err(e) => tracing::warn!(error = %e, node = %node_id, "unreadable agent message"),
         }
     }
     writer.abort();

@@ -27,6 +27,10 @@ pub struct Lifecycle {
     changed: Mutex<HashSet<String>>,
     /// A job entered a transitional state since the last look.
     transitions: std::sync::atomic::AtomicBool,
+    /// Jobs found not to end with their tasks (not active, or not
+    /// `terminatejob`), with the store's job generation then: while it
+    /// stands still, completions of their tasks need no look at the job.
+    quiet: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Lifecycle {
@@ -218,6 +222,11 @@ async fn finish(app: &App, id: &str, from: JobState, to: JobState) -> Result<(),
 /// `onAllTasksComplete: terminatejob`: once a job has tasks and all of them
 /// are completed, the job terminates with reason `AllTasksComplete`.
 async fn check_all_complete(app: &App, id: &str) -> Result<(), wire::Error> {
+    let generation = app.store.job_generation.load(std::sync::atomic::Ordering::SeqCst);
+    let key = store::key_of(id);
+    if app.lifecycle.quiet.lock().unwrap_or_else(|p| p.into_inner()).get(&key) == Some(&generation) {
+        return Ok(());
+    }
     // Most jobs do not ask for it: decide that from a read, without a write.
     let job = match app.store.get_job(id).await {
         Ok(s) => serde_json::from_str::<wire::models::CloudJob>(&s.doc).map_err(wire::Error::internal)?,
@@ -225,6 +234,11 @@ async fn check_all_complete(app: &App, id: &str) -> Result<(), wire::Error> {
         Err(e) => return Err(e),
     };
     if job.state != JobState::Active || job.on_all_tasks_complete != OnAllTasksComplete::TerminateJob {
+        let mut quiet = app.lifecycle.quiet.lock().unwrap_or_else(|p| p.into_inner());
+        if quiet.len() > 10_000 {
+            quiet.clear();
+        }
+        quiet.insert(key, generation);
         return Ok(());
     }
     let ended = app

@@ -3,7 +3,8 @@
 //! Agents dial out to the server (so nodes behind NAT can join) and open a
 //! WebSocket at [`CONNECT_PATH`], authenticated with the join token the server
 //! issued (`Authorization: Bearer <token>`). Each WebSocket text frame is one
-//! JSON [`ToAgent`] or [`ToServer`] message. The first message is the agent's
+//! JSON [`ToAgent`] or [`ToServer`] message, or a JSON array of them (a side
+//! sends what has queued up in one frame; see [`encode_frame`]). The first message is the agent's
 //! [`ToServer::Hello`], which names the protocol [`VERSION`]; the server
 //! answers [`ToAgent::Welcome`] or closes the connection.
 //!
@@ -12,13 +13,19 @@
 //! not the task's current one. On reconnect the agent lists the attempts it
 //! still runs, and the server tells it to kill the ones it no longer assigns.
 //!
+//! The agent runs at most [`ToAgent::Welcome`]'s `task_slots` at once (each
+//! launch says how many slots it takes). The server may hand a busy node a few
+//! launches more than fit — the node's queue — so a slot that frees is filled
+//! at once, without waiting for the server to hear of it; the agent starts
+//! them in the order they came, and a `Kill` of one still waiting drops it.
+//!
 //! These types are openbatch's own and say nothing about Azure's JSON.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Protocol version spoken by this build.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Where agents connect.
 pub const CONNECT_PATH: &str = "/_openbatch/agent/v1/connect";
 
@@ -41,10 +48,15 @@ pub enum ToAgent {
         /// Registries to log in to first (`containerConfiguration.containerRegistries`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         container_registries: Vec<RegistryLogin>,
+        /// The node's `taskSlotsPerNode`: the slots of the attempts running
+        /// at once never exceed it (0: no limit).
+        #[serde(default)]
+        task_slots: u32,
     },
-    /// Start one attempt of a task.
+    /// Start one attempt of a task, as soon as its slots are free.
     Start(Box<TaskLaunch>),
-    /// Stop an attempt: SIGTERM to its process group, then SIGKILL after `grace_ms`.
+    /// Stop an attempt: SIGTERM to its process group, then SIGKILL after
+    /// `grace_ms`. An attempt still waiting for slots is dropped.
     Kill { attempt: u64, grace_ms: u64 },
     /// Read part of a file or list a directory under the node root.
     File(FileRequest),
@@ -59,6 +71,9 @@ pub enum ToAgent {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToServer {
     Hello(Hello),
+    /// The attempt is fetching what it needs (resource files, packages,
+    /// its container image) before its process starts.
+    Preparing { attempt: u64 },
     /// The attempt's process is running.
     Started { attempt: u64 },
     /// The attempt ended (or could not start).
@@ -137,6 +152,11 @@ pub struct TaskLaunch {
     /// Run the command line in a container (`containerSettings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSpec>,
+    /// The node slots the attempt occupies while it runs; 0 for work outside
+    /// the task slots (start task, job preparation and release), which
+    /// starts at once.
+    #[serde(default)]
+    pub slots: u32,
 }
 
 /// A task's container: the agent runs its command line with the node's
@@ -305,6 +325,24 @@ pub struct FileReply {
     pub size: Option<u64>,
 }
 
+/// One frame holding `msgs`: the message itself when there is one, else a
+/// JSON array of them, in order.
+pub fn encode_frame<T: Serialize>(msgs: &[T]) -> serde_json::Result<String> {
+    match msgs {
+        [one] => serde_json::to_string(one),
+        many => serde_json::to_string(many),
+    }
+}
+
+/// The messages of one frame (see [`encode_frame`]).
+pub fn decode_frame<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<Vec<T>> {
+    if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_str(text).map(|m| vec![m])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +355,18 @@ mod tests {
         assert_eq!(serde_json::from_str::<ToAgent>(&s).unwrap(), m);
         let h = ToServer::Heartbeat;
         assert_eq!(serde_json::to_string(&h).unwrap(), r#"{"type":"heartbeat"}"#);
+    }
+
+    #[test]
+    fn frames_carry_one_message_or_several_in_order() {
+        let one = vec![ToServer::Started { attempt: 1 }];
+        let s = encode_frame(&one).unwrap();
+        assert_eq!(s, r#"{"type":"started","attempt":1}"#);
+        assert_eq!(decode_frame::<ToServer>(&s).unwrap(), one);
+        let two = vec![ToServer::Started { attempt: 2 }, ToServer::Heartbeat];
+        let s = encode_frame(&two).unwrap();
+        assert!(s.starts_with('['), "{s}");
+        assert_eq!(decode_frame::<ToServer>(&s).unwrap(), two);
+        assert!(decode_frame::<ToServer>("[{\"type\":\"nope\"}]").is_err());
     }
 }

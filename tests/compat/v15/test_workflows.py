@@ -336,7 +336,8 @@ def test_job_manager_runs_first_alone_and_ends_the_job(client, new_job):
     """The job manager task becomes a task of the job with its id; it starts
     before the job's other tasks, takes the whole node (runExclusive, the
     default), and when it completes the job ends with reason JMComplete
-    (killJobOnCompletion, the default), its other tasks killed."""
+    (killJobOnCompletion, the default): its other tasks that run are killed,
+    and those that never started stay active in the completed job."""
     jid = new_job(job_manager_task=models.BatchJobManagerTask(
         id="jm", command_line="/bin/sh -c 'sleep 1'", display_name="manager"))
     add(client, jid, *[task(f"w{i}", "/bin/sleep 30") for i in range(3)])
@@ -344,8 +345,13 @@ def test_job_manager_runs_first_alone_and_ends_the_job(client, new_job):
     assert succeeded(jm) and jm.display_name == "manager"
     job = wait_job_state(client, jid, models.BatchJobState.COMPLETED)
     assert job.execution_info.termination_reason == "JMComplete"
-    for i in range(3):
-        w = wait_completed(client, jid, f"w{i}")
+    def settled(t):
+        return t.state == models.BatchTaskState.COMPLETED or (
+            t.state == models.BatchTaskState.ACTIVE and t.execution_info.start_time is None)
+    workers = wait_for(lambda: (ws := [t for t in client.list_tasks(jid) if t.id != "jm"]) and all(map(settled, ws)) and ws,
+                       what="the other tasks killed or never started")
+    assert len(workers) == 3
+    for w in workers:
         if w.execution_info.start_time is not None:
             assert w.execution_info.start_time >= jm.execution_info.end_time, "nothing ran beside the manager"
 
