@@ -742,3 +742,50 @@ pub fn file_op(root: &Path, req: FileRequest) -> FileReply {
     }
     reply
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(attempt: u64, slots: u32) -> TaskLaunch {
+        TaskLaunch { attempt, slots, ..Default::default() }
+    }
+
+    fn drain(q: &mut SlotQueue) -> Vec<u64> {
+        std::iter::from_fn(|| q.next()).map(|l| l.attempt).collect()
+    }
+
+    #[test]
+    fn launches_start_in_order_within_the_node_slots() {
+        let mut q = SlotQueue { total: 2, ..Default::default() };
+        q.waiting.extend([launch(1, 1), launch(2, 1), launch(3, 1), launch(4, 2), launch(5, 1)]);
+        assert_eq!(drain(&mut q), vec![1, 2]);
+        assert!(q.release(1));
+        assert!(!q.release(1), "a slot is freed once");
+        assert_eq!(drain(&mut q), vec![3]);
+        // The next launch needs both slots: it waits, and so does what follows it.
+        assert!(q.release(2));
+        assert_eq!(drain(&mut q), Vec::<u64>::new());
+        assert!(q.release(3));
+        assert_eq!(drain(&mut q), vec![4]);
+        assert_eq!(q.used, 2);
+        assert!(q.release(4));
+        assert_eq!(drain(&mut q), vec![5]);
+    }
+
+    #[test]
+    fn work_outside_the_slots_starts_at_once_and_repeats_are_dropped() {
+        let mut q = SlotQueue { total: 1, ..Default::default() };
+        q.waiting.extend([launch(1, 1), launch(2, 0), launch(1, 1)]);
+        // The start task or a preparation task (0 slots) does not wait for the
+        // busy slot; a repeated launch of a running attempt is dropped.
+        assert_eq!(drain(&mut q), vec![1, 2]);
+        assert!(q.waiting.is_empty());
+        assert!(!q.release(2));
+        // A launch wider than the node runs alone rather than never.
+        q.waiting.push_back(launch(3, 4));
+        assert_eq!(drain(&mut q), Vec::<u64>::new());
+        assert!(q.release(1));
+        assert_eq!(drain(&mut q), vec![3]);
+    }
+}

@@ -91,6 +91,10 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
         .await?;
     let now = Timestamp::now();
     for (id, state, since) in pending {
+        if state != JobState::Enabling {
+            // Its tasks waiting in nodes' queues do not start.
+            app.cluster.retract_job(&id);
+        }
         let age = (now.0 - since.0).to_std().unwrap_or_default();
         if age < delay {
             let wait = delay - age;

@@ -313,8 +313,9 @@ pub async fn delete(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result
             Ok(())
         })
         .await?;
-    if let Some((node, attempt)) = running.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        app.cluster.kill(&node, attempt);
+    match running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some((node, attempt)) => app.cluster.kill(&node, attempt),
+        None => app.cluster.retract_task(job_id, task_id),
     }
     app.lifecycle.job_changed(job_id);
     Ok(Reply::status(200))
@@ -361,8 +362,9 @@ pub async fn terminate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Res
             Ok(())
         })
         .await?;
-    if let Some((node, attempt)) = running.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        app.cluster.kill(&node, attempt);
+    match running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some((node, attempt)) => app.cluster.kill(&node, attempt),
+        None => app.cluster.retract_task(job_id, task_id),
     }
     app.lifecycle.job_changed(job_id);
     Ok(Reply::status(204).changed(&stored, ctx.url(&task_path(job_id, task_id))))
