@@ -65,7 +65,9 @@ struct State {
     slots: Mutex<SlotQueue>,
 }
 
-/// Launches wait here, in the order they came, until their slots are free.
+/// Launches wait here until their slots are free; the highest-priority one
+/// (work outside the slots first, then by job priority) goes next, and among
+/// equals the one that came first.
 #[derive(Default)]
 struct SlotQueue {
     /// The node's task slots (0: no limit).
@@ -80,15 +82,17 @@ impl SlotQueue {
     /// The next launch whose slots are free, counted as holding them.
     fn next(&mut self) -> Option<TaskLaunch> {
         loop {
-            let l = self.waiting.front()?;
+            let w = &self.waiting;
+            let i = (0..w.len()).max_by_key(|&i| (w[i].slots == 0, w[i].priority, std::cmp::Reverse(i)))?;
+            let l = &self.waiting[i];
             if self.held.contains_key(&l.attempt) {
-                self.waiting.pop_front(); // already running (repeated after a reconnect)
+                self.waiting.remove(i); // already running (repeated after a reconnect)
                 continue;
             }
             if l.slots > 0 && self.total > 0 && self.used + l.slots > self.total && self.used > 0 {
                 return None;
             }
-            let l = self.waiting.pop_front()?;
+            let l = self.waiting.remove(i)?;
             if l.slots > 0 {
                 self.used += l.slots;
                 self.held.insert(l.attempt, l.slots);
@@ -774,12 +778,25 @@ mod tests {
     }
 
     #[test]
+    fn higher_priorities_go_first() {
+        let mut q = SlotQueue { total: 1, ..Default::default() };
+        let with = |attempt, priority| TaskLaunch { priority, ..launch(attempt, 1) };
+        q.waiting.extend([with(1, 0), with(2, -5), with(3, 0), with(4, 10), with(5, 10)]);
+        let mut order = Vec::new();
+        while let Some(l) = q.next() {
+            order.push(l.attempt);
+            assert!(q.release(l.attempt));
+        }
+        assert_eq!(order, vec![4, 5, 1, 3, 2]);
+    }
+
+    #[test]
     fn work_outside_the_slots_starts_at_once_and_repeats_are_dropped() {
         let mut q = SlotQueue { total: 1, ..Default::default() };
         q.waiting.extend([launch(1, 1), launch(2, 0), launch(1, 1)]);
-        // The start task or a preparation task (0 slots) does not wait for the
-        // busy slot; a repeated launch of a running attempt is dropped.
-        assert_eq!(drain(&mut q), vec![1, 2]);
+        // The start task or a preparation task (0 slots) goes first and does
+        // not wait for a slot; a repeated launch of a running attempt is dropped.
+        assert_eq!(drain(&mut q), vec![2, 1]);
         assert!(q.waiting.is_empty());
         assert!(!q.release(2));
         // A launch wider than the node runs alone rather than never.

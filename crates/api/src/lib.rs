@@ -94,7 +94,7 @@ pub struct App {
 impl App {
     pub fn new(store: Store, config: ApiConfig) -> Arc<App> {
         let auth = sharedkey::SharedKeyConfig { account: config.account.clone(), keys: config.keys.clone() };
-        let lifecycle: Arc<lifecycle::Lifecycle> = Default::default();
+        let lifecycle = Arc::new(lifecycle::Lifecycle::new(&store));
         let cluster = Arc::new(cluster::Cluster::new(
             store.clone(),
             cluster::ClusterConfig {

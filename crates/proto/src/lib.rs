@@ -17,7 +17,8 @@
 //! launch says how many slots it takes). The server may hand a busy node a few
 //! launches more than fit — the node's queue — so a slot that frees is filled
 //! at once, without waiting for the server to hear of it; the agent starts
-//! them in the order they came, and a `Kill` of one still waiting drops it.
+//! them by priority, then in the order they came, and a `Kill` of one still
+//! waiting drops it.
 //!
 //! These types are openbatch's own and say nothing about Azure's JSON.
 
@@ -157,6 +158,10 @@ pub struct TaskLaunch {
     /// starts at once.
     #[serde(default)]
     pub slots: u32,
+    /// The job's priority: of the launches waiting for slots, the node
+    /// starts the highest-priority one first (in the order they came).
+    #[serde(default)]
+    pub priority: i32,
 }
 
 /// A task's container: the agent runs its command line with the node's
