@@ -161,10 +161,26 @@ fn container_args(root: &Path, l: &TaskLaunch, c: &proto::ContainerSpec, argv: &
     Ok(a)
 }
 
+/// Creates the task directory and its working directory: the common case
+/// (a new task in an existing job directory) in two system calls.
+fn make_dirs(task_dir: &Path, wd: &Path) -> std::io::Result<()> {
+    use std::io::ErrorKind::{AlreadyExists, NotFound};
+    match std::fs::create_dir(task_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == AlreadyExists => {}
+        Err(e) if e.kind() == NotFound => std::fs::create_dir_all(task_dir)?,
+        Err(e) => return Err(e),
+    }
+    match std::fs::create_dir(wd) {
+        Err(e) if e.kind() == AlreadyExists && wd.is_dir() => Ok(()),
+        r => r,
+    }
+}
+
 pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>, engine: &str) -> Result<Started, (String, String)> {
     let task_dir = root.join(&l.task_dir);
     let wd = task_dir.join("wd");
-    std::fs::create_dir_all(&wd).map_err(|e| ("ResourceDirectoryCreateFailed".to_string(), format!("{}: {e}", wd.display())))?;
+    make_dirs(&task_dir, &wd).map_err(|e| ("ResourceDirectoryCreateFailed".to_string(), format!("{}: {e}", wd.display())))?;
     let (out_path, err_path) = (task_dir.join("stdout.txt"), task_dir.join("stderr.txt"));
     let open = |path: &Path| {
         std::fs::OpenOptions::new()

@@ -112,7 +112,15 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
     let cwd = cstring(OsStr::as_bytes(spec.cwd.as_os_str()))?;
-    let stdin = std::fs::File::open("/dev/null")?;
+    // Opened once (close-on-exec; the child's stdin is a copy).
+    static DEV_NULL: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    let stdin = match DEV_NULL.get() {
+        Some(f) => f,
+        None => {
+            let f = std::fs::File::open("/dev/null")?;
+            DEV_NULL.get_or_init(|| f)
+        }
+    };
 
     let mut report = Report::default();
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
