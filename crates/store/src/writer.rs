@@ -8,7 +8,6 @@
 //! concurrent writers share the cost of the sync instead of queueing behind it.
 
 use rusqlite::Connection;
-use std::sync::mpsc;
 use tokio::sync::oneshot;
 use wire::Error;
 
@@ -41,20 +40,71 @@ struct Queued {
     durability: Durability,
 }
 
+/// What callers have queued, in submission order.
+#[derive(Default)]
+struct Pending {
+    items: Vec<Queued>,
+    /// The writer thread waits for a synced write or the end of a linger;
+    /// while it lingers, relaxed writes do not wake it one by one.
+    lingering: bool,
+    /// The writer sleeps until told (nothing queued).
+    idle: bool,
+    closed: bool,
+}
+
+struct Shared {
+    pending: std::sync::Mutex<Pending>,
+    wake: std::sync::Condvar,
+}
+
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Queued>,
+    shared: std::sync::Arc<Shared>,
+    _closer: std::sync::Arc<Closer>,
+}
+
+/// Stops the writer thread once the last handle is gone.
+struct Closer(std::sync::Arc<Shared>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        lock(&self.0.pending).closed = true;
+        self.0.wake.notify_one();
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub fn start(conn: Connection) -> Writer {
-        let (tx, rx) = mpsc::channel::<Queued>();
+        let shared = std::sync::Arc::new(Shared { pending: Default::default(), wake: std::sync::Condvar::new() });
+        let theirs = shared.clone();
         std::thread::Builder::new()
             .name("openbatch-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, &theirs))
             .expect("spawn writer thread");
-        Writer { queue: tx }
+        Writer { _closer: std::sync::Arc::new(Closer(shared.clone())), shared }
+    }
+
+    /// Queues work; wakes the writer when it sleeps, or when it lingers and
+    /// this write must not wait.
+    fn queue(&self, q: Queued) -> bool {
+        let mut p = lock(&self.shared.pending);
+        if p.closed {
+            return false;
+        }
+        let wake = p.idle || (p.lingering && q.durability == Durability::Synced);
+        p.items.push(q);
+        if wake {
+            p.idle = false;
+            p.lingering = false;
+            drop(p);
+            self.shared.wake.notify_one();
+        }
+        true
     }
 
     /// Runs `f` in the writer's transaction; resolves after the commit is on disk.
@@ -85,7 +135,7 @@ impl Writer {
             });
             (ok, answer)
         });
-        let sent = self.queue.send(Queued { work, durability }).is_ok();
+        let sent = self.queue(Queued { work, durability });
         async move {
             if !sent {
                 return Err(Error::internal("the store is shut down"));
@@ -104,42 +154,55 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// How often, at most, the writer refreshes the query planner's statistics.
 const OPTIMIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn run(conn: Connection, rx: mpsc::Receiver<Queued>) {
+/// The next group of writes, in submission order: everything queued (up to
+/// `MAX_GROUP`), after lingering up to `RELAXED_LINGER` for company when all
+/// of it is relaxed. None when the store is shut down.
+fn next_group(shared: &Shared, carry: &mut std::collections::VecDeque<Queued>) -> Option<Vec<Queued>> {
+    let mut p = lock(&shared.pending);
+    loop {
+        carry.extend(p.items.drain(..));
+        if !carry.is_empty() {
+            break;
+        }
+        if p.closed {
+            return None;
+        }
+        p.idle = true;
+        p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+    }
+    if carry.iter().all(|q| q.durability == Durability::Relaxed) && carry.len() < MAX_GROUP {
+        // Relaxed writes arriving meanwhile join without waking the thread.
+        p.lingering = true;
+        let deadline = std::time::Instant::now() + RELAXED_LINGER;
+        while p.lingering && !p.closed {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            p = shared.wake.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        p.lingering = false;
+        carry.extend(p.items.drain(..));
+    }
+    drop(p);
+    let n = carry.len().min(MAX_GROUP);
+    Some(carry.drain(..n).collect())
+}
+
+fn run(conn: Connection, shared: &Shared) {
     let mut answers: Vec<Answer> = Vec::with_capacity(MAX_GROUP);
     let mut synced = true;
+    let mut carry = std::collections::VecDeque::new();
     // Planner statistics (sqlite_stat1) let SQLite pick the selective index
     // for a filter (e.g. exit codes) over the one that avoids a sort.
     // `analysis_limit` keeps each refresh to a few milliseconds.
     let _ = conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;");
     let mut last_optimize = std::time::Instant::now();
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(w) => group.push(w),
-                Err(_) => break,
-            }
-        }
-        // A group of only relaxed writes (the server's own bookkeeping, a
-        // steady stream while tasks run) lingers briefly for more: one commit
-        // then covers many task updates, and the pages they share are written
-        // once. A synced write ends the wait at once.
-        if group.iter().all(|q| q.durability == Durability::Relaxed) {
-            let deadline = std::time::Instant::now() + RELAXED_LINGER;
-            while group.len() < MAX_GROUP {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(w) => {
-                        let synced = w.durability == Durability::Synced;
-                        group.push(w);
-                        if synced {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
+    // A group of only relaxed writes (the server's own bookkeeping, a steady
+    // stream while tasks run) lingers briefly for more: one commit then
+    // covers many task updates, and the pages they share are written once.
+    // A synced write ends the wait at once.
+    while let Some(group) = next_group(shared, &mut carry) {
         // One synced item makes the whole group's commit an fsync.
         let need_sync = group.iter().any(|q| q.durability == Durability::Synced);
         if need_sync != synced {
