@@ -32,6 +32,10 @@ const STARTED_DEBOUNCE: Duration = Duration::from_millis(10);
 /// back while the server is busy recording the last ones; `bench/tasks.sh`
 /// measured 1 → 1,900, 2 → 2,170, 3 and more → 2,300–2,400 tasks/s (2 slots).
 const QUEUE_PER_SLOT: u32 = 4;
+/// Queued attempts of a pool are taken back to make way for a higher-priority
+/// job, or for a free node, at most this often (a safety net against
+/// rearranging queues for tasks that cannot be placed after all).
+const RETRACT_EVERY: Duration = Duration::from_millis(50);
 /// A node silent this long is `unknown`, and its tasks are requeued.
 pub const NODE_LOST_AFTER: Duration = Duration::from_secs(10);
 
@@ -204,6 +208,8 @@ pub struct Cluster {
     /// Assignments of queued attempts (see `Node::queued`), by attempt:
     /// written with the attempt's first report, in the same change.
     unwritten: Mutex<HashMap<u64, Unwritten>>,
+    /// When each pool's queues were last rearranged, by reason (see `may_retract`).
+    retracted_at: Mutex<HashMap<(String, &'static str), Instant>>,
     /// `Started` reports waiting out `STARTED_DEBOUNCE` (see `started`).
     started_tx: mpsc::UnboundedSender<(tokio::time::Instant, String, u64)>,
     started_rx: Mutex<Option<mpsc::UnboundedReceiver<(tokio::time::Instant, String, u64)>>>,
@@ -236,6 +242,7 @@ impl Cluster {
         Cluster {
             started_tx,
             started_rx: Mutex::new(Some(started_rx)),
+            retracted_at: Mutex::new(HashMap::new()),
             config,
             store,
             lifecycle,
@@ -577,14 +584,19 @@ impl Cluster {
             crate::multi::Started::Subtask => return,
         };
         let _ = self
-            .write_attempt(&slot.job_id, &slot.task_id, attempt, move |_, t, now| {
-                if t.attempt != Some(attempt) || t.state != TaskState::Preparing {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                }
-                execution::transition(t, TaskState::Running, now);
-                t.execution_info.start_time = Some(now);
-                Ok(())
-            })
+            .write_attempt(
+                &slot.job_id,
+                &slot.task_id,
+                attempt,
+                Some(Box::new(move |_, t, now| {
+                    if t.attempt != Some(attempt) || t.state != TaskState::Preparing {
+                        return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                    }
+                    execution::transition(t, TaskState::Running, now);
+                    t.execution_info.start_time = Some(now);
+                    Ok(())
+                })),
+            )
             .await;
     }
 
@@ -718,16 +730,21 @@ impl Cluster {
             encode_segment(&slot.task_id)
         );
         let r = self
-            .write_attempt(&slot.job_id, &slot.task_id, attempt, move |_, t, now| {
-                if t.attempt != Some(attempt) {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                }
-                execution::apply_outcome(t, &o, stats_url, now);
-                if subtasks.is_some() {
-                    t.subtasks = subtasks;
-                }
-                Ok(())
-            })
+            .write_attempt(
+                &slot.job_id,
+                &slot.task_id,
+                attempt,
+                Some(Box::new(move |_, t, now| {
+                    if t.attempt != Some(attempt) {
+                        return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                    }
+                    execution::apply_outcome(t, &o, stats_url, now);
+                    if subtasks.is_some() {
+                        t.subtasks = subtasks;
+                    }
+                    Ok(())
+                })),
+            )
             .await;
         let mut result = None;
         if let Ok(t) = r {
@@ -1001,7 +1018,7 @@ impl Cluster {
         let Some(slot) = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned()) else { return };
         let me = self.clone();
         tokio::spawn(async move {
-            let _ = me.write_attempt(&slot.job_id, &slot.task_id, attempt, |_, _, _| Ok(())).await;
+            let _ = me.write_attempt(&slot.job_id, &slot.task_id, attempt, None).await;
         });
     }
 
@@ -1009,22 +1026,21 @@ impl Cluster {
     /// by the attempt's assignment when that was never written (a queued
     /// attempt's first report). Whichever report comes first carries it, and
     /// later changes queue behind it.
-    async fn write_attempt<F>(&self, job: &str, task: &str, attempt: u64, f: F) -> Result<CloudTask, Error>
-    where
-        F: FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send + 'static,
-    {
+    /// With no change (`f` None), only an assignment not yet written is.
+    async fn write_attempt(&self, job: &str, task: &str, attempt: u64, f: Option<AssignFn>) -> Result<CloudTask, Error> {
         let (done, pending) = {
             let mut unwritten = lock(&self.unwritten);
             let pending = unwritten.remove(&attempt);
             let (assign, pending) = match pending {
                 Some(u) => (Some(u.assign), Some((u.key, u.node))),
+                None if f.is_none() => return Err(Error::new(ErrorCode::OperationInvalidForCurrentState)),
                 None => (None, None),
             };
             let change: AssignFn = Box::new(move |j, t, now| {
                 if let Some(assign) = assign {
                     assign(j, t, now)?;
                 }
-                f(j, t, now)
+                f.map_or(Ok(()), |f| f(j, t, now))
             });
             // Queued while `unwritten` is locked: no later change to the
             // attempt can be queued ahead of its assignment.
@@ -1101,10 +1117,21 @@ impl Cluster {
         }
     }
 
+    /// Whether the pool's queues may be rearranged for `why` now (see `RETRACT_EVERY`).
+    fn may_retract(&self, pool: &str, why: &'static str) -> bool {
+        lock(&self.retracted_at).get(&(pool.to_string(), why)).is_none_or(|t| t.elapsed() >= RETRACT_EVERY)
+    }
+
     /// A job with ready tasks finds the pool full while the nodes' queues
     /// hold tasks of lower-priority jobs: those are taken back, so the next
     /// round gives the job their places (priority decides who runs next).
+    /// (Only for a ready task that a queue can take, and at most every
+    /// `RETRACT_EVERY` per pool: a task that cannot be placed after all must
+    /// not make the queues churn.)
     async fn yield_queues(&self, pool: &str, job: &CloudJob, jobs: &[CloudJob]) -> Result<(), Error> {
+        if job.job_preparation_task.is_some() || !self.may_retract(pool, "yield") {
+            return Ok(());
+        }
         let lower: std::collections::HashSet<String> =
             jobs.iter().filter(|j| j.priority < job.priority).map(|j| store::key_of(&j.id)).collect();
         let holders: Vec<String> = lock(&self.nodes)
@@ -1117,9 +1144,15 @@ impl Cluster {
         }
         let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
         let Some(ready) = self.take_ready(&job.id, manager, 1).await?.pop() else { return Ok(()) };
+        let queueable = ready.multi_instance_settings.is_none()
+            && execution::manager_of(job, &ready.id).is_none_or(|m| m.run_exclusive == Some(false));
         if let Some(r) = lock(&self.ready).get_mut(&store::key_of(&job.id)) {
             r.tasks.push_front(ready);
         }
+        if !queueable {
+            return Ok(());
+        }
+        lock(&self.retracted_at).insert((pool.to_string(), "yield"), Instant::now());
         for node in holders {
             self.retract(&node, |_, s| lower.contains(&store::key_of(&s.job_id)), true);
         }
@@ -1131,6 +1164,9 @@ impl Cluster {
     /// (Tasks of jobs with a preparation task stay: the free node may not
     /// have run it yet.)
     fn rebalance(&self, pool: &str) {
+        if !self.may_retract(pool, "rebalance") {
+            return;
+        }
         let movable = |job: &str| self.cached_job(job).is_some_and(|j| j.job_preparation_task.is_none());
         let moves: Vec<(String, Vec<u64>)> = {
             let nodes = lock(&self.nodes);
@@ -1151,6 +1187,9 @@ impl Cluster {
             }
             moves
         };
+        if moves.iter().any(|(_, a)| !a.is_empty()) {
+            lock(&self.retracted_at).insert((pool.to_string(), "rebalance"), Instant::now());
+        }
         for (node, attempts) in moves {
             self.retract(&node, |a, _| attempts.contains(&a), true);
         }
@@ -1333,7 +1372,10 @@ impl Cluster {
                     (free.min(budget) + room.min(queue_budget), running)
                 };
                 if free == 0 {
-                    self.yield_queues(&pool, job, &jobs).await?;
+                    let capped = usize::try_from(job.max_parallel_tasks).is_ok_and(|cap| job_running >= cap);
+                    if !capped {
+                        self.yield_queues(&pool, job, &jobs).await?;
+                    }
                     break;
                 }
                 // `maxParallelTasks` caps the job's tasks running at once (-1: no cap).
