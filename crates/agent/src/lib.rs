@@ -63,6 +63,9 @@ struct State {
     is_root: bool,
     /// The node's task slots and the launches waiting for them.
     slots: Mutex<SlotQueue>,
+    /// The current connection's outgoing messages (None between connections):
+    /// attempts report through whichever connection is up when they end.
+    link: Mutex<Option<mpsc::UnboundedSender<ToServer>>>,
 }
 
 /// Launches wait here until their slots are free; the highest-priority one
@@ -72,6 +75,9 @@ struct State {
 struct SlotQueue {
     /// The node's task slots (0: no limit).
     total: u32,
+    /// The server's `Welcome` (with `total`) has come on this connection:
+    /// nothing starts before it.
+    welcomed: bool,
     used: u32,
     /// Attempts holding slots (from their start until they are reported).
     held: HashMap<u64, u32>,
@@ -81,6 +87,9 @@ struct SlotQueue {
 impl SlotQueue {
     /// The next launch whose slots are free, counted as holding them.
     fn next(&mut self) -> Option<TaskLaunch> {
+        if !self.welcomed {
+            return None;
+        }
         loop {
             let w = &self.waiting;
             let i = (0..w.len()).max_by_key(|&i| (w[i].slots == 0, w[i].priority, std::cmp::Reverse(i)))?;
@@ -113,19 +122,21 @@ impl SlotQueue {
     }
 }
 
-/// Starts waiting launches while their slots are free.
-fn pump(state: &Arc<State>, tx: &mpsc::UnboundedSender<ToServer>) {
+/// Starts waiting launches while their slots are free (reporting through
+/// the current connection).
+fn pump(state: &Arc<State>) {
     loop {
+        let Some(tx) = state.link.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
         let next = state.slots.lock().unwrap_or_else(|p| p.into_inner()).next();
         let Some(launch) = next else { return };
-        start_attempt(state.clone(), launch, tx.clone());
+        start_attempt(state.clone(), launch, tx);
     }
 }
 
 /// An attempt is over: its slots go to the launches waiting for them.
-fn release(state: &Arc<State>, tx: &mpsc::UnboundedSender<ToServer>, attempt: u64) {
+fn release(state: &Arc<State>, attempt: u64) {
     if state.slots.lock().unwrap_or_else(|p| p.into_inner()).release(attempt) {
-        pump(state, tx);
+        pump(state);
     }
 }
 
@@ -163,6 +174,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         run_as,
         is_root,
         slots: Mutex::new(SlotQueue::default()),
+        link: Mutex::new(None),
     });
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -212,6 +224,7 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
     sink.send(Message::Text(text.into())).await.map_err(|e| e.to_string())?;
 
     let (tx, mut rx) = mpsc::unbounded_channel::<ToServer>();
+    *state.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
     for o in state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
         let _ = tx.send(ToServer::Finished(Box::new(o)));
     }
@@ -261,9 +274,19 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
         h.abort();
     }
     // Launches still waiting are forgotten: the server reassigns them.
-    state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
+    *state.link.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    {
+        let mut slots = state.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.waiting.clear();
+        slots.welcomed = false;
+    }
     drop(tx);
-    let _ = writer.await;
+    // Running attempts may still hold this connection's sender: flush what
+    // is queued, but do not wait for them to end.
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_millis(500), &mut writer).await.is_err() {
+        writer.abort();
+    }
     result
 }
 
@@ -277,7 +300,12 @@ async fn handle(
     {
         match msg {
             ToAgent::Welcome { node_id, heartbeat_ms, users, container_images, container_registries, task_slots, .. } => {
-                state.slots.lock().unwrap_or_else(|p| p.into_inner()).total = task_slots;
+                {
+                    let mut slots = state.slots.lock().unwrap_or_else(|p| p.into_inner());
+                    slots.total = task_slots;
+                    slots.welcomed = true;
+                }
+                pump(state);
                 // The pool's container images are fetched ahead of the
                 // tasks that use them (a task checks its own image anyway),
                 // after logging in to the pool's registries.
@@ -317,12 +345,20 @@ async fn handle(
             }
             ToAgent::Start(launch) => {
                 state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.push_back(*launch);
-                pump(state, tx);
+                pump(state);
             }
             ToAgent::Kill { attempt, grace_ms } => {
-                state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.retain(|l| l.attempt != attempt);
-                if state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
-                    release(state, tx, attempt);
+                let waiting = {
+                    let mut slots = state.slots.lock().unwrap_or_else(|p| p.into_inner());
+                    let before = slots.waiting.len();
+                    slots.waiting.retain(|l| l.attempt != attempt);
+                    slots.waiting.len() != before
+                };
+                // An attempt dropped before its process started still ends
+                // with a report, so the server frees what it holds for it.
+                if waiting || state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
+                    let message = "The attempt was stopped before its process started.".to_string();
+                    report(state, exec::not_started(attempt, "TaskEnded".into(), message));
                 }
                 kill_container(state, attempt);
                 let pid = state.running.lock().unwrap_or_else(|p| p.into_inner()).get(&attempt).copied();
@@ -363,14 +399,18 @@ async fn handle(
 
 /// Sends an attempt's outcome, or keeps it for the next connection; its
 /// slots go to the next waiting launch.
-fn report(state: &Arc<State>, tx: &mpsc::UnboundedSender<ToServer>, outcome: proto::TaskOutcome) {
+fn report(state: &Arc<State>, outcome: proto::TaskOutcome) {
     let attempt = outcome.attempt;
-    if let Err(e) = tx.send(ToServer::Finished(Box::new(outcome))) {
-        if let ToServer::Finished(o) = e.0 {
-            state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).push(*o);
-        }
+    let tx = state.link.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let msg = ToServer::Finished(Box::new(outcome));
+    let unsent = match tx {
+        Some(tx) => tx.send(msg).err().map(|e| e.0),
+        None => Some(msg),
+    };
+    if let Some(ToServer::Finished(o)) = unsent {
+        state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).push(*o);
     }
-    release(state, tx, attempt);
+    release(state, attempt);
 }
 
 fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSender<ToServer>) {
@@ -386,7 +426,7 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
             Some(ids) => Some(ids),
             None => {
                 let msg = format!("The user account '{name}' does not exist on the node; define it in the pool's userAccounts.");
-                report(&state, &tx, exec::not_started(attempt, "UserNotFound".into(), msg));
+                report(&state, exec::not_started(attempt, "UserNotFound".into(), msg));
                 return;
             }
         },
@@ -397,7 +437,7 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
     if let Some(message) = &launch.package_error {
         let mut o = exec::not_started(attempt, "ApplicationPackageError".into(), message.clone());
         o.pre_processing_error = true;
-        report(&state, &tx, o);
+        report(&state, o);
         return;
     }
     if launch.resource_files.is_empty()
@@ -422,7 +462,7 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
                 let mut o = exec::not_started(attempt, f.code, f.message);
                 o.failure_category = Some(if f.server_error { "servererror" } else { "usererror" }.into());
                 o.pre_processing_error = true;
-                report(&state, &tx, o);
+                report(&state, o);
             }
         }
     });
@@ -561,7 +601,7 @@ async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32
 fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>, tx: mpsc::UnboundedSender<ToServer>) {
     let attempt = launch.attempt;
     match exec::start(&state.cfg.root, &launch, run_as, &state.cfg.container_engine) {
-        Err((code, message)) => report(&state, &tx, exec::not_started(attempt, code, message)),
+        Err((code, message)) => report(&state, exec::not_started(attempt, code, message)),
         Ok(started) => {
             let r = started.running;
             state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt, r.pid);
@@ -624,7 +664,7 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
                     }
                 }
                 state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
-                report(&state, &tx, outcome);
+                report(&state, outcome);
             });
         }
     }
@@ -761,7 +801,7 @@ mod tests {
 
     #[test]
     fn launches_start_in_order_within_the_node_slots() {
-        let mut q = SlotQueue { total: 2, ..Default::default() };
+        let mut q = SlotQueue { total: 2, welcomed: true, ..Default::default() };
         q.waiting.extend([launch(1, 1), launch(2, 1), launch(3, 1), launch(4, 2), launch(5, 1)]);
         assert_eq!(drain(&mut q), vec![1, 2]);
         assert!(q.release(1));
@@ -779,7 +819,7 @@ mod tests {
 
     #[test]
     fn higher_priorities_go_first() {
-        let mut q = SlotQueue { total: 1, ..Default::default() };
+        let mut q = SlotQueue { total: 1, welcomed: true, ..Default::default() };
         let with = |attempt, priority| TaskLaunch { priority, ..launch(attempt, 1) };
         q.waiting.extend([with(1, 0), with(2, -5), with(3, 0), with(4, 10), with(5, 10)]);
         let mut order = Vec::new();
@@ -792,7 +832,7 @@ mod tests {
 
     #[test]
     fn work_outside_the_slots_starts_at_once_and_repeats_are_dropped() {
-        let mut q = SlotQueue { total: 1, ..Default::default() };
+        let mut q = SlotQueue { total: 1, welcomed: true, ..Default::default() };
         q.waiting.extend([launch(1, 1), launch(2, 0), launch(1, 1)]);
         // The start task or a preparation task (0 slots) goes first and does
         // not wait for a slot; a repeated launch of a running attempt is dropped.

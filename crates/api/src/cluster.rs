@@ -528,14 +528,24 @@ impl Cluster {
     }
 
     /// The agent's connection ended.
-    pub fn disconnected(&self, node_id: &str) {
-        // The agent forgets the attempts waiting in its queue.
-        self.retract(node_id, |_, _| true, false);
-        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+    /// The agent's connection `tx` ended (a newer connection of the same
+    /// node is left alone). The agent forgets the attempts waiting in its
+    /// queue, so their tasks are scheduled again.
+    pub fn disconnected(&self, node_id: &str, tx: &mpsc::UnboundedSender<ToAgent>) {
+        let dropped: Vec<u64> = {
+            let mut nodes = lock(&self.nodes);
+            let Some(n) = nodes.get_mut(node_id) else { return };
+            if !n.tx.as_ref().is_some_and(|t| t.same_channel(tx)) {
+                return;
+            }
             n.tx = None;
             if !matches!(n.state, "leavingpool" | "rebooting" | "reimaging") {
                 n.set_state("offline");
             }
+            n.queued.drain(..).map(|(a, _)| a).collect()
+        };
+        for a in dropped {
+            self.abandon(a);
         }
     }
 
@@ -1144,7 +1154,9 @@ impl Cluster {
         }
         let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
         let Some(ready) = self.take_ready(&job.id, manager, 1).await?.pop() else { return Ok(()) };
+        let widest = lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.slots).max().unwrap_or(0);
         let queueable = ready.multi_instance_settings.is_none()
+            && ready.required_slots.max(1) as u32 <= widest
             && execution::manager_of(job, &ready.id).is_none_or(|m| m.run_exclusive == Some(false));
         if let Some(r) = lock(&self.ready).get_mut(&store::key_of(&job.id)) {
             r.tasks.push_front(ready);
@@ -1489,7 +1501,14 @@ impl Cluster {
                         Ok(())
                     });
                     if queued {
-                        lock(&self.unwritten).insert(attempt, Unwritten { key, node: node_id, assign: change });
+                        lock(&self.unwritten).insert(attempt, Unwritten { key, node: node_id.clone(), assign: change });
+                        // Taken back between its placement and now (e.g. the
+                        // node disconnected)? Then it is not sent at all.
+                        let still = lock(&self.nodes).get(&node_id).is_some_and(|n| n.queued.iter().any(|(a, _)| *a == attempt));
+                        if !still {
+                            self.abandon(attempt);
+                            launches.retain(|(_, l)| l.attempt != attempt);
+                        }
                     } else {
                         batch.push((job.id.clone(), task.id.clone(), change));
                         sent.push((node_id, attempt, key));
@@ -2100,5 +2119,5 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
         }
     }
     writer.abort();
-    cluster.disconnected(&node_id);
+    cluster.disconnected(&node_id, &tx);
 }
