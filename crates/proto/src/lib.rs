@@ -17,8 +17,9 @@
 //! launch says how many slots it takes). The server may hand a busy node a few
 //! launches more than fit — the node's queue — so a slot that frees is filled
 //! at once, without waiting for the server to hear of it; the agent starts
-//! them by priority, then in the order they came, and a `Kill` of one still
-//! waiting drops it.
+//! them by priority, then in the order they came (none before `Welcome`),
+//! and a `Kill` of one still waiting or preparing drops it with a
+//! not-started `Finished` report.
 //!
 //! These types are openbatch's own and say nothing about Azure's JSON.
 
