@@ -116,6 +116,23 @@ def batch_client(server):
     return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
 
 
+@pytest.fixture(scope="module")
+def client(server):
+    """A 15.x client of the session server for the module (modules that need
+    another server or the 14.x SDK define their own)."""
+    return batch_client(server)
+
+
+@pytest.fixture
+def job(client, pool, uid):
+    """A job on the module's `pool` fixture, ended after the test."""
+    from azure.batch import models
+    jid = uid("job")
+    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pool)))
+    yield jid
+    end_job(client, jid)
+
+
 def end_job(client, job_id):
     """Terminates a job through a 15.x client without its poller (the raw
     request); a job that already completed is left as it is."""

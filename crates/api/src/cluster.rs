@@ -895,13 +895,18 @@ impl Cluster {
         // Losing any instance of a multi-instance task loses the whole attempt.
         let attempt = self.multi_abort(attempt).unwrap_or(attempt);
         let r = self
-            .change(job, task, move |_, t, now| {
-                if t.attempt != Some(attempt) || !matches!(t.state, TaskState::Preparing | TaskState::Running) {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                }
-                execution::requeue(t, now);
-                Ok(())
-            })
+            .write_attempt(
+                job,
+                task,
+                attempt,
+                Some(Box::new(move |_, t, now| {
+                    if t.attempt != Some(attempt) || !matches!(t.state, TaskState::Preparing | TaskState::Running) {
+                        return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                    }
+                    execution::requeue(t, now);
+                    Ok(())
+                })),
+            )
             .await;
         if let Ok(t) = &r {
             self.readied(job, &t.id);
@@ -1037,6 +1042,8 @@ impl Cluster {
     /// attempt's first report). Whichever report comes first carries it, and
     /// later changes queue behind it.
     /// With no change (`f` None), only an assignment not yet written is.
+    /// Every change the server makes to an attempt's task goes through here,
+    /// written without waiting for an fsync (`store::Durability::Relaxed`).
     async fn write_attempt(&self, job: &str, task: &str, attempt: u64, f: Option<AssignFn>) -> Result<CloudTask, Error> {
         let (done, pending) = {
             let mut unwritten = lock(&self.unwritten);
@@ -1084,8 +1091,7 @@ impl Cluster {
     /// is still `active` and is scheduled again. False when it was written.
     fn abandon(&self, attempt: u64) -> bool {
         let Some(u) = lock(&self.unwritten).remove(&attempt) else { return false };
-        lock(&self.inflight).remove(&u.key);
-        lock(&self.readied_inflight).remove(&u.key);
+        self.leave_inflight(&u.key);
         // A read-ahead taken meanwhile left the task out.
         self.store.bump_tasks();
         self.wake.notify_one();
@@ -1208,21 +1214,6 @@ impl Cluster {
     }
 
     // ---- scheduling --------------------------------------------------------
-
-    /// Records a change the server makes on its own (agent reports,
-    /// assignments, requeues): written without waiting for an fsync (see
-    /// `store::Durability::Relaxed`).
-    async fn change<F>(&self, job: &str, task: &str, f: F) -> Result<CloudTask, Error>
-    where
-        F: FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send + 'static,
-    {
-        let f: AssignFn = Box::new(f);
-        self.store
-            .update_tasks(vec![(job.to_string(), task.to_string(), f)], store::Durability::Relaxed)
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("no result")))
-    }
 
     /// Records once, in the job's `executionInfo.schedulingError`, why its
     /// tasks are not scheduled.

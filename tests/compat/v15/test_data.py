@@ -26,11 +26,6 @@ LIST_FILES = "/bin/sh -c 'for f in $(find . -type f | LC_ALL=C sort); do echo \"
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    return batch_client(server)
-
-
-@pytest.fixture(scope="module")
 def pool(client):
     start_pool(client, POOL, timeout=TIMEOUT, task_slots_per_node=4)
     yield POOL

@@ -5,14 +5,9 @@ import pytest
 from azure.batch import models
 from azure.core.exceptions import HttpResponseError
 
-from conftest import batch_client, end_job, start_pool, wait_for
+from conftest import start_pool, wait_for
 
 POOL = "multipool"
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return batch_client(server)
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +15,6 @@ def pool(client):
     start_pool(client, POOL, nodes=2, task_slots_per_node=1, enable_inter_node_communication=True)
     yield POOL
     client.begin_delete_pool(POOL, polling_interval=0.2).result()
-
-
-@pytest.fixture
-def job(client, pool, uid):
-    jid = uid("mi")
-    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pool)))
-    yield jid
-    end_job(client, jid)
 
 
 def sh(script):

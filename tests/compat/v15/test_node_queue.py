@@ -10,14 +10,9 @@ import time
 import pytest
 from azure.batch import models
 
-from conftest import batch_client, end_job, start_pool, wait_for
+from conftest import end_job, start_pool, wait_for
 
 POOL = "queuepool"
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return batch_client(server)
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +20,6 @@ def pool(client):
     start_pool(client, POOL, nodes=2, task_slots_per_node=1)
     yield POOL
     client.begin_delete_pool(POOL, polling_interval=0.2).result()
-
-
-@pytest.fixture
-def job(client, pool, uid):
-    jid = uid("q")
-    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pool)))
-    yield jid
-    end_job(client, jid)
 
 
 def add(client, jid, *tasks):

@@ -11,7 +11,7 @@ import pytest
 from azure.batch import models
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from conftest import batch_client, end_job, start_pool, wait_for
+from conftest import end_job, start_pool, wait_for
 
 POOL = "pkgpool"
 
@@ -44,23 +44,10 @@ def registry(server):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    return batch_client(server)
-
-
-@pytest.fixture(scope="module")
 def pool(client, registry):
     start_pool(client, POOL, task_slots_per_node=2)
     yield POOL
     client.begin_delete_pool(POOL, polling_interval=0.2).result()
-
-
-@pytest.fixture
-def job(client, pool, uid):
-    jid = uid("pkg")
-    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pool)))
-    yield jid
-    end_job(client, jid)
 
 
 def ref(app, version=None):
