@@ -138,11 +138,18 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
         mask: &raw const old,
         report: &raw mut report,
     };
+    // The child's stack: this thread's, reused (the thread is suspended
+    // while the child runs on it) and never zeroed.
     const STACK: usize = 64 * 1024;
-    let mut stack = vec![0u8; STACK];
+    thread_local! {
+        static CHILD_STACK: std::cell::UnsafeCell<Box<[std::mem::MaybeUninit<u8>]>> =
+            std::cell::UnsafeCell::new(Box::new_uninit_slice(STACK));
+    }
+    // SAFETY: only this thread uses its stack, and only inside this call.
+    let base = CHILD_STACK.with(|s| unsafe { (*s.get()).as_mut_ptr() as *mut u8 });
     // The stack grows down on every architecture Linux runs this on; keep
     // the top 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + STACK) & !15;
+    let top = (base as usize + STACK) & !15;
 
     // SAFETY: all signals blocked so that no handler of the agent runs on
     // the child's stack before it resets them; restored right after.
@@ -166,7 +173,6 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
         }
         pid
     };
-    drop(stack);
     if report.step != 0 {
         // The child exited with 127 without exec: reap it, report why.
         let mut status = 0;
