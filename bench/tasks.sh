@@ -30,14 +30,17 @@ run=$("$bench" run-tasks "${t[@]}" --tasks "$n" --slots 2)
 s1=$(ticks $pid)
 agent_run=$(pgrep -f "agent --server http://127.0.0.1:$port --pool runpool" | head -1)
 a1=$(ticks "$agent_run")
+# After the run: the removal it ends with must not slow the run's own
+# directory creation (see bench/README.md).
+layout=$("$bench" layout-cost --dir "$data" --count "$n" --threads 2)
 srss=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 arss=$(awk '/VmHWM/{print $2}' /proc/$agent_run/status)
 hz=$(getconf CLK_TCK)
 python3 - "$out/tasks-summary.json" <<PY
 import json, sys
-raw, run, lat = json.loads('''$raw'''), json.loads('''$run'''), json.loads('''$latency''')
+raw, run, lat, layout = json.loads('''$raw'''), json.loads('''$run'''), json.loads('''$latency'''), json.loads('''$layout''')
 n = $n
-s = {"raw_spawn": raw, "run_tasks": run, "add_to_start_latency_ms": lat,
+s = {"raw_spawn": raw, "run_tasks": run, "add_to_start_latency_ms": lat, "task_layout_cost": layout,
      "server_cpu_us_per_task": ($s1 - $s0) / $hz * 1e6 / n, "agent_cpu_us_per_task": $a1 / $hz * 1e6 / n,
      "server_peak_rss_kib": $srss, "agent_peak_rss_kib": $arss}
 json.dump(s, open(sys.argv[1], "w"), indent=2)
@@ -49,6 +52,8 @@ trivial tasks ({n} x /bin/true, 1 local node, 2 slots)
   ratio:       {run.get('tasks_per_second', 0) / raw['per_second'] * 100:.0f}% of the raw rate
 add -> start on an idle node: p50 {lat.get('p50_ms', 0):.2f} ms  p99 {lat.get('p99_ms', 0):.2f} ms  ({lat.get('samples')} tasks)
 CPU per task: server {s['server_cpu_us_per_task']:.0f} us, agent {s['agent_cpu_us_per_task']:.0f} us
+  of which the task directory layout alone (task dir, wd/, stdout.txt, stderr.txt on the data
+  directory's file system, measured apart): {layout.get('us_per_task', 0):.0f} us
 peak RSS: server {$srss/1024:.1f} MiB, agent {$arss/1024:.1f} MiB
 """)
 PY

@@ -115,6 +115,19 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         samples: usize,
     },
+    /// What the Batch task directory layout costs the file system that
+    /// holds `dir`: for each of `count` tasks, a task directory in one job
+    /// directory, its `wd/`, and empty `stdout.txt` and `stderr.txt` (what
+    /// the agent creates per task and the raw spawn rate does not), from
+    /// `threads` threads, then removed.
+    LayoutCost {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// The machine's raw spawn rate: `command` run `count` times with
     /// std::process::Command and process_group(0), from `threads` threads.
     RawSpawn {
@@ -519,6 +532,37 @@ async fn main() {
                 lat.sort_by(|a, b| a.total_cmp(b));
                 Ok(json!({"samples": lat.len(), "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "max_ms": lat.last()}))
             }.await;
+            r.unwrap_or_else(|e| json!({"error": e}))
+        }
+        Cmd::LayoutCost { dir, count, threads } => {
+            let job = dir.join("layout-cost-job");
+            let r = std::fs::create_dir_all(&job).map_err(|e| e.to_string()).and_then(|()| {
+                let start = Instant::now();
+                let per = count / threads.max(1);
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let job = job.clone();
+                        std::thread::spawn(move || -> std::io::Result<()> {
+                            for i in 0..per {
+                                let task = job.join(format!("t{t}-{i:07}"));
+                                std::fs::create_dir(&task)?;
+                                std::fs::create_dir(task.join("wd"))?;
+                                std::fs::OpenOptions::new().create(true).append(true).open(task.join("stdout.txt"))?;
+                                std::fs::OpenOptions::new().create(true).append(true).open(task.join("stderr.txt"))?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join().map_err(|_| "a thread panicked".to_string())?.map_err(|e| e.to_string())?;
+                }
+                let secs = start.elapsed().as_secs_f64();
+                let n = per * threads;
+                // Each thread's time per task it laid out.
+                Ok(json!({"tasks": n, "threads": threads, "seconds": secs, "us_per_task": secs * 1e6 * threads as f64 / n as f64}))
+            });
+            let _ = std::fs::remove_dir_all(&job);
             r.unwrap_or_else(|e| json!({"error": e}))
         }
         Cmd::RawSpawn { count, threads, command } => {

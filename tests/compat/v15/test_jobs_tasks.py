@@ -2,20 +2,14 @@
 import datetime
 
 import pytest
-from azure.batch import BatchClient, models
+from azure.batch import models
 from azure.batch.models import _models as internal
 from azure.core import MatchConditions
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from conftest import wait_for
 
 INFINITE = datetime.timedelta(days=10675199, seconds=10085, microseconds=477581)
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
 
 
 def make_job(client, job_id, **kw):

@@ -14,11 +14,6 @@ from conftest import wait_for
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
-
-
-@pytest.fixture(scope="module")
 def pool(client):
     pid = "runpool"
     client.create_pool(models.BatchPoolCreateOptions(

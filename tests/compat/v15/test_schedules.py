@@ -9,9 +9,8 @@ import datetime
 import time
 
 import pytest
-from azure.batch import BatchClient, models
+from azure.batch import models
 from azure.batch.models import _models as internal
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from conftest import wait_for
@@ -20,11 +19,6 @@ POOL = "schedpool"
 SLOTS = 4
 SECOND = datetime.timedelta(seconds=1)
 MINUTE = datetime.timedelta(minutes=1)
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
 
 
 @pytest.fixture(scope="module")

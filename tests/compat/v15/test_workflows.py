@@ -20,11 +20,6 @@ SLOTS = 4
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    return BatchClient(endpoint=server.endpoint, credential=AzureNamedKeyCredential(server.account, server.key))
-
-
-@pytest.fixture(scope="module")
 def pool(client):
     client.create_pool(models.BatchPoolCreateOptions(
         id=POOL, vm_size="standard_d2s_v3", target_dedicated_nodes=1, task_slots_per_node=SLOTS))
