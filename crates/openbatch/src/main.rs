@@ -206,10 +206,3 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
 }
-
-
-/// mimalloc instead of the C library's allocator: the server and the agent
-/// allocate and free many small, short-lived buffers per task (JSON, SQL
-/// rows, frames), where glibc's malloc spends a sixth of the server's time.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
