@@ -13,8 +13,9 @@
 //! no locks, no Rust runtime); it changes identity with raw system calls
 //! (the C library's `setuid` would try to change every thread of the agent);
 //! all signals are blocked around the clone and the child resets every
-//! handled signal to its default before unblocking, so no agent handler ever
-//! runs on the child's stack.
+//! handled or ignored signal to its default before unblocking, so no agent
+//! handler ever runs on the child's stack and no task inherits what the
+//! agent ignores.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -198,9 +199,10 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     unsafe {
         let a = &*(arg as *const ChildArgs);
         let fail = |step: i32| fail(a.report, step);
-        // Default dispositions for every handled signal (ignored ones stay
-        // ignored, as across any exec), except SIGPIPE, which the Rust
-        // runtime ignores for itself and tasks must not inherit.
+        // Every signal at its default disposition, handled or ignored: a
+        // task starts as it would under a service manager, whatever the
+        // agent ignores (SIGPIPE, which the Rust runtime ignores for itself,
+        // or SIGHUP and SIGQUIT from `nohup` or a shell's background job).
         let mut sa: libc::sigaction = std::mem::zeroed();
         for sig in 1..65 {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -209,7 +211,7 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             if libc::sigaction(sig, std::ptr::null(), &mut sa) != 0 {
                 continue;
             }
-            if sa.sa_sigaction != libc::SIG_DFL && (sa.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE) {
+            if sa.sa_sigaction != libc::SIG_DFL {
                 sa.sa_sigaction = libc::SIG_DFL;
                 sa.sa_flags = 0;
                 libc::sigaction(sig, &sa, std::ptr::null_mut());
@@ -361,6 +363,9 @@ mod tests {
 
     #[tokio::test]
     async fn starts_in_a_new_process_group_with_default_signals_and_no_mask() {
+        // What the agent ignores (as under `nohup`) is not passed on.
+        // SAFETY: ignoring SIGHUP in the test process harms no other test.
+        unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
         let (code, out) = run("sh", &["-c", "grep -E '^(SigBlk|SigIgn)' /proc/self/status; ps -o pgid= -p $$; echo $$"], None).await.unwrap();
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
@@ -368,6 +373,7 @@ mod tests {
         let ign = out.lines().find(|l| l.starts_with("SigIgn:")).unwrap();
         let mask = u64::from_str_radix(ign.split('\t').nth(1).unwrap().trim(), 16).unwrap();
         assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "{out}");
+        assert_eq!(mask & (1 << (libc::SIGHUP - 1)), 0, "{out}");
         let nums: Vec<&str> = out.lines().skip(2).map(str::trim).collect();
         if nums.len() == 2 && !nums[0].is_empty() {
             assert_eq!(nums[0], nums[1], "the shell leads its own group: {out}");
