@@ -598,6 +598,7 @@ impl Cluster {
                 &slot.job_id,
                 &slot.task_id,
                 attempt,
+                store::Durability::Relaxed,
                 Some(Box::new(move |_, t, now| {
                     if t.attempt != Some(attempt) || t.state != TaskState::Preparing {
                         return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
@@ -739,11 +740,15 @@ impl Cluster {
             encode_segment(&slot.job_id),
             encode_segment(&slot.task_id)
         );
+        // Dependent tasks wait on a completion; nothing else does.
+        let durability =
+            if self.uses_dependencies(&slot.job_id) { store::Durability::Prompt } else { store::Durability::Relaxed };
         let r = self
             .write_attempt(
                 &slot.job_id,
                 &slot.task_id,
                 attempt,
+                durability,
                 Some(Box::new(move |_, t, now| {
                     if t.attempt != Some(attempt) {
                         return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
@@ -804,6 +809,14 @@ impl Cluster {
 
     /// Whether the task is its job's manager with `killJobOnCompletion`
     /// (the default), from the scheduler's cached job list.
+    /// Whether the job's tasks may depend on each other (true when the job
+    /// is not cached: the cautious answer).
+    fn uses_dependencies(&self, job_id: &str) -> bool {
+        let cache = lock(&self.jobs_cache);
+        let job = cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id));
+        job.is_none_or(|j| j.uses_task_dependencies)
+    }
+
     fn ends_job(&self, job_id: &str, task_id: &str) -> bool {
         let cache = lock(&self.jobs_cache);
         let job = cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id));
@@ -899,6 +912,7 @@ impl Cluster {
                 job,
                 task,
                 attempt,
+                store::Durability::Prompt,
                 Some(Box::new(move |_, t, now| {
                     if t.attempt != Some(attempt) || !matches!(t.state, TaskState::Preparing | TaskState::Running) {
                         return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
@@ -1033,7 +1047,7 @@ impl Cluster {
         let Some(slot) = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned()) else { return };
         let me = self.clone();
         tokio::spawn(async move {
-            let _ = me.write_attempt(&slot.job_id, &slot.task_id, attempt, None).await;
+            let _ = me.write_attempt(&slot.job_id, &slot.task_id, attempt, store::Durability::Relaxed, None).await;
         });
     }
 
@@ -1043,8 +1057,16 @@ impl Cluster {
     /// later changes queue behind it.
     /// With no change (`f` None), only an assignment not yet written is.
     /// Every change the server makes to an attempt's task goes through here,
-    /// written without waiting for an fsync (`store::Durability::Relaxed`).
-    async fn write_attempt(&self, job: &str, task: &str, attempt: u64, f: Option<AssignFn>) -> Result<CloudTask, Error> {
+    /// written without waiting for an fsync (`store::Durability::Relaxed`,
+    /// or `Prompt` when work waits on it).
+    async fn write_attempt(
+        &self,
+        job: &str,
+        task: &str,
+        attempt: u64,
+        durability: store::Durability,
+        f: Option<AssignFn>,
+    ) -> Result<CloudTask, Error> {
         let (done, pending) = {
             let mut unwritten = lock(&self.unwritten);
             let pending = unwritten.remove(&attempt);
@@ -1061,7 +1083,7 @@ impl Cluster {
             });
             // Queued while `unwritten` is locked: no later change to the
             // attempt can be queued ahead of its assignment.
-            (self.store.update_tasks(vec![(job.to_string(), task.to_string(), change)], store::Durability::Relaxed), pending)
+            (self.store.update_tasks(vec![(job.to_string(), task.to_string(), change)], durability), pending)
         };
         let r = done.await.and_then(|mut v| v.pop().unwrap_or_else(|| Err(Error::internal("no result"))));
         if let Some((key, node)) = pending {

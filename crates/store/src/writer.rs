@@ -20,8 +20,14 @@ type Work = Box<dyn FnOnce(Option<&Connection>) -> (bool, Answer) + Send>;
 /// Most closures in one transaction; bounds the latency of a group.
 const MAX_GROUP: usize = 512;
 
-/// How long a group of relaxed writes waits for company before committing.
-const RELAXED_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
+/// How long a relaxed write waits for company before its group commits: a
+/// steady stream of them (task updates from busy nodes) then shares each
+/// commit's page writes. Bounds how stale the API's view of that
+/// bookkeeping can be.
+const RELAXED_LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The same for a prompt write (something is about to wait on it).
+const PROMPT_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// How a write must reach the disk before it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,22 +37,39 @@ pub enum Durability {
     /// Written to the WAL (survives the process being killed) but fsync'd
     /// with a later commit or checkpoint: for the server's own bookkeeping
     /// that it can rebuild (agent reports; a lost one means a task runs
-    /// again, which Batch allows).
+    /// again, which Batch allows). Committed within `RELAXED_LINGER`.
     Relaxed,
+    /// As `Relaxed`, committed within `PROMPT_LINGER`: work waits on it
+    /// (a completion that may release dependent tasks, a requeue).
+    Prompt,
+}
+
+impl Durability {
+    /// How long the write may wait for company before its group commits.
+    fn linger(self) -> std::time::Duration {
+        match self {
+            Durability::Synced => std::time::Duration::ZERO,
+            Durability::Prompt => PROMPT_LINGER,
+            Durability::Relaxed => RELAXED_LINGER,
+        }
+    }
 }
 
 struct Queued {
     work: Work,
     durability: Durability,
+    /// When its group must commit at the latest.
+    due: std::time::Instant,
 }
 
 /// What callers have queued, in submission order.
 #[derive(Default)]
 struct Pending {
     items: Vec<Queued>,
-    /// The writer thread waits for a synced write or the end of a linger;
-    /// while it lingers, relaxed writes do not wake it one by one.
-    lingering: bool,
+    /// While the writer lingers: when the group commits. A write due
+    /// earlier moves it (and wakes the writer); the others join without
+    /// waking it one by one.
+    linger_until: Option<std::time::Instant>,
     /// The writer sleeps until told (nothing queued).
     idle: bool,
     closed: bool,
@@ -96,11 +119,14 @@ impl Writer {
         if p.closed {
             return false;
         }
-        let wake = p.idle || (p.lingering && q.durability == Durability::Synced);
+        let sooner = p.linger_until.is_some_and(|until| q.due < until);
+        let wake = p.idle || sooner;
+        if sooner {
+            p.linger_until = Some(q.due);
+        }
         p.items.push(q);
         if wake {
             p.idle = false;
-            p.lingering = false;
             drop(p);
             self.shared.wake.notify_one();
         }
@@ -135,7 +161,7 @@ impl Writer {
             });
             (ok, answer)
         });
-        let sent = self.queue(Queued { work, durability });
+        let sent = self.queue(Queued { work, durability, due: std::time::Instant::now() + durability.linger() });
         async move {
             if !sent {
                 return Err(Error::internal("the store is shut down"));
@@ -155,8 +181,8 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 const OPTIMIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The next group of writes, in submission order: everything queued (up to
-/// `MAX_GROUP`), after lingering up to `RELAXED_LINGER` for company when all
-/// of it is relaxed. None when the store is shut down.
+/// `MAX_GROUP`), after lingering for company until the first of them is due
+/// (see `Durability::linger`). None when the store is shut down.
 fn next_group(shared: &Shared, carry: &mut std::collections::VecDeque<Queued>) -> Option<Vec<Queued>> {
     let mut p = lock(&shared.pending);
     loop {
@@ -170,18 +196,18 @@ fn next_group(shared: &Shared, carry: &mut std::collections::VecDeque<Queued>) -
         p.idle = true;
         p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
     }
-    if carry.iter().all(|q| q.durability == Durability::Relaxed) && carry.len() < MAX_GROUP {
-        // Relaxed writes arriving meanwhile join without waking the thread.
-        p.lingering = true;
-        let deadline = std::time::Instant::now() + RELAXED_LINGER;
-        while p.lingering && !p.closed {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
+    let due = carry.iter().map(|q| q.due).min().expect("not empty");
+    if carry.len() < MAX_GROUP && due > std::time::Instant::now() {
+        // Writes arriving meanwhile join; one due sooner moves the deadline.
+        p.linger_until = Some(due);
+        while let Some(until) = p.linger_until {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || p.closed {
                 break;
             }
             p = shared.wake.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
         }
-        p.lingering = false;
+        p.linger_until = None;
         carry.extend(p.items.drain(..));
     }
     drop(p);
