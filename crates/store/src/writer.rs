@@ -276,3 +276,62 @@ fn run(conn: Connection, shared: &Shared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (tempfile::TempDir, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.sqlite")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER NOT NULL)").unwrap();
+        (dir, Writer::start(conn))
+    }
+
+    fn insert(v: i64, fail: bool) -> impl FnOnce(&Connection) -> Result<i64, Error> + Send + 'static {
+        move |c| {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [v]).map_err(|e| Error::internal(e.to_string()))?;
+            if fail {
+                return Err(Error::internal("refused"));
+            }
+            Ok(v)
+        }
+    }
+
+    fn values(dir: &tempfile::TempDir) -> Vec<i64> {
+        let c = Connection::open(dir.path().join("w.sqlite")).unwrap();
+        let mut s = c.prepare("SELECT v FROM t ORDER BY rowid").unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_only_itself_and_the_rest_keep_their_order() {
+        let (dir, w) = writer();
+        let a = w.submit(insert(1, false), Durability::Relaxed);
+        let b = w.submit(insert(2, true), Durability::Prompt);
+        let c = w.submit(insert(3, false), Durability::Relaxed);
+        let d = w.submit(insert(4, false), Durability::Synced);
+        assert_eq!(a.await.unwrap(), 1);
+        assert!(b.await.is_err());
+        assert_eq!(c.await.unwrap(), 3);
+        assert_eq!(d.await.unwrap(), 4);
+        assert_eq!(values(&dir), vec![1, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn every_durability_is_committed_and_visible_to_other_connections() {
+        let (dir, w) = writer();
+        for (i, d) in [Durability::Relaxed, Durability::Prompt, Durability::Synced].into_iter().enumerate() {
+            let v = i as i64 + 10;
+            assert_eq!(w.submit(insert(v, false), d).await.unwrap(), v);
+            // Answered only once committed: another connection sees it.
+            assert_eq!(values(&dir).last(), Some(&v));
+        }
+    }
+
+    #[test]
+    fn lingers_are_ordered() {
+        assert_eq!(Durability::Synced.linger(), std::time::Duration::ZERO);
+        assert!(Durability::Prompt.linger() < Durability::Relaxed.linger());
+    }
+}
