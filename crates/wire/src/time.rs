@@ -14,6 +14,37 @@ use std::fmt;
 
 /// Formats a UTC instant the way the service does: 7 fractional digits and `Z`.
 pub fn format_datetime(t: &DateTime<Utc>) -> String {
+    let mut buf = [0u8; 28];
+    match write_datetime(t, &mut buf) {
+        Some(s) => s.to_string(),
+        None => format_datetime_slow(t),
+    }
+}
+
+/// The service's format into `buf` without allocating (every stored task
+/// carries several timestamps); None for years outside 0..=9999.
+fn write_datetime<'a>(t: &DateTime<Utc>, buf: &'a mut [u8; 28]) -> Option<&'a str> {
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 7, t.nanosecond().min(999_999_999) / 100);
+    for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (27, b'Z')] {
+        buf[i] = c;
+    }
+    std::str::from_utf8(buf).ok()
+}
+
+fn format_datetime_slow(t: &DateTime<Utc>) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
         t.year(),
@@ -30,12 +61,31 @@ pub fn format_datetime(t: &DateTime<Utc>) -> String {
 /// and an offset or `Z`. A value without an offset is taken as UTC.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
+    if let Some(t) = parse_service_datetime(s) {
+        return Some(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
         .map(|n| Utc.from_utc_datetime(&n))
+}
+
+/// Exactly the service's own format (what the store holds), without the
+/// general parser: `YYYY-MM-DDTHH:MM:SS.fffffffZ`.
+fn parse_service_datetime(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 28 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[27] != b'Z'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    let time = chrono::NaiveTime::from_hms_nano_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 27)? * 100)?;
+    Some(Utc.from_utc_datetime(&date.and_time(time)))
 }
 
 /// A UTC instant that (de)serializes in the service's format.
@@ -50,13 +100,21 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_datetime(&self.0))
+        let mut buf = [0u8; 28];
+        match write_datetime(&self.0, &mut buf) {
+            Some(s) => f.write_str(s),
+            None => f.write_str(&format_datetime_slow(&self.0)),
+        }
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_datetime(&self.0))
+        let mut buf = [0u8; 28];
+        match write_datetime(&self.0, &mut buf) {
+            Some(v) => s.serialize_str(v),
+            None => s.serialize_str(&format_datetime_slow(&self.0)),
+        }
     }
 }
 
@@ -239,6 +297,44 @@ impl<'de> Deserialize<'de> for Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_format_matches_the_general_one() {
+        // A spread of instants (a simple LCG), the edges of the fast range,
+        // and years outside it.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut instants: Vec<DateTime<Utc>> = (0..20_000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let secs = (x >> 20) as i64 % 253_402_300_799; // up to 9999-12-31T23:59:59
+                let nanos = (x % 1_000_000_000) as u32;
+                DateTime::from_timestamp(secs, nanos).unwrap()
+            })
+            .collect();
+        instants.push(DateTime::from_timestamp(0, 0).unwrap());
+        instants.push(DateTime::from_timestamp(253_402_300_799, 999_999_999).unwrap());
+        instants.push(DateTime::from_timestamp(-62_167_219_200, 0).unwrap()); // year 0
+        for t in &instants {
+            assert_eq!(format_datetime(t), format_datetime_slow(t));
+            assert_eq!(Timestamp(*t).to_string(), format_datetime_slow(t));
+            assert_eq!(serde_json::to_string(&Timestamp(*t)).unwrap(), format!("\"{}\"", format_datetime_slow(t)));
+            // And back, by the fast parser and the general one alike.
+            let text = format_datetime(t);
+            let general = DateTime::parse_from_rfc3339(&text).unwrap().with_timezone(&Utc);
+            assert_eq!(parse_service_datetime(&text), Some(general));
+            assert_eq!(parse_datetime(&text), Some(general));
+        }
+        // Not the service's format, or not a valid date: the general rules.
+        assert_eq!(parse_service_datetime("2016-02-30T00:00:00.0000000Z"), None);
+        assert_eq!(parse_datetime("2016-02-30T00:00:00.0000000Z"), None);
+        assert_eq!(parse_service_datetime("2016-01-01T00:00:00.000000+Z"), None);
+        assert_eq!(parse_service_datetime("2016-01-01T24:00:00.0000000Z"), None);
+        assert!(parse_datetime("2016-01-01T10:00:00.5+01:00").is_some());
+        for t in [DateTime::from_timestamp(253_402_300_800, 0).unwrap(), DateTime::from_timestamp(-62_167_219_201, 0).unwrap()] {
+            assert_eq!(format_datetime(&t), format_datetime_slow(&t));
+            assert!(!format_datetime(&t).is_empty());
+        }
+    }
 
     #[test]
     fn datetime_has_seven_digits() {
