@@ -740,9 +740,14 @@ impl Cluster {
             encode_segment(&slot.job_id),
             encode_segment(&slot.task_id)
         );
-        // Dependent tasks wait on a completion; nothing else does.
-        let durability =
-            if self.uses_dependencies(&slot.job_id) { store::Durability::Prompt } else { store::Durability::Relaxed };
+        // Work waits on some completions: dependent tasks, a retry, the end
+        // of the job (its manager, an exit condition's job action).
+        let failed = o.exit_code != Some(0) || o.failure_code.is_some();
+        let durability = if failed || self.awaited_completion(&slot.job_id, &slot.task_id) {
+            store::Durability::Prompt
+        } else {
+            store::Durability::Relaxed
+        };
         let r = self
             .write_attempt(
                 &slot.job_id,
@@ -807,16 +812,17 @@ impl Cluster {
         result
     }
 
-    /// Whether the task is its job's manager with `killJobOnCompletion`
-    /// (the default), from the scheduler's cached job list.
-    /// Whether the job's tasks may depend on each other (true when the job
-    /// is not cached: the cautious answer).
-    fn uses_dependencies(&self, job_id: &str) -> bool {
+    /// Whether work may wait on the task's completion whatever its outcome:
+    /// its job's tasks may depend on each other, or it is the job's manager
+    /// (true when the job is not cached: the cautious answer).
+    fn awaited_completion(&self, job_id: &str, task_id: &str) -> bool {
         let cache = lock(&self.jobs_cache);
         let job = cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id));
-        job.is_none_or(|j| j.uses_task_dependencies)
+        job.is_none_or(|j| j.uses_task_dependencies || execution::manager_of(j, task_id).is_some())
     }
 
+    /// Whether the task is its job's manager with `killJobOnCompletion`
+    /// (the default), from the scheduler's cached job list.
     fn ends_job(&self, job_id: &str, task_id: &str) -> bool {
         let cache = lock(&self.jobs_cache);
         let job = cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id));

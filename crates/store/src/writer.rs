@@ -119,10 +119,13 @@ impl Writer {
         if p.closed {
             return false;
         }
-        let sooner = p.linger_until.is_some_and(|until| q.due < until);
+        // Due sooner than the linger's end, or the group is full: commit sooner.
+        let full = p.items.len() + 1 >= MAX_GROUP;
+        let q_due = if full { std::time::Instant::now() } else { q.due };
+        let sooner = p.linger_until.is_some_and(|until| q_due < until);
         let wake = p.idle || sooner;
         if sooner {
-            p.linger_until = Some(q.due);
+            p.linger_until = Some(q_due);
         }
         p.items.push(q);
         if wake {
@@ -224,21 +227,29 @@ fn run(conn: Connection, shared: &Shared) {
     // `analysis_limit` keeps each refresh to a few milliseconds.
     let _ = conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;");
     let mut last_optimize = std::time::Instant::now();
-    // A group of only relaxed writes (the server's own bookkeeping, a steady
-    // stream while tasks run) lingers briefly for more: one commit then
-    // covers many task updates, and the pages they share are written once.
-    // A synced write ends the wait at once.
+    // A group of the server's own writes (a steady stream while tasks run)
+    // lingers for more (`next_group`): one commit then covers many task
+    // updates, and the pages they share are written once. A synced write
+    // ends the wait at once.
     while let Some(group) = next_group(shared, &mut carry) {
         // One synced item makes the whole group's commit an fsync.
         let need_sync = group.iter().any(|q| q.durability == Durability::Synced);
         if need_sync != synced {
             let mode = if need_sync { "FULL" } else { "NORMAL" };
-            if conn.pragma_update(None, "synchronous", mode).is_ok() {
-                synced = need_sync;
+            match conn.pragma_update(None, "synchronous", mode) {
+                Ok(()) => synced = need_sync,
+                Err(e) => tracing::error!(error = %e, "cannot set synchronous = {mode}"),
             }
         }
         let group: Vec<Work> = group.into_iter().map(|q| q.work).collect();
-        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
+        // A group that must be synced but cannot be fails rather than be
+        // acknowledged without its fsync.
+        let began = if need_sync && !synced {
+            Err("its commit could not be synced".to_string())
+        } else {
+            exec(&conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string())
+        };
+        if let Err(e) = began {
             tracing::error!(error = %e, "cannot begin a transaction");
             for w in group {
                 let (_, answer) = w(None);
