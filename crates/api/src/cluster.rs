@@ -306,8 +306,14 @@ impl Cluster {
 
     /// An active job from the scheduler's cache.
     pub(crate) fn cached_job(&self, job_id: &str) -> Option<CloudJob> {
+        self.with_cached_job(job_id, |j| j.cloned())
+    }
+
+    /// `f` of an active job in the scheduler's cache (None: not cached),
+    /// without copying it.
+    fn with_cached_job<R>(&self, job_id: &str, f: impl FnOnce(Option<&CloudJob>) -> R) -> R {
         let cache = lock(&self.jobs_cache);
-        cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id)).cloned()
+        f(cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id)))
     }
 
     pub(crate) fn send(&self, node_id: &str, msg: ToAgent) -> bool {
@@ -816,17 +822,17 @@ impl Cluster {
     /// its job's tasks may depend on each other, or it is the job's manager
     /// (true when the job is not cached: the cautious answer).
     fn awaited_completion(&self, job_id: &str, task_id: &str) -> bool {
-        let cache = lock(&self.jobs_cache);
-        let job = cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id));
-        job.is_none_or(|j| j.uses_task_dependencies || execution::manager_of(j, task_id).is_some())
+        self.with_cached_job(job_id, |job| {
+            job.is_none_or(|j| j.uses_task_dependencies || execution::manager_of(j, task_id).is_some())
+        })
     }
 
     /// Whether the task is its job's manager with `killJobOnCompletion`
     /// (the default), from the scheduler's cached job list.
     fn ends_job(&self, job_id: &str, task_id: &str) -> bool {
-        let cache = lock(&self.jobs_cache);
-        let job = cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id));
-        job.and_then(|j| execution::manager_of(j, task_id)).is_some_and(|m| m.kill_job_on_completion != Some(false))
+        self.with_cached_job(job_id, |job| {
+            job.and_then(|j| execution::manager_of(j, task_id)).is_some_and(|m| m.kill_job_on_completion != Some(false))
+        })
     }
 
     /// Terminates an active job for the service's own reason (running tasks are killed).

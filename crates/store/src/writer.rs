@@ -40,7 +40,8 @@ pub enum Durability {
     /// again, which Batch allows). Committed within `RELAXED_LINGER`.
     Relaxed,
     /// As `Relaxed`, committed within `PROMPT_LINGER`: work waits on it
-    /// (a completion that may release dependent tasks, a requeue).
+    /// (a completion that may release dependents, end the job or be
+    /// retried; a requeue).
     Prompt,
 }
 

@@ -14,10 +14,16 @@ use std::fmt;
 
 /// Formats a UTC instant the way the service does: 7 fractional digits and `Z`.
 pub fn format_datetime(t: &DateTime<Utc>) -> String {
+    with_datetime(t, str::to_string)
+}
+
+/// Hands `f` the instant in the service's format, from a stack buffer for
+/// the usual years.
+fn with_datetime<R>(t: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
     let mut buf = [0u8; 28];
     match write_datetime(t, &mut buf) {
-        Some(s) => s.to_string(),
-        None => format_datetime_slow(t),
+        Some(s) => f(s),
+        None => f(&format_datetime_slow(t)),
     }
 }
 
@@ -100,21 +106,13 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 28];
-        match write_datetime(&self.0, &mut buf) {
-            Some(s) => f.write_str(s),
-            None => f.write_str(&format_datetime_slow(&self.0)),
-        }
+        with_datetime(&self.0, |s| f.write_str(s))
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; 28];
-        match write_datetime(&self.0, &mut buf) {
-            Some(v) => s.serialize_str(v),
-            None => s.serialize_str(&format_datetime_slow(&self.0)),
-        }
+        with_datetime(&self.0, |v| s.serialize_str(v))
     }
 }
 
