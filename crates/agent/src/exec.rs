@@ -177,7 +177,13 @@ fn make_dirs(task_dir: &Path, wd: &Path) -> std::io::Result<()> {
     }
 }
 
-pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>, engine: &str) -> Result<Started, (String, String)> {
+pub fn start(
+    root: &Path,
+    l: &TaskLaunch,
+    run_as: Option<(u32, u32)>,
+    engine: &str,
+    cgroup: Option<std::os::fd::RawFd>,
+) -> Result<Started, (String, String)> {
     let task_dir = root.join(&l.task_dir);
     let wd = task_dir.join("wd");
     make_dirs(&task_dir, &wd).map_err(|e| ("ResourceDirectoryCreateFailed".to_string(), format!("{}: {e}", wd.display())))?;
@@ -223,7 +229,7 @@ pub fn start(root: &Path, l: &TaskLaunch, run_as: Option<(u32, u32)>, engine: &s
         }
     }
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let spec = crate::spawn::Spec { program, args, env: &env, cwd: &wd, stdout: &stdout, stderr: &stderr, ids: run_as };
+    let spec = crate::spawn::Spec { program, args, env: &env, cwd: &wd, stdout: &stdout, stderr: &stderr, ids: run_as, cgroup };
     let started_ms = now_ms();
     match crate::spawn::spawn(&spec) {
         Ok(child) => Ok(Started { running: Running { pid: child.pid, started_ms, started: std::time::Instant::now() }, child }),
@@ -275,19 +281,27 @@ pub async fn wait(attempt: u64, s: Started) -> TaskOutcome {
     }
 }
 
-/// SIGTERM to the attempt's process group, then SIGKILL after `grace`.
-pub async fn stop(pid: i32, grace: Duration) {
+/// SIGTERM to the attempt's process group (and every process in its cgroup,
+/// when it has one), then SIGKILL to all of them after `grace`.
+pub async fn stop(pid: i32, cell: Option<std::sync::Arc<crate::contain::Cell>>, grace: Duration) {
     // SAFETY: signalling a process group we created.
     unsafe { libc::kill(-pid, libc::SIGTERM) };
+    if let Some(c) = &cell {
+        c.signal_all(libc::SIGTERM);
+    }
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
         // Signal 0 probes whether any member of the group is left.
-        if unsafe { libc::kill(-pid, 0) } != 0 {
+        let group = unsafe { libc::kill(-pid, 0) } == 0;
+        if !group && !cell.as_ref().is_some_and(|c| c.populated()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     unsafe { libc::kill(-pid, libc::SIGKILL) };
+    if let Some(c) = &cell {
+        c.kill_all();
+    }
 }
 
 /// An outcome for an attempt that never started.
@@ -359,7 +373,7 @@ mod tests {
     #[tokio::test]
     async fn runs_without_a_shell_and_captures_output() {
         let root = tempfile::tempdir().unwrap();
-        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker").unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker", None).unwrap();
         let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(3));
         let dir = root.path().join("workitems/j/job-1/t1");
@@ -368,7 +382,7 @@ mod tests {
         assert!(out.trim_end().ends_with("/wd"), "{out}");
         assert_eq!(std::fs::read_to_string(dir.join("stderr.txt")).unwrap(), "err\n");
         // Words are not expanded by a shell.
-        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None, "docker").unwrap()).await;
+        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None, "docker", None).unwrap()).await;
         assert_eq!(o.exit_code, Some(0));
         let out = std::fs::read_to_string(dir.join("stdout.txt")).unwrap();
         assert!(out.ends_with("$HOME a*b\n"), "{out}");
@@ -377,16 +391,16 @@ mod tests {
     #[test]
     fn missing_program() {
         let root = tempfile::tempdir().unwrap();
-        let e = start(root.path(), &launch("/no/such/program x"), None, "docker").unwrap_err();
+        let e = start(root.path(), &launch("/no/such/program x"), None, "docker", None).unwrap_err();
         assert_eq!(e.0, "CommandProgramNotFound");
     }
 
     #[tokio::test]
     async fn stop_kills_the_process_group() {
         let root = tempfile::tempdir().unwrap();
-        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None, "docker").unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None, "docker", None).unwrap();
         let t = std::time::Instant::now();
-        stop(r.running.pid, Duration::from_millis(200)).await;
+        stop(r.running.pid, None, Duration::from_millis(200)).await;
         let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(128 + libc::SIGTERM));
         assert!(t.elapsed() < Duration::from_secs(5));

@@ -7,7 +7,9 @@
 //! reconnect the server kills the ones it no longer assigns to this node.
 //! The agent never touches the server's database.
 
+pub mod contain;
 pub mod exec;
+pub mod journal;
 pub mod packages;
 pub mod spawn;
 
@@ -39,18 +41,27 @@ pub struct AgentConfig {
     pub file_roots: Option<Vec<PathBuf>>,
     /// The container engine's command (`docker` or `podman`).
     pub container_engine: String,
+    /// Stop every attempt and exit after this long without a connection to
+    /// the server (a local node whose server is gone for good); None: never.
+    pub give_up_after: Option<Duration>,
 }
 
 struct State {
     cfg: AgentConfig,
     boot_id: String,
-    /// Running attempts: attempt id → process group id.
-    running: Mutex<HashMap<u64, i32>>,
+    /// Running attempts: attempt id → process group id, the cgroup it runs
+    /// in (see `contain`; None: its process group only) and, when the
+    /// server may adopt it, its task.
+    running: Mutex<HashMap<u64, Proc>>,
+    /// Every attempt's processes are contained (see `contain`).
+    contain: contain::Containment,
+    /// Outcomes kept until the server acknowledges them.
+    journal: journal::Journal,
+    /// Processes of an earlier agent on this root killed at start.
+    leftovers: u32,
     /// Attempts fetching their resource files (no process yet). Killing
     /// one removes it: the process is then never started.
-    preparing: Mutex<std::collections::HashSet<u64>>,
-    /// Outcomes not yet delivered (the connection was down when they ended).
-    undelivered: Mutex<Vec<proto::TaskOutcome>>,
+    preparing: Mutex<HashMap<u64, Option<proto::AttemptOf>>>,
     /// Downloads and uploads of task data.
     transfer: transfer::Transfer,
     /// Application packages installed on the node.
@@ -66,6 +77,19 @@ struct State {
     /// The current connection's outgoing messages (None between connections):
     /// attempts report through whichever connection is up when they end.
     link: Mutex<Option<mpsc::UnboundedSender<ToServer>>>,
+}
+
+/// A running attempt's process.
+#[derive(Clone)]
+struct Proc {
+    pid: i32,
+    cell: Option<Arc<contain::Cell>>,
+    task: Option<proto::AttemptOf>,
+}
+
+/// The task an attempt runs, when the server may adopt the attempt.
+fn attempt_of(l: &TaskLaunch) -> Option<proto::AttemptOf> {
+    l.adoptable.then(|| proto::AttemptOf { job_id: l.job_id.clone(), task_id: l.task_id.clone(), slots: l.slots })
 }
 
 /// Launches wait here until their slots are free; the highest-priority one
@@ -149,6 +173,20 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     for d in ["shared", "startup", "workitems", "applications", "fsmounts", "volatile"] {
         std::fs::create_dir_all(cfg.root.join(d)).map_err(|e| format!("cannot create {}: {e}", cfg.root.join(d).display()))?;
     }
+    // One agent per node root, ever: a second one would run the same
+    // node's attempts twice. The lock lives as long as the process.
+    let lock = lock_root(&cfg.root)?;
+    std::mem::forget(lock);
+    // What an earlier agent on this root left running dies before this one
+    // joins: the server requeues those attempts.
+    let (contain, leftovers) = contain::Containment::new(&cfg.root);
+    if leftovers.killed > 0 {
+        tracing::warn!(processes = leftovers.killed, "killed task processes an earlier agent on this node root left running");
+    }
+    if !contain.enabled() {
+        tracing::warn!("no writable cgroup v2 hierarchy: task attempts are contained by their process group only");
+    }
+    let journal = journal::Journal::open(&cfg.root.join("volatile"));
     let is_root = unsafe { libc::geteuid() } == 0;
     let run_as = if is_root { exec::ensure_task_user() } else { None };
     if let Some((uid, gid)) = run_as {
@@ -168,8 +206,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         cfg,
         boot_id,
         running: Mutex::new(HashMap::new()),
+        contain,
+        journal,
+        leftovers: leftovers.killed,
         preparing: Mutex::new(Default::default()),
-        undelivered: Mutex::new(Vec::new()),
         transfer,
         run_as,
         is_root,
@@ -177,21 +217,71 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         link: Mutex::new(None),
     });
     let mut backoff = Duration::from_millis(100);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut connected_at = std::time::Instant::now();
     loop {
-        match session(state.clone()).await {
-            Ok(true) => return Ok(()),
+        let ended = tokio::select! {
+            r = session(state.clone(), &mut connected_at) => r,
+            _ = terminate.recv() => Ok(true),
+            _ = interrupt.recv() => Ok(true),
+        };
+        match ended {
+            Ok(true) => {
+                stop_all(&state).await;
+                return Ok(());
+            }
             Ok(false) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(error = %e, "connection to the server failed; retrying");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
-        tokio::time::sleep(backoff).await;
+        if state.cfg.give_up_after.is_some_and(|limit| connected_at.elapsed() > limit) {
+            tracing::warn!("no server for too long; stopping every attempt and exiting");
+            stop_all(&state).await;
+            return Err("the server has been unreachable for too long".into());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = terminate.recv() => {
+                stop_all(&state).await;
+                return Ok(());
+            }
+        }
     }
 }
 
+/// Takes the node root's agent lock (`volatile/agent.lock`), or fails when
+/// another agent holds it.
+fn lock_root(root: &Path) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let path = root.join("volatile").join("agent.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!("another agent is running on the node root {}", root.display()));
+    }
+    let _ = std::fs::write(root.join("volatile").join("agent.pid"), std::process::id().to_string());
+    Ok(f)
+}
+
+/// Stops every attempt (and the node's lingering processes): the agent exits.
+async fn stop_all(state: &Arc<State>) {
+    state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
+    let procs: Vec<Proc> = state.running.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let stops = procs.into_iter().map(|p| exec::stop(p.pid, p.cell, Duration::from_millis(500)));
+    futures_util::future::join_all(stops).await;
+    state.contain.kill_lingering();
+}
+
 /// One connection. Ok(true) when told to shut down.
-async fn session(state: Arc<State>) -> Result<bool, String> {
+async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Result<bool, String> {
     let url = format!("{}{}", state.cfg.server.replacen("http", "ws", 1), proto::CONNECT_PATH);
     let mut req = url.as_str().into_client_request().map_err(|e| e.to_string())?;
     req.headers_mut().insert(
@@ -199,8 +289,23 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
         format!("Bearer {}", state.cfg.token).parse().map_err(|_| "the token is not a valid header value".to_string())?,
     );
     let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await.map_err(|e| e.to_string())?;
+    *connected_at = std::time::Instant::now();
     let (mut sink, mut stream) = ws.split();
     let node_id = std::fs::read_to_string(node_id_file(&state.cfg.root)).ok().map(|s| s.trim().to_string());
+    // Running and preparing attempts, and the tasks of the adoptable ones
+    // (read under the locks once, before the message is built).
+    let (running, held) = {
+        let running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+        let preparing = state.preparing.lock().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<u64> = running.keys().chain(preparing.keys()).copied().collect();
+        let held: Vec<proto::Held> = running
+            .iter()
+            .map(|(a, p)| (a, &p.task))
+            .chain(preparing.iter())
+            .filter_map(|(a, t)| Some(proto::Held { attempt: *a, task: t.clone()? }))
+            .collect();
+        (ids, held)
+    };
     let hello = Hello {
         version: proto::VERSION,
         pool_id: state.cfg.pool_id.clone(),
@@ -208,26 +313,19 @@ async fn session(state: Arc<State>) -> Result<bool, String> {
         hostname: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
         ip_address: state.cfg.ip_address.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        running: state
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .chain(state.preparing.lock().unwrap_or_else(|p| p.into_inner()).iter())
-            .copied()
-            .collect(),
+        running,
         root_dir: state.cfg.root.display().to_string(),
         is_root: state.is_root,
         boot_id: state.boot_id.clone(),
+        finished: state.journal.unacked(),
+        held,
+        leftovers: state.leftovers,
     };
     let text = serde_json::to_string(&ToServer::Hello(hello)).map_err(|e| e.to_string())?;
     sink.send(Message::Text(text.into())).await.map_err(|e| e.to_string())?;
 
     let (tx, mut rx) = mpsc::unbounded_channel::<ToServer>();
     *state.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
-    for o in state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-        let _ = tx.send(ToServer::Finished(Box::new(o)));
-    }
     // Whatever has queued up by the time the writer runs goes in one frame.
     let writer = tokio::spawn(async move {
         let mut batch = Vec::new();
@@ -356,14 +454,14 @@ async fn handle(
                 };
                 // An attempt dropped before its process started still ends
                 // with a report, so the server frees what it holds for it.
-                if waiting || state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
+                if waiting || state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt).is_some() {
                     let message = "The attempt was stopped before its process started.".to_string();
                     report(state, exec::not_started(attempt, "TaskEnded".into(), message));
                 }
                 kill_container(state, attempt);
-                let pid = state.running.lock().unwrap_or_else(|p| p.into_inner()).get(&attempt).copied();
-                if let Some(pid) = pid {
-                    tokio::spawn(exec::stop(pid, Duration::from_millis(grace_ms)));
+                let proc = state.running.lock().unwrap_or_else(|p| p.into_inner()).get(&attempt).cloned();
+                if let Some(p) = proc {
+                    tokio::spawn(exec::stop(p.pid, p.cell, Duration::from_millis(grace_ms)));
                 }
             }
             ToAgent::File(req) => {
@@ -374,41 +472,34 @@ async fn handle(
                 });
             }
             ToAgent::Reset { wipe } => {
-                state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
-                let pids: Vec<i32> = state.running.lock().unwrap_or_else(|p| p.into_inner()).values().copied().collect();
-                for pid in pids {
-                    exec::stop(pid, Duration::from_millis(500)).await;
-                }
+                stop_all(state).await;
                 if wipe {
                     let _ = std::fs::remove_dir_all(state.cfg.root.join("workitems"));
                     let _ = std::fs::create_dir_all(state.cfg.root.join("workitems"));
                 }
             }
-            ToAgent::Shutdown => {
-                state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
-                let pids: Vec<i32> = state.running.lock().unwrap_or_else(|p| p.into_inner()).values().copied().collect();
-                for pid in pids {
-                    exec::stop(pid, Duration::from_millis(500)).await;
-                }
-                return Some(Ok(true));
-            }
+            // `run` stops everything on the way out.
+            ToAgent::Shutdown => return Some(Ok(true)),
+            ToAgent::Ack { attempts } => state.journal.ack(&attempts),
         }
     }
     None
 }
 
-/// Sends an attempt's outcome, or keeps it for the next connection; its
-/// slots go to the next waiting launch.
+/// Reports how an attempt that never ran its process ended.
 fn report(state: &Arc<State>, outcome: proto::TaskOutcome) {
+    report_of(state, outcome, None);
+}
+
+/// Sends an attempt's outcome, kept in the journal until the server
+/// acknowledges it (every `Hello` carries the unacknowledged ones); its
+/// slots go to the next waiting launch.
+fn report_of(state: &Arc<State>, outcome: proto::TaskOutcome, task: Option<proto::AttemptOf>) {
     let attempt = outcome.attempt;
     let tx = state.link.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let msg = ToServer::Finished(Box::new(outcome));
-    let unsent = match tx {
-        Some(tx) => tx.send(msg).err().map(|e| e.0),
-        None => Some(msg),
-    };
-    if let Some(ToServer::Finished(o)) = unsent {
-        state.undelivered.lock().unwrap_or_else(|p| p.into_inner()).push(*o);
+    state.journal.record(&proto::Finished { outcome: outcome.clone(), task });
+    if let Some(tx) = tx {
+        let _ = tx.send(ToServer::Finished(Box::new(outcome)));
     }
     release(state, attempt);
 }
@@ -416,7 +507,7 @@ fn report(state: &Arc<State>, outcome: proto::TaskOutcome) {
 fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSender<ToServer>) {
     let attempt = launch.attempt;
     if state.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&attempt)
-        || state.preparing.lock().unwrap_or_else(|p| p.into_inner()).contains(&attempt)
+        || state.preparing.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&attempt)
     {
         return; // already running (a repeated assignment after reconnect)
     }
@@ -449,11 +540,11 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
         return;
     }
     // Resource files first (the task is `preparing` meanwhile), then the process.
-    state.preparing.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt);
+    state.preparing.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt, attempt_of(&launch));
     let _ = tx.send(ToServer::Preparing { attempt });
     tokio::spawn(async move {
         let fetched = fetch_resources(&state, &launch, run_as).await;
-        if !state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
+        if state.preparing.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt).is_none() {
             return; // killed meanwhile (its slots are freed): the server no longer wants it
         }
         match fetched {
@@ -600,11 +691,21 @@ async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32
 /// its output files).
 fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>, tx: mpsc::UnboundedSender<ToServer>) {
     let attempt = launch.attempt;
-    match exec::start(&state.cfg.root, &launch, run_as, &state.cfg.container_engine) {
-        Err((code, message)) => report(&state, exec::not_started(attempt, code, message)),
+    let lease = state.contain.acquire(launch.is_start_task || launch.background);
+    let cgroup = lease.as_ref().map(|l| l.cell.procs_fd());
+    // The cell to stop the attempt through: its own, not the shared lingering one.
+    let cell = lease.as_ref().filter(|l| l.own()).map(|l| l.cell.clone());
+    match exec::start(&state.cfg.root, &launch, run_as, &state.cfg.container_engine, cgroup) {
+        Err((code, message)) => {
+            if let Some(l) = lease {
+                state.contain.end(l);
+            }
+            report(&state, exec::not_started(attempt, code, message))
+        }
         Ok(started) => {
             let r = started.running;
-            state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt, r.pid);
+            let proc = Proc { pid: r.pid, cell: cell.clone(), task: attempt_of(&launch) };
+            state.running.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt, proc);
             if launch.container.is_some() {
                 state.containers.lock().unwrap_or_else(|p| p.into_inner()).insert(attempt);
             }
@@ -617,13 +718,17 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
                     kill_container(&state_for_limit, attempt);
-                    exec::stop(r.pid, Duration::from_secs(5)).await;
+                    exec::stop(r.pid, cell, Duration::from_secs(5)).await;
                 })
             });
             tokio::spawn(async move {
                 let mut outcome = exec::wait(attempt, started).await;
                 if let Some(l) = limit {
                     l.abort();
+                }
+                // Whatever the command left behind dies with the attempt.
+                if let Some(l) = lease {
+                    state.contain.end(l);
                 }
                 if launch.container.is_some() {
                     state.containers.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
@@ -663,8 +768,11 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
                         outcome.file_upload_error = true;
                     }
                 }
+                // Journaled before it leaves `running`: a `Hello` built
+                // meanwhile has the attempt in one of the two.
+                let task = attempt_of(&launch);
+                report_of(&state, outcome, task);
                 state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
-                report(&state, outcome);
             });
         }
     }

@@ -34,6 +34,9 @@ pub struct Spec<'a> {
     pub stderr: &'a std::fs::File,
     /// Switch to this user and group (dropping supplementary groups).
     pub ids: Option<(u32, u32)>,
+    /// Join this cgroup (its open `cgroup.procs`) before anything else can
+    /// run as the task: see `contain`.
+    pub cgroup: Option<RawFd>,
 }
 
 /// A started child: its pid (also its process group id) and a pidfd when the
@@ -57,6 +60,7 @@ const STEP_IDS: i32 = 2;
 const STEP_CHDIR: i32 = 3;
 const STEP_FDS: i32 = 4;
 const STEP_EXEC: i32 = 5;
+const STEP_CGROUP: i32 = 6;
 
 /// What the child reads; all pointers point into memory the parent keeps
 /// alive (and unchanged) until the clone returns.
@@ -68,6 +72,10 @@ struct ChildArgs {
     envp: *const *const libc::c_char,
     cwd: *const libc::c_char,
     fds: [RawFd; 3],
+    /// `cgroup.procs` of the attempt's cgroup, or -1.
+    cgroup: RawFd,
+    /// The agent's pid: the child dies with it (see `child`).
+    parent: libc::pid_t,
     uid: u32,
     gid: u32,
     switch_ids: bool,
@@ -133,6 +141,9 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
         envp: envp_ptrs.as_ptr(),
         cwd: cwd.as_ptr(),
         fds: [stdin.as_raw_fd(), spec.stdout.as_raw_fd(), spec.stderr.as_raw_fd()],
+        cgroup: spec.cgroup.unwrap_or(-1),
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
         uid,
         gid,
         switch_ids: spec.ids.is_some(),
@@ -184,6 +195,7 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
             STEP_EXEC => e,
             STEP_CHDIR => io::Error::new(e.kind(), format!("cannot enter the working directory: {e}")),
             STEP_IDS => io::Error::new(io::ErrorKind::PermissionDenied, format!("cannot switch to the task user: {e}")),
+            STEP_CGROUP => io::Error::new(e.kind(), format!("cannot join the attempt's cgroup: {e}")),
             _ => io::Error::new(e.kind(), format!("cannot prepare the process: {e}")),
         });
     }
@@ -220,6 +232,11 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         if libc::syscall(libc::SYS_setpgid, 0, 0) != 0 {
             fail(STEP_SETPGID);
         }
+        // Into the attempt's cgroup while still the agent's identity (the
+        // task's user cannot move itself).
+        if a.cgroup >= 0 && libc::syscall(libc::SYS_write, a.cgroup, c"0".as_ptr(), 1usize) != 1 {
+            fail(STEP_CGROUP);
+        }
         if a.switch_ids {
             if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
                 || libc::syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) != 0
@@ -227,6 +244,16 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             {
                 fail(STEP_IDS);
             }
+        }
+        // The task's process dies with the agent (SIGKILL when the thread
+        // that started it, a runtime worker, ends): its attempt is requeued
+        // when the agent is lost, so it must not run on meanwhile. Set after
+        // the identity change, which clears it; a parent already gone is
+        // caught by the check that follows. What the process started itself
+        // is killed with its cgroup (see `contain`).
+        libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0usize, 0usize, 0usize);
+        if libc::syscall(libc::SYS_getppid) as libc::pid_t != a.parent {
+            libc::syscall(libc::SYS_exit, 127);
         }
         if libc::syscall(libc::SYS_chdir, a.cwd) != 0 {
             fail(STEP_CHDIR);
@@ -341,7 +368,7 @@ mod tests {
         }
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string()), ("X".to_string(), "a b".to_string())];
-        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), stdout: &out, stderr: &err, ids };
+        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), stdout: &out, stderr: &err, ids, cgroup: None };
         let child = spawn(&spec)?;
         let pid = child.pid;
         let (status, _) = wait(child).await?;

@@ -188,6 +188,9 @@ pub struct ClusterConfig {
 struct ReadAhead {
     /// The store generation they were read at.
     generation: (u64, u64),
+    /// The largest node's slots when they were read (tasks needing more
+    /// were left out).
+    max_slots: u32,
     /// The read returned every ready task there was.
     exhausted: bool,
     tasks: VecDeque<CloudTask>,
@@ -199,7 +202,7 @@ pub struct Cluster {
     lifecycle: Arc<crate::lifecycle::Lifecycle>,
     pub(crate) nodes: Mutex<BTreeMap<String, Node>>,
     /// Local agent processes by node id.
-    children: Mutex<HashMap<String, tokio::process::Child>>,
+    children: Mutex<HashMap<String, LocalAgent>>,
     pub(crate) next_attempt: AtomicU64,
     /// Active jobs per pool, with the job generation they were read at.
     jobs_cache: Mutex<HashMap<String, (u64, Arc<Vec<CloudJob>>)>>,
@@ -226,6 +229,12 @@ pub struct Cluster {
     file_waiters: Mutex<HashMap<u64, oneshot::Sender<FileReply>>>,
     pub wake: Notify,
     pub reconcile: Notify,
+    /// The first attempt id this server issued: lower ones are an earlier
+    /// server's (see `adopt`).
+    first_attempt: AtomicU64,
+    /// After a restart, the nodes scheduling waits for, and until when
+    /// (see `expect_nodes`).
+    expected: Mutex<Option<(Instant, std::collections::HashSet<String>)>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -259,6 +268,8 @@ impl Cluster {
             file_waiters: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             reconcile: Notify::new(),
+            first_attempt: AtomicU64::new(1),
+            expected: Mutex::new(None),
         }
     }
 
@@ -426,12 +437,27 @@ impl Cluster {
 
     /// Registers an agent that said hello; returns its node id and the
     /// attempts it runs that the server no longer assigns to it.
-    pub async fn join(&self, hello: &Hello, pool_doc: &Map<String, Value>, tx: mpsc::UnboundedSender<ToAgent>) -> Result<String, Error> {
+    pub async fn join(
+        &self,
+        hello: &Hello,
+        pool_doc: &Map<String, Value>,
+        tx: mpsc::UnboundedSender<ToAgent>,
+        account_url: &str,
+    ) -> Result<String, Error> {
         let slots = pool_doc.get("taskSlotsPerNode").and_then(Value::as_u64).unwrap_or(1).max(1) as u32;
         let pool_id = pool_doc.get("id").and_then(Value::as_str).unwrap_or(&hello.pool_id).to_string();
         let id = hello.node_id.clone().unwrap_or_else(new_node_id);
         // What the database says runs on this node.
         let assigned = self.store.tasks_on_node(&id).await?;
+        let finished: std::collections::HashSet<u64> = hello.finished.iter().map(|f| f.outcome.attempt).collect();
+        let slots_of = |attempt: u64| {
+            let held = hello.held.iter().find(|h| h.attempt == attempt).map(|h| &h.task);
+            let done = hello.finished.iter().find(|f| f.outcome.attempt == attempt).and_then(|f| f.task.as_ref());
+            held.or(done).map(|t| t.slots.max(1))
+        };
+        if hello.leftovers > 0 {
+            tracing::warn!(node = %id, processes = hello.leftovers, "the node's agent killed task processes an earlier agent left running");
+        }
         let now = Timestamp::now();
         let mut stale = Vec::new();
         let mut needs_start: Option<Value> = None;
@@ -491,9 +517,12 @@ impl Cluster {
             // Attempts known only in memory (queued, or started but not yet
             // written) are settled below: the database decides what runs here.
             previous = node.running.drain().map(|(a, _)| a).chain(node.queued.drain(..).map(|(a, _)| a)).collect();
+            // Running here, or ended with an outcome the agent still holds
+            // (applied by `serve_agent` once the node has joined).
             for (job, task, attempt) in &assigned {
-                if hello.running.contains(attempt) {
-                    node.running.insert(*attempt, Slot { job_id: job.clone(), task_id: task.clone(), slots: 1 });
+                if hello.running.contains(attempt) || finished.contains(attempt) {
+                    let slots = slots_of(*attempt).unwrap_or(1);
+                    node.running.insert(*attempt, Slot { job_id: job.clone(), task_id: task.clone(), slots });
                 }
             }
             for a in &hello.running {
@@ -519,18 +548,129 @@ impl Cluster {
         if let Some(spec) = needs_start {
             self.run_start_task(&id, &pool_id, &spec);
         }
+        // Attempts of an earlier server whose assignment never committed
+        // (it was killed first): adopted when their task still waits, so
+        // the task does not run again; any other unknown attempt is killed.
+        let unknown_outcomes = hello.finished.iter().filter(|f| !assigned.iter().any(|(_, _, x)| *x == f.outcome.attempt));
+        for f in unknown_outcomes {
+            if let Some(task) = &f.task {
+                self.adopt(&id, &pool_id, account_url, f.outcome.attempt, task, false).await;
+            }
+        }
         for a in stale {
-            self.kill(&id, a);
+            let held = hello.held.iter().find(|h| h.attempt == a);
+            let adopted = match held {
+                Some(h) => self.adopt(&id, &pool_id, account_url, a, &h.task, true).await,
+                None => false,
+            };
+            if !adopted {
+                self.kill(&id, a);
+            }
         }
         // Attempts the database assigns here that the agent no longer runs were lost.
         for (job, task, attempt) in assigned {
-            if !hello.running.contains(&attempt) {
+            if !hello.running.contains(&attempt) && !finished.contains(&attempt) {
                 self.requeue_attempt(&job, &task, attempt).await;
             }
         }
+        self.node_back(&id);
         self.wake.notify_one();
         self.reconcile.notify_one();
         Ok(id)
+    }
+
+    /// Adopts an attempt that an earlier server started (its assignment was
+    /// lost with that server) when its task is still `active` and unclaimed:
+    /// the assignment is written now, and the attempt runs on (`running`) or
+    /// its outcome, which follows, completes the task. Only attempts issued
+    /// before this server started qualify (`first_attempt`): any other
+    /// attempt this server does not know is stale.
+    async fn adopt(&self, node: &str, pool: &str, account_url: &str, attempt: u64, of: &proto::AttemptOf, running: bool) -> bool {
+        if attempt >= self.first_attempt.load(Ordering::Relaxed) {
+            return false;
+        }
+        let key = (store::key_of(&of.job_id), store::key_of(&of.task_id));
+        if !lock(&self.inflight).insert(key.clone()) {
+            return false;
+        }
+        let info = node_info(account_url, pool, node, &of.job_id, &of.task_id);
+        let node_s = node.to_string();
+        let change: AssignFn = Box::new(move |j: &CloudJob, t: &mut CloudTask, now: Timestamp| {
+            if t.state != TaskState::Active || j.state != JobState::Active {
+                return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+            }
+            t.attempt = Some(attempt);
+            t.node = Some(node_s);
+            t.node_info = Some(info);
+            execution::transition(t, TaskState::Preparing, now);
+            if running {
+                execution::transition(t, TaskState::Running, now);
+                t.execution_info.start_time = Some(now);
+            }
+            Ok(())
+        });
+        let done = self.store.update_tasks(vec![(of.job_id.clone(), of.task_id.clone(), change)], store::Durability::Prompt);
+        let adopted = matches!(done.await, Ok(r) if r.first().is_some_and(|x| x.is_ok()));
+        if adopted {
+            tracing::info!(node = %node, job = %of.job_id, task = %of.task_id, attempt, "adopted an attempt an earlier server started");
+            if let Some(n) = lock(&self.nodes).get_mut(node) {
+                n.running.insert(attempt, Slot { job_id: of.job_id.clone(), task_id: of.task_id.clone(), slots: of.slots.max(1) });
+                n.refresh_busy_state();
+            }
+        }
+        self.leave_inflight(&key);
+        // The task left the ready set: read-aheads taken before are stale.
+        self.store.bump_tasks();
+        adopted
+    }
+
+    /// Nodes this server waits for before it schedules (see `expect_nodes`).
+    fn node_back(&self, node: &str) {
+        let mut expected = lock(&self.expected);
+        if let Some((_, nodes)) = expected.as_mut() {
+            nodes.remove(node);
+        }
+    }
+
+    /// After a restart, scheduling waits until the nodes that may hold
+    /// attempts of the earlier server are back (or `NODE_LOST_AFTER` has
+    /// passed): an attempt whose assignment did not commit shows its task as
+    /// `active`, and placing that task before its node reports the attempt
+    /// would run it twice. Waited for: the local nodes and every node the
+    /// database assigns tasks to.
+    pub async fn expect_nodes(&self) -> Result<(), Error> {
+        let mut nodes: std::collections::HashSet<String> =
+            self.store.assigned_tasks().await?.into_iter().map(|(_, _, node, _)| node).collect();
+        if let Ok(dirs) = std::fs::read_dir(&self.config.nodes_dir) {
+            for d in dirs.flatten() {
+                let id = d.file_name().to_string_lossy().to_string();
+                if self.child_pool(&id).is_some() {
+                    nodes.insert(id);
+                }
+            }
+        }
+        let joined: Vec<String> = lock(&self.nodes).keys().cloned().collect();
+        for id in joined {
+            nodes.remove(&id);
+        }
+        if !nodes.is_empty() {
+            tracing::info!(nodes = nodes.len(), "waiting for the nodes of the last run before scheduling");
+            *lock(&self.expected) = Some((Instant::now() + NODE_LOST_AFTER, nodes));
+        }
+        Ok(())
+    }
+
+    /// Whether scheduling still waits for nodes of the last run.
+    fn awaiting_nodes(&self) -> bool {
+        let mut expected = lock(&self.expected);
+        match expected.as_ref() {
+            Some((deadline, nodes)) if !nodes.is_empty() && Instant::now() < *deadline => true,
+            Some(_) => {
+                *expected = None;
+                false
+            }
+            None => false,
+        }
     }
 
     /// The agent's connection ended.
@@ -553,6 +693,16 @@ impl Cluster {
         for a in dropped {
             self.abandon(a);
         }
+    }
+
+    /// Whether the connection `tx` of a node was superseded: the node was
+    /// declared lost meanwhile (`unknown`, see `check_liveness`), or has a
+    /// newer connection. (A node that left the pool has no entry.)
+    pub fn superseded(&self, node_id: &str, tx: &mpsc::UnboundedSender<ToAgent>) -> bool {
+        lock(&self.nodes).get(node_id).is_some_and(|n| match &n.tx {
+            Some(t) => !t.same_channel(tx),
+            None => n.state == "unknown",
+        })
     }
 
     pub fn heartbeat(&self, node_id: &str) {
@@ -703,17 +853,19 @@ impl Cluster {
     }
 
     /// An attempt ended: record it (unless stale), free the slots, schedule more.
-    pub async fn finished(self: &Arc<Self>, node_id: &str, o: TaskOutcome, base_url: String) -> Option<(String, bool)> {
+    /// Also whether the outcome is settled (recorded, or stale): the agent
+    /// may forget it.
+    pub async fn finished(self: &Arc<Self>, node_id: &str, o: TaskOutcome, base_url: String) -> (Option<(String, bool)>, bool) {
         let is_start = lock(&self.nodes).get(node_id).is_some_and(|n| n.start_attempt == Some(o.attempt));
         if is_start {
             self.start_task_finished(node_id, &o).await;
-            return None;
+            return (None, true);
         }
         if self.prep_finished(node_id, &o, &base_url) {
-            return None;
+            return (None, true);
         }
         if self.multi_finished(&o, &base_url).await {
-            return None;
+            return (None, true);
         }
         // An attempt that ended without starting (e.g. its program is
         // missing) may still be in the node's queue.
@@ -724,7 +876,7 @@ impl Cluster {
             })
         });
         self.wake.notify_one();
-        let slot = slot?;
+        let Some(slot) = slot else { return (None, true) };
         let subtasks = self.multi_end(o.attempt);
         self.complete_attempt(node_id, slot, o, base_url, subtasks).await
     }
@@ -739,7 +891,7 @@ impl Cluster {
         o: TaskOutcome,
         base_url: String,
         subtasks: Option<Vec<Value>>,
-    ) -> Option<(String, bool)> {
+    ) -> (Option<(String, bool)>, bool) {
         let attempt = o.attempt;
         let stats_url = format!(
             "{base_url}/jobs/{}/tasks/{}/stats",
@@ -773,6 +925,9 @@ impl Cluster {
             )
             .await;
         let mut result = None;
+        // A store failure leaves the outcome unsettled; a refused change
+        // (the task moved on: terminated, deleted, requeued) settles it.
+        let settled = !matches!(&r, Err(e) if e.code == ErrorCode::InternalError || e.code == ErrorCode::ServerBusy);
         if let Ok(t) = r {
             if t.state == TaskState::Active {
                 self.readied(&slot.job_id, &t.id);
@@ -815,7 +970,7 @@ impl Cluster {
             n.refresh_busy_state();
         }
         self.drain_if_done(node_id).await;
-        result
+        (result, settled)
     }
 
     /// Whether work may wait on the task's completion whatever its outcome:
@@ -953,8 +1108,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// Local nodes that existed before a restart come back on their roots
-    /// (as nodes do after a reboot); roots of pools that are gone are removed.
+    /// Local nodes that existed before a restart come back: an agent still
+    /// running on its root (the server was killed, its agents were not) is
+    /// adopted and reconnects by itself, with its attempts still running;
+    /// otherwise a new agent starts on the root (as a node comes back after
+    /// a reboot). Roots of pools that are gone are removed.
     pub async fn adopt_local_nodes(&self) -> Result<(), Error> {
         let Ok(dirs) = std::fs::read_dir(&self.config.nodes_dir) else { return Ok(()) };
         let pools = self.store.all_pools().await?;
@@ -971,12 +1129,19 @@ impl Cluster {
                 })
                 .unwrap_or(0);
             let n = kept.entry(pool.clone()).or_insert(0);
+            let alive = agent_alive(&d.path());
             if *n < target {
                 *n += 1;
-                if let Err(e) = self.spawn_agent(&pool, &id) {
+                if alive {
+                    tracing::info!(node = %id, "adopted a local node whose agent is still running");
+                    lock(&self.children).insert(id.clone(), LocalAgent::Adopted);
+                } else if let Err(e) = self.spawn_agent(&pool, &id) {
                     tracing::warn!(node = %id, error = %e, "cannot restart a local node");
                 }
             } else {
+                if alive {
+                    stop_agent_at(&d.path()).await;
+                }
                 let _ = std::fs::remove_dir_all(d.path());
             }
         }
@@ -1193,7 +1358,8 @@ impl Cluster {
             return Ok(());
         }
         let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
-        let Some(ready) = self.take_ready(&job.id, manager, 1).await?.pop() else { return Ok(()) };
+        let max_slots = lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1);
+        let Some(ready) = self.take_ready(&job.id, manager, 1, max_slots).await?.pop() else { return Ok(()) };
         let widest = lock(&self.nodes).values().filter(|n| n.pool_id == pool && n.schedulable()).map(|n| n.slots).max().unwrap_or(0);
         let queueable = ready.multi_instance_settings.is_none()
             && ready.required_slots.max(1) as u32 <= widest
@@ -1292,7 +1458,9 @@ impl Cluster {
     /// generation stands still (nothing became ready, no ready task changed),
     /// so a task never starts from a stale document, and a job known to have
     /// nothing ready costs no read.
-    async fn take_ready(&self, job_id: &str, first: Option<&str>, want: usize) -> Result<Vec<CloudTask>, Error> {
+    /// Only tasks that fit a node of `max_slots` slots are taken (see
+    /// `Store::ready_tasks`).
+    async fn take_ready(&self, job_id: &str, first: Option<&str>, want: usize, max_slots: u32) -> Result<Vec<CloudTask>, Error> {
         const READ_AHEAD: usize = 256;
         let key = store::key_of(job_id);
         let mut out = Vec::new();
@@ -1301,7 +1469,7 @@ impl Cluster {
             if refill {
                 let held = lock(&self.inflight).len();
                 let limit = READ_AHEAD.max(want) + held;
-                let tasks = self.store.ready_tasks(job_id, limit).await?;
+                let tasks = self.store.ready_tasks(job_id, limit, max_slots).await?;
                 let exhausted = tasks.len() < limit;
                 let fresh: VecDeque<CloudTask> = {
                     let inflight = lock(&self.inflight);
@@ -1320,11 +1488,11 @@ impl Cluster {
                         fresh.push_front(t);
                     }
                 }
-                lock(&self.ready).insert(key.clone(), ReadAhead { generation, exhausted, tasks: fresh });
+                lock(&self.ready).insert(key.clone(), ReadAhead { generation, max_slots, exhausted, tasks: fresh });
             }
             let mut ready = lock(&self.ready);
             let Some(r) = ready.get_mut(&key) else { continue };
-            if r.generation != generation {
+            if r.generation != generation || r.max_slots != max_slots {
                 ready.remove(&key);
                 out.clear();
                 continue;
@@ -1345,8 +1513,14 @@ impl Cluster {
 
     /// Attempt ids continue after the highest one ever handed out.
     pub async fn init_attempts(&self) -> Result<(), Error> {
+        // Above every id an earlier server may have issued, written or not:
+        // ids start at the clock's microseconds (no server issues more than
+        // one attempt per microsecond on average).
         let max = self.store.max_attempt().await?;
-        self.next_attempt.store(max + 1, Ordering::Relaxed);
+        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let first = (max + 1).max(now_us);
+        self.next_attempt.store(first, Ordering::Relaxed);
+        self.first_attempt.store(first, Ordering::Relaxed);
         Ok(())
     }
 
@@ -1365,6 +1539,9 @@ impl Cluster {
     /// round trip to the server. A queued attempt's assignment is written
     /// when the node reports it (see `write_attempt`).
     pub async fn schedule(self: &Arc<Self>, account_url: &str) -> Result<usize, Error> {
+        if self.awaiting_nodes() {
+            return Ok(0);
+        }
         let pools: Vec<String> = {
             let nodes = lock(&self.nodes);
             let mut p: Vec<String> = nodes
@@ -1424,7 +1601,10 @@ impl Cluster {
                     continue;
                 }
                 let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
-                let tasks = self.take_ready(&job.id, manager, want).await?;
+                // Tasks that need more slots than any node of the pool has
+                // wait (as in the service) without holding up the others.
+                let max_slots = lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1);
+                let tasks = self.take_ready(&job.id, manager, want, max_slots).await?;
                 // Nodes that ran the job's preparation task (when it has one).
                 let prepared = if tasks.is_empty() { None } else { self.prepare_nodes(&job, &pool, account_url) };
                 let mut unplaced: Vec<CloudTask> = Vec::new();
@@ -1510,6 +1690,7 @@ impl Cluster {
                         let mut launch =
                             build_launch(&self.config, account_url, &job, &task, &pool_packages, &pool, &node_id, &root_dir, dedicated, attempt);
                         launch.slots = slots;
+                        launch.adoptable = true;
                         launches.push((node_id.clone(), launch));
                     }
                     let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
@@ -1672,7 +1853,13 @@ impl Cluster {
     fn restart_crashed_agents(&self) {
         let crashed: Vec<String> = lock(&self.children)
             .iter_mut()
-            .filter_map(|(id, child)| matches!(child.try_wait(), Ok(Some(_))).then(|| id.clone()))
+            .filter_map(|(id, child)| {
+                let gone = match child {
+                    LocalAgent::Child(c) => matches!(c.try_wait(), Ok(Some(_))),
+                    LocalAgent::Adopted => !agent_alive(&self.config.nodes_dir.join(id.as_str())),
+                };
+                gone.then(|| id.clone())
+            })
             .collect();
         for id in crashed {
             lock(&self.children).remove(&id);
@@ -1721,20 +1908,25 @@ impl Cluster {
             .arg(pool)
             .arg("--root")
             .arg(&root)
+            .arg("--give-up-after")
+            .arg(LOCAL_AGENT_GIVE_UP.as_secs().to_string())
             .env("OPENBATCH_AGENT_TOKEN", &self.config.agent_token)
             .envs(self.config.file_roots.iter().map(|r| ("OPENBATCH_FILE_ROOTS", r)))
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        // The agent dies with the server.
+            .stdin(std::process::Stdio::null());
+        // A session of its own: the agent outlives a server that is killed
+        // (its tasks run on, and the restarted server adopts it), and a
+        // terminal's Ctrl-C reaches the server only, which stops its nodes
+        // in order (`stop_local_nodes`).
+        // SAFETY: setsid is async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                libc::setsid();
                 Ok(())
             });
         }
         let child = cmd.spawn().map_err(|e| Error::internal(format!("cannot start a local agent: {e}")))?;
         tracing::info!(pool = %pool, node = %id, "started a local node");
-        lock(&self.children).insert(id.to_string(), child);
+        lock(&self.children).insert(id.to_string(), LocalAgent::Child(child));
         Ok(())
     }
 
@@ -1762,15 +1954,87 @@ impl Cluster {
         }
         self.send(node_id, ToAgent::Shutdown);
         lock(&self.nodes).remove(node_id);
-        if let Some(mut child) = lock(&self.children).remove(node_id) {
-            tokio::spawn(async move {
-                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                    let _ = child.kill().await;
+        let child = lock(&self.children).remove(node_id);
+        let root = self.config.nodes_dir.join(node_id);
+        match child {
+            Some(LocalAgent::Child(mut child)) => {
+                tokio::spawn(async move {
+                    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                        let _ = child.kill().await;
+                    }
+                    let _ = std::fs::remove_dir_all(root);
+                });
+            }
+            Some(LocalAgent::Adopted) => {
+                tokio::spawn(async move {
+                    stop_agent_at(&root).await;
+                    let _ = std::fs::remove_dir_all(root);
+                });
+            }
+            None => {
+                let _ = std::fs::remove_dir_all(root);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// The server is stopping: its local nodes stop too (their running
+    /// attempts end and are requeued at the next start).
+    pub async fn stop_local_nodes(&self) {
+        let children: Vec<(String, LocalAgent)> = lock(&self.children).drain().collect();
+        let mut waits = Vec::new();
+        for (id, child) in children {
+            self.send(&id, ToAgent::Shutdown);
+            let root = self.config.nodes_dir.join(&id);
+            waits.push(async move {
+                match child {
+                    LocalAgent::Child(mut c) => {
+                        if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
+                            let _ = c.kill().await;
+                        }
+                    }
+                    LocalAgent::Adopted => stop_agent_at(&root).await,
                 }
             });
         }
-        let _ = std::fs::remove_dir_all(self.config.nodes_dir.join(node_id));
-        self.wake.notify_one();
+        futures_util::future::join_all(waits).await;
+    }
+}
+
+/// How long a local agent keeps its tasks running without its server.
+const LOCAL_AGENT_GIVE_UP: Duration = Duration::from_secs(600);
+
+/// A local node's agent process: started by this server, or by an earlier
+/// one and adopted (see `adopt_local_nodes`).
+enum LocalAgent {
+    Child(tokio::process::Child),
+    Adopted,
+}
+
+/// Whether an agent runs on the node root `root`: it holds the root's lock
+/// for as long as it lives (see `agent::run`).
+fn agent_alive(root: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::OpenOptions::new().write(true).open(root.join("volatile").join("agent.lock")) else { return false };
+    // SAFETY: flock on a descriptor we own; released when `f` closes.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+}
+
+/// Stops the agent running on `root` that this server did not start:
+/// SIGTERM (it stops its attempts and exits), SIGKILL after 5 s.
+async fn stop_agent_at(root: &std::path::Path) {
+    let pid: Option<i32> = std::fs::read_to_string(root.join("volatile").join("agent.pid")).ok().and_then(|s| s.trim().parse().ok());
+    let Some(pid) = pid.filter(|p| *p > 1) else { return };
+    // SAFETY: plain kill(2); the pid is the lock holder's (checked below).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    for _ in 0..250 {
+        if !agent_alive(root) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if agent_alive(root) {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 
@@ -1968,6 +2232,9 @@ pub fn start(cluster: Arc<Cluster>, account_url: Arc<Mutex<Option<String>>>) {
     let c = cluster.clone();
     let url = account_url.clone();
     tokio::spawn(async move {
+        if let Err(e) = c.expect_nodes().await {
+            tracing::warn!(error = %e, "cannot read which nodes ran tasks before the restart");
+        }
         loop {
             let base = lock(&url).clone().unwrap_or_default();
             match c.schedule(&base).await {
@@ -2014,6 +2281,24 @@ pub fn start(cluster: Arc<Cluster>, account_url: Arc<Mutex<Option<String>>>) {
     });
 }
 
+/// Applies an attempt's outcome, then acknowledges it to the agent, which
+/// keeps it until then (unless the store failed: the agent sends it again
+/// when it next connects).
+fn report_finished(cluster: &Arc<Cluster>, node_id: &str, o: TaskOutcome, base: String) {
+    let c = cluster.clone();
+    let n = node_id.to_string();
+    tokio::spawn(async move {
+        let attempt = o.attempt;
+        let (changed, settled) = c.finished(&n, o, base).await;
+        if let Some((job, _)) = changed {
+            c.lifecycle.job_changed(&job);
+        }
+        if settled {
+            c.send(&n, ToAgent::Ack { attempts: vec![attempt] });
+        }
+    });
+}
+
 /// Handles one agent WebSocket connection until it closes.
 pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSocket, account_url: Arc<Mutex<Option<String>>>) {
     use axum::extract::ws::Message;
@@ -2041,7 +2326,8 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
         return;
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<ToAgent>();
-    let node_id = match cluster.join(&hello, &pool, tx.clone()).await {
+    let base = lock(&account_url).clone().unwrap_or_default();
+    let node_id = match cluster.join(&hello, &pool, tx.clone(), &base).await {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(error = %e, "agent join failed");
@@ -2105,7 +2391,19 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
             }
         }
     });
+    // Outcomes the agent still holds from before (the server may not have
+    // committed them): applied now, each acknowledged once settled.
+    for f in hello.finished {
+        report_finished(&cluster, &node_id, f.outcome, lock(&account_url).clone().unwrap_or_default());
+    }
     while let Some(msg) = stream.next().await {
+        // A node declared lost (e.g. its agent was stopped for a while) is
+        // sent away: it rejoins with a new connection, and its stale
+        // attempts are killed as after any reconnect.
+        if cluster.superseded(&node_id, &tx) {
+            tracing::warn!(node = %node_id, "a node that was declared lost is back; asking it to rejoin");
+            break;
+        }
         let text = match msg {
             Ok(Message::Text(t)) => t,
             Ok(Message::Close(_)) | Err(_) => break,
@@ -2128,16 +2426,7 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
                     cluster.promote(&node_id, attempt);
                     cluster.started(&node_id, attempt);
                 }
-                ToServer::Finished(o) => {
-                    let c = cluster.clone();
-                    let n = node_id.clone();
-                    let base = lock(&account_url).clone().unwrap_or_default();
-                    tokio::spawn(async move {
-                        if let Some((job, _)) = c.finished(&n, *o, base).await {
-                            c.lifecycle.job_changed(&job);
-                        }
-                    });
-                }
+                ToServer::Finished(o) => report_finished(&cluster, &node_id, *o, lock(&account_url).clone().unwrap_or_default()),
                 ToServer::FileReply(r) => cluster.file_reply(r),
                 ToServer::Heartbeat | ToServer::Hello(_) => {}
             }

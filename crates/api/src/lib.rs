@@ -125,8 +125,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let cluster = app.cluster.clone();
     let r = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
     worker.abort();
+    cluster.stop_local_nodes().await;
     r
 }
 

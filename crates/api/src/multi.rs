@@ -182,6 +182,7 @@ impl Cluster {
         for (i, (node, _, root, dedicated, a, pool_packages)) in placed.iter().enumerate() {
             let mut l = build_launch(&self.config, account_url, job, task, pool_packages, pool, node, root, *dedicated, *a);
             l.command_line = m.coordination_command_line.clone();
+            l.background = true;
             l.env.extend(multi_env(root, i == 0));
             // Common resource files go to every instance, into the task
             // directory; the task's own resource and output files belong to

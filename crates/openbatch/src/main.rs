@@ -43,6 +43,10 @@ enum Command {
         /// The container engine that runs container tasks: docker or podman.
         #[arg(long, env = "OPENBATCH_CONTAINER_ENGINE", default_value = "docker")]
         container_engine: String,
+        /// Stop every task and exit after this many seconds without reaching
+        /// the server (default: keep trying for ever). Local nodes use 600.
+        #[arg(long, env = "OPENBATCH_AGENT_GIVE_UP_AFTER")]
+        give_up_after: Option<u64>,
     },
     /// Run the Batch API server (embedded SQLite store).
     Serve {
@@ -64,7 +68,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Agent { server, pool, token, root, ip, file_roots, container_engine } => {
+        Command::Agent { server, pool, token, root, ip, file_roots, container_engine, give_up_after } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(r) => r,
                 Err(e) => return fail(&format!("cannot start the runtime: {e}")),
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
                 ip_address: ip,
                 file_roots,
                 container_engine,
+                give_up_after: give_up_after.map(std::time::Duration::from_secs),
             };
             // On a worker thread, not the main one: the connection's reader
             // then wakes where its socket's readiness is seen, with no

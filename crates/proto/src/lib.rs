@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Protocol version spoken by this build.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Where agents connect.
 pub const CONNECT_PATH: &str = "/_openbatch/agent/v1/connect";
 
@@ -66,6 +66,9 @@ pub enum ToAgent {
     Reset { wipe: bool },
     /// The node leaves the pool: stop everything and exit.
     Shutdown,
+    /// These attempts' outcomes are committed: the agent may forget them
+    /// (until then it keeps them and sends them again with its next `Hello`).
+    Ack { attempts: Vec<u64> },
 }
 
 /// Agent → server.
@@ -101,6 +104,44 @@ pub struct Hello {
     /// New each time the agent process starts: a different value means the
     /// node (re)booted, and its start task must run again.
     pub boot_id: String,
+    /// Outcomes the server has not acknowledged yet (see `ToAgent::Ack`),
+    /// this agent's and those an earlier agent on the same root left.
+    #[serde(default)]
+    pub finished: Vec<Finished>,
+    /// Which task each running attempt of `running` belongs to, for the
+    /// attempts the server may adopt (see `TaskLaunch::adoptable`).
+    #[serde(default)]
+    pub held: Vec<Held>,
+    /// Processes of an earlier agent on the same root that were still
+    /// running and were killed before this one joined.
+    #[serde(default)]
+    pub leftovers: u32,
+}
+
+/// The task an attempt runs, as its agent knows it: enough for a server
+/// that lost the attempt's assignment (killed before it committed) to
+/// adopt the attempt instead of running the task again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptOf {
+    pub job_id: String,
+    pub task_id: String,
+    pub slots: u32,
+}
+
+/// A running attempt and its task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub attempt: u64,
+    pub task: AttemptOf,
+}
+
+/// An outcome kept until the server acknowledges it, with its task when
+/// the attempt is adoptable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    pub outcome: TaskOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<AttemptOf>,
 }
 
 /// A pool user account (`userAccounts`) to create on the node.
@@ -163,6 +204,16 @@ pub struct TaskLaunch {
     /// starts the highest-priority one first (in the order they came).
     #[serde(default)]
     pub priority: i32,
+    /// An ordinary task attempt (not a start task, job preparation or
+    /// release, or a multi-instance instance): a server that lost its
+    /// assignment may adopt it from the agent's report.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adoptable: bool,
+    /// Processes the command leaves behind keep running after it exits
+    /// (a start task's daemons, a coordination command's services), until
+    /// the node resets or stops; otherwise they die with the attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub background: bool,
 }
 
 /// A task's container: the agent runs its command line with the node's

@@ -392,7 +392,9 @@ impl Store {
 
     /// Up to `limit` of a job's active tasks, in id order, skipping those that
     /// wait for dependencies.
-    pub async fn ready_tasks(&self, job_id: &str, limit: usize) -> Result<Vec<CloudTask>, Error> {
+    /// Only tasks needing at most `max_slots` slots: those that fit no node
+    /// wait without holding up the rest of the job.
+    pub async fn ready_tasks(&self, job_id: &str, limit: usize, max_slots: u32) -> Result<Vec<CloudTask>, Error> {
         let job = key_of(job_id);
         self.read_now(move |conn| {
             let mut s = conn
@@ -401,10 +403,10 @@ impl Store {
                     // tasks are completed, planner statistics can make the id
                     // index look as good, and it would skip over all of them.
                     "SELECT doc FROM tasks INDEXED BY tasks_by_state WHERE job = ?1 AND state = 'active'
-                     AND deps_left = 0 ORDER BY key LIMIT ?2",
+                     AND deps_left = 0 AND slots <= ?3 ORDER BY key LIMIT ?2",
                 )
                 .map_err(sql)?;
-            let rows = s.query_map(params![job, limit as i64], |r| r.get::<_, String>(0)).map_err(sql)?;
+            let rows = s.query_map(params![job, limit as i64, max_slots as i64], |r| r.get::<_, String>(0)).map_err(sql)?;
             let mut out = Vec::new();
             for r in rows {
                 out.push(serde_json::from_str(&r.map_err(sql)?).map_err(Error::internal)?);

@@ -239,7 +239,7 @@ async fn complete(s: &Store, job: &str, id: &str, code: i32) {
 }
 
 async fn ready(s: &Store, job: &str) -> Vec<String> {
-    s.ready_tasks(job, 100).await.unwrap().into_iter().map(|t| t.id).collect()
+    s.ready_tasks(job, 100, u32::MAX).await.unwrap().into_iter().map(|t| t.id).collect()
 }
 
 fn dependent(s: &Store, id: &str, ids: &[&str], ranges: &[(i32, i32)]) -> NewTask {

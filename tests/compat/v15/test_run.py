@@ -329,3 +329,16 @@ def test_a_node_from_another_machine_joins(client, server, uid, tmp_path):
     finally:
         if agent.poll() is None:
             agent.kill()
+
+
+def test_tasks_that_fit_no_node_wait_without_blocking_the_job(client, pool, uid):
+    # requiredSlots above every node's taskSlotsPerNode (2): accepted, and
+    # they wait; the job's later tasks run meanwhile.
+    jid = uid("job")
+    new_job(client, pool, jid)
+    big = [models.BatchTaskCreateOptions(id=f"a-big{i}", command_line="/bin/true", required_slots=3) for i in range(5)]
+    small = [models.BatchTaskCreateOptions(id=f"b-small{i}", command_line="/bin/true") for i in range(10)]
+    client.create_task_collection(jid, models.BatchTaskGroup(task_values=big + small))
+    for i in range(10):
+        assert wait_completed(client, jid, f"b-small{i}").execution_info.exit_code == 0
+    assert all(client.get_task(jid, f"a-big{i}").state == models.BatchTaskState.ACTIVE for i in range(5))
