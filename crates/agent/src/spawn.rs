@@ -34,6 +34,9 @@ pub struct Spec<'a> {
     pub stderr: &'a std::fs::File,
     /// Switch to this user and group (dropping supplementary groups).
     pub ids: Option<(u32, u32)>,
+    /// The supplementary groups the process has after switching (with
+    /// `ids` only; none besides these are kept).
+    pub groups: &'a [u32],
 }
 
 /// A started child: its pid (also its process group id) and a pidfd when the
@@ -70,6 +73,8 @@ struct ChildArgs {
     fds: [RawFd; 3],
     uid: u32,
     gid: u32,
+    groups: *const libc::gid_t,
+    groups_len: usize,
     switch_ids: bool,
     /// The signal mask the process starts with (the calling thread's).
     mask: *const libc::sigset_t,
@@ -135,6 +140,8 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
         fds: [stdin.as_raw_fd(), spec.stdout.as_raw_fd(), spec.stderr.as_raw_fd()],
         uid,
         gid,
+        groups: spec.groups.as_ptr(),
+        groups_len: spec.groups.len(),
         switch_ids: spec.ids.is_some(),
         mask: &raw const old,
         report: &raw mut report,
@@ -221,7 +228,7 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             fail(STEP_SETPGID);
         }
         if a.switch_ids {
-            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+            if libc::syscall(libc::SYS_setgroups, a.groups_len, a.groups) != 0
                 || libc::syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) != 0
                 || libc::syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) != 0
             {
@@ -332,6 +339,10 @@ mod tests {
 
     /// Runs `program args` with the standard environment; returns (exit status, stdout).
     async fn run(program: &str, args: &[&str], ids: Option<(u32, u32)>) -> io::Result<(i32, String)> {
+        run_in_groups(program, args, ids, &[]).await
+    }
+
+    async fn run_in_groups(program: &str, args: &[&str], ids: Option<(u32, u32)>, groups: &[u32]) -> io::Result<(i32, String)> {
         let dir = tempfile::tempdir().unwrap();
         let out_path = dir.path().join("out");
         let out = std::fs::File::create(&out_path).unwrap();
@@ -341,7 +352,7 @@ mod tests {
         }
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string()), ("X".to_string(), "a b".to_string())];
-        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), stdout: &out, stderr: &err, ids };
+        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), stdout: &out, stderr: &err, ids, groups };
         let child = spawn(&spec)?;
         let pid = child.pid;
         let (status, _) = wait(child).await?;
@@ -403,5 +414,12 @@ mod tests {
         let (code, out) = run("sh", &["-c", "id -u; id -g; id -G"], Some((65534, 65534))).await.unwrap();
         assert_eq!(code, 0);
         assert_eq!(out.lines().collect::<Vec<_>>(), vec!["65534", "65534", "65534"], "no supplementary groups kept");
+        let (code, out) = run_in_groups("sh", &["-c", "id -u; id -g; id -G"], Some((65534, 65534)), &[4242]).await.unwrap();
+        assert_eq!(code, 0);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(&lines[..2], &["65534", "65534"]);
+        let mut groups: Vec<&str> = lines[2].split_whitespace().collect();
+        groups.sort();
+        assert_eq!(groups, vec!["4242", "65534"], "exactly the given supplementary group: {out}");
     }
 }
