@@ -56,6 +56,19 @@ fn enum_property(body: &Map<String, Value>, name: &str, allowed: &[&str]) -> Res
     }
 }
 
+/// `targetNodeCommunicationMode`.
+const NODE_COMMUNICATION_MODES: &[&str] = &["default", "classic", "simplified"];
+
+/// Boolean properties must be booleans (or absent).
+fn check_bools(body: &Map<String, Value>, names: &[&str]) -> Result<(), Error> {
+    for name in names {
+        if !matches!(body.get(*name), None | Some(Value::Null | Value::Bool(_))) {
+            return Err(Error::invalid_property(name, "The value must be true or false."));
+        }
+    }
+    Ok(())
+}
+
 /// `resizeTimeout`: an ISO 8601 duration of at least 5 minutes, as the service requires.
 fn resize_timeout(body: &Map<String, Value>) -> Result<Option<String>, Error> {
     match body.get("resizeTimeout") {
@@ -100,9 +113,11 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     if doc.get("vmSize").and_then(Value::as_str).map_or(true, str::is_empty) {
         return Err(Error::missing_property("vmSize"));
     }
+    check_bools(&doc, &["enableAutoScale", "enableInterNodeCommunication"])?;
     if doc.get("enableAutoScale").and_then(Value::as_bool) == Some(true) {
         return Err(autoscale_unsupported());
     }
+    enum_property(&doc, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
     int_in(&doc, "targetDedicatedNodes", 0, 1000)?;
     int_in(&doc, "targetLowPriorityNodes", 0, 1000)?;
     int_in(&doc, "taskSlotsPerNode", 1, 256)?;
@@ -123,8 +138,10 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         if u.get("password").and_then(Value::as_str).map_or(true, str::is_empty) {
             return Err(Error::missing_property(&format!("userAccounts[{i}].password")));
         }
-        if let Some(l) = u.get("elevationLevel").and_then(Value::as_str) {
-            if !l.eq_ignore_ascii_case("admin") && !l.eq_ignore_ascii_case("nonadmin") {
+        match u.get("elevationLevel") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(l)) if l.eq_ignore_ascii_case("admin") || l.eq_ignore_ascii_case("nonadmin") => {}
+            Some(_) => {
                 return Err(Error::invalid_property(&format!("userAccounts[{i}].elevationLevel"), "The value must be admin or nonadmin."));
             }
         }
@@ -221,6 +238,7 @@ fn refuse_if_deleting(doc: &Map<String, Value>) -> Result<(), Error> {
 pub async fn patch(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let body: Map<String, Value> = parse_body(&ctx.body)?;
     check_start_task(body.get("startTask"))?;
+    enum_property(&body, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
     let pre = ctx.preconditions()?;
     let stored = app
         .store

@@ -214,6 +214,23 @@ def test_pool_start_task_values_are_checked(raw, uid):
     assert raw.request("DELETE", f"/pools/{pid}").status_code == 202
 
 
+def test_pool_enum_and_flag_values_are_checked(raw, uid):
+    pid = uid("enumpool")
+    for extra, prop in [
+        ({"userAccounts": [{"name": "u1", "password": "p", "elevationLevel": 5}]}, "userAccounts[0].elevationLevel"),
+        ({"userAccounts": [{"name": "u1", "password": "p", "elevationLevel": "root"}]}, "userAccounts[0].elevationLevel"),
+        ({"taskSchedulingPolicy": {"nodeFillType": 1}}, "taskSchedulingPolicy.nodeFillType"),
+        ({"enableAutoScale": "false"}, "enableAutoScale"),
+        ({"enableInterNodeCommunication": 1}, "enableInterNodeCommunication"),
+        ({"targetNodeCommunicationMode": "fast"}, "targetNodeCommunicationMode"),
+    ]:
+        r = raw.request("POST", "/pools", {"id": pid, "vmSize": "small", **extra})
+        assert_batch_error(r, 400, "InvalidPropertyValue", prop)
+    assert_batch_error(raw.request("PATCH", "/pools/p", {"targetNodeCommunicationMode": 3}), 400, "InvalidPropertyValue",
+                       "targetNodeCommunicationMode")
+    assert raw.request("GET", f"/pools/{pid}").status_code == 404, "nothing was created"
+
+
 @pytest.fixture(scope="module")
 def applications(server):
     """Five registered applications (files in the registry directory)."""
