@@ -36,29 +36,113 @@ pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
     })
 }
 
+/// Runs an account-management command (`useradd`, `groupadd`), retrying a
+/// few times: agents starting together contend for the lock on
+/// /etc/passwd and /etc/group.
+fn manage_accounts(program: &str, args: &[&str], done: impl Fn() -> bool) -> bool {
+    for attempt in 0..5 {
+        if done() {
+            return true;
+        }
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+        }
+        let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+    done()
+}
+
 /// Creates the unprivileged task account if missing (root only).
 pub fn ensure_task_user() -> Option<(u32, u32)> {
-    if let Some(ids) = lookup_user(TASK_USER) {
-        return Some(ids);
-    }
-    let status = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TASK_USER])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !matches!(status, Ok(s) if s.success()) {
-        tracing::warn!("could not create the task user {TASK_USER}; tasks will run as the agent's user");
+    if !manage_accounts("useradd", &["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TASK_USER], || {
+        lookup_user(TASK_USER).is_some()
+    }) {
+        tracing::error!("could not create the task user {TASK_USER}; tasks that do not ask for elevation will fail");
     }
     lookup_user(TASK_USER)
 }
 
-/// Lets the unprivileged task user reach task directories under `root`:
-/// adds the search (x) bit for others — not read — to `root` and each of
-/// its ancestors that lacks it (a private data directory is 0700).
-pub fn make_searchable(root: &Path) {
+/// The id of a group, if it exists.
+pub fn lookup_group(name: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[0] == name).then(|| f[2].parse().ok())?
+    })
+}
+
+/// Where the agents of a machine claim their node groups (root only).
+const NODE_GROUP_LOCKS: &str = "/run/openbatch";
+/// The most agents (nodes) one machine runs as root at once.
+const MAX_NODE_GROUPS: u32 = 4096;
+
+/// The group the tasks of this node run in — one per node on a machine
+/// (`_azbatch1`, `_azbatch2`, ...). Every node's tasks run as the same
+/// account (`_azbatch`), so the group is what keeps one node's tasks out of
+/// another's: the node root is `root:<group> 0750`, so only this node's
+/// tasks can enter it, and the kernel lets a process read another's memory,
+/// environment or `/proc` links only when their groups match too. The
+/// number is held by a lock on a file while the agent runs, so agents
+/// started together never share one; the group is created once and reused.
+#[derive(Debug)]
+pub struct NodeGroup {
+    pub name: String,
+    pub gid: u32,
+    _lock: std::fs::File,
+}
+
+/// The node group of this agent, once claimed: every process it starts as
+/// another user joins it as a supplementary group (a named pool account
+/// needs it to reach its task directory inside the node root).
+static NODE_GID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Claims a node group for this agent (root only); see [`NodeGroup`].
+pub fn claim_node_group() -> Result<NodeGroup, String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    let dir = Path::new(NODE_GROUP_LOCKS);
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !m.is_dir() || m.uid() != 0 || m.mode() & 0o022 != 0 {
+        return Err(format!("{} must be a directory owned by root and writable by root only", dir.display()));
+    }
+    for n in 1..=MAX_NODE_GROUPS {
+        let path = dir.join(format!("node-group-{n}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: flock on a descriptor we own; released when it is closed (the agent exits).
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue; // another agent's
+        }
+        let name = format!("{TASK_USER}{n}");
+        if !manage_accounts("groupadd", &["--system", &name], || lookup_group(&name).is_some()) {
+            return Err(format!("cannot create the group {name}"));
+        }
+        let gid = lookup_group(&name).ok_or_else(|| format!("cannot create the group {name}"))?;
+        let _ = NODE_GID.set(gid);
+        return Ok(NodeGroup { name, gid, _lock: lock });
+    }
+    Err(format!("all {MAX_NODE_GROUPS} node groups are taken"))
+}
+
+/// Makes the node root reachable by this node's tasks only: `root:<gid>`
+/// with mode 0750 (its own tasks may enter and list it; nobody else may
+/// enter it), and adds the search (x) bit for others — not read — to each
+/// ancestor that lacks it (a private data directory is 0700), so that the
+/// tasks can reach the root at all. Whatever else lives in those ancestors
+/// must protect itself (the server's files there are 0600).
+pub fn protect_root(root: &Path, gid: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(root) = root.canonicalize() else { return };
-    for dir in root.ancestors() {
+    let root = root.canonicalize()?;
+    std::os::unix::fs::chown(&root, Some(0), Some(gid))?;
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o750))?;
+    for dir in root.ancestors().skip(1) {
         if let Ok(m) = std::fs::metadata(dir) {
             let mode = m.permissions().mode();
             if m.is_dir() && mode & 0o001 == 0 {
@@ -66,6 +150,7 @@ pub fn make_searchable(root: &Path) {
             }
         }
     }
+    Ok(())
 }
 
 /// Creates a pool user account if it does not exist (root only). Admin
@@ -229,7 +314,9 @@ pub fn start(
         }
     }
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let spec = crate::spawn::Spec { program, args, env: &env, cwd: &wd, stdout: &stdout, stderr: &stderr, ids: run_as, cgroup };
+    // A process started as another user joins the node's group (see NodeGroup).
+    let groups: &[u32] = NODE_GID.get().map(std::slice::from_ref).unwrap_or_default();
+    let spec = crate::spawn::Spec { program, args, env: &env, cwd: &wd, stdout: &stdout, stderr: &stderr, ids: run_as, groups, cgroup };
     let started_ms = now_ms();
     match crate::spawn::spawn(&spec) {
         Ok(child) => Ok(Started { running: Running { pid: child.pid, started_ms, started: std::time::Instant::now() }, child }),
@@ -404,6 +491,34 @@ mod tests {
         let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(128 + libc::SIGTERM));
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn node_groups_and_root_permissions() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: node groups are not tested");
+            return;
+        }
+        // Two agents never hold the same group.
+        let (a, b) = (claim_node_group().unwrap(), claim_node_group().unwrap());
+        assert_ne!(a.gid, b.gid);
+        assert_ne!(a.name, b.name);
+        assert_eq!(lookup_group(&a.name), Some(a.gid));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let root = dir.path().join("nodes").join("n1");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::set_permissions(dir.path().join("nodes"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        protect_root(&root, a.gid).unwrap();
+        let m = std::fs::metadata(&root).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, a.gid, 0o750));
+        for d in [dir.path().to_path_buf(), dir.path().join("nodes")] {
+            let mode = std::fs::metadata(&d).unwrap().mode();
+            assert_eq!(mode & 0o005, 0o001, "{}: searchable, not readable, by others: {mode:o}", d.display());
+        }
     }
 
     #[test]

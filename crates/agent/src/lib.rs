@@ -71,6 +71,8 @@ struct State {
     /// Container attempts asked to stop (killed or out of wall-clock time).
     stopping: Mutex<std::collections::HashSet<u64>>,
     run_as: Option<(u32, u32)>,
+    /// Held while the agent runs (its lock keeps the group this node's).
+    _node_group: Option<exec::NodeGroup>,
     is_root: bool,
     /// The node's task slots and the launches waiting for them.
     slots: Mutex<SlotQueue>,
@@ -188,10 +190,27 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     }
     let journal = journal::Journal::open(&cfg.root.join("volatile"));
     let is_root = unsafe { libc::geteuid() } == 0;
-    let run_as = if is_root { exec::ensure_task_user() } else { None };
+    let mut run_as = if is_root { exec::ensure_task_user() } else { None };
+    // Tasks of this node run in its own group, and only that group may
+    // enter the node root (see exec::NodeGroup).
+    let node_group = match run_as {
+        Some(_) => match exec::claim_node_group() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "no node group of its own: this node's tasks share the task account's group with other nodes of this machine");
+                None
+            }
+        },
+        None => None,
+    };
+    if let (Some((uid, gid)), Some(g)) = (run_as, &node_group) {
+        run_as = Some((uid, g.gid));
+        tracing::info!(group = %g.name, "tasks of this node run as {} in the group {}", exec::TASK_USER, g.name);
+        let _ = gid;
+    }
     if let Some((uid, gid)) = run_as {
         let _ = std::os::unix::fs::chown(cfg.root.join("shared"), Some(uid), Some(gid));
-        exec::make_searchable(&cfg.root);
+        exec::protect_root(&cfg.root, gid).map_err(|e| format!("cannot set the permissions of {}: {e}", cfg.root.display()))?;
     }
     let boot_id = format!("{}-{}", std::process::id(), exec::now_ms());
     let transfer = match cfg.file_roots.clone() {
@@ -201,6 +220,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     let packages = packages::Installer::new(&cfg.server, &cfg.token, &cfg.root);
     let state = Arc::new(State {
         packages,
+        _node_group: node_group,
         containers: Mutex::new(Default::default()),
         stopping: Mutex::new(Default::default()),
         cfg,
@@ -523,6 +543,12 @@ fn start_attempt(state: Arc<State>, launch: TaskLaunch, tx: mpsc::UnboundedSende
         },
         Some(_) => None,
         None if launch.elevated => None,
+        // An agent running as root never runs an unelevated task as root.
+        None if state.is_root && state.run_as.is_none() => {
+            let msg = format!("The node has no unprivileged task account ({}); only elevated tasks can run.", exec::TASK_USER);
+            report(&state, exec::not_started(attempt, "UserNotFound".into(), msg));
+            return;
+        }
         None => state.run_as,
     };
     if let Some(message) = &launch.package_error {

@@ -37,6 +37,9 @@ pub struct Spec<'a> {
     /// Join this cgroup (its open `cgroup.procs`) before anything else can
     /// run as the task: see `contain`.
     pub cgroup: Option<RawFd>,
+    /// The supplementary groups the process has after switching (with
+    /// `ids` only; none besides these are kept).
+    pub groups: &'a [u32],
 }
 
 /// A started child: its pid (also its process group id) and a pidfd when the
@@ -78,6 +81,8 @@ struct ChildArgs {
     parent: libc::pid_t,
     uid: u32,
     gid: u32,
+    groups: *const libc::gid_t,
+    groups_len: usize,
     switch_ids: bool,
     /// The signal mask the process starts with (the calling thread's).
     mask: *const libc::sigset_t,
@@ -146,6 +151,8 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
         parent: unsafe { libc::getpid() },
         uid,
         gid,
+        groups: spec.groups.as_ptr(),
+        groups_len: spec.groups.len(),
         switch_ids: spec.ids.is_some(),
         mask: &raw const old,
         report: &raw mut report,
@@ -238,7 +245,7 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             fail(STEP_CGROUP);
         }
         if a.switch_ids {
-            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+            if libc::syscall(libc::SYS_setgroups, a.groups_len, a.groups) != 0
                 || libc::syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) != 0
                 || libc::syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) != 0
             {
@@ -359,6 +366,10 @@ mod tests {
 
     /// Runs `program args` with the standard environment; returns (exit status, stdout).
     async fn run(program: &str, args: &[&str], ids: Option<(u32, u32)>) -> io::Result<(i32, String)> {
+        run_in_groups(program, args, ids, &[]).await
+    }
+
+    async fn run_in_groups(program: &str, args: &[&str], ids: Option<(u32, u32)>, groups: &[u32]) -> io::Result<(i32, String)> {
         let dir = tempfile::tempdir().unwrap();
         let out_path = dir.path().join("out");
         let out = std::fs::File::create(&out_path).unwrap();
@@ -368,7 +379,7 @@ mod tests {
         }
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string()), ("X".to_string(), "a b".to_string())];
-        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), stdout: &out, stderr: &err, ids, cgroup: None };
+        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), stdout: &out, stderr: &err, ids, groups, cgroup: None };
         let child = spawn(&spec)?;
         let pid = child.pid;
         let (status, _) = wait(child).await?;
@@ -430,5 +441,12 @@ mod tests {
         let (code, out) = run("sh", &["-c", "id -u; id -g; id -G"], Some((65534, 65534))).await.unwrap();
         assert_eq!(code, 0);
         assert_eq!(out.lines().collect::<Vec<_>>(), vec!["65534", "65534", "65534"], "no supplementary groups kept");
+        let (code, out) = run_in_groups("sh", &["-c", "id -u; id -g; id -G"], Some((65534, 65534)), &[4242]).await.unwrap();
+        assert_eq!(code, 0);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(&lines[..2], &["65534", "65534"]);
+        let mut groups: Vec<&str> = lines[2].split_whitespace().collect();
+        groups.sort();
+        assert_eq!(groups, vec!["4242", "65534"], "exactly the given supplementary group: {out}");
     }
 }

@@ -149,10 +149,35 @@ fn render(a: &Application) -> serde_json::Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-/// `GET /applications` (one page).
+/// `GET /applications`: pages of up to `maxresults` (by id, without regard
+/// to case). The service takes no `$filter`, `$select` or `$expand` here,
+/// so they are refused rather than ignored.
 pub async fn list_handler(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
-    let items = list(&app.config.applications_dir).iter().map(|a| Value::Object(render(a))).collect();
-    Ok(Reply::json(200, crate::render::list(ctx, "applications", items, None)))
+    for name in ["$filter", "$select", "$expand"] {
+        if ctx.q(name).is_some() {
+            return Err(Error::new(ErrorCode::UnsupportedQueryParameter)
+                .with("QueryParameterName", name)
+                .with("Reason", "List Applications does not support this query parameter."));
+        }
+    }
+    let opts = crate::render::list_options(ctx)?;
+    let after = opts.after.as_deref().map(str::to_lowercase);
+    let mut apps = list(&app.config.applications_dir)
+        .into_iter()
+        .filter(|a| after.as_deref().map_or(true, |k| a.id.to_lowercase().as_str() > k))
+        .peekable();
+    let mut items = Vec::new();
+    let mut last = None;
+    while items.len() < opts.limit() {
+        let Some(a) = apps.next() else { break };
+        last = Some(a.id.to_lowercase());
+        items.push(Value::Object(render(&a)));
+    }
+    let next = match (apps.peek(), last) {
+        (Some(_), Some(k)) => Some(opts.next_link(ctx, &k)),
+        _ => None,
+    };
+    Ok(Reply::json(200, crate::render::list(ctx, "applications", items, next)))
 }
 
 /// `GET /applications/{id}`.

@@ -1888,7 +1888,10 @@ impl Cluster {
         }
         let id = new_node_id();
         let volatile = self.config.nodes_dir.join(&id).join("volatile");
-        std::fs::create_dir_all(&volatile).map_err(Error::internal)?;
+        // Private until the agent opens the root to its node's tasks.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&volatile)
+            .map_err(Error::internal)?;
         std::fs::write(volatile.join("node-id"), &id).map_err(Error::internal)?;
         std::fs::write(volatile.join("pool-id"), pool).map_err(Error::internal)?;
         self.spawn_agent(pool, &id)
@@ -1910,7 +1913,10 @@ impl Cluster {
             .arg(&root)
             .arg("--give-up-after")
             .arg(LOCAL_AGENT_GIVE_UP.as_secs().to_string())
+            // The token goes by environment, never argv: /proc/<pid>/environ
+            // is readable by the agent's own user only, and tasks run as another.
             .env("OPENBATCH_AGENT_TOKEN", &self.config.agent_token)
+            .env_remove("OPENBATCH_AGENT_TOKEN_FILE")
             .envs(self.config.file_roots.iter().map(|r| ("OPENBATCH_FILE_ROOTS", r)))
             .stdin(std::process::Stdio::null());
         // A session of its own: the agent outlives a server that is killed

@@ -35,8 +35,55 @@ fn check_start_task(v: Option<&Value>) -> Result<(), Error> {
         if st.get("commandLine").and_then(Value::as_str).map_or(true, |c| c.trim().is_empty()) {
             return Err(Error::missing_property("startTask.commandLine"));
         }
+        wire::validate::check_start_task(st)?;
     }
     Ok(())
+}
+
+/// The node deallocation options (`nodeDeallocationOption`, `nodeRebootOption`, `nodeReimageOption`).
+const DEALLOCATION_OPTIONS: &[&str] = &["requeue", "terminate", "taskcompletion", "retaineddata"];
+/// `nodeDisableSchedulingOption`.
+const DISABLE_SCHEDULING_OPTIONS: &[&str] = &["requeue", "terminate", "taskcompletion"];
+
+/// An enum-valued property of a request body, lower-cased: None when absent
+/// (or null); anything but one of `allowed` (a string, in any case) is
+/// refused rather than read as the default.
+fn enum_property(body: &Map<String, Value>, name: &str, allowed: &[&str]) -> Result<Option<String>, Error> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if allowed.iter().any(|a| a.eq_ignore_ascii_case(s)) => Ok(Some(s.to_ascii_lowercase())),
+        Some(_) => Err(Error::invalid_property(name, format!("The value must be one of: {}.", allowed.join(", ")))),
+    }
+}
+
+/// `targetNodeCommunicationMode`.
+const NODE_COMMUNICATION_MODES: &[&str] = &["default", "classic", "simplified"];
+
+/// Boolean properties must be booleans (or absent).
+fn check_bools(body: &Map<String, Value>, names: &[&str]) -> Result<(), Error> {
+    for name in names {
+        if !matches!(body.get(*name), None | Some(Value::Null | Value::Bool(_))) {
+            return Err(Error::invalid_property(name, "The value must be true or false."));
+        }
+    }
+    Ok(())
+}
+
+/// `resizeTimeout`: an ISO 8601 duration of at least 5 minutes, as the service requires.
+fn resize_timeout(body: &Map<String, Value>) -> Result<Option<String>, Error> {
+    match body.get("resizeTimeout") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let d = v
+                .as_str()
+                .and_then(wire::time::Duration::parse)
+                .ok_or_else(|| Error::invalid_property("resizeTimeout", "The value must be an ISO 8601 duration such as PT15M."))?;
+            if d.ticks() < wire::time::Duration::from_secs(300).ticks() {
+                return Err(Error::invalid_property("resizeTimeout", "The value must be at least 5 minutes (PT5M)."));
+            }
+            Ok(Some(d.to_string()))
+        }
+    }
 }
 
 fn autoscale_unsupported() -> Error {
@@ -66,12 +113,17 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     if doc.get("vmSize").and_then(Value::as_str).map_or(true, str::is_empty) {
         return Err(Error::missing_property("vmSize"));
     }
+    check_bools(&doc, &["enableAutoScale", "enableInterNodeCommunication"])?;
     if doc.get("enableAutoScale").and_then(Value::as_bool) == Some(true) {
         return Err(autoscale_unsupported());
     }
+    enum_property(&doc, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
     int_in(&doc, "targetDedicatedNodes", 0, 1000)?;
     int_in(&doc, "targetLowPriorityNodes", 0, 1000)?;
     int_in(&doc, "taskSlotsPerNode", 1, 256)?;
+    if let Some(t) = resize_timeout(&doc)? {
+        doc.insert("resizeTimeout".into(), json!(t));
+    }
     check_start_task(doc.get("startTask"))?;
     check_packages(app, doc.get("applicationPackageReferences"))?;
     for (i, u) in doc.get("userAccounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
@@ -86,8 +138,10 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         if u.get("password").and_then(Value::as_str).map_or(true, str::is_empty) {
             return Err(Error::missing_property(&format!("userAccounts[{i}].password")));
         }
-        if let Some(l) = u.get("elevationLevel").and_then(Value::as_str) {
-            if !l.eq_ignore_ascii_case("admin") && !l.eq_ignore_ascii_case("nonadmin") {
+        match u.get("elevationLevel") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(l)) if l.eq_ignore_ascii_case("admin") || l.eq_ignore_ascii_case("nonadmin") => {}
+            Some(_) => {
                 return Err(Error::invalid_property(&format!("userAccounts[{i}].elevationLevel"), "The value must be admin or nonadmin."));
             }
         }
@@ -184,6 +238,7 @@ fn refuse_if_deleting(doc: &Map<String, Value>) -> Result<(), Error> {
 pub async fn patch(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let body: Map<String, Value> = parse_body(&ctx.body)?;
     check_start_task(body.get("startTask"))?;
+    enum_property(&body, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
     let pre = ctx.preconditions()?;
     let stored = app
         .store
@@ -248,8 +303,9 @@ pub async fn resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let body: Map<String, Value> = parse_body(&ctx.body)?;
     let dedicated = int_in(&body, "targetDedicatedNodes", 0, 1000)?;
     let low = int_in(&body, "targetLowPriorityNodes", 0, 1000)?;
-    if let Some(opt) = body.get("nodeDeallocationOption").and_then(Value::as_str) {
-        if !opt.eq_ignore_ascii_case("requeue") {
+    let timeout = resize_timeout(&body)?;
+    if let Some(opt) = enum_property(&body, "nodeDeallocationOption", DEALLOCATION_OPTIONS)? {
+        if opt != "requeue" {
             return Err(Error::msg(
                 ErrorCode::NotImplemented,
                 format!("nodeDeallocationOption '{opt}' is not supported yet; openbatch requeues the tasks of removed nodes."),
@@ -270,8 +326,8 @@ pub async fn resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
             if let Some(l) = low {
                 doc.insert("targetLowPriorityNodes".into(), json!(l));
             }
-            if let Some(t) = body.get("resizeTimeout") {
-                doc.insert("resizeTimeout".into(), t.clone());
+            if let Some(t) = timeout {
+                doc.insert("resizeTimeout".into(), json!(t));
             }
             doc.insert("allocationStateTransitionTime".into(), json!(now));
             Ok(())
@@ -311,10 +367,7 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
     if list.is_empty() || list.len() > 100 {
         return Err(Error::invalid_property("nodeList", "Between 1 and 100 node ids are required."));
     }
-    let option = body.get("nodeDeallocationOption").and_then(Value::as_str).unwrap_or("requeue").to_ascii_lowercase();
-    if !["requeue", "terminate", "taskcompletion", "retaineddata"].contains(&option.as_str()) {
-        return Err(Error::invalid_property("nodeDeallocationOption", format!("'{option}' is not a valid option.")));
-    }
+    let option = enum_property(&body, "nodeDeallocationOption", DEALLOCATION_OPTIONS)?.unwrap_or_else(|| "requeue".into());
     for n in &list {
         if !app.cluster.node_exists(id, n) {
             return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", n.clone()));
@@ -374,7 +427,11 @@ pub async fn requeue_running_on(app: &App, node_id: &str) {
     }
 }
 
-pub async fn autoscale(_app: &App, _ctx: &Ctx, _id: &str) -> Result<Reply, Error> {
+pub async fn autoscale(_app: &App, ctx: &Ctx, _id: &str) -> Result<Reply, Error> {
+    // A malformed body is refused as everywhere else, before the 501.
+    if !ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
+        parse_body::<Map<String, Value>>(&ctx.body)?;
+    }
     Err(autoscale_unsupported())
 }
 
@@ -482,17 +539,18 @@ pub async fn get_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Re
     Ok(Reply::json(200, render::single(ctx, "nodes", n)))
 }
 
-fn node_option(ctx: &Ctx, field: &str) -> Result<String, Error> {
+/// The option of a node action (its body is optional; the default is requeue).
+fn node_option(ctx: &Ctx, field: &str, allowed: &[&str]) -> Result<String, Error> {
     if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok("requeue".into());
     }
     let body: Map<String, Value> = parse_body(&ctx.body)?;
-    Ok(body.get(field).and_then(Value::as_str).unwrap_or("requeue").to_ascii_lowercase())
+    Ok(enum_property(&body, field, allowed)?.unwrap_or_else(|| "requeue".into()))
 }
 
 /// Reboot (`wipe = false`) or reimage (`wipe = true`) a node.
 pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bool) -> Result<Reply, Error> {
-    let option = node_option(ctx, if wipe { "nodeReimageOption" } else { "nodeRebootOption" })?;
+    let option = node_option(ctx, if wipe { "nodeReimageOption" } else { "nodeRebootOption" }, DEALLOCATION_OPTIONS)?;
     pool_doc(app, pool).await?;
     if !app.cluster.node_exists(pool, node) {
         return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", node));
@@ -514,14 +572,14 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
 }
 
 pub async fn scheduling(app: &App, ctx: &Ctx, pool: &str, node: &str, enable: bool) -> Result<Reply, Error> {
+    let option = if enable { String::new() } else { node_option(ctx, "nodeDisableSchedulingOption", DISABLE_SCHEDULING_OPTIONS)? };
     pool_doc(app, pool).await?;
-    let option = if enable { String::new() } else { node_option(ctx, "nodeDisableSchedulingOption")? };
     app.cluster.set_scheduling(pool, node, enable)?;
     if !enable {
         match option.as_str() {
             "requeue" => requeue_running_on(app, node).await,
             "terminate" => terminate_running_on(app, node).await,
-            _ => {} // taskcompletion: running tasks finish
+            _ => {} // taskcompletion (the only other valid option): running tasks finish
         }
     }
     Ok(Reply::status(200).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))))

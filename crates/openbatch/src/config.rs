@@ -32,12 +32,20 @@ pub struct RawServe {
     /// Batch account name clients sign with [default: devbatch]
     #[arg(long, env = "OPENBATCH_ACCOUNT")]
     pub account: Option<String>,
-    /// Primary account key (base64). Without it, the development key is used, on loopback only.
+    /// Primary account key (base64). Prefer --key-file or the environment: a key on the
+    /// command line is visible to local users until it is wiped after start. Without
+    /// any key, the development key is used, on loopback only.
     #[arg(long, env = "OPENBATCH_KEY", hide_env_values = true)]
     pub key: Option<String>,
-    /// Secondary account key (base64), for key rotation.
+    /// A file holding the primary account key (base64); mode 0600.
+    #[arg(long, env = "OPENBATCH_KEY_FILE", conflicts_with = "key")]
+    pub key_file: Option<PathBuf>,
+    /// Secondary account key (base64), for key rotation. Prefer --key2-file.
     #[arg(long, env = "OPENBATCH_KEY2", hide_env_values = true)]
     pub key2: Option<String>,
+    /// A file holding the secondary account key (base64); mode 0600.
+    #[arg(long, env = "OPENBATCH_KEY2_FILE", conflicts_with = "key2")]
+    pub key2_file: Option<PathBuf>,
     /// Base URL clients reach the server at (used in `url` and `odata.nextLink`);
     /// defaults to http:// plus the request's Host header.
     #[arg(long, env = "OPENBATCH_PUBLIC_URL")]
@@ -70,8 +78,12 @@ impl RawServe {
             listen: self.listen.or(other.listen),
             data_dir: self.data_dir.or(other.data_dir),
             account: self.account.or(other.account),
-            key: self.key.or(other.key),
-            key2: self.key2.or(other.key2),
+            // A key and its file are one setting: the source that gives
+            // either gives both.
+            key: if self.key.is_some() || self.key_file.is_some() { self.key.clone() } else { other.key.clone() },
+            key_file: if self.key.is_some() || self.key_file.is_some() { self.key_file.clone() } else { other.key_file.clone() },
+            key2: if self.key2.is_some() || self.key2_file.is_some() { self.key2.clone() } else { other.key2.clone() },
+            key2_file: if self.key2.is_some() || self.key2_file.is_some() { self.key2_file } else { other.key2_file },
             public_url: self.public_url.or(other.public_url),
             transition_delay_ms: self.transition_delay_ms.or(other.transition_delay_ms),
             strict_limits: self.strict_limits.or(other.strict_limits),
@@ -98,6 +110,20 @@ pub struct ServeConfig {
     pub auto_storage: Option<api::data::AutoStorage>,
 }
 
+/// A key given as text or in a file (never both).
+fn key_text(flag: &str, text: Option<String>, file: Option<PathBuf>) -> Result<Option<(String, String)>, String> {
+    match (text, file) {
+        (Some(_), Some(_)) => Err(format!("give either --{flag} or --{flag}-file, not both")),
+        (Some(t), None) => Ok(Some((format!("--{flag}"), t))),
+        (None, Some(path)) => {
+            let name = format!("--{flag}-file");
+            let t = crate::secrets::read_file(&name, &path)?;
+            Ok(Some((format!("{name} {}", path.display()), t)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 fn decode_key(name: &str, v: &str) -> Result<Vec<u8>, String> {
     let k = STANDARD
         .decode(v.trim())
@@ -120,16 +146,18 @@ impl ServeConfig {
         if account.is_empty() || account.len() > 64 || !account.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(format!("--account {account:?}: an account name is 1 to 64 letters and digits"));
         }
-        let (keys, using_dev_key) = match raw.key {
-            Some(k) => {
-                let mut keys = vec![decode_key("--key", &k)?];
-                if let Some(k2) = raw.key2 {
-                    keys.push(decode_key("--key2", &k2)?);
+        let key = key_text("key", raw.key, raw.key_file)?;
+        let key2 = key_text("key2", raw.key2, raw.key2_file)?;
+        let (keys, using_dev_key) = match key {
+            Some((name, k)) => {
+                let mut keys = vec![decode_key(&name, &k)?];
+                if let Some((name2, k2)) = key2 {
+                    keys.push(decode_key(&name2, &k2)?);
                 }
                 (keys, false)
             }
             None => {
-                if raw.key2.is_some() {
+                if key2.is_some() {
                     return Err("--key2 needs --key".into());
                 }
                 if !listen.ip().is_loopback() {
@@ -209,6 +237,39 @@ mod tests {
         ] {
             assert!(ServeConfig::from_raw(raw).is_err());
         }
+    }
+
+    #[test]
+    fn keys_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, k2) = (dir.path().join("k1"), dir.path().join("k2"));
+        std::fs::write(&k1, "a2V5\n").unwrap();
+        std::fs::write(&k2, "a2V5Mg==").unwrap();
+        let c = ServeConfig::from_raw(RawServe {
+            listen: Some("0.0.0.0:1".into()),
+            key_file: Some(k1.clone()),
+            key2_file: Some(k2.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.keys, vec![b"key".to_vec(), b"key2".to_vec()]);
+        assert!(!c.using_dev_key);
+        // A key and a key file together are ambiguous.
+        let e = ServeConfig::from_raw(RawServe { key: Some("a2V5".into()), key_file: Some(k1.clone()), ..Default::default() }).unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        // A missing or bad file is an error, not the development key.
+        assert!(ServeConfig::from_raw(RawServe { key_file: Some(dir.path().join("nope")), ..Default::default() }).is_err());
+        std::fs::write(&k1, "***").unwrap();
+        assert!(ServeConfig::from_raw(RawServe { key_file: Some(k1.clone()), ..Default::default() }).is_err());
+        // The TOML file names them key-file and key2-file; a key from a
+        // higher source replaces a key file from a lower one.
+        let toml = dir.path().join("c.toml");
+        std::fs::write(&toml, format!("key-file = {:?}\nkey2-file = {:?}\n", k2.display().to_string(), k2.display().to_string())).unwrap();
+        let file = read_file(&toml).unwrap();
+        assert_eq!(file.key_file.as_deref(), Some(k2.as_path()));
+        let merged = RawServe { key: Some("a2V5".into()), ..Default::default() }.or(file);
+        assert_eq!((merged.key.as_deref(), merged.key_file), (Some("a2V5"), None));
+        assert_eq!(merged.key2_file.as_deref(), Some(k2.as_path()));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! Subcommands: `serve` runs the Batch API server with its embedded store.
 
 mod config;
+mod secrets;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use config::{RawServe, ServeConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,9 +28,14 @@ enum Command {
         /// The pool to join.
         #[arg(long, env = "OPENBATCH_POOL")]
         pool: String,
-        /// The join token (the server's `<data-dir>/agent.token`).
+        /// The join token (the server's `<data-dir>/agent.token`). Prefer --token-file or
+        /// the environment: a token on the command line is visible to local users until
+        /// it is wiped after start.
         #[arg(long, env = "OPENBATCH_AGENT_TOKEN", hide_env_values = true)]
-        token: String,
+        token: Option<String>,
+        /// A file holding the join token (a copy of the server's `<data-dir>/agent.token`; mode 0600).
+        #[arg(long, env = "OPENBATCH_AGENT_TOKEN_FILE", conflicts_with = "token")]
+        token_file: Option<PathBuf>,
         /// The node root directory (AZ_BATCH_NODE_ROOT_DIR).
         #[arg(long, env = "OPENBATCH_NODE_ROOT", default_value = "/var/lib/openbatch-node")]
         root: PathBuf,
@@ -66,9 +72,23 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    hide_secrets(&cli, &matches);
     match cli.command {
-        Command::Agent { server, pool, token, root, ip, file_roots, container_engine, give_up_after } => {
+        Command::Agent { server, pool, token, token_file, root, ip, file_roots, container_engine, give_up_after } => {
+            let token = match (token, token_file) {
+                (Some(t), None) => t,
+                (None, Some(path)) => match secrets::read_file("--token-file", &path) {
+                    Ok(t) => t,
+                    Err(e) => return fail(&e),
+                },
+                (Some(_), Some(_)) => return fail("give either --token or --token-file, not both"),
+                (None, None) => return fail("the join token is missing: give --token-file FILE or set OPENBATCH_AGENT_TOKEN"),
+            };
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(r) => r,
                 Err(e) => return fail(&format!("cannot start the runtime: {e}")),
@@ -109,6 +129,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// Secrets given on the command line are visible to every local user in
+/// /proc/<pid>/cmdline: warn, and wipe them from the process's argument
+/// area (clap has its own copy). Secrets are also taken out of the
+/// environment, so that no process this one starts inherits them (local
+/// agents get the join token explicitly).
+fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
+    let Some((_, sub)) = matches.subcommand() else { return };
+    let on_command_line = |id: &str| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let given: Vec<(&str, &Option<String>, &str)> = match &cli.command {
+        Command::Serve { settings, .. } => vec![
+            ("key", &settings.key, "--key-file FILE or the OPENBATCH_KEY environment variable"),
+            ("key2", &settings.key2, "--key2-file FILE or the OPENBATCH_KEY2 environment variable"),
+            ("auto_storage", &settings.auto_storage, "the OPENBATCH_AUTO_STORAGE environment variable or the config file"),
+        ],
+        Command::Agent { token, .. } => {
+            vec![("token", token, "--token-file FILE or the OPENBATCH_AGENT_TOKEN environment variable")]
+        }
+    };
+    let mut wipe = Vec::new();
+    for (id, value, instead) in given {
+        if let (true, Some(v)) = (on_command_line(id), value) {
+            secrets::warn_command_line(&format!("--{}", id.replace('_', "-")), instead);
+            wipe.push(v.as_str());
+        }
+    }
+    if !wipe.is_empty() && secrets::wipe_from_command_line(&wipe) < wipe.len() {
+        tracing::warn!("could not wipe every secret from /proc/self/cmdline");
+    }
+    for var in ["OPENBATCH_KEY", "OPENBATCH_KEY2", "OPENBATCH_AUTO_STORAGE", "OPENBATCH_AGENT_TOKEN"] {
+        // Single-threaded still: no other thread reads the environment.
+        std::env::remove_var(var);
+    }
+}
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("openbatch: {msg}");
     ExitCode::from(2)
@@ -119,6 +173,9 @@ fn serve(cfg: ServeConfig) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
+    if let Err(e) = secure_data_dir(&cfg.data_dir) {
+        return fail(&e);
+    }
     runtime.block_on(async move {
         let store = match store::Store::open(&cfg.data_dir) {
             Ok(s) => s,
@@ -171,11 +228,54 @@ fn serve(cfg: ServeConfig) -> ExitCode {
     })
 }
 
+/// Makes the data directory private to the server's user, creating it
+/// (0700) if needed. Read and write permissions of group and others are
+/// removed from it and from `nodes` (local node roots) and the default
+/// application registry; the search (x) bit stays where it is — local
+/// agents add it for others so that tasks can reach their node roots —
+/// since every file beneath protects itself (the database and the join
+/// token are 0600, node roots `root:<node group> 0750`). A directory that
+/// others may write to (`/tmp`, say) is left alone, with a warning: it
+/// cannot be made private.
+fn secure_data_dir(data_dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    for (dir, mask) in [(data_dir.to_path_buf(), 0o066), (data_dir.join("nodes"), 0o066), (data_dir.join("applications"), 0o077)] {
+        let Ok(m) = std::fs::symlink_metadata(&dir) else { continue };
+        let mode = m.permissions().mode() & 0o7777;
+        if !m.is_dir() {
+            continue;
+        }
+        if mode & 0o002 != 0 {
+            tracing::warn!(
+                "{} is writable by every user (mode {mode:o}): openbatch leaves it as it is; give a private data directory",
+                dir.display()
+            );
+            continue;
+        }
+        if mode & mask != 0 {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode & !mask))
+                .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
+            tracing::info!("{}: removed other users' access (mode {mode:o} → {:o})", dir.display(), mode & !mask);
+        }
+    }
+    Ok(())
+}
+
 /// The token agents join with: created once, kept in the data directory
-/// (readable by the server's user only).
+/// (readable by the server's user only: 0600 from its creation on, and
+/// made so again on start).
 fn agent_token(data_dir: &std::path::Path) -> Result<String, String> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = data_dir.join("agent.token");
+    match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        r => r.map_err(|e| format!("cannot make {} private: {e}", path.display()))?,
+    }
     if let Ok(t) = std::fs::read_to_string(&path) {
         if !t.trim().is_empty() {
             return Ok(t.trim().to_string());

@@ -186,9 +186,32 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir`.
+    /// The database holds every job's environment secrets: it and the
+    /// WAL and shared-memory files SQLite makes beside it (which take the
+    /// database file's mode) are the server user's only (0600), from their
+    /// creation on; files of an older install are made so on open.
     pub fn open(data_dir: &Path) -> Result<Store, String> {
-        std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let path = data_dir.join("openbatch.sqlite");
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let file = data_dir.join(format!("openbatch.sqlite{suffix}"));
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                r => r.map_err(|e| format!("cannot make {} private: {e}", file.display()))?,
+            }
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let conn = db::open_writer(&path)?;
         Ok(Store {
             writer: Writer::start(conn),
@@ -275,6 +298,43 @@ pub fn key_of(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        // SAFETY: umask only changes this process's creation mask; 0 is the
+        // most permissive, so whatever is private below was made so on purpose.
+        let old = unsafe { libc_umask(0) };
+        let store = Store::open(&data);
+        unsafe { libc_umask(old) };
+        let store = store.unwrap();
+        store.write(|c| c.execute_batch("CREATE TABLE IF NOT EXISTS t (x); INSERT INTO t VALUES (1);").map_err(sql)).await.unwrap();
+        assert_eq!(mode(&data), 0o700);
+        for f in ["openbatch.sqlite", "openbatch.sqlite-wal", "openbatch.sqlite-shm"] {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+        drop(store);
+        // An older install's files are made private on open.
+        for f in ["openbatch.sqlite", "openbatch.sqlite-wal", "openbatch.sqlite-shm"] {
+            if data.join(f).exists() {
+                std::fs::set_permissions(data.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let _store = Store::open(&data).unwrap();
+        for f in ["openbatch.sqlite", "openbatch.sqlite-wal", "openbatch.sqlite-shm"] {
+            if data.join(f).exists() {
+                assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+            }
+        }
+    }
+
+    extern "C" {
+        #[link_name = "umask"]
+        fn libc_umask(mask: u32) -> u32;
+    }
 
     #[test]
     fn etags_increase() {

@@ -9,20 +9,130 @@ pub const MAX_ID_LEN: usize = 64;
 /// The longest display name the service accepts.
 pub const MAX_DISPLAY_NAME_LEN: usize = 1024;
 
-/// Parses a JSON body, turning serde's complaints into Batch errors that name
-/// the offending property.
+/// Parses a JSON request body — the one reader every operation that takes a
+/// body goes through — turning serde's complaints into Batch errors that name
+/// the offending property. The body must be exactly one JSON object (see
+/// [`check_strict_json`]) before it is read into `T`.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::msg(ErrorCode::InvalidRequestBody, "The request body is empty; a JSON object is required."));
     }
+    check_strict_json(body)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(de) {
+    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
         Ok(v) => Ok(v),
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
             Err(body_error(&path, &inner))
         }
+    }
+}
+
+fn syntax_error(reason: impl Into<String>) -> Error {
+    Error::msg(ErrorCode::InvalidRequestBody, "The specified Request Body is not syntactically valid.").with("Reason", reason)
+}
+
+/// The strictness rules for request bodies, checked in one pass over the
+/// bytes without building a tree: the body is one JSON object (not an array
+/// or a scalar) with nothing but whitespace after it; every string, in
+/// values and in ignored properties alike, is valid UTF-8 with no lone
+/// surrogate escape (`\ud800`); no object anywhere repeats a property name.
+/// A typed read alone lets all of these through: serde reads a struct from
+/// an array, skips unknown properties without decoding them, and keeps the
+/// last of repeated keys in a map.
+pub fn check_strict_json(body: &[u8]) -> Result<()> {
+    use serde::de::DeserializeSeed;
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err(syntax_error("The request body must be a JSON object.")),
+        None => return Err(Error::msg(ErrorCode::InvalidRequestBody, "The request body is empty; a JSON object is required.")),
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Strict.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| syntax_error(e.to_string()))
+}
+
+/// Walks any JSON value, checking the rules of [`check_strict_json`].
+struct Strict;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A property name as read (borrowed from the body unless it had escapes).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a property name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    // serde_json hands a string over only after checking that it is UTF-8
+    // and that its escapes make whole characters.
+    fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element_seed(Strict)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        // Objects are small: a linear scan beats hashing until they are not.
+        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut many: std::collections::HashSet<std::borrow::Cow<'de, str>> = std::collections::HashSet::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let repeated = if many.is_empty() && seen.len() < 32 {
+                seen.contains(&k)
+            } else {
+                many.extend(seen.drain(..));
+                !many.insert(k.clone())
+            };
+            if repeated {
+                return Err(serde::de::Error::custom(format!("the property '{k}' appears more than once in an object")));
+            }
+            if many.is_empty() {
+                seen.push(k);
+            }
+            map.next_value_seed(Strict)?;
+        }
+        Ok(())
     }
 }
 
@@ -97,6 +207,20 @@ fn check_env(property: &str, v: &Option<Vec<EnvironmentSetting>>) -> Result<()> 
     for (i, e) in v.iter().flatten().enumerate() {
         if e.name.is_empty() {
             return Err(Error::invalid_property(&format!("{property}[{i}].name"), "The name must not be empty."));
+        }
+        // A process environment is `NAME=value` strings ending at a NUL:
+        // such a name or value cannot be given to a process as it was asked.
+        if e.name.contains(['=', '\0']) {
+            return Err(Error::invalid_property(
+                &format!("{property}[{i}].name"),
+                "The name of an environment variable must not contain '=' or a NUL character.",
+            ));
+        }
+        if e.value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(Error::invalid_property(
+                &format!("{property}[{i}].value"),
+                "The value of an environment variable must not contain a NUL character.",
+            ));
         }
     }
     Ok(())
@@ -347,6 +471,50 @@ pub fn check_job(p: &JobAddParameter) -> Result<String> {
     Ok(id)
 }
 
+/// The typed properties of a pool's start task (pools are kept as JSON
+/// documents; this reads what the node acts on, so a bad value is refused
+/// rather than read as a default).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartTaskCheck {
+    #[serde(default)]
+    command_line: Option<String>,
+    #[serde(default)]
+    environment_settings: Option<Vec<EnvironmentSetting>>,
+    #[serde(default)]
+    resource_files: Option<Vec<ResourceFile>>,
+    #[serde(default)]
+    user_identity: Option<UserIdentity>,
+    #[serde(default)]
+    container_settings: Option<TaskContainerSettings>,
+    #[serde(default)]
+    max_task_retry_count: Option<i32>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    wait_for_success: Option<bool>,
+}
+
+/// Checks a pool's `startTask` (an object): value types, enums, environment
+/// names, resource files and user identity, as for tasks.
+pub fn check_start_task(v: &serde_json::Value) -> Result<()> {
+    let st: StartTaskCheck = match serde_path_to_error::deserialize(v) {
+        Ok(st) => st,
+        Err(e) => {
+            let path = format!("startTask.{}", e.path()).trim_end_matches('.').to_string();
+            return Err(body_error(&path, &e.into_inner()));
+        }
+    };
+    check_required_str("startTask.commandLine", &st.command_line)?;
+    check_env("startTask.environmentSettings", &st.environment_settings)?;
+    check_resource_files("startTask.resourceFiles", &st.resource_files)?;
+    check_user_identity("startTask.userIdentity", &st.user_identity)?;
+    check_container("startTask.containerSettings", &st.container_settings)?;
+    if st.max_task_retry_count.is_some_and(|n| n < -1) {
+        return Err(Error::invalid_property("startTask.maxTaskRetryCount", "The value must be -1 or greater."));
+    }
+    Ok(())
+}
+
 /// Checks for a job patch or replace body.
 pub fn check_job_update(p: &JobUpdateParameter, replace: bool) -> Result<()> {
     if replace && p.pool_info.is_none() {
@@ -380,6 +548,43 @@ mod tests {
     }
 
     #[test]
+    fn strict_bodies() {
+        let update = |b: &[u8]| parse_body::<TaskUpdateParameter>(b).map(|_| ());
+        assert!(update(br#"{"constraints":{"maxTaskRetryCount":1}}"#).is_ok());
+        assert!(update(b" \r\n{\"unknown\":[1,{\"a\":\"\\u00e9\\ud83d\\ude00\"}]} \n").is_ok());
+        for bad in [
+            &br#"[]"#[..],
+            br#"[{"constraints":{}}]"#,
+            br#""text""#,
+            br#"7"#,
+            br#"null"#,
+            br#"{"constraints":{}} trailing"#,
+            br#"{"constraints":{}}{}"#,
+            br#"{"constraints":{}},"#,
+            br#"{"constraints":{},"constraints":{}}"#,
+            br#"{"constraints":{"maxTaskRetryCount":1,"maxTaskRetryCount":2}}"#,
+            br#"{"x":{"a":1,"a":2}}"#,
+            br#"{"x":"\ud800"}"#,
+            br#"{"x":"\udc00\ud800"}"#,
+            br#"{"constraints":{},"x":["\ud800x"]}"#,
+            b"{\"x\":\"\xff\xfe\"}",
+            b"{\"\xc3\":1}",
+            b"\xef\xbb\xbf{}",
+        ] {
+            let e = update(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequestBody, "{}", String::from_utf8_lossy(bad));
+        }
+        // Repeated names are found in big objects too.
+        let mut big: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        assert!(update(format!("{{{}\"z\":0}}", big).as_bytes()).is_ok());
+        big.push_str("\"k39\":1");
+        assert_eq!(update(format!("{{{big}}}").as_bytes()).unwrap_err().code, ErrorCode::InvalidRequestBody);
+        // Nesting deeper than the parser's limit is an error, not a stack overflow.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(update(deep.as_bytes()).unwrap_err().code, ErrorCode::InvalidRequestBody);
+    }
+
+    #[test]
     fn task_bodies() {
         assert_eq!(task(r#"{"id":"t1","commandLine":"x"}"#).unwrap(), "t1");
         let e = task(r#"{"id":"t1"}"#).unwrap_err();
@@ -404,5 +609,32 @@ mod tests {
             task(r#"{"id":"t","commandLine":"x","resourceFiles":[{"httpUrl":"http://a","filePath":"../x"}]}"#).unwrap_err().code,
             ErrorCode::InvalidPropertyValue
         );
+        assert!(task(r#"{"id":"t","commandLine":"x","environmentSettings":[{"name":"A_1","value":"b=c"}]}"#).is_ok());
+        for (env, property) in [
+            (r#"[{"name":"A\u0000B","value":"v"}]"#, "environmentSettings[0].name"),
+            (r#"[{"name":"A","value":"v"},{"name":"A=B","value":"v"}]"#, "environmentSettings[1].name"),
+            (r#"[{"name":"A","value":"v\u0000"}]"#, "environmentSettings[0].value"),
+        ] {
+            let e = task(&format!(r#"{{"id":"t","commandLine":"x","environmentSettings":{env}}}"#)).unwrap_err();
+            assert_eq!((e.code, e.values[0].1.as_str()), (ErrorCode::InvalidPropertyValue, property), "{env}");
+        }
+    }
+
+    #[test]
+    fn pool_start_tasks() {
+        let st = |s: &str| check_start_task(&serde_json::from_str(s).unwrap());
+        assert!(st(r#"{"commandLine":"x","userIdentity":{"autoUser":{"elevationLevel":"Admin","scope":"pool"}},"waitForSuccess":true}"#).is_ok());
+        for (bad, property) in [
+            (r#"{"commandLine":"x","userIdentity":{"autoUser":{"elevationLevel":"root"}}}"#, "startTask.userIdentity.autoUser.elevationLevel"),
+            (r#"{"commandLine":"x","userIdentity":{"autoUser":{"scope":5}}}"#, "startTask.userIdentity.autoUser.scope"),
+            (r#"{"commandLine":"x","environmentSettings":[{"name":"A=B"}]}"#, "startTask.environmentSettings[0].name"),
+            (r#"{"commandLine":"x","maxTaskRetryCount":"3"}"#, "startTask.maxTaskRetryCount"),
+            (r#"{"commandLine":"x","waitForSuccess":"yes"}"#, "startTask.waitForSuccess"),
+            (r#"{"commandLine":"x","resourceFiles":[{"httpUrl":"http://a","filePath":"/etc/x"}]}"#, "startTask.resourceFiles[0].filePath"),
+        ] {
+            let e = st(bad).unwrap_err();
+            assert_eq!((e.code, e.values[0].1.as_str()), (ErrorCode::InvalidPropertyValue, property), "{bad}");
+        }
+        assert_eq!(st(r#"{"commandLine":" "}"#).unwrap_err().code, ErrorCode::MissingRequiredProperty);
     }
 }
