@@ -59,6 +59,8 @@ struct State {
     journal: journal::Journal,
     /// Processes of an earlier agent on this root killed at start.
     leftovers: u32,
+    /// Attempts stopped with the node (`stop_all`): they end unreported.
+    abandoned: Mutex<std::collections::HashSet<u64>>,
     /// Attempts fetching their resource files (no process yet). Killing
     /// one removes it: the process is then never started.
     preparing: Mutex<HashMap<u64, Option<proto::AttemptOf>>>,
@@ -229,6 +231,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         contain,
         journal,
         leftovers: leftovers.killed,
+        abandoned: Mutex::new(Default::default()),
         preparing: Mutex::new(Default::default()),
         transfer,
         run_as,
@@ -291,10 +294,17 @@ fn lock_root(root: &Path) -> Result<std::fs::File, String> {
     Ok(f)
 }
 
-/// Stops every attempt (and the node's lingering processes): the agent exits.
+/// Stops every attempt (and the node's lingering processes): the node
+/// resets or the agent exits. The attempts end without an outcome: they
+/// were lost with the node, and the server requeues them.
 async fn stop_all(state: &Arc<State>) {
     state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
-    let procs: Vec<Proc> = state.running.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    state.preparing.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    let procs: Vec<Proc> = {
+        let running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+        state.abandoned.lock().unwrap_or_else(|p| p.into_inner()).extend(running.keys().copied());
+        running.values().cloned().collect()
+    };
     let stops = procs.into_iter().map(|p| exec::stop(p.pid, p.cell, Duration::from_millis(500)));
     futures_util::future::join_all(stops).await;
     state.contain.kill_lingering();
@@ -755,6 +765,12 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
                 // Whatever the command left behind dies with the attempt.
                 if let Some(l) = lease {
                     state.contain.end(l);
+                }
+                // Stopped with the node: no outcome (the server requeues it).
+                if state.abandoned.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
+                    state.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
+                    release(&state, attempt);
+                    return;
                 }
                 if launch.container.is_some() {
                     state.containers.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt);
