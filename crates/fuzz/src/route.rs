@@ -123,9 +123,10 @@ fn check_operation(method: &Method, path: &str, op: &Operation) {
         let want = decode(&rest).map(|s| s.replace('\\', "/"));
         invariant!(want.as_deref() == Some(file), "{method} {path:?} gave {op:?}: file {file:?} is not the decoded rest {rest:?}");
     }
-    // An empty id (`/jobs//tasks//` is GetTask("", "")) has no client spelling:
-    // as the last segment it would be cut off with the trailing slash.
-    if ids.iter().any(|id| id.is_empty()) {
+    // An empty id (`/jobs//tasks//` is GetTask("", "")) or file path
+    // (`…/files//`) has no client spelling: as the last segment it would be
+    // cut off with the trailing slash.
+    if ids.iter().any(|id| id.is_empty()) || file == Some("") {
         return;
     }
     if let Some((m, p)) = request_for(op) {

@@ -107,6 +107,12 @@ fn check_failure(e: &AuthFailure) {
 
 pub fn run(data: &[u8], f: &mut Features) {
     let Request { method, target, headers, now } = parse_request(data);
+    let standard = matches!(method, Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD);
+    let has = |n: &str| headers.contains_key(n);
+    f.add(
+        "request",
+        (standard, headers.len().min(12), target.contains('?'), has("content-length"), has("ocp-date"), has("date"), has("authorization")),
+    );
     let s = string_to_sign("testacct", &method, &target, &headers);
     invariant!(s.starts_with(&format!("{method}\n")), "the string to sign of {method} starts {:?}", &s[..s.len().min(20)]);
     for cfg in configs() {
