@@ -19,7 +19,7 @@ fn obj(v: &Value, name: &str) -> Result<(), Error> {
     }
 }
 
-fn int_in(doc: &Map<String, Value>, name: &str, min: i64, max: i64) -> Result<Option<i64>, Error> {
+pub fn int_in(doc: &Map<String, Value>, name: &str, min: i64, max: i64) -> Result<Option<i64>, Error> {
     match doc.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_i64() {
@@ -29,7 +29,7 @@ fn int_in(doc: &Map<String, Value>, name: &str, min: i64, max: i64) -> Result<Op
     }
 }
 
-fn check_start_task(v: Option<&Value>) -> Result<(), Error> {
+pub fn check_start_task(v: Option<&Value>) -> Result<(), Error> {
     if let Some(st) = v.filter(|v| !v.is_null()) {
         obj(st, "startTask")?;
         if st.get("commandLine").and_then(Value::as_str).map_or(true, |c| c.trim().is_empty()) {
@@ -102,8 +102,9 @@ fn check_packages(app: &App, refs: Option<&Value>) -> Result<(), Error> {
         .map_err(|reason| Error::new(ErrorCode::InvalidApplicationPackageReferences).with("Reason", reason))
 }
 
-pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
-    let mut doc: Map<String, Value> = parse_body(&ctx.body)?;
+/// The checks of a pool body that need nothing but the body; returns the
+/// id. Normalises `taskSchedulingPolicy`.
+pub fn check_add(doc: &mut Map<String, Value>) -> Result<String, Error> {
     let id = check_id("id", doc.get("id").and_then(Value::as_str))?;
     if let Some(d) = doc.get("displayName").and_then(Value::as_str) {
         if d.chars().count() > 1024 {
@@ -125,7 +126,6 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         doc.insert("resizeTimeout".into(), json!(t));
     }
     check_start_task(doc.get("startTask"))?;
-    check_packages(app, doc.get("applicationPackageReferences"))?;
     for (i, u) in doc.get("userAccounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let name = u.get("name").and_then(Value::as_str).unwrap_or("");
         let valid = !name.is_empty()
@@ -153,6 +153,13 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         }
         doc.insert("taskSchedulingPolicy".into(), json!({"nodeFillType": fill.to_ascii_lowercase()}));
     }
+    Ok(id)
+}
+
+pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let mut doc: Map<String, Value> = parse_body(&ctx.body)?;
+    let id = check_add(&mut doc)?;
+    check_packages(app, doc.get("applicationPackageReferences"))?;
     let (now, etag) = app.store.etags.next();
     for (k, v) in [
         ("eTag", json!(etag)),

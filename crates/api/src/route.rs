@@ -174,10 +174,11 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
     use Operation::*;
     let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
     let path = path.strip_suffix('/').unwrap_or(path);
-    // Task files: everything after `/files/` is one path parameter.
-    let (head, file) = match path.find("/files/") {
-        Some(i) => (&path[..i + "/files".len()], Some(&path[i + "/files/".len()..])),
-        None => (path, None),
+    // Task and node files: everything after a fifth segment `files` is one
+    // path parameter (an id may itself be `files`).
+    let (head, file) = match path.match_indices('/').nth(4) {
+        Some((i, _)) if path[..i].ends_with("/files") => (&path[..i], Some(&path[i + 1..])),
+        _ => (path, None),
     };
     let segs: Vec<&str> = if head.is_empty() { Vec::new() } else { head.split('/').collect() };
     let m = method;
@@ -396,5 +397,17 @@ mod tests {
         assert_eq!(route(&Method::HEAD, "/jobschedules/s").unwrap(), Operation::ScheduleExists("s".into()));
         assert_eq!(route(&Method::GET, "/jobschedules/s/jobs").unwrap(), Operation::ListScheduleJobs("s".into()));
         assert_eq!(route(&Method::GET, "/jobs/%FF").unwrap_err().code, ErrorCode::RequestUrlFailedToParse);
+        // Ids that are the router's own words (found by the `route` fuzz target).
+        assert_eq!(route(&Method::GET, "/jobs/files/tasks").unwrap(), Operation::ListTasks("files".into()));
+        assert_eq!(route(&Method::GET, "/jobschedules/files/jobs").unwrap(), Operation::ListScheduleJobs("files".into()));
+        assert_eq!(
+            route(&Method::GET, "/jobs/files/tasks/files/files/files/x").unwrap(),
+            Operation::GetTaskFile("files".into(), "files".into(), "files/x".into())
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/pools/files/nodes/files/files/a").unwrap(),
+            Operation::DeleteNodeFile("files".into(), "files".into(), "a".into())
+        );
+        assert_eq!(route(&Method::GET, "/jobs/j/tasks/t/xfiles/y").unwrap_err().code, ErrorCode::InvalidUri);
     }
 }

@@ -43,7 +43,7 @@ fn timing(doc: &Map<String, Value>) -> Timing {
 
 /// Validates `schedule`: the service's minimum of one minute for the start
 /// window and the recurrence interval.
-fn check_timing(v: Option<&Value>) -> Result<(), Error> {
+pub fn check_timing(v: Option<&Value>) -> Result<(), Error> {
     let v = v.ok_or_else(|| Error::missing_property("schedule"))?;
     let t: Timing = from_value(v.clone())?;
     for (name, d) in [("startWindow", t.start_window), ("recurrenceInterval", t.recurrence_interval)] {
@@ -72,7 +72,7 @@ async fn check_spec(app: &App, v: Option<&Value>) -> Result<Map<String, Value>, 
 }
 
 /// The job request a specification stands for, with the given id.
-fn job_parameter(spec: &Map<String, Value>, id: &str) -> Result<JobAddParameter, Error> {
+pub fn job_parameter(spec: &Map<String, Value>, id: &str) -> Result<JobAddParameter, Error> {
     let mut m = spec.clone();
     m.insert("id".into(), json!(id));
     from_value(Value::Object(m))

@@ -195,7 +195,7 @@ impl Duration {
             }
             let num = rest[..end].replace(',', ".");
             let unit = rest[end..].chars().next()?.to_ascii_uppercase();
-            rest = &rest[end + 1..];
+            rest = rest.get(end + 1..)?; // a unit outside ASCII is not one
             let (int_part, frac_part) = match num.split_once('.') {
                 Some((i, f)) => (i, f),
                 None => (num.as_str(), ""),
@@ -364,7 +364,7 @@ mod tests {
             assert_eq!(d.to_string(), out, "{input}");
         }
         assert!(Duration::parse("P10675199DT2H48M5.4775807S").unwrap().is_infinite());
-        for bad in ["", "P", "PT", "1H", "PTH", "P1H", "PT1D", "P1.5D", "P99999999999999999999D", "PT1H2"] {
+        for bad in ["", "P", "PT", "1H", "PTH", "P1H", "PT1D", "P1.5D", "P99999999999999999999D", "PT1H2", "P1İ", "PT1é"] {
             assert!(Duration::parse(bad).is_none(), "{bad}");
         }
         assert_eq!(Duration::parse("-PT1S").unwrap(), Duration(-10_000_000));
