@@ -186,6 +186,11 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
     let s: Vec<String> = segs.iter().map(|s| decode(s)).collect::<Result<_, _>>()?;
     let sv: Vec<&str> = s.iter().map(String::as_str).collect();
     let file = file.map(decode).transpose()?;
+    // A file path names something below the task's or node's directory: an
+    // empty one (`files//`, `files/%2F`) would name the directory itself.
+    if file.as_deref().is_some_and(|f| f.trim_matches(['/', '\\']).is_empty()) {
+        return Err(Error::new(ErrorCode::InvalidUri).with("Reason", "The file path is empty."));
+    }
     let op = match (sv.as_slice(), file) {
         (["applications"], None) => get_only(m, ListApplications)?,
         (["applications", a], None) => get_only(m, GetApplication(a.to_string()))?,
@@ -409,5 +414,9 @@ mod tests {
             Operation::DeleteNodeFile("files".into(), "files".into(), "a".into())
         );
         assert_eq!(route(&Method::GET, "/jobs/j/tasks/t/xfiles/y").unwrap_err().code, ErrorCode::InvalidUri);
+        // An empty file path would name the task's (or node's) directory itself.
+        for p in ["/jobs/j/tasks/t/files//", "/jobs/j/tasks/t/files/%2F", "/jobs/j/tasks/t/files/%5C", "/pools/p/nodes/n/files//"] {
+            assert_eq!(route(&Method::DELETE, p).unwrap_err().code, ErrorCode::InvalidUri, "{p}");
+        }
     }
 }
