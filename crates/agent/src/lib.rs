@@ -57,8 +57,9 @@ struct State {
     contain: contain::Containment,
     /// Outcomes kept until the server acknowledges them.
     journal: journal::Journal,
-    /// Processes of an earlier agent on this root killed at start.
-    leftovers: u32,
+    /// Processes of an earlier agent on this root killed at start (told in
+    /// the first `Hello` only).
+    leftovers: std::sync::atomic::AtomicU32,
     /// Attempts stopped with the node (`stop_all`): they end unreported.
     abandoned: Mutex<std::collections::HashSet<u64>>,
     /// Attempts fetching their resource files (no process yet). Killing
@@ -230,7 +231,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         running: Mutex::new(HashMap::new()),
         contain,
         journal,
-        leftovers: leftovers.killed,
+        leftovers: std::sync::atomic::AtomicU32::new(leftovers.killed),
         abandoned: Mutex::new(Default::default()),
         preparing: Mutex::new(Default::default()),
         transfer,
@@ -349,7 +350,7 @@ async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Re
         boot_id: state.boot_id.clone(),
         finished: state.journal.unacked(),
         held,
-        leftovers: state.leftovers,
+        leftovers: state.leftovers.swap(0, std::sync::atomic::Ordering::Relaxed),
     };
     let text = serde_json::to_string(&ToServer::Hello(hello)).map_err(|e| e.to_string())?;
     sink.send(Message::Text(text.into())).await.map_err(|e| e.to_string())?;

@@ -462,6 +462,7 @@ impl Cluster {
         let mut stale = Vec::new();
         let mut needs_start: Option<Value> = None;
         let previous: Vec<u64>;
+        let mut kept: Vec<(u64, bool)> = Vec::new();
         {
             let mut nodes = lock(&self.nodes);
             let node = nodes.entry(id.clone()).or_insert_with(|| Node {
@@ -516,7 +517,21 @@ impl Cluster {
             node.slots = slots;
             // Attempts known only in memory (queued, or started but not yet
             // written) are settled below: the database decides what runs here.
-            previous = node.running.drain().map(|(a, _)| a).chain(node.queued.drain(..).map(|(a, _)| a)).collect();
+            // A queued attempt the agent started or finished (its reports
+            // were lost with the connection) stays, as running: its
+            // assignment is written now (`kept`), or with its outcome.
+            let queued: Vec<(u64, Slot)> = node.queued.drain(..).collect();
+            for (a, slot) in queued {
+                if hello.running.contains(&a) || finished.contains(&a) {
+                    kept.push((a, hello.running.contains(&a)));
+                    node.running.insert(a, slot);
+                } else {
+                    node.running.insert(a, slot); // drained with the others below
+                }
+            }
+            let kept_ids: Vec<u64> = kept.iter().map(|(a, _)| *a).collect();
+            previous = node.running.iter().map(|(a, _)| *a).filter(|a| !kept_ids.contains(a)).collect();
+            node.running.retain(|a, _| kept_ids.contains(a));
             // Running here, or ended with an outcome the agent still holds
             // (applied by `serve_agent` once the node has joined).
             for (job, task, attempt) in &assigned {
@@ -526,7 +541,7 @@ impl Cluster {
                 }
             }
             for a in &hello.running {
-                if !assigned.iter().any(|(_, _, x)| x == a) {
+                if !assigned.iter().any(|(_, _, x)| x == a) && !kept.iter().any(|(k, _)| k == a) {
                     stale.push(*a);
                 }
             }
@@ -551,7 +566,31 @@ impl Cluster {
         // Attempts of an earlier server whose assignment never committed
         // (it was killed first): adopted when their task still waits, so
         // the task does not run again; any other unknown attempt is killed.
-        let unknown_outcomes = hello.finished.iter().filter(|f| !assigned.iter().any(|(_, _, x)| *x == f.outcome.attempt));
+        for (a, running) in kept {
+            let slot = lock(&self.nodes).get(&id).and_then(|n| n.running.get(&a).cloned());
+            if let (true, Some(slot)) = (running, slot) {
+                // Assigned and running, in one change.
+                let _ = self
+                    .write_attempt(
+                        &slot.job_id,
+                        &slot.task_id,
+                        a,
+                        store::Durability::Relaxed,
+                        Some(Box::new(move |_, t, now| {
+                            if t.attempt == Some(a) && t.state == TaskState::Preparing {
+                                execution::transition(t, TaskState::Running, now);
+                                t.execution_info.start_time = Some(now);
+                            }
+                            Ok(())
+                        })),
+                    )
+                    .await;
+            }
+        }
+        let unknown_outcomes = hello.finished.iter().filter(|f| {
+            !assigned.iter().any(|(_, _, x)| *x == f.outcome.attempt)
+                && !lock(&self.nodes).get(&id).is_some_and(|n| n.running.contains_key(&f.outcome.attempt))
+        });
         for f in unknown_outcomes {
             if let Some(task) = &f.task {
                 self.adopt(&id, &pool_id, account_url, f.outcome.attempt, task, false).await;
@@ -678,7 +717,7 @@ impl Cluster {
     /// node is left alone). The agent forgets the attempts waiting in its
     /// queue, so their tasks are scheduled again.
     pub fn disconnected(&self, node_id: &str, tx: &mpsc::UnboundedSender<ToAgent>) {
-        let dropped: Vec<u64> = {
+        {
             let mut nodes = lock(&self.nodes);
             let Some(n) = nodes.get_mut(node_id) else { return };
             if !n.tx.as_ref().is_some_and(|t| t.same_channel(tx)) {
@@ -688,11 +727,11 @@ impl Cluster {
             if !matches!(n.state, "leavingpool" | "rebooting" | "reimaging") {
                 n.set_state("offline");
             }
-            n.queued.drain(..).map(|(a, _)| a).collect()
-        };
-        for a in dropped {
-            self.abandon(a);
         }
+        // Attempts queued there stay: the agent may have started (or even
+        // finished) them with reports the connection lost. It tells when it
+        // rejoins (see `join`); a node that does not is lost, and they are
+        // taken back then (`check_liveness`).
     }
 
     /// Whether the connection `tx` of a node was superseded: the node was
@@ -1351,7 +1390,7 @@ impl Cluster {
             jobs.iter().filter(|j| j.priority < job.priority).map(|j| store::key_of(&j.id)).collect();
         let holders: Vec<String> = lock(&self.nodes)
             .values()
-            .filter(|n| n.pool_id == pool && n.queued.iter().any(|(_, s)| lower.contains(&store::key_of(&s.job_id))))
+            .filter(|n| n.pool_id == pool && n.tx.is_some() && n.queued.iter().any(|(_, s)| lower.contains(&store::key_of(&s.job_id))))
             .map(|n| n.id.clone())
             .collect();
         if holders.is_empty() {
@@ -1393,7 +1432,8 @@ impl Cluster {
             let Some(widest) = free.iter().copied().max() else { return };
             let mut budget: u32 = free.iter().sum();
             let mut moves = Vec::new();
-            for n in of_pool().filter(|n| !n.queued.is_empty() && n.free() == 0) {
+            // (Not from a node out of contact: it may have started them.)
+            for n in of_pool().filter(|n| !n.queued.is_empty() && n.free() == 0 && n.tx.is_some()) {
                 let mut taken = Vec::new();
                 for (a, s) in n.queued.iter().rev() {
                     if s.slots <= widest && s.slots <= budget && movable(&s.job_id) {

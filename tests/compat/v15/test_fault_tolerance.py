@@ -179,7 +179,7 @@ def test_a_node_stopped_past_the_liveness_timeout_comes_back(own_server):
 
 
 def test_chaos_nothing_lost_nothing_twice():
-    r = chaos.run(os.path.abspath(BIN), server_kills=3, agent_kills=3, tasks=300, seed=12)
+    r = chaos.run(os.path.abspath(BIN), server_kills=3, agent_kills=2, tasks=250, seed=12)
     assert r["server_kills"] == 3 and r["tasks_acknowledged"] > 0
     assert r["lost"] == 0, r
     assert r["ran_twice"] == 0, r
