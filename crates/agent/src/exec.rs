@@ -183,11 +183,58 @@ pub fn ensure_user(u: &proto::UserAccount) {
     }
 }
 
-/// Gives the task user the attempt's directories and output files.
-fn give_to(paths: &[&Path], uid: u32, gid: u32) {
-    for p in paths {
-        let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+/// An attempt's task directory and working directory, open.
+#[derive(Debug, Clone)]
+pub struct TaskDirs {
+    pub task: nodefs::Dir,
+    pub wd: nodefs::Dir,
+}
+
+/// A failure to prepare an attempt's directories, as its `failureInfo`.
+fn dir_failure(path: &Path, e: &std::io::Error) -> (String, String) {
+    let message = if nodefs::is_link(e) {
+        format!("{}: a directory on the way is a symbolic link; the node does not follow links in task directories", path.display())
+    } else {
+        format!("{}: {e}", path.display())
+    };
+    ("ResourceDirectoryCreateFailed".to_string(), message)
+}
+
+/// Opens (creating what is missing) the task directory `rel` below the node
+/// root and its `wd/`, and gives both to `owner`. Every component is opened
+/// from the node root without following a link: a link on the way fails the
+/// attempt; a link (or file) in place of `wd` is replaced by a directory.
+/// Owners change on the handles, never on paths.
+pub fn task_dirs(root: &Path, rel: &str, owner: Option<(u32, u32)>) -> Result<TaskDirs, (String, String)> {
+    let task_path = root.join(rel);
+    let node = nodefs::Dir::open(root).map_err(|e| dir_failure(root, &e))?;
+    let task = node.make_dirs(rel, None).map_err(|e| dir_failure(&task_path, &e))?;
+    if let Some((uid, gid)) = owner {
+        task.chown(uid, gid).map_err(|e| dir_failure(&task_path, &e))?;
     }
+    let wd = task.ensure_dir("wd", owner).map_err(|e| dir_failure(&task_path.join("wd"), &e))?;
+    Ok(TaskDirs { task, wd })
+}
+
+/// Opens an existing task directory (no link on the way), e.g. to upload
+/// output files after the process ended.
+pub fn open_task_dir(root: &Path, rel: &str) -> std::io::Result<nodefs::Dir> {
+    nodefs::Dir::open(root)?.open_dir(rel)
+}
+
+/// Opens `stdout.txt`/`stderr.txt` of an attempt to append to. A file
+/// from an earlier attempt is kept when it is a regular file with one link
+/// that belongs to the attempt's user; anything else in its place — a link
+/// (to /etc/shadow, say), a hard link, a FIFO — is replaced by a new file,
+/// never opened. The file is given to `owner` on its descriptor.
+fn output_file(task: &nodefs::Dir, name: &str, owner: Option<(u32, u32)>) -> Result<std::fs::File, (String, String)> {
+    let uid = owner.map(|o| o.0).unwrap_or_else(|| unsafe { libc::geteuid() });
+    let failure = |e: std::io::Error| ("ResourceFileCreateFailed".to_string(), format!("{}: {e}", task.path().join(name).display()));
+    let f = task.append_file(name, 0o644, |m| m.nlink == 1 && m.uid == uid).map_err(failure)?;
+    if let Some((uid, gid)) = owner {
+        nodefs::chown_file(&f, uid, gid).map_err(failure)?;
+    }
+    Ok(f)
 }
 
 /// A started attempt's process, to wait for.
@@ -204,9 +251,11 @@ pub fn container_name(attempt: u64) -> String {
     format!("openbatch-{attempt}")
 }
 
-/// Where the engine writes the id of an attempt's container.
+/// Where the engine writes the id of an attempt's container: in the
+/// agent's own `volatile/` directory, which tasks cannot write (the engine
+/// client opens the path as root).
 pub fn container_id_file(root: &Path, l: &TaskLaunch) -> PathBuf {
-    root.join(&l.task_dir).join(".container-id")
+    root.join("volatile").join(format!("container-{}.id", l.attempt))
 }
 
 /// The engine's `run` arguments for a container task: its mounts (the node
@@ -246,22 +295,6 @@ fn container_args(root: &Path, l: &TaskLaunch, c: &proto::ContainerSpec, argv: &
     Ok(a)
 }
 
-/// Creates the task directory and its working directory: the common case
-/// (a new task in an existing job directory) in two system calls.
-fn make_dirs(task_dir: &Path, wd: &Path) -> std::io::Result<()> {
-    use std::io::ErrorKind::{AlreadyExists, NotFound};
-    match std::fs::create_dir(task_dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == AlreadyExists => {}
-        Err(e) if e.kind() == NotFound => std::fs::create_dir_all(task_dir)?,
-        Err(e) => return Err(e),
-    }
-    match std::fs::create_dir(wd) {
-        Err(e) if e.kind() == AlreadyExists && wd.is_dir() => Ok(()),
-        r => r,
-    }
-}
-
 pub fn start(
     root: &Path,
     l: &TaskLaunch,
@@ -269,18 +302,9 @@ pub fn start(
     engine: &str,
     cgroup: Option<std::os::fd::RawFd>,
 ) -> Result<Started, (String, String)> {
-    let task_dir = root.join(&l.task_dir);
-    let wd = task_dir.join("wd");
-    make_dirs(&task_dir, &wd).map_err(|e| ("ResourceDirectoryCreateFailed".to_string(), format!("{}: {e}", wd.display())))?;
-    let (out_path, err_path) = (task_dir.join("stdout.txt"), task_dir.join("stderr.txt"));
-    let open = |path: &Path| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| ("ResourceFileCreateFailed".to_string(), format!("{}: {e}", path.display())))
-    };
-    let (stdout, stderr) = (open(&out_path)?, open(&err_path)?);
+    let dirs = task_dirs(root, &l.task_dir, run_as)?;
+    let wd = dirs.wd.path().to_path_buf();
+    let (stdout, stderr) = (output_file(&dirs.task, "stdout.txt", run_as)?, output_file(&dirs.task, "stderr.txt", run_as)?);
     let argv = shell_words::split(&l.command_line)
         .map_err(|e| ("CommandLaunchFailed".to_string(), format!("the command line cannot be parsed: {e}")))?;
     if argv.is_empty() {
@@ -298,9 +322,6 @@ pub fn start(
         None => (argv, run_as),
     };
     let (program, args) = argv.split_first().expect("not empty");
-    if let Some((uid, gid)) = run_as {
-        give_to(&[&task_dir, &wd, &out_path, &err_path], uid, gid);
-    }
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert("PATH".into(), DEFAULT_PATH.into());
     env.insert("HOME".into(), wd.to_string_lossy().into_owned());
@@ -316,7 +337,19 @@ pub fn start(
     let env: Vec<(String, String)> = env.into_iter().collect();
     // A process started as another user joins the node's group (see NodeGroup).
     let groups: &[u32] = NODE_GID.get().map(std::slice::from_ref).unwrap_or_default();
-    let spec = crate::spawn::Spec { program, args, env: &env, cwd: &wd, stdout: &stdout, stderr: &stderr, ids: run_as, groups, cgroup };
+    use std::os::fd::{AsFd, AsRawFd};
+    let spec = crate::spawn::Spec {
+        program,
+        args,
+        env: &env,
+        cwd: &wd,
+        cwd_fd: Some(dirs.wd.as_fd().as_raw_fd()),
+        stdout: &stdout,
+        stderr: &stderr,
+        ids: run_as,
+        groups,
+        cgroup,
+    };
     let started_ms = now_ms();
     match crate::spawn::spawn(&spec) {
         Ok(child) => Ok(Started { running: Running { pid: child.pid, started_ms, started: std::time::Instant::now() }, child }),
@@ -415,25 +448,6 @@ pub fn not_started(attempt: u64, code: String, message: String) -> TaskOutcome {
     }
 }
 
-/// Resolves `rel` under `root`, refusing `..`, absolute paths, and symlinks
-/// that lead outside the root.
-pub fn confine(root: &Path, rel: &str) -> Result<PathBuf, &'static str> {
-    let rel = rel.trim_start_matches('/');
-    let mut p = root.to_path_buf();
-    for seg in rel.split('/').filter(|s| !s.is_empty() && *s != ".") {
-        if seg == ".." {
-            return Err("OutsideRoot");
-        }
-        p.push(seg);
-    }
-    let canon_root = root.canonicalize().map_err(|_| "NotFound")?;
-    let canon = p.canonicalize().map_err(|_| "NotFound")?;
-    if !canon.starts_with(&canon_root) {
-        return Err("OutsideRoot");
-    }
-    Ok(canon)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,15 +535,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn confinement() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join("a")).unwrap();
-        std::fs::write(root.path().join("a/f.txt"), "x").unwrap();
-        std::os::unix::fs::symlink("/etc", root.path().join("a/escape")).unwrap();
-        assert!(confine(root.path(), "a/f.txt").is_ok());
-        assert_eq!(confine(root.path(), "a/../../etc/passwd"), Err("OutsideRoot"));
-        assert_eq!(confine(root.path(), "a/escape/passwd"), Err("OutsideRoot"));
-        assert_eq!(confine(root.path(), "a/missing"), Err("NotFound"));
-    }
 }

@@ -9,14 +9,13 @@
 
 pub mod contain;
 pub mod exec;
+pub mod files;
 pub mod journal;
 pub mod packages;
 pub mod spawn;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use proto::{FileEntry, FileOp, FileReply, FileRequest, Hello, TaskLaunch, ToAgent, ToServer};
+use proto::{Hello, TaskLaunch, ToAgent, ToServer};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -212,7 +211,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         let _ = gid;
     }
     if let Some((uid, gid)) = run_as {
-        let _ = std::os::unix::fs::chown(cfg.root.join("shared"), Some(uid), Some(gid));
+        if let Ok(shared) = nodefs::Dir::open(&cfg.root).and_then(|r| r.open_dir("shared")) {
+            let _ = shared.chown(uid, gid);
+        }
         exec::protect_root(&cfg.root, gid).map_err(|e| format!("cannot set the permissions of {}: {e}", cfg.root.display()))?;
     }
     let boot_id = format!("{}-{}", std::process::id(), exec::now_ms());
@@ -497,9 +498,16 @@ async fn handle(
             }
             ToAgent::File(req) => {
                 let root = state.cfg.root.clone();
+                let (server, token) = (state.cfg.server.clone(), state.cfg.token.clone());
                 let tx = tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let _ = tx.send(ToServer::FileReply(file_op(&root, req)));
+                tokio::spawn(async move {
+                    let Ok((reply, stream)) = tokio::task::spawn_blocking(move || files::file_op(&root, req)).await else { return };
+                    let _ = tx.send(ToServer::FileReply(reply));
+                    if let Some(s) = stream {
+                        if let Err(e) = files::send(&server, &token, s).await {
+                            tracing::debug!("a file stream ended early: {e}");
+                        }
+                    }
                 });
             }
             ToAgent::Reset { wipe } => {
@@ -705,22 +713,13 @@ async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32
             server_error: false,
         })?;
     }
-    let task_dir = state.cfg.root.join(&l.task_dir);
-    let wd = task_dir.join("wd");
-    if let Err(e) = std::fs::create_dir_all(&wd) {
-        return Err(transfer::Failure {
-            code: "ResourceDirectoryCreateFailed".into(),
-            message: format!("{}: {e}", wd.display()),
-            server_error: true,
-        });
-    }
-    if let Some((uid, gid)) = run_as {
-        for d in [&task_dir, &wd] {
-            let _ = std::os::unix::fs::chown(d, Some(uid), Some(gid));
-        }
-    }
-    state.transfer.download(&l.common_resource_files, &task_dir, run_as).await?;
-    state.transfer.download(&l.resource_files, &wd, run_as).await?;
+    let (root, rel) = (state.cfg.root.clone(), l.task_dir.clone());
+    let dirs = tokio::task::spawn_blocking(move || exec::task_dirs(&root, &rel, run_as))
+        .await
+        .map_err(|e| transfer::Failure::server("ResourceDirectoryCreateFailed", e.to_string()))?
+        .map_err(|(code, message)| transfer::Failure::server(&code, message))?;
+    state.transfer.download(&l.common_resource_files, &dirs.task, run_as).await?;
+    state.transfer.download(&l.resource_files, &dirs.wd, run_as).await?;
     Ok(())
 }
 
@@ -800,10 +799,15 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
                     outcome.failure_message = Some("The task exceeded its maximum wall clock time and was terminated.".into());
                 }
                 if !launch.output_files.is_empty() && outcome.exit_code.is_some() {
-                    let task_dir = state.cfg.root.join(&launch.task_dir);
                     let succeeded = outcome.exit_code == Some(0) && outcome.failure_code.is_none();
-                    let uploaded =
-                        state.transfer.upload(&launch.output_files, &task_dir, &task_dir.join("wd"), succeeded, &launch.env).await;
+                    let wd = state.cfg.root.join(&launch.task_dir).join("wd");
+                    let uploaded = match exec::open_task_dir(&state.cfg.root, &launch.task_dir) {
+                        Ok(task_dir) => state.transfer.upload(&launch.output_files, &task_dir, &wd, succeeded, &launch.env).await,
+                        Err(e) => Err(transfer::Failure::server(
+                            "FileUploadMiscError",
+                            format!("cannot open the task directory {}: {e}", wd.parent().unwrap_or(&wd).display()),
+                        )),
+                    };
                     if let Err(f) = uploaded {
                         outcome.failure_code = Some(f.code);
                         outcome.failure_message = Some(f.message);
@@ -819,123 +823,6 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
             });
         }
     }
-}
-
-fn entry(root: &Path, p: &Path) -> Option<FileEntry> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(p).ok()?;
-    let rel = p.strip_prefix(root).ok()?.to_string_lossy().to_string();
-    Some(FileEntry {
-        path: rel,
-        is_dir: m.is_dir(),
-        size: if m.is_dir() { 0 } else { m.len() },
-        modified_ms: m.mtime() * 1000 + m.mtime_nsec() / 1_000_000,
-        created_ms: m.ctime() * 1000 + m.ctime_nsec() / 1_000_000,
-        mode: m.mode(),
-    })
-}
-
-fn walk(root: &Path, dir: &Path, recursive: bool, out: &mut Vec<FileEntry>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut items: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    items.sort();
-    for p in items {
-        if let Some(e) = entry(root, &p) {
-            let is_dir = e.is_dir;
-            out.push(e);
-            if recursive && is_dir && !p.is_symlink() {
-                walk(root, &p, true, out);
-            }
-        }
-    }
-}
-
-/// Serves one file request, confined to the node root.
-pub fn file_op(root: &Path, req: FileRequest) -> FileReply {
-    let mut reply = FileReply { id: req.id, error: None, entries: Vec::new(), data: None, size: None };
-    let base = match exec::confine(root, &req.base) {
-        Ok(b) => b,
-        Err(e) => {
-            reply.error = Some(e.into());
-            return reply;
-        }
-    };
-    let root = base.as_path();
-    let canon_root = match root.canonicalize() {
-        Ok(r) => r,
-        Err(_) => {
-            reply.error = Some("NotFound".into());
-            return reply;
-        }
-    };
-    let path = match exec::confine(&canon_root, &req.path) {
-        Ok(p) => p,
-        Err(e) => {
-            reply.error = Some(e.into());
-            return reply;
-        }
-    };
-    match req.op {
-        FileOp::Stat => match entry(&canon_root, &path) {
-            Some(e) => {
-                reply.size = Some(e.size);
-                reply.entries.push(e);
-            }
-            None => reply.error = Some("NotFound".into()),
-        },
-        FileOp::List { recursive } => {
-            if path.is_dir() {
-                walk(&canon_root, &path, recursive, &mut reply.entries);
-            } else {
-                reply.error = Some("NotFound".into());
-            }
-        }
-        FileOp::Read { start, end } => {
-            use std::io::{Read, Seek, SeekFrom};
-            if path.is_dir() {
-                reply.error = Some("IsDirectory".into());
-                return reply;
-            }
-            let r = (|| -> std::io::Result<Result<(Vec<u8>, u64), &'static str>> {
-                let mut f = std::fs::File::open(&path)?;
-                let size = f.metadata()?.len();
-                let end = end.unwrap_or(size).min(size);
-                if start > end || (start >= size && size > 0) {
-                    return Ok(Err("InvalidRange"));
-                }
-                f.seek(SeekFrom::Start(start))?;
-                let mut buf = vec![0u8; (end - start) as usize];
-                f.read_exact(&mut buf)?;
-                Ok(Ok((buf, size)))
-            })();
-            match r {
-                Ok(Ok((buf, size))) => {
-                    reply.data = Some(STANDARD.encode(buf));
-                    reply.size = Some(size);
-                    if let Some(e) = entry(&canon_root, &path) {
-                        reply.entries.push(e);
-                    }
-                }
-                Ok(Err(e)) => reply.error = Some(e.into()),
-                Err(_) => reply.error = Some("Io".into()),
-            }
-        }
-        FileOp::Delete { recursive } => {
-            let r = if path.is_dir() {
-                if recursive {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_dir(&path)
-                }
-            } else {
-                std::fs::remove_file(&path)
-            };
-            if r.is_err() {
-                reply.error = Some(if path.is_dir() { "DirectoryNotEmpty" } else { "Io" }.into());
-            }
-        }
-    }
-    reply
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub struct Spec<'a> {
     /// The complete environment (nothing is inherited).
     pub env: &'a [(String, String)],
     pub cwd: &'a Path,
+    /// An open handle of `cwd`: the child enters it with `fchdir`, so a
+    /// path swapped meanwhile (for a link) cannot redirect it.
+    pub cwd_fd: Option<RawFd>,
     pub stdout: &'a std::fs::File,
     pub stderr: &'a std::fs::File,
     /// Switch to this user and group (dropping supplementary groups).
@@ -74,6 +77,8 @@ struct ChildArgs {
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     cwd: *const libc::c_char,
+    /// -1: enter `cwd` by path.
+    cwd_fd: RawFd,
     fds: [RawFd; 3],
     /// `cgroup.procs` of the attempt's cgroup, or -1.
     cgroup: RawFd,
@@ -145,6 +150,7 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
         argv: argv_ptrs.as_ptr(),
         envp: envp_ptrs.as_ptr(),
         cwd: cwd.as_ptr(),
+        cwd_fd: spec.cwd_fd.unwrap_or(-1),
         fds: [stdin.as_raw_fd(), spec.stdout.as_raw_fd(), spec.stderr.as_raw_fd()],
         cgroup: spec.cgroup.unwrap_or(-1),
         // SAFETY: getpid has no preconditions.
@@ -262,7 +268,8 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         if libc::syscall(libc::SYS_getppid) as libc::pid_t != a.parent {
             libc::syscall(libc::SYS_exit, 127);
         }
-        if libc::syscall(libc::SYS_chdir, a.cwd) != 0 {
+        let entered = if a.cwd_fd >= 0 { libc::syscall(libc::SYS_fchdir, a.cwd_fd) } else { libc::syscall(libc::SYS_chdir, a.cwd) };
+        if entered != 0 {
             fail(STEP_CHDIR);
         }
         for (target, fd) in a.fds.iter().enumerate() {
@@ -379,7 +386,7 @@ mod tests {
         }
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string()), ("X".to_string(), "a b".to_string())];
-        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), stdout: &out, stderr: &err, ids, groups, cgroup: None };
+        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), cwd_fd: None, stdout: &out, stderr: &err, ids, groups, cgroup: None };
         let child = spawn(&spec)?;
         let pid = child.pid;
         let (status, _) = wait(child).await?;

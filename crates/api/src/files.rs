@@ -1,6 +1,14 @@
 //! Task and node files, served from the node through its agent. Paths are
 //! percent-decoded by the router and confined by the agent to the task
-//! directory (task files) or the node root (node files), symlinks included.
+//! directory (task files) or the node root (node files); the agent never
+//! follows a symbolic link there, so links are neither listed nor served.
+//!
+//! Reads stream: the request asks the agent for the range under a random
+//! key; up to [`proto::INLINE_READ`] bytes come back in the agent's reply,
+//! more on a data connection the agent opens to
+//! [`proto::FILE_STREAM_PATH`] (see [`accept_stream`]), whose body is piped
+//! to the client as the client reads it — no side holds more than a few
+//! buffers, whatever the file's size.
 
 use crate::http::{encode_segment, Ctx, Reply};
 use crate::render;
@@ -8,7 +16,13 @@ use crate::App;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
+use axum::body::Body;
+use futures_util::StreamExt;
 use proto::{FileEntry, FileOp, FileReply};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::oneshot;
 use serde_json::{json, Value};
 use wire::models::CloudTask;
 use wire::odata::Filter;
@@ -32,10 +46,83 @@ fn agent_error(e: &str, path: &str) -> Error {
         "NotFound" => Error::new(ErrorCode::FileNotFound).with("FilePath", path),
         "OutsideRoot" => Error::msg(ErrorCode::InvalidInput, "The file path leaves the directory it must stay in.").with("FilePath", path),
         "IsDirectory" => Error::msg(ErrorCode::InvalidInput, "The path is a directory.").with("FilePath", path),
+        "NotRegular" => Error::msg(ErrorCode::InvalidInput, "The path is not a regular file.").with("FilePath", path),
+        "Symlink" => Error::msg(
+            ErrorCode::FileNotFound,
+            "The path is, or passes through, a symbolic link, which the node does not follow.",
+        )
+        .with("FilePath", path),
         "InvalidRange" => Error::new(ErrorCode::InvalidRange),
         "DirectoryNotEmpty" => Error::msg(ErrorCode::OperationInvalidForCurrentState, "The directory is not empty; delete it with recursive=true."),
         other => Error::internal(format!("file operation failed on the node: {other}")),
     }
+}
+
+/// How long a read waits for the agent's data connection.
+const STREAM_WAIT: Duration = Duration::from_secs(30);
+/// How long a streamed read waits for the agent's next bytes.
+const STREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// The body of an agent's data connection, handed to the read that waits
+/// for it; dropping `done` (with the client's response body) answers the
+/// agent.
+struct Incoming {
+    body: Body,
+    done: oneshot::Sender<()>,
+}
+
+/// Reads waiting for their agent's data connection, by stream key (random:
+/// a key is only known to the server and the agent it was sent to).
+fn streams() -> &'static Mutex<HashMap<String, oneshot::Sender<Incoming>>> {
+    static STREAMS: std::sync::OnceLock<Mutex<HashMap<String, oneshot::Sender<Incoming>>>> = std::sync::OnceLock::new();
+    STREAMS.get_or_init(Default::default)
+}
+
+/// A read's place in [`streams`], removed when the read is done with it.
+struct Ticket(String);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        streams().lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
+    }
+}
+
+fn expect_stream() -> (Ticket, oneshot::Receiver<Incoming>) {
+    let key = uuid::Uuid::new_v4().simple().to_string();
+    let (tx, rx) = oneshot::channel();
+    streams().lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), tx);
+    (Ticket(key), rx)
+}
+
+/// An agent's data connection (`POST {FILE_STREAM_PATH}/{key}`, its token
+/// already checked): hands the body to the read waiting under `key` and
+/// answers once that read's response body is finished or dropped (the
+/// client read it all, or went away).
+pub async fn accept_stream(key: &str, body: Body) -> axum::http::Response<Body> {
+    let status = |code: u16, text: &'static str| axum::http::Response::builder().status(code).body(Body::from(text)).unwrap_or_default();
+    let waiter = streams().lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    let Some(waiter) = waiter else { return status(404, "no read waits for this stream") };
+    let (done, finished) = oneshot::channel();
+    if waiter.send(Incoming { body, done }).is_err() {
+        return status(410, "the read is gone");
+    }
+    let _ = finished.await;
+    status(200, "")
+}
+
+/// The client's response body: the agent's bytes as they come (each wait
+/// for the next bytes bounded by [`STREAM_IDLE`]); `done` goes with it.
+fn piped(incoming: Incoming) -> Body {
+    let Incoming { body, done } = incoming;
+    let stream = futures_util::stream::unfold((body.into_data_stream(), Some(done)), |(mut s, done)| async move {
+        done.as_ref()?;
+        match tokio::time::timeout(STREAM_IDLE, s.next()).await {
+            Ok(Some(item)) => Some((item, (s, done))),
+            Ok(None) => None,
+            Err(_) => Some((Err(axum::Error::new("the node stopped sending the file")), (s, None))),
+        }
+    });
+    Body::from_stream(stream)
 }
 
 fn check(reply: FileReply, path: &str) -> Result<FileReply, Error> {
@@ -178,8 +265,9 @@ fn range(ctx: &Ctx) -> Result<(u64, Option<u64>), Error> {
 pub async fn get(app: &App, ctx: &Ctx, loc: Location, path: &str) -> Result<Reply, Error> {
     reject_traversal(path)?;
     let (start, end) = range(ctx)?;
-    let reply = check(app.cluster.file(&loc.node, loc.base.clone(), path.to_string(), FileOp::Read { start, end }).await?, path)?;
-    let data = STANDARD.decode(reply.data.as_deref().unwrap_or("")).map_err(Error::internal)?;
+    let (ticket, incoming) = expect_stream();
+    let op = FileOp::Read { start, end, stream: ticket.0.clone() };
+    let reply = check(app.cluster.file(&loc.node, loc.base.clone(), path.to_string(), op).await?, path)?;
     let e = reply.entries.first().cloned().ok_or_else(|| Error::internal("the node sent no file metadata"))?;
     if let Some(t) = ctx.preconditions()?.if_modified_since {
         if e.modified_ms / 1000 <= t.timestamp() {
@@ -192,7 +280,19 @@ pub async fn get(app: &App, ctx: &Ctx, loc: Location, path: &str) -> Result<Repl
         }
     }
     let mut r = Reply::status(200);
-    r.body = Some((content_type(path).to_string(), Bytes::from(data)));
+    if reply.stream {
+        let length = reply.length.ok_or_else(|| Error::internal("the node sent no length for a streamed read"))?;
+        let incoming = match tokio::time::timeout(STREAM_WAIT, incoming).await {
+            Ok(Ok(i)) => i,
+            _ => return Err(Error::msg(ErrorCode::OperationTimedOut, "The compute node did not send the file in time.")),
+        };
+        drop(ticket);
+        r.stream = Some((content_type(path).to_string(), piped(incoming)));
+        r = r.header("content-length", length.to_string());
+    } else {
+        let data = STANDARD.decode(reply.data.as_deref().unwrap_or("")).map_err(Error::internal)?;
+        r.body = Some((content_type(path).to_string(), Bytes::from(data)));
+    }
     Ok(file_headers(r, &loc, path, &e))
 }
 

@@ -106,11 +106,14 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: Vec<(HeaderName, String)>,
     pub body: Option<(String, Bytes)>,
+    /// A body streamed as it is produced (content type, body), instead of
+    /// `body`; the handler sets `content-length` when it knows it.
+    pub stream: Option<(String, Body)>,
 }
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply { status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK), headers: Vec::new(), body: None }
+        Reply { status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK), headers: Vec::new(), body: None, stream: None }
     }
     pub fn json(status: u16, body: String) -> Reply {
         let mut r = Reply::status(status);
@@ -154,9 +157,10 @@ pub fn into_response(reply: Reply) -> Response<Body> {
             b = b.header(n, v);
         }
     }
-    let resp = match reply.body {
-        Some((ct, bytes)) => b.header("content-type", ct).body(Body::from(bytes)),
-        None => b.body(Body::empty()),
+    let resp = match (reply.body, reply.stream) {
+        (_, Some((ct, body))) => b.header("content-type", ct).body(body),
+        (Some((ct, bytes)), None) => b.header("content-type", ct).body(Body::from(bytes)),
+        (None, None) => b.body(Body::empty()),
     };
     resp.unwrap_or_else(|_| Response::new(Body::empty()))
 }

@@ -183,6 +183,12 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
         let rest = rest.to_string();
         return package_archive(&app, &parts.headers, &rest).await;
     }
+    if let Some(key) = parts.uri.path().strip_prefix(proto::FILE_STREAM_PATH) {
+        if !is_agent(&app, &parts.headers) || method != axum::http::Method::POST {
+            return Response::builder().status(403).body(Body::from("invalid agent token")).unwrap_or_default();
+        }
+        return files::accept_stream(key.trim_start_matches('/'), body).await;
+    }
     let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let mut op_name = "-";
     let result = async {

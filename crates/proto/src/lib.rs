@@ -26,10 +26,21 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Protocol version spoken by this build.
-pub const VERSION: u32 = 3;
+/// Protocol version spoken by this build (3: acknowledged outcomes; 4: file
+/// contents larger than [`INLINE_READ`] travel on a data connection, see
+/// [`FILE_STREAM_PATH`]).
+pub const VERSION: u32 = 4;
 /// Where agents connect.
 pub const CONNECT_PATH: &str = "/_openbatch/agent/v1/connect";
+/// Where an agent sends the bytes of a file read too large to inline:
+/// `POST {FILE_STREAM_PATH}/{stream key}` with its join token
+/// (`Authorization: Bearer`), `Content-Length` the reply's `length`, and the
+/// bytes as the body. The server pipes the body to the client that asked,
+/// as fast as that client reads (so neither side holds more than a few
+/// buffers), and answers once the body is consumed or the client is gone.
+pub const FILE_STREAM_PATH: &str = "/_openbatch/agent/v1/files";
+/// The largest read answered inline (base64 in the [`FileReply`]).
+pub const INLINE_READ: u64 = 256 * 1024;
 
 /// Server → agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,8 +350,9 @@ pub struct TaskOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileRequest {
     pub id: u64,
-    /// A directory relative to the node root (e.g. a task directory); the
-    /// agent confines the request to it, symlinks included.
+    /// A directory relative to the node root (e.g. a task directory). The
+    /// agent never follows a symbolic link on the way to it or below it: a
+    /// link is neither listed nor served.
     pub base: String,
     /// Relative to `base`.
     pub path: String,
@@ -352,8 +364,11 @@ pub struct FileRequest {
 pub enum FileOp {
     /// Metadata only.
     Stat,
-    /// Bytes `[start, end)` (end clamped to the file size), base64 in the reply.
-    Read { start: u64, end: Option<u64> },
+    /// Bytes `[start, end)` (end clamped to the file size): up to
+    /// [`INLINE_READ`] of them base64 in the reply; more are sent on a data
+    /// connection identified by `stream` (see [`FILE_STREAM_PATH`]) after a
+    /// reply that says `stream: true`.
+    Read { start: u64, end: Option<u64>, stream: String },
     /// Entries below the path, recursively or not.
     List { recursive: bool },
     Delete { recursive: bool },
@@ -373,13 +388,20 @@ pub struct FileEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileReply {
     pub id: u64,
-    /// `NotFound`, `OutsideRoot`, `IsDirectory`, `InvalidRange`, `Io`.
+    /// `NotFound`, `OutsideRoot`, `IsDirectory`, `NotRegular` (a FIFO,
+    /// device...), `Symlink`, `InvalidRange`, `DirectoryNotEmpty`, `Io`.
     pub error: Option<String>,
     pub entries: Vec<FileEntry>,
-    /// Base64 file content for `Read`.
+    /// Base64 file content for an inline `Read`.
     pub data: Option<String>,
     /// The whole file's size for `Read`/`Stat`.
     pub size: Option<u64>,
+    /// `Read`: the bytes come on the data connection (not in `data`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    /// `Read`: how many bytes the range holds (inline or streamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
 }
 
 /// One frame holding `msgs`: the message itself when there is one, else a

@@ -273,7 +273,10 @@ fn upload_fault(fault: local::Fault, file: &Path, dest: &str) -> Failure {
 /// One file to fetch.
 struct Fetch {
     source: Source,
+    /// Where it goes (for messages).
     dest: PathBuf,
+    /// Where it goes, relative to the directory downloaded into.
+    rel: String,
     mode: u32,
 }
 
@@ -297,6 +300,23 @@ impl Source {
             Source::Http(u) => redact(u.as_str()),
             Source::Local(p) => format!("file://{}", p.display()),
         }
+    }
+}
+
+/// A matched output file, opened (again, for each try) below its anchor —
+/// the task directory's handle, or `/` — never through a link.
+#[derive(Debug, Clone)]
+struct Output {
+    /// For messages and logs.
+    path: PathBuf,
+    anchor: nodefs::Dir,
+    rel: String,
+}
+
+impl Output {
+    /// Opens the file to read; it must (still) be a regular file.
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        self.anchor.open_file(&self.rel).map(|(f, _)| f)
     }
 }
 
@@ -432,14 +452,17 @@ impl Transfer {
     }
 
     /// Downloads every resource file into `wd` (the task's working
-    /// directory; or its task directory for common resource files),
+    /// directory; or its task directory for common resource files, open),
     /// [`FILES_IN_FLIGHT`] at once, streaming to disk. Files and the
     /// directories created for them belong to `owner` when given; files get
-    /// their `fileMode` (default 0770). The first failure stops the rest.
-    pub async fn download(&self, files: &[ResourceFileSpec], wd: &Path, owner: Option<(u32, u32)>) -> Result<Stats, Failure> {
+    /// their `fileMode` (default 0770). Nothing below `wd` is reached
+    /// through a symbolic link: a link where a directory goes fails the
+    /// download, a link (or anything else) where a file goes is replaced.
+    /// The first failure stops the rest.
+    pub async fn download(&self, files: &[ResourceFileSpec], wd: &nodefs::Dir, owner: Option<(u32, u32)>) -> Result<Stats, Failure> {
         let mut fetches = Vec::new();
         for spec in files {
-            fetches.extend(self.plan(spec, wd).await?);
+            fetches.extend(self.plan(spec, wd.path()).await?);
         }
         let mut running = futures_util::stream::iter(fetches)
             .map(|f| -> BoxFuture<'_, Result<u64, Failure>> { self.fetch(f, wd, owner).boxed() })
@@ -465,7 +488,8 @@ impl Transfer {
                     .ok_or_else(|| Failure::user("ResourceFileCreateFailed", format!("no file path for {}", redact(url))))?,
             };
             let dest = local::below(wd, &name).filter(|d| d != wd).ok_or_else(|| outside(&name))?;
-            return Ok(vec![Fetch { source, dest, mode }]);
+            let rel = relative(&dest, wd);
+            return Ok(vec![Fetch { source, dest, rel, mode }]);
         }
         let Some(container) = &spec.container_url else {
             return Err(Failure::user(
@@ -500,7 +524,8 @@ impl Transfer {
             .filter(|n| !n.ends_with('/') && !n.is_empty())
             .map(|n| {
                 let dest = local::below(&base, &n).filter(|d| d != &base).ok_or_else(|| outside(&n))?;
-                Ok(Fetch { source: origin.member(&n), dest, mode })
+                let rel = relative(&dest, wd);
+                Ok(Fetch { source: origin.member(&n), dest, rel, mode })
             })
             .collect()
     }
@@ -541,52 +566,98 @@ impl Transfer {
     }
 
     /// Fetches one file; a transient failure restarts it.
-    async fn fetch(&self, f: Fetch, root: &Path, owner: Option<(u32, u32)>) -> Result<u64, Failure> {
+    async fn fetch(&self, f: Fetch, wd: &nodefs::Dir, owner: Option<(u32, u32)>) -> Result<u64, Failure> {
         let shown = f.source.shown();
-        if let Some(parent) = f.dest.parent() {
-            let (root, parent) = (root.to_path_buf(), parent.to_path_buf());
-            let made = blocking("ResourceDirectoryCreateFailed", move || local::make_dirs(&root, &parent, owner)).await?;
-            made.map_err(|fault| download_fault(fault, &shown, &f.dest))?;
-        }
-        let fetched: Result<u64, Failure> = match &f.source {
+        let (parent_rel, name) = match f.rel.rsplit_once('/') {
+            Some((p, n)) => (p.to_string(), n.to_string()),
+            None => (String::new(), f.rel.clone()),
+        };
+        let (dir, parent_path) = (wd.clone(), f.dest.parent().map(Path::to_path_buf).unwrap_or_default());
+        let made = blocking("ResourceDirectoryCreateFailed", move || {
+            dir.make_dirs(&parent_rel, owner).map_err(|e| local::Fault::Dir(parent_path, local::dir_error(e)))
+        })
+        .await?;
+        let parent = made.map_err(|fault| download_fault(fault, &shown, &f.dest))?;
+        let fetched: Result<(u64, std::fs::File), Failure> = match &f.source {
             Source::Local(src) => {
-                let (src, dest) = (src.clone(), f.dest.clone());
-                let copied = blocking("BlobDownloadMiscError", move || -> Result<u64, local::Fault> {
-                    let meta = std::fs::metadata(&src).map_err(local::Fault::Read)?;
-                    if !meta.is_file() {
-                        return Err(local::Fault::Read(std::io::Error::new(std::io::ErrorKind::NotFound, "not a regular file")));
-                    }
-                    let mut input = std::fs::File::open(&src).map_err(local::Fault::Read)?;
-                    let mut output = local::create_file(&dest).map_err(local::Fault::Create)?;
-                    local::copy(&mut input, &mut output)
+                let (src, parent, name) = (src.clone(), parent.clone(), name.clone());
+                let opened = self.open_source(&src).await;
+                let copied = blocking("BlobDownloadMiscError", move || -> Result<(u64, std::fs::File), local::Fault> {
+                    let mut input = opened.map_err(local::Fault::Read)?;
+                    let mut output = parent.create_file(&name, 0o600).map_err(local::Fault::Create)?;
+                    let n = local::copy(&mut input, &mut output)?;
+                    Ok((n, output))
                 })
                 .await?;
                 copied.map_err(|fault| download_fault(fault, &shown, &f.dest))
             }
-            Source::Http(url) => self.retry(|| self.fetch_once(url, &f.dest)).await,
+            Source::Http(url) => self.retry(|| self.fetch_once(url, &parent, &name, &f.dest)).await,
         };
-        // A failed download leaves no partial file behind.
-        if fetched.is_err() && tokio::fs::symlink_metadata(&f.dest).await.is_ok_and(|m| m.is_file()) {
-            let _ = tokio::fs::remove_file(&f.dest).await;
-        }
-        let bytes = fetched?;
-        let (dest, mode) = (f.dest.clone(), f.mode);
-        blocking("ResourceFileWriteFailed", move || local::finish_file(&dest, owner, mode))
+        let (bytes, file) = match fetched {
+            Ok(v) => v,
+            Err(failure) => {
+                // A failed download leaves no partial file behind.
+                let (parent, name) = (parent.clone(), name.clone());
+                let _ = blocking("ResourceFileWriteFailed", move || {
+                    if parent.stat(&name).is_ok_and(|m| m.kind == nodefs::Kind::File) {
+                        let _ = parent.remove(&name, false);
+                    }
+                })
+                .await;
+                return Err(failure);
+            }
+        };
+        let mode = f.mode;
+        blocking("ResourceFileWriteFailed", move || local::finish_file(&file, owner, mode))
             .await?
             .map_err(|e| Failure::server("ResourceFileWriteFailed", format!("cannot set the owner or mode of {}: {e}", f.dest.display())))?;
         Ok(bytes)
     }
 
-    /// One try of an HTTP download, streamed to `dest`.
-    async fn fetch_once(&self, url: &Url, dest: &Path) -> Try<u64> {
+    /// Opens a `file://` source to read. With file roots set, the path is
+    /// opened below the root it lies in, following only links that stay
+    /// inside that root (so a link swapped in on a shared filesystem cannot
+    /// make the agent read a file elsewhere).
+    async fn open_source(&self, src: &Path) -> std::io::Result<std::fs::File> {
+        let (src, roots) = (src.to_path_buf(), self.file_roots.clone());
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let not_regular = || std::io::Error::new(std::io::ErrorKind::NotFound, "not a regular file");
+            let (file, meta) = match roots {
+                None => {
+                    let f = std::fs::File::open(&src)?;
+                    let m = nodefs::file_meta(&f)?;
+                    (f, m)
+                }
+                Some(roots) => {
+                    let (root, rel) = within_roots(&roots, &src)?;
+                    nodefs::Dir::open(&root)?.open_file_beneath(&rel).map_err(|e| {
+                        if e.raw_os_error() == Some(libc::EISDIR) || e.kind() == std::io::ErrorKind::InvalidInput {
+                            not_regular()
+                        } else {
+                            e
+                        }
+                    })?
+                }
+            };
+            if meta.kind != nodefs::Kind::File {
+                return Err(not_regular());
+            }
+            Ok(file)
+        })
+        .await;
+        opened.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+    }
+
+    /// One try of an HTTP download, streamed to the new file `name` of `parent`.
+    async fn fetch_once(&self, url: &Url, parent: &nodefs::Dir, name: &str, dest: &Path) -> Try<(u64, std::fs::File)> {
         let shown = redact(url.as_str());
         let resp = self.http.get(url.clone()).header("x-ms-version", blob::VERSION).send().await;
         let resp = resp.map_err(|e| send_error(e, url, Way::Download))?;
         if !resp.status().is_success() {
             return Err(status_failure(resp, url, Way::Download).await);
         }
-        let path = dest.to_path_buf();
-        let created = blocking("ResourceFileCreateFailed", move || local::create_file(&path)).await.map_err(|f| (f, false))?;
+        let (dir, file_name) = (parent.clone(), name.to_string());
+        let created = blocking("ResourceFileCreateFailed", move || dir.create_file(&file_name, 0o600)).await.map_err(|f| (f, false))?;
         let file = created.map_err(|e| (download_fault(local::Fault::Create(e), &shown, dest), false))?;
         let mut out = tokio::fs::File::from_std(file);
         let write_failure = |e: std::io::Error| (download_fault(local::Fault::Write(e), &shown, dest), false);
@@ -598,7 +669,7 @@ impl Transfer {
             n += chunk.len() as u64;
         }
         out.flush().await.map_err(write_failure)?;
-        Ok(n)
+        Ok((n, out.into_std().await))
     }
 
     /// Uploads the output files whose `uploadCondition` holds (`succeeded`:
@@ -607,10 +678,14 @@ impl Transfer {
     /// tried; `fileuploadout.txt` (one line per uploaded file, and a summary)
     /// and `fileuploaderr.txt` (one line per failure; empty when none) are
     /// written in `task_dir`. Returns the first failure.
+    ///
+    /// Files are found and opened without following a symbolic link at any
+    /// component (below the task directory from its handle `task_dir`,
+    /// elsewhere from `/`): a link is not uploaded, whatever it points to.
     pub async fn upload(
         &self,
         files: &[OutputFileSpec],
-        task_dir: &Path,
+        task_dir: &nodefs::Dir,
         wd: &Path,
         succeeded: bool,
         env: &BTreeMap<String, String>,
@@ -619,7 +694,7 @@ impl Transfer {
         let mut err_log = String::new();
         let mut first: Option<Failure> = None;
         let mut failed = 0u64;
-        let mut jobs: Vec<(Arc<Destination>, PathBuf, String)> = Vec::new();
+        let mut jobs: Vec<(Arc<Destination>, Output, String)> = Vec::new();
         for spec in files {
             if !condition_met(&spec.upload_condition, succeeded) {
                 out_log.push_str(&format!(
@@ -642,21 +717,30 @@ impl Transfer {
             let expanded = pattern::expand_env(&spec.file_pattern, env);
             let resolved = pattern::resolve(&expanded, wd);
             let single = resolved.is_single();
-            let guard = task_dir.to_path_buf();
-            let matched = blocking("FileUploadMiscError", move || pattern::find(&resolved, &guard)).await?;
+            let guard = task_dir.clone();
+            let matched = blocking("FileUploadMiscError", move || {
+                pattern::find(&resolved, &guard)
+                    .into_iter()
+                    .filter_map(|m| {
+                        let (anchor, rel) = pattern::locate(&m.path, &guard).ok()?;
+                        Some((Output { path: m.path, anchor, rel }, m.relative))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
             if matched.is_empty() {
                 out_log.push_str(&format!("{} '{}' ({expanded}) matched no files\n", log_time(), spec.file_pattern));
             }
-            for m in matched {
-                let name = pattern::blob_name(spec.path.as_deref(), &m.relative, single);
-                jobs.push((dest.clone(), m.path, name));
+            for (output, relative) in matched {
+                let name = pattern::blob_name(spec.path.as_deref(), &relative, single);
+                jobs.push((dest.clone(), output, name));
             }
         }
         let mut running = futures_util::stream::iter(jobs)
             .map(|(dest, file, name)| -> BoxFuture<'_, _> {
                 async move {
                     let r = self.put(&dest, &file, &name).await;
-                    (dest, file, name, r)
+                    (dest, file.path, name, r)
                 }
                 .boxed()
             })
@@ -677,11 +761,18 @@ impl Transfer {
             }
         }
         out_log.push_str(&format!("{} uploaded {} files, {} bytes; {failed} failed\n", log_time(), stats.files, stats.bytes));
-        for (name, text) in [("fileuploadout.txt", &out_log), ("fileuploaderr.txt", &err_log)] {
-            if let Err(e) = tokio::fs::write(task_dir.join(name), text).await {
-                tracing::warn!("cannot write {}: {e}", task_dir.join(name).display());
+        // Written on the task directory's handle, replacing whatever the
+        // task left in their place (a link is not written through).
+        let (dir, logs) = (task_dir.clone(), [("fileuploadout.txt", out_log), ("fileuploaderr.txt", err_log)]);
+        let _ = blocking("FileUploadMiscError", move || {
+            use std::io::Write;
+            for (name, text) in logs {
+                if let Err(e) = dir.create_file(name, 0o644).and_then(|mut f| f.write_all(text.as_bytes())) {
+                    tracing::warn!("cannot write {}: {e}", dir.path().join(name).display());
+                }
             }
-        }
+        })
+        .await;
         match first {
             Some(f) => Err(f),
             None => Ok(stats),
@@ -705,24 +796,33 @@ impl Transfer {
     }
 
     /// Saves one file as blob `name`; returns its size.
-    async fn put(&self, dest: &Destination, file: &Path, name: &str) -> Result<u64, Failure> {
+    async fn put(&self, dest: &Destination, src: &Output, name: &str) -> Result<u64, Failure> {
+        let file = src.path.as_path();
         match &dest.target {
             Target::Directory(root) => {
                 let shown = dest.shown(name);
                 let target = local::below(root, name)
                     .filter(|t| t != root)
                     .ok_or_else(|| Failure::user("FileUploadMiscError", format!("the blob name '{name}' leaves {}", root.display())))?;
-                let (root, src) = (root.clone(), file.to_path_buf());
+                let rel = relative(&target, root);
+                let (root, src, roots) = (root.clone(), src.clone(), self.file_roots.clone());
                 let copied = blocking("FileUploadMiscError", move || -> Result<Result<u64, local::Fault>, Failure> {
-                    if !root.is_dir() {
-                        return Err(Failure::user("FileUploadContainerNotFound", format!("file://{}: no such directory", root.display())));
-                    }
+                    let missing = || Failure::user("FileUploadContainerNotFound", format!("file://{}: no such directory", root.display()));
+                    // The destination directory: below its file root's
+                    // handle when roots are set; nothing below it is
+                    // reached through a link.
+                    let opened = match &roots {
+                        None => nodefs::Dir::open(&root),
+                        Some(roots) => within_roots(roots, &root).and_then(|(r, rel)| nodefs::Dir::open(&r)?.open_dir_beneath(&rel)),
+                    };
+                    let out_dir = opened.map_err(|_| missing())?;
                     Ok((|| {
-                        let mut input = local::open_regular(&src).map_err(local::Fault::Read)?;
-                        if let Some(p) = target.parent() {
-                            std::fs::create_dir_all(p).map_err(|e| local::Fault::Dir(p.to_path_buf(), e))?;
-                        }
-                        let mut output = local::create_file(&target).map_err(local::Fault::Create)?;
+                        let mut input = src.open().map_err(local::Fault::Read)?;
+                        let (parent_rel, file_name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+                        let parent = out_dir
+                            .make_dirs(parent_rel, None)
+                            .map_err(|e| local::Fault::Dir(root.join(parent_rel), local::dir_error(e)))?;
+                        let mut output = parent.create_file(file_name, 0o644).map_err(local::Fault::Create)?;
                         local::copy(&mut input, &mut output)
                     })())
                 })
@@ -731,8 +831,8 @@ impl Transfer {
             }
             Target::Container(container) => {
                 let url = blob::blob_url(container, name);
-                let path = file.to_path_buf();
-                let opened = blocking("FileUploadMiscError", move || local::open_regular(&path)).await?;
+                let s = src.clone();
+                let opened = blocking("FileUploadMiscError", move || s.open()).await?;
                 let size = opened
                     .and_then(|f| f.metadata())
                     .map(|m| m.len())
@@ -740,9 +840,9 @@ impl Transfer {
                 let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 if size <= self.block_size as u64 {
                     let headers = dest.headers.for_put_blob(&file_name);
-                    self.retry(|| self.put_blob_once(&url, file, size, &headers)).await?;
+                    self.retry(|| self.put_blob_once(&url, src, size, &headers)).await?;
                 } else {
-                    self.put_blocks(&url, file, size, dest.headers.for_block_list(&file_name)).await?;
+                    self.put_blocks(&url, src, size, dest.headers.for_block_list(&file_name)).await?;
                 }
                 Ok(size)
             }
@@ -750,11 +850,11 @@ impl Transfer {
     }
 
     /// One try of a Put Blob, the body streamed from the file.
-    async fn put_blob_once(&self, url: &Url, file: &Path, size: u64, headers: &reqwest::header::HeaderMap) -> Try<()> {
+    async fn put_blob_once(&self, url: &Url, src: &Output, size: u64, headers: &reqwest::header::HeaderMap) -> Try<()> {
         use tokio::io::AsyncReadExt;
-        let path = file.to_path_buf();
-        let opened = blocking("FileUploadMiscError", move || local::open_regular(&path)).await.map_err(|f| (f, false))?;
-        let input = opened.map_err(|e| (upload_fault(local::Fault::Read(e), file, &redact(url.as_str())), false))?;
+        let s = src.clone();
+        let opened = blocking("FileUploadMiscError", move || s.open()).await.map_err(|f| (f, false))?;
+        let input = opened.map_err(|e| (upload_fault(local::Fault::Read(e), &src.path, &redact(url.as_str())), false))?;
         let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(input).take(size), 64 * 1024);
         let resp = self
             .http
@@ -774,12 +874,13 @@ impl Transfer {
 
     /// Uploads a large file as blocks, [`BLOCKS_IN_FLIGHT`] at once, then
     /// commits the block list.
-    async fn put_blocks(&self, url: &Url, file: &Path, size: u64, list_headers: reqwest::header::HeaderMap) -> Result<(), Failure> {
+    async fn put_blocks(&self, url: &Url, src: &Output, size: u64, list_headers: reqwest::header::HeaderMap) -> Result<(), Failure> {
         let block = block_size_for(size, self.block_size as u64);
         let count = size.div_ceil(block);
         let ids: Vec<String> = (0..count).map(blob::block_id).collect();
-        let path = file.to_path_buf();
-        let opened = blocking("FileUploadMiscError", move || local::open_regular(&path)).await?;
+        let file = src.path.as_path();
+        let s = src.clone();
+        let opened = blocking("FileUploadMiscError", move || s.open()).await?;
         let input = Arc::new(opened.map_err(|e| upload_fault(local::Fault::Read(e), file, &redact(url.as_str())))?);
         // Buffers are counted in units of BLOCK_SIZE, so huge blocks take more.
         let permits = (block.div_ceil(BLOCK_SIZE as u64) as u32).clamp(1, BLOCK_BUFFERS);
@@ -858,6 +959,23 @@ fn block_size_for(size: u64, preferred: u64) -> u64 {
     } else {
         (needed.div_ceil(MIB) * MIB).min(MAX_BLOCK_SIZE)
     }
+}
+
+/// `path` (below `base`) relative to `base`, `/`-separated.
+fn relative(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The file root `path` lies in (symbolic links resolved), and the path
+/// relative to it. Resolving here only picks the root: the file is then
+/// opened below the root's handle, where no link can lead outside it.
+fn within_roots(roots: &[PathBuf], path: &Path) -> std::io::Result<(PathBuf, String)> {
+    let real = path.canonicalize()?;
+    roots
+        .iter()
+        .find(|r| real.starts_with(r))
+        .map(|r| (r.clone(), relative(&real, r)))
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not below a shared directory the node allows"))
 }
 
 /// An `http(s)` URL, or a user error naming it.

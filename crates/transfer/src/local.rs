@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Copy buffer size.
@@ -79,55 +78,16 @@ pub enum Fault {
     Write(io::Error),
 }
 
-/// Creates `dir` and its missing parents, all below `root` (which exists),
-/// refusing to pass through a symbolic link below `root`; directories it
-/// creates are given to `owner`.
-pub fn make_dirs(root: &Path, dir: &Path, owner: Option<(u32, u32)>) -> Result<(), Fault> {
-    let rel = dir.strip_prefix(root).map_err(|_| {
-        Fault::Dir(dir.to_path_buf(), io::Error::new(io::ErrorKind::InvalidInput, "outside the task directory"))
-    })?;
-    let mut at = root.to_path_buf();
-    for c in rel.components() {
-        at.push(c);
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Fault::Dir(at, io::Error::new(io::ErrorKind::InvalidInput, "is a symbolic link")));
-            }
-            Ok(_) => return Err(Fault::Dir(at, io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a directory"))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match std::fs::create_dir(&at) {
-                    Ok(()) => {}
-                    // Another download made it meanwhile.
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && at.is_dir() => continue,
-                    Err(e) => return Err(Fault::Dir(at, e)),
-                }
-                if let Some((uid, gid)) = owner {
-                    std::os::unix::fs::chown(&at, Some(uid), Some(gid)).map_err(|e| Fault::Dir(at.clone(), e))?;
-                }
-            }
-            Err(e) => return Err(Fault::Dir(at, e)),
-        }
+/// A failure to make a directory below a task directory, told plainly: a
+/// link on the way (which is never followed) or a file in the way.
+pub fn dir_error(e: io::Error) -> io::Error {
+    if nodefs::is_link(&e) {
+        io::Error::new(io::ErrorKind::InvalidInput, "a directory on the way is a symbolic link")
+    } else if e.raw_os_error() == Some(libc::ENOTDIR) {
+        io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a directory")
+    } else {
+        e
     }
-    Ok(())
-}
-
-/// Creates (or truncates) a downloaded file without following a symbolic
-/// link in its place: one left there is replaced.
-pub fn create_file(path: &Path) -> io::Result<File> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        std::fs::remove_file(path)?;
-    }
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_NOFOLLOW).open(path)
-}
-
-/// Opens a file to upload, refusing a symbolic link.
-pub fn open_regular(path: &Path) -> io::Result<File> {
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    Ok(f)
 }
 
 /// Streams `input` into `output`, telling read and write failures apart.
@@ -148,13 +108,13 @@ pub fn copy(input: &mut impl Read, output: &mut impl Write) -> Result<u64, Fault
     Ok(total)
 }
 
-/// Gives a downloaded file its owner (when set) and permissions.
-pub fn finish_file(path: &Path, owner: Option<(u32, u32)>, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+/// Gives a downloaded file its owner (when set) and permissions, on its
+/// descriptor.
+pub fn finish_file(file: &File, owner: Option<(u32, u32)>, mode: u32) -> io::Result<()> {
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        nodefs::chown_file(file, uid, gid)?;
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    nodefs::chmod_file(file, mode)
 }
 
 /// Whether an error is "no space left on the device".
@@ -182,29 +142,6 @@ mod tests {
         assert_eq!(below(b, ""), Some(PathBuf::from("/wd")));
         assert_eq!(below(b, "../x"), None);
         assert_eq!(below(b, "/etc/passwd"), None);
-    }
-
-    #[test]
-    fn directories_never_pass_through_links() {
-        let root = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        make_dirs(root.path(), &root.path().join("a/b/c"), None).unwrap();
-        assert!(root.path().join("a/b/c").is_dir());
-        make_dirs(root.path(), &root.path().join("a/b/c"), None).unwrap();
-        std::os::unix::fs::symlink(outside.path(), root.path().join("l")).unwrap();
-        assert!(matches!(make_dirs(root.path(), &root.path().join("l/x"), None), Err(Fault::Dir(..))));
-        assert!(!outside.path().join("x").exists());
-        std::fs::write(root.path().join("f"), "").unwrap();
-        assert!(matches!(make_dirs(root.path(), &root.path().join("f/x"), None), Err(Fault::Dir(..))));
-
-        // A link where a file goes is replaced, not written through.
-        let target = outside.path().join("victim");
-        std::fs::write(&target, "keep").unwrap();
-        std::os::unix::fs::symlink(&target, root.path().join("dl")).unwrap();
-        create_file(&root.path().join("dl")).unwrap().write_all(b"new").unwrap();
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
-        assert_eq!(std::fs::read_to_string(root.path().join("dl")).unwrap(), "new");
-        assert!(open_regular(&root.path().join("l")).is_err());
     }
 
     #[test]

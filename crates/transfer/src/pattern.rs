@@ -5,9 +5,12 @@
 //! a one-character class such as `[*]` escapes a wildcard character. `$VAR`
 //! and `${VAR}` are expanded from the task's environment first.
 //!
-//! Matching walks only the directories a pattern can reach, never follows
-//! a symbolic link to a directory, and yields regular files only.
+//! Matching walks only the directories a pattern can reach, on open
+//! directory handles, never through a symbolic link (at any component, from
+//! the task directory's handle, or from `/` for paths outside it), and
+//! yields regular files only: a link is not uploaded, whatever it points to.
 
+use nodefs::{Dir, Kind};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -252,26 +255,34 @@ pub struct Match {
     pub relative: String,
 }
 
-/// The regular files a resolved pattern names, sorted. Symbolic links are
-/// not followed below `guard` (the task directory), to files or
-/// directories: a task must not be able to have the agent upload a file it
-/// could not read itself. Directories above `guard`, and absolute patterns
-/// elsewhere, resolve as the system resolves them.
-pub fn find(resolved: &Resolved, guard: &Path) -> Vec<Match> {
+/// Where a path is opened from: below the task directory `guard` (its
+/// handle) when it lies there, else from `/`; in both cases no component
+/// may be a symbolic link.
+pub fn locate(path: &Path, guard: &Dir) -> std::io::Result<(Dir, String)> {
+    match path.strip_prefix(guard.path()) {
+        Ok(rel) => Ok((guard.clone(), rel.to_string_lossy().into_owned())),
+        Err(_) => Ok((Dir::open(Path::new("/"))?, path.to_string_lossy().trim_start_matches('/').to_string())),
+    }
+}
+
+/// The regular files a resolved pattern names, sorted. No symbolic link is
+/// followed, to a file or a directory, anywhere on a file's path: a task
+/// must not be able to have the agent upload a file it could not read
+/// itself. Paths below `guard` (the task directory) are walked from its
+/// handle; other absolute paths from `/`.
+pub fn find(resolved: &Resolved, guard: &Dir) -> Vec<Match> {
     match resolved {
         Resolved::File(p) => {
-            let regular = std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+            let regular = locate(p, guard).and_then(|(at, rel)| at.stat(&rel)).is_ok_and(|m| m.kind == Kind::File);
             match p.file_name() {
-                Some(name) if regular && !symlink_below(guard, p) => {
-                    vec![Match { path: p.clone(), relative: name.to_string_lossy().into_owned() }]
-                }
+                Some(name) if regular => vec![Match { path: p.clone(), relative: name.to_string_lossy().into_owned() }],
                 _ => Vec::new(),
             }
         }
         Resolved::Walk { base, pattern } => {
             let mut out = Vec::new();
-            if std::fs::metadata(base).is_ok_and(|m| m.is_dir()) && !symlink_below(guard, base) {
-                walk(base, "", pattern, &mut out);
+            if let Ok(dir) = locate(base, guard).and_then(|(at, rel)| at.open_dir(&rel)) {
+                walk(&dir, base, "", pattern, &mut out);
             }
             out.sort();
             out.dedup();
@@ -280,26 +291,10 @@ pub fn find(resolved: &Resolved, guard: &Path) -> Vec<Match> {
     }
 }
 
-/// Whether a directory on `path` below `guard` is a symbolic link.
-fn symlink_below(guard: &Path, path: &Path) -> bool {
-    let Ok(rel) = path.strip_prefix(guard) else { return false };
-    let mut at = guard.to_path_buf();
-    rel.components().any(|c| {
-        at.push(c);
-        std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
-    })
-}
-
-/// Entries of a directory as (name, is a real directory, is a regular file);
-/// unreadable directories have none.
-fn entries(dir: &Path) -> Vec<(String, bool, bool)> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    rd.filter_map(Result::ok)
-        .filter_map(|e| {
-            let ty = e.file_type().ok()?;
-            Some((e.file_name().to_string_lossy().into_owned(), ty.is_dir(), ty.is_file()))
-        })
-        .collect()
+/// Entries of a directory as (name, is a directory, is a regular file);
+/// links are neither; unreadable directories have none.
+fn entries(dir: &Dir) -> Vec<(String, bool, bool)> {
+    dir.entries().unwrap_or_default().into_iter().map(|(name, kind)| (name, kind == Kind::Dir, kind == Kind::File)).collect()
 }
 
 fn join_rel(rel: &str, name: &str) -> String {
@@ -310,8 +305,11 @@ fn join_rel(rel: &str, name: &str) -> String {
     }
 }
 
-fn walk(dir: &Path, rel: &str, pattern: &[String], out: &mut Vec<Match>) {
+/// Matches `pattern` below `dir` (reached as `base`/`rel`); every
+/// directory is entered by its handle, never through a link.
+fn walk(dir: &Dir, base: &Path, rel: &str, pattern: &[String], out: &mut Vec<Match>) {
     let Some((comp, rest)) = pattern.split_first() else { return };
+    let found = |r: String| Match { path: base.join(&r), relative: r };
     if comp == "**" {
         if rest.is_empty() {
             // Every (non-hidden) file below.
@@ -321,30 +319,35 @@ fn walk(dir: &Path, rel: &str, pattern: &[String], out: &mut Vec<Match>) {
                 }
                 let r = join_rel(rel, &name);
                 if is_file {
-                    out.push(Match { path: dir.join(&name), relative: r });
+                    out.push(found(r));
                 } else if is_dir {
-                    walk(&dir.join(&name), &r, pattern, out);
+                    if let Ok(sub) = dir.open_dir(&name) {
+                        walk(&sub, base, &r, pattern, out);
+                    }
                 }
             }
             return;
         }
-        walk(dir, rel, rest, out);
+        walk(dir, base, rel, rest, out);
         for (name, is_dir, _) in entries(dir) {
             if is_dir && !name.starts_with('.') {
-                walk(&dir.join(&name), &join_rel(rel, &name), pattern, out);
+                if let Ok(sub) = dir.open_dir(&name) {
+                    walk(&sub, base, &join_rel(rel, &name), pattern, out);
+                }
             }
         }
         return;
     }
     if !has_wildcard(comp) {
         let name = unescape(comp);
-        let child = dir.join(&name);
-        let Ok(meta) = std::fs::symlink_metadata(&child) else { return };
+        let Ok(meta) = dir.stat(&name) else { return };
         let r = join_rel(rel, &name);
-        if rest.is_empty() && meta.is_file() {
-            out.push(Match { path: child, relative: r });
-        } else if !rest.is_empty() && meta.is_dir() {
-            walk(&child, &r, rest, out);
+        if rest.is_empty() && meta.kind == Kind::File {
+            out.push(found(r));
+        } else if !rest.is_empty() && meta.kind == Kind::Dir {
+            if let Ok(sub) = dir.open_dir(&name) {
+                walk(&sub, base, &r, rest, out);
+            }
         }
         return;
     }
@@ -354,9 +357,11 @@ fn walk(dir: &Path, rel: &str, pattern: &[String], out: &mut Vec<Match>) {
         }
         let r = join_rel(rel, &name);
         if rest.is_empty() && is_file {
-            out.push(Match { path: dir.join(&name), relative: r });
+            out.push(found(r));
         } else if !rest.is_empty() && is_dir {
-            walk(&dir.join(&name), &r, rest, out);
+            if let Ok(sub) = dir.open_dir(&name) {
+                walk(&sub, base, &r, rest, out);
+            }
         }
     }
 }
@@ -511,7 +516,12 @@ mod tests {
     }
 
     fn found(root: &Path, wd: &str, pattern: &str) -> Vec<String> {
-        find(&resolve(pattern, &root.join(wd)), root).into_iter().map(|m| m.relative).collect()
+        let guard = Dir::open(root).unwrap();
+        let matched = find(&resolve(pattern, &root.join(wd)), &guard);
+        for m in &matched {
+            assert!(m.path.ends_with(&m.relative), "{m:?}");
+        }
+        matched.into_iter().map(|m| m.relative).collect()
     }
 
     #[test]

@@ -145,6 +145,11 @@ async fn server() -> (String, Shared) {
 }
 
 /// A transfer with quick retries.
+/// An open directory to download into or upload from.
+fn opened(p: &Path) -> nodefs::Dir {
+    nodefs::Dir::open(p).unwrap()
+}
+
 fn quick() -> Transfer {
     Transfer { backoff: Duration::from_millis(2), ..Transfer::new() }
 }
@@ -210,7 +215,7 @@ async fn downloads_files_and_paged_containers() {
         rf(None, Some(&sas), Some("nothing/"), None, None),
     ];
     let wd = dir.path().to_path_buf();
-    let stats = tokio::spawn(async move { t.download(&specs, &wd, Some(uid_gid)).await }).await.unwrap().unwrap();
+    let stats = tokio::spawn(async move { t.download(&specs, &opened(&wd), Some(uid_gid)).await }).await.unwrap().unwrap();
     let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert_eq!(read("in/a.txt"), "three");
     assert_eq!(mode_of(&dir.path().join("in/a.txt")), 0o755);
@@ -250,7 +255,7 @@ async fn download_failures_carry_the_services_codes() {
     let one = |spec: ResourceFileSpec| {
         let t = t.clone();
         let wd = dir.path().to_path_buf();
-        async move { t.download(&[spec], &wd, None).await.unwrap_err() }
+        async move { t.download(&[spec], &opened(&wd), None).await.unwrap_err() }
     };
     let f = one(rf(Some(&format!("{base}/c/nope?sv=1&sig=secret")), None, None, Some("a"), None)).await;
     assert_eq!((f.code.as_str(), f.server_error), ("BlobNotFound", false));
@@ -308,7 +313,7 @@ async fn a_silent_server_times_out() {
     let http = reqwest::Client::builder().read_timeout(Duration::from_millis(200)).build().unwrap();
     let t = Transfer { http, ..quick() };
     let dir = tempfile::tempdir().unwrap();
-    let f = t.download(&[rf(Some(&format!("http://{addr}/f?sig=secret")), None, None, Some("f"), None)], dir.path(), None).await.unwrap_err();
+    let f = t.download(&[rf(Some(&format!("http://{addr}/f?sig=secret")), None, None, Some("f"), None)], &opened(dir.path()), None).await.unwrap_err();
     assert_eq!((f.code.as_str(), f.server_error), ("BlobDownloadTimedOut", true), "{}", f.message);
 }
 
@@ -327,7 +332,7 @@ async fn a_body_cut_short_fails_and_leaves_no_partial_file() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let f = quick().download(&[rf(Some(&format!("http://{addr}/f")), None, None, Some("part.bin"), None)], dir.path(), None).await.unwrap_err();
+    let f = quick().download(&[rf(Some(&format!("http://{addr}/f")), None, None, Some("part.bin"), None)], &opened(dir.path()), None).await.unwrap_err();
     assert_eq!(f.code, "BlobDownloadMiscError", "{}", f.message);
     assert!(!dir.path().join("part.bin").exists(), "the partial file was removed");
 }
@@ -370,7 +375,7 @@ async fn uploads_by_pattern_condition_and_in_blocks() {
     ];
     state.lock().unwrap().flaky_puts = 2;
     let env: BTreeMap<String, String> = [("OUT_NAME".to_string(), "sub/c.txt".to_string())].into();
-    let stats = quick().upload(&specs, task_dir.path(), &wd, true, &env).await.unwrap();
+    let stats = quick().upload(&specs, &opened(task_dir.path()), &wd, true, &env).await.unwrap();
     let s = state.lock().unwrap();
     let mut names: Vec<&String> = s.blobs.keys().collect();
     names.sort();
@@ -426,7 +431,7 @@ async fn small_blocks_empty_files_and_odd_names() {
     let t = Transfer { block_size: 1000, ..quick() };
     let c = format!("{base}/c?sig=secret");
     let specs = [out("f.dat", &c, None, "taskcompletion"), out("empty.txt", &c, None, "taskcompletion"), out("ü*.txt", &c, Some("d"), "taskcompletion")];
-    let stats = t.upload(&specs, task_dir.path(), task_dir.path(), false, &BTreeMap::new()).await.unwrap();
+    let stats = t.upload(&specs, &opened(task_dir.path()), task_dir.path(), false, &BTreeMap::new()).await.unwrap();
     assert_eq!(stats, Stats { files: 3, bytes: 10_500 + 3 });
     let s = state.lock().unwrap();
     assert_eq!(s.block_puts, 11);
@@ -445,7 +450,7 @@ async fn upload_failures_are_logged_and_coded() {
     let t = quick();
     let up = |specs: Vec<OutputFileSpec>| {
         let (t, td, wd) = (t.clone(), task_dir.path().to_path_buf(), wd.clone());
-        async move { t.upload(&specs, &td, &wd, false, &BTreeMap::new()).await }
+        async move { t.upload(&specs, &opened(&td), &wd, false, &BTreeMap::new()).await }
     };
     let f = up(vec![
         out("r.txt", &format!("{base}/gone?sig=secret"), None, "taskcompletion"),
@@ -499,7 +504,7 @@ async fn shared_directories_both_ways() {
     let stats = t
         .download(
             &[rf(None, Some(&url), Some("in/"), Some("dl"), Some("0640")), rf(Some(&format!("{url}/top.txt")), None, None, Some("t.txt"), None)],
-            &wd,
+            &opened(&wd),
             None,
         )
         .await
@@ -510,9 +515,9 @@ async fn shared_directories_both_ways() {
     assert_eq!(mode_of(&wd.join("dl/in/g.txt")), 0o640);
     assert_eq!(std::fs::read_to_string(wd.join("t.txt")).unwrap(), "T");
     assert!(!wd.join("dl/top.txt").exists(), "the prefix filters");
-    let f = t.download(&[rf(Some(&format!("{url}/missing")), None, None, Some("m"), None)], &wd, None).await.unwrap_err();
+    let f = t.download(&[rf(Some(&format!("{url}/missing")), None, None, Some("m"), None)], &opened(&wd), None).await.unwrap_err();
     assert_eq!((f.code.as_str(), f.server_error), ("BlobNotFound", false));
-    let f = t.download(&[rf(None, Some("file:///no/such/dir"), None, None, None)], &wd, None).await.unwrap_err();
+    let f = t.download(&[rf(None, Some("file:///no/such/dir"), None, None, None)], &opened(&wd), None).await.unwrap_err();
     assert_eq!(f.code, "BlobNotFound");
 
     let dst = tempfile::tempdir().unwrap();
@@ -520,7 +525,7 @@ async fn shared_directories_both_ways() {
     let stats = t
         .upload(
             &[out("dl/**/*.txt", &durl, Some("res"), "tasksuccess"), out("t.txt", &durl, Some("one/t2.txt"), "tasksuccess")],
-            task_dir.path(),
+            &opened(task_dir.path()),
             &wd,
             true,
             &BTreeMap::new(),
@@ -531,23 +536,23 @@ async fn shared_directories_both_ways() {
     assert_eq!(std::fs::read_to_string(dst.path().join("res/in/deep/f.txt")).unwrap(), "F");
     assert_eq!(std::fs::read_to_string(dst.path().join("res/in/g.txt")).unwrap(), "G");
     assert_eq!(std::fs::read_to_string(dst.path().join("one/t2.txt")).unwrap(), "T");
-    let f = t.upload(&[out("t.txt", "file:///no/such/dir", None, "tasksuccess")], task_dir.path(), &wd, true, &BTreeMap::new()).await.unwrap_err();
+    let f = t.upload(&[out("t.txt", "file:///no/such/dir", None, "tasksuccess")], &opened(task_dir.path()), &wd, true, &BTreeMap::new()).await.unwrap_err();
     assert_eq!((f.code.as_str(), f.server_error), ("FileUploadContainerNotFound", false));
     let f = t
-        .upload(&[out("t.txt", &durl, Some("../../escape"), "tasksuccess")], task_dir.path(), &wd, true, &BTreeMap::new())
+        .upload(&[out("t.txt", &durl, Some("../../escape"), "tasksuccess")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
         .await
         .unwrap_err();
     assert_eq!(f.code, "FileUploadMiscError");
 
     // Restricted to a root: the share works, other paths are refused.
     let limited = Transfer::new().with_file_roots(vec![src.path().to_path_buf(), dst.path().to_path_buf()]);
-    limited.download(&[rf(Some(&format!("{url}/top.txt")), None, None, Some("again.txt"), None)], &wd, None).await.unwrap();
-    let f = limited.download(&[rf(Some("file:///etc/hostname"), None, None, Some("h"), None)], &wd, None).await.unwrap_err();
+    limited.download(&[rf(Some(&format!("{url}/top.txt")), None, None, Some("again.txt"), None)], &opened(&wd), None).await.unwrap();
+    let f = limited.download(&[rf(Some("file:///etc/hostname"), None, None, Some("h"), None)], &opened(&wd), None).await.unwrap_err();
     assert_eq!((f.code.as_str(), f.server_error), ("BlobAccessDenied", false));
-    let f = limited.download(&[rf(None, Some(&format!("{url}/../")), None, Some("h"), None)], &wd, None).await.unwrap_err();
+    let f = limited.download(&[rf(None, Some(&format!("{url}/../")), None, Some("h"), None)], &opened(&wd), None).await.unwrap_err();
     assert_eq!(f.code, "BlobAccessDenied");
     let f = limited
-        .upload(&[out("t.txt", &format!("file://{}", wd.display()), None, "tasksuccess")], task_dir.path(), &wd, true, &BTreeMap::new())
+        .upload(&[out("t.txt", &format!("file://{}", wd.display()), None, "tasksuccess")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
         .await
         .unwrap_err();
     assert_eq!((f.code.as_str(), f.server_error), ("FileUploadAccessDenied", false));
@@ -601,11 +606,11 @@ async fn round_trip_against_a_blob_service() {
     let mut spec = out("out/**/*", &container, Some("rt"), "taskcompletion");
     spec.upload_headers = vec![("x-ms-meta-origin".into(), "openbatch".into())];
     let t = Transfer::new();
-    let stats = t.upload(&[spec], task_dir.path(), &wd, true, &BTreeMap::new()).await.unwrap();
+    let stats = t.upload(&[spec], &opened(task_dir.path()), &wd, true, &BTreeMap::new()).await.unwrap();
     assert_eq!(stats.files, 3);
 
     let back = tempfile::tempdir().unwrap();
-    let stats = t.download(&[rf(None, Some(&container), Some("rt/"), Some("got"), None)], back.path(), None).await.unwrap();
+    let stats = t.download(&[rf(None, Some(&container), Some("rt/"), Some("got"), None)], &opened(back.path()), None).await.unwrap();
     assert_eq!(stats.files, 3);
     assert_eq!(std::fs::read_to_string(back.path().join("got/rt/a.txt")).unwrap(), "alpha");
     assert_eq!(std::fs::read_to_string(back.path().join("got/rt/deep/b one.csv")).unwrap(), "b,1");
@@ -613,18 +618,18 @@ async fn round_trip_against_a_blob_service() {
 
     let (base, sas) = container.split_once('?').unwrap();
     let one = format!("{base}/rt/deep/b%20one.csv?{sas}");
-    t.download(&[rf(Some(&one), None, None, Some("single.csv"), None)], back.path(), None).await.unwrap();
+    t.download(&[rf(Some(&one), None, None, Some("single.csv"), None)], &opened(back.path()), None).await.unwrap();
     assert_eq!(std::fs::read_to_string(back.path().join("single.csv")).unwrap(), "b,1");
     let meta = Transfer::new().http.head(&one).header("x-ms-version", blob::VERSION).send().await.unwrap();
     assert_eq!(meta.headers()["x-ms-meta-origin"], "openbatch");
     assert_eq!(meta.headers()["content-type"], "text/csv");
 
-    let f = t.download(&[rf(Some(&format!("{base}/rt/nope?{sas}")), None, None, Some("x"), None)], back.path(), None).await.unwrap_err();
+    let f = t.download(&[rf(Some(&format!("{base}/rt/nope?{sas}")), None, None, Some("x"), None)], &opened(back.path()), None).await.unwrap_err();
     assert_eq!(f.code, "BlobNotFound", "{}", f.message);
-    let f = t.upload(&[out("out/a.txt", &missing, None, "taskcompletion")], task_dir.path(), &wd, true, &BTreeMap::new()).await.unwrap_err();
+    let f = t.upload(&[out("out/a.txt", &missing, None, "taskcompletion")], &opened(task_dir.path()), &wd, true, &BTreeMap::new()).await.unwrap_err();
     assert_eq!(f.code, "FileUploadContainerNotFound", "{}", f.message);
     let bad_sig = container.replace("sig=", "sig=AAAA");
-    let f = t.upload(&[out("out/a.txt", &bad_sig, None, "taskcompletion")], task_dir.path(), &wd, true, &BTreeMap::new()).await.unwrap_err();
+    let f = t.upload(&[out("out/a.txt", &bad_sig, None, "taskcompletion")], &opened(task_dir.path()), &wd, true, &BTreeMap::new()).await.unwrap_err();
     assert_eq!(f.code, "FileUploadAccessDenied", "{}", f.message);
 }
 
@@ -634,7 +639,112 @@ fn transfer_futures_are_send() {
     fn send<T: Send>(_: T) {}
     let t = Transfer::new();
     let env = BTreeMap::new();
-    send(t.upload(&[], Path::new("/"), Path::new("/"), true, &env));
-    send(t.download(&[], Path::new("/"), None));
+    let root = opened(Path::new("/"));
+    send(t.upload(&[], &root, Path::new("/"), true, &env));
+    send(t.download(&[], &root, None));
     send(t.clone());
+}
+
+/// Everything a task can plant in its directories (or in a shared
+/// directory it can write) to have the agent, as root, write or read
+/// outside them: none of it is followed.
+#[tokio::test]
+async fn planted_links_are_never_followed() {
+    use std::os::unix::fs::{symlink, MetadataExt};
+    let (base, state) = server().await;
+    put_blobs(&state, &[("in/input.txt", "downloaded"), ("in/sub/x.txt", "nested")]);
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "VICTIM").unwrap();
+    let before = std::fs::metadata(&victim).unwrap();
+    let task_dir = tempfile::tempdir().unwrap();
+    let wd = task_dir.path().join("wd");
+    std::fs::create_dir_all(&wd).unwrap();
+    let owner = Some(unsafe { (libc::geteuid(), libc::getegid()) });
+    let t = quick();
+
+    // Downloads: a link where a file goes is replaced (HTTP and file://), a
+    // linked directory on the way fails the task.
+    symlink(&victim, wd.join("input.txt")).unwrap();
+    symlink(&victim, wd.join("copy.txt")).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("c.txt"), "copied").unwrap();
+    let specs = [
+        rf(Some(&format!("{base}/c/in/input.txt?sig=secret")), None, None, Some("input.txt"), None),
+        rf(Some(&format!("file://{}/c.txt", src.path().display())), None, None, Some("copy.txt"), None),
+    ];
+    t.download(&specs, &opened(&wd), owner).await.unwrap();
+    assert_eq!(std::fs::read_to_string(wd.join("input.txt")).unwrap(), "downloaded");
+    assert_eq!(std::fs::read_to_string(wd.join("copy.txt")).unwrap(), "copied");
+    assert!(!std::fs::symlink_metadata(wd.join("input.txt")).unwrap().file_type().is_symlink());
+    symlink(outside.path(), wd.join("sub")).unwrap();
+    for spec in [
+        rf(Some(&format!("{base}/c/in/sub/x.txt?sig=secret")), None, None, Some("sub/x.txt"), None),
+        rf(None, Some(&format!("{base}/c?sig=secret")), Some("in/sub/"), Some("sub"), None),
+    ] {
+        let f = t.download(&[spec], &opened(&wd), owner).await.unwrap_err();
+        assert_eq!((f.code.as_str(), f.server_error), ("ResourceDirectoryCreateFailed", false), "{}", f.message);
+        assert!(f.message.contains("symbolic link"), "{}", f.message);
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1, "nothing written outside");
+
+    // Uploads: links (to a file or a directory) are not uploaded, and the
+    // upload logs are not written through a link.
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "SECRET").unwrap();
+    std::fs::write(wd.join("real.txt"), "real").unwrap();
+    symlink(&secret, wd.join("out.txt")).unwrap();
+    symlink(outside.path(), wd.join("linked")).unwrap();
+    symlink(&victim, task_dir.path().join("fileuploadout.txt")).unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let durl = format!("file://{}", dst.path().display());
+    let specs = [
+        out("**/*.txt", &durl, Some("all"), "taskcompletion"),
+        out("out.txt", &durl, None, "taskcompletion"),
+        out("linked/secret.txt", &durl, None, "taskcompletion"),
+        out("linked/*.txt", &durl, Some("l"), "taskcompletion"),
+        out(&format!("{}/secret.txt", wd.join("linked").display()), &durl, None, "taskcompletion"),
+    ];
+    let stats = t.upload(&specs, &opened(task_dir.path()), &wd, true, &BTreeMap::new()).await.unwrap();
+    let mut got = Vec::new();
+    for p in nodefs_walk(dst.path()) {
+        got.push((p.clone(), std::fs::read_to_string(dst.path().join(&p)).unwrap()));
+    }
+    assert!(got.iter().all(|(_, c)| c != "SECRET"), "{got:?}");
+    assert!(got.iter().any(|(p, c)| p == "all/real.txt" && c == "real"), "{got:?}");
+    assert_eq!(stats.files as usize, got.len());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "VICTIM");
+    assert!(std::fs::read_to_string(task_dir.path().join("fileuploadout.txt")).unwrap().contains("uploaded"));
+
+    // A shared destination directory with links planted in it.
+    std::fs::create_dir_all(dst.path().join("x")).unwrap();
+    symlink(&victim, dst.path().join("x/real.txt")).unwrap();
+    symlink(outside.path(), dst.path().join("y")).unwrap();
+    t.upload(&[out("real.txt", &durl, Some("x/real.txt"), "taskcompletion")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(dst.path().join("x/real.txt")).unwrap(), "real");
+    let f = t
+        .upload(&[out("real.txt", &durl, Some("y/real.txt"), "taskcompletion")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(f.code, "FileUploadMiscError", "{}", f.message);
+    assert!(!outside.path().join("real.txt").exists());
+    let after = std::fs::metadata(&victim).unwrap();
+    assert_eq!((std::fs::read_to_string(&victim).unwrap().as_str(), after.uid(), after.mode()), ("VICTIM", before.uid(), before.mode()));
+
+    // A shared source root: a link in it that leads outside is not read.
+    symlink(&secret, src.path().join("leak.txt")).unwrap();
+    let limited = quick().with_file_roots(vec![src.path().to_path_buf()]);
+    let f = limited
+        .download(&[rf(Some(&format!("file://{}/leak.txt", src.path().display())), None, None, Some("leak.txt"), None)], &opened(&wd), None)
+        .await
+        .unwrap_err();
+    assert!(f.code == "BlobAccessDenied" || f.code == "BlobNotFound", "{f:?}");
+    assert!(!wd.join("leak.txt").exists());
+}
+
+/// Regular files below `root`, relative, sorted.
+fn nodefs_walk(root: &Path) -> Vec<String> {
+    local::walk_files(root).unwrap()
 }
