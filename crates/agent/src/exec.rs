@@ -535,4 +535,132 @@ mod tests {
         }
     }
 
+
+    /// The task account's ids when the test runs as root (the agent's
+    /// situation in production and CI); None otherwise.
+    fn task_ids() -> Option<(u32, u32)> {
+        if unsafe { libc::geteuid() } != 0 {
+            println!("not root: the task runs as the test's own user, ownership is not checked");
+            return None;
+        }
+        Some(ensure_task_user().expect("the task account can be created as root"))
+    }
+
+    /// A root-owned file standing in for /etc/shadow, and its metadata.
+    fn victim(dir: &Path) -> (PathBuf, std::fs::Metadata) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("shadow");
+        std::fs::write(&p, "root:$6$secret:19000:0:99999:7:::\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        (p, m)
+    }
+
+    fn assert_untouched(p: &Path, before: &std::fs::Metadata) {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "root:$6$secret:19000:0:99999:7:::\n", "{} was written", p.display());
+        assert_eq!((m.uid(), m.gid(), m.mode(), m.nlink()), (before.uid(), before.gid(), before.mode(), before.nlink()), "{} changed", p.display());
+    }
+
+    #[tokio::test]
+    async fn stdout_and_stderr_replaced_by_links_are_not_followed() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let (shadow, before) = victim(elsewhere.path());
+        let ids = task_ids();
+        let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
+        assert_eq!(wait(1, start(root.path(), &l("/bin/sh -c 'echo one'"), ids, "docker").unwrap()).await.exit_code, Some(0));
+        let dir = root.path().join("workitems/j/job-1/t1");
+        // The task swaps its output files: a symbolic link, and a hard link
+        // (which protected_hardlinks would stop an unprivileged task from
+        // making, but not every node has it).
+        std::fs::remove_file(dir.join("stdout.txt")).unwrap();
+        std::os::unix::fs::symlink(&shadow, dir.join("stdout.txt")).unwrap();
+        std::fs::remove_file(dir.join("stderr.txt")).unwrap();
+        std::fs::hard_link(&shadow, dir.join("stderr.txt")).unwrap();
+        // The retry: output goes to fresh files, the victim is untouched.
+        let o = wait(2, start(root.path(), &l("/bin/sh -c 'echo two; echo err >&2'"), ids, "docker").unwrap()).await;
+        assert_eq!(o.exit_code, Some(0));
+        // Same content, owner, mode, and one link again: the hard link was removed, not reused.
+        assert_untouched(&shadow, &before);
+        for (name, text) in [("stdout.txt", "two\n"), ("stderr.txt", "err\n")] {
+            let m = std::fs::symlink_metadata(dir.join(name)).unwrap();
+            assert!(m.file_type().is_file() && m.nlink() == 1, "{name}");
+            assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), text);
+            if let Some((uid, _)) = ids {
+                assert_eq!(m.uid(), uid, "{name} belongs to the task user");
+            }
+        }
+        // A FIFO in place of stdout.txt does not stall the agent.
+        std::fs::remove_file(dir.join("stdout.txt")).unwrap();
+        let fifo = std::ffi::CString::new(dir.join("stdout.txt").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o666) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (r, launch3) = (root.path().to_path_buf(), l("/bin/sh -c 'echo three'"));
+        std::thread::spawn(move || {
+            let _ = tx.send(start(&r, &launch3, ids, "docker").map(|s| s.child));
+        });
+        let child = rx.recv_timeout(Duration::from_secs(10)).expect("start returned").unwrap();
+        let _ = crate::spawn::wait(child).await;
+        assert_eq!(std::fs::read_to_string(dir.join("stdout.txt")).unwrap(), "three\n");
+    }
+
+    #[tokio::test]
+    async fn a_working_directory_replaced_by_a_link_is_not_followed() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        // A root-owned private directory standing in for /root.
+        let private = elsewhere.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(private.join("keep"), "k").unwrap();
+        let before = std::fs::metadata(&private).unwrap();
+        let ids = task_ids();
+        let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
+        assert_eq!(wait(1, start(root.path(), &l("/bin/true"), ids, "docker").unwrap()).await.exit_code, Some(0));
+        let dir = root.path().join("workitems/j/job-1/t1");
+        std::fs::remove_dir(dir.join("wd")).unwrap();
+        std::os::unix::fs::symlink(&private, dir.join("wd")).unwrap();
+        let o = wait(2, start(root.path(), &l("/bin/sh -c 'pwd; echo x > made'"), ids, "docker").unwrap()).await;
+        assert_eq!(o.exit_code, Some(0));
+        let after = std::fs::metadata(&private).unwrap();
+        assert_eq!((after.uid(), after.mode()), (before.uid(), before.mode()), "the linked directory was not given away");
+        assert!(!private.join("made").exists(), "the task did not run in the linked directory");
+        let wd = std::fs::symlink_metadata(dir.join("wd")).unwrap();
+        assert!(wd.is_dir(), "a fresh working directory replaced the link");
+        assert!(dir.join("wd/made").is_file());
+        assert!(std::fs::read_to_string(dir.join("stdout.txt")).unwrap().trim_end().ends_with("t1/wd"));
+        if let Some((uid, _)) = ids {
+            assert_eq!(wd.uid(), uid);
+        }
+    }
+
+    #[tokio::test]
+    async fn task_and_job_directories_replaced_by_links_fail_the_attempt() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        let before = std::fs::metadata(&target).unwrap();
+        let ids = task_ids();
+        let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
+        for link in ["workitems/j/job-1/t1", "workitems/j/job-1", "workitems/j"] {
+            let _ = std::fs::remove_dir_all(root.path().join("workitems"));
+            let at = root.path().join(link);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(&target, &at).unwrap();
+            let e = start(root.path(), &l("/bin/true"), ids, "docker").unwrap_err();
+            assert_eq!(e.0, "ResourceDirectoryCreateFailed", "{link}: {e:?}");
+            assert!(e.1.contains("symbolic link"), "{e:?}");
+            assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{link}: nothing made through the link");
+            let after = std::fs::metadata(&target).unwrap();
+            assert_eq!((after.uid(), after.mode()), (before.uid(), before.mode()), "{link}");
+            // Resource downloads prepare the same directories the same way.
+            assert_eq!(task_dirs(root.path(), "workitems/j/job-1/t1", ids).unwrap_err().0, "ResourceDirectoryCreateFailed");
+        }
+    }
 }

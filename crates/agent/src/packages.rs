@@ -321,7 +321,7 @@ mod tests {
         assert!(std::fs::symlink_metadata(d.path().join("out/inner")).unwrap().file_type().is_symlink());
 
         // Climbing links, and hard links to files outside, are refused.
-        for (kind, target) in [(tar::EntryType::Symlink, "a/../../x"), (tar::EntryType::Link, "../../etc/passwd")] {
+        for (kind, target) in [(tar::EntryType::Symlink, "../../x"), (tar::EntryType::Link, "../../etc/passwd")] {
             let data = tar_with(|b| {
                 let mut h = header(kind, 0);
                 b.append_link(&mut h, "a/l", target).unwrap();
