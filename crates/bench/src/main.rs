@@ -138,6 +138,23 @@ enum Cmd {
         #[arg(long, default_value = "/bin/true")]
         command: String,
     },
+    /// A pool of one local node, a job and a task whose command writes
+    /// `mib` MiB of random bytes to `wd/big.bin`; waits until it completed.
+    FileTask {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+    },
+    /// Downloads one file through the API with a signed GET (`path` is the
+    /// request path, e.g. `/jobs/j/tasks/t/files/wd/big.bin`), counting and
+    /// discarding the bytes as they arrive.
+    Download {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long)]
+        path: String,
+    },
     /// Latency of one page of a filtered list.
     Filter {
         #[command(flatten)]
@@ -506,6 +523,62 @@ async fn main() {
                 };
                 let secs = run_job(&c, &t, &name, &name, slots, bodies).await?;
                 Ok(json!({"shape": shape, "tasks": n, "seconds": secs, "tasks_per_second": n as f64 / secs}))
+            }
+            .await;
+            r.unwrap_or_else(|e| json!({"error": e}))
+        }
+        Cmd::FileTask { t, mib } => {
+            let c = client();
+            let r: Result<Value, String> = async {
+                call(&c, &t, Method::POST, "/pools", json!({"id": "filepool", "vmSize": "local", "targetDedicatedNodes": 1})).await?;
+                wait_idle_node(&c, &t, "filepool").await?;
+                call(&c, &t, Method::POST, "/jobs", json!({"id": "filejob", "poolInfo": {"poolId": "filepool"}})).await?;
+                let cmd = format!("/bin/sh -c 'head -c {} /dev/urandom > big.bin'", mib * 1024 * 1024);
+                call(&c, &t, Method::POST, "/jobs/filejob/tasks", json!({"id": "big", "commandLine": cmd})).await?;
+                let start = Instant::now();
+                loop {
+                    let tk = call(&c, &t, Method::GET, "/jobs/filejob/tasks/big", Value::Null).await?;
+                    if tk["state"] == "completed" {
+                        if tk["executionInfo"]["exitCode"] != 0 {
+                            return Err(format!("the task failed: {}", tk["executionInfo"]));
+                        }
+                        break;
+                    }
+                    if start.elapsed() > Duration::from_secs(600) {
+                        return Err("the task did not complete in 10 minutes".into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(json!({"path": "/jobs/filejob/tasks/big/files/wd/big.bin", "write_s": start.elapsed().as_secs_f64()}))
+            }
+            .await;
+            r.unwrap_or_else(|e| json!({"error": e}))
+        }
+        Cmd::Download { t, path } => {
+            let c = client();
+            let key = STANDARD.decode(&t.key).unwrap_or_default();
+            let r: Result<Value, String> = async {
+                let target = format!("{path}?api-version=2025-06-01");
+                let mut req = Request::builder().method(Method::GET).uri(format!("{}{}", t.endpoint, target));
+                let headers = req.headers_mut().ok_or("bad request")?;
+                headers.insert("ocp-date", httpdate::fmt_http_date(std::time::SystemTime::now()).parse().map_err(|_| "date")?);
+                let auth = api::sharedkey::sign(&t.account, &key, &Method::GET, &target, headers);
+                headers.insert("authorization", auth.parse().map_err(|_| "auth")?);
+                let req = req.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+                let start = Instant::now();
+                let resp = c.request(req).await.map_err(|e| e.to_string())?;
+                let status = resp.status().as_u16();
+                let first_byte = start.elapsed().as_secs_f64();
+                let mut body = resp.into_body();
+                let mut bytes = 0u64;
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
+                        bytes += data.len() as u64;
+                    }
+                }
+                let secs = start.elapsed().as_secs_f64();
+                Ok(json!({"status": status, "bytes": bytes, "seconds": secs, "first_byte_s": first_byte,
+                          "mib_per_s": bytes as f64 / 1048576.0 / secs}))
             }
             .await;
             r.unwrap_or_else(|e| json!({"error": e}))
