@@ -379,7 +379,12 @@ async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Re
         };
         let text = match msg {
             Message::Text(t) => t,
-            Message::Close(_) => break Err("the server closed the connection".into()),
+            Message::Close(f) => {
+                break Err(match f.filter(|f| !f.reason.is_empty()) {
+                    Some(f) => format!("the server closed the connection: {}", f.reason),
+                    None => "the server closed the connection".into(),
+                })
+            }
             _ => continue,
         };
         let msgs: Vec<ToAgent> = match proto::decode_frame(text.as_str()) {

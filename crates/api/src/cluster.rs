@@ -2359,6 +2359,10 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
     };
     if hello.version != proto::VERSION {
         tracing::warn!(version = hello.version, "refusing an agent that speaks another protocol version");
+        // Told in the close frame, so the agent's log says why.
+        let reason = format!("agent protocol version {} is not the server's ({}): run matching openbatch versions", hello.version, proto::VERSION);
+        let frame = axum::extract::ws::CloseFrame { code: 1008, reason: reason.into() };
+        let _ = sink.send(Message::Close(Some(frame))).await;
         return;
     }
     let pool = match cluster.store.get_pool(&hello.pool_id).await {
