@@ -571,7 +571,7 @@ mod tests {
         let (shadow, before) = victim(elsewhere.path());
         let ids = task_ids();
         let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
-        assert_eq!(wait(1, start(root.path(), &l("/bin/sh -c 'echo one'"), ids, "docker").unwrap()).await.exit_code, Some(0));
+        assert_eq!(wait(1, start(root.path(), &l("/bin/sh -c 'echo one'"), ids, "docker", None).unwrap()).await.exit_code, Some(0));
         let dir = root.path().join("workitems/j/job-1/t1");
         // The task swaps its output files: a symbolic link, and a hard link
         // (which protected_hardlinks would stop an unprivileged task from
@@ -581,7 +581,7 @@ mod tests {
         std::fs::remove_file(dir.join("stderr.txt")).unwrap();
         std::fs::hard_link(&shadow, dir.join("stderr.txt")).unwrap();
         // The retry: output goes to fresh files, the victim is untouched.
-        let o = wait(2, start(root.path(), &l("/bin/sh -c 'echo two; echo err >&2'"), ids, "docker").unwrap()).await;
+        let o = wait(2, start(root.path(), &l("/bin/sh -c 'echo two; echo err >&2'"), ids, "docker", None).unwrap()).await;
         assert_eq!(o.exit_code, Some(0));
         // Same content, owner, mode, and one link again: the hard link was removed, not reused.
         assert_untouched(&shadow, &before);
@@ -600,7 +600,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let (r, launch3) = (root.path().to_path_buf(), l("/bin/sh -c 'echo three'"));
         std::thread::spawn(move || {
-            let _ = tx.send(start(&r, &launch3, ids, "docker").map(|s| s.child));
+            let _ = tx.send(start(&r, &launch3, ids, "docker", None).map(|s| s.child));
         });
         let child = rx.recv_timeout(Duration::from_secs(10)).expect("start returned").unwrap();
         let _ = crate::spawn::wait(child).await;
@@ -620,11 +620,11 @@ mod tests {
         let before = std::fs::metadata(&private).unwrap();
         let ids = task_ids();
         let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
-        assert_eq!(wait(1, start(root.path(), &l("/bin/true"), ids, "docker").unwrap()).await.exit_code, Some(0));
+        assert_eq!(wait(1, start(root.path(), &l("/bin/true"), ids, "docker", None).unwrap()).await.exit_code, Some(0));
         let dir = root.path().join("workitems/j/job-1/t1");
         std::fs::remove_dir(dir.join("wd")).unwrap();
         std::os::unix::fs::symlink(&private, dir.join("wd")).unwrap();
-        let o = wait(2, start(root.path(), &l("/bin/sh -c 'pwd; echo x > made'"), ids, "docker").unwrap()).await;
+        let o = wait(2, start(root.path(), &l("/bin/sh -c 'pwd; echo x > made'"), ids, "docker", None).unwrap()).await;
         assert_eq!(o.exit_code, Some(0));
         let after = std::fs::metadata(&private).unwrap();
         assert_eq!((after.uid(), after.mode()), (before.uid(), before.mode()), "the linked directory was not given away");
@@ -653,7 +653,7 @@ mod tests {
             let at = root.path().join(link);
             std::fs::create_dir_all(at.parent().unwrap()).unwrap();
             std::os::unix::fs::symlink(&target, &at).unwrap();
-            let e = start(root.path(), &l("/bin/true"), ids, "docker").unwrap_err();
+            let e = start(root.path(), &l("/bin/true"), ids, "docker", None).unwrap_err();
             assert_eq!(e.0, "ResourceDirectoryCreateFailed", "{link}: {e:?}");
             assert!(e.1.contains("symbolic link"), "{e:?}");
             assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{link}: nothing made through the link");

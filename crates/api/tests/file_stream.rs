@@ -94,9 +94,12 @@ async fn large_reads_are_piped_at_the_clients_pace() {
         root_dir: "/n".into(),
         is_root: false,
         boot_id: "b".into(),
+        finished: vec![],
+        held: vec![],
+        leftovers: 0,
     };
     let pool: serde_json::Map<String, serde_json::Value> = serde_json::from_str(r#"{"id":"p"}"#).unwrap();
-    let node = app.cluster.join(&hello, &pool, tx).await.unwrap();
+    let node = app.cluster.join(&hello, &pool, tx, "http://127.0.0.1:9").await.unwrap();
 
     // The agent: an inline reply for the first read, a stream for the second.
     let produced = Arc::new(AtomicU64::new(0));
