@@ -598,12 +598,16 @@ mod tests {
         let fifo = std::ffi::CString::new(dir.join("stdout.txt").to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o666) }, 0);
         let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let (r, launch3) = (root.path().to_path_buf(), l("/bin/sh -c 'echo three'"));
         std::thread::spawn(move || {
             let _ = tx.send(start(&r, &launch3, ids, "docker", None).map(|s| s.child));
+            // The child dies with the thread that started it (PR_SET_PDEATHSIG).
+            let _ = done_rx.recv();
         });
         let child = rx.recv_timeout(Duration::from_secs(10)).expect("start returned").unwrap();
         let _ = crate::spawn::wait(child).await;
+        drop(done_tx);
         assert_eq!(std::fs::read_to_string(dir.join("stdout.txt")).unwrap(), "three\n");
     }
 
