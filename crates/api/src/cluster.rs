@@ -235,6 +235,9 @@ pub struct Cluster {
     /// After a restart, the nodes scheduling waits for, and until when
     /// (see `expect_nodes`).
     expected: Mutex<Option<(Instant, std::collections::HashSet<String>)>>,
+    /// Set once attempt ids are initialised (`init_attempts`): no agent
+    /// joins before, so `first_attempt` tells this server's attempts apart.
+    initialized: tokio::sync::watch::Sender<bool>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -269,6 +272,7 @@ impl Cluster {
             wake: Notify::new(),
             reconcile: Notify::new(),
             first_attempt: AtomicU64::new(1),
+            initialized: tokio::sync::watch::channel(false).0,
             expected: Mutex::new(None),
         }
     }
@@ -444,6 +448,11 @@ impl Cluster {
         tx: mpsc::UnboundedSender<ToAgent>,
         account_url: &str,
     ) -> Result<String, Error> {
+        // Attempt ids first: what this agent reports is judged against them.
+        let mut ready = self.initialized.subscribe();
+        if tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|v| *v)).await.is_err() {
+            return Err(Error::new(ErrorCode::ServerBusy));
+        }
         let slots = pool_doc.get("taskSlotsPerNode").and_then(Value::as_u64).unwrap_or(1).max(1) as u32;
         let pool_id = pool_doc.get("id").and_then(Value::as_str).unwrap_or(&hello.pool_id).to_string();
         let id = hello.node_id.clone().unwrap_or_else(new_node_id);
@@ -1561,6 +1570,7 @@ impl Cluster {
         let first = (max + 1).max(now_us);
         self.next_attempt.store(first, Ordering::Relaxed);
         self.first_attempt.store(first, Ordering::Relaxed);
+        self.initialized.send_replace(true);
         Ok(())
     }
 
