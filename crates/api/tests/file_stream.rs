@@ -99,6 +99,8 @@ async fn large_reads_are_piped_at_the_clients_pace() {
         leftovers: 0,
     };
     let pool: serde_json::Map<String, serde_json::Value> = serde_json::from_str(r#"{"id":"p"}"#).unwrap();
+    // (As `serve` does before agents may join.)
+    app.cluster.init_attempts().await.unwrap();
     let node = app.cluster.join(&hello, &pool, tx, "http://127.0.0.1:9").await.unwrap();
 
     // The agent: an inline reply for the first read, a stream for the second.
