@@ -641,16 +641,9 @@ impl Cluster {
         if !lock(&self.inflight).insert(key.clone()) {
             return false;
         }
-        let info = node_info(account_url, pool, node, &of.job_id, &of.task_id);
-        let node_s = node.to_string();
+        let assign_it = assign(attempt, node.to_string(), node_info(account_url, pool, node, &of.job_id, &of.task_id));
         let change: AssignFn = Box::new(move |j: &CloudJob, t: &mut CloudTask, now: Timestamp| {
-            if t.state != TaskState::Active || j.state != JobState::Active {
-                return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-            }
-            t.attempt = Some(attempt);
-            t.node = Some(node_s);
-            t.node_info = Some(info);
-            execution::transition(t, TaskState::Preparing, now);
+            assign_it(j, t, now)?;
             if running {
                 execution::transition(t, TaskState::Running, now);
                 t.execution_info.start_time = Some(now);
@@ -1743,19 +1736,8 @@ impl Cluster {
                         launch.adoptable = true;
                         launches.push((node_id.clone(), launch));
                     }
-                    let node_info = node_info(account_url, &pool, &node_id, &job.id, &task.id);
                     lock(&self.inflight).insert(key.clone());
-                    let node_s = node_id.clone();
-                    let change: AssignFn = Box::new(move |j: &CloudJob, t: &mut CloudTask, now: Timestamp| {
-                        if t.state != TaskState::Active || j.state != JobState::Active {
-                            return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                        }
-                        t.attempt = Some(attempt);
-                        t.node = Some(node_s);
-                        t.node_info = Some(node_info);
-                        execution::transition(t, TaskState::Preparing, now);
-                        Ok(())
-                    });
+                    let change = assign(attempt, node_id.clone(), node_info(account_url, &pool, &node_id, &job.id, &task.id));
                     if queued {
                         lock(&self.unwritten).insert(attempt, Unwritten { key, node: node_id.clone(), assign: change });
                         // Taken back between its placement and now (e.g. the
@@ -2096,6 +2078,21 @@ async fn stop_agent_at(root: &std::path::Path) {
 
 /// A change that assigns a task to a node.
 type AssignFn = Box<dyn FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send>;
+
+/// The change that gives an `active` task of an active job to `attempt` on
+/// `node` (`preparing`): a scheduling round's, or an adoption's.
+fn assign(attempt: u64, node: String, info: ComputeNodeInformation) -> AssignFn {
+    Box::new(move |j: &CloudJob, t: &mut CloudTask, now: Timestamp| {
+        if t.state != TaskState::Active || j.state != JobState::Active {
+            return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+        }
+        t.attempt = Some(attempt);
+        t.node = Some(node);
+        t.node_info = Some(info);
+        execution::transition(t, TaskState::Preparing, now);
+        Ok(())
+    })
+}
 
 /// The assignment of a queued attempt, not yet written.
 struct Unwritten {
