@@ -20,7 +20,6 @@ use nodefs::{Dir, Kind, Meta};
 use proto::{FileEntry, FileOp, FileReply, FileRequest};
 use std::io;
 use std::path::Path;
-use std::time::Duration;
 
 /// A read to stream: the open file, and the range of it.
 #[derive(Debug)]
@@ -177,27 +176,16 @@ pub fn file_op(root: &Path, req: FileRequest) -> (FileReply, Option<Stream>) {
     }
 }
 
-fn client() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .user_agent(concat!("openbatch-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default()
-    })
-}
-
 /// Posts a streamed read's bytes to the server (`server` is its
 /// `http(s)://host:port`). The file is read a chunk at a time, only as
 /// fast as the connection takes it.
-pub async fn send(server: &str, token: &str, s: Stream) -> Result<(), String> {
+pub async fn send(client: &reqwest::Client, server: &str, token: &str, s: Stream) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let url = format!("{}{}/{}", server.trim_end_matches('/'), proto::FILE_STREAM_PATH, s.key);
     let mut file = tokio::fs::File::from_std(s.file);
     file.seek(io::SeekFrom::Start(s.start)).await.map_err(|e| e.to_string())?;
     let body = tokio_util::io::ReaderStream::with_capacity(file.take(s.len), CHUNK);
-    let resp = client()
+    let resp = client
         .post(url)
         .bearer_auth(token)
         .header(reqwest::header::CONTENT_LENGTH, s.len)

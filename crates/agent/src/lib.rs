@@ -13,6 +13,7 @@ pub mod files;
 pub mod journal;
 pub mod packages;
 pub mod spawn;
+pub mod tls;
 
 use futures_util::{SinkExt, StreamExt};
 use proto::{Hello, TaskLaunch, ToAgent, ToServer};
@@ -43,6 +44,10 @@ pub struct AgentConfig {
     /// Stop every attempt and exit after this long without a connection to
     /// the server (a local node whose server is gone for good); None: never.
     pub give_up_after: Option<Duration>,
+    /// PEM files of certificates trusted besides the system's roots (an https server).
+    pub ca_file: Vec<PathBuf>,
+    /// The name the server's certificate is verified for, if not the URL's host.
+    pub tls_server_name: Option<String>,
 }
 
 struct State {
@@ -68,6 +73,10 @@ struct State {
     transfer: transfer::Transfer,
     /// Application packages installed on the node.
     packages: packages::Installer,
+    /// TLS to an https:// server.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// HTTP to the server (file streams), with the same trust.
+    http: reqwest::Client,
     /// Attempts running in a container (killed through the engine too).
     containers: Mutex<std::collections::HashSet<u64>>,
     /// Container attempts asked to stop (killed or out of wall-clock time).
@@ -221,8 +230,25 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         Some(roots) => transfer::Transfer::new().with_file_roots(roots),
         None => transfer::Transfer::new(),
     };
-    let packages = packages::Installer::new(&cfg.server, &cfg.token, &cfg.root);
+    let tls = if cfg.server.starts_with("https://") {
+        Some(tls::client_config(&cfg.ca_file, cfg.tls_server_name.as_deref())?)
+    } else {
+        None
+    };
+    // The one HTTP client to the server (packages, file streams), with the
+    // same trust as the WebSocket.
+    let http = match &tls {
+        Some(c) => reqwest::Client::builder().use_preconfigured_tls(rustls::ClientConfig::clone(c)),
+        None => reqwest::Client::builder(),
+    }
+    .user_agent(concat!("openbatch-agent/", env!("CARGO_PKG_VERSION")))
+    .connect_timeout(Duration::from_secs(10))
+    .build()
+    .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+    let packages = packages::Installer::new(&cfg.server, &cfg.token, &cfg.root, http.clone());
     let state = Arc::new(State {
+        tls,
+        http,
         packages,
         _node_group: node_group,
         containers: Mutex::new(Default::default()),
@@ -320,7 +346,8 @@ async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Re
         "authorization",
         format!("Bearer {}", state.cfg.token).parse().map_err(|_| "the token is not a valid header value".to_string())?,
     );
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await.map_err(|e| e.to_string())?;
+    let connector = state.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector).await.map_err(|e| e.to_string())?;
     *connected_at = std::time::Instant::now();
     let (mut sink, mut stream) = ws.split();
     let node_id = std::fs::read_to_string(node_id_file(&state.cfg.root)).ok().map(|s| s.trim().to_string());
@@ -504,12 +531,13 @@ async fn handle(
             ToAgent::File(req) => {
                 let root = state.cfg.root.clone();
                 let (server, token) = (state.cfg.server.clone(), state.cfg.token.clone());
+                let http = state.http.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let Ok((reply, stream)) = tokio::task::spawn_blocking(move || files::file_op(&root, req)).await else { return };
                     let _ = tx.send(ToServer::FileReply(reply));
                     if let Some(s) = stream {
-                        if let Err(e) = files::send(&server, &token, s).await {
+                        if let Err(e) = files::send(&http, &server, &token, s).await {
                             tracing::debug!("a file stream ended early: {e}");
                         }
                     }

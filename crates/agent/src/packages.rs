@@ -27,9 +27,10 @@ fn encode(s: &str) -> String {
 }
 
 impl Installer {
-    pub fn new(server: &str, token: &str, root: &Path) -> Installer {
+    /// `http`: the agent's client to the server (with its TLS trust).
+    pub fn new(server: &str, token: &str, root: &Path, http: reqwest::Client) -> Installer {
         Installer {
-            http: reqwest::Client::new(),
+            http,
             server: server.to_string(),
             token: token.to_string(),
             root: root.join("applications"),

@@ -171,6 +171,9 @@ pub struct ClusterConfig {
     pub nodes_dir: PathBuf,
     /// The server URL local agents dial; set once the listener is bound.
     pub server_url: Arc<Mutex<Option<String>>>,
+    /// More environment for local agents (under TLS: the CA file and the
+    /// certificate's name; see `server::ServeOptions::agent_env`).
+    pub agent_env: Arc<Mutex<Vec<(String, String)>>>,
     /// The program started for local nodes (this binary).
     pub agent_program: Option<PathBuf>,
     pub account: String,
@@ -1156,7 +1159,7 @@ impl Cluster {
     /// a reboot). Roots of pools that are gone are removed.
     pub async fn adopt_local_nodes(&self) -> Result<(), Error> {
         let Ok(dirs) = std::fs::read_dir(&self.config.nodes_dir) else { return Ok(()) };
-        let pools = self.store.all_pools().await?;
+        let pools = self.store.pool_summaries().await?;
         let mut kept: HashMap<String, usize> = HashMap::new();
         for d in dirs.flatten() {
             let id = d.file_name().to_string_lossy().to_string();
@@ -1805,7 +1808,7 @@ impl Cluster {
     /// number of nodes. Pools being deleted lose all their nodes.
     pub async fn reconcile_local(&self) -> Result<(), Error> {
         self.restart_crashed_agents();
-        let pools = self.store.all_pools().await?;
+        let pools = self.store.pool_summaries().await?;
         let mut wanted: HashMap<String, usize> = HashMap::new();
         for p in &pools {
             let id = p.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -1950,6 +1953,7 @@ impl Cluster {
             .env("OPENBATCH_AGENT_TOKEN", &self.config.agent_token)
             .env_remove("OPENBATCH_AGENT_TOKEN_FILE")
             .envs(self.config.file_roots.iter().map(|r| ("OPENBATCH_FILE_ROOTS", r)))
+            .envs(lock(&self.config.agent_env).clone())
             .stdin(std::process::Stdio::null());
         // A session of its own: the agent outlives a server that is killed
         // (its tasks run on, and the restarted server adopts it), and a

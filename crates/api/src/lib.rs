@@ -16,11 +16,14 @@ pub mod lifecycle;
 pub mod multi;
 pub mod placement;
 pub mod pools;
+pub mod rawdoc;
 pub mod render;
 pub mod route;
 pub mod schedules;
+pub mod server;
 pub mod sharedkey;
 pub mod tasks;
+pub mod tls;
 pub mod tokens;
 
 use axum::body::Body;
@@ -47,10 +50,6 @@ pub const API_VERSIONS: &[&str] = &[
     "2023-05-01.17.0",
     "2022-10-01.16.0",
 ];
-
-/// The largest request body read (addtaskcollection bodies must be under 1 MB;
-/// a larger one is still read far enough to answer 413 properly).
-const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// Settings of the API server.
 #[derive(Debug, Clone)]
@@ -102,6 +101,7 @@ impl App {
                 nodes_dir: config.nodes_dir.clone(),
                 applications_dir: config.applications_dir.clone(),
                 server_url: Default::default(),
+                agent_env: Default::default(),
                 agent_program: config.agent_program.clone(),
                 account: config.account.clone(),
                 token_key: config.keys.first().cloned().unwrap_or_default(),
@@ -115,18 +115,20 @@ impl App {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let server_url = listener.local_addr().ok().map(|a| format!("http://{a}"));
+/// Serves the API on `listener` (see [`server`]: limits, TLS) until
+/// `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    opts: server::ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let server_url = listener.local_addr().ok().map(|a| format!("{scheme}://{a}"));
+    *app.cluster.config.agent_env.lock().unwrap_or_else(|p| p.into_inner()) = opts.agent_env.clone();
     let worker = start_background(app.clone(), server_url);
-    use axum::serve::ListenerExt;
-    // Small messages (agent reports, API calls) must not wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let cluster = app.cluster.clone();
-    let r = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
+    let r = server::run(app, listener, opts, shutdown).await;
     worker.abort();
     cluster.stop_local_nodes().await;
     r
@@ -161,10 +163,11 @@ pub fn start_background(app: Arc<App>, server_url: Option<String>) -> tokio::tas
     worker
 }
 
-async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
+pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
     let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
-    let (parts, body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
+    let limits = parts.extensions.get::<server::RequestLimits>().copied();
     let client_request_id = parts
         .headers
         .get("client-request-id")
@@ -173,7 +176,8 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
         .map(str::to_string);
     let base_url = app.config.public_url.clone().unwrap_or_else(|| {
         let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        format!("http://{host}")
+        let scheme = if limits.is_some_and(|l| l.tls) { "https" } else { "http" };
+        format!("{scheme}://{host}")
     });
     let method = parts.method.clone();
     if parts.uri.path() == proto::CONNECT_PATH {
@@ -192,9 +196,10 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
     let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let mut op_name = "-";
     let result = async {
-        let body = axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|_| Error::new(ErrorCode::RequestBodyTooLarge))?;
+        // Everything that can be decided from the head is decided before
+        // the body is read: authentication first (SharedKey signs the
+        // Content-Length, not the body), so an unauthenticated client
+        // never has its body buffered.
         // A task's authentication token (Bearer) grants its own job only;
         // anything else is signed with the account key (SharedKey).
         let token_scope = match tokens::bearer(&parts.headers) {
@@ -230,6 +235,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
                 ));
             }
         }
+        let body = server::read_body(&mut body, &parts.headers, limits.map(|l| l.body_deadline)).await?;
         let ctx = Ctx {
             method: method.clone(),
             path: path.to_string(),
@@ -243,6 +249,8 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
         dispatch(&app, &ctx, op).await
     }
     .await;
+    // Whatever is left of the body (an early error) is drained, not kept.
+    server::discard(body, &parts.headers, limits);
     let resp = match result {
         Ok(reply) => into_response(reply),
         Err(e) => {

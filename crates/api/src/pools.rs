@@ -1,6 +1,7 @@
 //! Pool, compute node and node-file operations.
 
 use crate::http::{encode_segment, Ctx, Reply};
+use crate::rawdoc::{self, RawObject};
 use crate::render::{self, apply_select, list_options, select_expand};
 use crate::App;
 use serde_json::{json, Map, Value};
@@ -93,10 +94,8 @@ fn autoscale_unsupported() -> Error {
 /// A pool's package references must name registered packages (a version,
 /// or an application with a default version): else 409
 /// `InvalidApplicationPackageReferences`, as the service answers.
-fn check_packages(app: &App, refs: Option<&Value>) -> Result<(), Error> {
-    let Some(refs) = refs.filter(|v| !v.is_null()) else { return Ok(()) };
-    let refs: Vec<wire::models::ApplicationPackageReference> = serde_json::from_value(refs.clone())
-        .map_err(|e| Error::invalid_property("applicationPackageReferences", &e.to_string()))?;
+fn check_packages(app: &App, refs: Option<Vec<wire::models::ApplicationPackageReference>>) -> Result<(), Error> {
+    let Some(refs) = refs else { return Ok(()) };
     crate::applications::resolve(&app.config.applications_dir, &refs)
         .map(|_| ())
         .map_err(|reason| Error::new(ErrorCode::InvalidApplicationPackageReferences).with("Reason", reason))
@@ -156,10 +155,42 @@ pub fn check_add(doc: &mut Map<String, Value>) -> Result<String, Error> {
     Ok(id)
 }
 
+/// Members of a pool body that [`check_add`] does not read and that may be
+/// large: left as raw text (`startTask` is checked from its text on its own).
+const UNREAD: &[&str] = &["startTask", "metadata", "applicationPackageReferences", "certificateReferences", "mountConfiguration"];
+
+/// [`check_add`] for a body kept as raw members: the members it reads are
+/// parsed into a small map and checked there (normalised ones are written
+/// back); `startTask` is checked from its text; nothing builds a tree of
+/// the whole body.
+fn check_add_raw(doc: &mut RawObject) -> Result<String, Error> {
+    let mut small = Map::new();
+    for (name, value) in doc.members() {
+        if !UNREAD.contains(&name) {
+            let v: Value = serde_json::from_str(value.get()).map_err(|e| Error::invalid_property(name, e.to_string()))?;
+            small.insert(name.to_string(), v);
+        }
+    }
+    let id = check_add(&mut small)?;
+    for name in ["resizeTimeout", "taskSchedulingPolicy"] {
+        if let Some(v) = small.get(name) {
+            doc.set(name, v);
+        }
+    }
+    if let Some(st) = doc.given("startTask") {
+        if !rawdoc::is_object(st) {
+            return Err(Error::invalid_property("startTask", "The value must be an object."));
+        }
+        wire::validate::check_start_task_text(st.get())?;
+    }
+    Ok(id)
+}
+
 pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
-    let mut doc: Map<String, Value> = parse_body(&ctx.body)?;
-    let id = check_add(&mut doc)?;
-    check_packages(app, doc.get("applicationPackageReferences"))?;
+    // Kept member by member as sent; only what is checked is parsed.
+    let mut doc: RawObject = parse_body(&ctx.body)?;
+    let id = check_add_raw(&mut doc)?;
+    check_packages(app, doc.parse::<Vec<wire::models::ApplicationPackageReference>>("applicationPackageReferences")?)?;
     let (now, etag) = app.store.etags.next();
     for (k, v) in [
         ("eTag", json!(etag)),
@@ -169,7 +200,7 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         ("stateTransitionTime", json!(now)),
         ("allocationStateTransitionTime", json!(now)),
     ] {
-        doc.insert(k.into(), v);
+        doc.set(k, &v);
     }
     for (k, v) in [
         ("targetDedicatedNodes", json!(0)),
@@ -180,10 +211,13 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         ("enableInterNodeCommunication", json!(false)),
         ("resizeTimeout", json!("PT15M")),
     ] {
-        doc.entry(k.to_string()).or_insert(v);
+        doc.set_default(k, &v);
     }
     doc.remove("url");
-    let stored = app.store.create_pool(&id, doc).await?;
+    let lm = doc.str("lastModified").unwrap_or_default();
+    let text = doc.to_json();
+    drop(doc);
+    let stored = app.store.create_doc_text(store::pools::POOLS, &id, text, "active".into(), etag, lm).await?;
     app.cluster.reconcile.notify_one();
     let url = ctx.url(&pool_path(&id));
     Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))

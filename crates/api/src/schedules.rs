@@ -9,9 +9,11 @@
 
 use crate::http::{encode_segment, Ctx, Reply};
 use crate::jobs::job_path;
+use crate::rawdoc::{self, RawObject};
 use crate::render::{self, apply_select, list_options, select_expand};
 use crate::App;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::time::Duration as StdDuration;
 use store::pools::SCHEDULES;
@@ -45,13 +47,22 @@ fn timing(doc: &Map<String, Value>) -> Timing {
 /// window and the recurrence interval.
 pub fn check_timing(v: Option<&Value>) -> Result<(), Error> {
     let v = v.ok_or_else(|| Error::missing_property("schedule"))?;
-    let t: Timing = from_value(v.clone())?;
+    check_timing_of(from_value(v.clone())?).map(|_| ())
+}
+
+/// `check_timing` for `schedule` as its JSON text; the timing.
+fn check_timing_text(v: Option<&RawValue>) -> Result<Timing, Error> {
+    let v = v.ok_or_else(|| Error::missing_property("schedule"))?;
+    check_timing_of(parse_body(v.get().as_bytes())?)
+}
+
+fn check_timing_of(t: Timing) -> Result<Timing, Error> {
     for (name, d) in [("startWindow", t.start_window), ("recurrenceInterval", t.recurrence_interval)] {
         if d.is_some_and(|d| d.0 < ONE_MINUTE) {
             return Err(Error::invalid_property(name, "The value must be at least one minute."));
         }
     }
-    Ok(())
+    Ok(t)
 }
 
 /// Validates `jobSpecification` as the job it will become; its pool must exist.
@@ -61,14 +72,31 @@ async fn check_spec(app: &App, v: Option<&Value>) -> Result<Map<String, Value>, 
         return Err(Error::invalid_property("jobSpecification", "The value must be an object."));
     };
     let p = job_parameter(spec, "specification")?;
-    check_job(&p)?;
+    check_parameter(app, &p).await?;
+    Ok(spec.clone())
+}
+
+/// `check_spec` for `jobSpecification` as its JSON text.
+async fn check_spec_text(app: &App, v: Option<&RawValue>) -> Result<(), Error> {
+    let spec = v.ok_or_else(|| Error::missing_property("jobSpecification"))?;
+    if !rawdoc::is_object(spec) {
+        return Err(Error::invalid_property("jobSpecification", "The value must be an object."));
+    }
+    let mut p: JobAddParameter = parse_body(spec.get().as_bytes())?;
+    p.id = Some("specification".into());
+    check_parameter(app, &p).await
+}
+
+/// A specification's rules as the job it will become; its pool must exist.
+async fn check_parameter(app: &App, p: &JobAddParameter) -> Result<(), Error> {
+    check_job(p)?;
     if let Some(pool) = p.pool_info.as_ref().and_then(|i| i.pool_id.as_deref()) {
         let doc: Map<String, Value> = serde_json::from_str(&app.store.get_pool(pool).await?.doc).map_err(Error::internal)?;
         if doc.get("state").and_then(Value::as_str) == Some("deleting") {
             return Err(Error::new(ErrorCode::PoolBeingDeleted).with("PoolId", pool));
         }
     }
-    Ok(spec.clone())
+    Ok(())
 }
 
 /// The job request a specification stands for, with the given id.
@@ -118,33 +146,43 @@ fn refuse_if_ending(doc: &Map<String, Value>) -> Result<(), Error> {
 }
 
 pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
-    let body: Map<String, Value> = parse_body(&ctx.body)?;
-    let id = check_id("id", body.get("id").and_then(Value::as_str))?;
-    if body.get("displayName").and_then(Value::as_str).is_some_and(|d| d.chars().count() > 1024) {
+    // Members kept as sent (no tree of the body); only what is checked is parsed.
+    let mut body: RawObject = parse_body(&ctx.body)?;
+    let id = check_id("id", body.str("id").as_deref())?;
+    if body.str("displayName").is_some_and(|d| d.chars().count() > 1024) {
         return Err(Error::invalid_property("displayName", "The value must be at most 1024 characters long."));
     }
-    check_timing(body.get("schedule"))?;
-    let spec = check_spec(app, body.get("jobSpecification")).await?;
+    let timing = check_timing_text(body.get("schedule"))?;
+    check_spec_text(app, body.get("jobSpecification")).await?;
     let (now, etag) = app.store.etags.next();
-    let mut doc = Map::new();
-    doc.insert("id".into(), json!(id));
-    if let Some(d) = body.get("displayName") {
-        doc.insert("displayName".into(), d.clone());
+    let mut doc = RawObject::default();
+    doc.set("id", &id);
+    if let Some(d) = body.take("displayName") {
+        doc.set_raw("displayName", d);
     }
-    doc.insert("eTag".into(), json!(etag));
-    doc.insert("lastModified".into(), json!(now));
-    doc.insert("creationTime".into(), json!(now));
-    doc.insert("state".into(), json!("active"));
-    doc.insert("stateTransitionTime".into(), json!(now));
-    doc.insert("schedule".into(), body.get("schedule").cloned().unwrap_or(json!({})));
-    doc.insert("jobSpecification".into(), Value::Object(spec));
-    let first = timing(&doc).do_not_run_until.unwrap_or(now);
-    doc.insert("executionInfo".into(), json!({"nextRunTime": first}));
-    if let Some(m) = body.get("metadata") {
-        doc.insert("metadata".into(), m.clone());
+    doc.set("eTag", &etag);
+    doc.set("lastModified", &now);
+    doc.set("creationTime", &now);
+    doc.set("state", &"active");
+    doc.set("stateTransitionTime", &now);
+    match body.take("schedule") {
+        Some(s) => doc.set_raw("schedule", s),
+        None => doc.set("schedule", &json!({})),
     }
-    doc.insert("_jobs".into(), json!(0));
-    let stored = app.store.create_doc(SCHEDULES, &id, doc).await?;
+    if let Some(spec) = body.take("jobSpecification") {
+        doc.set_raw("jobSpecification", spec);
+    }
+    let first = timing.do_not_run_until.unwrap_or(now);
+    doc.set("executionInfo", &json!({"nextRunTime": first}));
+    if let Some(m) = body.take("metadata") {
+        doc.set_raw("metadata", m);
+    }
+    doc.set("_jobs", &0);
+    drop(body);
+    let lm = doc.str("lastModified").unwrap_or_default();
+    let text = doc.to_json();
+    drop(doc);
+    let stored = app.store.create_doc_text(SCHEDULES, &id, text, "active".into(), etag, lm).await?;
     app.lifecycle.wake();
     let url = ctx.url(&schedule_path(&id));
     Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))

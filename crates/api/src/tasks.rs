@@ -9,7 +9,7 @@ use store::tasks::NewTask;
 use wire::enums::*;
 use wire::models::*;
 use wire::time::{Duration, Timestamp};
-use wire::validate::{check_task, check_task_update, from_value, parse_body};
+use wire::validate::{check_task, check_task_update, parse_body};
 use wire::{Error, ErrorCode};
 
 /// The most tasks one addtaskcollection request may carry.
@@ -194,7 +194,18 @@ pub async fn add_collection(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply,
         return Err(Error::new(ErrorCode::RequestBodyTooLarge)
             .with("Reason", format!("The body must be smaller than {MAX_COLLECTION_BYTES} bytes.")));
     }
-    let p: TaskAddCollectionParameter = parse_body(&ctx.body)?;
+    // Each task is kept as its JSON text until it is parsed into its
+    // parameter: no tree of the whole collection.
+    #[derive(serde::Deserialize)]
+    struct Collection {
+        #[serde(default)]
+        value: Option<Vec<Box<serde_json::value::RawValue>>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Box<serde_json::value::RawValue>>,
+    }
+    let p: Collection = parse_body(&ctx.body)?;
     let items = p.value.ok_or_else(|| Error::missing_property("value"))?;
     if items.len() > MAX_COLLECTION {
         return Err(Error::new(ErrorCode::RequestBodyTooLarge)
@@ -207,8 +218,12 @@ pub async fn add_collection(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply,
     let mut to_insert = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
     for item in items {
-        let raw_id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let built = from_value::<TaskAddParameter>(item).and_then(|p| {
+        let raw_id = serde_json::from_str::<IdOnly>(item.get())
+            .ok()
+            .and_then(|i| i.id)
+            .and_then(|id| crate::rawdoc::as_str(&id))
+            .unwrap_or_default();
+        let built = parse_body::<TaskAddParameter>(item.get().as_bytes()).and_then(|p| {
             let id = check_task(&p)?;
             build(app, p, id, &job)
         });

@@ -69,6 +69,63 @@ pub struct RawServe {
     /// resource files with `autoStorageContainerName` are read from its containers.
     #[arg(long, env = "OPENBATCH_AUTO_STORAGE", hide_env_values = true)]
     pub auto_storage: Option<String>,
+    // Connection settings: TLS and the connection layer's limits.
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, env = "OPENBATCH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "OPENBATCH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address other than loopback (e.g. behind a
+    /// TLS-terminating proxy); without TLS, only loopback is served.
+    #[arg(long, env = "OPENBATCH_INSECURE_HTTP", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_http: Option<bool>,
+    /// Most connections open at once [default: 8192]; beyond it, the connection idle longest is closed.
+    #[arg(long, env = "OPENBATCH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a request head may take from its first byte [default: 20].
+    #[arg(long, env = "OPENBATCH_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a request body may take after its head [default: 60].
+    #[arg(long, env = "OPENBATCH_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay open without a request [default: 60].
+    #[arg(long, env = "OPENBATCH_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+impl RawServe {
+    /// TLS files and limits, checked; plain HTTP off loopback needs --insecure-http.
+    fn net(&self, listen: SocketAddr) -> Result<(Option<(PathBuf, PathBuf)>, bool, api::server::Limits), String> {
+        let tls = match (self.tls_cert.clone(), self.tls_key.clone()) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        let insecure = self.insecure_http.unwrap_or(false);
+        if tls.is_none() && !insecure && !listen.ip().is_loopback() {
+            return Err(format!(
+                "refusing to serve plain HTTP on {listen}: give --tls-cert and --tls-key, or --insecure-http \
+                 if a TLS-terminating proxy or a private network protects it"
+            ));
+        }
+        let mut limits = api::server::Limits::default();
+        let secs = |name: &str, v: Option<u64>, default: Duration| match v {
+            None => Ok(default),
+            Some(0) => Err(format!("--{name} must be at least 1")),
+            Some(s) => Ok(Duration::from_secs(s)),
+        };
+        limits.header_timeout = secs("header-timeout-secs", self.header_timeout_secs, limits.header_timeout)?;
+        limits.body_timeout = secs("body-timeout-secs", self.body_timeout_secs, limits.body_timeout)?;
+        limits.idle_timeout = secs("idle-timeout-secs", self.idle_timeout_secs, limits.idle_timeout)?;
+        match self.max_connections {
+            Some(n) if n < 1 => return Err("--max-connections must be at least 1".into()),
+            Some(n) => limits.max_connections = n,
+            None => {}
+        }
+        let insecure = insecure && tls.is_none() && !listen.ip().is_loopback();
+        Ok((tls, insecure, limits))
+    }
 }
 
 impl RawServe {
@@ -90,6 +147,13 @@ impl RawServe {
             file_roots: self.file_roots.or(other.file_roots),
             applications_dir: self.applications_dir.or(other.applications_dir),
             auto_storage: self.auto_storage.or(other.auto_storage),
+            tls_cert: self.tls_cert.or(other.tls_cert),
+            tls_key: self.tls_key.or(other.tls_key),
+            insecure_http: self.insecure_http.or(other.insecure_http),
+            max_connections: self.max_connections.or(other.max_connections),
+            header_timeout_secs: self.header_timeout_secs.or(other.header_timeout_secs),
+            body_timeout_secs: self.body_timeout_secs.or(other.body_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
         }
     }
 }
@@ -108,6 +172,11 @@ pub struct ServeConfig {
     pub file_roots: Option<String>,
     pub applications_dir: Option<PathBuf>,
     pub auto_storage: Option<api::data::AutoStorage>,
+    /// PEM certificate chain and key files: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP on an address other than loopback (--insecure-http).
+    pub insecure_http: bool,
+    pub limits: api::server::Limits,
 }
 
 /// A key given as text or in a file (never both).
@@ -136,12 +205,13 @@ fn decode_key(name: &str, v: &str) -> Result<Vec<u8>, String> {
 
 impl ServeConfig {
     pub fn from_raw(raw: RawServe) -> Result<ServeConfig, String> {
-        let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen_text = raw.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen = listen_text
             .to_socket_addrs()
             .map_err(|e| format!("--listen {listen_text}: {e}"))?
             .next()
             .ok_or_else(|| format!("--listen {listen_text}: the address does not resolve"))?;
+        let (tls, insecure_http, limits) = raw.net(listen)?;
         let account = raw.account.unwrap_or_else(|| DEV_ACCOUNT.to_string());
         if account.is_empty() || account.len() > 64 || !account.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(format!("--account {account:?}: an account name is 1 to 64 letters and digits"));
@@ -180,6 +250,9 @@ impl ServeConfig {
             None => None,
         };
         Ok(ServeConfig {
+            tls,
+            insecure_http,
+            limits,
             listen,
             data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             account,
@@ -220,10 +293,52 @@ mod tests {
             listen: Some("0.0.0.0:1".into()),
             key: Some("a2V5".into()),
             key2: Some("a2V5Mg==".into()),
+            insecure_http: Some(true),
             ..Default::default()
         })
         .unwrap();
         assert_eq!(c.keys, vec![b"key".to_vec(), b"key2".to_vec()]);
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_unless_asked() {
+        let keyed = |listen: &str| RawServe { listen: Some(listen.into()), key: Some("a2V5".into()), ..Default::default() };
+        let e = ServeConfig::from_raw(keyed("0.0.0.0:1")).unwrap_err();
+        assert!(e.contains("plain HTTP") && e.contains("--insecure-http"), "{e}");
+        let c = ServeConfig::from_raw(RawServe { insecure_http: Some(true), ..keyed("0.0.0.0:1") }).unwrap();
+        assert!(c.insecure_http && c.tls.is_none());
+        let c = ServeConfig::from_raw(RawServe {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..keyed("0.0.0.0:1")
+        })
+        .unwrap();
+        assert!(!c.insecure_http);
+        assert_eq!(c.tls, Some((PathBuf::from("c.pem"), PathBuf::from("k.pem"))));
+        let c = ServeConfig::from_raw(keyed("127.0.0.1:1")).unwrap();
+        assert!(!c.insecure_http && c.tls.is_none());
+        let e = ServeConfig::from_raw(RawServe { tls_cert: Some("c.pem".into()), ..keyed("127.0.0.1:1") }).unwrap_err();
+        assert!(e.contains("together"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits() {
+        let c = ServeConfig::from_raw(RawServe::default()).unwrap();
+        assert_eq!(c.limits.max_connections, api::server::Limits::default().max_connections);
+        let c = ServeConfig::from_raw(RawServe {
+            max_connections: Some(10),
+            header_timeout_secs: Some(3),
+            body_timeout_secs: Some(4),
+            idle_timeout_secs: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.limits.max_connections, 10);
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(4));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(5));
+        assert!(ServeConfig::from_raw(RawServe { max_connections: Some(0), ..Default::default() }).is_err());
+        assert!(ServeConfig::from_raw(RawServe { idle_timeout_secs: Some(0), ..Default::default() }).is_err());
     }
 
     #[test]
@@ -249,6 +364,7 @@ mod tests {
             listen: Some("0.0.0.0:1".into()),
             key_file: Some(k1.clone()),
             key2_file: Some(k2.clone()),
+            insecure_http: Some(true),
             ..Default::default()
         })
         .unwrap();
@@ -276,12 +392,13 @@ mod tests {
     fn file_and_precedence() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "listen = \"127.0.0.1:9\"\naccount = \"fromfile\"\n").unwrap();
+        std::fs::write(&p, "listen = \"127.0.0.1:9\"\naccount = \"fromfile\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n").unwrap();
         let file = read_file(&p).unwrap();
         let flags = RawServe { account: Some("fromflag".into()), ..Default::default() };
         let c = ServeConfig::from_raw(flags.or(file)).unwrap();
         assert_eq!(c.account, "fromflag");
         assert_eq!(c.listen.port(), 9);
+        assert_eq!(c.tls, Some((PathBuf::from("c.pem"), PathBuf::from("k.pem"))));
         std::fs::write(&p, "bogus = 1\n").unwrap();
         assert!(read_file(&p).is_err());
     }

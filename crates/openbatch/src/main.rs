@@ -53,6 +53,13 @@ enum Command {
         /// the server (default: keep trying for ever). Local nodes use 600.
         #[arg(long, env = "OPENBATCH_AGENT_GIVE_UP_AFTER")]
         give_up_after: Option<u64>,
+        /// PEM certificates trusted, besides the system's roots, for an https:// server
+        /// (repeatable; in the environment, paths separated by ':').
+        #[arg(long, env = "OPENBATCH_CA_FILE", value_delimiter = ':')]
+        ca_file: Vec<PathBuf>,
+        /// Verify the server's certificate for this name instead of the --server URL's host.
+        #[arg(long, env = "OPENBATCH_TLS_SERVER_NAME")]
+        tls_server_name: Option<String>,
     },
     /// Run the Batch API server (embedded SQLite store).
     Serve {
@@ -79,7 +86,7 @@ fn main() -> ExitCode {
     };
     hide_secrets(&cli, &matches);
     match cli.command {
-        Command::Agent { server, pool, token, token_file, root, ip, file_roots, container_engine, give_up_after } => {
+        Command::Agent { server, pool, token, token_file, root, ip, file_roots, container_engine, give_up_after, ca_file, tls_server_name } => {
             let token = match (token, token_file) {
                 (Some(t), None) => t,
                 (None, Some(path)) => match secrets::read_file("--token-file", &path) {
@@ -103,6 +110,8 @@ fn main() -> ExitCode {
                 file_roots,
                 container_engine,
                 give_up_after: give_up_after.map(std::time::Duration::from_secs),
+                ca_file,
+                tls_server_name,
             };
             // On a worker thread, not the main one: the connection's reader
             // then wakes where its socket's readiness is seen, with no
@@ -206,7 +215,17 @@ fn serve(cfg: ServeConfig) -> ExitCode {
                 file_roots: cfg.file_roots.clone(),
             },
         );
-        let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let opts = match serve_options(&cfg, addr) {
+            Ok(o) => o,
+            Err(e) => return fail(&e),
+        };
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
+        let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
+        if cfg.insecure_http {
+            tracing::warn!(
+                "serving plain HTTP on {addr} (--insecure-http): requests, keys' signatures and task data travel unencrypted"
+            );
+        }
         if cfg.using_dev_key {
             println!(
                 "openbatch: using the development account '{}' with the public development key {} (loopback only)",
@@ -221,7 +240,7 @@ fn serve(cfg: ServeConfig) -> ExitCode {
             shutdown_signal().await;
             tracing::info!("shutting down");
         };
-        match api::serve(app, listener, shutdown).await {
+        match api::serve(app, listener, opts, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("server error: {e}")),
         }
@@ -264,6 +283,50 @@ fn secure_data_dir(data_dir: &std::path::Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How the API is served: the connection limits and, with --tls-cert, TLS
+/// (local agents then trust the server's certificate file and verify it for
+/// a name it holds).
+fn serve_options(cfg: &ServeConfig, addr: std::net::SocketAddr) -> Result<api::server::ServeOptions, String> {
+    let mut opts = api::server::ServeOptions { limits: cfg.limits, ..Default::default() };
+    let Some((cert, key)) = &cfg.tls else { return Ok(opts) };
+    opts.tls = Some(api::tls::server_config(cert, key)?);
+    let cert = std::fs::canonicalize(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let ip = addr.ip();
+    let mut candidates = vec![if ip.is_unspecified() {
+        if ip.is_ipv4() { "127.0.0.1".to_string() } else { "::1".to_string() }
+    } else {
+        ip.to_string()
+    }];
+    candidates.push("localhost".into());
+    if let Some(host) = cfg.public_url.as_deref().and_then(|u| u.split_once("://")).map(|(_, rest)| rest) {
+        let host = host.split('/').next().unwrap_or_default();
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        candidates.push(host.trim_start_matches('[').trim_end_matches(']').to_string());
+    }
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        candidates.push(h.trim().to_string());
+    }
+    // Local agents trust the server's certificate file, and the CA files
+    // the server's own environment names (a private root the chain file
+    // does not hold).
+    let mut cas = cert.display().to_string();
+    if let Some(more) = std::env::var_os("OPENBATCH_CA_FILE").filter(|v| !v.is_empty()) {
+        cas = format!("{cas}:{}", more.to_string_lossy());
+    }
+    opts.agent_env.push(("OPENBATCH_CA_FILE".into(), cas));
+    match api::tls::name_for(&cert, &candidates) {
+        Some(name) => opts.agent_env.push(("OPENBATCH_TLS_SERVER_NAME".into(), name)),
+        None => tracing::warn!(
+            "the certificate in {} names none of {candidates:?}: local nodes will not be able to verify it",
+            cert.display()
+        ),
+    }
+    Ok(opts)
 }
 
 /// The token agents join with: created once, kept in the data directory

@@ -53,6 +53,14 @@ impl Store {
     }
 
     pub async fn create_doc(&self, t: DocTable, id: &str, doc: Map<String, Value>) -> Result<Stored, Error> {
+        let (state, etag, lm) = meta(&doc);
+        let text = serde_json::to_string(&doc).map_err(Error::internal)?;
+        self.create_doc_text(t, id, text, state, etag, lm).await
+    }
+
+    /// Creates a document given as JSON text (a request body kept as it
+    /// came, without a tree of it), with its state, eTag and lastModified.
+    pub async fn create_doc_text(&self, t: DocTable, id: &str, text: String, state: String, etag: String, lm: String) -> Result<Stored, Error> {
         let id = id.to_string();
         self.write(move |conn| {
             let key = key_of(&id);
@@ -63,8 +71,6 @@ impl Store {
             if let Some(state) = existing {
                 return Err(Error::new(if state == "deleting" { t.being_deleted } else { t.exists }));
             }
-            let (state, etag, lm) = meta(&doc);
-            let text = serde_json::to_string(&doc).map_err(Error::internal)?;
             conn.execute(
                 &format!(
                     "INSERT INTO {} (key, id, state, creation_time, etag, last_modified, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)",
@@ -152,6 +158,23 @@ impl Store {
         self.all_docs(POOLS).await
     }
 
+    /// Every pool's top-level members that are not objects or arrays (id,
+    /// state, node targets, ...), in id order: what the node provider reads
+    /// every round, without parsing start tasks, metadata and the like.
+    pub async fn pool_summaries(&self) -> Result<Vec<Map<String, Value>>, Error> {
+        self.read(move |conn| {
+            let mut s = conn.prepare(&format!("SELECT doc FROM {} ORDER BY key", POOLS.table)).map_err(sql)?;
+            let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let Scalars(m) = serde_json::from_str(&r.map_err(sql)?).map_err(Error::internal)?;
+                out.push(m);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Every document of a table, in id order.
     pub async fn all_docs(&self, t: DocTable) -> Result<Vec<Map<String, Value>>, Error> {
         self.read(move |conn| {
@@ -177,5 +200,75 @@ impl Store {
             Ok(())
         })
         .await
+    }
+}
+
+/// A JSON object's scalar members; nested objects and arrays are skipped
+/// without being built.
+struct Scalars(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Scalars {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Scalars, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        /// A scalar, or None for a skipped object or array.
+        struct Member(Option<Value>);
+        impl<'de> serde::Deserialize<'de> for Member {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Member, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Member;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a JSON value")
+                    }
+                    fn visit_bool<E>(self, v: bool) -> Result<Member, E> {
+                        Ok(Member(Some(Value::Bool(v))))
+                    }
+                    fn visit_i64<E>(self, v: i64) -> Result<Member, E> {
+                        Ok(Member(Some(Value::from(v))))
+                    }
+                    fn visit_u64<E>(self, v: u64) -> Result<Member, E> {
+                        Ok(Member(Some(Value::from(v))))
+                    }
+                    fn visit_f64<E>(self, v: f64) -> Result<Member, E> {
+                        Ok(Member(Some(Value::from(v))))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Member, E> {
+                        Ok(Member(Some(Value::String(v.to_string()))))
+                    }
+                    fn visit_string<E>(self, v: String) -> Result<Member, E> {
+                        Ok(Member(Some(Value::String(v))))
+                    }
+                    fn visit_unit<E>(self) -> Result<Member, E> {
+                        Ok(Member(Some(Value::Null)))
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Member, A::Error> {
+                        while a.next_element::<IgnoredAny>()?.is_some() {}
+                        Ok(Member(None))
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Member, A::Error> {
+                        while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                        Ok(Member(None))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalars;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalars, A::Error> {
+                let mut m = Map::new();
+                while let Some((k, Member(v))) = a.next_entry::<String, Member>()? {
+                    if let Some(v) = v {
+                        m.insert(k, v);
+                    }
+                }
+                Ok(Scalars(m))
+            }
+        }
+        d.deserialize_map(V)
     }
 }

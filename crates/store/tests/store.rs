@@ -288,3 +288,26 @@ async fn dependencies_release_tasks_as_they_are_satisfied() {
     let r = ready(&s, "j").await;
     assert!(r.contains(&"z".to_string()) && !r.contains(&"y".to_string()), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_documents_as_text_and_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    let text = r#"{"id":"Big","vmSize":"x","startTask":{"commandLine":"true","resourceFiles":[{"httpUrl":"http://a/b","filePath":"b"}]},"metadata":[{"name":"k","value":"v"}],"targetDedicatedNodes":3,"enableAutoScale":false,"displayName":null,"state":"active","eTag":"0x1","lastModified":"2026-01-01T00:00:00.0000000Z"}"#;
+    let stored = s
+        .create_doc_text(store::pools::POOLS, "Big", text.into(), "active".into(), "0x1".into(), "2026-01-01T00:00:00.0000000Z".into())
+        .await
+        .unwrap();
+    assert_eq!(stored.etag, "0x1");
+    assert_eq!(s.get_pool("big").await.unwrap().doc, text);
+    let again = s.create_doc_text(store::pools::POOLS, "BIG", "{}".into(), "active".into(), "0x2".into(), String::new()).await;
+    assert_eq!(again.unwrap_err().code, ErrorCode::PoolExists);
+    let sums = s.pool_summaries().await.unwrap();
+    let big = sums.iter().find(|m| m["id"] == "Big").unwrap();
+    assert_eq!(big["targetDedicatedNodes"], 3);
+    assert_eq!(big["enableAutoScale"], false);
+    assert_eq!(big["state"], "active");
+    assert!(big["displayName"].is_null());
+    assert!(!big.contains_key("startTask") && !big.contains_key("metadata"));
+    assert!(sums.iter().any(|m| m["id"] == "p"));
+}

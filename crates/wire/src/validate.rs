@@ -497,7 +497,17 @@ struct StartTaskCheck {
 /// Checks a pool's `startTask` (an object): value types, enums, environment
 /// names, resource files and user identity, as for tasks.
 pub fn check_start_task(v: &serde_json::Value) -> Result<()> {
-    let st: StartTaskCheck = match serde_path_to_error::deserialize(v) {
+    start_task_checks(serde_path_to_error::deserialize(v))
+}
+
+/// [`check_start_task`] for `startTask` given as its JSON text (no tree of
+/// it is built).
+pub fn check_start_task_text(text: &str) -> Result<()> {
+    start_task_checks(serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)))
+}
+
+fn start_task_checks(parsed: std::result::Result<StartTaskCheck, serde_path_to_error::Error<serde_json::Error>>) -> Result<()> {
+    let st = match parsed {
         Ok(st) => st,
         Err(e) => {
             let path = format!("startTask.{}", e.path()).trim_end_matches('.').to_string();

@@ -231,7 +231,7 @@ async fn a_stream_reads_only_as_fast_as_the_server_takes_it() {
 
     // A range: exactly its bytes arrive.
     let file = std::fs::File::open(&path).unwrap();
-    send(&server, "tok", Stream { key: "r".into(), file, start: 1000, len: 10 }).await.unwrap();
+    send(&reqwest::Client::new(), &server, "tok", Stream { key: "r".into(), file, start: 1000, len: 10 }).await.unwrap();
     assert_eq!(&first.lock().await[..], b"0123456789");
     received.store(0, Ordering::Relaxed);
 
@@ -240,10 +240,10 @@ async fn a_stream_reads_only_as_fast_as_the_server_takes_it() {
     let probe = file.try_clone().unwrap(); // shares the file offset
     let sending = tokio::spawn({
         let server = server.clone();
-        async move { send(&server, "tok", Stream { key: "k".into(), file, start: 0, len: SIZE }).await }
+        async move { send(&reqwest::Client::new(), &server, "tok", Stream { key: "k".into(), file, start: 0, len: SIZE }).await }
     });
     paused_rx.recv().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let read_ahead = (&probe).stream_position().unwrap();
     let at_pause = received.load(Ordering::Relaxed);
     println!("server paused at {at_pause} bytes; the agent had read {read_ahead} bytes of the file");
