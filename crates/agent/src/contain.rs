@@ -72,15 +72,11 @@ impl Cell {
 }
 
 fn pids(dir: &Path) -> Vec<i32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
+    std::fs::read_to_string(dir.join("cgroup.procs")).map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect()).unwrap_or_default()
 }
 
 fn populated(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("cgroup.events"))
-        .map(|s| s.lines().any(|l| l.trim() == "populated 1"))
-        .unwrap_or(false)
+    std::fs::read_to_string(dir.join("cgroup.events")).map(|s| s.lines().any(|l| l.trim() == "populated 1")).unwrap_or(false)
 }
 
 /// The agent's cells.

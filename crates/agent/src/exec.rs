@@ -356,10 +356,9 @@ pub fn start(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && l.container.is_some() => {
             Err(("ContainerMiscError".into(), format!("the container engine '{program}' is not installed on the node")))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err((
-            "CommandProgramNotFound".into(),
-            format!("The specified command program is not found: {program}"),
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(("CommandProgramNotFound".into(), format!("The specified command program is not found: {program}")))
+        }
         Err(e) => Err(("CommandLaunchFailed".into(), format!("{program}: {e}"))),
     }
 }
@@ -474,7 +473,8 @@ mod tests {
     #[tokio::test]
     async fn runs_without_a_shell_and_captures_output() {
         let root = tempfile::tempdir().unwrap();
-        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker", None).unwrap();
+        let r =
+            start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker", None).unwrap();
         let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(3));
         let dir = root.path().join("workitems/j/job-1/t1");
@@ -535,7 +535,6 @@ mod tests {
         }
     }
 
-
     /// The task account's ids when the test runs as root (the agent's
     /// situation in production and CI); None otherwise.
     fn task_ids() -> Option<(u32, u32)> {
@@ -560,7 +559,12 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(p).unwrap();
         assert_eq!(std::fs::read_to_string(p).unwrap(), "root:$6$secret:19000:0:99999:7:::\n", "{} was written", p.display());
-        assert_eq!((m.uid(), m.gid(), m.mode(), m.nlink()), (before.uid(), before.gid(), before.mode(), before.nlink()), "{} changed", p.display());
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode(), m.nlink()),
+            (before.uid(), before.gid(), before.mode(), before.nlink()),
+            "{} changed",
+            p.display()
+        );
     }
 
     #[tokio::test]

@@ -35,14 +35,7 @@ const CHUNK: usize = 256 * 1024;
 
 fn entry(path: String, m: &Meta) -> FileEntry {
     let is_dir = m.kind == Kind::Dir;
-    FileEntry {
-        path,
-        is_dir,
-        size: if is_dir { 0 } else { m.size },
-        modified_ms: m.modified_ms,
-        created_ms: m.changed_ms,
-        mode: m.mode,
-    }
+    FileEntry { path, is_dir, size: if is_dir { 0 } else { m.size }, modified_ms: m.modified_ms, created_ms: m.changed_ms, mode: m.mode }
 }
 
 /// The reply's error code for a failed file system call.

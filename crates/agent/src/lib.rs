@@ -230,11 +230,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         Some(roots) => transfer::Transfer::new().with_file_roots(roots),
         None => transfer::Transfer::new(),
     };
-    let tls = if cfg.server.starts_with("https://") {
-        Some(tls::client_config(&cfg.ca_file, cfg.tls_server_name.as_deref())?)
-    } else {
-        None
-    };
+    let tls =
+        if cfg.server.starts_with("https://") { Some(tls::client_config(&cfg.ca_file, cfg.tls_server_name.as_deref())?) } else { None };
     // The one HTTP client to the server (packages, file streams), with the
     // same trust as the WebSocket.
     let http = match &tls {
@@ -682,11 +679,7 @@ async fn registry_login(engine: &str, r: &proto::RegistryLogin) -> Result<(), tr
     if out.status.success() {
         Ok(())
     } else {
-        Err(failure(format!(
-            "cannot log in to the container registry '{}': {}",
-            r.server,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        Err(failure(format!("cannot log in to the container registry '{}': {}", r.server, String::from_utf8_lossy(&out.stderr).trim())))
     }
 }
 
@@ -711,7 +704,10 @@ async fn ensure_image(engine: &str, image: &str) -> Result<(), transfer::Failure
         Ok(o) => {
             return Err(transfer::Failure {
                 code: "ContainerMiscError".into(),
-                message: format!("the container engine '{engine}' is not available on the node: {}", String::from_utf8_lossy(&o.stderr).trim()),
+                message: format!(
+                    "the container engine '{engine}' is not available on the node: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
                 server_error: true,
             })
         }

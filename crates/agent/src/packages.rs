@@ -51,13 +51,7 @@ impl Installer {
         }
         let url = format!("{}{}/{}/{}", self.server, proto::PACKAGES_PATH, encode(&p.application_id), encode(&p.version));
         let what = format!("application package {} version {}", p.application_id, p.version);
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| format!("cannot fetch {what}: {e}"))?;
+        let resp = self.http.get(&url).bearer_auth(&self.token).send().await.map_err(|e| format!("cannot fetch {what}: {e}"))?;
         if !resp.status().is_success() {
             return Err(format!("cannot fetch {what}: HTTP {}", resp.status().as_u16()));
         }

@@ -250,13 +250,12 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         if a.cgroup >= 0 && libc::syscall(libc::SYS_write, a.cgroup, c"0".as_ptr(), 1usize) != 1 {
             fail(STEP_CGROUP);
         }
-        if a.switch_ids {
-            if libc::syscall(libc::SYS_setgroups, a.groups_len, a.groups) != 0
+        if a.switch_ids
+            && (libc::syscall(libc::SYS_setgroups, a.groups_len, a.groups) != 0
                 || libc::syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) != 0
-                || libc::syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) != 0
-            {
-                fail(STEP_IDS);
-            }
+                || libc::syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) != 0)
+        {
+            fail(STEP_IDS);
         }
         // The task's process dies with the agent (SIGKILL when the thread
         // that started it, a runtime worker, ends): its attempt is requeued
@@ -386,7 +385,8 @@ mod tests {
         }
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env = vec![("PATH".to_string(), "/usr/bin:/bin".to_string()), ("X".to_string(), "a b".to_string())];
-        let spec = Spec { program, args: &args, env: &env, cwd: dir.path(), cwd_fd: None, stdout: &out, stderr: &err, ids, groups, cgroup: None };
+        let spec =
+            Spec { program, args: &args, env: &env, cwd: dir.path(), cwd_fd: None, stdout: &out, stderr: &err, ids, groups, cgroup: None };
         let child = spawn(&spec)?;
         let pid = child.pid;
         let (status, _) = wait(child).await?;
@@ -411,7 +411,8 @@ mod tests {
         // What the agent ignores (as under `nohup`) is not passed on.
         // SAFETY: ignoring SIGHUP in the test process harms no other test.
         unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
-        let (code, out) = run("sh", &["-c", "grep -E '^(SigBlk|SigIgn)' /proc/self/status; ps -o pgid= -p $$; echo $$"], None).await.unwrap();
+        let (code, out) =
+            run("sh", &["-c", "grep -E '^(SigBlk|SigIgn)' /proc/self/status; ps -o pgid= -p $$; echo $$"], None).await.unwrap();
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
         // SIGPIPE in particular is not inherited as ignored from the Rust runtime.

@@ -43,7 +43,8 @@ pub fn client_config(ca_files: &[PathBuf], server_name: Option<&str>) -> Result<
     let config = match server_name {
         None => builder.with_root_certificates(roots).with_no_client_auth(),
         Some(name) => {
-            let name = ServerName::try_from(name.to_string()).map_err(|_| format!("--tls-server-name {name}: not a host name or address"))?;
+            let name =
+                ServerName::try_from(name.to_string()).map_err(|_| format!("--tls-server-name {name}: not a host name or address"))?;
             let inner = WebPkiServerVerifier::builder_with_provider(roots, provider).build().map_err(|e| format!("TLS: {e}"))?;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(NamedVerifier { inner, name })).with_no_client_auth()
         }

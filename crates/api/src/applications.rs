@@ -68,10 +68,8 @@ pub fn list(root: &Path) -> Vec<Application> {
             if versions.is_empty() {
                 return None;
             }
-            let settings: Settings = std::fs::read_to_string(e.path().join("application.toml"))
-                .ok()
-                .and_then(|t| toml::from_str(&t).ok())
-                .unwrap_or_default();
+            let settings: Settings =
+                std::fs::read_to_string(e.path().join("application.toml")).ok().and_then(|t| toml::from_str(&t).ok()).unwrap_or_default();
             Some(Application {
                 display_name: settings.display_name.unwrap_or_else(|| id.clone()),
                 default_version: settings.default_version.filter(|v| versions.contains(v)),
@@ -80,7 +78,7 @@ pub fn list(root: &Path) -> Vec<Application> {
             })
         })
         .collect();
-    apps.sort_by(|a, b| a.id.to_lowercase().cmp(&b.id.to_lowercase()));
+    apps.sort_by_key(|a| a.id.to_lowercase());
     apps
 }
 
@@ -114,9 +112,10 @@ pub fn resolve(root: &Path, refs: &[ApplicationPackageReference]) -> Result<Vec<
                 }
                 v.clone()
             }
-            None => app.default_version.clone().ok_or_else(|| {
-                format!("The application '{}' has no default version; name a version in the package reference.", app.id)
-            })?,
+            None => app
+                .default_version
+                .clone()
+                .ok_or_else(|| format!("The application '{}' has no default version; name a version in the package reference.", app.id))?,
         };
         // Linux nodes name the variable after the id and version with
         // anything but letters and digits as `_` (the service's docs show
@@ -164,7 +163,7 @@ pub async fn list_handler(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     let after = opts.after.as_deref().map(str::to_lowercase);
     let mut apps = list(&app.config.applications_dir)
         .into_iter()
-        .filter(|a| after.as_deref().map_or(true, |k| a.id.to_lowercase().as_str() > k))
+        .filter(|a| after.as_deref().is_none_or(|k| a.id.to_lowercase().as_str() > k))
         .peekable();
     let mut items = Vec::new();
     let mut last = None;

@@ -7,8 +7,8 @@
 //! what only exists while nodes are connected (slots in use, channels).
 
 use crate::execution;
-use crate::placement;
 use crate::http::encode_segment;
+use crate::placement;
 use proto::{FileOp, FileReply, FileRequest, Hello, TaskLaunch, TaskOutcome, ToAgent, ToServer};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -199,6 +199,9 @@ struct ReadAhead {
     tasks: VecDeque<CloudTask>,
 }
 
+/// A pool's active jobs, with the job generation they were read at.
+type CachedJobs = (u64, Arc<Vec<CloudJob>>);
+
 pub struct Cluster {
     pub config: ClusterConfig,
     store: Store,
@@ -208,7 +211,7 @@ pub struct Cluster {
     children: Mutex<HashMap<String, LocalAgent>>,
     pub(crate) next_attempt: AtomicU64,
     /// Active jobs per pool, with the job generation they were read at.
-    jobs_cache: Mutex<HashMap<String, (u64, Arc<Vec<CloudJob>>)>>,
+    jobs_cache: Mutex<HashMap<String, CachedJobs>>,
     /// Tasks assigned in memory whose assignment has not committed yet.
     inflight: Mutex<std::collections::HashSet<(String, String)>>,
     /// Assignments of queued attempts (see `Node::queued`), by attempt:
@@ -282,18 +285,11 @@ impl Cluster {
 
     /// Nodes of a pool, as the API shows them.
     pub fn pool_nodes(&self, pool_id: &str, base_url: &str, vm_size: &str) -> Vec<Map<String, Value>> {
-        lock(&self.nodes)
-            .values()
-            .filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
-            .map(|n| n.to_wire(base_url, vm_size))
-            .collect()
+        lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.to_wire(base_url, vm_size)).collect()
     }
 
     pub fn node(&self, pool_id: &str, node_id: &str, base_url: &str, vm_size: &str) -> Option<Map<String, Value>> {
-        lock(&self.nodes)
-            .get(node_id)
-            .filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
-            .map(|n| n.to_wire(base_url, vm_size))
+        lock(&self.nodes).get(node_id).filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.to_wire(base_url, vm_size))
     }
 
     /// `steady` when the pool has the nodes its target asks for (local nodes
@@ -305,7 +301,10 @@ impl Cluster {
         let leaving = of_pool.iter().any(|n| n.state == "leavingpool" || n.drain == Some(Drain::Leave));
         let remote = of_pool.iter().filter(|n| !children.contains(&n.id)).count();
         let local = of_pool.iter().filter(|n| children.contains(&n.id)).count();
-        let pending = children.iter().filter(|id| !nodes.contains_key(*id) && self.child_pool(id).as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pool_id))).count();
+        let pending = children
+            .iter()
+            .filter(|id| !nodes.contains_key(*id) && self.child_pool(id).as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pool_id)))
+            .count();
         if !leaving && pending == 0 && local == target.saturating_sub(remote) {
             "steady"
         } else {
@@ -506,10 +505,8 @@ impl Cluster {
                 preps: HashMap::new(),
                 pool_packages: Vec::new(),
             });
-            node.pool_packages = pool_doc
-                .get("applicationPackageReferences")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
+            node.pool_packages =
+                pool_doc.get("applicationPackageReferences").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
             node.fill = if pool_doc
                 .get("taskSchedulingPolicy")
                 .and_then(|p| p.get("nodeFillType"))
@@ -542,7 +539,7 @@ impl Cluster {
                 }
             }
             let kept_ids: Vec<u64> = kept.iter().map(|(a, _)| *a).collect();
-            previous = node.running.iter().map(|(a, _)| *a).filter(|a| !kept_ids.contains(a)).collect();
+            previous = node.running.keys().copied().filter(|a| !kept_ids.contains(a)).collect();
             node.running.retain(|a, _| kept_ids.contains(a));
             // Running here, or ended with an outcome the agent still holds
             // (applied by `serve_agent` once the node has joined).
@@ -937,11 +934,7 @@ impl Cluster {
         subtasks: Option<Vec<Value>>,
     ) -> (Option<(String, bool)>, bool) {
         let attempt = o.attempt;
-        let stats_url = format!(
-            "{base_url}/jobs/{}/tasks/{}/stats",
-            encode_segment(&slot.job_id),
-            encode_segment(&slot.task_id)
-        );
+        let stats_url = format!("{base_url}/jobs/{}/tasks/{}/stats", encode_segment(&slot.job_id), encode_segment(&slot.task_id));
         // Work waits on some completions: dependent tasks, a retry, the end
         // of the job (its manager, an exit condition's job action).
         let failed = o.exit_code != Some(0) || o.failure_code.is_some();
@@ -1021,9 +1014,7 @@ impl Cluster {
     /// its job's tasks may depend on each other, or it is the job's manager
     /// (true when the job is not cached: the cautious answer).
     fn awaited_completion(&self, job_id: &str, task_id: &str) -> bool {
-        self.with_cached_job(job_id, |job| {
-            job.is_none_or(|j| j.uses_task_dependencies || execution::manager_of(j, task_id).is_some())
-        })
+        self.with_cached_job(job_id, |job| job.is_none_or(|j| j.uses_task_dependencies || execution::manager_of(j, task_id).is_some()))
     }
 
     /// Whether the task is its job's manager with `killJobOnCompletion`
@@ -1224,7 +1215,7 @@ impl Cluster {
             let marked = self
                 .store
                 .update_task(&job, &task, Default::default(), move |_, t, _| {
-                    if !t.cleanup_at.is_some_and(|c| c <= now) {
+                    if t.cleanup_at.is_none_or(|c| c > now) {
                         return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                     }
                     t.cleanup_at = None;
@@ -1521,8 +1512,7 @@ impl Cluster {
                     tasks
                         .into_iter()
                         .filter(|t| {
-                            !inflight.contains(&(key.clone(), store::key_of(&t.id)))
-                                && !out.iter().any(|o: &CloudTask| o.id == t.id)
+                            !inflight.contains(&(key.clone(), store::key_of(&t.id))) && !out.iter().any(|o: &CloudTask| o.id == t.id)
                         })
                         .collect()
                 };
@@ -1614,8 +1604,8 @@ impl Cluster {
                 .fold((0, 0), |(f, q), n| (f + n.free() as usize, q + n.queue_room() as usize));
             let jobs = self.jobs_of(&pool).await?;
             for job in jobs.iter() {
-                if let Some(feature) = execution::unsupported_job_feature(&job) {
-                    self.flag_unsupported_job(&job, feature).await;
+                if let Some(feature) = execution::unsupported_job_feature(job) {
+                    self.flag_unsupported_job(job, feature).await;
                     continue;
                 }
                 let (free, job_running) = {
@@ -1652,7 +1642,7 @@ impl Cluster {
                 let max_slots = lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1);
                 let tasks = self.take_ready(&job.id, manager, want, max_slots).await?;
                 // Nodes that ran the job's preparation task (when it has one).
-                let prepared = if tasks.is_empty() { None } else { self.prepare_nodes(&job, &pool, account_url) };
+                let prepared = if tasks.is_empty() { None } else { self.prepare_nodes(job, &pool, account_url) };
                 let mut unplaced: Vec<CloudTask> = Vec::new();
                 let (mut placed_slots, mut queued_slots) = (0usize, 0usize);
                 let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
@@ -1664,7 +1654,7 @@ impl Cluster {
                         continue;
                     }
                     // A job manager that runs exclusively takes a whole node.
-                    let exclusive = execution::manager_of(&job, &task.id).is_some_and(|m| m.run_exclusive != Some(false));
+                    let exclusive = execution::manager_of(job, &task.id).is_some_and(|m| m.run_exclusive != Some(false));
                     let slots = if exclusive {
                         lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1)
                     } else {
@@ -1677,7 +1667,7 @@ impl Cluster {
                     let mut instance_launches = Vec::new();
                     let mut queued = false;
                     let placed = if multi {
-                        self.place_multi(account_url, &job, &task, &pool, policy, prepared.as_ref(), affinity, attempt).map(
+                        self.place_multi(account_url, job, &task, &pool, policy, prepared.as_ref(), affinity, attempt).map(
                             |(primary, ls)| {
                                 instance_launches = ls;
                                 primary
@@ -1733,8 +1723,18 @@ impl Cluster {
                             placed_slots += slots as usize;
                         }
                         let pool_packages = lock(&self.nodes).get(&node_id).map(|n| n.pool_packages.clone()).unwrap_or_default();
-                        let mut launch =
-                            build_launch(&self.config, account_url, &job, &task, &pool_packages, &pool, &node_id, &root_dir, dedicated, attempt);
+                        let mut launch = build_launch(
+                            &self.config,
+                            account_url,
+                            job,
+                            &task,
+                            &pool_packages,
+                            &pool,
+                            &node_id,
+                            &root_dir,
+                            dedicated,
+                            attempt,
+                        );
                         launch.slots = slots;
                         launch.adoptable = true;
                         launches.push((node_id.clone(), launch));
@@ -1837,10 +1837,9 @@ impl Cluster {
         }
         for (pool, target) in wanted {
             let children: std::collections::HashSet<String> = lock(&self.children).keys().cloned().collect();
-            let deleting = pools
-                .iter()
-                .any(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str()) && p.get("state").and_then(Value::as_str) == Some("deleting"))
-                || !pools.iter().any(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str()));
+            let deleting = pools.iter().any(|p| {
+                p.get("id").and_then(Value::as_str) == Some(pool.as_str()) && p.get("state").and_then(Value::as_str) == Some("deleting")
+            }) || !pools.iter().any(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str()));
             // Nodes from other machines are the operator's: they count toward
             // the target, and leave only when the pool is deleted.
             let remote: Vec<String> = lock(&self.nodes)
@@ -1856,9 +1855,7 @@ impl Cluster {
             let target = target.saturating_sub(if deleting { 0 } else { remote.len() });
             let mut have: Vec<(String, bool, u32)> = lock(&self.nodes)
                 .values()
-                .filter(|n| {
-                    n.pool_id == pool && children.contains(&n.id) && n.state != "leavingpool" && n.drain != Some(Drain::Leave)
-                })
+                .filter(|n| n.pool_id == pool && children.contains(&n.id) && n.state != "leavingpool" && n.drain != Some(Drain::Leave))
                 .map(|n| (n.id.clone(), n.running.is_empty(), n.used()))
                 .collect();
             // Children started but not yet joined count as nodes.
@@ -1898,7 +1895,7 @@ impl Cluster {
             .collect();
         for id in crashed {
             lock(&self.children).remove(&id);
-            let leaving = lock(&self.nodes).get(&id).map_or(true, |n| n.state == "leavingpool");
+            let leaving = lock(&self.nodes).get(&id).is_none_or(|n| n.state == "leavingpool");
             let Some(pool) = self.child_pool(&id) else { continue };
             if leaving && lock(&self.nodes).contains_key(&id) {
                 continue;
@@ -2257,7 +2254,15 @@ fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Nod
 
 /// The variables every process on a node gets: account, pool, node and
 /// the node's directories for a process running in `task_dir`.
-fn node_env(account: &str, account_url: &str, pool: &str, node: &str, dedicated: bool, root: &str, task_dir: &str) -> BTreeMap<String, String> {
+fn node_env(
+    account: &str,
+    account_url: &str,
+    pool: &str,
+    node: &str,
+    dedicated: bool,
+    root: &str,
+    task_dir: &str,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("AZ_BATCH_ACCOUNT_NAME".to_string(), account.to_string());
     env.insert("AZ_BATCH_ACCOUNT_URL".to_string(), format!("{account_url}/"));
@@ -2371,7 +2376,8 @@ pub async fn serve_agent(cluster: Arc<Cluster>, socket: axum::extract::ws::WebSo
     if hello.version != proto::VERSION {
         tracing::warn!(version = hello.version, "refusing an agent that speaks another protocol version");
         // Told in the close frame, so the agent's log says why.
-        let reason = format!("agent protocol version {} is not the server's ({}): run matching openbatch versions", hello.version, proto::VERSION);
+        let reason =
+            format!("agent protocol version {} is not the server's ({}): run matching openbatch versions", hello.version, proto::VERSION);
         let frame = axum::extract::ws::CloseFrame { code: 1008, reason: reason.into() };
         let _ = sink.send(Message::Close(Some(frame))).await;
         return;

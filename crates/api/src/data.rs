@@ -3,9 +3,9 @@
 //! (`transfer` crate, run by the agent); the server only validates and
 //! resolves the sources.
 
+use proto::ContainerSpec;
 use proto::{OutputFileSpec, ResourceFileSpec};
 use wire::models::{CloudJob, OutputFile, ResourceFile, TaskContainerSettings};
-use proto::ContainerSpec;
 
 /// The account's linked storage account (`serve --auto-storage`, an Azure
 /// Storage connection string): `autoStorageContainerName` resource files
@@ -63,14 +63,7 @@ impl AutoStorage {
         mac.update(to_sign.as_bytes());
         let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
-        format!(
-            "{}/{}?sv={SAS_VERSION}&sr=c&sp=rl&st={}&se={}&sig={}",
-            self.endpoint,
-            enc(container),
-            enc(&start),
-            enc(&expiry),
-            enc(&sig)
-        )
+        format!("{}/{}?sv={SAS_VERSION}&sr=c&sp=rl&st={}&se={}&sig={}", self.endpoint, enc(container), enc(&start), enc(&expiry), enc(&sig))
     }
 }
 
@@ -104,12 +97,7 @@ pub fn output_specs(files: &[OutputFile]) -> Vec<OutputFileSpec> {
                 file_pattern: f.file_pattern.clone(),
                 container_url: c.container_url.clone(),
                 path: c.path.clone(),
-                upload_headers: c
-                    .upload_headers
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone().unwrap_or_default()))
-                    .collect(),
+                upload_headers: c.upload_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone().unwrap_or_default())).collect(),
                 upload_condition: f.upload_options.upload_condition.as_str().to_string(),
             })
         })
@@ -176,7 +164,10 @@ mod tests {
         assert!(AutoStorage::parse("AccountName=x").is_err());
         let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
         let url = a.container_url("in put", now);
-        assert!(url.starts_with("http://127.0.0.1:10000/devstoreaccount1/in%20put?sv=2020-12-06&sr=c&sp=rl&st=2025%2D12%2D31T23%3A55%3A00Z"), "{url}");
+        assert!(
+            url.starts_with("http://127.0.0.1:10000/devstoreaccount1/in%20put?sv=2020-12-06&sr=c&sp=rl&st=2025%2D12%2D31T23%3A55%3A00Z"),
+            "{url}"
+        );
         assert!(url.contains("&sig="));
     }
 }

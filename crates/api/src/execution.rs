@@ -79,9 +79,10 @@ pub fn apply_outcome(task: &mut CloudTask, o: &TaskOutcome, url: String, now: Ti
         write_iops: prev.as_ref().map(|p| p.write_iops).unwrap_or(0) + o.write_ops as i64,
         read_io_gib: prev.as_ref().map(|p| p.read_io_gib).unwrap_or(0.0) + o.read_bytes as f64 / GIB,
         write_io_gib: prev.as_ref().map(|p| p.write_io_gib).unwrap_or(0.0) + o.write_bytes as f64 / GIB,
-        wait_time: prev.as_ref().map(|p| p.wait_time).unwrap_or_else(|| {
-            Duration(((start.0 - task.creation_time.0).num_milliseconds().max(0)) * 10_000)
-        }),
+        wait_time: prev
+            .as_ref()
+            .map(|p| p.wait_time)
+            .unwrap_or_else(|| Duration(((start.0 - task.creation_time.0).num_milliseconds().max(0)) * 10_000)),
     });
     let e = &mut task.execution_info;
     e.start_time = Some(start);

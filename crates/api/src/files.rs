@@ -13,17 +13,17 @@
 use crate::http::{encode_segment, Ctx, Reply};
 use crate::render;
 use crate::App;
+use axum::body::Body;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
-use axum::body::Body;
 use futures_util::StreamExt;
 use proto::{FileEntry, FileOp, FileReply};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use serde_json::{json, Value};
 use wire::models::CloudTask;
 use wire::odata::Filter;
 use wire::time::format_datetime;
@@ -47,13 +47,14 @@ fn agent_error(e: &str, path: &str) -> Error {
         "OutsideRoot" => Error::msg(ErrorCode::InvalidInput, "The file path leaves the directory it must stay in.").with("FilePath", path),
         "IsDirectory" => Error::msg(ErrorCode::InvalidInput, "The path is a directory.").with("FilePath", path),
         "NotRegular" => Error::msg(ErrorCode::InvalidInput, "The path is not a regular file.").with("FilePath", path),
-        "Symlink" => Error::msg(
-            ErrorCode::FileNotFound,
-            "The path is, or passes through, a symbolic link, which the node does not follow.",
-        )
-        .with("FilePath", path),
+        "Symlink" => {
+            Error::msg(ErrorCode::FileNotFound, "The path is, or passes through, a symbolic link, which the node does not follow.")
+                .with("FilePath", path)
+        }
         "InvalidRange" => Error::new(ErrorCode::InvalidRange),
-        "DirectoryNotEmpty" => Error::msg(ErrorCode::OperationInvalidForCurrentState, "The directory is not empty; delete it with recursive=true."),
+        "DirectoryNotEmpty" => {
+            Error::msg(ErrorCode::OperationInvalidForCurrentState, "The directory is not empty; delete it with recursive=true.")
+        }
         other => Error::internal(format!("file operation failed on the node: {other}")),
     }
 }
@@ -221,7 +222,7 @@ pub async fn list(app: &App, ctx: &Ctx, loc: Location) -> Result<Reply, Error> {
     let mut entries: Vec<&FileEntry> = reply
         .entries
         .iter()
-        .filter(|e| prefix.as_deref().map_or(true, |p| e.path.starts_with(p)))
+        .filter(|e| prefix.as_deref().is_none_or(|p| e.path.starts_with(p)))
         .filter(|e| e.path.as_str() > after.as_str())
         .collect();
     entries.sort_by(|a, b| a.path.cmp(&b.path));

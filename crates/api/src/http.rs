@@ -173,9 +173,5 @@ pub fn error_response(err: &Error, base_url: &str, request_id: &str, method: &Me
         return Response::builder().status(status).body(Body::empty()).unwrap_or_default();
     }
     let body = err.body(base_url, request_id, &format_datetime(&Utc::now()));
-    Response::builder()
-        .status(status)
-        .header("content-type", JSON_CONTENT_TYPE)
-        .body(Body::from(body))
-        .unwrap_or_default()
+    Response::builder().status(status).header("content-type", JSON_CONTENT_TYPE).body(Body::from(body)).unwrap_or_default()
 }

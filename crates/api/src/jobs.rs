@@ -4,8 +4,8 @@ use crate::http::{encode_segment, Ctx, Reply};
 use crate::render::{self, apply_select, list_options, resource, select_expand};
 use crate::App;
 use serde_json::Value;
-use wire::models::TaskAddParameter;
 use wire::enums::*;
+use wire::models::TaskAddParameter;
 use wire::models::*;
 use wire::time::{Duration, Timestamp};
 use wire::validate::{check_job, check_job_update, parse_body};
@@ -146,7 +146,13 @@ async fn stats(app: &App, ctx: &Ctx, job: &CloudJob) -> Result<Value, Error> {
     serde_json::to_value(s).map_err(Error::internal)
 }
 
-async fn render_job(app: &App, ctx: &Ctx, doc: &str, with_stats: bool, select: Option<&[String]>) -> Result<serde_json::Map<String, Value>, Error> {
+async fn render_job(
+    app: &App,
+    ctx: &Ctx,
+    doc: &str,
+    with_stats: bool,
+    select: Option<&[String]>,
+) -> Result<serde_json::Map<String, Value>, Error> {
     let job: CloudJob = serde_json::from_str(doc).map_err(Error::internal)?;
     let mut m = resource(doc, ctx.url(&job_path(&job.id)), false)?;
     if with_stats {
@@ -273,7 +279,6 @@ pub async fn delete(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     app.lifecycle.wake();
     Ok(Reply::status(202).changed(&stored, ctx.url(&job_path(id))))
 }
-
 
 pub async fn terminate(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let reason = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {

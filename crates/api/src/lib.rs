@@ -42,14 +42,8 @@ use wire::{Error, ErrorCode};
 
 /// api-versions of the real clients: Python 15.x, the latest stable swagger,
 /// Python 14.x and the az CLI, older swaggers, and the JS client.
-pub const API_VERSIONS: &[&str] = &[
-    "2025-06-01",
-    "2024-07-01.20.0",
-    "2024-02-01.19.0",
-    "2023-11-01.18.0",
-    "2023-05-01.17.0",
-    "2022-10-01.16.0",
-];
+pub const API_VERSIONS: &[&str] =
+    &["2025-06-01", "2024-07-01.20.0", "2024-02-01.19.0", "2023-11-01.18.0", "2023-05-01.17.0", "2022-10-01.16.0"];
 
 /// Settings of the API server.
 #[derive(Debug, Clone)]
@@ -281,7 +275,8 @@ async fn package_archive(app: &App, headers: &axum::http::HeaderMap, rest: &str)
     if !is_agent(app, headers) {
         return status(403, "invalid agent token");
     }
-    let mut parts = rest.trim_start_matches('/').splitn(2, '/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned());
+    let mut parts =
+        rest.trim_start_matches('/').splitn(2, '/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned());
     let (Some(id), Some(version)) = (parts.next(), parts.next()) else { return status(404, "no such package") };
     let Some(path) = applications::archive(&app.config.applications_dir, &id, &version) else {
         return status(404, "no such package");
@@ -303,12 +298,7 @@ async fn agent_connect(app: Arc<App>, req: Request) -> Response<Body> {
     use axum::extract::FromRequest;
     use axum::response::IntoResponse;
     use subtle::ConstantTimeEq;
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let token = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     let ok = !app.config.agent_token.is_empty() && bool::from(token.as_bytes().ct_eq(app.config.agent_token.as_bytes()));
     if !ok {
         return Response::builder().status(403).body(Body::from("invalid agent token")).unwrap_or_default();
@@ -403,9 +393,8 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         GetNodeFile(p, n, f) => files::get(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         NodeFileProperties(p, n, f) => files::properties(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         DeleteNodeFile(p, n, f) => files::delete(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
-        NotImplemented(what) => Err(Error::msg(
-            ErrorCode::NotImplemented,
-            format!("openbatch does not implement {what} yet; see COMPATIBILITY.md."),
-        )),
+        NotImplemented(what) => {
+            Err(Error::msg(ErrorCode::NotImplemented, format!("openbatch does not implement {what} yet; see COMPATIBILITY.md.")))
+        }
     }
 }

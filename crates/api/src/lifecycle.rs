@@ -102,10 +102,7 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
     if let Some(d) = crate::schedules::step(app).await? {
         next = Some(next.map_or(d, |n| n.min(d)));
     }
-    let pending = app
-        .store
-        .jobs_in_states(&[JobState::Deleting, JobState::Terminating, JobState::Disabling, JobState::Enabling])
-        .await?;
+    let pending = app.store.jobs_in_states(&[JobState::Deleting, JobState::Terminating, JobState::Disabling, JobState::Enabling]).await?;
     let now = Timestamp::now();
     for (id, state, since) in pending {
         if state != JobState::Enabling {

@@ -25,6 +25,9 @@ use std::sync::Arc;
 use wire::models::{CloudJob, CloudTask};
 use wire::time::Timestamp;
 
+/// The primary instance's node: its id, root directory and whether it is dedicated.
+type PlacedOn = (String, String, bool);
+
 /// The port `AZ_BATCH_MASTER_NODE` names (the service's).
 const MASTER_PORT: u16 = 6000;
 
@@ -142,7 +145,7 @@ impl Cluster {
         prepared: Option<&HashSet<String>>,
         affinity: Option<&str>,
         attempt: u64,
-    ) -> Option<((String, String, bool), Vec<(String, TaskLaunch)>)> {
+    ) -> Option<(PlacedOn, Vec<(String, TaskLaunch)>)> {
         let m = task.multi_instance_settings.as_ref()?;
         let n = m.number_of_instances.unwrap_or(1).max(1) as usize;
         let placed: Vec<(String, String, String, bool, u64, Vec<wire::models::ApplicationPackageReference>)> = {
@@ -357,9 +360,6 @@ impl Cluster {
     /// The subtasks of a task whose run is under way, if it is.
     pub fn live_subtasks(&self, job_id: &str, task_id: &str) -> Option<Vec<Value>> {
         let runs = lock(&self.multi);
-        runs.runs
-            .values()
-            .find(|r| r.job_id.eq_ignore_ascii_case(job_id) && r.task_id.eq_ignore_ascii_case(task_id))
-            .map(Runs::subtasks)
+        runs.runs.values().find(|r| r.job_id.eq_ignore_ascii_case(job_id) && r.task_id.eq_ignore_ascii_case(task_id)).map(Runs::subtasks)
     }
 }

@@ -33,7 +33,7 @@ pub fn int_in(doc: &Map<String, Value>, name: &str, min: i64, max: i64) -> Resul
 pub fn check_start_task(v: Option<&Value>) -> Result<(), Error> {
     if let Some(st) = v.filter(|v| !v.is_null()) {
         obj(st, "startTask")?;
-        if st.get("commandLine").and_then(Value::as_str).map_or(true, |c| c.trim().is_empty()) {
+        if st.get("commandLine").and_then(Value::as_str).is_none_or(|c| c.trim().is_empty()) {
             return Err(Error::missing_property("startTask.commandLine"));
         }
         wire::validate::check_start_task(st)?;
@@ -110,18 +110,18 @@ pub fn check_add(doc: &mut Map<String, Value>) -> Result<String, Error> {
             return Err(Error::invalid_property("displayName", "The value must be at most 1024 characters long."));
         }
     }
-    if doc.get("vmSize").and_then(Value::as_str).map_or(true, str::is_empty) {
+    if doc.get("vmSize").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(Error::missing_property("vmSize"));
     }
-    check_bools(&doc, &["enableAutoScale", "enableInterNodeCommunication"])?;
+    check_bools(doc, &["enableAutoScale", "enableInterNodeCommunication"])?;
     if doc.get("enableAutoScale").and_then(Value::as_bool) == Some(true) {
         return Err(autoscale_unsupported());
     }
-    enum_property(&doc, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
-    int_in(&doc, "targetDedicatedNodes", 0, 1000)?;
-    int_in(&doc, "targetLowPriorityNodes", 0, 1000)?;
-    int_in(&doc, "taskSlotsPerNode", 1, 256)?;
-    if let Some(t) = resize_timeout(&doc)? {
+    enum_property(doc, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
+    int_in(doc, "targetDedicatedNodes", 0, 1000)?;
+    int_in(doc, "targetLowPriorityNodes", 0, 1000)?;
+    int_in(doc, "taskSlotsPerNode", 1, 256)?;
+    if let Some(t) = resize_timeout(doc)? {
         doc.insert("resizeTimeout".into(), json!(t));
     }
     check_start_task(doc.get("startTask"))?;
@@ -132,9 +132,12 @@ pub fn check_add(doc: &mut Map<String, Value>) -> Result<String, Error> {
             && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if !valid {
-            return Err(Error::invalid_property(&format!("userAccounts[{i}].name"), "A Linux user name: lower-case letters, digits, '_' and '-', at most 32."));
+            return Err(Error::invalid_property(
+                &format!("userAccounts[{i}].name"),
+                "A Linux user name: lower-case letters, digits, '_' and '-', at most 32.",
+            ));
         }
-        if u.get("password").and_then(Value::as_str).map_or(true, str::is_empty) {
+        if u.get("password").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(Error::missing_property(&format!("userAccounts[{i}].password")));
         }
         match u.get("elevationLevel") {
@@ -481,8 +484,22 @@ pub async fn node_counts(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     let opts = list_options(ctx)?;
     let page = app.store.list_pools(opts.store_query()).await?;
     let keys = [
-        "creating", "idle", "offline", "preempted", "rebooting", "reimaging", "running", "starting", "startTaskFailed",
-        "leavingPool", "unknown", "unusable", "waitingForStartTask", "deallocated", "deallocating", "upgradingOS",
+        "creating",
+        "idle",
+        "offline",
+        "preempted",
+        "rebooting",
+        "reimaging",
+        "running",
+        "starting",
+        "startTaskFailed",
+        "leavingPool",
+        "unknown",
+        "unusable",
+        "waitingForStartTask",
+        "deallocated",
+        "deallocating",
+        "upgradingOS",
     ];
     let mut items = Vec::new();
     for d in &page.docs {
@@ -604,7 +621,12 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
             app.cluster.drain(node, crate::cluster::Drain::Restart { wipe }).await;
             return Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))));
         }
-        other => return Err(Error::invalid_property(if wipe { "nodeReimageOption" } else { "nodeRebootOption" }, format!("'{other}' is not a valid option."))),
+        other => {
+            return Err(Error::invalid_property(
+                if wipe { "nodeReimageOption" } else { "nodeRebootOption" },
+                format!("'{other}' is not a valid option."),
+            ))
+        }
     }
     let state = if wipe { "reimaging" } else { "rebooting" };
     app.cluster.set_node_state(node, state);

@@ -22,13 +22,14 @@ pub struct ListOptions {
 }
 
 fn bad_query(name: &str, reason: impl Into<String>) -> Error {
-    Error::new(ErrorCode::InvalidQueryParameterValue)
-        .with("QueryParameterName", name)
-        .with("Reason", reason)
+    Error::new(ErrorCode::InvalidQueryParameterValue).with("QueryParameterName", name).with("Reason", reason)
 }
 
+/// A `$select` or `$expand` option: its text, and the names it lists.
+pub type Selection = Option<(String, Vec<String>)>;
+
 /// `$select` and `$expand` (only `stats` can be expanded).
-pub fn select_expand(ctx: &Ctx) -> Result<(Option<(String, Vec<String>)>, Option<(String, Vec<String>)>), Error> {
+pub fn select_expand(ctx: &Ctx) -> Result<(Selection, Selection), Error> {
     let select = match ctx.q("$select") {
         Some(s) => Some((s.to_string(), parse_list(s).map_err(|e| bad_query("$select", e.to_string()))?)),
         None => None,
@@ -93,7 +94,11 @@ impl ListOptions {
         if let Some(n) = self.max_results {
             q.push_str(&format!("&maxresults={n}"));
         }
-        for (name, v) in [("$filter", &self.filter.as_ref().map(|f| &f.0)), ("$select", &self.select.as_ref().map(|s| &s.0)), ("$expand", &self.expand.as_ref().map(|s| &s.0))] {
+        for (name, v) in [
+            ("$filter", &self.filter.as_ref().map(|f| &f.0)),
+            ("$select", &self.select.as_ref().map(|s| &s.0)),
+            ("$expand", &self.expand.as_ref().map(|s| &s.0)),
+        ] {
             if let Some(v) = v {
                 q.push_str(&format!("&{name}={}", encode_query_value(v)));
             }
@@ -106,7 +111,8 @@ impl ListOptions {
 /// Parses a stored document, adds its `url`, drops internal fields (names
 /// starting with `_`), and `stats` unless expanded.
 pub fn resource(doc: &str, url: String, keep_stats: bool) -> Result<Map<String, Value>, Error> {
-    let mut m: Map<String, Value> = serde_json::from_str(doc).map_err(|e| Error::internal(format!("stored document is unreadable: {e}")))?;
+    let mut m: Map<String, Value> =
+        serde_json::from_str(doc).map_err(|e| Error::internal(format!("stored document is unreadable: {e}")))?;
     m.retain(|k, _| !k.starts_with('_') && (keep_stats || k != "stats"));
     // Put `url` after `id`, as the service does.
     let mut out = Map::with_capacity(m.len() + 1);
@@ -174,9 +180,7 @@ pub fn matches(f: &Filter, doc: &Map<String, Value>) -> bool {
                 (None | Some(Value::Null), Literal::Null) => Some(std::cmp::Ordering::Equal),
                 (None | Some(Value::Null), _) | (_, Literal::Null) => None,
                 (Some(Value::String(s)), Literal::String(l)) => Some(s.to_ascii_lowercase().cmp(&l.to_ascii_lowercase())),
-                (Some(Value::String(s)), Literal::DateTime(t)) => {
-                    wire::time::parse_datetime(s).map(|d| d.cmp(t))
-                }
+                (Some(Value::String(s)), Literal::DateTime(t)) => wire::time::parse_datetime(s).map(|d| d.cmp(t)),
                 (Some(Value::Number(n)), Literal::Int(i)) => n.as_f64().and_then(|x| x.partial_cmp(&(*i as f64))),
                 (Some(Value::Number(n)), Literal::Float(x)) => n.as_f64().and_then(|y| y.partial_cmp(x)),
                 (Some(Value::Bool(b)), Literal::Bool(l)) => Some(b.cmp(l)),

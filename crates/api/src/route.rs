@@ -80,10 +80,25 @@ impl Operation {
     pub fn job(&self) -> Option<&str> {
         use Operation::*;
         match self {
-            GetJob(j) | PatchJob(j) | ReplaceJob(j) | DeleteJob(j) | DisableJob(j) | EnableJob(j) | TerminateJob(j)
-            | JobTaskCounts(j) | JobPrepReleaseStatus(j) | ListTasks(j) | AddTask(j) | AddTaskCollection(j) => Some(j),
-            GetTask(j, _) | UpdateTask(j, _) | DeleteTask(j, _) | TerminateTask(j, _) | ReactivateTask(j, _)
-            | ListSubtasks(j, _) | ListTaskFiles(j, _) => Some(j),
+            GetJob(j)
+            | PatchJob(j)
+            | ReplaceJob(j)
+            | DeleteJob(j)
+            | DisableJob(j)
+            | EnableJob(j)
+            | TerminateJob(j)
+            | JobTaskCounts(j)
+            | JobPrepReleaseStatus(j)
+            | ListTasks(j)
+            | AddTask(j)
+            | AddTaskCollection(j) => Some(j),
+            GetTask(j, _)
+            | UpdateTask(j, _)
+            | DeleteTask(j, _)
+            | TerminateTask(j, _)
+            | ReactivateTask(j, _)
+            | ListSubtasks(j, _)
+            | ListTaskFiles(j, _) => Some(j),
             GetTaskFile(j, _, _) | TaskFileProperties(j, _, _) | DeleteTaskFile(j, _, _) => Some(j),
             _ => None,
         }
@@ -159,10 +174,7 @@ impl Operation {
 }
 
 fn decode(seg: &str) -> Result<String, Error> {
-    percent_decode_str(seg)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| Error::new(ErrorCode::RequestUrlFailedToParse))
+    percent_decode_str(seg).decode_utf8().map(|s| s.into_owned()).map_err(|_| Error::new(ErrorCode::RequestUrlFailedToParse))
 }
 
 fn verb_error() -> Error {

@@ -238,11 +238,8 @@ pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Rep
     if replace || body.contains_key("schedule") {
         check_timing(body.get("schedule"))?;
     }
-    let spec = if replace || body.contains_key("jobSpecification") {
-        Some(check_spec(app, body.get("jobSpecification")).await?)
-    } else {
-        None
-    };
+    let spec =
+        if replace || body.contains_key("jobSpecification") { Some(check_spec(app, body.get("jobSpecification")).await?) } else { None };
     let pre = ctx.preconditions()?;
     let stored = app
         .store
@@ -375,9 +372,8 @@ async fn end_job(app: &App, job: &str, delete: bool) -> Result<(), Error> {
             Err(e) => return Err(e),
         }
     } else {
-        let may_end = |_: &_, j: &wire::models::CloudJob| {
-            Ok(!matches!(j.state, JobState::Completed | JobState::Terminating | JobState::Deleting))
-        };
+        let may_end =
+            |_: &_, j: &wire::models::CloudJob| Ok(!matches!(j.state, JobState::Completed | JobState::Terminating | JobState::Deleting));
         app.store.end_job(job, "TerminateJobSchedule", may_end).await?
     };
     if ended {
@@ -457,7 +453,11 @@ async fn run_due(app: &App, id: &str, doc: &Map<String, Value>) -> Result<Option
         return Ok(Some(StdDuration::from_millis(500)));
     }
     let past_end = t.do_not_run_after.is_some_and(|end| now.0 >= end.0);
-    let next_run = doc.get("executionInfo").and_then(|e| e.get("nextRunTime")).and_then(Value::as_str).and_then(|s| wire::time::parse_datetime(s).map(Timestamp));
+    let next_run = doc
+        .get("executionInfo")
+        .and_then(|e| e.get("nextRunTime"))
+        .and_then(Value::as_str)
+        .and_then(|s| wire::time::parse_datetime(s).map(Timestamp));
     if past_end || (jobs > 0 && t.recurrence_interval.is_none()) || next_run.is_none() {
         complete(app, id).await?;
         return Ok(None);

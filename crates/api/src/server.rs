@@ -26,8 +26,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Request};
 use bytes::{Bytes, BytesMut};
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -328,7 +328,7 @@ pub fn raise_nofile_limit() -> u64 {
             }
         }
     }
-    l.rlim_cur as u64
+    l.rlim_cur
 }
 
 /// Serves `listener` until `shutdown` resolves; then stops accepting, lets
@@ -351,7 +351,7 @@ pub(crate) async fn run(
         );
         limits.max_connections = fd_room;
     }
-    let limits = Arc::new(limits.clone());
+    let limits = Arc::new(limits);
     let tls = opts.tls.map(tokio_rustls::TlsAcceptor::from);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -534,11 +534,8 @@ pub async fn read_body(body: &mut Body, headers: &HeaderMap, deadline: Option<to
             Some(d) => match tokio::time::timeout_at(d, body.frame()).await {
                 Ok(f) => f,
                 Err(_) => {
-                    return Err(Error::msg(
-                        ErrorCode::OperationTimedOut,
-                        "The request body was not received within the permitted time.",
-                    )
-                    .with_status(408))
+                    return Err(Error::msg(ErrorCode::OperationTimedOut, "The request body was not received within the permitted time.")
+                        .with_status(408))
                 }
             },
             None => body.frame().await,

@@ -124,12 +124,8 @@ impl AuthFailure {
     /// The `AuthenticationErrorDetail` value for the error body.
     pub fn detail(&self) -> String {
         match self {
-            AuthFailure::Missing => {
-                "The Authorization header is missing; sign the request as 'SharedKey <account>:<signature>'.".into()
-            }
-            AuthFailure::Malformed(d) | AuthFailure::BadDate(d) | AuthFailure::WrongAccount(d) | AuthFailure::BadSignature(d) => {
-                d.clone()
-            }
+            AuthFailure::Missing => "The Authorization header is missing; sign the request as 'SharedKey <account>:<signature>'.".into(),
+            AuthFailure::Malformed(d) | AuthFailure::BadDate(d) | AuthFailure::WrongAccount(d) | AuthFailure::BadSignature(d) => d.clone(),
         }
     }
 
@@ -238,19 +234,11 @@ pub fn sign(account: &str, key: &[u8], method: &Method, raw_target: &str, header
 
 /// The string [`sign`] signs (for debugging a client).
 pub fn string_to_sign(account: &str, method: &Method, raw_target: &str, headers: &HeaderMap) -> String {
-    let head = canonical_head(
-        method,
-        headers,
-        HeadForm { length: Length::AssumeZero, date: DateLine::DateHeader, decoding: Decoding::Latin1 },
-    );
+    let head =
+        canonical_head(method, headers, HeadForm { length: Length::AssumeZero, date: DateLine::DateHeader, decoding: Decoding::Latin1 });
     let (path, query) = split_target(raw_target);
     let params = parse_query(query);
-    let resource = canonical_resource(
-        account,
-        path,
-        &params,
-        ResourceForm { lower_account: false, lower_names: false, keep_empty: false },
-    );
+    let resource = canonical_resource(account, path, &params, ResourceForm { lower_account: false, lower_names: false, keep_empty: false });
     let mut s = head;
     s.extend_from_slice(&resource);
     String::from_utf8_lossy(&s).into_owned()
@@ -274,32 +262,22 @@ struct Authorization<'a> {
 fn parse_authorization(headers: &HeaderMap) -> Result<Authorization<'_>, AuthFailure> {
     const FORM: &str = "The Authorization header must have the form 'SharedKey <account>:<signature>'.";
     let value = headers.get(axum::http::header::AUTHORIZATION).ok_or(AuthFailure::Missing)?;
-    let text = value
-        .to_str()
-        .map_err(|_| AuthFailure::Malformed("The Authorization header contains characters outside ASCII.".into()))?
-        .trim();
-    let (scheme, credential) = text
-        .split_once([' ', '\t'])
-        .ok_or_else(|| AuthFailure::Malformed(FORM.into()))?;
+    let text =
+        value.to_str().map_err(|_| AuthFailure::Malformed("The Authorization header contains characters outside ASCII.".into()))?.trim();
+    let (scheme, credential) = text.split_once([' ', '\t']).ok_or_else(|| AuthFailure::Malformed(FORM.into()))?;
     if !scheme.eq_ignore_ascii_case("SharedKey") {
         return Err(AuthFailure::Malformed(format!(
             "The authentication scheme '{}' is not supported; this server accepts SharedKey.",
             shown(scheme)
         )));
     }
-    let (account, signature_text) = credential
-        .trim()
-        .split_once(':')
-        .ok_or_else(|| AuthFailure::Malformed(FORM.into()))?;
+    let (account, signature_text) = credential.trim().split_once(':').ok_or_else(|| AuthFailure::Malformed(FORM.into()))?;
     let (account, signature_text) = (account.trim(), signature_text.trim());
     if account.is_empty() || signature_text.is_empty() {
         return Err(AuthFailure::Malformed(FORM.into()));
     }
     let signature = STANDARD.decode(signature_text).map_err(|_| {
-        AuthFailure::Malformed(format!(
-            "The signature '{}' in the Authorization header is not valid base64.",
-            shown(signature_text)
-        ))
+        AuthFailure::Malformed(format!("The signature '{}' in the Authorization header is not valid base64.", shown(signature_text)))
     })?;
     Ok(Authorization { account, signature_text, signature })
 }
@@ -319,9 +297,7 @@ fn check_date(headers: &HeaderMap, now: DateTime<Utc>) -> Result<DateSource, Aut
         (Some(v), _) => (v, DateSource::OcpDate),
         (None, Some(v)) => (v, DateSource::Date),
         (None, None) => {
-            return Err(AuthFailure::BadDate(
-                "Request date header not specified: send ocp-date (or Date) as an RFC 1123 date.".into(),
-            ))
+            return Err(AuthFailure::BadDate("Request date header not specified: send ocp-date (or Date) as an RFC 1123 date.".into()))
         }
     };
     let text = header_text(value.as_bytes(), Decoding::Latin1);
@@ -431,11 +407,8 @@ fn canonical_head(method: &Method, headers: &HeaderMap, form: HeadForm) -> Vec<u
     }
     // HeaderMap names are already lower-case; the sort is stable, so repeated
     // headers keep their order.
-    let mut ocp: Vec<(&str, &HeaderValue)> = headers
-        .iter()
-        .filter(|(n, v)| n.as_str().contains("ocp-") && !v.is_empty())
-        .map(|(n, v)| (n.as_str(), v))
-        .collect();
+    let mut ocp: Vec<(&str, &HeaderValue)> =
+        headers.iter().filter(|(n, v)| n.as_str().contains("ocp-") && !v.is_empty()).map(|(n, v)| (n.as_str(), v)).collect();
     ocp.sort_by(|a, b| a.0.cmp(b.0));
     for (name, value) in ocp {
         out.extend_from_slice(name.as_bytes());
@@ -874,14 +847,46 @@ mod tests {
         let mut with_len = dated();
         set(&mut with_len, "content-length", "0");
         let cases: Vec<(&str, String, HeaderMap, &str)> = vec![
-            ("(a) documented / .NET", format!("POST\n\n\n\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeout:30"), with_len.clone(), "acct"),
-            ("(b) names kept", format!("POST\n\n\n\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeOut:30"), with_len.clone(), "acct"),
-            ("(c) Content-Length 0 kept", format!("POST\n\n\n0\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeout:30"), with_len.clone(), "acct"),
-            ("(c) 0 assumed without header", format!("POST\n\n\n0\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeOut:30"), dated(), "acct"),
-            ("(e) Java, account lower-cased", format!("POST\n\n\n0\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeout:30"), with_len.clone(), "ACCT"),
-            ("(f) Date line", {
-                format!("POST\n\n\n0\n\n\n{NOW}\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeOut:30")
-            }, { let mut h = with_len.clone(); set(&mut h, "date", NOW); h }, "acct"),
+            (
+                "(a) documented / .NET",
+                format!("POST\n\n\n\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeout:30"),
+                with_len.clone(),
+                "acct",
+            ),
+            (
+                "(b) names kept",
+                format!("POST\n\n\n\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeOut:30"),
+                with_len.clone(),
+                "acct",
+            ),
+            (
+                "(c) Content-Length 0 kept",
+                format!("POST\n\n\n0\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeout:30"),
+                with_len.clone(),
+                "acct",
+            ),
+            (
+                "(c) 0 assumed without header",
+                format!("POST\n\n\n0\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeOut:30"),
+                dated(),
+                "acct",
+            ),
+            (
+                "(e) Java, account lower-cased",
+                format!("POST\n\n\n0\n\n\n\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeout:30"),
+                with_len.clone(),
+                "ACCT",
+            ),
+            (
+                "(f) Date line",
+                { format!("POST\n\n\n0\n\n\n{NOW}\n\n\n\n\n\n{ocp}/acct/jobs/j1/tasks/t1/terminate\napi-version:2025-06-01\ntimeOut:30") },
+                {
+                    let mut h = with_len.clone();
+                    set(&mut h, "date", NOW);
+                    h
+                },
+                "acct",
+            ),
         ];
         for (what, s, h, account) in cases {
             let h = signed_with(&s, &k, h, account);
@@ -918,10 +923,15 @@ mod tests {
     fn junk_never_panics() {
         let cfg = acct();
         let now = parse_date(NOW);
-        let targets = [
-            "", "/", "?", "??", "/%", "/%zz?%", "/jobs?%ff%fe=%80&&&==&=&a=b=c&+=+", "/jobs?%", "*", "/\u{e9}?\u{e9}=\u{e9}",
+        let targets = ["", "/", "?", "??", "/%", "/%zz?%", "/jobs?%ff%fe=%80&&&==&=&a=b=c&+=+", "/jobs?%", "*", "/\u{e9}?\u{e9}=\u{e9}"];
+        let auths: [&[u8]; 6] = [
+            b"SharedKey acct:AAAA",
+            b"SharedKey acct:\xff",
+            b"SharedKey  acct : AAAA ",
+            b"\xff\xfe",
+            b"SharedKey\tacct:AAAA",
+            b"SharedKey a:b:c",
         ];
-        let auths: [&[u8]; 6] = [b"SharedKey acct:AAAA", b"SharedKey acct:\xff", b"SharedKey  acct : AAAA ", b"\xff\xfe", b"SharedKey\tacct:AAAA", b"SharedKey a:b:c"];
         for t in targets {
             for a in auths {
                 for m in [Method::GET, Method::POST, Method::from_bytes(b"PATCH").unwrap(), Method::from_bytes(b"WEIRD").unwrap()] {

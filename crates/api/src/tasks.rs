@@ -126,7 +126,10 @@ pub fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Resu
             return Err(Error::invalid_property("coordinationCommandLine", "A multi-instance task needs a coordination command line."));
         }
         if p.required_slots.is_some_and(|s| s != 1) {
-            return Err(Error::invalid_property("requiredSlots", "A multi-instance task takes one slot on each of its nodes: requiredSlots must be 1."));
+            return Err(Error::invalid_property(
+                "requiredSlots",
+                "A multi-instance task takes one slot on each of its nodes: requiredSlots must be 1.",
+            ));
         }
     }
     NewTask::new(CloudTask {
@@ -214,7 +217,9 @@ pub async fn add_collection(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply,
     let job = load_job(app, job_id).await?;
     can_add(&job)?;
     // Validate and build each task; invalid ones fail alone (clienterror).
-    let mut outcome: Vec<(String, Result<(String, Timestamp), Error>)> = Vec::with_capacity(items.len());
+    // Per item: its id, and its ETag and time or its error.
+    type Outcome = (String, Result<(String, Timestamp), Error>);
+    let mut outcome: Vec<Outcome> = Vec::with_capacity(items.len());
     let mut to_insert = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
     for item in items {
@@ -272,11 +277,15 @@ pub async fn add_collection(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply,
     Ok(Reply::json(200, body.to_string()))
 }
 
-fn render_task(ctx: &Ctx, job_id: &str, doc: &str, with_stats: bool, select: Option<&[String]>) -> Result<serde_json::Map<String, Value>, Error> {
-    let id = serde_json::from_str::<Value>(doc)
-        .ok()
-        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_default();
+fn render_task(
+    ctx: &Ctx,
+    job_id: &str,
+    doc: &str,
+    with_stats: bool,
+    select: Option<&[String]>,
+) -> Result<serde_json::Map<String, Value>, Error> {
+    let id =
+        serde_json::from_str::<Value>(doc).ok().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string)).unwrap_or_default();
     let mut m = resource(doc, ctx.url(&task_path(job_id, &id)), with_stats)?;
     apply_select(&mut m, select);
     Ok(m)

@@ -41,7 +41,8 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<rustls::Se
 pub fn name_for(cert_path: &Path, candidates: &[String]) -> Option<String> {
     let certs = read_certs(cert_path).ok()?;
     let leaf = rustls::server::ParsedCertificate::try_from(certs.first()?).ok()?;
-    candidates.iter().find(|c| {
-        ServerName::try_from(c.as_str()).is_ok_and(|n| rustls::client::verify_server_name(&leaf, &n).is_ok())
-    }).cloned()
+    candidates
+        .iter()
+        .find(|c| ServerName::try_from(c.as_str()).is_ok_and(|n| rustls::client::verify_server_name(&leaf, &n).is_ok()))
+        .cloned()
 }

@@ -133,7 +133,15 @@ async fn job_and_task_round_trip() {
     let quoted = format!("\"{etag}\"");
     let r = h.send(Method::GET, &format!("/jobs/job1/tasks/t1?{V}"), None, &[("if-none-match", &quoted)], true).await;
     assert_eq!(r.status, 304);
-    let r = h.send(Method::PUT, &format!("/jobs/job1/tasks/t1?{V}"), Some(json!({"constraints": {"maxTaskRetryCount": 3}})), &[("if-match", &etag)], true).await;
+    let r = h
+        .send(
+            Method::PUT,
+            &format!("/jobs/job1/tasks/t1?{V}"),
+            Some(json!({"constraints": {"maxTaskRetryCount": 3}})),
+            &[("if-match", &etag)],
+            true,
+        )
+        .await;
     assert_eq!(r.status, 200);
     let r = h.send(Method::PUT, &format!("/jobs/job1/tasks/t1?{V}"), Some(json!({"constraints": {}})), &[("if-match", &etag)], true).await;
     assert_error(&r, 412, "ConditionNotMet");
@@ -142,7 +150,13 @@ async fn job_and_task_round_trip() {
     let r = h.call(Method::POST, &format!("/jobs/job1/tasks?{V}"), Some(json!({"id": "T1", "commandLine": "x"}))).await;
     assert_error(&r, 409, "TaskExists");
     // Dependencies need usesTaskDependencies.
-    let r = h.call(Method::POST, &format!("/jobs/job1/tasks?{V}"), Some(json!({"id": "t2", "commandLine": "x", "dependsOn": {"taskIds": ["t1"]}}))).await;
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/jobs/job1/tasks?{V}"),
+            Some(json!({"id": "t2", "commandLine": "x", "dependsOn": {"taskIds": ["t1"]}})),
+        )
+        .await;
     assert_error(&r, 400, "TaskDependenciesNotSpecifiedOnJob");
 
     // Terminate, then reactivate.

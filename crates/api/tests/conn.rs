@@ -195,10 +195,9 @@ async fn idle_connections_are_closed() {
 async fn an_unauthenticated_large_post_is_refused_before_its_body() {
     let srv = Server::start(limits(5_000, 30_000, 30_000)).await;
     // Only the head of a 4,000,000-byte body: the answer comes without it.
-    for (key, status, expected) in [
-        (Some(&b"the wrong key, not the account's"[..]), 403, "AuthenticationFailed"),
-        (None, 401, "InvalidAuthenticationInfo"),
-    ] {
+    for (key, status, expected) in
+        [(Some(&b"the wrong key, not the account's"[..]), 403, "AuthenticationFailed"), (None, 401, "InvalidAuthenticationInfo")]
+    {
         let mut s = srv.connect().await;
         s.write_all(&head("POST", "/jobs", Some(4_000_000), key, &[])).await.unwrap();
         let r = read_reply(&mut s).await;
@@ -269,7 +268,10 @@ async fn truncated_bad_and_slow_bodies() {
     let chunk = vec![b' '; 1 << 20];
     let sender = async {
         for _ in 0..5 {
-            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_err() || s.write_all(&chunk).await.is_err() || s.write_all(b"\r\n").await.is_err() {
+            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_err()
+                || s.write_all(&chunk).await.is_err()
+                || s.write_all(b"\r\n").await.is_err()
+            {
                 break;
             }
         }

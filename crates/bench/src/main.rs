@@ -202,7 +202,8 @@ async fn send(c: &HttpClient, t: &Target, key: &[u8], method: Method, target: &s
 /// to all completed.
 async fn run_job(c: &HttpClient, t: &Target, pool: &str, job: &str, slots: u32, bodies: Vec<Value>) -> Result<f64, String> {
     let n = bodies.len();
-    call(c, t, Method::POST, "/pools", json!({"id": pool, "vmSize": "local", "targetDedicatedNodes": 1, "taskSlotsPerNode": slots})).await?;
+    call(c, t, Method::POST, "/pools", json!({"id": pool, "vmSize": "local", "targetDedicatedNodes": 1, "taskSlotsPerNode": slots}))
+        .await?;
     wait_idle_node(c, t, pool).await?;
     call(c, t, Method::POST, "/jobs", json!({"id": job, "poolInfo": {"poolId": pool}, "usesTaskDependencies": true})).await?;
     call(c, t, Method::POST, &format!("/jobs/{job}/disable"), json!({"disableTasks": "requeue"})).await?;
@@ -340,9 +341,7 @@ async fn sink() -> String {
                     let _ = req.into_body().collect().await;
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{\"value\":[]}"))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
             });
         }
     });
@@ -352,7 +351,8 @@ async fn sink() -> String {
 async fn call(c: &HttpClient, t: &Target, method: Method, target: &str, body: Value) -> Result<Value, String> {
     let key = STANDARD.decode(&t.key).unwrap_or_default();
     let bytes = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
-    let (status, out) = send(c, t, &key, method, &format!("{target}{}api-version=2025-06-01", if target.contains('?') { "&" } else { "?" }), bytes).await?;
+    let (status, out) =
+        send(c, t, &key, method, &format!("{target}{}api-version=2025-06-01", if target.contains('?') { "&" } else { "?" }), bytes).await?;
     if !(200..300).contains(&status) {
         return Err(format!("{target}: {status} {}", String::from_utf8_lossy(&out)));
     }
@@ -371,7 +371,7 @@ async fn wait_idle_node(c: &HttpClient, t: &Target, pool: &str) -> Result<(), St
 }
 
 fn ms_between(a: &Value, b: &Value) -> Option<f64> {
-    let p = |v: &Value| v.as_str().and_then(|s| chrono_like(s));
+    let p = |v: &Value| v.as_str().and_then(chrono_like);
     Some(p(b)? - p(a)?)
 }
 
@@ -496,9 +496,8 @@ async fn main() {
                     .collect();
                 run_job(&c, &t, "deppool", job, 1, bodies).await?;
                 let times = task_times(&c, &t, job).await?;
-                let mut lat: Vec<f64> = (1..tasks)
-                    .filter_map(|i| Some(times.get(&format!("c{i}"))?.0 - times.get(&format!("c{}", i - 1))?.1))
-                    .collect();
+                let mut lat: Vec<f64> =
+                    (1..tasks).filter_map(|i| Some(times.get(&format!("c{i}"))?.0 - times.get(&format!("c{}", i - 1))?.1)).collect();
                 lat.sort_by(|a, b| a.total_cmp(b));
                 Ok(json!({"samples": lat.len(), "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "max_ms": lat.last()}))
             }
@@ -586,7 +585,14 @@ async fn main() {
         Cmd::StartLatency { t, samples } => {
             let c = client();
             let r: Result<Value, String> = async {
-                call(&c, &t, Method::POST, "/pools", json!({"id": "latpool", "vmSize": "local", "targetDedicatedNodes": 1, "taskSlotsPerNode": 1})).await?;
+                call(
+                    &c,
+                    &t,
+                    Method::POST,
+                    "/pools",
+                    json!({"id": "latpool", "vmSize": "local", "targetDedicatedNodes": 1, "taskSlotsPerNode": 1}),
+                )
+                .await?;
                 wait_idle_node(&c, &t, "latpool").await?;
                 call(&c, &t, Method::POST, "/jobs", json!({"id": "latjob", "poolInfo": {"poolId": "latpool"}})).await?;
                 let mut lat = Vec::new();
@@ -596,7 +602,9 @@ async fn main() {
                     loop {
                         let tk = call(&c, &t, Method::GET, &format!("/jobs/latjob/tasks/{id}"), Value::Null).await?;
                         if tk["state"] == "completed" {
-                            if let Some(ms) = ms_between(&tk["creationTime"], &tk["executionInfo"]["startTime"]) { lat.push(ms.max(0.0)); }
+                            if let Some(ms) = ms_between(&tk["creationTime"], &tk["executionInfo"]["startTime"]) {
+                                lat.push(ms.max(0.0));
+                            }
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -604,7 +612,8 @@ async fn main() {
                 }
                 lat.sort_by(|a, b| a.total_cmp(b));
                 Ok(json!({"samples": lat.len(), "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99), "max_ms": lat.last()}))
-            }.await;
+            }
+            .await;
             r.unwrap_or_else(|e| json!({"error": e}))
         }
         Cmd::LayoutCost { dir, count, threads } => {
@@ -649,7 +658,9 @@ async fn main() {
                         let mut failed = 0;
                         for _ in 0..per {
                             let ok = std::process::Command::new(&command).process_group(0).status().map(|s| s.success()).unwrap_or(false);
-                            if !ok { failed += 1; }
+                            if !ok {
+                                failed += 1;
+                            }
                         }
                         failed
                     })

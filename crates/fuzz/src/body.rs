@@ -24,26 +24,126 @@ use wire::time::{format_datetime, parse_datetime, Duration};
 use wire::validate::{check_id, check_job, check_job_update, check_task, check_task_update, from_value, parse_body};
 use wire::{Error, ErrorCode};
 
-pub const ABOUT: &str = "every JSON body reader (wire::validate, pool and schedule checks); errors are 4xx; tasks read alike alone and in collections";
+pub const ABOUT: &str =
+    "every JSON body reader (wire::validate, pool and schedule checks); errors are 4xx; tasks read alike alone and in collections";
 
 pub const DICTIONARY: &[&str] = &[
-    "{", "}", "[", "]", ",", ":", "\"", "\\\"", "\\u0000", "\\ud800", "\\u00e9", "null", "true", "false", "0", "-1", "1.5", "1e400",
-    "2147483648", "-2147483649", "9223372036854775808", "\"id\":", "\"commandLine\":", "\"displayName\":", "\"constraints\":",
-    "\"maxWallClockTime\":", "\"retentionTime\":", "\"maxTaskRetryCount\":", "\"PT1H\"", "\"PT01H00M00S\"", "\"P1D\"", "\"-PT1S\"",
-    "\"P10675199DT2H48M5.4775807S\"", "\"PT1.5S\"", "\"P1W\"", "\"2024-01-01T00:00:00Z\"", "\"2024-01-01T00:00:00.0000000Z\"",
-    "\"resourceFiles\":", "\"httpUrl\":", "\"filePath\":", "\"fileMode\":", "\"outputFiles\":", "\"filePattern\":", "\"destination\":",
-    "\"container\":", "\"containerUrl\":", "\"uploadOptions\":", "\"uploadCondition\":", "\"taskcompletion\"", "\"environmentSettings\":",
-    "\"name\":", "\"value\":", "\"userIdentity\":", "\"autoUser\":", "\"elevationLevel\":", "\"admin\"", "\"scope\":", "\"pool\"",
-    "\"dependsOn\":", "\"taskIds\":", "\"taskIdRanges\":", "\"start\":", "\"end\":", "\"exitConditions\":", "\"exitCodes\":",
-    "\"exitCodeRanges\":", "\"exitOptions\":", "\"jobAction\":", "\"dependencyAction\":", "\"default\":", "\"requiredSlots\":",
-    "\"multiInstanceSettings\":", "\"numberOfInstances\":", "\"coordinationCommandLine\":", "\"containerSettings\":", "\"imageName\":",
-    "\"applicationPackageReferences\":", "\"applicationId\":", "\"version\":", "\"poolInfo\":", "\"poolId\":", "\"autoPoolSpecification\":",
-    "\"priority\":", "\"maxParallelTasks\":", "\"onAllTasksComplete\":", "\"terminatejob\"", "\"onTaskFailure\":", "\"metadata\":",
-    "\"jobManagerTask\":", "\"jobPreparationTask\":", "\"jobReleaseTask\":", "\"usesTaskDependencies\":", "\"terminateReason\":",
-    "\"disableTasks\":", "\"requeue\"", "\"vmSize\":", "\"targetDedicatedNodes\":", "\"taskSlotsPerNode\":", "\"startTask\":",
-    "\"userAccounts\":", "\"password\":", "\"taskSchedulingPolicy\":", "\"nodeFillType\":", "\"pack\"", "\"enableAutoScale\":",
-    "\"schedule\":", "\"recurrenceInterval\":", "\"startWindow\":", "\"doNotRunUntil\":", "\"jobSpecification\":", "\"nodeList\":",
-    "\"value\":[", "\"authenticationTokenSettings\":", "\"access\":[\"job\"]", "é", "\u{1F600}",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "\\\"",
+    "\\u0000",
+    "\\ud800",
+    "\\u00e9",
+    "null",
+    "true",
+    "false",
+    "0",
+    "-1",
+    "1.5",
+    "1e400",
+    "2147483648",
+    "-2147483649",
+    "9223372036854775808",
+    "\"id\":",
+    "\"commandLine\":",
+    "\"displayName\":",
+    "\"constraints\":",
+    "\"maxWallClockTime\":",
+    "\"retentionTime\":",
+    "\"maxTaskRetryCount\":",
+    "\"PT1H\"",
+    "\"PT01H00M00S\"",
+    "\"P1D\"",
+    "\"-PT1S\"",
+    "\"P10675199DT2H48M5.4775807S\"",
+    "\"PT1.5S\"",
+    "\"P1W\"",
+    "\"2024-01-01T00:00:00Z\"",
+    "\"2024-01-01T00:00:00.0000000Z\"",
+    "\"resourceFiles\":",
+    "\"httpUrl\":",
+    "\"filePath\":",
+    "\"fileMode\":",
+    "\"outputFiles\":",
+    "\"filePattern\":",
+    "\"destination\":",
+    "\"container\":",
+    "\"containerUrl\":",
+    "\"uploadOptions\":",
+    "\"uploadCondition\":",
+    "\"taskcompletion\"",
+    "\"environmentSettings\":",
+    "\"name\":",
+    "\"value\":",
+    "\"userIdentity\":",
+    "\"autoUser\":",
+    "\"elevationLevel\":",
+    "\"admin\"",
+    "\"scope\":",
+    "\"pool\"",
+    "\"dependsOn\":",
+    "\"taskIds\":",
+    "\"taskIdRanges\":",
+    "\"start\":",
+    "\"end\":",
+    "\"exitConditions\":",
+    "\"exitCodes\":",
+    "\"exitCodeRanges\":",
+    "\"exitOptions\":",
+    "\"jobAction\":",
+    "\"dependencyAction\":",
+    "\"default\":",
+    "\"requiredSlots\":",
+    "\"multiInstanceSettings\":",
+    "\"numberOfInstances\":",
+    "\"coordinationCommandLine\":",
+    "\"containerSettings\":",
+    "\"imageName\":",
+    "\"applicationPackageReferences\":",
+    "\"applicationId\":",
+    "\"version\":",
+    "\"poolInfo\":",
+    "\"poolId\":",
+    "\"autoPoolSpecification\":",
+    "\"priority\":",
+    "\"maxParallelTasks\":",
+    "\"onAllTasksComplete\":",
+    "\"terminatejob\"",
+    "\"onTaskFailure\":",
+    "\"metadata\":",
+    "\"jobManagerTask\":",
+    "\"jobPreparationTask\":",
+    "\"jobReleaseTask\":",
+    "\"usesTaskDependencies\":",
+    "\"terminateReason\":",
+    "\"disableTasks\":",
+    "\"requeue\"",
+    "\"vmSize\":",
+    "\"targetDedicatedNodes\":",
+    "\"taskSlotsPerNode\":",
+    "\"startTask\":",
+    "\"userAccounts\":",
+    "\"password\":",
+    "\"taskSchedulingPolicy\":",
+    "\"nodeFillType\":",
+    "\"pack\"",
+    "\"enableAutoScale\":",
+    "\"schedule\":",
+    "\"recurrenceInterval\":",
+    "\"startWindow\":",
+    "\"doNotRunUntil\":",
+    "\"jobSpecification\":",
+    "\"nodeList\":",
+    "\"value\":[",
+    "\"authenticationTokenSettings\":",
+    "\"access\":[\"job\"]",
+    "é",
+    "\u{1F600}",
 ];
 
 /// The status a refused body may have.
@@ -186,7 +286,10 @@ fn check_strings(v: &Value, budget: &mut usize, f: &mut Features) {
             if let Some(d) = Duration::parse(s) {
                 f.add("duration", d.ticks().signum());
                 let printed = d.to_string();
-                invariant!(Duration::parse(&printed) == Some(d), "the duration {s:?} = {d:?} prints as {printed:?}, which reads differently");
+                invariant!(
+                    Duration::parse(&printed) == Some(d),
+                    "the duration {s:?} = {d:?} prints as {printed:?}, which reads differently"
+                );
             }
             if let Some(t) = parse_datetime(s) {
                 f.add("datetime", true);
@@ -194,7 +297,10 @@ fn check_strings(v: &Value, budget: &mut usize, f: &mut Features) {
                 if (1..=9999).contains(&t.year()) {
                     let printed = format_datetime(&t);
                     let want = t.with_nanosecond(t.nanosecond() / 100 * 100).unwrap_or(t);
-                    invariant!(parse_datetime(&printed) == Some(want), "the date-time {s:?} prints as {printed:?}, which reads differently");
+                    invariant!(
+                        parse_datetime(&printed) == Some(want),
+                        "the date-time {s:?} prints as {printed:?}, which reads differently"
+                    );
                 }
             }
             let _ = check_id("id", Some(s));

@@ -205,8 +205,9 @@ static ABORT_HANDLER: Once = Once::new();
 /// Writes the input being run to the crash file and says so, with only
 /// async-signal-safe calls, then ends the process.
 extern "C" fn on_abort(_sig: libc::c_int) {
-    unsafe fn say(s: &[u8]) {
-        libc::write(2, s.as_ptr().cast(), s.len());
+    fn say(s: &[u8]) {
+        // SAFETY: write(2) of a valid buffer; async-signal-safe.
+        unsafe { libc::write(2, s.as_ptr().cast(), s.len()) };
     }
     unsafe {
         let ptr = CURRENT_PTR.load(Ordering::Acquire);
@@ -231,7 +232,8 @@ extern "C" fn on_abort(_sig: libc::c_int) {
                 let b = *ptr.add(i);
                 let hex = b"0123456789abcdef";
                 let esc: [u8; 4] = [b'\\', b'x', hex[(b >> 4) as usize], hex[(b & 15) as usize]];
-                let piece: &[u8] = if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' { std::slice::from_ref(&*ptr.add(i)) } else { &esc };
+                let piece: &[u8] =
+                    if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' { std::slice::from_ref(&*ptr.add(i)) } else { &esc };
                 if n + piece.len() > buf.len() {
                     say(&buf[..n]);
                     n = 0;
@@ -337,9 +339,37 @@ const INTERESTING_BYTES: &[u8] = &[
     b')', b',', b':', b'.', b'-', b'{', b'}', b'[', b']', b'0', b'9', b'a', b'Z', b'_', b'$',
 ];
 const INTERESTING_NUMBERS: &[&str] = &[
-    "0", "-0", "1", "-1", "7", "255", "256", "1000", "1001", "65535", "65536", "2147483647", "2147483648", "-2147483648", "-2147483649",
-    "4294967295", "4294967296", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
-    "18446744073709551616", "0.5", "1e308", "1e999", "-1e999", "1e-400", "00", "+1", "1.", ".5",
+    "0",
+    "-0",
+    "1",
+    "-1",
+    "7",
+    "255",
+    "256",
+    "1000",
+    "1001",
+    "65535",
+    "65536",
+    "2147483647",
+    "2147483648",
+    "-2147483648",
+    "-2147483649",
+    "4294967295",
+    "4294967296",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "18446744073709551616",
+    "0.5",
+    "1e308",
+    "1e999",
+    "-1e999",
+    "1e-400",
+    "00",
+    "+1",
+    "1.",
+    ".5",
 ];
 const MULTIBYTE: &[&str] = &["é", "\u{0}", "\u{85}", "\u{a0}", "\u{2028}", "\u{fffd}", "\u{feff}", "\u{1F600}", "İ", "ß", "ﬀ", "K"];
 
@@ -601,7 +631,7 @@ fn fuzz_inner(target: &'static Target, opts: &Options, started: Instant) -> Resu
         if opts.runs.is_some_and(|r| runs >= r) {
             break;
         }
-        if runs % 64 == 0 {
+        if runs.is_multiple_of(64) {
             if fuzz_start.elapsed() >= budget {
                 break;
             }
@@ -620,7 +650,8 @@ fn fuzz_inner(target: &'static Target, opts: &Options, started: Instant) -> Resu
         }
         input.clear();
         // Newer finds are picked as often as all the seeds together.
-        let pick = if pool.len() > fixed && mutator.rng.bool() { mutator.rng.usize(fixed..pool.len()) } else { mutator.rng.usize(0..pool.len()) };
+        let pick =
+            if pool.len() > fixed && mutator.rng.bool() { mutator.rng.usize(fixed..pool.len()) } else { mutator.rng.usize(0..pool.len()) };
         input.extend_from_slice(&pool[pick]);
         mutator.mutate(&mut input, &pool);
         let t0 = Instant::now();

@@ -90,9 +90,9 @@ fn main() -> ExitCode {
         }
         return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
     }
-    let seed = cli.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-    });
+    let seed = cli
+        .seed
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     let mut crashes = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let mut opts = Options::for_target(t);
@@ -131,7 +131,11 @@ fn main() -> ExitCode {
     if crashes.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("openbatch-fuzz: {} target(s) crashed: {}", crashes.len(), crashes.iter().map(|c| c.target).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "openbatch-fuzz: {} target(s) crashed: {}",
+            crashes.len(),
+            crashes.iter().map(|c| c.target).collect::<Vec<_>>().join(", ")
+        );
         ExitCode::FAILURE
     }
 }

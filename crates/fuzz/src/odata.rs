@@ -25,13 +25,67 @@ use wire::odata::{parse_filter, parse_list, CmpOp, Filter, Literal, MAX_FILTER_L
 pub const ABOUT: &str = "wire::odata $filter/$select parsers and store::filter_sql on SQLite; print/parse round trip";
 
 pub const DICTIONARY: &[&str] = &[
-    " eq ", " ne ", " gt ", " ge ", " lt ", " le ", " and ", " or ", "not ", "(", ")", ",", "'", "''", "startswith(", "startswith(id,'",
-    "') eq true", "') eq false", "true", "false", "null", "datetime'", "datetime'2024-01-01T00:00:00Z'", "2024-01-01T00:00:00.0000000Z",
-    "2024-01-01T00:00:00+01:00", "id", "state", "'active'", "'completed'", "creationTime", "lastModified", "eTag", "displayName",
-    "executionInfo/exitCode", "executionInfo/result", "executionInfo/retryCount", "executionInfo/failureInfo/category",
-    "requiredSlots", "usesTaskDependencies", "priority", "poolInfo/poolId", "stateTransitionTime", "enableAutoScale",
-    "jobSpecification/priority", "nodeInfo/nodeId", "-", "0", "-1", "1.5", "1e999", "9223372036854775807", "9223372036854775808",
-    "-9223372036854775808", "1d", "1.0M", "/", "$", "_", " ", "\t", "é",
+    " eq ",
+    " ne ",
+    " gt ",
+    " ge ",
+    " lt ",
+    " le ",
+    " and ",
+    " or ",
+    "not ",
+    "(",
+    ")",
+    ",",
+    "'",
+    "''",
+    "startswith(",
+    "startswith(id,'",
+    "') eq true",
+    "') eq false",
+    "true",
+    "false",
+    "null",
+    "datetime'",
+    "datetime'2024-01-01T00:00:00Z'",
+    "2024-01-01T00:00:00.0000000Z",
+    "2024-01-01T00:00:00+01:00",
+    "id",
+    "state",
+    "'active'",
+    "'completed'",
+    "creationTime",
+    "lastModified",
+    "eTag",
+    "displayName",
+    "executionInfo/exitCode",
+    "executionInfo/result",
+    "executionInfo/retryCount",
+    "executionInfo/failureInfo/category",
+    "requiredSlots",
+    "usesTaskDependencies",
+    "priority",
+    "poolInfo/poolId",
+    "stateTransitionTime",
+    "enableAutoScale",
+    "jobSpecification/priority",
+    "nodeInfo/nodeId",
+    "-",
+    "0",
+    "-1",
+    "1.5",
+    "1e999",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "1d",
+    "1.0M",
+    "/",
+    "$",
+    "_",
+    " ",
+    "\t",
+    "é",
 ];
 
 pub fn run(data: &[u8], f: &mut Features) {
@@ -248,7 +302,8 @@ fn database() -> Connection {
     let job = r#"{"id":"job1","displayName":"j","priority":5,"usesTaskDependencies":true,"poolInfo":{"poolId":"p1"},"executionInfo":{"startTime":"2024-01-01T00:00:00.0000000Z"}}"#;
     let task = r#"{"id":"t1","commandLine":"/bin/true","executionInfo":{"exitCode":3,"result":"failure","failureInfo":{"category":"usererror"}},"nodeInfo":{"nodeId":"n1"}}"#;
     let pool = r#"{"id":"p1","vmSize":"standard_d2s_v3","enableAutoScale":false,"targetDedicatedNodes":2,"allocationState":"steady"}"#;
-    let sched = r#"{"id":"s1","jobSpecification":{"priority":1,"poolInfo":{"poolId":"p1"}},"executionInfo":{"recentJob":{"id":"s1:job-1"}}}"#;
+    let sched =
+        r#"{"id":"s1","jobSpecification":{"priority":1,"poolInfo":{"poolId":"p1"}},"executionInfo":{"recentJob":{"id":"s1:job-1"}}}"#;
     conn.execute(
         "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc) VALUES ('job1','job1','active',?1,'0x1',?1,?2)",
         [t, job],
@@ -263,7 +318,9 @@ fn database() -> Connection {
     for table in ["pools", "job_schedules"] {
         let doc = if table == "pools" { pool } else { sched };
         conn.execute(
-            &format!("INSERT INTO {table} (key, id, state, creation_time, etag, last_modified, doc) VALUES ('x','x','active',?1,'0x3',?1,?2)"),
+            &format!(
+                "INSERT INTO {table} (key, id, state, creation_time, etag, last_modified, doc) VALUES ('x','x','active',?1,'0x3',?1,?2)"
+            ),
             [t, doc],
         )
         .expect("row");
@@ -272,8 +329,12 @@ fn database() -> Connection {
 }
 
 fn check_sql(filter: &Filter, f: &mut Features) {
-    let resolvers: [(&str, &str, &dyn FieldResolver); 4] =
-        [("jobs", "jobs", &JobFields), ("tasks", "tasks", &TaskFields), ("pools", "pools", &PoolFields), ("schedules", "job_schedules", &ScheduleFields)];
+    let resolvers: [(&str, &str, &dyn FieldResolver); 4] = [
+        ("jobs", "jobs", &JobFields),
+        ("tasks", "tasks", &TaskFields),
+        ("pools", "pools", &PoolFields),
+        ("schedules", "job_schedules", &ScheduleFields),
+    ];
     DB.with(|db| {
         let mut db = db.borrow_mut();
         let conn = db.get_or_insert_with(database);
@@ -285,12 +346,13 @@ fn check_sql(filter: &Filter, f: &mut Features) {
                     let mut params = vec![rusqlite::types::Value::Text(String::new())];
                     params.extend(c.params.iter().cloned());
                     params.push(rusqlite::types::Value::Integer(1001));
-                    let run = conn
-                        .prepare(&sql)
-                        .and_then(|mut s| s.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get::<_, i64>(0)));
+                    let run =
+                        conn.prepare(&sql).and_then(|mut s| s.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get::<_, i64>(0)));
                     match run {
                         Ok(n) => f.add("rows", (name, n)),
-                        Err(e) => panic!("invariant broken: {filter:?} compiled for {name} to {sql:?} with {:?} fails in SQLite: {e}", c.params),
+                        Err(e) => {
+                            panic!("invariant broken: {filter:?} compiled for {name} to {sql:?} with {:?} fails in SQLite: {e}", c.params)
+                        }
                     }
                 }
                 Err(e) => f.add("compile-error", (name, e.split('\'').next().unwrap_or_default().to_string())),
@@ -303,8 +365,21 @@ fn check_sql(filter: &Filter, f: &mut Features) {
 // Filters built from bytes.
 
 const PATHS: &[&str] = &[
-    "id", "state", "creationTime", "executionInfo/exitCode", "executionInfo/result", "displayName", "usesTaskDependencies",
-    "startswith", "datetime", "nodeInfo/nodeId", "a/b/c", "$x", "_", "é", "x1/2",
+    "id",
+    "state",
+    "creationTime",
+    "executionInfo/exitCode",
+    "executionInfo/result",
+    "displayName",
+    "usesTaskDependencies",
+    "startswith",
+    "datetime",
+    "nodeInfo/nodeId",
+    "a/b/c",
+    "$x",
+    "_",
+    "é",
+    "x1/2",
 ];
 const KEYWORDS: &[&str] = &["and", "or", "not", "eq", "ne", "gt", "ge", "lt", "le", "true", "false", "null"];
 

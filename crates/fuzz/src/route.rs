@@ -21,15 +21,69 @@ use axum::http::Method;
 use percent_encoding::percent_decode_str;
 use wire::ErrorCode;
 
-pub const ABOUT: &str = "api::route::route on `METHOD raw-target`; ids are the decoded segments; operations round-trip through a client's path";
+pub const ABOUT: &str =
+    "api::route::route on `METHOD raw-target`; ids are the decoded segments; operations round-trip through a client's path";
 
 pub const DICTIONARY: &[&str] = &[
-    "GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "OPTIONS ", "/", "//", "?", "%", "%2F", "%2f", "%5C", "%20", "%FF", "%C3%A9",
-    "%00", "%25", "%3F", "\\", "..", ".", "jobs", "tasks", "pools", "nodes", "files", "jobschedules", "applications", "addtaskcollection",
-    "taskcounts", "jobpreparationandreleasetaskstatus", "subtasksinfo", "terminate", "reactivate", "disable", "enable", "reboot",
-    "reimage", "disablescheduling", "enablescheduling", "updateproperties", "resize", "stopresize", "removenodes",
-    "enableautoscale", "evaluateautoscale", "nodecounts", "supportedimages", "poolusagemetrics", "certificates(",
-    "users", "/files/", "job1", "t1", "wd", "stdout.txt", "?api-version=2025-06-01",
+    "GET ",
+    "POST ",
+    "PUT ",
+    "PATCH ",
+    "DELETE ",
+    "HEAD ",
+    "OPTIONS ",
+    "/",
+    "//",
+    "?",
+    "%",
+    "%2F",
+    "%2f",
+    "%5C",
+    "%20",
+    "%FF",
+    "%C3%A9",
+    "%00",
+    "%25",
+    "%3F",
+    "\\",
+    "..",
+    ".",
+    "jobs",
+    "tasks",
+    "pools",
+    "nodes",
+    "files",
+    "jobschedules",
+    "applications",
+    "addtaskcollection",
+    "taskcounts",
+    "jobpreparationandreleasetaskstatus",
+    "subtasksinfo",
+    "terminate",
+    "reactivate",
+    "disable",
+    "enable",
+    "reboot",
+    "reimage",
+    "disablescheduling",
+    "enablescheduling",
+    "updateproperties",
+    "resize",
+    "stopresize",
+    "removenodes",
+    "enableautoscale",
+    "evaluateautoscale",
+    "nodecounts",
+    "supportedimages",
+    "poolusagemetrics",
+    "certificates(",
+    "users",
+    "/files/",
+    "job1",
+    "t1",
+    "wd",
+    "stdout.txt",
+    "?api-version=2025-06-01",
 ];
 
 /// Splits `METHOD rest`; an input without a space is a GET of all of it.
@@ -88,16 +142,57 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
     match op {
         ListJobs | CreateJob | ListPools | CreatePool | NodeCounts | SupportedImages | ListSchedules | CreateSchedule
         | ListApplications | NotImplemented(_) => (vec![], None),
-        GetJob(a) | PatchJob(a) | ReplaceJob(a) | DeleteJob(a) | DisableJob(a) | EnableJob(a) | TerminateJob(a) | JobTaskCounts(a)
-        | JobPrepReleaseStatus(a) | ListTasks(a) | AddTask(a) | AddTaskCollection(a) | GetPool(a) | PoolExists(a) | PatchPool(a)
-        | DeletePool(a) | UpdatePoolProperties(a) | ResizePool(a) | StopResizePool(a) | RemoveNodes(a) | PoolAutoscale(a)
-        | ListNodes(a) | GetSchedule(a) | ScheduleExists(a) | PatchSchedule(a) | ReplaceSchedule(a) | DeleteSchedule(a)
-        | DisableSchedule(a) | EnableSchedule(a) | TerminateSchedule(a) | ListScheduleJobs(a) | GetApplication(a) => (vec![a], None),
-        GetTask(a, b) | UpdateTask(a, b) | DeleteTask(a, b) | TerminateTask(a, b) | ReactivateTask(a, b) | ListSubtasks(a, b)
-        | ListTaskFiles(a, b) | GetNode(a, b) | RebootNode(a, b) | ReimageNode(a, b) | DisableScheduling(a, b)
-        | EnableScheduling(a, b) | ListNodeFiles(a, b) => (vec![a, b], None),
-        GetTaskFile(a, b, c) | TaskFileProperties(a, b, c) | DeleteTaskFile(a, b, c) | GetNodeFile(a, b, c)
-        | NodeFileProperties(a, b, c) | DeleteNodeFile(a, b, c) => (vec![a, b], Some(c)),
+        GetJob(a)
+        | PatchJob(a)
+        | ReplaceJob(a)
+        | DeleteJob(a)
+        | DisableJob(a)
+        | EnableJob(a)
+        | TerminateJob(a)
+        | JobTaskCounts(a)
+        | JobPrepReleaseStatus(a)
+        | ListTasks(a)
+        | AddTask(a)
+        | AddTaskCollection(a)
+        | GetPool(a)
+        | PoolExists(a)
+        | PatchPool(a)
+        | DeletePool(a)
+        | UpdatePoolProperties(a)
+        | ResizePool(a)
+        | StopResizePool(a)
+        | RemoveNodes(a)
+        | PoolAutoscale(a)
+        | ListNodes(a)
+        | GetSchedule(a)
+        | ScheduleExists(a)
+        | PatchSchedule(a)
+        | ReplaceSchedule(a)
+        | DeleteSchedule(a)
+        | DisableSchedule(a)
+        | EnableSchedule(a)
+        | TerminateSchedule(a)
+        | ListScheduleJobs(a)
+        | GetApplication(a) => (vec![a], None),
+        GetTask(a, b)
+        | UpdateTask(a, b)
+        | DeleteTask(a, b)
+        | TerminateTask(a, b)
+        | ReactivateTask(a, b)
+        | ListSubtasks(a, b)
+        | ListTaskFiles(a, b)
+        | GetNode(a, b)
+        | RebootNode(a, b)
+        | ReimageNode(a, b)
+        | DisableScheduling(a, b)
+        | EnableScheduling(a, b)
+        | ListNodeFiles(a, b) => (vec![a, b], None),
+        GetTaskFile(a, b, c)
+        | TaskFileProperties(a, b, c)
+        | DeleteTaskFile(a, b, c)
+        | GetNodeFile(a, b, c)
+        | NodeFileProperties(a, b, c)
+        | DeleteNodeFile(a, b, c) => (vec![a, b], Some(c)),
     }
 }
 
@@ -130,7 +225,7 @@ fn check_operation(method: &Method, path: &str, op: &Operation) {
         return;
     }
     if let Some((m, p)) = request_for(op) {
-        invariant!(&m == method, "{op:?} came from {method}, but is sent with {m}");
+        invariant!(m == method, "{op:?} came from {method}, but is sent with {m}");
         match route(&m, &p) {
             Ok(back) => invariant!(&back == op, "{method} {path:?} gave {op:?}, but its client path {p:?} routes to {back:?}"),
             Err(e) => panic!("invariant broken: {method} {path:?} gave {op:?}, but its client path {p:?} fails: {:?}", e.code),
@@ -218,8 +313,33 @@ pub fn request_for(op: &Operation) -> Option<(Method, String)> {
 
 /// Ids that collide with the router's own words, and other awkward ones.
 const AWKWARD_IDS: &[&str] = &[
-    "files", "tasks", "jobs", "nodes", "pools", "terminate", "disable", "enable", "reboot", "subtasksinfo", "addtaskcollection",
-    "job1", "t1", "a b/c", "a/b", "%2F", "%", "..", ".", "sched:job-1", "é", "files/", "/files/", "?", "#", "\\", "x y",
+    "files",
+    "tasks",
+    "jobs",
+    "nodes",
+    "pools",
+    "terminate",
+    "disable",
+    "enable",
+    "reboot",
+    "subtasksinfo",
+    "addtaskcollection",
+    "job1",
+    "t1",
+    "a b/c",
+    "a/b",
+    "%2F",
+    "%",
+    "..",
+    ".",
+    "sched:job-1",
+    "é",
+    "files/",
+    "/files/",
+    "?",
+    "#",
+    "\\",
+    "x y",
 ];
 
 /// An id a client could send: non-empty (an empty last segment is the

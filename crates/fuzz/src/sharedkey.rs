@@ -31,18 +31,63 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub const ABOUT: &str = "api::sharedkey verify/sign over arbitrary requests; signed requests verify, tampered ones do not";
 
 pub const DICTIONARY: &[&str] = &[
-    "\n", "GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "Authorization: ", "SharedKey ", "SharedKey testacct:", "SharedKey acct:",
-    "Bearer ", "ocp-date: ", "Date: ", "Content-Length: ", "Content-Length: 0", "Content-Type: application/json; odata=minimalmetadata",
-    "Content-MD5: ", "If-Match: ", "If-None-Match: *", "Range: bytes=0-9", "x-ms-ocp-thing: ", "ocp-x: ", "client-request-id: ",
-    "Tue, 24 Nov 2026 21:59:04 GMT", "Mon, 01 Jan 2001 00:00:00 GMT", " +0000", " 900", " -901", "?api-version=2025-06-01",
-    "&timeOut=30", "&timeout=30", "&$filter=state%20eq%20%27completed%27", "&$select=id%2Cstate", "&", "=", "+", "%2F", "%20", "%FF",
-    "%", "/jobs/job1/tasks", "/jobs/a%20b%2Fc", "=", ":", "\t", "\u{e9}", "\u{ff}",
+    "\n",
+    "GET ",
+    "POST ",
+    "PUT ",
+    "PATCH ",
+    "DELETE ",
+    "HEAD ",
+    "Authorization: ",
+    "SharedKey ",
+    "SharedKey testacct:",
+    "SharedKey acct:",
+    "Bearer ",
+    "ocp-date: ",
+    "Date: ",
+    "Content-Length: ",
+    "Content-Length: 0",
+    "Content-Type: application/json; odata=minimalmetadata",
+    "Content-MD5: ",
+    "If-Match: ",
+    "If-None-Match: *",
+    "Range: bytes=0-9",
+    "x-ms-ocp-thing: ",
+    "ocp-x: ",
+    "client-request-id: ",
+    "Tue, 24 Nov 2026 21:59:04 GMT",
+    "Mon, 01 Jan 2001 00:00:00 GMT",
+    " +0000",
+    " 900",
+    " -901",
+    "?api-version=2025-06-01",
+    "&timeOut=30",
+    "&timeout=30",
+    "&$filter=state%20eq%20%27completed%27",
+    "&$select=id%2Cstate",
+    "&",
+    "=",
+    "+",
+    "%2F",
+    "%20",
+    "%FF",
+    "%",
+    "/jobs/job1/tasks",
+    "/jobs/a%20b%2Fc",
+    "=",
+    ":",
+    "\t",
+    "\u{e9}",
+    "\u{ff}",
 ];
 
 /// The account and key of most reference vectors, and of the JS ones.
 fn configs() -> [SharedKeyConfig; 2] {
     let key = STANDARD.decode("dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleXRlc3RrZXk=").unwrap_or_default();
-    [SharedKeyConfig { account: "testacct".into(), keys: vec![key] }, SharedKeyConfig { account: "acct".into(), keys: vec![b"key".to_vec()] }]
+    [
+        SharedKeyConfig { account: "testacct".into(), keys: vec![key] },
+        SharedKeyConfig { account: "acct".into(), keys: vec![b"key".to_vec()] },
+    ]
 }
 
 /// A request read from the input: method, raw target, headers and the server's clock.

@@ -30,9 +30,33 @@ pub const KEY: &[u8] = b"openbatch-fuzz-token-key";
 pub const NOW: i64 = 1_800_000_000;
 
 pub const DICTIONARY: &[&str] = &[
-    "Bearer ", "bearer ", "BEARER ", "SharedKey ", "obt1.", "obt2.", ".", "..", "am9iMQ", "am9iMQ.", "1800003600", "1800000000",
-    "1799999999", "+1800003600", "01800003600", "-1", "9223372036854775807", "9223372036854775808", "=", "==", "-", "_", "+", "/",
-    " ", "\t", "\u{e9}",
+    "Bearer ",
+    "bearer ",
+    "BEARER ",
+    "SharedKey ",
+    "obt1.",
+    "obt2.",
+    ".",
+    "..",
+    "am9iMQ",
+    "am9iMQ.",
+    "1800003600",
+    "1800000000",
+    "1799999999",
+    "+1800003600",
+    "01800003600",
+    "-1",
+    "9223372036854775807",
+    "9223372036854775808",
+    "=",
+    "==",
+    "-",
+    "_",
+    "+",
+    "/",
+    " ",
+    "\t",
+    "\u{e9}",
 ];
 
 fn lifetime() -> i64 {
@@ -50,10 +74,7 @@ pub fn run(data: &[u8], f: &mut Features) {
                 f.add("bearer", true);
                 let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 let (scheme, rest) = value.split_once(' ').unwrap_or_default();
-                invariant!(
-                    scheme.eq_ignore_ascii_case("bearer") && rest.trim() == token,
-                    "bearer() of {value:?} is {token:?}"
-                );
+                invariant!(scheme.eq_ignore_ascii_case("bearer") && rest.trim() == token, "bearer() of {value:?} is {token:?}");
                 check_token(token, f);
             }
             None => f.add("bearer", false),

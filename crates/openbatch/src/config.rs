@@ -94,9 +94,12 @@ pub struct RawServe {
     pub idle_timeout_secs: Option<u64>,
 }
 
+/// The certificate chain and key files of `--tls-cert`/`--tls-key`.
+type TlsFiles = Option<(PathBuf, PathBuf)>;
+
 impl RawServe {
     /// TLS files and limits, checked; plain HTTP off loopback needs --insecure-http.
-    fn net(&self, listen: SocketAddr) -> Result<(Option<(PathBuf, PathBuf)>, bool, api::server::Limits), String> {
+    fn net(&self, listen: SocketAddr) -> Result<(TlsFiles, bool, api::server::Limits), String> {
         let tls = match (self.tls_cert.clone(), self.tls_key.clone()) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -194,9 +197,7 @@ fn key_text(flag: &str, text: Option<String>, file: Option<PathBuf>) -> Result<O
 }
 
 fn decode_key(name: &str, v: &str) -> Result<Vec<u8>, String> {
-    let k = STANDARD
-        .decode(v.trim())
-        .map_err(|e| format!("{name} is not valid base64: {e}"))?;
+    let k = STANDARD.decode(v.trim()).map_err(|e| format!("{name} is not valid base64: {e}"))?;
     if k.is_empty() {
         return Err(format!("{name} is empty"));
     }
@@ -307,12 +308,8 @@ mod tests {
         assert!(e.contains("plain HTTP") && e.contains("--insecure-http"), "{e}");
         let c = ServeConfig::from_raw(RawServe { insecure_http: Some(true), ..keyed("0.0.0.0:1") }).unwrap();
         assert!(c.insecure_http && c.tls.is_none());
-        let c = ServeConfig::from_raw(RawServe {
-            tls_cert: Some("c.pem".into()),
-            tls_key: Some("k.pem".into()),
-            ..keyed("0.0.0.0:1")
-        })
-        .unwrap();
+        let c = ServeConfig::from_raw(RawServe { tls_cert: Some("c.pem".into()), tls_key: Some("k.pem".into()), ..keyed("0.0.0.0:1") })
+            .unwrap();
         assert!(!c.insecure_http);
         assert_eq!(c.tls, Some((PathBuf::from("c.pem"), PathBuf::from("k.pem"))));
         let c = ServeConfig::from_raw(keyed("127.0.0.1:1")).unwrap();

@@ -10,7 +10,6 @@ use config::{RawServe, ServeConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-
 #[derive(Parser)]
 #[command(name = "openbatch", version, about = "A self-hosted, wire-compatible Azure Batch service")]
 struct Cli {
@@ -74,8 +73,7 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPENBATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("OPENBATCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -86,7 +84,19 @@ fn main() -> ExitCode {
     };
     hide_secrets(&cli, &matches);
     match cli.command {
-        Command::Agent { server, pool, token, token_file, root, ip, file_roots, container_engine, give_up_after, ca_file, tls_server_name } => {
+        Command::Agent {
+            server,
+            pool,
+            token,
+            token_file,
+            root,
+            ip,
+            file_roots,
+            container_engine,
+            give_up_after,
+            ca_file,
+            tls_server_name,
+        } => {
             let token = match (token, token_file) {
                 (Some(t), None) => t,
                 (None, Some(path)) => match secrets::read_file("--token-file", &path) {
@@ -222,9 +232,7 @@ fn serve(cfg: ServeConfig) -> ExitCode {
         let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
         if cfg.insecure_http {
-            tracing::warn!(
-                "serving plain HTTP on {addr} (--insecure-http): requests, keys' signatures and task data travel unencrypted"
-            );
+            tracing::warn!("serving plain HTTP on {addr} (--insecure-http): requests, keys' signatures and task data travel unencrypted");
         }
         if cfg.using_dev_key {
             println!(
@@ -295,7 +303,11 @@ fn serve_options(cfg: &ServeConfig, addr: std::net::SocketAddr) -> Result<api::s
     let cert = std::fs::canonicalize(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
     let ip = addr.ip();
     let mut candidates = vec![if ip.is_unspecified() {
-        if ip.is_ipv4() { "127.0.0.1".to_string() } else { "::1".to_string() }
+        if ip.is_ipv4() {
+            "127.0.0.1".to_string()
+        } else {
+            "::1".to_string()
+        }
     } else {
         ip.to_string()
     }];
@@ -321,10 +333,9 @@ fn serve_options(cfg: &ServeConfig, addr: std::net::SocketAddr) -> Result<api::s
     opts.agent_env.push(("OPENBATCH_CA_FILE".into(), cas));
     match api::tls::name_for(&cert, &candidates) {
         Some(name) => opts.agent_env.push(("OPENBATCH_TLS_SERVER_NAME".into(), name)),
-        None => tracing::warn!(
-            "the certificate in {} names none of {candidates:?}: local nodes will not be able to verify it",
-            cert.display()
-        ),
+        None => {
+            tracing::warn!("the certificate in {} names none of {candidates:?}: local nodes will not be able to verify it", cert.display())
+        }
     }
     Ok(opts)
 }
@@ -347,9 +358,7 @@ fn agent_token(data_dir: &std::path::Path) -> Result<String, String> {
     std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let mut bytes = [0u8; 32];
     use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read random bytes: {e}"))?;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| format!("cannot read random bytes: {e}"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     use std::io::Write;
     std::fs::OpenOptions::new()

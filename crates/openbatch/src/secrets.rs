@@ -58,7 +58,11 @@ fn wipe_ranges(area: &[u8], secrets: &[&str]) -> Vec<(usize, usize)> {
         for secret in secrets.iter().map(|s| s.as_bytes()).filter(|s| !s.is_empty()) {
             if arg == secret {
                 ranges.push((offset, offset + arg.len()));
-            } else if arg.starts_with(b"--") && arg.ends_with(secret) && arg.len() > secret.len() && arg[arg.len() - secret.len() - 1] == b'=' {
+            } else if arg.starts_with(b"--")
+                && arg.ends_with(secret)
+                && arg.len() > secret.len()
+                && arg[arg.len() - secret.len() - 1] == b'='
+            {
                 ranges.push((offset + arg.len() - secret.len(), offset + arg.len()));
             }
         }

@@ -25,6 +25,8 @@ impl Drop for Server {
 }
 
 /// Starts `openbatch serve` with `args` and waits for its "serving" line.
+/// (The child is waited for when the returned `Server` drops.)
+#[allow(clippy::zombie_processes)]
 fn serve(data: &Path, args: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()])
@@ -102,7 +104,8 @@ fn keys_come_from_files() {
     for k in [&k1, &k2] {
         std::fs::set_permissions(k, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let s = serve(&dir.path().join("data"), &["--account", "acct", "--key-file", k1.to_str().unwrap(), "--key2-file", k2.to_str().unwrap()]);
+    let s =
+        serve(&dir.path().join("data"), &["--account", "acct", "--key-file", k1.to_str().unwrap(), "--key2-file", k2.to_str().unwrap()]);
     assert_eq!(signed_get(&s.addr, "acct", KEY), 200);
     assert_eq!(signed_get(&s.addr, "acct", "a2V5Mg=="), 200, "the secondary key");
     assert_eq!(signed_get(&s.addr, "acct", "b3RoZXIta2V5"), 403);
@@ -139,7 +142,9 @@ fn the_data_directory_and_its_secrets_are_private() {
     std::fs::create_dir_all(data.join("nodes")).unwrap();
     std::fs::create_dir_all(data.join("applications")).unwrap();
     std::fs::write(data.join("agent.token"), "0123456789abcdef").unwrap();
-    for (p, m) in [(data.clone(), 0o755), (data.join("nodes"), 0o755), (data.join("applications"), 0o755), (data.join("agent.token"), 0o644)] {
+    for (p, m) in
+        [(data.clone(), 0o755), (data.join("nodes"), 0o755), (data.join("applications"), 0o755), (data.join("agent.token"), 0o644)]
+    {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
     }
     let s = serve(&data, &["--account", "acct", "--key", KEY]);

@@ -89,9 +89,13 @@ pub enum ToServer {
     Hello(Hello),
     /// The attempt is fetching what it needs (resource files, packages,
     /// its container image) before its process starts.
-    Preparing { attempt: u64 },
+    Preparing {
+        attempt: u64,
+    },
     /// The attempt's process is running.
-    Started { attempt: u64 },
+    Started {
+        attempt: u64,
+    },
     /// The attempt ended (or could not start).
     Finished(Box<TaskOutcome>),
     Heartbeat,
@@ -368,10 +372,18 @@ pub enum FileOp {
     /// [`INLINE_READ`] of them base64 in the reply; more are sent on a data
     /// connection identified by `stream` (see [`FILE_STREAM_PATH`]) after a
     /// reply that says `stream: true`.
-    Read { start: u64, end: Option<u64>, stream: String },
+    Read {
+        start: u64,
+        end: Option<u64>,
+        stream: String,
+    },
     /// Entries below the path, recursively or not.
-    List { recursive: bool },
-    Delete { recursive: bool },
+    List {
+        recursive: bool,
+    },
+    Delete {
+        recursive: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

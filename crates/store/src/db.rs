@@ -147,9 +147,7 @@ fn pragmas(conn: &Connection) -> rusqlite::Result<()> {
 /// disk before it returns; then runs pending migrations.
 pub fn open_writer(path: &Path) -> Result<Connection, String> {
     let mut conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(|e| e.to_string())?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("the database does not support WAL mode (got {mode})"));
     }
@@ -163,11 +161,8 @@ pub fn open_writer(path: &Path) -> Result<Connection, String> {
 
 /// Opens a read-only connection for queries.
 pub fn open_reader(path: &Path) -> Result<Connection, String> {
-    let conn = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     pragmas(&conn).map_err(|e| e.to_string())?;
     Ok(conn)
 }

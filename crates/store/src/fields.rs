@@ -37,7 +37,9 @@ impl FieldResolver for JobFields {
         match p.as_slice() {
             ["displayName"] | ["poolInfo", "poolId"] | ["executionInfo", "poolId"] | ["executionInfo", "terminateReason"] => json(Text),
             ["previousState"] | ["onAllTasksComplete"] | ["onTaskFailure"] => json(Enum),
-            ["stateTransitionTime"] | ["previousStateTransitionTime"] | ["executionInfo", "startTime"] | ["executionInfo", "endTime"] => json(DateTime),
+            ["stateTransitionTime"] | ["previousStateTransitionTime"] | ["executionInfo", "startTime"] | ["executionInfo", "endTime"] => {
+                json(DateTime)
+            }
             ["priority"] | ["maxParallelTasks"] | ["constraints", "maxTaskRetryCount"] => json(Int),
             ["usesTaskDependencies"] | ["allowTaskPreemption"] => json(Bool),
             ["executionInfo", "schedulingError", "code"] => json(Text),
@@ -90,7 +92,11 @@ impl FieldResolver for PoolFields {
             ["displayName"] | ["vmSize"] => json(Text),
             ["allocationState"] => json(Enum),
             ["stateTransitionTime"] | ["allocationStateTransitionTime"] => json(DateTime),
-            ["currentDedicatedNodes"] | ["currentLowPriorityNodes"] | ["targetDedicatedNodes"] | ["targetLowPriorityNodes"] | ["taskSlotsPerNode"] => json(Int),
+            ["currentDedicatedNodes"]
+            | ["currentLowPriorityNodes"]
+            | ["targetDedicatedNodes"]
+            | ["targetLowPriorityNodes"]
+            | ["taskSlotsPerNode"] => json(Int),
             ["enableAutoScale"] | ["enableInterNodeCommunication"] => json(Bool),
             _ => None,
         }

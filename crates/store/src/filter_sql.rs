@@ -219,7 +219,14 @@ mod tests {
 
     #[test]
     fn type_errors() {
-        for bad in ["executionInfo/exitCode eq 'x'", "state eq 3", "nothing eq 1", "startswith(executionInfo/exitCode,'1')", "id", "creationTime gt 'soon'"] {
+        for bad in [
+            "executionInfo/exitCode eq 'x'",
+            "state eq 3",
+            "nothing eq 1",
+            "startswith(executionInfo/exitCode,'1')",
+            "id",
+            "creationTime gt 'soon'",
+        ] {
             assert!(compile(&parse_filter(bad).unwrap(), &Fields).is_err(), "{bad}");
         }
     }

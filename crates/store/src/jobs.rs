@@ -33,20 +33,18 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<CloudJob>, Error> {
 /// Writes back a changed job inside a transaction.
 pub fn save(conn: &Connection, job: &CloudJob) -> Result<Stored, Error> {
     let doc = to_doc(job)?;
-    conn.prepare_cached(
-        "UPDATE jobs SET state = ?2, etag = ?3, last_modified = ?4, doc = ?5, pool = ?6, priority = ?7 WHERE key = ?1",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            key_of(&job.id),
-            job.state.as_str(),
-            job.e_tag,
-            job.last_modified.to_string(),
-            doc,
-            job.pool_info.pool_id.as_deref().map(key_of),
-            job.priority
-        ])
-    })
+    conn.prepare_cached("UPDATE jobs SET state = ?2, etag = ?3, last_modified = ?4, doc = ?5, pool = ?6, priority = ?7 WHERE key = ?1")
+        .and_then(|mut s| {
+            s.execute(params![
+                key_of(&job.id),
+                job.state.as_str(),
+                job.e_tag,
+                job.last_modified.to_string(),
+                doc,
+                job.pool_info.pool_id.as_deref().map(key_of),
+                job.priority
+            ])
+        })
         .map_err(sql)?;
     Ok(Stored { doc, etag: job.e_tag.clone(), last_modified: job.last_modified })
 }
@@ -78,43 +76,44 @@ impl Store {
     /// Inserts a new job; 409 `JobExists` (or `JobBeingDeleted`) when the id is taken.
     pub async fn create_job(&self, job: CloudJob) -> Result<Stored, Error> {
         let doc = to_doc(&job)?;
-        let r = self.write(move |conn| {
-            let key = key_of(&job.id);
-            let existing: Option<String> = conn
-                .prepare_cached("SELECT state FROM jobs WHERE key = ?1")
-                .and_then(|mut s| s.query_row([&key], |r| r.get(0)).optional())
-                .map_err(sql)?;
-            if let Some(state) = existing {
-                return Err(if state == JobState::Deleting.as_str() {
-                    Error::new(ErrorCode::JobBeingDeleted)
-                } else {
-                    Error::new(ErrorCode::JobExists)
-                });
-            }
-            if let Some(pool) = job.pool_info.pool_id.as_deref() {
-                check_pool(conn, pool)?;
-            }
-            conn.prepare_cached(
-                "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc, pool, priority)
+        let r = self
+            .write(move |conn| {
+                let key = key_of(&job.id);
+                let existing: Option<String> = conn
+                    .prepare_cached("SELECT state FROM jobs WHERE key = ?1")
+                    .and_then(|mut s| s.query_row([&key], |r| r.get(0)).optional())
+                    .map_err(sql)?;
+                if let Some(state) = existing {
+                    return Err(if state == JobState::Deleting.as_str() {
+                        Error::new(ErrorCode::JobBeingDeleted)
+                    } else {
+                        Error::new(ErrorCode::JobExists)
+                    });
+                }
+                if let Some(pool) = job.pool_info.pool_id.as_deref() {
+                    check_pool(conn, pool)?;
+                }
+                conn.prepare_cached(
+                    "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc, pool, priority)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    key,
-                    job.id,
-                    job.state.as_str(),
-                    job.creation_time.to_string(),
-                    job.e_tag,
-                    job.last_modified.to_string(),
-                    doc,
-                    job.pool_info.pool_id.as_deref().map(key_of),
-                    job.priority
-                ])
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        key,
+                        job.id,
+                        job.state.as_str(),
+                        job.creation_time.to_string(),
+                        job.e_tag,
+                        job.last_modified.to_string(),
+                        doc,
+                        job.pool_info.pool_id.as_deref().map(key_of),
+                        job.priority
+                    ])
+                })
+                .map_err(sql)?;
+                Ok(Stored { doc, etag: job.e_tag.clone(), last_modified: job.last_modified })
             })
-            .map_err(sql)?;
-            Ok(Stored { doc, etag: job.e_tag.clone(), last_modified: job.last_modified })
-        })
-        .await;
+            .await;
         if r.is_ok() {
             self.bump_jobs();
         }
@@ -132,10 +131,7 @@ impl Store {
         self.read_now(move |conn| {
             conn.prepare_cached("SELECT doc, etag, last_modified FROM jobs WHERE key = ?1")
                 .and_then(|mut s| {
-                    s.query_row([key_of(&id)], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                    })
-                    .optional()
+                    s.query_row([key_of(&id)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).optional()
                 })
                 .map_err(sql)?
                 .map(|(doc, etag, lm)| Stored {
@@ -243,9 +239,7 @@ impl Store {
         let states: Vec<String> = states.iter().map(|s| s.as_str().to_string()).collect();
         self.read(move |conn| {
             let marks = vec!["?"; states.len()].join(",");
-            let mut stmt = conn
-                .prepare(&format!("SELECT id, state, doc FROM jobs WHERE state IN ({marks})"))
-                .map_err(sql)?;
+            let mut stmt = conn.prepare(&format!("SELECT id, state, doc FROM jobs WHERE state IN ({marks})")).map_err(sql)?;
             let rows = stmt
                 .query_map(params_from_iter(states.iter()), |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))

@@ -70,10 +70,7 @@ fn etag_matches(list: &[String], etag: &str) -> bool {
 
 impl Preconditions {
     pub fn is_empty(&self) -> bool {
-        self.if_match.is_none()
-            && self.if_none_match.is_none()
-            && self.if_modified_since.is_none()
-            && self.if_unmodified_since.is_none()
+        self.if_match.is_none() && self.if_none_match.is_none() && self.if_modified_since.is_none() && self.if_unmodified_since.is_none()
     }
 
     /// For GET and HEAD: 304 when the client's copy is current, 412 when an

@@ -41,7 +41,6 @@ impl DocTable {
     }
 }
 
-
 fn meta(doc: &Map<String, Value>) -> (String, String, String) {
     let s = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     (s("state"), s("eTag"), s("lastModified"))
@@ -60,14 +59,20 @@ impl Store {
 
     /// Creates a document given as JSON text (a request body kept as it
     /// came, without a tree of it), with its state, eTag and lastModified.
-    pub async fn create_doc_text(&self, t: DocTable, id: &str, text: String, state: String, etag: String, lm: String) -> Result<Stored, Error> {
+    pub async fn create_doc_text(
+        &self,
+        t: DocTable,
+        id: &str,
+        text: String,
+        state: String,
+        etag: String,
+        lm: String,
+    ) -> Result<Stored, Error> {
         let id = id.to_string();
         self.write(move |conn| {
             let key = key_of(&id);
-            let existing: Option<String> = conn
-                .query_row(&format!("SELECT state FROM {} WHERE key = ?1", t.table), [&key], |r| r.get(0))
-                .optional()
-                .map_err(sql)?;
+            let existing: Option<String> =
+                conn.query_row(&format!("SELECT state FROM {} WHERE key = ?1", t.table), [&key], |r| r.get(0)).optional().map_err(sql)?;
             if let Some(state) = existing {
                 return Err(Error::new(if state == "deleting" { t.being_deleted } else { t.exists }));
             }

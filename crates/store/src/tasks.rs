@@ -7,9 +7,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wire::enums::TaskState;
-use wire::workflow;
-use wire::models::{CloudJob, CloudTask, TaskDependencies, TaskCounts, TaskCountsResult, TaskStatistics};
+use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult, TaskDependencies, TaskStatistics};
 use wire::time::Timestamp;
+use wire::workflow;
 use wire::{Error, ErrorCode};
 
 fn task_not_found(id: &str) -> Error {
@@ -68,8 +68,7 @@ pub fn load(conn: &Connection, job: &str, id: &str) -> Result<Option<CloudTask>,
         .prepare_cached("SELECT doc FROM tasks WHERE job = ?1 AND key = ?2")
         .and_then(|mut s| s.query_row([key_of(job), key_of(id)], |r| r.get(0)).optional())
         .map_err(sql)?;
-    doc.map(|d| serde_json::from_str(&d).map_err(|e| Error::internal(format!("stored task is unreadable: {e}"))))
-        .transpose()
+    doc.map(|d| serde_json::from_str(&d).map_err(|e| Error::internal(format!("stored task is unreadable: {e}")))).transpose()
 }
 
 /// How many of a new task's dependencies are not satisfied yet.
@@ -281,11 +280,9 @@ impl Store {
                 })
                 .map_err(sql)?;
             match row {
-                Some((doc, etag, lm)) => Ok(Stored {
-                    doc,
-                    etag,
-                    last_modified: wire::time::parse_datetime(&lm).map(Timestamp).unwrap_or_else(Timestamp::now),
-                }),
+                Some((doc, etag, lm)) => {
+                    Ok(Stored { doc, etag, last_modified: wire::time::parse_datetime(&lm).map(Timestamp).unwrap_or_else(Timestamp::now) })
+                }
                 None => Err(if job_exists(conn, &job_id)? { task_not_found(&task_id) } else { job_not_found(&job_id) }),
             }
         })
@@ -431,35 +428,38 @@ impl Store {
         let ready = self.ready.clone();
         let readied = Arc::new(AtomicBool::new(false));
         let readied_in = readied.clone();
-        let done = self.submit(move |conn| {
-            let mut out = Vec::with_capacity(changes.len());
-            let mut jobs_seen: Vec<CloudJob> = Vec::new();
-            for (job_id, task_id, f) in changes {
-                let r = (|| {
-                    let job = match jobs_seen.iter().find(|j| j.id.eq_ignore_ascii_case(&job_id)) {
-                        Some(j) => j.clone(),
-                        None => {
-                            let j = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
-                            jobs_seen.push(j.clone());
-                            j
+        let done = self.submit(
+            move |conn| {
+                let mut out = Vec::with_capacity(changes.len());
+                let mut jobs_seen: Vec<CloudJob> = Vec::new();
+                for (job_id, task_id, f) in changes {
+                    let r = (|| {
+                        let job = match jobs_seen.iter().find(|j| j.id.eq_ignore_ascii_case(&job_id)) {
+                            Some(j) => j.clone(),
+                            None => {
+                                let j = jobs::load(conn, &job_id)?.ok_or_else(|| job_not_found(&job_id))?;
+                                jobs_seen.push(j.clone());
+                                j
+                            }
+                        };
+                        let before = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
+                        let mut after = before.clone();
+                        let (now, etag) = etags.next();
+                        f(&job, &mut after, now)?;
+                        after.e_tag = etag;
+                        after.last_modified = now;
+                        let (_, released) = save(conn, &job.id, &before, &after)?;
+                        if released || (after.state == TaskState::Active && before.state != TaskState::Active) {
+                            readied_in.store(true, Ordering::SeqCst);
                         }
-                    };
-                    let before = load(conn, &job_id, &task_id)?.ok_or_else(|| task_not_found(&task_id))?;
-                    let mut after = before.clone();
-                    let (now, etag) = etags.next();
-                    f(&job, &mut after, now)?;
-                    after.e_tag = etag;
-                    after.last_modified = now;
-                    let (_, released) = save(conn, &job.id, &before, &after)?;
-                    if released || (after.state == TaskState::Active && before.state != TaskState::Active) {
-                        readied_in.store(true, Ordering::SeqCst);
-                    }
-                    Ok(after)
-                })();
-                out.push(r);
-            }
-            Ok(out)
-        }, durability);
+                        Ok(after)
+                    })();
+                    out.push(r);
+                }
+                Ok(out)
+            },
+            durability,
+        );
         async move {
             let r = done.await;
             // A task became ready (retry, requeue, dependencies met): after the commit.
@@ -476,7 +476,9 @@ impl Store {
         let job = key_of(job_id);
         self.read(move |conn| {
             let mut s = conn
-                .prepare_cached("SELECT json_extract(doc, '$.stats') FROM tasks WHERE job = ?1 AND json_extract(doc, '$.stats') IS NOT NULL")
+                .prepare_cached(
+                    "SELECT json_extract(doc, '$.stats') FROM tasks WHERE job = ?1 AND json_extract(doc, '$.stats') IS NOT NULL",
+                )
                 .map_err(sql)?;
             let rows = s.query_map([&job], |r| r.get::<_, String>(0)).map_err(sql)?;
             let mut total: Option<TaskStatistics> = None;
@@ -527,9 +529,8 @@ impl Store {
     pub async fn tasks_on_node(&self, node_id: &str) -> Result<Vec<(String, String, u64)>, Error> {
         let node = node_id.to_string();
         self.read(move |conn| {
-            let mut s = conn
-                .prepare_cached("SELECT j.id, t.doc FROM tasks t JOIN jobs j ON j.key = t.job WHERE t.node = ?1")
-                .map_err(sql)?;
+            let mut s =
+                conn.prepare_cached("SELECT j.id, t.doc FROM tasks t JOIN jobs j ON j.key = t.job WHERE t.node = ?1").map_err(sql)?;
             let rows = s.query_map([&node], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql)?;
             let mut out = Vec::new();
             for r in rows {
@@ -545,9 +546,8 @@ impl Store {
     /// Every task assigned to some node: (job id, task id, node id, attempt).
     pub async fn assigned_tasks(&self) -> Result<Vec<(String, String, String, u64)>, Error> {
         self.read(|conn| {
-            let mut s = conn
-                .prepare("SELECT j.id, t.doc FROM tasks t JOIN jobs j ON j.key = t.job WHERE t.node IS NOT NULL")
-                .map_err(sql)?;
+            let mut s =
+                conn.prepare("SELECT j.id, t.doc FROM tasks t JOIN jobs j ON j.key = t.job WHERE t.node IS NOT NULL").map_err(sql)?;
             let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql)?;
             let mut out = Vec::new();
             for r in rows {
@@ -576,9 +576,7 @@ impl Store {
 /// A job's task and slot counts by state and its total retries, read inside
 /// a transaction.
 pub fn counts(conn: &Connection, job_id: &str) -> Result<(TaskCountsResult, i64), Error> {
-    let mut stmt = conn
-        .prepare_cached("SELECT state, result, n, slots, retries FROM task_counts WHERE job = ?1")
-        .map_err(sql)?;
+    let mut stmt = conn.prepare_cached("SELECT state, result, n, slots, retries FROM task_counts WHERE job = ?1").map_err(sql)?;
     let mut rows = stmt.query([key_of(job_id)]).map_err(sql)?;
     let mut tasks = TaskCounts::default();
     let mut slots = TaskCounts::default();
@@ -609,7 +607,5 @@ pub fn counts(conn: &Connection, job_id: &str) -> Result<(TaskCountsResult, i64)
 }
 
 fn job_exists(conn: &Connection, id: &str) -> Result<bool, Error> {
-    conn.prepare_cached("SELECT 1 FROM jobs WHERE key = ?1")
-        .and_then(|mut s| s.exists([key_of(id)]))
-        .map_err(sql)
+    conn.prepare_cached("SELECT 1 FROM jobs WHERE key = ?1").and_then(|mut s| s.exists([key_of(id)])).map_err(sql)
 }

@@ -106,10 +106,7 @@ impl Writer {
     pub fn start(conn: Connection) -> Writer {
         let shared = std::sync::Arc::new(Shared { pending: Default::default(), wake: std::sync::Condvar::new() });
         let theirs = shared.clone();
-        std::thread::Builder::new()
-            .name("openbatch-writer".into())
-            .spawn(move || run(conn, &theirs))
-            .expect("spawn writer thread");
+        std::thread::Builder::new().name("openbatch-writer".into()).spawn(move || run(conn, &theirs)).expect("spawn writer thread");
         Writer { _closer: std::sync::Arc::new(Closer(shared.clone())), shared }
     }
 

@@ -42,7 +42,13 @@ fn job(store: &Store, id: &str) -> CloudJob {
         on_task_failure: OnTaskFailure::NoAction,
         network_configuration: None,
         metadata: None,
-        execution_info: JobExecutionInformation { start_time: now, end_time: None, pool_id: None, scheduling_error: None, terminate_reason: None },
+        execution_info: JobExecutionInformation {
+            start_time: now,
+            end_time: None,
+            pool_id: None,
+            scheduling_error: None,
+            terminate_reason: None,
+        },
         pending_disable: None,
     }
 }
@@ -176,21 +182,19 @@ async fn refused_changes_roll_back_alone() {
     .await
     .unwrap();
     let pre = Preconditions { if_match: Some(vec![stale]), ..Default::default() };
-    let e = s.update_job("j", pre, |_, j, _| {
-        j.priority = 9;
-        Ok(())
-    })
-    .await
-    .unwrap_err();
+    let e = s
+        .update_job("j", pre, |_, j, _| {
+            j.priority = 9;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::ConditionNotMet);
     let doc: serde_json::Value = serde_json::from_str(&s.get_job("j").await.unwrap().doc).unwrap();
     assert_eq!(doc["priority"], 5);
 
     // A closure that writes and then fails leaves no trace.
-    let e = s
-        .add_tasks("j", vec![task(&s, "x")], |_| Err(wire::Error::new(ErrorCode::JobCompleted)))
-        .await
-        .unwrap_err();
+    let e = s.add_tasks("j", vec![task(&s, "x")], |_| Err(wire::Error::new(ErrorCode::JobCompleted))).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::JobCompleted);
     assert_eq!(s.get_task("j", "x").await.unwrap_err().code, ErrorCode::TaskNotFound);
 }
@@ -229,8 +233,12 @@ async fn complete(s: &Store, job: &str, id: &str, code: i32) {
         t.execution_info.exit_code = Some(code);
         t.execution_info.result = Some(if code == 0 { ExecutionResult::Success } else { ExecutionResult::Failure });
         if code != 0 {
-            t.execution_info.failure_info =
-                Some(FailureInformation { category: ErrorCategory::UserError, code: Some("FailureExitCode".into()), message: None, details: None });
+            t.execution_info.failure_info = Some(FailureInformation {
+                category: ErrorCategory::UserError,
+                code: Some("FailureExitCode".into()),
+                message: None,
+                details: None,
+            });
         }
         Ok(())
     };

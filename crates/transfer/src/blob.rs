@@ -81,11 +81,7 @@ pub fn parse_listing(xml: &str) -> Result<Listing, String> {
                     }
                     root_seen = true;
                 }
-                encoded = e
-                    .try_get_attribute("Encoded")
-                    .ok()
-                    .flatten()
-                    .is_some_and(|a| a.value.as_ref().eq_ignore_ascii_case(b"true"));
+                encoded = e.try_get_attribute("Encoded").ok().flatten().is_some_and(|a| a.value.as_ref().eq_ignore_ascii_case(b"true"));
                 path.push(e.name().as_ref().to_vec());
                 text.clear();
             }
@@ -219,7 +215,8 @@ impl UploadHeaders {
     pub fn new(user: &[(String, String)]) -> Result<UploadHeaders, String> {
         let mut headers = Vec::new();
         for (k, v) in user {
-            let name = reqwest::header::HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| format!("invalid upload header name '{k}'"))?;
+            let name =
+                reqwest::header::HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| format!("invalid upload header name '{k}'"))?;
             let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| format!("invalid value of upload header '{k}'"))?;
             if RESERVED_HEADERS.contains(&name.as_str()) {
                 continue;

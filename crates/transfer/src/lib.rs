@@ -197,10 +197,9 @@ async fn status_failure(resp: reqwest::Response, url: &Url, way: Way) -> (Failur
         (Way::Download, 404) => Failure::user("BlobNotFound", message),
         (Way::Download, 401 | 403) => Failure::user("BlobAccessDenied", message),
         (Way::Download, 408 | 504) => Failure::server("BlobDownloadTimedOut", message),
-        (Way::Upload, 404) if code.as_deref().is_none_or(|c| c == "ContainerNotFound") => Failure::user(
-            "FileUploadContainerNotFound",
-            format!("the container to upload output files to was not found: {message}"),
-        ),
+        (Way::Upload, 404) if code.as_deref().is_none_or(|c| c == "ContainerNotFound") => {
+            Failure::user("FileUploadContainerNotFound", format!("the container to upload output files to was not found: {message}"))
+        }
         (Way::Upload, 401 | 403) => Failure::user("FileUploadAccessDenied", message),
         _ => Failure::server(way.misc(), message),
     };
@@ -231,7 +230,9 @@ where
 /// A local failure while downloading, coded as the service codes it.
 fn download_fault(fault: local::Fault, source: &str, dest: &Path) -> Failure {
     use std::io::ErrorKind;
-    let disk_full = |e: &std::io::Error| local::is_disk_full(e).then(|| Failure::server("DiskFull", format!("{}: the node's disk is full ({e})", dest.display())));
+    let disk_full = |e: &std::io::Error| {
+        local::is_disk_full(e).then(|| Failure::server("DiskFull", format!("{}: the node's disk is full ({e})", dest.display())))
+    };
     match fault {
         local::Fault::Read(e) => match e.kind() {
             ErrorKind::NotFound => Failure::user("BlobNotFound", format!("{source}: {e}")),
@@ -505,7 +506,10 @@ impl Transfer {
         let (names, origin) = match local::file_url_path(container) {
             Some(root) => {
                 if !self.file_allowed(&root) {
-                    return Err(Failure::user("BlobAccessDenied", format!("file://{}: not below a shared directory the node allows", root.display())));
+                    return Err(Failure::user(
+                        "BlobAccessDenied",
+                        format!("file://{}: not below a shared directory the node allows", root.display()),
+                    ));
                 }
                 let dir = root.clone();
                 let listed = blocking("BlobDownloadMiscError", move || local::walk_files(&dir)).await?.map_err(|e| {
@@ -534,7 +538,9 @@ impl Transfer {
     fn source(&self, url: &str) -> Result<Source, Failure> {
         match local::file_url_path(url) {
             Some(p) if self.file_allowed(&p) => Ok(Source::Local(p)),
-            Some(p) => Err(Failure::user("BlobAccessDenied", format!("file://{}: not below a shared directory the node allows", p.display()))),
+            Some(p) => {
+                Err(Failure::user("BlobAccessDenied", format!("file://{}: not below a shared directory the node allows", p.display())))
+            }
             None => Ok(Source::Http(parse_url(url, Way::Download)?)),
         }
     }
@@ -608,9 +614,9 @@ impl Transfer {
             }
         };
         let mode = f.mode;
-        blocking("ResourceFileWriteFailed", move || local::finish_file(&file, owner, mode))
-            .await?
-            .map_err(|e| Failure::server("ResourceFileWriteFailed", format!("cannot set the owner or mode of {}: {e}", f.dest.display())))?;
+        blocking("ResourceFileWriteFailed", move || local::finish_file(&file, owner, mode)).await?.map_err(|e| {
+            Failure::server("ResourceFileWriteFailed", format!("cannot set the owner or mode of {}: {e}", f.dest.display()))
+        })?;
         Ok(bytes)
     }
 
@@ -903,7 +909,10 @@ impl Transfer {
                     })
                     .await?;
                     let data = read.map_err(|e| {
-                        Failure::server("FileUploadMiscError", format!("cannot read {} (did it change during the upload?): {e}", file.display()))
+                        Failure::server(
+                            "FileUploadMiscError",
+                            format!("cannot read {} (did it change during the upload?): {e}", file.display()),
+                        )
                     })?;
                     let block_url = blob::with_query(url, &[("comp", "block"), ("blockid", &id)]);
                     self.retry(|| async {

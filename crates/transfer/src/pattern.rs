@@ -61,7 +61,10 @@ enum Token {
     /// `*`
     Star,
     /// `[...]`: single characters and inclusive ranges.
-    Class { negated: bool, items: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
 }
 
 /// Splits one path component of a pattern into tokens. A class of one
@@ -481,7 +484,10 @@ mod tests {
         let wd = Path::new("/n/workitems/j/job-1/t/wd");
         assert_eq!(resolve("../stdout.txt", wd), Resolved::File("/n/workitems/j/job-1/t/stdout.txt".into()));
         assert_eq!(resolve("../std*.txt", wd), Resolved::Walk { base: "/n/workitems/j/job-1/t".into(), pattern: vec!["std*.txt".into()] });
-        assert_eq!(resolve("out/**/*.log", wd), Resolved::Walk { base: "/n/workitems/j/job-1/t/wd/out".into(), pattern: parts("**/*.log") });
+        assert_eq!(
+            resolve("out/**/*.log", wd),
+            Resolved::Walk { base: "/n/workitems/j/job-1/t/wd/out".into(), pattern: parts("**/*.log") }
+        );
         assert_eq!(resolve("./a/./b", wd), Resolved::File("/n/workitems/j/job-1/t/wd/a/b".into()));
         assert_eq!(resolve("/abs/f[*]", wd), Resolved::File("/abs/f*".into()));
         assert_eq!(resolve("/abs/*/x", wd), Resolved::Walk { base: "/abs".into(), pattern: parts("*/x") });

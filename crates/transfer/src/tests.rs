@@ -43,7 +43,13 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-async fn handle(axum::extract::State(state): axum::extract::State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let query: HashMap<String, String> = uri
         .query()
         .unwrap_or("")
@@ -134,10 +140,7 @@ async fn handle(axum::extract::State(state): axum::extract::State<Shared>, metho
 
 async fn server() -> (String, Shared) {
     let state: Shared = Arc::new(Mutex::new(Store::default()));
-    let app = axum::Router::new()
-        .fallback(handle)
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state.clone());
+    let app = axum::Router::new().fallback(handle).layer(axum::extract::DefaultBodyLimit::disable()).with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -313,7 +316,10 @@ async fn a_silent_server_times_out() {
     let http = reqwest::Client::builder().read_timeout(Duration::from_millis(200)).build().unwrap();
     let t = Transfer { http, ..quick() };
     let dir = tempfile::tempdir().unwrap();
-    let f = t.download(&[rf(Some(&format!("http://{addr}/f?sig=secret")), None, None, Some("f"), None)], &opened(dir.path()), None).await.unwrap_err();
+    let f = t
+        .download(&[rf(Some(&format!("http://{addr}/f?sig=secret")), None, None, Some("f"), None)], &opened(dir.path()), None)
+        .await
+        .unwrap_err();
     assert_eq!((f.code.as_str(), f.server_error), ("BlobDownloadTimedOut", true), "{}", f.message);
 }
 
@@ -332,7 +338,10 @@ async fn a_body_cut_short_fails_and_leaves_no_partial_file() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let f = quick().download(&[rf(Some(&format!("http://{addr}/f")), None, None, Some("part.bin"), None)], &opened(dir.path()), None).await.unwrap_err();
+    let f = quick()
+        .download(&[rf(Some(&format!("http://{addr}/f")), None, None, Some("part.bin"), None)], &opened(dir.path()), None)
+        .await
+        .unwrap_err();
     assert_eq!(f.code, "BlobDownloadMiscError", "{}", f.message);
     assert!(!dir.path().join("part.bin").exists(), "the partial file was removed");
 }
@@ -430,7 +439,11 @@ async fn small_blocks_empty_files_and_odd_names() {
     std::fs::write(task_dir.path().join("ü n+i&.txt"), "odd").unwrap();
     let t = Transfer { block_size: 1000, ..quick() };
     let c = format!("{base}/c?sig=secret");
-    let specs = [out("f.dat", &c, None, "taskcompletion"), out("empty.txt", &c, None, "taskcompletion"), out("ü*.txt", &c, Some("d"), "taskcompletion")];
+    let specs = [
+        out("f.dat", &c, None, "taskcompletion"),
+        out("empty.txt", &c, None, "taskcompletion"),
+        out("ü*.txt", &c, Some("d"), "taskcompletion"),
+    ];
     let stats = t.upload(&specs, &opened(task_dir.path()), task_dir.path(), false, &BTreeMap::new()).await.unwrap();
     assert_eq!(stats, Stats { files: 3, bytes: 10_500 + 3 });
     let s = state.lock().unwrap();
@@ -503,7 +516,10 @@ async fn shared_directories_both_ways() {
     let url = format!("file://{}", src.path().display());
     let stats = t
         .download(
-            &[rf(None, Some(&url), Some("in/"), Some("dl"), Some("0640")), rf(Some(&format!("{url}/top.txt")), None, None, Some("t.txt"), None)],
+            &[
+                rf(None, Some(&url), Some("in/"), Some("dl"), Some("0640")),
+                rf(Some(&format!("{url}/top.txt")), None, None, Some("t.txt"), None),
+            ],
             &opened(&wd),
             None,
         )
@@ -536,7 +552,10 @@ async fn shared_directories_both_ways() {
     assert_eq!(std::fs::read_to_string(dst.path().join("res/in/deep/f.txt")).unwrap(), "F");
     assert_eq!(std::fs::read_to_string(dst.path().join("res/in/g.txt")).unwrap(), "G");
     assert_eq!(std::fs::read_to_string(dst.path().join("one/t2.txt")).unwrap(), "T");
-    let f = t.upload(&[out("t.txt", "file:///no/such/dir", None, "tasksuccess")], &opened(task_dir.path()), &wd, true, &BTreeMap::new()).await.unwrap_err();
+    let f = t
+        .upload(&[out("t.txt", "file:///no/such/dir", None, "tasksuccess")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
+        .await
+        .unwrap_err();
     assert_eq!((f.code.as_str(), f.server_error), ("FileUploadContainerNotFound", false));
     let f = t
         .upload(&[out("t.txt", &durl, Some("../../escape"), "tasksuccess")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
@@ -552,7 +571,13 @@ async fn shared_directories_both_ways() {
     let f = limited.download(&[rf(None, Some(&format!("{url}/../")), None, Some("h"), None)], &opened(&wd), None).await.unwrap_err();
     assert_eq!(f.code, "BlobAccessDenied");
     let f = limited
-        .upload(&[out("t.txt", &format!("file://{}", wd.display()), None, "tasksuccess")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
+        .upload(
+            &[out("t.txt", &format!("file://{}", wd.display()), None, "tasksuccess")],
+            &opened(task_dir.path()),
+            &wd,
+            true,
+            &BTreeMap::new(),
+        )
         .await
         .unwrap_err();
     assert_eq!((f.code.as_str(), f.server_error), ("FileUploadAccessDenied", false));
@@ -624,12 +649,21 @@ async fn round_trip_against_a_blob_service() {
     assert_eq!(meta.headers()["x-ms-meta-origin"], "openbatch");
     assert_eq!(meta.headers()["content-type"], "text/csv");
 
-    let f = t.download(&[rf(Some(&format!("{base}/rt/nope?{sas}")), None, None, Some("x"), None)], &opened(back.path()), None).await.unwrap_err();
+    let f = t
+        .download(&[rf(Some(&format!("{base}/rt/nope?{sas}")), None, None, Some("x"), None)], &opened(back.path()), None)
+        .await
+        .unwrap_err();
     assert_eq!(f.code, "BlobNotFound", "{}", f.message);
-    let f = t.upload(&[out("out/a.txt", &missing, None, "taskcompletion")], &opened(task_dir.path()), &wd, true, &BTreeMap::new()).await.unwrap_err();
+    let f = t
+        .upload(&[out("out/a.txt", &missing, None, "taskcompletion")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
+        .await
+        .unwrap_err();
     assert_eq!(f.code, "FileUploadContainerNotFound", "{}", f.message);
     let bad_sig = container.replace("sig=", "sig=AAAA");
-    let f = t.upload(&[out("out/a.txt", &bad_sig, None, "taskcompletion")], &opened(task_dir.path()), &wd, true, &BTreeMap::new()).await.unwrap_err();
+    let f = t
+        .upload(&[out("out/a.txt", &bad_sig, None, "taskcompletion")], &opened(task_dir.path()), &wd, true, &BTreeMap::new())
+        .await
+        .unwrap_err();
     assert_eq!(f.code, "FileUploadAccessDenied", "{}", f.message);
 }
 

@@ -192,10 +192,7 @@ impl Error {
         let body = ErrorBody {
             metadata: format!("{base_url}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element"),
             code: self.code.as_str(),
-            message: ErrorMessage {
-                lang: "en-US",
-                value: format!("{}\nRequestId:{}\nTime:{}", self.message, request_id, time),
-            },
+            message: ErrorMessage { lang: "en-US", value: format!("{}\nRequestId:{}\nTime:{}", self.message, request_id, time) },
             values: self.values.iter().map(|(k, v)| ErrorDetail { key: k, value: v }).collect(),
         };
         serde_json::to_string(&body).unwrap_or_else(|_| String::from("{}"))

@@ -58,10 +58,19 @@ pub enum Filter {
     Or(Box<Filter>, Box<Filter>),
     Not(Box<Filter>),
     /// `path op value`, with the property always on the left.
-    Compare { path: Vec<String>, op: CmpOp, value: Literal },
-    StartsWith { path: Vec<String>, prefix: String },
+    Compare {
+        path: Vec<String>,
+        op: CmpOp,
+        value: Literal,
+    },
+    StartsWith {
+        path: Vec<String>,
+        prefix: String,
+    },
     /// A bare boolean property, e.g. `usesTaskDependencies`.
-    Truthy { path: Vec<String> },
+    Truthy {
+        path: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -255,7 +264,9 @@ impl Parser {
                 self.expect(Tok::RParen, "')'")?;
                 Ok(f)
             }
-            Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("startswith") && self.toks.get(self.pos + 1).map(|t| &t.0) == Some(&Tok::LParen) => {
+            Some(Tok::Ident(w))
+                if w.eq_ignore_ascii_case("startswith") && self.toks.get(self.pos + 1).map(|t| &t.0) == Some(&Tok::LParen) =>
+            {
                 self.pos += 2;
                 let path = match self.operand()? {
                     Operand::Path(p, _) => p,
@@ -420,8 +431,14 @@ mod tests {
         assert_eq!(parse_filter("x ne null").unwrap(), cmp("x", CmpOp::Ne, Literal::Null));
         assert_eq!(parse_filter("usesTaskDependencies eq true").unwrap(), cmp("usesTaskDependencies", CmpOp::Eq, Literal::Bool(true)));
         let t = crate::time::parse_datetime("2024-01-01T00:00:00Z").unwrap();
-        assert_eq!(parse_filter("creationTime gt datetime'2024-01-01T00:00:00Z'").unwrap(), cmp("creationTime", CmpOp::Gt, Literal::DateTime(t)));
-        assert_eq!(parse_filter("creationTime gt 2024-01-01T00:00:00.0000000Z").unwrap(), cmp("creationTime", CmpOp::Gt, Literal::DateTime(t)));
+        assert_eq!(
+            parse_filter("creationTime gt datetime'2024-01-01T00:00:00Z'").unwrap(),
+            cmp("creationTime", CmpOp::Gt, Literal::DateTime(t))
+        );
+        assert_eq!(
+            parse_filter("creationTime gt 2024-01-01T00:00:00.0000000Z").unwrap(),
+            cmp("creationTime", CmpOp::Gt, Literal::DateTime(t))
+        );
         assert_eq!(parse_filter("usesTaskDependencies").unwrap(), Filter::Truthy { path: vec!["usesTaskDependencies".into()] });
     }
 
@@ -451,8 +468,20 @@ mod tests {
     #[test]
     fn errors() {
         for bad in [
-            "", "state eq", "state eq 'x", "(state eq 'x'", "state eq 'x')", "foo(x)", "state eq 'a' 'b'", "1 eq 2",
-            "a eq b", "state ~ 'x'", "and", "x eq datetime'nope'", "startswith(id)", "startswith('a','b')",
+            "",
+            "state eq",
+            "state eq 'x",
+            "(state eq 'x'",
+            "state eq 'x')",
+            "foo(x)",
+            "state eq 'a' 'b'",
+            "1 eq 2",
+            "a eq b",
+            "state ~ 'x'",
+            "and",
+            "x eq datetime'nope'",
+            "startswith(id)",
+            "startswith('a','b')",
         ] {
             assert!(parse_filter(bad).is_err(), "{bad:?} should fail");
         }

@@ -65,25 +65,24 @@ fn format_datetime_slow(t: &DateTime<Utc>) -> String {
 
 /// Parses an ISO 8601 / RFC 3339 date-time with any number of fractional digits
 /// and an offset or `Z`. A value without an offset is taken as UTC.
+/// A leap second (`:60`) is refused: the service's format cannot print it back.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
-    if let Some(t) = parse_service_datetime(s) {
-        return Some(t);
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|n| Utc.from_utc_datetime(&n))
+    let t = if let Some(t) = parse_service_datetime(s) {
+        Some(t)
+    } else if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        Some(t.with_timezone(&Utc))
+    } else {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| Utc.from_utc_datetime(&n))
+    };
+    t.filter(|t| t.nanosecond() < 1_000_000_000)
 }
 
 /// Exactly the service's own format (what the store holds), without the
 /// general parser: `YYYY-MM-DDTHH:MM:SS.fffffffZ`.
 fn parse_service_datetime(s: &str) -> Option<DateTime<Utc>> {
     let b = s.as_bytes();
-    if b.len() != 28 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[27] != b'Z'
-    {
+    if b.len() != 28 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[27] != b'Z' {
         return None;
     }
     let num = |from: usize, to: usize| -> Option<u32> {
@@ -119,9 +118,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        parse_datetime(&s)
-            .map(Timestamp)
-            .ok_or_else(|| de::Error::custom(format!("invalid date-time '{s}'")))
+        parse_datetime(&s).map(Timestamp).ok_or_else(|| de::Error::custom(format!("invalid date-time '{s}'")))
     }
 }
 
@@ -214,7 +211,7 @@ impl Duration {
                 (true, 'S') => TICKS_PER_SECOND as i128,
                 _ => return None,
             };
-            if !frac_part.is_empty() && !(in_time && unit == 'S') {
+            if !frac_part.is_empty() && (!in_time || unit != 'S') {
                 // Only seconds may be fractional in the service's format.
                 return None;
             }
@@ -295,6 +292,16 @@ impl<'de> Deserialize<'de> for Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leap_seconds_are_refused_in_every_form() {
+        // chrono reads `:60` as a leap second, which the service's format
+        // cannot print back (found by the `body` fuzz target).
+        for s in ["6-1-1T0:0:60", "2024-06-30T23:59:60Z", "2024-06-30T23:59:60.5000000Z", "2024-06-30T23:59:60+00:00"] {
+            assert_eq!(parse_datetime(s), None, "{s}");
+        }
+        assert!(parse_datetime("2024-06-30T23:59:59.9999999Z").is_some());
+    }
 
     #[test]
     fn the_fast_format_matches_the_general_one() {

@@ -157,8 +157,7 @@ fn body_error(path: &str, e: &serde_json::Error) -> Error {
         return Error::missing_property(&full);
     }
     if e.is_syntax() || e.is_eof() {
-        return Error::msg(ErrorCode::InvalidRequestBody, "The specified Request Body is not syntactically valid.")
-            .with("Reason", msg);
+        return Error::msg(ErrorCode::InvalidRequestBody, "The specified Request Body is not syntactically valid.").with("Reason", msg);
     }
     if path.is_empty() {
         return Error::new(ErrorCode::InvalidRequestBody).with("Reason", msg);
@@ -176,10 +175,7 @@ pub fn check_id(property: &str, id: Option<&str>) -> Result<String> {
         return Err(Error::invalid_property(property, format!("The value must be at most {MAX_ID_LEN} characters long.")));
     }
     if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(Error::invalid_property(
-            property,
-            "The value may contain only letters, digits, hyphens and underscores.",
-        ));
+        return Err(Error::invalid_property(property, "The value may contain only letters, digits, hyphens and underscores."));
     }
     Ok(id.to_string())
 }
@@ -187,10 +183,7 @@ pub fn check_id(property: &str, id: Option<&str>) -> Result<String> {
 fn check_display_name(property: &str, v: &Option<String>) -> Result<()> {
     if let Some(d) = v {
         if d.chars().count() > MAX_DISPLAY_NAME_LEN {
-            return Err(Error::invalid_property(
-                property,
-                format!("The value must be at most {MAX_DISPLAY_NAME_LEN} characters long."),
-            ));
+            return Err(Error::invalid_property(property, format!("The value must be at most {MAX_DISPLAY_NAME_LEN} characters long.")));
         }
     }
     Ok(())
@@ -228,17 +221,14 @@ fn check_env(property: &str, v: &Option<Vec<EnvironmentSetting>>) -> Result<()> 
 
 fn check_resource_files(property: &str, v: &Option<Vec<ResourceFile>>) -> Result<()> {
     for (i, r) in v.iter().flatten().enumerate() {
-        let sources = [&r.auto_storage_container_name, &r.storage_container_url, &r.http_url]
-            .iter()
-            .filter(|s| s.is_some())
-            .count();
+        let sources = [&r.auto_storage_container_name, &r.storage_container_url, &r.http_url].iter().filter(|s| s.is_some()).count();
         if sources != 1 {
             return Err(Error::invalid_property(
                 &format!("{property}[{i}]"),
                 "Exactly one of autoStorageContainerName, storageContainerUrl and httpUrl must be specified.",
             ));
         }
-        if r.http_url.is_some() && r.file_path.as_deref().map_or(true, str::is_empty) {
+        if r.http_url.is_some() && r.file_path.as_deref().is_none_or(str::is_empty) {
             return Err(Error::missing_property(&format!("{property}[{i}].filePath")));
         }
         if let Some(fp) = &r.file_path {
@@ -251,7 +241,10 @@ fn check_resource_files(property: &str, v: &Option<Vec<ResourceFile>>) -> Result
         }
         if let Some(mode) = &r.file_mode {
             if mode.is_empty() || mode.len() > 4 || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-                return Err(Error::invalid_property(&format!("{property}[{i}].fileMode"), "The file mode must be an octal number such as 0755."));
+                return Err(Error::invalid_property(
+                    &format!("{property}[{i}].fileMode"),
+                    "The file mode must be an octal number such as 0755.",
+                ));
             }
         }
     }
@@ -345,10 +338,7 @@ pub fn check_task(p: &TaskAddParameter) -> Result<String> {
     if let Some(d) = &p.depends_on {
         for (i, r) in d.task_id_ranges.iter().flatten().enumerate() {
             if r.start > r.end || r.start < 0 {
-                return Err(Error::invalid_property(
-                    &format!("dependsOn.taskIdRanges[{i}]"),
-                    "A range must have 0 <= start <= end.",
-                ));
+                return Err(Error::invalid_property(&format!("dependsOn.taskIdRanges[{i}]"), "A range must have 0 <= start <= end."));
             }
         }
         for (i, t) in d.task_ids.iter().flatten().enumerate() {
@@ -410,12 +400,7 @@ fn check_job_common(
                     return Err(Error::invalid_property("poolInfo.autoPoolSpecification", "The value must be an object."));
                 }
             }
-            _ => {
-                return Err(Error::invalid_property(
-                    "poolInfo",
-                    "Exactly one of poolId and autoPoolSpecification must be specified.",
-                ))
-            }
+            _ => return Err(Error::invalid_property("poolInfo", "Exactly one of poolId and autoPoolSpecification must be specified.")),
         }
     }
     check_metadata(metadata)
@@ -633,9 +618,13 @@ mod tests {
     #[test]
     fn pool_start_tasks() {
         let st = |s: &str| check_start_task(&serde_json::from_str(s).unwrap());
-        assert!(st(r#"{"commandLine":"x","userIdentity":{"autoUser":{"elevationLevel":"Admin","scope":"pool"}},"waitForSuccess":true}"#).is_ok());
+        assert!(st(r#"{"commandLine":"x","userIdentity":{"autoUser":{"elevationLevel":"Admin","scope":"pool"}},"waitForSuccess":true}"#)
+            .is_ok());
         for (bad, property) in [
-            (r#"{"commandLine":"x","userIdentity":{"autoUser":{"elevationLevel":"root"}}}"#, "startTask.userIdentity.autoUser.elevationLevel"),
+            (
+                r#"{"commandLine":"x","userIdentity":{"autoUser":{"elevationLevel":"root"}}}"#,
+                "startTask.userIdentity.autoUser.elevationLevel",
+            ),
             (r#"{"commandLine":"x","userIdentity":{"autoUser":{"scope":5}}}"#, "startTask.userIdentity.autoUser.scope"),
             (r#"{"commandLine":"x","environmentSettings":[{"name":"A=B"}]}"#, "startTask.environmentSettings[0].name"),
             (r#"{"commandLine":"x","maxTaskRetryCount":"3"}"#, "startTask.maxTaskRetryCount"),

@@ -132,12 +132,8 @@ mod tests {
         .unwrap();
         t.state = TaskState::Completed;
         t.execution_info.exit_code = exit;
-        t.execution_info.failure_info = failure.map(|c| FailureInformation {
-            category: ErrorCategory::UserError,
-            code: Some(c.into()),
-            message: None,
-            details: None,
-        });
+        t.execution_info.failure_info =
+            failure.map(|c| FailureInformation { category: ErrorCategory::UserError, code: Some(c.into()), message: None, details: None });
         t.execution_info.result = Some(if failure.is_some() { ExecutionResult::Failure } else { ExecutionResult::Success });
         t.exit_conditions = conditions;
         t
@@ -153,11 +149,7 @@ mod tests {
                 ExitCodeMapping { code: 0, exit_options: opts(None, Some(DependencyAction::Block)) },
                 ExitCodeMapping { code: 3, exit_options: opts(Some(JobAction::None), Some(DependencyAction::Satisfy)) },
             ]),
-            exit_code_ranges: Some(vec![ExitCodeRangeMapping {
-                start: 3,
-                end: 10,
-                exit_options: opts(Some(JobAction::Disable), None),
-            }]),
+            exit_code_ranges: Some(vec![ExitCodeRangeMapping { start: 3, end: 10, exit_options: opts(Some(JobAction::Disable), None) }]),
             pre_processing_error: Some(opts(Some(JobAction::Disable), Some(DependencyAction::Satisfy))),
             file_upload_error: Some(opts(None, Some(DependencyAction::Satisfy))),
             default: Some(opts(Some(JobAction::None), None)),
