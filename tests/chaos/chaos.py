@@ -96,7 +96,15 @@ def agent_pids(data_dir):
             continue
         if len(cmd) > 1 and cmd[1] == b"agent" and any(c.startswith(nodes.encode()) for c in cmd):
             found.append(int(p))
-    return found
+    # A task process between its agent's clone and its exec still shows the
+    # agent's command line: it is the agent's child, not an agent (killing
+    # it would fail that task with exit code 137, as any killed task fails).
+    def parent(pid):
+        try:
+            return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
+    return [p for p in found if parent(p) not in found]
 
 
 def task_command(markers, duration):
