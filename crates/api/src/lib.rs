@@ -4,17 +4,12 @@
 //! headers — or with a Batch error body from the one table in
 //! [`wire::error`].
 
+pub mod agent_ws;
 pub mod applications;
-pub mod cluster;
-pub mod data;
-pub mod execution;
 pub mod files;
 pub mod http;
-pub mod jobprep;
 pub mod jobs;
 pub mod lifecycle;
-pub mod multi;
-pub mod placement;
 pub mod pools;
 pub mod rawdoc;
 pub mod render;
@@ -63,7 +58,7 @@ pub struct ApiConfig {
     /// Registered application packages (see `applications`).
     pub applications_dir: std::path::PathBuf,
     /// The account's linked storage account, if any (`autoStorageContainerName`).
-    pub auto_storage: Option<data::AutoStorage>,
+    pub auto_storage: Option<control::data::AutoStorage>,
     /// The program started for local nodes (this binary); None disables local nodes.
     pub agent_program: Option<std::path::PathBuf>,
     /// Enforce the service's own limits where openbatch is more generous by
@@ -78,7 +73,7 @@ pub struct App {
     pub store: Store,
     pub config: ApiConfig,
     pub lifecycle: Arc<lifecycle::Lifecycle>,
-    pub cluster: Arc<cluster::Cluster>,
+    pub cluster: Arc<control::Cluster>,
     /// The base URL of the account as first seen (used where no request is at hand).
     pub account_url: Arc<std::sync::Mutex<Option<String>>>,
     auth: sharedkey::SharedKeyConfig,
@@ -88,9 +83,9 @@ impl App {
     pub fn new(store: Store, config: ApiConfig) -> Arc<App> {
         let auth = sharedkey::SharedKeyConfig { account: config.account.clone(), keys: config.keys.clone() };
         let lifecycle = Arc::new(lifecycle::Lifecycle::new(&store));
-        let cluster = Arc::new(cluster::Cluster::new(
+        let cluster = Arc::new(control::Cluster::new(
             store.clone(),
-            cluster::ClusterConfig {
+            control::ClusterConfig {
                 agent_token: config.agent_token.clone(),
                 nodes_dir: config.nodes_dir.clone(),
                 applications_dir: config.applications_dir.clone(),
@@ -152,7 +147,7 @@ pub fn start_background(app: Arc<App>, server_url: Option<String>) -> tokio::tas
             tracing::error!(error = %e, "cannot read attempt ids; scheduling is off");
             return;
         }
-        cluster::start(cluster, account_url);
+        control::supervisor::start(cluster, account_url);
     });
     worker
 }
@@ -278,7 +273,7 @@ async fn package_archive(app: &App, headers: &axum::http::HeaderMap, rest: &str)
     let mut parts =
         rest.trim_start_matches('/').splitn(2, '/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned());
     let (Some(id), Some(version)) = (parts.next(), parts.next()) else { return status(404, "no such package") };
-    let Some(path) = applications::archive(&app.config.applications_dir, &id, &version) else {
+    let Some(path) = control::packages::archive(&app.config.applications_dir, &id, &version) else {
         return status(404, "no such package");
     };
     match tokio::fs::File::open(&path).await {
@@ -307,7 +302,7 @@ async fn agent_connect(app: Arc<App>, req: Request) -> Response<Body> {
         Ok(ws) => {
             let cluster = app.cluster.clone();
             let url = app.account_url.clone();
-            ws.on_upgrade(move |socket| cluster::serve_agent(cluster, socket, url)).into_response()
+            ws.on_upgrade(move |socket| agent_ws::serve_agent(cluster, socket, url)).into_response()
         }
         Err(e) => e.into_response(),
     }

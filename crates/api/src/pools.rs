@@ -96,7 +96,7 @@ fn autoscale_unsupported() -> Error {
 /// `InvalidApplicationPackageReferences`, as the service answers.
 fn check_packages(app: &App, refs: Option<Vec<wire::models::ApplicationPackageReference>>) -> Result<(), Error> {
     let Some(refs) = refs else { return Ok(()) };
-    crate::applications::resolve(&app.config.applications_dir, &refs)
+    control::packages::resolve(&app.config.applications_dir, &refs)
         .map(|_| ())
         .map_err(|reason| Error::new(ErrorCode::InvalidApplicationPackageReferences).with("Reason", reason))
 }
@@ -436,7 +436,7 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
                 app.cluster.remove_node(&n, false).await;
             }
             "requeue" => app.cluster.remove_node(&n, true).await,
-            _ => app.cluster.drain(&n, crate::cluster::Drain::Leave).await,
+            _ => app.cluster.drain(&n, control::Drain::Leave).await,
         }
     }
     Ok(Reply::status(202).changed(&stored, ctx.url(&pool_path(id))))
@@ -552,7 +552,7 @@ async fn pool_doc(app: &App, id: &str) -> Result<Map<String, Value>, Error> {
 pub async fn list_nodes(app: &App, ctx: &Ctx, pool: &str) -> Result<Reply, Error> {
     let opts = list_options(ctx)?;
     let doc = pool_doc(app, pool).await?;
-    let mut nodes = app.cluster.pool_nodes(pool, &ctx.base_url, &vm_size(&doc));
+    let mut nodes = app.cluster.pool_nodes(pool, |n| crate::render::node(n, &ctx.base_url, &vm_size(&doc)));
     if let Some(st) = doc.get("startTask") {
         for n in nodes.iter_mut() {
             n.insert("startTask".into(), st.clone());
@@ -588,7 +588,7 @@ pub async fn get_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Re
     let doc = pool_doc(app, pool).await?;
     let mut n = app
         .cluster
-        .node(pool, node, &ctx.base_url, &vm_size(&doc))
+        .node(pool, node, |n| crate::render::node(n, &ctx.base_url, &vm_size(&doc)))
         .ok_or_else(|| Error::new(ErrorCode::NodeNotFound).with("NodeId", node))?;
     if let Some(st) = doc.get("startTask") {
         n.insert("startTask".into(), st.clone());
@@ -618,7 +618,7 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
         "terminate" => terminate_running_on(app, node).await,
         // Running tasks finish first; the node takes no new ones meanwhile.
         "taskcompletion" | "retaineddata" => {
-            app.cluster.drain(node, crate::cluster::Drain::Restart { wipe }).await;
+            app.cluster.drain(node, control::Drain::Restart { wipe }).await;
             return Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))));
         }
         other => {

@@ -362,7 +362,7 @@ pub fn complete_with_failure(task: &mut CloudTask, now: Timestamp, code: &str, m
         details: None,
     });
     if task.node_info.is_some() {
-        task.cleanup_at = crate::execution::retention_deadline(task, now);
+        task.cleanup_at = control::execution::retention_deadline(task, now);
     }
 }
 
@@ -406,8 +406,8 @@ pub async fn reactivate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Re
             if task.execution_info.result == Some(ExecutionResult::Success) {
                 return Err(Error::new(ErrorCode::TaskSucceeded));
             }
-            crate::execution::transition(task, TaskState::Active, now);
-            crate::execution::reset_execution(task);
+            control::execution::transition(task, TaskState::Active, now);
+            control::execution::reset_execution(task);
             Ok(())
         })
         .await?;
