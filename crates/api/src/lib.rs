@@ -115,10 +115,12 @@ pub async fn serve(
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let server_url = listener.local_addr().ok().map(|a| format!("{scheme}://{a}"));
     *app.cluster.config.agent_env.lock().unwrap_or_else(|p| p.into_inner()) = opts.agent_env.clone();
-    let worker = start_background(app.clone(), server_url);
+    let supervisor = start_background(app.clone(), server_url);
     let cluster = app.cluster.clone();
     let r = server::run(app, listener, opts, shutdown).await;
-    worker.abort();
+    // In order: the background loops (no new placements, transitions or
+    // node changes), then the local nodes.
+    supervisor.shutdown(Duration::from_secs(10)).await;
     cluster.stop_local_nodes().await;
     r
 }
@@ -129,9 +131,11 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new().fallback(handle).with_state(app)
 }
 
-/// Starts the background workers: job state transitions, scheduling, local
-/// nodes and node liveness. `server_url` is where local agents dial.
-pub fn start_background(app: Arc<App>, server_url: Option<String>) -> tokio::task::JoinHandle<()> {
+/// Starts the background loops under one supervisor (see
+/// `control::supervisor`): the job lifecycle worker, then — once attempt ids
+/// are initialised — the control plane's loops. `server_url` is where local
+/// agents dial. Stop them with `Supervisor::shutdown`.
+pub fn start_background(app: Arc<App>, server_url: Option<String>) -> Arc<control::supervisor::Supervisor> {
     *app.cluster.config.server_url.lock().unwrap_or_else(|p| p.into_inner()) = server_url.clone();
     {
         let mut u = app.account_url.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,17 +143,21 @@ pub fn start_background(app: Arc<App>, server_url: Option<String>) -> tokio::tas
             *u = server_url;
         }
     }
-    let cluster = app.cluster.clone();
-    let account_url = app.account_url.clone();
-    let worker = tokio::spawn(lifecycle::run(app));
-    tokio::spawn(async move {
-        if let Err(e) = cluster.init_attempts().await {
-            tracing::error!(error = %e, "cannot read attempt ids; scheduling is off");
-            return;
+    let supervisor = control::supervisor::Supervisor::new();
+    let a = app.clone();
+    supervisor.spawn("lifecycle", move |stop| lifecycle::run(a, stop));
+    let (cluster, account_url, sup) = (app.cluster.clone(), app.account_url.clone(), supervisor.clone());
+    supervisor.spawn("control", move |mut stop| async move {
+        tokio::select! {
+            r = cluster.init_attempts() => if let Err(e) = r {
+                tracing::error!(error = %e, "cannot read attempt ids; scheduling is off");
+                return;
+            },
+            _ = stop.stopped() => return,
         }
-        control::supervisor::start(cluster, account_url);
+        control::supervisor::start(&sup, cluster, account_url);
     });
-    worker
+    supervisor
 }
 
 pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {

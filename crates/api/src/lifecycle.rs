@@ -20,10 +20,11 @@ use wire::time::Timestamp;
 /// Tasks removed per write while purging a deleted job.
 const PURGE_CHUNK: usize = 2000;
 
-pub async fn run(app: Arc<App>) {
+/// The worker, until `stop`.
+pub async fn run(app: Arc<App>, mut stop: control::supervisor::Stop) {
     let delay = app.config.transition_delay;
     let mut due_at: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
-    loop {
+    while !stop.is_stopped() {
         let look = app.lifecycle.transitions.swap(false, std::sync::atomic::Ordering::SeqCst)
             || due_at.is_some_and(|d| d <= tokio::time::Instant::now());
         let next_due = match step(&app, delay, look).await {
@@ -36,11 +37,17 @@ pub async fn run(app: Arc<App>) {
         if look {
             due_at = next_due.map(|d| tokio::time::Instant::now() + d);
         }
-        match due_at {
-            Some(d) => {
-                let _ = tokio::time::timeout_at(d, app.lifecycle.notify.notified()).await;
+        let due = async {
+            match due_at {
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(d, app.lifecycle.notify.notified()).await;
+                }
+                None => app.lifecycle.notify.notified().await,
             }
-            None => app.lifecycle.notify.notified().await,
+        };
+        tokio::select! {
+            _ = due => {}
+            _ = stop.stopped() => break,
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::rawdoc::{self, RawObject};
 use crate::render::{self, apply_select, list_options, select_expand};
 use crate::App;
 use serde_json::{json, Map, Value};
+use wire::enums::ComputeNodeState;
 use wire::validate::{check_id, parse_body};
 use wire::{Error, ErrorCode};
 
@@ -232,7 +233,7 @@ fn render_pool(app: &App, ctx: &Ctx, doc: &str, select: Option<&[String]>) -> Re
     let id = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     m.insert("url".into(), Value::String(ctx.url(&pool_path(&id))));
     let states = app.cluster.node_states(&id);
-    let current = states.iter().filter(|s| **s != "leavingpool").count() as u64;
+    let current = states.iter().filter(|s| **s != ComputeNodeState::LeavingPool).count() as u64;
     let target = m.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0)
         + m.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0);
     m.insert("currentDedicatedNodes".into(), json!(current));
@@ -383,7 +384,7 @@ pub async fn resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
 
 /// Stops a resize where it is: the targets become the current counts.
 pub async fn stop_resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
-    let current = app.cluster.node_states(id).iter().filter(|s| **s != "leavingpool").count();
+    let current = app.cluster.node_states(id).iter().filter(|s| **s != ComputeNodeState::LeavingPool).count();
     let pre = ctx.preconditions()?;
     let stored = app
         .store
@@ -509,7 +510,7 @@ pub async fn node_counts(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         let mut dedicated = Map::new();
         let mut low = Map::new();
         for k in keys {
-            let n = states.iter().filter(|s| s.eq_ignore_ascii_case(k)).count();
+            let n = states.iter().filter(|s| s.as_str().eq_ignore_ascii_case(k)).count();
             dedicated.insert(k.into(), json!(n));
             low.insert(k.into(), json!(0));
         }
@@ -628,7 +629,7 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
             ))
         }
     }
-    let state = if wipe { "reimaging" } else { "rebooting" };
+    let state = if wipe { ComputeNodeState::Reimaging } else { ComputeNodeState::Rebooting };
     app.cluster.set_node_state(node, state);
     app.cluster.reset_node(node, wipe);
     Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))))

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use wire::enums::ComputeNodeState;
 use wire::enums::TaskState;
 use wire::models::{CloudJob, CloudTask};
 use wire::time::Timestamp;
@@ -58,7 +59,7 @@ impl Cluster {
             let node = nodes.entry(id.clone()).or_insert_with(|| Node {
                 id: id.clone(),
                 pool_id: pool_id.clone(),
-                state: "idle",
+                state: ComputeNodeState::Idle,
                 scheduling_enabled: true,
                 slots,
                 running: HashMap::new(),
@@ -133,8 +134,15 @@ impl Cluster {
                     stale.push(*a);
                 }
             }
-            if matches!(node.state, "offline" | "unknown" | "rebooting" | "reimaging" | "starting") {
-                node.set_state("idle");
+            if matches!(
+                node.state,
+                ComputeNodeState::Offline
+                    | ComputeNodeState::Unknown
+                    | ComputeNodeState::Rebooting
+                    | ComputeNodeState::Reimaging
+                    | ComputeNodeState::Starting
+            ) {
+                node.set_state(ComputeNodeState::Idle);
             }
             node.refresh_busy_state();
             if booted {
@@ -264,8 +272,8 @@ impl Cluster {
                 return;
             }
             n.tx = None;
-            if !matches!(n.state, "leavingpool" | "rebooting" | "reimaging") {
-                n.set_state("offline");
+            if !matches!(n.state, ComputeNodeState::LeavingPool | ComputeNodeState::Rebooting | ComputeNodeState::Reimaging) {
+                n.set_state(ComputeNodeState::Offline);
             }
         }
         // Attempts queued there stay: the agent may have started (or even
@@ -280,7 +288,7 @@ impl Cluster {
     pub fn superseded(&self, node_id: &str, tx: &mpsc::UnboundedSender<ToAgent>) -> bool {
         lock(&self.nodes).get(node_id).is_some_and(|n| match &n.tx {
             Some(t) => !t.same_channel(tx),
-            None => n.state == "unknown",
+            None => n.state == ComputeNodeState::Unknown,
         })
     }
 
@@ -305,10 +313,18 @@ impl Cluster {
     }
 
     /// Writes the `Started` reports whose wait is over, for attempts still running.
-    pub(crate) async fn debounce_started(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(tokio::time::Instant, String, u64)>) {
+    /// Writes the `Started` reports whose wait is over, for attempts still
+    /// running, until `stop` (see `started`).
+    pub async fn write_started_reports(self: Arc<Self>, mut stop: crate::supervisor::Stop) {
+        let Some(mut rx) = lock(&self.started_rx).take() else { return };
         // Reports due this close together are handled in one wake-up.
         const SLACK: Duration = Duration::from_millis(3);
-        while let Some((due, node, attempt)) = rx.recv().await {
+        loop {
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                _ = stop.stopped() => return,
+            };
+            let Some((due, node, attempt)) = next else { return };
             if due > tokio::time::Instant::now() + SLACK {
                 tokio::time::sleep_until(due).await;
             }

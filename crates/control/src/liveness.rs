@@ -5,6 +5,7 @@ use crate::node::Slot;
 use crate::{lock, Cluster, NODE_LOST_AFTER};
 use proto::FileOp;
 use std::time::Instant;
+use wire::enums::ComputeNodeState;
 use wire::models::CloudTask;
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
@@ -73,14 +74,17 @@ impl Cluster {
     }
 
     /// Marks nodes silent for too long as `unknown` and requeues their tasks.
-    pub async fn check_liveness(&self) {
+    pub async fn check_liveness(&self, now: Instant) {
         let lost: Vec<(String, Vec<(u64, Slot)>)> = {
             let mut nodes = lock(&self.nodes);
             nodes
                 .values_mut()
-                .filter(|n| n.last_seen.elapsed() > NODE_LOST_AFTER && !matches!(n.state, "unknown" | "leavingpool"))
+                .filter(|n| {
+                    now.saturating_duration_since(n.last_seen) > NODE_LOST_AFTER
+                        && !matches!(n.state, ComputeNodeState::Unknown | ComputeNodeState::LeavingPool)
+                })
                 .map(|n| {
-                    n.set_state("unknown");
+                    n.set_state(ComputeNodeState::Unknown);
                     n.tx = None;
                     let queued = n.queued.drain(..);
                     (n.id.clone(), n.running.drain().chain(queued).collect())

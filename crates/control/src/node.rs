@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 use tokio::sync::mpsc;
+use wire::enums::ComputeNodeState;
 use wire::time::Timestamp;
 
 /// A running (or starting) attempt on a node.
@@ -21,8 +22,8 @@ pub struct Slot {
 pub struct Node {
     pub id: String,
     pub pool_id: String,
-    /// Wire state: idle, running, offline, unknown, leavingpool, rebooting, ...
-    pub state: &'static str,
+    /// The node's state as the API shows it.
+    pub state: ComputeNodeState,
     pub scheduling_enabled: bool,
     pub slots: u32,
     pub running: HashMap<u64, Slot>,
@@ -84,17 +85,20 @@ impl Node {
         (self.slots * QUEUE_PER_SLOT).saturating_sub(self.queued_slots())
     }
     pub fn schedulable(&self) -> bool {
-        self.tx.is_some() && self.drain.is_none() && self.scheduling_enabled && matches!(self.state, "idle" | "running")
+        self.tx.is_some()
+            && self.drain.is_none()
+            && self.scheduling_enabled
+            && matches!(self.state, ComputeNodeState::Idle | ComputeNodeState::Running)
     }
-    pub fn set_state(&mut self, s: &'static str) {
+    pub fn set_state(&mut self, s: ComputeNodeState) {
         if self.state != s {
             self.state = s;
             self.state_transition_time = Timestamp::now();
         }
     }
     pub fn refresh_busy_state(&mut self) {
-        if matches!(self.state, "idle" | "running") {
-            self.set_state(if self.running.is_empty() { "idle" } else { "running" });
+        if matches!(self.state, ComputeNodeState::Idle | ComputeNodeState::Running) {
+            self.set_state(if self.running.is_empty() { ComputeNodeState::Idle } else { ComputeNodeState::Running });
         }
     }
 }

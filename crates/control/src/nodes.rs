@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use wire::enums::ComputeNodeState;
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
 
@@ -30,7 +31,7 @@ impl Cluster {
         let children: std::collections::HashSet<String> = lock(&self.children).keys().cloned().collect();
         let nodes = lock(&self.nodes);
         let of_pool: Vec<&Node> = nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).collect();
-        let leaving = of_pool.iter().any(|n| n.state == "leavingpool" || n.drain == Some(Drain::Leave));
+        let leaving = of_pool.iter().any(|n| n.state == ComputeNodeState::LeavingPool || n.drain == Some(Drain::Leave));
         let remote = of_pool.iter().filter(|n| !children.contains(&n.id)).count();
         let local = of_pool.iter().filter(|n| children.contains(&n.id)).count();
         let pending = children
@@ -45,7 +46,7 @@ impl Cluster {
     }
 
     /// Counts of a pool's nodes by state, and how many are connected.
-    pub fn node_states(&self, pool_id: &str) -> Vec<&'static str> {
+    pub fn node_states(&self, pool_id: &str) -> Vec<ComputeNodeState> {
         lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
     }
 
@@ -83,7 +84,7 @@ impl Cluster {
         lock(&self.nodes).get(node_id).is_some_and(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
     }
 
-    pub fn set_node_state(&self, node_id: &str, state: &'static str) {
+    pub fn set_node_state(&self, node_id: &str, state: ComputeNodeState) {
         if let Some(n) = lock(&self.nodes).get_mut(node_id) {
             n.set_state(state);
         }
@@ -102,13 +103,13 @@ impl Cluster {
             let pool = {
                 let mut nodes = lock(&c.nodes);
                 match nodes.get_mut(&id) {
-                    Some(n) if matches!(n.state, "rebooting" | "reimaging") => {
+                    Some(n) if matches!(n.state, ComputeNodeState::Rebooting | ComputeNodeState::Reimaging) => {
                         // Preparation runs again after a reboot
                         // (rerunOnNodeRebootAfterSuccess, the default).
                         n.preps.clear();
                         n.last_boot_time = Timestamp::now();
                         n.start_retries = 0;
-                        n.set_state("idle");
+                        n.set_state(ComputeNodeState::Idle);
                         n.refresh_busy_state();
                         Some(n.pool_id.clone())
                     }
@@ -170,7 +171,7 @@ impl Cluster {
         };
         match what {
             Some(Drain::Restart { wipe }) => {
-                self.set_node_state(node_id, if wipe { "reimaging" } else { "rebooting" });
+                self.set_node_state(node_id, if wipe { ComputeNodeState::Reimaging } else { ComputeNodeState::Rebooting });
                 self.reset_node(node_id, wipe);
             }
             Some(Drain::Leave) => self.remove_node(node_id, true).await,
@@ -185,7 +186,7 @@ impl Cluster {
             let mut nodes = lock(&self.nodes);
             match nodes.get_mut(node_id) {
                 Some(n) => {
-                    n.set_state("leavingpool");
+                    n.set_state(ComputeNodeState::LeavingPool);
                     n.scheduling_enabled = false;
                     let queued = n.queued.drain(..);
                     n.running.drain().chain(queued).collect::<Vec<_>>()

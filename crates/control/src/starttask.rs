@@ -6,6 +6,7 @@ use crate::{lock, Cluster, ClusterConfig};
 use proto::{TaskLaunch, TaskOutcome, ToAgent};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering;
+use wire::enums::ComputeNodeState;
 use wire::time::Timestamp;
 
 fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Node, spec: &Value, attempt: u64) -> TaskLaunch {
@@ -58,7 +59,7 @@ impl Cluster {
                 }
             }
             n.start_task_info = Some(info);
-            n.set_state(if wait { "waitingforstarttask" } else { "idle" });
+            n.set_state(if wait { ComputeNodeState::WaitingForStartTask } else { ComputeNodeState::Idle });
             start_task_launch(&self.config, &lock(&self.config.server_url).clone().unwrap_or_default(), pool_id, n, spec, attempt)
         };
         self.send(node_id, ToAgent::Start(Box::new(launch)));
@@ -94,7 +95,7 @@ impl Cluster {
                 info.insert("state".into(), json!("completed"));
                 info.insert("result".into(), json!("success"));
                 info.remove("failureInfo");
-                n.set_state("idle");
+                n.set_state(ComputeNodeState::Idle);
                 n.refresh_busy_state();
             } else {
                 let code = o.failure_code.clone().unwrap_or_else(|| "FailureExitCode".into());
@@ -107,9 +108,9 @@ impl Cluster {
                 } else {
                     info.insert("state".into(), json!("completed"));
                     if wait {
-                        n.set_state("starttaskfailed");
+                        n.set_state(ComputeNodeState::StartTaskFailed);
                     } else {
-                        n.set_state("idle");
+                        n.set_state(ComputeNodeState::Idle);
                         n.refresh_busy_state();
                     }
                 }

@@ -7,6 +7,7 @@ use proto::ToAgent;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
+use wire::enums::ComputeNodeState;
 use wire::Error;
 
 /// How long a local agent keeps its tasks running without its server.
@@ -131,7 +132,7 @@ impl Cluster {
             // the target, and leave only when the pool is deleted.
             let remote: Vec<String> = lock(&self.nodes)
                 .values()
-                .filter(|n| n.pool_id == pool && !children.contains(&n.id) && n.state != "leavingpool")
+                .filter(|n| n.pool_id == pool && !children.contains(&n.id) && n.state != ComputeNodeState::LeavingPool)
                 .map(|n| n.id.clone())
                 .collect();
             if deleting {
@@ -142,7 +143,12 @@ impl Cluster {
             let target = target.saturating_sub(if deleting { 0 } else { remote.len() });
             let mut have: Vec<(String, bool, u32)> = lock(&self.nodes)
                 .values()
-                .filter(|n| n.pool_id == pool && children.contains(&n.id) && n.state != "leavingpool" && n.drain != Some(Drain::Leave))
+                .filter(|n| {
+                    n.pool_id == pool
+                        && children.contains(&n.id)
+                        && n.state != ComputeNodeState::LeavingPool
+                        && n.drain != Some(Drain::Leave)
+                })
                 .map(|n| (n.id.clone(), n.running.is_empty(), n.used()))
                 .collect();
             // Children started but not yet joined count as nodes.
@@ -182,7 +188,7 @@ impl Cluster {
             .collect();
         for id in crashed {
             lock(&self.children).remove(&id);
-            let leaving = lock(&self.nodes).get(&id).is_none_or(|n| n.state == "leavingpool");
+            let leaving = lock(&self.nodes).get(&id).is_none_or(|n| n.state == ComputeNodeState::LeavingPool);
             let Some(pool) = self.child_pool(&id) else { continue };
             if leaving && lock(&self.nodes).contains_key(&id) {
                 continue;
