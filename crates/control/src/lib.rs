@@ -42,7 +42,6 @@ pub mod tokens;
 pub use node::{Drain, Node, Slot};
 
 use proto::{FileReply, ToAgent};
-use provider::local::LocalAgent;
 use scheduler::attempts::Unwritten;
 use scheduler::readahead::ReadAhead;
 use std::collections::BTreeMap;
@@ -104,8 +103,8 @@ pub struct Cluster {
     store: Store,
     lifecycle: Arc<crate::lifecycle::Lifecycle>,
     pub(crate) nodes: Mutex<BTreeMap<String, Node>>,
-    /// Local agent processes by node id.
-    children: Mutex<HashMap<String, LocalAgent>>,
+    /// Where the pools' nodes come from (see `provider`).
+    pub(crate) provider: Arc<dyn provider::NodeProvider>,
     pub(crate) next_attempt: AtomicU64,
     /// Active jobs per pool, with the job generation they were read at.
     jobs_cache: Mutex<HashMap<String, CachedJobs>>,
@@ -148,7 +147,19 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Cluster {
+    /// The control plane with the local node provider.
     pub fn new(store: Store, config: ClusterConfig, lifecycle: Arc<crate::lifecycle::Lifecycle>) -> Cluster {
+        let provider = Arc::new(provider::local::LocalProvider::new(&config));
+        Cluster::with_provider(store, config, lifecycle, provider)
+    }
+
+    /// The control plane with nodes from `provider`.
+    pub fn with_provider(
+        store: Store,
+        config: ClusterConfig,
+        lifecycle: Arc<crate::lifecycle::Lifecycle>,
+        provider: Arc<dyn provider::NodeProvider>,
+    ) -> Cluster {
         let (started_tx, started_rx) = mpsc::unbounded_channel();
         Cluster {
             started_tx,
@@ -158,7 +169,7 @@ impl Cluster {
             store,
             lifecycle,
             nodes: Mutex::new(BTreeMap::new()),
-            children: Mutex::new(HashMap::new()),
+            provider,
             next_attempt: AtomicU64::new(1),
             inflight: Mutex::new(Default::default()),
             unwritten: Mutex::new(HashMap::new()),

@@ -28,14 +28,7 @@ impl Cluster {
     pub async fn expect_nodes(&self) -> Result<(), Error> {
         let mut nodes: std::collections::HashSet<String> =
             self.store.assigned_tasks().await?.into_iter().map(|(_, _, node, _)| node).collect();
-        if let Ok(dirs) = std::fs::read_dir(&self.config.nodes_dir) {
-            for d in dirs.flatten() {
-                let id = d.file_name().to_string_lossy().to_string();
-                if self.child_pool(&id).is_some() {
-                    nodes.insert(id);
-                }
-            }
-        }
+        nodes.extend(self.provider.expected());
         let joined: Vec<String> = lock(&self.nodes).keys().cloned().collect();
         for id in joined {
             nodes.remove(&id);

@@ -2,7 +2,6 @@
 //! node (scheduling state, reboot/reimage, drain, removal, file requests).
 
 use crate::node::{Drain, Node, Slot};
-use crate::provider::local::{stop_agent_at, LocalAgent};
 use crate::{lock, Cluster};
 use proto::{FileOp, FileReply, FileRequest, ToAgent};
 use serde_json::{Map, Value};
@@ -28,16 +27,14 @@ impl Cluster {
     /// `steady` when the pool has the nodes its target asks for (local nodes
     /// fill what remote nodes leave; none are starting or leaving), else `resizing`.
     pub fn allocation_state(&self, pool_id: &str, target: usize) -> &'static str {
-        let children: std::collections::HashSet<String> = lock(&self.children).keys().cloned().collect();
+        let provided = self.provider.nodes();
+        let children: std::collections::HashSet<&str> = provided.iter().map(|n| n.id.as_str()).collect();
         let nodes = lock(&self.nodes);
         let of_pool: Vec<&Node> = nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).collect();
         let leaving = of_pool.iter().any(|n| n.state == ComputeNodeState::LeavingPool || n.drain == Some(Drain::Leave));
-        let remote = of_pool.iter().filter(|n| !children.contains(&n.id)).count();
-        let local = of_pool.iter().filter(|n| children.contains(&n.id)).count();
-        let pending = children
-            .iter()
-            .filter(|id| !nodes.contains_key(*id) && self.child_pool(id).as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pool_id)))
-            .count();
+        let remote = of_pool.iter().filter(|n| !children.contains(n.id.as_str())).count();
+        let local = of_pool.iter().filter(|n| children.contains(n.id.as_str())).count();
+        let pending = provided.iter().filter(|n| !nodes.contains_key(&n.id) && n.pool.eq_ignore_ascii_case(pool_id)).count();
         if !leaving && pending == 0 && local == target.saturating_sub(remote) {
             "steady"
         } else {
@@ -203,27 +200,7 @@ impl Cluster {
         }
         self.send(node_id, ToAgent::Shutdown);
         lock(&self.nodes).remove(node_id);
-        let child = lock(&self.children).remove(node_id);
-        let root = self.config.nodes_dir.join(node_id);
-        match child {
-            Some(LocalAgent::Child(mut child)) => {
-                tokio::spawn(async move {
-                    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                        let _ = child.kill().await;
-                    }
-                    let _ = std::fs::remove_dir_all(root);
-                });
-            }
-            Some(LocalAgent::Adopted) => {
-                tokio::spawn(async move {
-                    stop_agent_at(&root).await;
-                    let _ = std::fs::remove_dir_all(root);
-                });
-            }
-            None => {
-                let _ = std::fs::remove_dir_all(root);
-            }
-        }
+        tokio::spawn(self.provider.remove(node_id));
         self.wake.notify_one();
     }
 }

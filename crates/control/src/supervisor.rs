@@ -107,11 +107,11 @@ pub fn start(sup: &Supervisor, cluster: Arc<Cluster>, account_url: Arc<Mutex<Opt
     });
     let c = cluster.clone();
     sup.spawn("local-nodes", move |mut stop| async move {
-        if let Err(e) = c.adopt_local_nodes().await {
+        if let Err(e) = c.recover_nodes().await {
             tracing::warn!(error = %e, "restarting the local nodes failed");
         }
         while !stop.is_stopped() {
-            if let Err(e) = c.reconcile_local().await {
+            if let Err(e) = c.reconcile_pools().await {
                 tracing::warn!(error = %e, "node reconciliation failed");
             }
             tokio::select! {

@@ -9,11 +9,14 @@
 #![allow(dead_code)] // each test file uses a part of the harness
 
 use control::lifecycle::Lifecycle;
+use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
 use control::supervisor::Supervisor;
 use control::{Cluster, ClusterConfig};
+use futures_util::future::BoxFuture;
 use proto::{Hello, TaskLaunch, TaskOutcome, ToAgent, ToServer};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use store::tasks::NewTask;
 use store::Store;
@@ -37,6 +40,15 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
+        World::build(None).await
+    }
+
+    /// A world whose pools get their nodes from `provider` (see `FakeProvider`).
+    pub async fn with_provider(provider: Arc<dyn NodeProvider>) -> World {
+        World::build(Some(provider)).await
+    }
+
+    async fn build(provider: Option<Arc<dyn NodeProvider>>) -> World {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let lifecycle = Arc::new(Lifecycle::new(&store));
@@ -52,7 +64,10 @@ impl World {
             applications_dir: dir.path().join("applications"),
             auto_storage: None,
         };
-        let cluster = Arc::new(Cluster::new(store.clone(), config, lifecycle.clone()));
+        let cluster = Arc::new(match provider {
+            Some(p) => Cluster::with_provider(store.clone(), config, lifecycle.clone(), p),
+            None => Cluster::new(store.clone(), config, lifecycle.clone()),
+        });
         cluster.init_attempts().await.unwrap();
         let supervisor = Supervisor::new();
         let c = cluster.clone();
@@ -344,5 +359,51 @@ pub fn task(id: &str) -> CloudTask {
         cleanup_at: None,
         files_cleaned: false,
         subtasks: None,
+    }
+}
+
+/// A node provider that only records what it is asked: `add` makes nodes
+/// named `<pool>-<n>` that have not joined (a test joins them), `remove`
+/// forgets one.
+#[derive(Default)]
+pub struct FakeProvider {
+    pub nodes: Mutex<Vec<ProvidedNode>>,
+    pub added: Mutex<Vec<String>>,
+    pub removed: Mutex<Vec<String>>,
+}
+
+impl NodeProvider for FakeProvider {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn nodes(&self) -> Vec<ProvidedNode> {
+        self.nodes.lock().unwrap().clone()
+    }
+    fn add(&self, pool: &str, count: usize) -> Result<(), wire::Error> {
+        let mut nodes = self.nodes.lock().unwrap();
+        for _ in 0..count {
+            let id = format!("{pool}-{}", self.added.lock().unwrap().len() + 1);
+            self.added.lock().unwrap().push(id.clone());
+            nodes.push(ProvidedNode { id, pool: pool.to_string() });
+        }
+        Ok(())
+    }
+    fn remove(&self, node: &str) -> BoxFuture<'static, ()> {
+        self.nodes.lock().unwrap().retain(|n| n.id != node);
+        self.removed.lock().unwrap().push(node.to_string());
+        Box::pin(async {})
+    }
+    fn check(&self, _leaving: &(dyn Fn(&str) -> bool + Sync)) -> Vec<ProviderEvent> {
+        Vec::new()
+    }
+    fn recover<'a>(&'a self, _targets: &'a [PoolTarget]) -> BoxFuture<'a, Result<(), wire::Error>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn expected(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn stop_all(&self) -> BoxFuture<'_, ()> {
+        self.nodes.lock().unwrap().clear();
+        Box::pin(async {})
     }
 }
