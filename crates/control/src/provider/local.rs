@@ -134,14 +134,8 @@ impl NodeProvider for LocalProvider {
         let root = self.nodes_dir.join(node);
         let owned = child.is_some() || root.join("volatile").join("pool-id").exists();
         Box::pin(async move {
-            match child {
-                Some(LocalAgent::Child(mut child)) => {
-                    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                        let _ = child.kill().await;
-                    }
-                }
-                Some(LocalAgent::Adopted) => stop_agent_at(&root).await,
-                None => {}
+            if let Some(agent) = child {
+                stop(agent, &root).await;
             }
             if owned {
                 let _ = std::fs::remove_dir_all(root);
@@ -216,19 +210,24 @@ impl NodeProvider for LocalProvider {
         Box::pin(async move {
             let waits = children.into_iter().map(|(id, child)| {
                 let root = nodes_dir.join(&id);
-                async move {
-                    match child {
-                        LocalAgent::Child(mut c) => {
-                            if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
-                                let _ = c.kill().await;
-                            }
-                        }
-                        LocalAgent::Adopted => stop_agent_at(&root).await,
-                    }
-                }
+                async move { stop(child, &root).await }
             });
             futures_util::future::join_all(waits).await;
         })
+    }
+}
+
+/// Waits for a node's agent to exit after it was told to shut down: 5 s for
+/// one this server started, then SIGKILL; one it adopted is signalled (see
+/// `stop_agent_at`).
+async fn stop(agent: LocalAgent, root: &std::path::Path) {
+    match agent {
+        LocalAgent::Child(mut c) => {
+            if tokio::time::timeout(Duration::from_secs(5), c.wait()).await.is_err() {
+                let _ = c.kill().await;
+            }
+        }
+        LocalAgent::Adopted => stop_agent_at(root).await,
     }
 }
 
