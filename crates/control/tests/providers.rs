@@ -22,7 +22,8 @@ async fn a_pool_target_asks_the_provider_for_that_many_nodes_once() {
     w.cluster.reconcile_pools().await.unwrap();
     assert_eq!(p.added.lock().unwrap().len(), 3, "pending nodes count toward the target");
     assert_eq!(w.cluster.allocation_state("p", 3), "resizing", "nodes started but not joined");
-    for id in p.added.lock().unwrap().clone() {
+    let added = p.added.lock().unwrap().clone();
+    for id in added {
         w.join("p", &id).await;
     }
     assert_eq!(w.cluster.allocation_state("p", 3), "steady");
