@@ -2,7 +2,7 @@
 //! /applications/{id}`) over the registry in `control::packages`.
 
 use crate::http::{Ctx, Reply};
-use crate::App;
+use crate::state::App;
 use control::packages::{get, list, Application};
 use serde_json::{json, Value};
 use wire::{Error, ErrorCode};

@@ -1,17 +1,14 @@
 //! Pool, compute node and node-file operations.
 
 use crate::http::{encode_segment, Ctx, Reply};
+use crate::paths::pool_path;
 use crate::rawdoc::{self, RawObject};
 use crate::render::{self, apply_select, list_options, select_expand};
-use crate::App;
+use crate::state::App;
 use serde_json::{json, Map, Value};
 use wire::enums::ComputeNodeState;
 use wire::validate::{check_id, parse_body};
 use wire::{Error, ErrorCode};
-
-pub fn pool_path(id: &str) -> String {
-    format!("/pools/{}", encode_segment(id))
-}
 
 fn obj(v: &Value, name: &str) -> Result<(), Error> {
     if v.is_object() {
@@ -453,7 +450,7 @@ pub async fn terminate_running_on(app: &App, node_id: &str) {
                 if t.attempt != Some(task_attempt) {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
-                crate::tasks::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
+                control::jobs::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
                 t.attempt = None;
                 t.node = None;
                 Ok(())

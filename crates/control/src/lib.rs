@@ -26,6 +26,7 @@ pub mod completion;
 pub mod data;
 pub mod execution;
 pub mod jobprep;
+pub mod jobs;
 pub mod launch;
 pub mod lifecycle;
 pub mod liveness;
@@ -35,6 +36,7 @@ pub mod nodes;
 pub mod packages;
 pub mod provider;
 pub mod scheduler;
+pub mod schedules;
 pub mod starttask;
 pub mod supervisor;
 pub mod tokens;
@@ -93,6 +95,11 @@ pub struct ClusterConfig {
     pub applications_dir: PathBuf,
     /// The account's linked storage account (`autoStorageContainerName`).
     pub auto_storage: Option<crate::data::AutoStorage>,
+    /// Enforce the service's own limits where openbatch is more generous
+    /// by default (e.g. 64,000 characters of dependency task ids).
+    pub strict_limits: bool,
+    /// How long a job shows a transitional state before the change completes.
+    pub transition_delay: Duration,
 }
 
 /// A pool's active jobs, with the job generation they were read at.

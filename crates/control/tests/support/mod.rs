@@ -63,6 +63,8 @@ impl World {
             file_roots: None,
             applications_dir: dir.path().join("applications"),
             auto_storage: None,
+            strict_limits: false,
+            transition_delay: Duration::ZERO,
         };
         let cluster = Arc::new(match provider {
             Some(p) => Cluster::with_provider(store.clone(), config, lifecycle.clone(), p),
