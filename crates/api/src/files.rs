@@ -11,8 +11,9 @@
 //! buffers, whatever the file's size.
 
 use crate::http::{encode_segment, Ctx, Reply};
+use crate::paths::{pool_path, task_path};
 use crate::render;
-use crate::App;
+use crate::state::App;
 use axum::body::Body;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -190,7 +191,7 @@ pub async fn task_location(app: &App, ctx: &Ctx, job: &str, task: &str) -> Resul
     if app.cluster.node_root(&pool, &node).is_none() {
         return Err(Error::msg(ErrorCode::TaskFilesUnavailable, "The compute node that ran the task is no longer in the pool."));
     }
-    Ok(Location { node, base: dir, url_prefix: ctx.url(&format!("{}/files", crate::tasks::task_path(job, task))) })
+    Ok(Location { node, base: dir, url_prefix: ctx.url(&format!("{}/files", task_path(job, task))) })
 }
 
 pub async fn node_location(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Location, Error> {
@@ -201,7 +202,7 @@ pub async fn node_location(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Resu
     Ok(Location {
         node: node.to_string(),
         base: String::new(),
-        url_prefix: ctx.url(&format!("{}/nodes/{}/files", crate::pools::pool_path(pool), encode_segment(node))),
+        url_prefix: ctx.url(&format!("{}/nodes/{}/files", pool_path(pool), encode_segment(node))),
     })
 }
 

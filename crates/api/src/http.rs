@@ -33,14 +33,7 @@ pub fn encode_query_value(v: &str) -> String {
     utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
-/// Characters to escape in a path segment: as in a query value, but `:`
-/// stays (the jobs of a job schedule are `{schedule}:job-{n}`).
-const SEGMENT: &AsciiSet = &QUERY_VALUE.remove(b':');
-
-/// Percent-encodes an id for use as one path segment.
-pub fn encode_segment(v: &str) -> String {
-    utf8_percent_encode(v, SEGMENT).to_string()
-}
+pub use wire::encode_segment;
 
 /// Splits and decodes a raw query string (`+` is a space).
 pub fn parse_query(raw: &str) -> Vec<(String, String)> {

@@ -1,124 +1,23 @@
 //! Job operations.
 
-use crate::http::{encode_segment, Ctx, Reply};
+use crate::http::{Ctx, Reply};
+use crate::paths::job_path;
 use crate::render::{self, apply_select, list_options, resource, select_expand};
-use crate::App;
+use crate::state::App;
+use control::jobs::{default_constraints, refuse_if_ending};
 use serde_json::Value;
 use wire::enums::*;
-use wire::models::TaskAddParameter;
 use wire::models::*;
 use wire::time::{Duration, Timestamp};
 use wire::validate::{check_job, check_job_update, parse_body};
 use wire::{Error, ErrorCode};
 
-pub fn job_path(id: &str) -> String {
-    format!("/jobs/{}", encode_segment(id))
-}
-
-/// Why a job in `state` cannot be changed, if it cannot.
-pub fn refuse_if_ending(state: JobState) -> Result<(), Error> {
-    match state {
-        JobState::Completed => Err(Error::new(ErrorCode::JobCompleted)),
-        JobState::Terminating => Err(Error::new(ErrorCode::JobBeingTerminated)),
-        JobState::Deleting => Err(Error::new(ErrorCode::JobBeingDeleted)),
-        _ => Ok(()),
-    }
-}
-
-fn default_constraints(c: Option<JobConstraints>) -> JobConstraints {
-    let c = c.unwrap_or(JobConstraints { max_wall_clock_time: None, max_task_retry_count: None });
-    JobConstraints {
-        max_wall_clock_time: Some(c.max_wall_clock_time.unwrap_or(Duration::INFINITE)),
-        max_task_retry_count: Some(c.max_task_retry_count.unwrap_or(0)),
-    }
-}
-
 pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     let p: JobAddParameter = parse_body(&ctx.body)?;
     let id = check_job(&p)?;
-    let stored = add(app, new_job(app, id.clone(), p)).await?;
+    let stored = control::jobs::add(&app.cluster, control::jobs::new_job(&app.cluster, id.clone(), p)).await?;
     let url = ctx.url(&job_path(&id));
     Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
-}
-
-/// The job manager task as the task it becomes (same id and properties).
-fn manager_task(app: &App, job: &CloudJob) -> Result<Option<store::tasks::NewTask>, Error> {
-    let Some(jm) = &job.job_manager_task else { return Ok(None) };
-    let mut v = serde_json::to_value(jm).map_err(Error::internal)?;
-    if let Some(m) = v.as_object_mut() {
-        for k in ["killJobOnCompletion", "runExclusive", "allowLowPriorityNode"] {
-            m.remove(k);
-        }
-    }
-    let p: TaskAddParameter = wire::validate::from_value(v)?;
-    let id = wire::validate::check_task(&p).map_err(|e| prefix_property(e, "jobManagerTask"))?;
-    crate::tasks::build(app, p, id, job).map(Some)
-}
-
-/// Names a nested property in an error from validating a part of a request.
-fn prefix_property(mut e: Error, parent: &str) -> Error {
-    for (k, v) in e.values.iter_mut() {
-        if k == "PropertyName" {
-            *v = format!("{parent}.{v}");
-        }
-    }
-    e
-}
-
-/// Stores a new job (its pool must exist) and starts what watches it. A
-/// job manager task is added to the job as its first task.
-pub async fn add(app: &App, job: CloudJob) -> Result<store::Stored, Error> {
-    let timed = job.constraints.max_wall_clock_time.is_some_and(|d| !d.is_infinite());
-    let manager = manager_task(app, &job)?;
-    let id = job.id.clone();
-    let stored = app.store.create_job(job).await?;
-    if let Some(m) = manager {
-        app.store.add_tasks(&id, vec![m], |_| Ok(())).await?;
-    }
-    if timed {
-        app.lifecycle.wake(); // its wall clock is now running
-    }
-    app.cluster.wake.notify_one();
-    Ok(stored)
-}
-
-/// A job as the service fills it in from a validated request.
-pub fn new_job(app: &App, id: String, p: JobAddParameter) -> CloudJob {
-    let (now, etag) = app.store.etags.next();
-    let pool_info = p.pool_info.unwrap_or(PoolInformation { pool_id: None, auto_pool_specification: None });
-    CloudJob {
-        id,
-        display_name: p.display_name,
-        uses_task_dependencies: p.uses_task_dependencies.unwrap_or(false),
-        e_tag: etag,
-        last_modified: now,
-        creation_time: now,
-        state: JobState::Active,
-        state_transition_time: now,
-        previous_state: None,
-        previous_state_transition_time: None,
-        priority: p.priority.unwrap_or(0),
-        allow_task_preemption: p.allow_task_preemption.unwrap_or(false),
-        max_parallel_tasks: p.max_parallel_tasks.unwrap_or(-1),
-        constraints: default_constraints(p.constraints),
-        job_manager_task: p.job_manager_task,
-        job_preparation_task: p.job_preparation_task,
-        job_release_task: p.job_release_task,
-        common_environment_settings: p.common_environment_settings,
-        execution_info: JobExecutionInformation {
-            start_time: now,
-            end_time: None,
-            pool_id: pool_info.pool_id.clone(),
-            scheduling_error: None,
-            terminate_reason: None,
-        },
-        pool_info,
-        on_all_tasks_complete: p.on_all_tasks_complete.unwrap_or(OnAllTasksComplete::NoAction),
-        on_task_failure: p.on_task_failure.unwrap_or(OnTaskFailure::NoAction),
-        network_configuration: p.network_configuration,
-        metadata: p.metadata,
-        pending_disable: None,
-    }
 }
 
 /// The job's `stats`, added up from its tasks' counters.
@@ -359,4 +258,12 @@ pub async fn prep_release_status(app: &App, ctx: &Ctx, id: &str) -> Result<Reply
     let base = ctx.url("");
     let items = app.cluster.prep_release_status(&job.id, base.trim_end_matches('/'));
     Ok(Reply::json(200, render::list(ctx, "jobpreparationandreleasetaskstatuslist", items, None)))
+}
+
+/// The jobs of a job schedule.
+pub async fn list_of_schedule(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    app.store.get_doc(store::pools::SCHEDULES, id).await?;
+    let page = app.store.list_schedule_jobs(id, opts.store_query()).await?;
+    list_reply(app, ctx, &opts, page).await
 }

@@ -4,17 +4,12 @@
 //! headers — or with a Batch error body from the one table in
 //! [`wire::error`].
 
+pub mod agent_ws;
 pub mod applications;
-pub mod cluster;
-pub mod data;
-pub mod execution;
 pub mod files;
 pub mod http;
-pub mod jobprep;
 pub mod jobs;
-pub mod lifecycle;
-pub mod multi;
-pub mod placement;
+pub mod paths;
 pub mod pools;
 pub mod rawdoc;
 pub mod render;
@@ -22,6 +17,7 @@ pub mod route;
 pub mod schedules;
 pub mod server;
 pub mod sharedkey;
+pub mod state;
 pub mod tasks;
 pub mod tls;
 pub mod tokens;
@@ -36,78 +32,15 @@ use route::Operation;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use store::Store;
 use tokio::net::TcpListener;
 use wire::{Error, ErrorCode};
+
+pub use state::{ApiConfig, App};
 
 /// api-versions of the real clients: Python 15.x, the latest stable swagger,
 /// Python 14.x and the az CLI, older swaggers, and the JS client.
 pub const API_VERSIONS: &[&str] =
     &["2025-06-01", "2024-07-01.20.0", "2024-02-01.19.0", "2023-11-01.18.0", "2023-05-01.17.0", "2022-10-01.16.0"];
-
-/// Settings of the API server.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    pub account: String,
-    /// Decoded account keys: primary first, then secondary.
-    pub keys: Vec<Vec<u8>>,
-    /// The base URL clients should see in links (`url`, `odata.nextLink`);
-    /// when unset, `http://` + the request's Host header.
-    pub public_url: Option<String>,
-    /// How long a job shows a transitional state before the change completes.
-    pub transition_delay: Duration,
-    /// The token node agents present to join (`Authorization: Bearer`).
-    pub agent_token: String,
-    /// Where local nodes keep their root directories.
-    pub nodes_dir: std::path::PathBuf,
-    /// Registered application packages (see `applications`).
-    pub applications_dir: std::path::PathBuf,
-    /// The account's linked storage account, if any (`autoStorageContainerName`).
-    pub auto_storage: Option<data::AutoStorage>,
-    /// The program started for local nodes (this binary); None disables local nodes.
-    pub agent_program: Option<std::path::PathBuf>,
-    /// Enforce the service's own limits where openbatch is more generous by
-    /// default (e.g. 64,000 characters of dependency task ids).
-    pub strict_limits: bool,
-    /// `file://` roots for local nodes' transfers (`:`-separated); None: any path.
-    pub file_roots: Option<String>,
-}
-
-/// Shared state of the running server.
-pub struct App {
-    pub store: Store,
-    pub config: ApiConfig,
-    pub lifecycle: Arc<lifecycle::Lifecycle>,
-    pub cluster: Arc<cluster::Cluster>,
-    /// The base URL of the account as first seen (used where no request is at hand).
-    pub account_url: Arc<std::sync::Mutex<Option<String>>>,
-    auth: sharedkey::SharedKeyConfig,
-}
-
-impl App {
-    pub fn new(store: Store, config: ApiConfig) -> Arc<App> {
-        let auth = sharedkey::SharedKeyConfig { account: config.account.clone(), keys: config.keys.clone() };
-        let lifecycle = Arc::new(lifecycle::Lifecycle::new(&store));
-        let cluster = Arc::new(cluster::Cluster::new(
-            store.clone(),
-            cluster::ClusterConfig {
-                agent_token: config.agent_token.clone(),
-                nodes_dir: config.nodes_dir.clone(),
-                applications_dir: config.applications_dir.clone(),
-                server_url: Default::default(),
-                agent_env: Default::default(),
-                agent_program: config.agent_program.clone(),
-                account: config.account.clone(),
-                token_key: config.keys.first().cloned().unwrap_or_default(),
-                file_roots: config.file_roots.clone(),
-                auto_storage: config.auto_storage.clone(),
-            },
-            lifecycle.clone(),
-        ));
-        let account_url = Arc::new(std::sync::Mutex::new(config.public_url.clone()));
-        Arc::new(App { store, config, lifecycle, cluster, account_url, auth })
-    }
-}
 
 /// Serves the API on `listener` (see [`server`]: limits, TLS) until
 /// `shutdown` resolves, then finishes the requests in flight.
@@ -120,10 +53,12 @@ pub async fn serve(
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let server_url = listener.local_addr().ok().map(|a| format!("{scheme}://{a}"));
     *app.cluster.config.agent_env.lock().unwrap_or_else(|p| p.into_inner()) = opts.agent_env.clone();
-    let worker = start_background(app.clone(), server_url);
+    let supervisor = start_background(app.clone(), server_url);
     let cluster = app.cluster.clone();
     let r = server::run(app, listener, opts, shutdown).await;
-    worker.abort();
+    // In order: the background loops (no new placements, transitions or
+    // node changes), then the local nodes.
+    supervisor.shutdown(Duration::from_secs(10)).await;
     cluster.stop_local_nodes().await;
     r
 }
@@ -134,9 +69,11 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new().fallback(handle).with_state(app)
 }
 
-/// Starts the background workers: job state transitions, scheduling, local
-/// nodes and node liveness. `server_url` is where local agents dial.
-pub fn start_background(app: Arc<App>, server_url: Option<String>) -> tokio::task::JoinHandle<()> {
+/// Starts the background loops under one supervisor (see
+/// `control::supervisor`): the job lifecycle worker, then — once attempt ids
+/// are initialised — the control plane's loops. `server_url` is where local
+/// agents dial. Stop them with `Supervisor::shutdown`.
+pub fn start_background(app: Arc<App>, server_url: Option<String>) -> Arc<control::supervisor::Supervisor> {
     *app.cluster.config.server_url.lock().unwrap_or_else(|p| p.into_inner()) = server_url.clone();
     {
         let mut u = app.account_url.lock().unwrap_or_else(|p| p.into_inner());
@@ -144,17 +81,21 @@ pub fn start_background(app: Arc<App>, server_url: Option<String>) -> tokio::tas
             *u = server_url;
         }
     }
-    let cluster = app.cluster.clone();
-    let account_url = app.account_url.clone();
-    let worker = tokio::spawn(lifecycle::run(app));
-    tokio::spawn(async move {
-        if let Err(e) = cluster.init_attempts().await {
-            tracing::error!(error = %e, "cannot read attempt ids; scheduling is off");
-            return;
+    let supervisor = control::supervisor::Supervisor::new();
+    let c = app.cluster.clone();
+    supervisor.spawn("lifecycle", move |stop| control::lifecycle::run(c, stop));
+    let (cluster, account_url, sup) = (app.cluster.clone(), app.account_url.clone(), supervisor.clone());
+    supervisor.spawn("control", move |mut stop| async move {
+        tokio::select! {
+            r = cluster.init_attempts() => if let Err(e) = r {
+                tracing::error!(error = %e, "cannot read attempt ids; scheduling is off");
+                return;
+            },
+            _ = stop.stopped() => return,
         }
-        cluster::start(cluster, account_url);
+        control::supervisor::start(&sup, cluster, account_url);
     });
-    worker
+    supervisor
 }
 
 pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
@@ -278,7 +219,7 @@ async fn package_archive(app: &App, headers: &axum::http::HeaderMap, rest: &str)
     let mut parts =
         rest.trim_start_matches('/').splitn(2, '/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned());
     let (Some(id), Some(version)) = (parts.next(), parts.next()) else { return status(404, "no such package") };
-    let Some(path) = applications::archive(&app.config.applications_dir, &id, &version) else {
+    let Some(path) = control::packages::archive(&app.config.applications_dir, &id, &version) else {
         return status(404, "no such package");
     };
     match tokio::fs::File::open(&path).await {
@@ -307,7 +248,7 @@ async fn agent_connect(app: Arc<App>, req: Request) -> Response<Body> {
         Ok(ws) => {
             let cluster = app.cluster.clone();
             let url = app.account_url.clone();
-            ws.on_upgrade(move |socket| cluster::serve_agent(cluster, socket, url)).into_response()
+            ws.on_upgrade(move |socket| agent_ws::serve_agent(cluster, socket, url)).into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -367,7 +308,7 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         DisableSchedule(s) => schedules::disable(app, ctx, &s).await,
         EnableSchedule(s) => schedules::enable(app, ctx, &s).await,
         TerminateSchedule(s) => schedules::terminate(app, ctx, &s).await,
-        ListScheduleJobs(s) => schedules::list_jobs(app, ctx, &s).await,
+        ListScheduleJobs(s) => jobs::list_of_schedule(app, ctx, &s).await,
         ListApplications => applications::list_handler(app, ctx).await,
         GetApplication(a) => applications::get_handler(app, ctx, &a).await,
         ListPools => pools::list(app, ctx).await,

@@ -1,16 +1,14 @@
 //! Pool, compute node and node-file operations.
 
 use crate::http::{encode_segment, Ctx, Reply};
+use crate::paths::pool_path;
 use crate::rawdoc::{self, RawObject};
 use crate::render::{self, apply_select, list_options, select_expand};
-use crate::App;
+use crate::state::App;
 use serde_json::{json, Map, Value};
+use wire::enums::ComputeNodeState;
 use wire::validate::{check_id, parse_body};
 use wire::{Error, ErrorCode};
-
-pub fn pool_path(id: &str) -> String {
-    format!("/pools/{}", encode_segment(id))
-}
 
 fn obj(v: &Value, name: &str) -> Result<(), Error> {
     if v.is_object() {
@@ -96,7 +94,7 @@ fn autoscale_unsupported() -> Error {
 /// `InvalidApplicationPackageReferences`, as the service answers.
 fn check_packages(app: &App, refs: Option<Vec<wire::models::ApplicationPackageReference>>) -> Result<(), Error> {
     let Some(refs) = refs else { return Ok(()) };
-    crate::applications::resolve(&app.config.applications_dir, &refs)
+    control::packages::resolve(&app.config.applications_dir, &refs)
         .map(|_| ())
         .map_err(|reason| Error::new(ErrorCode::InvalidApplicationPackageReferences).with("Reason", reason))
 }
@@ -232,7 +230,7 @@ fn render_pool(app: &App, ctx: &Ctx, doc: &str, select: Option<&[String]>) -> Re
     let id = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     m.insert("url".into(), Value::String(ctx.url(&pool_path(&id))));
     let states = app.cluster.node_states(&id);
-    let current = states.iter().filter(|s| **s != "leavingpool").count() as u64;
+    let current = states.iter().filter(|s| **s != ComputeNodeState::LeavingPool).count() as u64;
     let target = m.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0)
         + m.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0);
     m.insert("currentDedicatedNodes".into(), json!(current));
@@ -383,7 +381,7 @@ pub async fn resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
 
 /// Stops a resize where it is: the targets become the current counts.
 pub async fn stop_resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
-    let current = app.cluster.node_states(id).iter().filter(|s| **s != "leavingpool").count();
+    let current = app.cluster.node_states(id).iter().filter(|s| **s != ComputeNodeState::LeavingPool).count();
     let pre = ctx.preconditions()?;
     let stored = app
         .store
@@ -436,7 +434,7 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
                 app.cluster.remove_node(&n, false).await;
             }
             "requeue" => app.cluster.remove_node(&n, true).await,
-            _ => app.cluster.drain(&n, crate::cluster::Drain::Leave).await,
+            _ => app.cluster.drain(&n, control::Drain::Leave).await,
         }
     }
     Ok(Reply::status(202).changed(&stored, ctx.url(&pool_path(id))))
@@ -452,7 +450,7 @@ pub async fn terminate_running_on(app: &App, node_id: &str) {
                 if t.attempt != Some(task_attempt) {
                     return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
                 }
-                crate::tasks::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
+                control::jobs::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
                 t.attempt = None;
                 t.node = None;
                 Ok(())
@@ -509,7 +507,7 @@ pub async fn node_counts(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         let mut dedicated = Map::new();
         let mut low = Map::new();
         for k in keys {
-            let n = states.iter().filter(|s| s.eq_ignore_ascii_case(k)).count();
+            let n = states.iter().filter(|s| s.as_str().eq_ignore_ascii_case(k)).count();
             dedicated.insert(k.into(), json!(n));
             low.insert(k.into(), json!(0));
         }
@@ -552,7 +550,7 @@ async fn pool_doc(app: &App, id: &str) -> Result<Map<String, Value>, Error> {
 pub async fn list_nodes(app: &App, ctx: &Ctx, pool: &str) -> Result<Reply, Error> {
     let opts = list_options(ctx)?;
     let doc = pool_doc(app, pool).await?;
-    let mut nodes = app.cluster.pool_nodes(pool, &ctx.base_url, &vm_size(&doc));
+    let mut nodes = app.cluster.pool_nodes(pool, |n| crate::render::node(n, &ctx.base_url, &vm_size(&doc)));
     if let Some(st) = doc.get("startTask") {
         for n in nodes.iter_mut() {
             n.insert("startTask".into(), st.clone());
@@ -588,7 +586,7 @@ pub async fn get_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Re
     let doc = pool_doc(app, pool).await?;
     let mut n = app
         .cluster
-        .node(pool, node, &ctx.base_url, &vm_size(&doc))
+        .node(pool, node, |n| crate::render::node(n, &ctx.base_url, &vm_size(&doc)))
         .ok_or_else(|| Error::new(ErrorCode::NodeNotFound).with("NodeId", node))?;
     if let Some(st) = doc.get("startTask") {
         n.insert("startTask".into(), st.clone());
@@ -618,7 +616,7 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
         "terminate" => terminate_running_on(app, node).await,
         // Running tasks finish first; the node takes no new ones meanwhile.
         "taskcompletion" | "retaineddata" => {
-            app.cluster.drain(node, crate::cluster::Drain::Restart { wipe }).await;
+            app.cluster.drain(node, control::Drain::Restart { wipe }).await;
             return Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))));
         }
         other => {
@@ -628,7 +626,7 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
             ))
         }
     }
-    let state = if wipe { "reimaging" } else { "rebooting" };
+    let state = if wipe { ComputeNodeState::Reimaging } else { ComputeNodeState::Rebooting };
     app.cluster.set_node_state(node, state);
     app.cluster.reset_node(node, wipe);
     Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))))

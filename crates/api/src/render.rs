@@ -199,3 +199,36 @@ pub fn matches(f: &Filter, doc: &Map<String, Value>) -> bool {
         }
     }
 }
+
+/// A node as the Batch API shows it (`ComputeNode` / `BatchNode`).
+pub fn node(n: &control::Node, base_url: &str, vm_size: &str) -> Map<String, Value> {
+    let url = format!("{base_url}/pools/{}/nodes/{}", wire::encode_segment(&n.pool_id), wire::encode_segment(&n.id));
+    let v = serde_json::json!({
+        "id": n.id,
+        "url": url,
+        "state": n.state,
+        "schedulingState": if n.scheduling_enabled { "enabled" } else { "disabled" },
+        "stateTransitionTime": n.state_transition_time,
+        "lastBootTime": n.last_boot_time,
+        "allocationTime": n.allocation_time,
+        "ipAddress": n.ip,
+        "affinityId": format!("TVM:{}", n.id),
+        "vmSize": vm_size,
+        "totalTasksRun": n.total_run,
+        "runningTasksCount": n.running.len(),
+        "runningTaskSlotsCount": n.used(),
+        "totalTasksSucceeded": n.total_succeeded,
+        "recentTasks": n.recent.iter().cloned().collect::<Vec<_>>(),
+        "isDedicated": n.is_dedicated,
+        "endpointConfiguration": {"inboundEndpoints": []},
+        "nodeAgentInfo": {"version": n.agent_version, "lastUpdateTime": n.allocation_time},
+    });
+    let mut v = v;
+    if let (Some(info), Value::Object(m)) = (&n.start_task_info, &mut v) {
+        m.insert("startTaskInfo".into(), Value::Object(info.clone()));
+    }
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}

@@ -21,7 +21,7 @@
 //! bounded in bytes and time and never kept, so the client reads its answer
 //! instead of a reset ([`discard`]).
 
-use crate::App;
+use crate::state::App;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Request};

@@ -1,14 +1,15 @@
 //! Task operations.
 
-use crate::http::{encode_segment, Ctx, Reply};
-use crate::jobs::{job_path, refuse_if_ending};
+use crate::http::{Ctx, Reply};
+use crate::paths::task_path;
 use crate::render::{self, apply_select, list_options, resource, select_expand};
-use crate::App;
+use crate::state::App;
+use control::jobs::refuse_if_ending;
+use control::jobs::{complete_with_failure, full_constraints};
 use serde_json::Value;
-use store::tasks::NewTask;
 use wire::enums::*;
 use wire::models::*;
-use wire::time::{Duration, Timestamp};
+use wire::time::Timestamp;
 use wire::validate::{check_task, check_task_update, parse_body};
 use wire::{Error, ErrorCode};
 
@@ -16,156 +17,6 @@ use wire::{Error, ErrorCode};
 pub const MAX_COLLECTION: usize = 100;
 /// A collection body must be smaller than this.
 pub const MAX_COLLECTION_BYTES: usize = 1024 * 1024;
-
-pub fn task_path(job: &str, task: &str) -> String {
-    format!("{}/tasks/{}", job_path(job), encode_segment(task))
-}
-
-/// Task retention when the client sets none.
-pub fn default_retention() -> Duration {
-    Duration::from_days(7)
-}
-
-fn full_constraints(c: Option<TaskConstraints>, job: &CloudJob) -> TaskConstraints {
-    let c = c.unwrap_or_default();
-    TaskConstraints {
-        max_wall_clock_time: Some(c.max_wall_clock_time.unwrap_or(Duration::INFINITE)),
-        retention_time: Some(c.retention_time.unwrap_or_else(default_retention)),
-        max_task_retry_count: Some(c.max_task_retry_count.or(job.constraints.max_task_retry_count).unwrap_or(0)),
-    }
-}
-
-fn full_identity(u: Option<UserIdentity>) -> UserIdentity {
-    match u {
-        Some(UserIdentity { username: Some(name), .. }) => UserIdentity { username: Some(name), auto_user: None },
-        other => {
-            let auto = other.and_then(|u| u.auto_user);
-            UserIdentity {
-                username: None,
-                auto_user: Some(AutoUserSpecification {
-                    scope: Some(auto.as_ref().and_then(|a| a.scope).unwrap_or(AutoUserScope::Pool)),
-                    elevation_level: Some(auto.as_ref().and_then(|a| a.elevation_level).unwrap_or(ElevationLevel::NonAdmin)),
-                }),
-            }
-        }
-    }
-}
-
-/// What the service refuses in `dependsOn` and `exitConditions`: a range
-/// whose start is after its end; a `dependencyAction` on a job that does not
-/// use dependencies; a `jobAction` on a job whose `onTaskFailure` is
-/// `noaction` (400 `InvalidPropertyValue`, as the reference says).
-fn check_dependencies_and_exit_options(p: &TaskAddParameter, job: &CloudJob) -> Result<(), Error> {
-    for r in p.depends_on.iter().flat_map(|d| d.task_id_ranges.iter().flatten()) {
-        if r.start > r.end {
-            return Err(Error::invalid_property("taskIdRanges", "The start of a task id range must not be after its end."));
-        }
-    }
-    let Some(e) = &p.exit_conditions else { return Ok(()) };
-    let all = e
-        .exit_codes
-        .iter()
-        .flatten()
-        .map(|m| &m.exit_options)
-        .chain(e.exit_code_ranges.iter().flatten().map(|m| &m.exit_options))
-        .chain(e.pre_processing_error.iter())
-        .chain(e.file_upload_error.iter())
-        .chain(e.default.iter());
-    for o in all {
-        if o.dependency_action.is_some() && !job.uses_task_dependencies {
-            return Err(Error::invalid_property(
-                "dependencyAction",
-                "A dependency action needs a job that uses task dependencies (usesTaskDependencies).",
-            ));
-        }
-        if o.job_action.is_some() && job.on_task_failure == OnTaskFailure::NoAction {
-            return Err(Error::invalid_property(
-                "jobAction",
-                "A job action needs a job whose onTaskFailure is performexitoptionsjobaction.",
-            ));
-        }
-    }
-    for r in e.exit_code_ranges.iter().flatten() {
-        if r.start > r.end {
-            return Err(Error::invalid_property("exitCodeRanges", "The start of an exit code range must not be after its end."));
-        }
-    }
-    Ok(())
-}
-
-/// The service's documented dependency limit: the task ids a task depends
-/// on total at most 64,000 characters. openbatch enforces it only with
-/// `--strict-limits`; otherwise the request body size is the only bound
-/// (dependency lists are stored once and counted, never expanded).
-pub const MAX_DEPENDENCY_ID_CHARS: usize = 64_000;
-
-fn check_service_limits(p: &TaskAddParameter) -> Result<(), Error> {
-    let chars: usize = p.depends_on.iter().flat_map(|d| d.task_ids.iter().flatten()).map(|id| id.chars().count()).sum();
-    if chars > MAX_DEPENDENCY_ID_CHARS {
-        return Err(Error::new(ErrorCode::TaskDependencyListTooLong));
-    }
-    Ok(())
-}
-
-/// Builds a stored task from a validated body, filling in what the service fills in.
-pub fn build(app: &App, p: TaskAddParameter, id: String, job: &CloudJob) -> Result<NewTask, Error> {
-    if p.depends_on.is_some() && !job.uses_task_dependencies {
-        return Err(Error::new(ErrorCode::TaskDependenciesNotSpecifiedOnJob));
-    }
-    check_dependencies_and_exit_options(&p, job)?;
-    if app.config.strict_limits {
-        check_service_limits(&p)?;
-    }
-    let (now, etag) = app.store.etags.next();
-    let mut multi = p.multi_instance_settings;
-    if let Some(m) = multi.as_mut() {
-        if *m.number_of_instances.get_or_insert(1) < 1 {
-            return Err(Error::invalid_property("numberOfInstances", "A multi-instance task needs at least one instance."));
-        }
-        if m.coordination_command_line.trim().is_empty() {
-            return Err(Error::invalid_property("coordinationCommandLine", "A multi-instance task needs a coordination command line."));
-        }
-        if p.required_slots.is_some_and(|s| s != 1) {
-            return Err(Error::invalid_property(
-                "requiredSlots",
-                "A multi-instance task takes one slot on each of its nodes: requiredSlots must be 1.",
-            ));
-        }
-    }
-    NewTask::new(CloudTask {
-        id,
-        display_name: p.display_name,
-        e_tag: etag,
-        last_modified: now,
-        creation_time: now,
-        exit_conditions: p.exit_conditions,
-        state: TaskState::Active,
-        state_transition_time: now,
-        previous_state: None,
-        previous_state_transition_time: None,
-        command_line: p.command_line.unwrap_or_default(),
-        container_settings: p.container_settings,
-        resource_files: p.resource_files,
-        output_files: p.output_files,
-        environment_settings: p.environment_settings,
-        affinity_info: p.affinity_info,
-        constraints: full_constraints(p.constraints, job),
-        required_slots: p.required_slots.unwrap_or(1),
-        user_identity: full_identity(p.user_identity),
-        execution_info: TaskExecutionInformation::default(),
-        node_info: None,
-        multi_instance_settings: multi,
-        stats: None,
-        depends_on: p.depends_on,
-        application_package_references: p.application_package_references,
-        authentication_token_settings: p.authentication_token_settings,
-        attempt: None,
-        node: None,
-        cleanup_at: None,
-        files_cleaned: false,
-        subtasks: None,
-    })
-}
 
 /// Whether tasks may be added to a job in its current state.
 fn can_add(job: &CloudJob) -> Result<(), Error> {
@@ -182,7 +33,7 @@ pub async fn add(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply, Error> {
     let id = check_task(&p)?;
     let job = load_job(app, job_id).await?;
     can_add(&job)?;
-    let task = build(app, p, id.clone(), &job)?;
+    let task = control::jobs::build_task(&app.cluster, p, id.clone(), &job)?;
     let (etag, lm) = (task.task.e_tag.clone(), task.task.last_modified);
     let mut results = app.store.add_tasks(job_id, vec![task], can_add).await?;
     results.pop().unwrap_or_else(|| Err(Error::internal("no result")))?;
@@ -230,7 +81,7 @@ pub async fn add_collection(app: &App, ctx: &Ctx, job_id: &str) -> Result<Reply,
             .unwrap_or_default();
         let built = parse_body::<TaskAddParameter>(item.get().as_bytes()).and_then(|p| {
             let id = check_task(&p)?;
-            build(app, p, id, &job)
+            control::jobs::build_task(&app.cluster, p, id, &job)
         });
         match built {
             Ok(t) => {
@@ -345,27 +196,6 @@ pub async fn delete(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result
     Ok(Reply::status(200))
 }
 
-/// Moves a task to `completed` with the given failure.
-pub fn complete_with_failure(task: &mut CloudTask, now: Timestamp, code: &str, message: &str) {
-    let prev = task.state;
-    task.previous_state = Some(prev);
-    task.previous_state_transition_time = Some(task.state_transition_time);
-    task.state = TaskState::Completed;
-    task.state_transition_time = now;
-    let e = &mut task.execution_info;
-    e.end_time = Some(now);
-    e.result = Some(ExecutionResult::Failure);
-    e.failure_info = Some(FailureInformation {
-        category: ErrorCategory::UserError,
-        code: Some(code.to_string()),
-        message: Some(message.to_string()),
-        details: None,
-    });
-    if task.node_info.is_some() {
-        task.cleanup_at = crate::execution::retention_deadline(task, now);
-    }
-}
-
 pub async fn terminate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Result<Reply, Error> {
     let pre = ctx.preconditions()?;
     let running = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -406,8 +236,8 @@ pub async fn reactivate(app: &App, ctx: &Ctx, job_id: &str, task_id: &str) -> Re
             if task.execution_info.result == Some(ExecutionResult::Success) {
                 return Err(Error::new(ErrorCode::TaskSucceeded));
             }
-            crate::execution::transition(task, TaskState::Active, now);
-            crate::execution::reset_execution(task);
+            control::execution::transition(task, TaskState::Active, now);
+            control::execution::reset_execution(task);
             Ok(())
         })
         .await?;

@@ -238,9 +238,9 @@ pub fn run(data: &[u8], f: &mut Features) {
     read("schedule add", f, || {
         let body: Map<String, Value> = parse_body(data)?;
         check_id("id", body.get("id").and_then(Value::as_str))?;
-        api::schedules::check_timing(body.get("schedule"))?;
+        control::schedules::check_timing(body.get("schedule"))?;
         match body.get("jobSpecification") {
-            Some(Value::Object(spec)) => check_job(&api::schedules::job_parameter(spec, "specification")?).map(drop),
+            Some(Value::Object(spec)) => check_job(&control::schedules::job_parameter(spec, "specification")?).map(drop),
             Some(_) => Err(Error::invalid_property("jobSpecification", "The value must be an object.")),
             None => Err(Error::missing_property("jobSpecification")),
         }

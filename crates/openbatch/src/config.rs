@@ -174,7 +174,7 @@ pub struct ServeConfig {
     pub strict_limits: bool,
     pub file_roots: Option<String>,
     pub applications_dir: Option<PathBuf>,
-    pub auto_storage: Option<api::data::AutoStorage>,
+    pub auto_storage: Option<control::data::AutoStorage>,
     /// PEM certificate chain and key files: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plain HTTP on an address other than loopback (--insecure-http).
@@ -266,7 +266,7 @@ impl ServeConfig {
             applications_dir: raw.applications_dir,
             auto_storage: raw
                 .auto_storage
-                .map(|c| api::data::AutoStorage::parse(&c).map_err(|e| format!("--auto-storage: {e}")))
+                .map(|c| control::data::AutoStorage::parse(&c).map_err(|e| format!("--auto-storage: {e}")))
                 .transpose()?,
         })
     }

@@ -62,6 +62,27 @@ wire_enum!(JobState {
     Completed = "completed",
     Deleting = "deleting",
 });
+wire_enum!(
+    /// A compute node's state (`ComputeNodeState`).
+    ComputeNodeState {
+        Idle = "idle",
+        Rebooting = "rebooting",
+        Reimaging = "reimaging",
+        Running = "running",
+        Unusable = "unusable",
+        Creating = "creating",
+        Starting = "starting",
+        WaitingForStartTask = "waitingforstarttask",
+        StartTaskFailed = "starttaskfailed",
+        Unknown = "unknown",
+        LeavingPool = "leavingpool",
+        Offline = "offline",
+        Preempted = "preempted",
+        UpgradingOs = "upgradingos",
+        Deallocated = "deallocated",
+        Deallocating = "deallocating",
+    }
+);
 wire_enum!(ExecutionResult { Success = "success", Failure = "failure" });
 wire_enum!(ErrorCategory { UserError = "usererror", ServerError = "servererror" });
 wire_enum!(TaskAddStatus { Success = "success", ClientError = "clienterror", ServerError = "servererror" });

@@ -7,7 +7,9 @@ pub mod error;
 pub mod models;
 pub mod odata;
 pub mod time;
+pub mod url;
 pub mod validate;
 pub mod workflow;
 
 pub use error::{Error, ErrorCode, Result};
+pub use url::encode_segment;

@@ -8,12 +8,13 @@
 //! and shown by `jobpreparationandreleasetaskstatus`; these runs use no task
 //! slots.
 
-use crate::cluster::{launch_for, Cluster, Node};
-use crate::http::encode_segment;
+use crate::launch::launch_for;
+use crate::{Cluster, Node};
 use proto::{TaskLaunch, TaskOutcome, ToAgent};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use wire::encode_segment;
 use wire::models::CloudJob;
 use wire::time::Timestamp;
 

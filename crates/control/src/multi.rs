@@ -16,7 +16,8 @@
 //! What `subtasksinfo` shows is kept in the task document when the attempt
 //! ends (`_subtasks`), and read live while it runs.
 
-use crate::cluster::{build_launch, lock, node_info, Cluster, Slot};
+use crate::launch::{build_launch, node_info};
+use crate::{lock, Cluster, Slot};
 use proto::{TaskLaunch, TaskOutcome, ToAgent};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -141,7 +142,7 @@ impl Cluster {
         job: &CloudJob,
         task: &CloudTask,
         pool: &str,
-        fill: crate::placement::Fill,
+        fill: crate::scheduler::placement::Fill,
         prepared: Option<&HashSet<String>>,
         affinity: Option<&str>,
         attempt: u64,
@@ -150,13 +151,13 @@ impl Cluster {
         let n = m.number_of_instances.unwrap_or(1).max(1) as usize;
         let placed: Vec<(String, String, String, bool, u64, Vec<wire::models::ApplicationPackageReference>)> = {
             let mut nodes = lock(&self.nodes);
-            let candidates: Vec<crate::placement::Candidate> = nodes
+            let candidates: Vec<crate::scheduler::placement::Candidate> = nodes
                 .values()
                 .filter(|x| x.pool_id == pool && x.schedulable())
                 .filter(|x| prepared.is_none_or(|p| p.contains(&x.id)))
-                .map(|x| crate::placement::Candidate { id: x.id.clone(), free: x.free(), used: x.used() })
+                .map(|x| crate::scheduler::placement::Candidate { id: x.id.clone(), free: x.free(), used: x.used() })
                 .collect();
-            let chosen = crate::placement::place_instances(&candidates, n, fill, affinity)?;
+            let chosen = crate::scheduler::placement::place_instances(&candidates, n, fill, affinity)?;
             let mut placed = Vec::new();
             for id in chosen {
                 let Some(x) = nodes.get_mut(&id) else { continue };

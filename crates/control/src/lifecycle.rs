@@ -9,8 +9,11 @@
 //! the job; a terminating job becomes `completed`; disabling → `disabled`;
 //! enabling → `active`. It also applies `onAllTasksComplete: terminatejob`
 //! when a job's last task completes.
+//!
+//! Handlers and the control plane signal it (`Lifecycle::wake`,
+//! `job_changed`); the worker (`run`) is a supervised loop.
 
-use crate::App;
+use crate::Cluster;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -18,20 +21,18 @@ use tokio::sync::Notify;
 use wire::enums::{DisableJobOption, JobState, OnAllTasksComplete};
 use wire::time::Timestamp;
 
-/// Tasks removed per write while purging a deleted job.
-const PURGE_CHUNK: usize = 2000;
-
+/// What the lifecycle worker is told, and what it remembers between looks.
 pub struct Lifecycle {
     /// The store's job generation (see `quiet`).
-    job_generation: Arc<std::sync::atomic::AtomicU64>,
-    notify: Notify,
-    changed: Mutex<HashSet<String>>,
+    pub job_generation: Arc<std::sync::atomic::AtomicU64>,
+    pub notify: Notify,
+    pub changed: Mutex<HashSet<String>>,
     /// A job entered a transitional state since the last look.
-    transitions: std::sync::atomic::AtomicBool,
+    pub transitions: std::sync::atomic::AtomicBool,
     /// Jobs found not to end with their tasks (not active, or not
     /// `terminatejob`), with the store's job generation then: while it
     /// stands still, completions of their tasks need no look at the job.
-    quiet: Mutex<std::collections::HashMap<String, u64>>,
+    pub quiet: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Lifecycle {
@@ -64,10 +65,14 @@ impl Lifecycle {
     }
 }
 
-pub async fn run(app: Arc<App>) {
+/// Tasks removed per write while purging a deleted job.
+pub const PURGE_CHUNK: usize = 2000;
+
+/// The worker, until `stop`.
+pub async fn run(app: Arc<Cluster>, mut stop: crate::supervisor::Stop) {
     let delay = app.config.transition_delay;
     let mut due_at: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
-    loop {
+    while !stop.is_stopped() {
         let look = app.lifecycle.transitions.swap(false, std::sync::atomic::Ordering::SeqCst)
             || due_at.is_some_and(|d| d <= tokio::time::Instant::now());
         let next_due = match step(&app, delay, look).await {
@@ -80,17 +85,23 @@ pub async fn run(app: Arc<App>) {
         if look {
             due_at = next_due.map(|d| tokio::time::Instant::now() + d);
         }
-        match due_at {
-            Some(d) => {
-                let _ = tokio::time::timeout_at(d, app.lifecycle.notify.notified()).await;
+        let due = async {
+            match due_at {
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(d, app.lifecycle.notify.notified()).await;
+                }
+                None => app.lifecycle.notify.notified().await,
             }
-            None => app.lifecycle.notify.notified().await,
+        };
+        tokio::select! {
+            _ = due => {}
+            _ = stop.stopped() => break,
         }
     }
 }
 
 /// Does what is due; returns how long until the next pending transition is due.
-async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDuration>, wire::Error> {
+pub async fn step(app: &Cluster, delay: StdDuration, look: bool) -> Result<Option<StdDuration>, wire::Error> {
     let changed: Vec<String> = app.lifecycle.changed.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
     for id in changed {
         check_all_complete(app, &id).await?;
@@ -107,7 +118,7 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
     for (id, state, since) in pending {
         if state != JobState::Enabling {
             // Its tasks waiting in nodes' queues do not start.
-            app.cluster.retract_job(&id);
+            app.retract_job(&id);
         }
         let age = (now.0 - since.0).to_std().unwrap_or_default();
         if age < delay {
@@ -121,7 +132,7 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
                 // The job's release task runs on the nodes that prepared it.
                 if let Ok(stored) = app.store.get_job(&id).await {
                     if let Ok(job) = serde_json::from_str::<wire::models::CloudJob>(&stored.doc) {
-                        app.cluster.release_job(&job).await;
+                        app.release_job(&job).await;
                     }
                 }
             }
@@ -142,7 +153,7 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
             JobState::Disabling => finish(app, &id, JobState::Disabling, JobState::Disabled).await?,
             JobState::Enabling => {
                 finish(app, &id, JobState::Enabling, JobState::Active).await?;
-                app.cluster.wake.notify_one();
+                app.wake.notify_one();
             }
             _ => {}
         }
@@ -153,7 +164,7 @@ async fn step(app: &App, delay: StdDuration, look: bool) -> Result<Option<StdDur
 /// Terminates active jobs that have run longer than their
 /// `constraints.maxWallClockTime` (measured from creation), with reason
 /// `MaxWallClockTimeExpiry`. Returns how long until the next one is due.
-async fn expire_jobs(app: &App) -> Result<Option<StdDuration>, wire::Error> {
+pub async fn expire_jobs(app: &Cluster) -> Result<Option<StdDuration>, wire::Error> {
     let now = Timestamp::now();
     let mut next: Option<StdDuration> = None;
     for job in app.store.active_jobs_with_wall_clock().await? {
@@ -172,14 +183,14 @@ async fn expire_jobs(app: &App) -> Result<Option<StdDuration>, wire::Error> {
     Ok(next)
 }
 
-async fn pending_disable(app: &App, id: &str) -> Option<DisableJobOption> {
+pub async fn pending_disable(app: &Cluster, id: &str) -> Option<DisableJobOption> {
     let stored = app.store.get_job(id).await.ok()?;
     serde_json::from_str::<wire::models::CloudJob>(&stored.doc).ok()?.pending_disable
 }
 
 /// Stops the job's tasks that are preparing or running: back to `active`
 /// (`requeue`) or `completed` as terminated; their processes are killed.
-async fn stop_running(app: &App, job: &str, requeue: bool) -> Result<(), wire::Error> {
+pub async fn stop_running(app: &Cluster, job: &str, requeue: bool) -> Result<(), wire::Error> {
     let filter = wire::odata::parse_filter("state eq 'running' or state eq 'preparing'").map_err(wire::Error::internal)?;
     let mut after = None;
     loop {
@@ -188,7 +199,7 @@ async fn stop_running(app: &App, job: &str, requeue: bool) -> Result<(), wire::E
             let Ok(t) = serde_json::from_str::<wire::models::CloudTask>(doc) else { continue };
             let (Some(node), Some(attempt)) = (t.node.clone(), t.attempt) else { continue };
             if requeue {
-                app.cluster.requeue_attempt(job, &t.id, attempt).await;
+                app.requeue_attempt(job, &t.id, attempt).await;
             } else {
                 let _ = app
                     .store
@@ -196,14 +207,14 @@ async fn stop_running(app: &App, job: &str, requeue: bool) -> Result<(), wire::E
                         if t.attempt != Some(attempt) {
                             return Err(wire::Error::new(wire::ErrorCode::OperationInvalidForCurrentState));
                         }
-                        crate::tasks::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
+                        crate::jobs::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
                         t.attempt = None;
                         t.node = None;
                         Ok(())
                     })
                     .await;
             }
-            app.cluster.kill(&node, attempt);
+            app.kill(&node, attempt);
         }
         match page.next {
             Some(k) => after = Some(k),
@@ -212,7 +223,7 @@ async fn stop_running(app: &App, job: &str, requeue: bool) -> Result<(), wire::E
     }
 }
 
-async fn finish(app: &App, id: &str, from: JobState, to: JobState) -> Result<(), wire::Error> {
+pub async fn finish(app: &Cluster, id: &str, from: JobState, to: JobState) -> Result<(), wire::Error> {
     let r = app
         .store
         .update_job(id, Default::default(), move |_, job, now| {
@@ -239,7 +250,7 @@ async fn finish(app: &App, id: &str, from: JobState, to: JobState) -> Result<(),
 
 /// `onAllTasksComplete: terminatejob`: once a job has tasks and all of them
 /// are completed, the job terminates with reason `AllTasksComplete`.
-async fn check_all_complete(app: &App, id: &str) -> Result<(), wire::Error> {
+pub async fn check_all_complete(app: &Cluster, id: &str) -> Result<(), wire::Error> {
     let generation = app.store.job_generation.load(std::sync::atomic::Ordering::SeqCst);
     let key = store::key_of(id);
     if app.lifecycle.quiet.lock().unwrap_or_else(|p| p.into_inner()).get(&key) == Some(&generation) {

@@ -1,0 +1,124 @@
+//! Liveness and recovery: nodes that go silent, nodes expected back after a
+//! restart, orphaned assignments, and the retention of task directories.
+
+use crate::node::Slot;
+use crate::{lock, Cluster, NODE_LOST_AFTER};
+use proto::FileOp;
+use std::time::Instant;
+use wire::enums::ComputeNodeState;
+use wire::models::CloudTask;
+use wire::time::Timestamp;
+use wire::{Error, ErrorCode};
+
+impl Cluster {
+    /// Nodes this server waits for before it schedules (see `expect_nodes`).
+    pub(crate) fn node_back(&self, node: &str) {
+        let mut expected = lock(&self.expected);
+        if let Some((_, nodes)) = expected.as_mut() {
+            nodes.remove(node);
+        }
+    }
+
+    /// After a restart, scheduling waits until the nodes that may hold
+    /// attempts of the earlier server are back (or `NODE_LOST_AFTER` has
+    /// passed): an attempt whose assignment did not commit shows its task as
+    /// `active`, and placing that task before its node reports the attempt
+    /// would run it twice. Waited for: the local nodes and every node the
+    /// database assigns tasks to.
+    pub async fn expect_nodes(&self) -> Result<(), Error> {
+        let mut nodes: std::collections::HashSet<String> =
+            self.store.assigned_tasks().await?.into_iter().map(|(_, _, node, _)| node).collect();
+        nodes.extend(self.provider.expected());
+        let joined: Vec<String> = lock(&self.nodes).keys().cloned().collect();
+        for id in joined {
+            nodes.remove(&id);
+        }
+        if !nodes.is_empty() {
+            tracing::info!(nodes = nodes.len(), "waiting for the nodes of the last run before scheduling");
+            *lock(&self.expected) = Some((Instant::now() + NODE_LOST_AFTER, nodes));
+        }
+        Ok(())
+    }
+
+    /// Whether scheduling still waits for nodes of the last run.
+    pub(crate) fn awaiting_nodes(&self) -> bool {
+        let mut expected = lock(&self.expected);
+        match expected.as_ref() {
+            Some((deadline, nodes)) if !nodes.is_empty() && Instant::now() < *deadline => true,
+            Some(_) => {
+                *expected = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// After a server restart: tasks the database assigns to nodes that have
+    /// not come back within the grace period lost their attempts; requeue them.
+    pub async fn requeue_orphans(&self) -> Result<(), Error> {
+        for (job, task, node, attempt) in self.store.assigned_tasks().await? {
+            let known = lock(&self.nodes).get(&node).is_some_and(|n| n.tx.is_some() && n.running.contains_key(&attempt));
+            if !known {
+                tracing::warn!(node = %node, job = %job, task = %task, "requeueing a task whose node did not come back");
+                self.requeue_attempt(&job, &task, attempt).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks nodes silent for too long as `unknown` and requeues their tasks.
+    pub async fn check_liveness(&self, now: Instant) {
+        let lost: Vec<(String, Vec<(u64, Slot)>)> = {
+            let mut nodes = lock(&self.nodes);
+            nodes
+                .values_mut()
+                .filter(|n| {
+                    now.saturating_duration_since(n.last_seen) > NODE_LOST_AFTER
+                        && !matches!(n.state, ComputeNodeState::Unknown | ComputeNodeState::LeavingPool)
+                })
+                .map(|n| {
+                    n.set_state(ComputeNodeState::Unknown);
+                    n.tx = None;
+                    let queued = n.queued.drain(..);
+                    (n.id.clone(), n.running.drain().chain(queued).collect())
+                })
+                .collect()
+        };
+        for (node, attempts) in lost {
+            tracing::warn!(node = %node, "node lost contact; requeueing its tasks");
+            for (a, s) in attempts {
+                self.requeue_attempt(&s.job_id, &s.task_id, a).await;
+            }
+        }
+    }
+
+    /// Deletes the directories of completed tasks whose `retentionTime` has
+    /// passed; their file operations then answer `TaskFilesCleanedup`.
+    pub async fn clean_expired(&self) -> Result<(), Error> {
+        let now = Timestamp::now();
+        for (job, task) in self.store.due_cleanups(now, 200).await? {
+            // Mark first, so no request reads a half-deleted directory.
+            let marked = self
+                .store
+                .update_task(&job, &task, Default::default(), move |_, t, _| {
+                    if t.cleanup_at.is_none_or(|c| c > now) {
+                        return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                    }
+                    t.cleanup_at = None;
+                    t.files_cleaned = true;
+                    Ok(())
+                })
+                .await;
+            let Ok(stored) = marked else { continue };
+            let Ok(t) = serde_json::from_str::<CloudTask>(&stored.doc) else { continue };
+            if let Some(info) = &t.node_info {
+                if let (Some(node), Some(dir)) = (&info.node_id, &info.task_root_directory) {
+                    if t.node.is_none() && lock(&self.nodes).get(node).is_some_and(|n| n.tx.is_some()) {
+                        let _ = self.file(node, dir.clone(), String::new(), FileOp::Delete { recursive: true }).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! A compute node as the control plane knows it while its agent is connected.
+
+use crate::scheduler::placement;
+use crate::QUEUE_PER_SLOT;
+use proto::ToAgent;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use wire::enums::ComputeNodeState;
+use wire::time::Timestamp;
+
+/// A running (or starting) attempt on a node.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub job_id: String,
+    pub task_id: String,
+    pub slots: u32,
+}
+
+/// A compute node as the server knows it.
+pub struct Node {
+    pub id: String,
+    pub pool_id: String,
+    /// The node's state as the API shows it.
+    pub state: ComputeNodeState,
+    pub scheduling_enabled: bool,
+    pub slots: u32,
+    pub running: HashMap<u64, Slot>,
+    /// Attempts handed to the busy node ahead of a free slot (its queue, at
+    /// most `QUEUE_PER_SLOT` × `slots` deep), in order: the agent starts each the moment a slot
+    /// frees, and reports `Started`, which moves it to `running`. Their
+    /// assignment is written then (see `Cluster::unwritten`): until the node
+    /// takes them, the tasks are `active`.
+    pub queued: Vec<(u64, Slot)>,
+    pub tx: Option<mpsc::UnboundedSender<ToAgent>>,
+    pub ip: String,
+    pub root_dir: String,
+    pub agent_version: String,
+    pub state_transition_time: Timestamp,
+    pub allocation_time: Timestamp,
+    pub last_boot_time: Timestamp,
+    pub last_seen: Instant,
+    pub total_run: u64,
+    pub total_succeeded: u64,
+    pub recent: VecDeque<Value>,
+    pub is_dedicated: bool,
+    /// The agent process's boot id; a new one means the node rebooted.
+    pub boot_id: String,
+    /// The pool's `nodeFillType` (fixed when the pool is created).
+    pub fill: placement::Fill,
+    /// The start task's current attempt, and what the API shows of it.
+    pub start_attempt: Option<u64>,
+    pub start_retries: i32,
+    pub start_task_info: Option<Map<String, Value>>,
+    /// Waiting for its running tasks to finish before it restarts or leaves
+    /// (`taskcompletion` / `retaineddata`); takes no new tasks meanwhile.
+    pub drain: Option<Drain>,
+    /// Job preparation (and release) runs on this node, by job key.
+    pub preps: HashMap<String, crate::jobprep::PrepRun>,
+    /// The pool's `applicationPackageReferences`: every task on the node gets them.
+    pub pool_packages: Vec<wire::models::ApplicationPackageReference>,
+}
+
+/// What a draining node does once its running tasks have finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    Restart { wipe: bool },
+    Leave,
+}
+
+impl Node {
+    pub fn used(&self) -> u32 {
+        self.running.values().map(|s| s.slots).sum()
+    }
+    pub fn queued_slots(&self) -> u32 {
+        self.queued.iter().map(|(_, s)| s.slots).sum()
+    }
+    /// Slots no attempt holds or waits for.
+    pub fn free(&self) -> u32 {
+        self.slots.saturating_sub(self.used() + self.queued_slots())
+    }
+    /// Room in the node's queue.
+    pub fn queue_room(&self) -> u32 {
+        (self.slots * QUEUE_PER_SLOT).saturating_sub(self.queued_slots())
+    }
+    pub fn schedulable(&self) -> bool {
+        self.tx.is_some()
+            && self.drain.is_none()
+            && self.scheduling_enabled
+            && matches!(self.state, ComputeNodeState::Idle | ComputeNodeState::Running)
+    }
+    pub fn set_state(&mut self, s: ComputeNodeState) {
+        if self.state != s {
+            self.state = s;
+            self.state_transition_time = Timestamp::now();
+        }
+    }
+    pub fn refresh_busy_state(&mut self) {
+        if matches!(self.state, ComputeNodeState::Idle | ComputeNodeState::Running) {
+            self.set_state(if self.running.is_empty() { ComputeNodeState::Idle } else { ComputeNodeState::Running });
+        }
+    }
+}

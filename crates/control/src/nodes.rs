@@ -1,0 +1,206 @@
+//! The node registry: what the API reads of nodes, and the operations on a
+//! node (scheduling state, reboot/reimage, drain, removal, file requests).
+
+use crate::node::{Drain, Node, Slot};
+use crate::{lock, Cluster};
+use proto::{FileOp, FileReply, FileRequest, ToAgent};
+use serde_json::{Map, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use wire::enums::ComputeNodeState;
+use wire::time::Timestamp;
+use wire::{Error, ErrorCode};
+
+impl Cluster {
+    /// `f` of each node of a pool (the API renders them; see `api::render::node`).
+    pub fn pool_nodes<R>(&self, pool_id: &str, f: impl FnMut(&Node) -> R) -> Vec<R> {
+        lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(f).collect()
+    }
+
+    /// `f` of one node of a pool, if it is there.
+    pub fn node<R>(&self, pool_id: &str, node_id: &str, f: impl FnOnce(&Node) -> R) -> Option<R> {
+        lock(&self.nodes).get(node_id).filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(f)
+    }
+
+    /// `steady` when the pool has the nodes its target asks for (local nodes
+    /// fill what remote nodes leave; none are starting or leaving), else `resizing`.
+    pub fn allocation_state(&self, pool_id: &str, target: usize) -> &'static str {
+        let provided = self.provider.nodes();
+        let children: std::collections::HashSet<&str> = provided.iter().map(|n| n.id.as_str()).collect();
+        let nodes = lock(&self.nodes);
+        let of_pool: Vec<&Node> = nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).collect();
+        let leaving = of_pool.iter().any(|n| n.state == ComputeNodeState::LeavingPool || n.drain == Some(Drain::Leave));
+        let remote = of_pool.iter().filter(|n| !children.contains(n.id.as_str())).count();
+        let local = of_pool.iter().filter(|n| children.contains(n.id.as_str())).count();
+        let pending = provided.iter().filter(|n| !nodes.contains_key(&n.id) && n.pool.eq_ignore_ascii_case(pool_id)).count();
+        if !leaving && pending == 0 && local == target.saturating_sub(remote) {
+            "steady"
+        } else {
+            "resizing"
+        }
+    }
+
+    /// Counts of a pool's nodes by state, and how many are connected.
+    pub fn node_states(&self, pool_id: &str) -> Vec<ComputeNodeState> {
+        lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
+    }
+
+    /// Asks a node's agent to kill an attempt; the slot frees when the agent reports.
+    pub fn kill(&self, node_id: &str, attempt: u64) {
+        if self.multi_abort(attempt).is_some() {
+            return; // every instance of the multi-instance run was told
+        }
+        self.send(node_id, ToAgent::Kill { attempt, grace_ms: 3_000 });
+    }
+
+    /// Sets a node's scheduling state; errors when it is already there.
+    pub fn set_scheduling(&self, pool_id: &str, node_id: &str, enabled: bool) -> Result<Vec<(u64, Slot)>, Error> {
+        let mut nodes = lock(&self.nodes);
+        let n = nodes
+            .get_mut(node_id)
+            .filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
+            .ok_or_else(|| Error::new(ErrorCode::NodeNotFound))?;
+        n.scheduling_enabled = enabled;
+        let running = n.running.iter().map(|(a, s)| (*a, s.clone())).collect();
+        drop(nodes);
+        if !enabled {
+            self.retract(node_id, |_, _| true, true);
+        }
+        self.wake.notify_one();
+        Ok(running)
+    }
+
+    /// The attempts running on a node.
+    pub fn running_on(&self, node_id: &str) -> Vec<(u64, Slot)> {
+        lock(&self.nodes).get(node_id).map(|n| n.running.iter().map(|(a, s)| (*a, s.clone())).collect()).unwrap_or_default()
+    }
+
+    pub fn node_exists(&self, pool_id: &str, node_id: &str) -> bool {
+        lock(&self.nodes).get(node_id).is_some_and(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
+    }
+
+    pub fn set_node_state(&self, node_id: &str, state: ComputeNodeState) {
+        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+            n.set_state(state);
+        }
+    }
+
+    /// Reboot or reimage: the agent stops every attempt (and wipes task data
+    /// for a reimage); the node is back to `idle` shortly after.
+    pub fn reset_node(self: &Arc<Self>, node_id: &str, wipe: bool) {
+        // The agent forgets the attempts waiting in its queue.
+        self.retract(node_id, |_, _| true, false);
+        self.send(node_id, ToAgent::Reset { wipe });
+        let c = self.clone();
+        let id = node_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let pool = {
+                let mut nodes = lock(&c.nodes);
+                match nodes.get_mut(&id) {
+                    Some(n) if matches!(n.state, ComputeNodeState::Rebooting | ComputeNodeState::Reimaging) => {
+                        // Preparation runs again after a reboot
+                        // (rerunOnNodeRebootAfterSuccess, the default).
+                        n.preps.clear();
+                        n.last_boot_time = Timestamp::now();
+                        n.start_retries = 0;
+                        n.set_state(ComputeNodeState::Idle);
+                        n.refresh_busy_state();
+                        Some(n.pool_id.clone())
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(pool) = pool {
+                let spec = match c.store.get_pool(&pool).await {
+                    Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).ok().and_then(|m| m.get("startTask").cloned()),
+                    Err(_) => None,
+                };
+                if let Some(spec) = spec.filter(Value::is_object) {
+                    c.run_start_task(&id, &pool, &spec);
+                }
+            }
+            c.wake.notify_one();
+        });
+    }
+
+    /// The node root directory of a node.
+    pub fn node_root(&self, pool_id: &str, node_id: &str) -> Option<String> {
+        lock(&self.nodes).get(node_id).filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.root_dir.clone())
+    }
+
+    /// Sends a file request to the node and waits for the reply.
+    pub async fn file(&self, node_id: &str, base: String, path: String, op: FileOp) -> Result<FileReply, Error> {
+        let id = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.file_waiters).insert(id, tx);
+        if !self.send(node_id, ToAgent::File(FileRequest { id, base, path, op })) {
+            lock(&self.file_waiters).remove(&id);
+            return Err(Error::msg(ErrorCode::TaskFilesUnavailable, "The compute node that holds these files is not reachable."));
+        }
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(r)) => Ok(r),
+            _ => {
+                lock(&self.file_waiters).remove(&id);
+                Err(Error::new(ErrorCode::OperationTimedOut))
+            }
+        }
+    }
+
+    /// Lets a node finish its running tasks, then restart or leave.
+    pub async fn drain(self: &Arc<Self>, node_id: &str, what: Drain) {
+        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+            n.drain = Some(what);
+        }
+        self.retract(node_id, |_, _| true, true);
+        self.drain_if_done(node_id).await;
+    }
+
+    pub(crate) async fn drain_if_done(self: &Arc<Self>, node_id: &str) {
+        let what = {
+            let mut nodes = lock(&self.nodes);
+            match nodes.get_mut(node_id) {
+                Some(n) if n.running.is_empty() => n.drain.take(),
+                _ => None,
+            }
+        };
+        match what {
+            Some(Drain::Restart { wipe }) => {
+                self.set_node_state(node_id, if wipe { ComputeNodeState::Reimaging } else { ComputeNodeState::Rebooting });
+                self.reset_node(node_id, wipe);
+            }
+            Some(Drain::Leave) => self.remove_node(node_id, true).await,
+            None => {}
+        }
+    }
+
+    /// Removes a node from its pool: its tasks are requeued (when `requeue`)
+    /// and its agent told to shut down.
+    pub async fn remove_node(&self, node_id: &str, requeue: bool) {
+        let running = {
+            let mut nodes = lock(&self.nodes);
+            match nodes.get_mut(node_id) {
+                Some(n) => {
+                    n.set_state(ComputeNodeState::LeavingPool);
+                    n.scheduling_enabled = false;
+                    let queued = n.queued.drain(..);
+                    n.running.drain().chain(queued).collect::<Vec<_>>()
+                }
+                None => Vec::new(),
+            }
+        };
+        for (a, s) in running {
+            if requeue {
+                self.requeue_attempt(&s.job_id, &s.task_id, a).await;
+            } else {
+                self.abandon(a);
+            }
+        }
+        self.send(node_id, ToAgent::Shutdown);
+        lock(&self.nodes).remove(node_id);
+        tokio::spawn(self.provider.remove(node_id));
+        self.wake.notify_one();
+    }
+}

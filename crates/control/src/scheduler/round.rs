@@ -1,0 +1,295 @@
+//! The scheduling round: free slots (and queue room) filled with ready tasks,
+//! highest job priority first.
+
+use crate::launch::{build_launch, node_info};
+use crate::node::Slot;
+use crate::scheduler::attempts::{assign, AssignFn, Unwritten};
+use crate::scheduler::placement;
+use crate::{execution, lock, Cluster};
+use proto::{TaskLaunch, ToAgent};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use wire::models::{CloudJob, CloudTask};
+use wire::{Error, ErrorCode};
+
+impl Cluster {
+    /// Records once, in the job's `executionInfo.schedulingError`, why its
+    /// tasks are not scheduled.
+    pub(crate) async fn flag_unsupported_job(&self, job: &CloudJob, feature: &'static str) {
+        if job.execution_info.scheduling_error.is_some() {
+            return;
+        }
+        let message = format!("openbatch does not support {feature} yet (see COMPATIBILITY.md); the job's tasks are not scheduled.");
+        let _ = self
+            .store
+            .update_job(&job.id, Default::default(), move |_, j, _| {
+                if j.execution_info.scheduling_error.is_some() {
+                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                }
+                j.execution_info.scheduling_error = Some(wire::models::JobSchedulingError {
+                    category: wire::enums::ErrorCategory::ServerError,
+                    code: Some("NotImplemented".into()),
+                    message: Some(message),
+                    details: None,
+                });
+                Ok(())
+            })
+            .await;
+    }
+
+    /// Attempt ids continue after the highest one ever handed out.
+    pub async fn init_attempts(&self) -> Result<(), Error> {
+        // Above every id an earlier server may have issued, written or not:
+        // ids start at the clock's microseconds (no server issues more than
+        // one attempt per microsecond on average).
+        let max = self.store.max_attempt().await?;
+        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let first = (max + 1).max(now_us);
+        self.next_attempt.store(first, Ordering::Relaxed);
+        self.first_attempt.store(first, Ordering::Relaxed);
+        self.initialized.send_replace(true);
+        Ok(())
+    }
+
+    /// One scheduling round: fills free slots with active tasks, highest job
+    /// priority first. Placement happens in memory and the agents are told
+    /// at once; the assignments are persisted as one write queued *before*
+    /// the agents hear of them (so every later report of those attempts is
+    /// written after them). Until that write commits, the tasks are held in
+    /// `inflight` so no round picks them twice. If the server dies before
+    /// the commit, the tasks are still `active` in the database and the
+    /// reconnecting agents are told to kill the attempts: tasks may run more
+    /// than once, as Batch documents (tasks must be idempotent).
+    ///
+    /// When every slot of the pool is taken, tasks go to the nodes' queues
+    /// (`Node::queued`), so a slot that frees starts its next task without a
+    /// round trip to the server. A queued attempt's assignment is written
+    /// when the node reports it (see `write_attempt`).
+    pub async fn schedule(self: &Arc<Self>, account_url: &str) -> Result<usize, Error> {
+        if self.awaiting_nodes() {
+            return Ok(0);
+        }
+        let pools: Vec<String> = {
+            let nodes = lock(&self.nodes);
+            let mut p: Vec<String> = nodes
+                .values()
+                // (A full queue still gets a look: a higher-priority job
+                // may take its place, see `yield_queues`.)
+                .filter(|n| n.schedulable() && (n.free() > 0 || n.queue_room() > 0 || !n.queued.is_empty()))
+                .map(|n| n.pool_id.clone())
+                .collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        let mut started = 0;
+        for pool in pools {
+            let policy = lock(&self.nodes).values().find(|n| n.pool_id == pool).map(|n| n.fill).unwrap_or(placement::Fill::Spread);
+            // The slots free when the round starts are shared out in
+            // priority order; slots that free up during the round wait for
+            // the next one (which follows at once), so a lower-priority job
+            // never takes a slot a higher-priority job was not offered.
+            let (mut budget, mut queue_budget): (usize, usize) = lock(&self.nodes)
+                .values()
+                .filter(|n| n.pool_id == pool && n.schedulable())
+                .fold((0, 0), |(f, q), n| (f + n.free() as usize, q + n.queue_room() as usize));
+            let jobs = self.jobs_of(&pool).await?;
+            for job in jobs.iter() {
+                if let Some(feature) = execution::unsupported_job_feature(job) {
+                    self.flag_unsupported_job(job, feature).await;
+                    continue;
+                }
+                let (free, job_running) = {
+                    let nodes = lock(&self.nodes);
+                    let pool_nodes = nodes.values().filter(|n| n.pool_id == pool);
+                    let (free, room) = pool_nodes
+                        .clone()
+                        .filter(|n| n.schedulable())
+                        .fold((0usize, 0usize), |(f, q), n| (f + n.free() as usize, q + n.queue_room() as usize));
+                    let running = pool_nodes
+                        .flat_map(|n| n.running.values().chain(n.queued.iter().map(|(_, s)| s)))
+                        .filter(|s| s.job_id == job.id)
+                        .count();
+                    (free.min(budget) + room.min(queue_budget), running)
+                };
+                if free == 0 {
+                    let capped = usize::try_from(job.max_parallel_tasks).is_ok_and(|cap| job_running >= cap);
+                    if !capped {
+                        self.yield_queues(&pool, job, &jobs).await?;
+                    }
+                    break;
+                }
+                // `maxParallelTasks` caps the job's tasks running at once (-1: no cap).
+                let want = match usize::try_from(job.max_parallel_tasks) {
+                    Ok(cap) => free.min(cap.saturating_sub(job_running)),
+                    Err(_) => free,
+                };
+                if want == 0 {
+                    continue;
+                }
+                let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
+                // Tasks that need more slots than any node of the pool has
+                // wait (as in the service) without holding up the others.
+                let max_slots = lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1);
+                let tasks = self.take_ready(&job.id, manager, want, max_slots).await?;
+                // Nodes that ran the job's preparation task (when it has one).
+                let prepared = if tasks.is_empty() { None } else { self.prepare_nodes(job, &pool, account_url) };
+                let mut unplaced: Vec<CloudTask> = Vec::new();
+                let (mut placed_slots, mut queued_slots) = (0usize, 0usize);
+                let mut batch: Vec<(String, String, AssignFn)> = Vec::new();
+                let mut sent: Vec<(String, u64, (String, String))> = Vec::new();
+                let mut launches: Vec<(String, TaskLaunch)> = Vec::new();
+                for task in tasks {
+                    let key = (store::key_of(&job.id), store::key_of(&task.id));
+                    if lock(&self.inflight).contains(&key) {
+                        continue;
+                    }
+                    // A job manager that runs exclusively takes a whole node.
+                    let exclusive = execution::manager_of(job, &task.id).is_some_and(|m| m.run_exclusive != Some(false));
+                    let slots = if exclusive {
+                        lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1)
+                    } else {
+                        task.required_slots.max(1) as u32
+                    };
+                    let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
+                    // A node's affinityId is `TVM:{node id}` (see `node_info`).
+                    let affinity = task.affinity_info.as_ref().map(|a| a.affinity_id.strip_prefix("TVM:").unwrap_or(&a.affinity_id));
+                    let multi = task.multi_instance_settings.is_some();
+                    let mut instance_launches = Vec::new();
+                    let mut queued = false;
+                    let placed = if multi {
+                        self.place_multi(account_url, job, &task, &pool, policy, prepared.as_ref(), affinity, attempt).map(
+                            |(primary, ls)| {
+                                instance_launches = ls;
+                                primary
+                            },
+                        )
+                    } else {
+                        let mut nodes = lock(&self.nodes);
+                        let candidates: Vec<placement::Candidate> = nodes
+                            .values()
+                            .filter(|n| n.pool_id == pool && n.schedulable())
+                            .filter(|n| prepared.as_ref().is_none_or(|p| p.contains(&n.id)))
+                            .map(|n| placement::Candidate { id: n.id.clone(), free: n.free(), used: n.used() })
+                            .collect();
+                        let slot = Slot { job_id: job.id.clone(), task_id: task.id.clone(), slots };
+                        match placement::place(&candidates, slots, policy, affinity).and_then(|id| nodes.get_mut(&id)) {
+                            Some(n) => {
+                                n.running.insert(attempt, slot);
+                                n.refresh_busy_state();
+                                Some((n.id.clone(), n.root_dir.clone(), n.is_dedicated))
+                            }
+                            // Every slot is taken: the queue of a node it fits on.
+                            None if !exclusive && queued_slots < queue_budget => {
+                                let candidates: Vec<placement::Candidate> = nodes
+                                    .values()
+                                    .filter(|n| n.pool_id == pool && n.schedulable() && n.slots >= slots)
+                                    .filter(|n| prepared.as_ref().is_none_or(|p| p.contains(&n.id)))
+                                    .map(|n| placement::Candidate {
+                                        id: n.id.clone(),
+                                        free: n.queue_room(),
+                                        used: n.used() + n.queued_slots(),
+                                    })
+                                    .collect();
+                                placement::place(&candidates, slots, policy, affinity).and_then(|id| nodes.get_mut(&id)).map(|n| {
+                                    n.queued.push((attempt, slot));
+                                    queued = true;
+                                    (n.id.clone(), n.root_dir.clone(), n.is_dedicated)
+                                })
+                            }
+                            None => None,
+                        }
+                    };
+                    let Some((node_id, root_dir, dedicated)) = placed else {
+                        unplaced.push(task);
+                        continue;
+                    };
+                    if multi {
+                        placed_slots += instance_launches.len();
+                        launches.append(&mut instance_launches);
+                    } else {
+                        if queued {
+                            queued_slots += slots as usize;
+                        } else {
+                            placed_slots += slots as usize;
+                        }
+                        let pool_packages = lock(&self.nodes).get(&node_id).map(|n| n.pool_packages.clone()).unwrap_or_default();
+                        let mut launch = build_launch(
+                            &self.config,
+                            account_url,
+                            job,
+                            &task,
+                            &pool_packages,
+                            &pool,
+                            &node_id,
+                            &root_dir,
+                            dedicated,
+                            attempt,
+                        );
+                        launch.slots = slots;
+                        launch.adoptable = true;
+                        launches.push((node_id.clone(), launch));
+                    }
+                    lock(&self.inflight).insert(key.clone());
+                    let change = assign(attempt, node_id.clone(), node_info(account_url, &pool, &node_id, &job.id, &task.id));
+                    if queued {
+                        lock(&self.unwritten).insert(attempt, Unwritten { key, node: node_id.clone(), assign: change });
+                        // Taken back between its placement and now (e.g. the
+                        // node disconnected)? Then it is not sent at all.
+                        let still = lock(&self.nodes).get(&node_id).is_some_and(|n| n.queued.iter().any(|(a, _)| *a == attempt));
+                        if !still {
+                            self.abandon(attempt);
+                            launches.retain(|(_, l)| l.attempt != attempt);
+                        }
+                    } else {
+                        batch.push((job.id.clone(), task.id.clone(), change));
+                        sent.push((node_id, attempt, key));
+                    }
+                    started += 1;
+                }
+                budget = budget.saturating_sub(placed_slots);
+                queue_budget = queue_budget.saturating_sub(queued_slots);
+                if !unplaced.is_empty() {
+                    if let Some(r) = lock(&self.ready).get_mut(&store::key_of(&job.id)) {
+                        for t in unplaced.into_iter().rev() {
+                            r.tasks.push_front(t);
+                        }
+                    }
+                }
+                if batch.is_empty() {
+                    for (node_id, launch) in launches {
+                        self.send(&node_id, ToAgent::Start(Box::new(launch)));
+                    }
+                    continue;
+                }
+                let done = self.store.update_tasks(batch, store::Durability::Relaxed);
+                for (node_id, launch) in launches {
+                    self.send(&node_id, ToAgent::Start(Box::new(launch)));
+                }
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let results = done.await;
+                    let mut stale = false;
+                    for (i, (node_id, attempt, key)) in sent.into_iter().enumerate() {
+                        {
+                            let mut inflight = lock(&me.inflight);
+                            inflight.remove(&key);
+                            stale |= lock(&me.readied_inflight).remove(&key);
+                        }
+                        let ok = matches!(&results, Ok(r) if r.get(i).is_some_and(|x| x.is_ok()));
+                        if !ok {
+                            // The task changed meanwhile (terminated, deleted, job ended): stop the attempt.
+                            me.kill(&node_id, attempt);
+                        }
+                    }
+                    if stale {
+                        me.store.bump_tasks();
+                    }
+                    me.wake.notify_one();
+                });
+            }
+            self.rebalance(&pool);
+        }
+        Ok(started)
+    }
+}

@@ -1,0 +1,411 @@
+//! A control plane with fake agents and no sockets or processes: the real
+//! `Cluster` over a real SQLite store in a temporary directory; each agent
+//! is the receiving end of the channel `Cluster::join` is given, and its
+//! reports are the calls the WebSocket transport makes (`on_report`,
+//! `finished`, `disconnected`). Entry points that depend on time take the
+//! current time as a parameter (`check_liveness(now)`), so a test passes a
+//! later instant instead of waiting.
+
+#![allow(dead_code)] // each test file uses a part of the harness
+
+use control::lifecycle::Lifecycle;
+use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
+use control::supervisor::Supervisor;
+use control::{Cluster, ClusterConfig};
+use futures_util::future::BoxFuture;
+use proto::{Hello, TaskLaunch, TaskOutcome, ToAgent, ToServer};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use store::tasks::NewTask;
+use store::Store;
+use tokio::sync::mpsc;
+use wire::enums::{JobState, OnAllTasksComplete, OnTaskFailure, TaskState};
+use wire::models::*;
+use wire::time::Timestamp;
+
+/// The account URL the control plane is given (links in node info).
+pub const URL: &str = "https://acct.example";
+
+pub struct World {
+    pub cluster: Arc<Cluster>,
+    pub store: Store,
+    pub lifecycle: Arc<Lifecycle>,
+    /// Runs the writer of `Started` reports (the only background loop a
+    /// test gets; rounds, liveness and the rest are called by the test).
+    pub supervisor: Arc<Supervisor>,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new() -> World {
+        World::build(None).await
+    }
+
+    /// A world whose pools get their nodes from `provider` (see `FakeProvider`).
+    pub async fn with_provider(provider: Arc<dyn NodeProvider>) -> World {
+        World::build(Some(provider)).await
+    }
+
+    async fn build(provider: Option<Arc<dyn NodeProvider>>) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lifecycle = Arc::new(Lifecycle::new(&store));
+        let config = ClusterConfig {
+            agent_token: "token".into(),
+            nodes_dir: dir.path().join("nodes"),
+            server_url: Default::default(),
+            agent_env: Default::default(),
+            agent_program: None,
+            account: "acct".into(),
+            token_key: b"key".to_vec(),
+            file_roots: None,
+            applications_dir: dir.path().join("applications"),
+            auto_storage: None,
+            strict_limits: false,
+            transition_delay: Duration::ZERO,
+        };
+        let cluster = Arc::new(match provider {
+            Some(p) => Cluster::with_provider(store.clone(), config, lifecycle.clone(), p),
+            None => Cluster::new(store.clone(), config, lifecycle.clone()),
+        });
+        cluster.init_attempts().await.unwrap();
+        let supervisor = Supervisor::new();
+        let c = cluster.clone();
+        supervisor.spawn("started-reports", move |stop| c.write_started_reports(stop));
+        World { cluster, store, lifecycle, supervisor, dir }
+    }
+
+    /// A pool with `slots` task slots per node and the given `nodeFillType`
+    /// (`spread` or `pack`), with more properties from `extra`.
+    pub async fn pool_with(&self, id: &str, slots: u32, fill: &str, extra: Value) {
+        let mut doc: Map<String, Value> = match json!({
+            "id": id,
+            "state": "active",
+            "eTag": "0x1",
+            "lastModified": Timestamp::now(),
+            "vmSize": "standard_d2s_v3",
+            "taskSlotsPerNode": slots,
+            "taskSchedulingPolicy": {"nodeFillType": fill},
+            "targetDedicatedNodes": 0,
+        }) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        if let Value::Object(more) = extra {
+            doc.extend(more);
+        }
+        self.store.create_pool(id, doc).await.unwrap();
+    }
+
+    pub async fn pool(&self, id: &str, slots: u32, fill: &str) {
+        self.pool_with(id, slots, fill, json!({})).await
+    }
+
+    /// Stores a job (see `job`), after `edit` changes it.
+    pub async fn add_job(&self, id: &str, pool: &str, edit: impl FnOnce(&mut CloudJob)) {
+        let mut j = job(id, pool);
+        edit(&mut j);
+        self.store.create_job(j).await.unwrap();
+        self.cluster.wake.notify_one();
+    }
+
+    /// Adds tasks (see `task`) to a job, each after `edit` changes it.
+    pub async fn add_tasks(&self, job: &str, ids: &[&str], edit: impl Fn(&mut CloudTask)) {
+        let tasks = ids
+            .iter()
+            .map(|id| {
+                let mut t = task(id);
+                edit(&mut t);
+                NewTask::new(t).unwrap()
+            })
+            .collect();
+        for r in self.store.add_tasks(job, tasks, |_| Ok(())).await.unwrap() {
+            r.unwrap();
+        }
+    }
+
+    /// An agent joins `pool` as node `node` with `slots_hint` ignored (the
+    /// pool decides); it has run nothing yet.
+    pub async fn join(&self, pool: &str, node: &str) -> Agent {
+        self.join_with(hello(pool, node)).await
+    }
+
+    /// An agent joins with this `Hello` (e.g. one reporting running attempts).
+    pub async fn join_with(&self, hello: Hello) -> Agent {
+        let doc = self.cluster.pool_to_join(&hello.pool_id).await.expect("the pool exists");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.cluster.join(&hello, &doc, tx.clone(), URL).await.unwrap();
+        let _ = tx.send(self.cluster.welcome(&id, &doc));
+        Agent { id, pool: hello.pool_id.clone(), rx, tx }
+    }
+
+    /// One scheduling round; how many attempts it placed.
+    pub async fn round(&self) -> usize {
+        let n = self.cluster.schedule(URL).await.unwrap();
+        self.settle().await;
+        n
+    }
+
+    /// Lets spawned work (assignment commits, debounced reports) finish.
+    pub async fn settle(&self) {
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// A task as the store has it.
+    pub async fn task(&self, job: &str, task: &str) -> CloudTask {
+        let s = self.store.get_task(job, task).await.unwrap();
+        serde_json::from_str(&s.doc).unwrap()
+    }
+
+    pub async fn task_state(&self, job: &str, task: &str) -> TaskState {
+        self.task(job, task).await.state
+    }
+
+    /// A job as the store has it.
+    pub async fn job(&self, id: &str) -> CloudJob {
+        let s = self.store.get_job(id).await.unwrap();
+        serde_json::from_str(&s.doc).unwrap()
+    }
+}
+
+/// A node's agent, faked: what the server sends it arrives on `rx`.
+pub struct Agent {
+    pub id: String,
+    pub pool: String,
+    pub rx: mpsc::UnboundedReceiver<ToAgent>,
+    pub tx: mpsc::UnboundedSender<ToAgent>,
+}
+
+impl Agent {
+    /// Every message the server has sent since the last look.
+    pub fn messages(&mut self) -> Vec<ToAgent> {
+        let mut out = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            out.push(m);
+        }
+        out
+    }
+
+    /// The attempts the server has sent since the last look (tasks, start
+    /// tasks, preparation and instances alike); other messages are dropped.
+    pub fn launches(&mut self) -> Vec<TaskLaunch> {
+        self.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                ToAgent::Start(l) => Some(*l),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The agent takes a (queued or placed) attempt and starts its process.
+    pub fn started(&self, w: &World, attempt: u64) {
+        w.cluster.on_report(&self.id, ToServer::Started { attempt }, || URL.to_string());
+    }
+
+    /// The attempt ended with `exit` (0: success).
+    pub async fn finish(&self, w: &World, attempt: u64, exit: i32) {
+        w.cluster.finished(&self.id, outcome(attempt, Some(exit), None), URL.to_string()).await;
+        w.settle().await;
+    }
+
+    /// The attempt ended with this outcome.
+    pub async fn report(&self, w: &World, o: TaskOutcome) {
+        w.cluster.finished(&self.id, o, URL.to_string()).await;
+        w.settle().await;
+    }
+
+    /// Starts and finishes an attempt in one go.
+    pub async fn run(&self, w: &World, attempt: u64, exit: i32) {
+        self.started(w, attempt);
+        self.finish(w, attempt, exit).await;
+    }
+
+    /// The connection ends (the agent is not told).
+    pub fn disconnect(&self, w: &World) {
+        w.cluster.disconnected(&self.id, &self.tx);
+    }
+
+    /// The attempt ids the server asked this agent to kill since the last look.
+    pub fn kills(&mut self) -> Vec<u64> {
+        self.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                ToAgent::Kill { attempt, .. } => Some(attempt),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An agent's first `Hello`: nothing running, nothing held.
+pub fn hello(pool: &str, node: &str) -> Hello {
+    Hello {
+        version: proto::VERSION,
+        pool_id: pool.to_string(),
+        node_id: Some(node.to_string()),
+        hostname: node.to_string(),
+        ip_address: "10.0.0.1".into(),
+        agent_version: "test".into(),
+        running: Vec::new(),
+        root_dir: format!("/nodes/{node}"),
+        is_root: false,
+        boot_id: format!("boot-{node}"),
+        finished: Vec::new(),
+        held: Vec::new(),
+        leftovers: 0,
+    }
+}
+
+/// An attempt's outcome: the exit code, or a failure code when it did not run.
+pub fn outcome(attempt: u64, exit_code: Option<i32>, failure_code: Option<&str>) -> TaskOutcome {
+    let now = chrono::Utc::now().timestamp_millis();
+    TaskOutcome {
+        attempt,
+        exit_code,
+        failure_code: failure_code.map(str::to_string),
+        failure_message: failure_code.map(|c| format!("{c} (test)")),
+        failure_category: None,
+        pre_processing_error: false,
+        file_upload_error: false,
+        container_id: None,
+        start_time_ms: now,
+        end_time_ms: now,
+        wall_us: Some(1),
+        user_cpu_us: 0,
+        kernel_cpu_us: 0,
+        read_bytes: 0,
+        write_bytes: 0,
+        read_ops: 0,
+        write_ops: 0,
+    }
+}
+
+/// An active job on `pool`: priority 0, no cap on parallel tasks, no retries.
+pub fn job(id: &str, pool: &str) -> CloudJob {
+    let now = Timestamp::now();
+    CloudJob {
+        id: id.to_string(),
+        display_name: None,
+        uses_task_dependencies: false,
+        e_tag: "0x1".into(),
+        last_modified: now,
+        creation_time: now,
+        state: JobState::Active,
+        state_transition_time: now,
+        previous_state: None,
+        previous_state_transition_time: None,
+        priority: 0,
+        allow_task_preemption: false,
+        max_parallel_tasks: -1,
+        constraints: JobConstraints { max_wall_clock_time: None, max_task_retry_count: Some(0) },
+        job_manager_task: None,
+        job_preparation_task: None,
+        job_release_task: None,
+        common_environment_settings: None,
+        pool_info: PoolInformation { pool_id: Some(pool.to_string()), auto_pool_specification: None },
+        on_all_tasks_complete: OnAllTasksComplete::NoAction,
+        on_task_failure: OnTaskFailure::NoAction,
+        network_configuration: None,
+        metadata: None,
+        execution_info: JobExecutionInformation {
+            start_time: now,
+            end_time: None,
+            pool_id: Some(pool.to_string()),
+            scheduling_error: None,
+            terminate_reason: None,
+        },
+        pending_disable: None,
+    }
+}
+
+/// An active task running `/bin/true`: one slot, no retries.
+pub fn task(id: &str) -> CloudTask {
+    let now = Timestamp::now();
+    CloudTask {
+        id: id.to_string(),
+        display_name: None,
+        e_tag: "0x1".into(),
+        last_modified: now,
+        creation_time: now,
+        exit_conditions: None,
+        state: TaskState::Active,
+        state_transition_time: now,
+        previous_state: None,
+        previous_state_transition_time: None,
+        command_line: "/bin/true".into(),
+        container_settings: None,
+        resource_files: None,
+        output_files: None,
+        environment_settings: None,
+        affinity_info: None,
+        constraints: TaskConstraints { max_wall_clock_time: None, retention_time: None, max_task_retry_count: Some(0) },
+        required_slots: 1,
+        user_identity: UserIdentity { username: None, auto_user: None },
+        execution_info: TaskExecutionInformation::default(),
+        node_info: None,
+        multi_instance_settings: None,
+        stats: None,
+        depends_on: None,
+        application_package_references: None,
+        authentication_token_settings: None,
+        attempt: None,
+        node: None,
+        cleanup_at: None,
+        files_cleaned: false,
+        subtasks: None,
+    }
+}
+
+/// A node provider that only records what it is asked: `add` makes nodes
+/// named `<pool>-<n>` that have not joined (a test joins them), `remove`
+/// forgets one.
+#[derive(Default)]
+pub struct FakeProvider {
+    pub nodes: Mutex<Vec<ProvidedNode>>,
+    pub added: Mutex<Vec<String>>,
+    pub removed: Mutex<Vec<String>>,
+}
+
+impl NodeProvider for FakeProvider {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn nodes(&self) -> Vec<ProvidedNode> {
+        self.nodes.lock().unwrap().clone()
+    }
+    fn add(&self, pool: &str, count: usize) -> Result<(), wire::Error> {
+        let mut nodes = self.nodes.lock().unwrap();
+        for _ in 0..count {
+            let id = format!("{pool}-{}", self.added.lock().unwrap().len() + 1);
+            self.added.lock().unwrap().push(id.clone());
+            nodes.push(ProvidedNode { id, pool: pool.to_string() });
+        }
+        Ok(())
+    }
+    fn remove(&self, node: &str) -> BoxFuture<'static, ()> {
+        self.nodes.lock().unwrap().retain(|n| n.id != node);
+        self.removed.lock().unwrap().push(node.to_string());
+        Box::pin(async {})
+    }
+    fn check(&self, _leaving: &(dyn Fn(&str) -> bool + Sync)) -> Vec<ProviderEvent> {
+        Vec::new()
+    }
+    fn recover<'a>(&'a self, _targets: &'a [PoolTarget]) -> BoxFuture<'a, Result<(), wire::Error>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn expected(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn stop_all(&self) -> BoxFuture<'_, ()> {
+        self.nodes.lock().unwrap().clear();
+        Box::pin(async {})
+    }
+}
