@@ -76,6 +76,10 @@ async fn retracted_tasks_of_an_active_job_are_placed_again() {
     let (w, mut a, at) = busy_node(&["a", "b", "c"]).await;
     w.cluster.retract_job("j");
     assert_eq!(a.received().killed().len(), 2);
+    // The agent had started b meanwhile: its report is not written (the Kill stops it).
+    start(&w, &a, at["b"]).await;
+    let b = w.task("j", "b").await;
+    assert_eq!((b.state, b.attempt), (TaskState::Active, None));
     assert_eq!(w.round().await, 2, "both tasks are queued again");
     let r = a.received();
     for t in ["b", "c"] {
@@ -312,6 +316,25 @@ async fn a_silent_node_is_lost_and_its_tasks_requeued() {
     assert!(r.attempt_of("b").is_some_and(|x| x != at["b"]));
 }
 
+/// A node whose connection ended and that never comes back is lost: its
+/// running task is requeued and its queued attempt taken back, and another
+/// node runs both.
+#[tokio::test]
+async fn a_disconnected_node_that_stays_away_is_lost_with_its_queue() {
+    let (w, a1, at) = busy_node(&["a", "b"]).await;
+    start(&w, &a1, at["a"]).await;
+    a1.disconnect(&w);
+    w.cluster.check_liveness(lost_time()).await;
+    assert_eq!(w.node_state("p", "n1"), Some(ComputeNodeState::Unknown));
+    let a = w.task("j", "a").await;
+    assert_eq!((a.state, a.execution_info.requeue_count), (TaskState::Active, 1));
+    assert_eq!(w.task("j", "b").await.execution_info.requeue_count, 0);
+    let mut a2 = w.join("p", "n2").await;
+    assert_eq!(w.round().await, 2);
+    let r = a2.received();
+    assert!(r.attempt_of("a").is_some() && r.attempt_of("b").is_some());
+}
+
 /// A node whose connection ended keeps its queued attempts (it may have
 /// started them): no other node gets them; when it rejoins running them,
 /// they are written as running there, without a requeue.
@@ -530,4 +553,31 @@ async fn an_unknown_attempt_of_this_server_is_killed_not_adopted() {
     assert!(node_of(&t).is_none());
     assert_eq!(w.round().await, 1);
     assert!(a.received().attempt_of("t").is_some_and(|x| x != bogus));
+}
+
+/// An outcome that a rejoining agent still holds for an earlier server's
+/// attempt (the task still waits) is adopted: the assignment is written, then
+/// the outcome completes the task on that node.
+#[tokio::test]
+async fn an_earlier_servers_finished_attempt_is_adopted_with_its_outcome() {
+    let (w, a1, at) = busy_node(&["a", "b"]).await;
+    start(&w, &a1, at["a"]).await;
+    a1.finish(&w, at["a"], 0).await;
+    // The node ran b from its queue; the server died before any report of it.
+    let w2 = w.restarted().await;
+    let mut h = hello("p", "n1");
+    h.finished = vec![proto::Finished {
+        outcome: outcome(at["b"], Some(0), None),
+        task: Some(proto::AttemptOf { job_id: "j".into(), task_id: "b".into(), slots: 1 }),
+    }];
+    let mut back = w2.join_with(h).await;
+    w2.settle().await;
+    assert!(back.received().kills.is_empty());
+    let b = w2.task("j", "b").await;
+    assert_eq!((b.state, b.attempt, node_of(&b)), (TaskState::Preparing, Some(at["b"]), Some("n1")), "assigned, not run again");
+    assert_eq!(w2.round().await, 0);
+    // (The transport then applies the outcome the Hello carried.)
+    back.finish(&w2, at["b"], 0).await;
+    let b = w2.task("j", "b").await;
+    assert_eq!((b.state, b.execution_info.exit_code, node_of(&b)), (TaskState::Completed, Some(0), Some("n1")));
 }
