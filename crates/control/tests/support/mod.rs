@@ -409,3 +409,118 @@ impl NodeProvider for FakeProvider {
         Box::pin(async {})
     }
 }
+
+/// The settings `World::new` gives its control plane, with its directories under `dir`.
+pub fn cluster_config(dir: &std::path::Path) -> ClusterConfig {
+    ClusterConfig {
+        agent_token: "token".into(),
+        nodes_dir: dir.join("nodes"),
+        server_url: Default::default(),
+        agent_env: Default::default(),
+        agent_program: None,
+        account: "acct".into(),
+        token_key: b"key".to_vec(),
+        file_roots: None,
+        applications_dir: dir.join("applications"),
+        auto_storage: None,
+    }
+}
+
+impl World {
+    /// A second control plane over this world's database, as after a server
+    /// restart: the database opened again (`Store::open`), attempt ids
+    /// initialised (`init_attempts`), no node joined yet. Its `dir` is a new
+    /// one for node roots; `self` owns the database's directory and must
+    /// outlive it.
+    pub async fn restarted(&self) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(self.dir.path()).unwrap();
+        let lifecycle = Arc::new(Lifecycle::new(&store));
+        let cluster = Arc::new(Cluster::new(store.clone(), cluster_config(dir.path()), lifecycle.clone()));
+        cluster.init_attempts().await.unwrap();
+        let supervisor = Supervisor::new();
+        let c = cluster.clone();
+        supervisor.spawn("started-reports", move |stop| c.write_started_reports(stop));
+        World { cluster, store, lifecycle, supervisor, dir }
+    }
+
+    /// A node's state as the control plane has it; None when it is not in the pool.
+    pub fn node_state(&self, pool: &str, node: &str) -> Option<wire::enums::ComputeNodeState> {
+        self.cluster.node(pool, node, |n| n.state)
+    }
+
+    /// Ends a task as a client's terminate does (the store's part only:
+    /// `completed`, no attempt, no node); the caller takes back its queued
+    /// attempt (`retract_task`) or not.
+    pub async fn end_task(&self, job: &str, task: &str) {
+        self.store
+            .update_task(job, task, Default::default(), |_, t, now| {
+                t.attempt = None;
+                t.node = None;
+                control::execution::transition(t, TaskState::Completed, now);
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Everything a fake agent received in one look, sorted by kind.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub launches: Vec<TaskLaunch>,
+    /// Attempts to kill, with their grace period (ms).
+    pub kills: Vec<(u64, u64)>,
+    pub acks: Vec<u64>,
+    pub shutdown: bool,
+}
+
+impl Received {
+    pub fn killed(&self) -> Vec<u64> {
+        let mut k: Vec<u64> = self.kills.iter().map(|(a, _)| *a).collect();
+        k.sort_unstable();
+        k
+    }
+    /// The attempt launched for a task, if one was.
+    pub fn attempt_of(&self, task: &str) -> Option<u64> {
+        self.launches.iter().find(|l| l.task_id == task).map(|l| l.attempt)
+    }
+}
+
+impl Agent {
+    /// Every message since the last look, sorted by kind (unlike `launches`
+    /// and `kills`, nothing is dropped).
+    pub fn received(&mut self) -> Received {
+        let mut r = Received::default();
+        for m in self.messages() {
+            match m {
+                ToAgent::Start(l) => r.launches.push(*l),
+                ToAgent::Kill { attempt, grace_ms } => r.kills.push((attempt, grace_ms)),
+                ToAgent::Ack { attempts } => r.acks.extend(attempts),
+                ToAgent::Shutdown => r.shutdown = true,
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// The agent took a queued attempt and fetches its files (`Preparing`).
+    pub fn preparing(&self, w: &World, attempt: u64) {
+        w.cluster.on_report(&self.id, ToServer::Preparing { attempt }, || URL.to_string());
+    }
+}
+
+/// A rejoining agent's `Hello`: these attempts still run, and `held` says
+/// which task each adoptable one belongs to.
+pub fn hello_running(pool: &str, node: &str, running: &[u64], held: &[(u64, &str, &str)]) -> Hello {
+    let mut h = hello(pool, node);
+    h.running = running.to_vec();
+    h.held = held
+        .iter()
+        .map(|(attempt, job, task)| proto::Held {
+            attempt: *attempt,
+            task: proto::AttemptOf { job_id: job.to_string(), task_id: task.to_string(), slots: 1 },
+        })
+        .collect();
+    h
+}
