@@ -1477,7 +1477,7 @@ impl Cluster {
 
     /// The pool's active jobs by priority, cached until any job changes.
     async fn jobs_of(&self, pool: &str) -> Result<Arc<Vec<CloudJob>>, Error> {
-        let generation = self.store.job_generation.load(Ordering::Relaxed);
+        let generation = self.store.job_generation();
         if let Some((g, jobs)) = lock(&self.jobs_cache).get(pool) {
             if *g == generation {
                 return Ok(jobs.clone());

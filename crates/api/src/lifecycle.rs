@@ -23,7 +23,7 @@ const PURGE_CHUNK: usize = 2000;
 
 pub struct Lifecycle {
     /// The store's job generation (see `quiet`).
-    job_generation: Arc<std::sync::atomic::AtomicU64>,
+    signals: Arc<store::Signals>,
     notify: Notify,
     changed: Mutex<HashSet<String>>,
     /// A job entered a transitional state since the last look.
@@ -37,7 +37,7 @@ pub struct Lifecycle {
 impl Lifecycle {
     pub fn new(store: &store::Store) -> Lifecycle {
         Lifecycle {
-            job_generation: store.job_generation.clone(),
+            signals: store.signals().clone(),
             notify: Notify::new(),
             changed: Default::default(),
             transitions: Default::default(),
@@ -55,7 +55,7 @@ impl Lifecycle {
     /// tasks are done (unless the job was found quiet at the current job
     /// generation).
     pub fn job_changed(&self, id: &str) {
-        let generation = self.job_generation.load(std::sync::atomic::Ordering::SeqCst);
+        let generation = self.signals.job_generation();
         if self.quiet.lock().unwrap_or_else(|p| p.into_inner()).get(&store::key_of(id)) == Some(&generation) {
             return;
         }
@@ -240,7 +240,7 @@ async fn finish(app: &App, id: &str, from: JobState, to: JobState) -> Result<(),
 /// `onAllTasksComplete: terminatejob`: once a job has tasks and all of them
 /// are completed, the job terminates with reason `AllTasksComplete`.
 async fn check_all_complete(app: &App, id: &str) -> Result<(), wire::Error> {
-    let generation = app.store.job_generation.load(std::sync::atomic::Ordering::SeqCst);
+    let generation = app.store.job_generation();
     let key = store::key_of(id);
     if app.lifecycle.quiet.lock().unwrap_or_else(|p| p.into_inner()).get(&key) == Some(&generation) {
         return Ok(());

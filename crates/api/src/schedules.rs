@@ -372,8 +372,9 @@ async fn end_job(app: &App, job: &str, delete: bool) -> Result<(), Error> {
             Err(e) => return Err(e),
         }
     } else {
-        let may_end =
-            |_: &_, j: &wire::models::CloudJob| Ok(!matches!(j.state, JobState::Completed | JobState::Terminating | JobState::Deleting));
+        let may_end = |_: &dyn store::Txn, j: &wire::models::CloudJob| {
+            Ok(!matches!(j.state, JobState::Completed | JobState::Terminating | JobState::Deleting))
+        };
         app.store.end_job(job, "TerminateJobSchedule", may_end).await?
     };
     if ended {
