@@ -24,7 +24,7 @@ use wire::time::Timestamp;
 /// What the lifecycle worker is told, and what it remembers between looks.
 pub struct Lifecycle {
     /// The store's job generation (see `quiet`).
-    pub job_generation: Arc<std::sync::atomic::AtomicU64>,
+    signals: Arc<store::Signals>,
     pub notify: Notify,
     pub changed: Mutex<HashSet<String>>,
     /// A job entered a transitional state since the last look.
@@ -38,7 +38,7 @@ pub struct Lifecycle {
 impl Lifecycle {
     pub fn new(store: &store::Store) -> Lifecycle {
         Lifecycle {
-            job_generation: store.job_generation.clone(),
+            signals: store.signals().clone(),
             notify: Notify::new(),
             changed: Default::default(),
             transitions: Default::default(),
@@ -56,7 +56,7 @@ impl Lifecycle {
     /// tasks are done (unless the job was found quiet at the current job
     /// generation).
     pub fn job_changed(&self, id: &str) {
-        let generation = self.job_generation.load(std::sync::atomic::Ordering::SeqCst);
+        let generation = self.signals.job_generation();
         if self.quiet.lock().unwrap_or_else(|p| p.into_inner()).get(&store::key_of(id)) == Some(&generation) {
             return;
         }
@@ -251,7 +251,7 @@ pub async fn finish(app: &Cluster, id: &str, from: JobState, to: JobState) -> Re
 /// `onAllTasksComplete: terminatejob`: once a job has tasks and all of them
 /// are completed, the job terminates with reason `AllTasksComplete`.
 pub async fn check_all_complete(app: &Cluster, id: &str) -> Result<(), wire::Error> {
-    let generation = app.store.job_generation.load(std::sync::atomic::Ordering::SeqCst);
+    let generation = app.store.job_generation();
     let key = store::key_of(id);
     if app.lifecycle.quiet.lock().unwrap_or_else(|p| p.into_inner()).get(&key) == Some(&generation) {
         return Ok(());

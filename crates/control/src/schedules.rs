@@ -121,8 +121,9 @@ pub async fn end_job(app: &Cluster, job: &str, delete: bool) -> Result<(), Error
             Err(e) => return Err(e),
         }
     } else {
-        let may_end =
-            |_: &_, j: &wire::models::CloudJob| Ok(!matches!(j.state, JobState::Completed | JobState::Terminating | JobState::Deleting));
+        let may_end = |_: &dyn store::Txn, j: &wire::models::CloudJob| {
+            Ok(!matches!(j.state, JobState::Completed | JobState::Terminating | JobState::Deleting))
+        };
         app.store.end_job(job, "TerminateJobSchedule", may_end).await?
     };
     if ended {

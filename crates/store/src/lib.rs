@@ -1,33 +1,37 @@
-//! Durable state for openbatch: an embedded SQLite database under the data
-//! directory.
+//! Durable state for openbatch, behind an interface.
 //!
-//! * One writer thread with group commit ([`writer`]): a write is on disk
-//!   before its caller hears back, and concurrent writes share one fsync.
-//! * A small pool of read-only connections for queries (WAL lets them run
-//!   beside the writer); they only ever see committed data.
-//! * Each resource is a row holding its wire document plus the columns that
-//!   are filtered, sorted or aggregated on; `$filter` compiles to SQL
-//!   ([`filter_sql`]) and runs in the database.
-//! * Rules that depend on current state run inside the writer's transaction,
-//!   as closures the caller passes in, so check-then-act is atomic.
+//! * [`Store`] is the handle the HTTP handlers and the control plane hold:
+//!   cheap to clone, it owns an `Arc<dyn` [`Backend`]`>` and forwards to it
+//!   (its generic methods box their closures first).
+//! * [`backend`] defines that interface: documents, task changes with a
+//!   [`Durability`], lists and counts, the scheduler's queries, generation
+//!   counters ([`Signals`]) and leases.
+//! * [`sqlite`] is the embedded implementation and the default: one writer
+//!   thread with group commit, pooled read-only connections, `$filter`
+//!   compiled to SQL, versioned migrations.
+//! * The modules [`jobs`], [`tasks`] and [`pools`] hold the types and rules
+//!   that do not depend on the database (`NewTask`, `DocTable`, job state
+//!   transitions) and the `Store` methods for each resource.
 
-pub mod db;
-pub mod fields;
-pub mod filter_sql;
+pub mod backend;
 pub mod jobs;
+mod leases;
 pub mod pools;
+pub mod sqlite;
 pub mod tasks;
-pub mod writer;
+
+/// The SQLite implementation's modules, also at the crate root (the fuzz
+/// targets compile `$filter`s against the real schema).
+pub use sqlite::{db, fields, filter_sql};
+
+pub use backend::{Backend, BoxFuture, Durability, Lease, Signals, StoreFuture, Txn};
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
-
-pub use writer::{Durability, Writer};
 
 /// A resource as stored: its wire document and concurrency metadata.
 #[derive(Debug, Clone)]
@@ -144,147 +148,63 @@ impl EtagClock {
     }
 }
 
-struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl ReadPool {
-    fn take(&self) -> Result<Connection, Error> {
-        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-            return Ok(c);
-        }
-        db::open_reader(&self.path).map_err(Error::internal)
-    }
-    fn give(&self, c: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < 16 {
-            idle.push(c);
-        }
-    }
-}
-
-/// The store handle; cheap to clone.
+/// The store handle; cheap to clone. Every method forwards to the
+/// [`Backend`] it was built over.
 #[derive(Clone)]
 pub struct Store {
-    writer: Writer,
-    readers: Arc<ReadPool>,
+    backend: Arc<dyn Backend>,
+    signals: Arc<Signals>,
+    /// The backend's ETag source (new resources are stamped from it).
     pub etags: Arc<EtagClock>,
-    /// Grows with every change to any job, so callers can cache job lists.
-    pub job_generation: Arc<AtomicU64>,
-    /// Grows whenever a task may have become ready or a ready task changed:
-    /// tasks added, a client's change to a task (before and after its write),
-    /// and any write that returns a task to `active` (retries, requeues). The
-    /// scheduler keeps what it read of ready tasks while it stands still.
-    pub task_generation: Arc<AtomicU64>,
-    /// Notified after a commit that made tasks ready (the scheduler waits on it).
+    /// Notified after a commit that made tasks ready (the scheduler waits on
+    /// it); the backend's [`Signals::ready`].
     pub ready: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `data_dir`.
-    /// The database holds every job's environment secrets: it and the
-    /// WAL and shared-memory files SQLite makes beside it (which take the
-    /// database file's mode) are the server user's only (0600), from their
-    /// creation on; files of an older install are made so on open.
+    /// A handle over `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> Store {
+        let signals = backend.signals().clone();
+        let etags = backend.etags().clone();
+        let ready = signals.ready().clone();
+        Store { backend, signals, etags, ready }
+    }
+
+    /// Opens (creating if needed) the embedded SQLite database in `data_dir`
+    /// (see [`sqlite::Sqlite::open`]).
     pub fn open(data_dir: &Path) -> Result<Store, String> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-        let path = data_dir.join("openbatch.sqlite");
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let file = data_dir.join(format!("openbatch.sqlite{suffix}"));
-            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                r => r.map_err(|e| format!("cannot make {} private: {e}", file.display()))?,
-            }
-        }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let conn = db::open_writer(&path)?;
-        Ok(Store {
-            writer: Writer::start(conn),
-            readers: Arc::new(ReadPool { path, idle: Mutex::new(Vec::new()) }),
-            etags: Arc::new(EtagClock::default()),
-            job_generation: Arc::new(AtomicU64::new(0)),
-            task_generation: Arc::new(AtomicU64::new(0)),
-            ready: Arc::new(tokio::sync::Notify::new()),
-        })
+        Ok(Store::new(Arc::new(sqlite::Sqlite::open(data_dir)?)))
+    }
+
+    /// The backend this handle forwards to.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The backend's generation counters.
+    pub fn signals(&self) -> &Arc<Signals> {
+        &self.signals
     }
 
     /// Both generations: any change to jobs or client change to tasks moves it.
     pub fn generation(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::SeqCst;
-        (self.job_generation.load(SeqCst), self.task_generation.load(SeqCst))
+        (self.signals.job_generation(), self.signals.task_generation())
+    }
+
+    /// See [`Signals::job_generation`].
+    pub fn job_generation(&self) -> u64 {
+        self.signals.job_generation()
+    }
+
+    /// See [`Signals::task_generation`].
+    pub fn task_generation(&self) -> u64 {
+        self.signals.task_generation()
     }
 
     /// Marks that tasks changed outside the scheduler's own writes.
     pub fn bump_tasks(&self) {
-        self.task_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.ready.notify_one();
+        self.signals.tasks_changed();
     }
-
-    /// Runs `f` in the writer's transaction (see [`writer`]).
-    pub async fn write<R, F>(&self, f: F) -> Result<R, Error>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
-    {
-        self.writer.write(f).await
-    }
-
-    /// Queues a write now (writes run in submission order); the returned
-    /// future resolves after its commit.
-    pub fn submit<R, F>(&self, f: F, durability: Durability) -> impl std::future::Future<Output = Result<R, Error>> + Send + 'static
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
-    {
-        self.writer.submit(f, durability)
-    }
-
-    /// Runs a short query (a point lookup by key) on a pooled read-only
-    /// connection right here: handing it to another thread would cost more
-    /// than the query.
-    pub fn read_now<R, F>(&self, f: F) -> Result<R, Error>
-    where
-        F: FnOnce(&Connection) -> Result<R, Error>,
-    {
-        let conn = self.readers.take()?;
-        let r = f(&conn);
-        self.readers.give(conn);
-        r
-    }
-
-    /// Runs a query on a pooled read-only connection, off the async threads.
-    pub async fn read<R, F>(&self, f: F) -> Result<R, Error>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
-    {
-        let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.take()?;
-            let r = f(&conn);
-            pool.give(conn);
-            r
-        })
-        .await
-        .map_err(|e| Error::internal(format!("query task failed: {e}")))?
-    }
-}
-
-/// Maps a SQLite error to an internal Batch error.
-pub(crate) fn sql(e: rusqlite::Error) -> Error {
-    Error::internal(format!("database error: {e}"))
 }
 
 /// Keys are ids lower-cased: ids are unique case-insensitively.
@@ -295,43 +215,6 @@ pub fn key_of(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn database_files_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        // SAFETY: umask only changes this process's creation mask; 0 is the
-        // most permissive, so whatever is private below was made so on purpose.
-        let old = unsafe { libc_umask(0) };
-        let store = Store::open(&data);
-        unsafe { libc_umask(old) };
-        let store = store.unwrap();
-        store.write(|c| c.execute_batch("CREATE TABLE IF NOT EXISTS t (x); INSERT INTO t VALUES (1);").map_err(sql)).await.unwrap();
-        assert_eq!(mode(&data), 0o700);
-        for f in ["openbatch.sqlite", "openbatch.sqlite-wal", "openbatch.sqlite-shm"] {
-            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
-        }
-        drop(store);
-        // An older install's files are made private on open.
-        for f in ["openbatch.sqlite", "openbatch.sqlite-wal", "openbatch.sqlite-shm"] {
-            if data.join(f).exists() {
-                std::fs::set_permissions(data.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
-            }
-        }
-        let _store = Store::open(&data).unwrap();
-        for f in ["openbatch.sqlite", "openbatch.sqlite-wal", "openbatch.sqlite-shm"] {
-            if data.join(f).exists() {
-                assert_eq!(mode(&data.join(f)), 0o600, "{f}");
-            }
-        }
-    }
-
-    extern "C" {
-        #[link_name = "umask"]
-        fn libc_umask(mask: u32) -> u32;
-    }
 
     #[test]
     fn etags_increase() {

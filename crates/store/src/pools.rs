@@ -1,47 +1,61 @@
-//! Pool and job schedule rows. Their documents are kept as JSON objects:
-//! openbatch reads the properties it acts on and returns the rest as the
-//! client sent it. One set of operations serves both tables.
+//! Pools and job schedules: documents kept as JSON objects. openbatch reads
+//! the properties it acts on and returns the rest as the client sent it.
+//! One set of operations serves both kinds ([`DocTable`]).
 
-use crate::jobs::{compile_with, list_page};
-use crate::{key_of, sql, ListQuery, Page, Preconditions, Store, Stored};
-use rusqlite::{params, OptionalExtension};
+use crate::backend::DocChange;
+use crate::{ListQuery, Page, Preconditions, Store, Stored};
 use serde_json::{Map, Value};
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
 
-/// A table of JSON documents and the errors that name its resource.
-#[derive(Clone, Copy)]
-pub struct DocTable {
-    table: &'static str,
-    not_found: ErrorCode,
-    exists: ErrorCode,
-    being_deleted: ErrorCode,
-    id_name: &'static str,
+/// A kind of JSON document, and the errors that name its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocTable {
+    Pools,
+    Schedules,
 }
 
-pub const POOLS: DocTable = DocTable {
-    table: "pools",
-    not_found: ErrorCode::PoolNotFound,
-    exists: ErrorCode::PoolExists,
-    being_deleted: ErrorCode::PoolBeingDeleted,
-    id_name: "PoolId",
-};
+pub const POOLS: DocTable = DocTable::Pools;
 
-pub const SCHEDULES: DocTable = DocTable {
-    table: "job_schedules",
-    not_found: ErrorCode::JobScheduleNotFound,
-    exists: ErrorCode::JobScheduleExists,
-    being_deleted: ErrorCode::JobScheduleBeingDeleted,
-    id_name: "JobScheduleId",
-};
+pub const SCHEDULES: DocTable = DocTable::Schedules;
 
 impl DocTable {
-    fn not_found(&self, id: &str) -> Error {
-        Error::new(self.not_found).with(self.id_name, id)
+    /// The name of the id in error details (`PoolId`, `JobScheduleId`).
+    fn id_name(self) -> &'static str {
+        match self {
+            DocTable::Pools => "PoolId",
+            DocTable::Schedules => "JobScheduleId",
+        }
+    }
+
+    /// 404 for the document `id`.
+    pub fn not_found(self, id: &str) -> Error {
+        let code = match self {
+            DocTable::Pools => ErrorCode::PoolNotFound,
+            DocTable::Schedules => ErrorCode::JobScheduleNotFound,
+        };
+        Error::new(code).with(self.id_name(), id)
+    }
+
+    /// 409: a document of that id exists.
+    pub fn exists(self) -> Error {
+        Error::new(match self {
+            DocTable::Pools => ErrorCode::PoolExists,
+            DocTable::Schedules => ErrorCode::JobScheduleExists,
+        })
+    }
+
+    /// 409: a document of that id is being deleted.
+    pub fn being_deleted(self) -> Error {
+        Error::new(match self {
+            DocTable::Pools => ErrorCode::PoolBeingDeleted,
+            DocTable::Schedules => ErrorCode::JobScheduleBeingDeleted,
+        })
     }
 }
 
-fn meta(doc: &Map<String, Value>) -> (String, String, String) {
+/// A document's `state`, `eTag` and `lastModified` members ('' when absent).
+pub fn meta(doc: &Map<String, Value>) -> (String, String, String) {
     let s = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     (s("state"), s("eTag"), s("lastModified"))
 }
@@ -68,25 +82,7 @@ impl Store {
         etag: String,
         lm: String,
     ) -> Result<Stored, Error> {
-        let id = id.to_string();
-        self.write(move |conn| {
-            let key = key_of(&id);
-            let existing: Option<String> =
-                conn.query_row(&format!("SELECT state FROM {} WHERE key = ?1", t.table), [&key], |r| r.get(0)).optional().map_err(sql)?;
-            if let Some(state) = existing {
-                return Err(Error::new(if state == "deleting" { t.being_deleted } else { t.exists }));
-            }
-            conn.execute(
-                &format!(
-                    "INSERT INTO {} (key, id, state, creation_time, etag, last_modified, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)",
-                    t.table
-                ),
-                params![key, id, state, lm, etag, text],
-            )
-            .map_err(sql)?;
-            Ok(Stored { doc: text, etag, last_modified: wire::time::parse_datetime(&lm).map(Timestamp).unwrap_or_else(Timestamp::now) })
-        })
-        .await
+        self.backend.create_doc(t, id, text, state, etag, lm).await
     }
 
     pub async fn get_pool(&self, id: &str) -> Result<Stored, Error> {
@@ -94,16 +90,7 @@ impl Store {
     }
 
     pub async fn get_doc(&self, t: DocTable, id: &str) -> Result<Stored, Error> {
-        let id = id.to_string();
-        self.read(move |conn| {
-            let row: Option<(String, String, String)> = conn
-                .prepare_cached(&format!("SELECT doc, etag, last_modified FROM {} WHERE key = ?1", t.table))
-                .and_then(|mut s| s.query_row([key_of(&id)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
-                .map_err(sql)?;
-            let (doc, etag, lm) = row.ok_or_else(|| t.not_found(&id))?;
-            Ok(Stored { doc, etag, last_modified: wire::time::parse_datetime(&lm).map(Timestamp).unwrap_or_else(Timestamp::now) })
-        })
-        .await
+        self.backend.get_doc(t, id).await
     }
 
     /// Reads, checks and changes a pool document in one transaction. `f`
@@ -119,43 +106,16 @@ impl Store {
     where
         F: FnOnce(&mut Map<String, Value>, Timestamp) -> Result<(), Error> + Send + 'static,
     {
-        let id = id.to_string();
-        let etags = self.etags.clone();
-        self.write(move |conn| {
-            let key = key_of(&id);
-            let text: String = conn
-                .query_row(&format!("SELECT doc FROM {} WHERE key = ?1", t.table), [&key], |r| r.get(0))
-                .optional()
-                .map_err(sql)?
-                .ok_or_else(|| t.not_found(&id))?;
-            let mut doc: Map<String, Value> = serde_json::from_str(&text).map_err(Error::internal)?;
-            let (_, etag, lm) = meta(&doc);
-            let lm = wire::time::parse_datetime(&lm).map(Timestamp).unwrap_or_else(Timestamp::now);
-            pre.check_write(&etag, &lm)?;
-            let (now, etag) = etags.next();
-            f(&mut doc, now)?;
-            doc.insert("eTag".into(), Value::String(etag.clone()));
-            doc.insert("lastModified".into(), Value::String(now.to_string()));
-            let (state, _, _) = meta(&doc);
-            let text = serde_json::to_string(&doc).map_err(Error::internal)?;
-            conn.execute(
-                &format!("UPDATE {} SET state = ?2, etag = ?3, last_modified = ?4, doc = ?5 WHERE key = ?1", t.table),
-                params![key, state, etag, now.to_string(), text],
-            )
-            .map_err(sql)?;
-            Ok(Stored { doc: text, etag, last_modified: now })
-        })
-        .await
+        let f: DocChange = Box::new(f);
+        self.backend.update_doc(t, id, pre, f).await
     }
 
     pub async fn list_pools(&self, q: ListQuery) -> Result<Page, Error> {
-        let filter = compile_with(&q, &crate::fields::PoolFields)?;
-        self.read(move |conn| list_page(conn, "SELECT key, doc FROM pools WHERE 1", Vec::new(), filter.as_ref(), &q)).await
+        self.backend.list_docs(POOLS, q).await
     }
 
     pub async fn list_schedules(&self, q: ListQuery) -> Result<Page, Error> {
-        let filter = compile_with(&q, &crate::fields::ScheduleFields)?;
-        self.read(move |conn| list_page(conn, "SELECT key, doc FROM job_schedules WHERE 1", Vec::new(), filter.as_ref(), &q)).await
+        self.backend.list_docs(SCHEDULES, q).await
     }
 
     /// Every pool's document (for the node manager at startup).
@@ -165,33 +125,16 @@ impl Store {
 
     /// Every pool's top-level members that are not objects or arrays (id,
     /// state, node targets, ...), in id order: what the node provider reads
-    /// every round, without parsing start tasks, metadata and the like.
+    /// every round, without building start tasks, metadata and the like.
     pub async fn pool_summaries(&self) -> Result<Vec<Map<String, Value>>, Error> {
-        self.read(move |conn| {
-            let mut s = conn.prepare(&format!("SELECT doc FROM {} ORDER BY key", POOLS.table)).map_err(sql)?;
-            let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
-            let mut out = Vec::new();
-            for r in rows {
-                let Scalars(m) = serde_json::from_str(&r.map_err(sql)?).map_err(Error::internal)?;
-                out.push(m);
-            }
-            Ok(out)
-        })
-        .await
+        let texts = self.backend.all_docs(POOLS).await?;
+        texts.iter().map(|t| serde_json::from_str(t).map(|Scalars(m)| m).map_err(Error::internal)).collect()
     }
 
     /// Every document of a table, in id order.
     pub async fn all_docs(&self, t: DocTable) -> Result<Vec<Map<String, Value>>, Error> {
-        self.read(move |conn| {
-            let mut s = conn.prepare(&format!("SELECT doc FROM {} ORDER BY key", t.table)).map_err(sql)?;
-            let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
-            let mut out = Vec::new();
-            for r in rows {
-                out.push(serde_json::from_str(&r.map_err(sql)?).map_err(Error::internal)?);
-            }
-            Ok(out)
-        })
-        .await
+        let texts = self.backend.all_docs(t).await?;
+        texts.iter().map(|t| serde_json::from_str(t).map_err(Error::internal)).collect()
     }
 
     pub async fn remove_pool(&self, id: &str) -> Result<(), Error> {
@@ -199,12 +142,7 @@ impl Store {
     }
 
     pub async fn remove_doc(&self, t: DocTable, id: &str) -> Result<(), Error> {
-        let key = key_of(id);
-        self.write(move |conn| {
-            conn.execute(&format!("DELETE FROM {} WHERE key = ?1", t.table), [&key]).map_err(sql)?;
-            Ok(())
-        })
-        .await
+        self.backend.remove_doc(t, id).await
     }
 }
 

@@ -2,7 +2,6 @@
 
 use crate::{lock, Cluster};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use wire::models::{CloudJob, CloudTask};
 use wire::Error;
@@ -48,7 +47,7 @@ impl Cluster {
 
     /// The pool's active jobs by priority, cached until any job changes.
     pub(crate) async fn jobs_of(&self, pool: &str) -> Result<Arc<Vec<CloudJob>>, Error> {
-        let generation = self.store.job_generation.load(Ordering::Relaxed);
+        let generation = self.store.job_generation();
         if let Some((g, jobs)) = lock(&self.jobs_cache).get(pool) {
             if *g == generation {
                 return Ok(jobs.clone());

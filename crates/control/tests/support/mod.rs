@@ -52,20 +52,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let lifecycle = Arc::new(Lifecycle::new(&store));
-        let config = ClusterConfig {
-            agent_token: "token".into(),
-            nodes_dir: dir.path().join("nodes"),
-            server_url: Default::default(),
-            agent_env: Default::default(),
-            agent_program: None,
-            account: "acct".into(),
-            token_key: b"key".to_vec(),
-            file_roots: None,
-            applications_dir: dir.path().join("applications"),
-            auto_storage: None,
-            strict_limits: false,
-            transition_delay: Duration::ZERO,
-        };
+        let config = cluster_config(dir.path());
         let cluster = Arc::new(match provider {
             Some(p) => Cluster::with_provider(store.clone(), config, lifecycle.clone(), p),
             None => Cluster::new(store.clone(), config, lifecycle.clone()),
@@ -423,6 +410,8 @@ pub fn cluster_config(dir: &std::path::Path) -> ClusterConfig {
         file_roots: None,
         applications_dir: dir.join("applications"),
         auto_storage: None,
+        strict_limits: false,
+        transition_delay: Duration::ZERO,
     }
 }
 

@@ -7,6 +7,7 @@
 //! answers each caller. So an acknowledged write is always durable, and
 //! concurrent writers share the cost of the sync instead of queueing behind it.
 
+use crate::Durability;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 use wire::Error;
@@ -28,22 +29,6 @@ const RELAXED_LINGER: std::time::Duration = std::time::Duration::from_millis(20)
 
 /// The same for a prompt write (something is about to wait on it).
 const PROMPT_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
-
-/// How a write must reach the disk before it is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// fsync'd before the caller hears back (everything a client is told).
-    Synced,
-    /// Written to the WAL (survives the process being killed) but fsync'd
-    /// with a later commit or checkpoint: for the server's own bookkeeping
-    /// that it can rebuild (agent reports; a lost one means a task runs
-    /// again, which Batch allows). Committed within `RELAXED_LINGER`.
-    Relaxed,
-    /// As `Relaxed`, committed within `PROMPT_LINGER`: work waits on it
-    /// (a completion that may release dependents, end the job or be
-    /// retried; a requeue).
-    Prompt,
-}
 
 impl Durability {
     /// How long the write may wait for company before its group commits.

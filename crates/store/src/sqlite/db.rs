@@ -125,6 +125,17 @@ const MIGRATIONS: &[&str] = &[
         doc           TEXT NOT NULL
     );
     "#,
+    // 7: named leases (leader election). `token` is the fencing token of
+    // the latest grant and never decreases: a released lease keeps its row.
+    // `expires` is in milliseconds since the Unix epoch.
+    r#"
+    CREATE TABLE leases (
+        name    TEXT PRIMARY KEY,
+        holder  TEXT,                        -- NULL when released
+        token   INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,128 @@
+//! Leases through the `Store` over SQLite: exclusive while held, taken over
+//! with a higher fencing token once expired or released, renewed only by
+//! their holder, and tokens that never repeat across a reopen.
+
+use std::time::Duration;
+use store::Store;
+use wire::time::Timestamp;
+
+const TTL: Duration = Duration::from_secs(10);
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp(chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lease_is_exclusive_and_its_holder_extends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let a = s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().expect("a free lease is granted");
+    assert_eq!((a.name.as_str(), a.holder.as_str(), a.token), ("leader", "a", 1));
+    assert_eq!(a.expires, at(10));
+
+    // Another holder cannot take it while it is held, up to the last moment.
+    assert_eq!(s.acquire_lease("leader", "b", TTL, at(0)).await.unwrap(), None);
+    assert_eq!(s.acquire_lease("leader", "b", TTL, at(9)).await.unwrap(), None);
+
+    // Its holder acquiring again extends it and keeps the token.
+    let again = s.acquire_lease("leader", "a", TTL, at(5)).await.unwrap().unwrap();
+    assert_eq!((again.token, again.expires), (1, at(15)));
+    assert_eq!(s.acquire_lease("leader", "b", TTL, at(12)).await.unwrap(), None, "the extension holds b off");
+
+    // Leases of other names are independent.
+    let other = s.acquire_lease("sweeper", "b", TTL, at(0)).await.unwrap().unwrap();
+    assert_eq!(other.token, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_passes_on_with_a_higher_token_and_the_old_holder_loses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let a = s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().unwrap();
+    // Expired at exactly `expires`.
+    let b = s.acquire_lease("leader", "b", TTL, at(10)).await.unwrap().expect("an expired lease is granted");
+    assert_eq!(b.holder, "b");
+    assert!(b.token > a.token, "{} > {}", b.token, a.token);
+    assert_eq!(b.expires, at(20));
+
+    // The old holder can neither renew nor release it, nor take it back.
+    assert_eq!(s.renew_lease(&a, TTL, at(11)).await.unwrap(), None);
+    assert!(!s.release_lease(&a).await.unwrap());
+    assert_eq!(s.acquire_lease("leader", "a", TTL, at(11)).await.unwrap(), None);
+    // b still holds it, untouched by a's attempts.
+    let renewed = s.renew_lease(&b, TTL, at(12)).await.unwrap().expect("b renews");
+    assert_eq!((renewed.token, renewed.expires), (b.token, at(22)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_holder_renews_and_not_after_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let a = s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().unwrap();
+    let mut impostor = a.clone();
+    impostor.holder = "b".into();
+    assert_eq!(s.renew_lease(&impostor, TTL, at(1)).await.unwrap(), None, "another holder with the same token");
+    let mut stale = a.clone();
+    stale.token += 1;
+    assert_eq!(s.renew_lease(&stale, TTL, at(1)).await.unwrap(), None, "the holder with a token it was not given");
+    assert!(!s.release_lease(&impostor).await.unwrap());
+
+    let r = s.renew_lease(&a, TTL, at(8)).await.unwrap().expect("the holder renews");
+    assert_eq!(r.expires, at(18));
+    // Renewed: b is still held off after the first term would have ended.
+    assert_eq!(s.acquire_lease("leader", "b", TTL, at(15)).await.unwrap(), None);
+    // Once expired it cannot be renewed, even by its holder.
+    assert_eq!(s.renew_lease(&a, TTL, at(18)).await.unwrap(), None);
+    // But the holder may acquire it afresh, with a new token.
+    let fresh = s.acquire_lease("leader", "a", TTL, at(19)).await.unwrap().unwrap();
+    assert!(fresh.token > a.token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_free_at_once_and_tokens_never_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = {
+        let s = Store::open(dir.path()).unwrap();
+        let a = s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().unwrap();
+        assert!(s.release_lease(&a).await.unwrap());
+        assert!(!s.release_lease(&a).await.unwrap(), "released once");
+        assert_eq!(s.renew_lease(&a, TTL, at(1)).await.unwrap(), None, "a released lease is not renewed");
+        let b = s.acquire_lease("leader", "b", TTL, at(1)).await.unwrap().expect("free after the release");
+        assert!(b.token > a.token);
+        assert!(s.release_lease(&b).await.unwrap());
+        b.token
+    };
+    // Across a reopen the next grant is still higher.
+    let s = Store::open(dir.path()).unwrap();
+    let c = s.acquire_lease("leader", "c", TTL, at(2)).await.unwrap().unwrap();
+    assert!(c.token > last, "{} > {last}", c.token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_needs_a_name_and_a_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert!(s.acquire_lease("", "a", TTL, at(0)).await.is_err());
+    assert!(s.acquire_lease("leader", "", TTL, at(0)).await.is_err());
+    // Nothing was granted by the refused calls.
+    assert_eq!(s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().unwrap().token, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acquirers_get_one_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move { s.acquire_lease("leader", &format!("h{i}"), TTL, at(0)).await.unwrap() }));
+    }
+    let mut granted = Vec::new();
+    for h in handles {
+        if let Some(l) = h.await.unwrap() {
+            granted.push(l);
+        }
+    }
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(granted[0].token, 1);
+}
