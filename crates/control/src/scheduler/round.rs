@@ -179,11 +179,14 @@ impl Cluster {
                                 n.refresh_busy_state();
                                 Some((n.id.clone(), n.root_dir.clone(), n.is_dedicated))
                             }
-                            // Every slot is taken: the queue of a node it fits on.
+                            // No node has room: the queue of a node it fits on
+                            // whose slots are all taken (queued on a node with a
+                            // free slot, it would keep that slot from smaller
+                            // tasks: the agent starts its queue in order).
                             None if !exclusive && queued_slots < queue_budget => {
                                 let candidates: Vec<placement::Candidate> = nodes
                                     .values()
-                                    .filter(|n| n.pool_id == pool && n.schedulable() && n.slots >= slots)
+                                    .filter(|n| n.pool_id == pool && n.schedulable() && n.slots >= slots && n.free() == 0)
                                     .filter(|n| prepared.as_ref().is_none_or(|p| p.contains(&n.id)))
                                     .map(|n| placement::Candidate {
                                         id: n.id.clone(),
