@@ -142,7 +142,11 @@ impl Cluster {
                     | ComputeNodeState::Reimaging
                     | ComputeNodeState::Starting
             ) {
-                node.set_state(ComputeNodeState::Idle);
+                // Back after a lost connection, not a reboot: what its start
+                // task decided still holds (a new boot runs it again, below).
+                let lost = matches!(node.state, ComputeNodeState::Offline | ComputeNodeState::Unknown);
+                let held = if lost && !booted { crate::starttask::start_task_hold(node, pool_doc) } else { None };
+                node.set_state(held.unwrap_or(ComputeNodeState::Idle));
             }
             node.refresh_busy_state();
             if booted {

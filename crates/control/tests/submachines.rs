@@ -611,3 +611,38 @@ async fn node_counters_and_recent_tasks_follow_outcomes() {
     assert_eq!(failed["executionInfo"]["result"], "failure");
     assert_eq!(failed["executionInfo"]["exitCode"], 1);
 }
+
+/// A node whose start task failed stays `starttaskfailed` (and takes no
+/// tasks) when its agent reconnects without a reboot; a node still waiting
+/// for its start task still waits, and is freed by that start task's outcome.
+#[tokio::test]
+async fn a_reconnect_without_reboot_keeps_the_start_task_state() {
+    let w = World::new().await;
+    w.pool_with("p", 1, "spread", json!({"startTask": {"commandLine": "setup"}})).await;
+    w.add_job("j", "p", |_| {}).await;
+    w.add_tasks("j", &["t1"], |_| {}).await;
+    let mut n1 = w.join("p", "n1").await;
+    let mut n2 = w.join("p", "n2").await;
+    let (s1, s2) = (one(&mut n1), one(&mut n2));
+    n1.run(&w, s1.attempt, 1).await;
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::StartTaskFailed);
+    n2.started(&w, s2.attempt);
+
+    for a in [&n1, &n2] {
+        a.disconnect(&w);
+    }
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Offline);
+    let mut n1 = w.join("p", "n1").await;
+    let mut n2 = w.join("p", "n2").await;
+    assert!(n1.launches().is_empty() && n2.launches().is_empty(), "the same boot: the start task does not run again");
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::StartTaskFailed);
+    assert_eq!(node_state(&w, "p", "n2"), ComputeNodeState::WaitingForStartTask);
+    assert_eq!(w.round().await, 0);
+    assert!(n1.launches().is_empty() && n2.launches().is_empty());
+
+    n2.finish(&w, s2.attempt, 0).await;
+    assert_eq!(node_state(&w, "p", "n2"), ComputeNodeState::Idle);
+    assert_eq!(w.round().await, 1);
+    assert_eq!(one(&mut n2).task_id, "t1");
+    assert!(n1.launches().is_empty());
+}
