@@ -52,7 +52,7 @@ impl Cluster {
         let now = Timestamp::now();
         let mut stale = Vec::new();
         let mut needs_start: Option<Value> = None;
-        let previous: Vec<u64>;
+        let previous: Vec<(u64, Slot)>;
         let mut kept: Vec<(u64, bool)> = Vec::new();
         {
             let mut nodes = lock(&self.nodes);
@@ -119,7 +119,7 @@ impl Cluster {
                 }
             }
             let kept_ids: Vec<u64> = kept.iter().map(|(a, _)| *a).collect();
-            previous = node.running.keys().copied().filter(|a| !kept_ids.contains(a)).collect();
+            previous = node.running.iter().filter(|(a, _)| !kept_ids.contains(a)).map(|(a, s)| (*a, s.clone())).collect();
             node.running.retain(|a, _| kept_ids.contains(a));
             // Running here, or ended with an outcome the agent still holds
             // (applied by `serve_agent` once the node has joined).
@@ -157,8 +157,17 @@ impl Cluster {
                 needs_start = pool_doc.get("startTask").filter(|v| v.is_object()).cloned();
             }
         }
-        for a in previous {
-            self.abandon(a);
+        for (a, slot) in previous {
+            if self.abandon(a) {
+                continue;
+            }
+            // An instance of a multi-instance run (not in the database): the
+            // run cannot go on without it, so the task's attempt is lost —
+            // the other instances are stopped and the task requeued, as
+            // for a lost node (an instance the agent still runs is killed).
+            if self.task_attempt(a) != a {
+                self.requeue_attempt(&slot.job_id, &slot.task_id, a).await;
+            }
         }
         if let Some(spec) = needs_start {
             self.run_start_task(&id, &pool_id, &spec);

@@ -236,6 +236,103 @@ async fn multi_instance_failure_without_retries_completes_the_task_with_its_subt
     assert!(agents.iter_mut().all(|a| a.launches().is_empty()));
 }
 
+/// A node holding a subtask is lost (silent past `NODE_LOST_AFTER`): the
+/// whole attempt is lost — the other instances are killed and the task is
+/// requeued (requeueCount, not retryCount) — and it runs again once N nodes
+/// are there.
+#[tokio::test]
+async fn a_lost_subtask_node_requeues_the_multi_instance_task() {
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("j", "p", |_| {}).await;
+    w.add_tasks("j", &["mpi"], multi(3, 0)).await;
+    let mut agents = vec![w.join("p", "n1").await, w.join("p", "n2").await, w.join("p", "n3").await];
+    assert_eq!(w.round().await, 1);
+    let coord: Vec<TaskLaunch> = agents.iter_mut().map(one).collect();
+    agents[0].started(&w, coord[0].attempt);
+    // n3 goes silent; n1 and n2 are heard from later.
+    w.cluster.heartbeat("n3");
+    let silent_since = std::time::Instant::now();
+    w.settle().await;
+    w.cluster.heartbeat("n1");
+    w.cluster.heartbeat("n2");
+    w.cluster.check_liveness(silent_since + control::NODE_LOST_AFTER + std::time::Duration::from_millis(50)).await;
+    w.settle().await;
+    assert_eq!(node_state(&w, "p", "n3"), ComputeNodeState::Unknown);
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Idle, "n1 is heard from, its instance stopped");
+    assert!(agents[0].kills().contains(&coord[0].attempt));
+    assert_eq!(agents[1].kills(), vec![coord[1].attempt]);
+    let t = w.task("j", "mpi").await;
+    assert_eq!(t.state, TaskState::Active);
+    assert_eq!((t.execution_info.requeue_count, t.execution_info.retry_count), (1, 0));
+    assert_eq!(w.round().await, 0, "two nodes are left for three instances");
+
+    let mut n3 = w.join("p", "n3").await;
+    assert_eq!(w.round().await, 1);
+    agents.push(n3); // n3's new agent (its first one, agents[2], is gone)
+    for i in [0, 1, 3] {
+        assert_eq!(one(&mut agents[i]).command_line, "coord");
+    }
+}
+
+/// A subtask's agent reconnects (same boot) without the instance: the
+/// attempt is lost as with a lost node — the task is requeued and the other
+/// instances freed — rather than waiting for an outcome that never comes.
+#[tokio::test]
+async fn a_subtask_node_that_reconnects_without_its_instance_requeues_the_task() {
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("j", "p", |_| {}).await;
+    w.add_tasks("j", &["mpi"], multi(2, 0)).await;
+    let mut n1 = w.join("p", "n1").await;
+    let n2 = w.join("p", "n2").await;
+    assert_eq!(w.round().await, 1);
+    let c1 = one(&mut n1);
+    n1.run(&w, c1.attempt, 0).await;
+    n2.disconnect(&w);
+    let mut n2 = w.join("p", "n2").await;
+    w.settle().await;
+    let t = w.task("j", "mpi").await;
+    assert_eq!(t.state, TaskState::Active, "requeued");
+    assert_eq!(t.execution_info.requeue_count, 1);
+    assert!(n1.kills().contains(&c1.attempt), "the primary's instance is stopped");
+    assert_eq!(w.round().await, 1, "both nodes are free again");
+    assert_eq!(one(&mut n1).command_line, "coord");
+    assert_eq!(one(&mut n2).command_line, "coord");
+}
+
+/// A subtask's agent reconnects still running its instance: the run is not
+/// left half-aborted — the task is requeued and runs again on both nodes.
+#[tokio::test]
+async fn a_subtask_node_that_reconnects_with_its_instance_running_does_not_strand_the_task() {
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("j", "p", |_| {}).await;
+    w.add_tasks("j", &["mpi"], multi(2, 0)).await;
+    let mut n1 = w.join("p", "n1").await;
+    let mut n2 = w.join("p", "n2").await;
+    assert_eq!(w.round().await, 1);
+    let (c1, c2) = (one(&mut n1), one(&mut n2));
+    n1.started(&w, c1.attempt);
+    n2.started(&w, c2.attempt);
+    w.settle().await;
+    n2.disconnect(&w);
+    let mut h = hello("p", "n2");
+    h.running = vec![c2.attempt];
+    let mut n2 = w.join_with(h).await;
+    w.settle().await;
+    assert!(n2.kills().contains(&c2.attempt), "the instance is stopped");
+    // Its outcome, and the primary's, follow the kill: nothing is recorded.
+    n2.finish(&w, c2.attempt, 137).await;
+    n1.finish(&w, c1.attempt, 137).await;
+    let t = w.task("j", "mpi").await;
+    assert_eq!(t.state, TaskState::Active, "requeued, not stuck");
+    assert_eq!((t.execution_info.requeue_count, t.execution_info.retry_count), (1, 0));
+    assert_eq!(w.round().await, 1);
+    assert_eq!(one(&mut n1).command_line, "coord");
+    assert_eq!(one(&mut n2).command_line, "coord");
+}
+
 // ---------------------------------------------------------------- job preparation and release
 
 fn with_prep(j: &mut CloudJob) {
