@@ -129,8 +129,12 @@ impl Cluster {
                     node.running.insert(*attempt, Slot { job_id: job.clone(), task_id: task.clone(), slots });
                 }
             }
+            // The node's start task and job preparation or release runs
+            // are not in the database either: they run on.
+            let own =
+                |a: u64| node.start_attempt == Some(a) || node.preps.values().any(|p| p.attempt == Some(a) || p.release_attempt == Some(a));
             for a in &hello.running {
-                if !assigned.iter().any(|(_, _, x)| x == a) && !kept.iter().any(|(k, _)| k == a) {
+                if !assigned.iter().any(|(_, _, x)| x == a) && !kept.iter().any(|(k, _)| k == a) && !own(*a) {
                     stale.push(*a);
                 }
             }
@@ -155,6 +159,9 @@ impl Cluster {
                 node.start_task_info = None;
                 node.start_retries = 0;
                 needs_start = pool_doc.get("startTask").filter(|v| v.is_object()).cloned();
+                // Preparation runs the earlier agent did not finish are gone
+                // with it: they run again before the job's next task here.
+                node.preps.retain(|_, p| p.attempt.is_none());
             }
         }
         for (a, slot) in previous {

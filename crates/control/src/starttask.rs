@@ -50,7 +50,8 @@ pub(crate) fn start_task_hold(n: &Node, pool_doc: &Map<String, Value>) -> Option
         return Some(ComputeNodeState::WaitingForStartTask);
     }
     let info = n.start_task_info.as_ref()?;
-    let failed = info.get("state").and_then(Value::as_str) == Some("completed") && info.get("result").and_then(Value::as_str) == Some("failure");
+    let failed =
+        info.get("state").and_then(Value::as_str) == Some("completed") && info.get("result").and_then(Value::as_str) == Some("failure");
     failed.then_some(ComputeNodeState::StartTaskFailed)
 }
 

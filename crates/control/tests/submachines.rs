@@ -500,6 +500,57 @@ async fn job_release_runs_once_on_each_node_that_prepared_the_job() {
     );
 }
 
+/// A preparation task still running when its node's agent reconnects
+/// (same agent) runs on: it is not killed as an unknown attempt, and its
+/// success lets the job's tasks onto the node.
+#[tokio::test]
+async fn a_job_preparation_running_across_a_reconnect_is_not_killed() {
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("j", "p", with_prep).await;
+    w.add_tasks("j", &["t1"], |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    w.round().await;
+    let prep = one(&mut a);
+    a.started(&w, prep.attempt);
+    a.disconnect(&w);
+    let mut h = hello("p", "n1");
+    h.running = vec![prep.attempt];
+    let mut a = w.join_with(h).await;
+    w.settle().await;
+    assert!(a.kills().is_empty(), "the preparation runs on");
+    a.finish(&w, prep.attempt, 0).await;
+    assert_eq!(prep_status(&w, "j", "n1").unwrap()["jobPreparationTaskExecutionInfo"]["result"], "success");
+    assert_eq!(w.round().await, 1);
+    assert_eq!(one(&mut a).task_id, "t1");
+}
+
+/// A preparation task lost with its agent (a new agent process, which does
+/// not run it) runs again before the job's tasks go to the node, instead of
+/// counting as running forever.
+#[tokio::test]
+async fn a_job_preparation_lost_with_its_agent_runs_again() {
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("j", "p", with_prep).await;
+    w.add_tasks("j", &["t1"], |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    w.round().await;
+    let prep = one(&mut a);
+    a.started(&w, prep.attempt);
+    a.disconnect(&w);
+    let mut h = hello("p", "n1");
+    h.boot_id = "boot-n1-again".into();
+    let mut a = w.join_with(h).await;
+    assert_eq!(w.round().await, 0);
+    let again = one(&mut a);
+    assert_eq!(again.task_id, "jobpreparation", "the preparation runs again");
+    assert_ne!(again.attempt, prep.attempt);
+    a.run(&w, again.attempt, 0).await;
+    assert_eq!(w.round().await, 1);
+    assert_eq!(one(&mut a).task_id, "t1");
+}
+
 // ---------------------------------------------------------------- start task
 
 /// A joining node of a pool with a start task (waitForSuccess by default) is
@@ -742,4 +793,29 @@ async fn a_reconnect_without_reboot_keeps_the_start_task_state() {
     assert_eq!(w.round().await, 1);
     assert_eq!(one(&mut n2).task_id, "t1");
     assert!(n1.launches().is_empty());
+}
+
+/// A start task still running when the agent reconnects (same agent) runs
+/// on: it is not killed as an unknown attempt, the node keeps waiting for
+/// it, and its success frees the node.
+#[tokio::test]
+async fn a_start_task_running_across_a_reconnect_is_not_killed() {
+    let w = World::new().await;
+    w.pool_with("p", 1, "spread", json!({"startTask": {"commandLine": "setup"}})).await;
+    w.add_job("j", "p", |_| {}).await;
+    w.add_tasks("j", &["t1"], |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    let st = one(&mut a);
+    a.started(&w, st.attempt);
+    a.disconnect(&w);
+    let mut h = hello("p", "n1");
+    h.running = vec![st.attempt];
+    let mut a = w.join_with(h).await;
+    w.settle().await;
+    assert!(a.kills().is_empty(), "the start task runs on");
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::WaitingForStartTask);
+    a.finish(&w, st.attempt, 0).await;
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Idle);
+    assert_eq!(w.round().await, 1);
+    assert_eq!(one(&mut a).task_id, "t1");
 }
