@@ -58,7 +58,7 @@ async fn multi_instance_runs_coordination_on_n_nodes_then_the_primary_runs_the_t
     w.pool("p", 1, "spread").await;
     w.add_job("j", "p", |_| {}).await;
     w.add_tasks("j", &["mpi"], multi(3, 0)).await;
-    let mut agents = vec![w.join("p", "n1").await, w.join("p", "n2").await, w.join("p", "n3").await];
+    let mut agents = [w.join("p", "n1").await, w.join("p", "n2").await, w.join("p", "n3").await];
     assert_eq!(w.round().await, 1, "one task placed");
     let coord: Vec<TaskLaunch> = agents.iter_mut().map(one).collect();
     for l in &coord {
@@ -163,7 +163,7 @@ async fn multi_instance_failure_kills_the_others_and_retries_the_whole_task() {
     w.pool("p", 1, "spread").await;
     w.add_job("j", "p", |_| {}).await;
     w.add_tasks("j", &["mpi"], multi(3, 1)).await;
-    let mut agents = vec![w.join("p", "n1").await, w.join("p", "n2").await, w.join("p", "n3").await];
+    let mut agents = [w.join("p", "n1").await, w.join("p", "n2").await, w.join("p", "n3").await];
     assert_eq!(w.round().await, 1);
     let coord: Vec<TaskLaunch> = agents.iter_mut().map(one).collect();
     agents[0].started(&w, coord[0].attempt);
@@ -216,7 +216,7 @@ async fn multi_instance_failure_without_retries_completes_the_task_with_its_subt
     w.pool("p", 1, "spread").await;
     w.add_job("j", "p", |_| {}).await;
     w.add_tasks("j", &["mpi"], multi(3, 0)).await;
-    let mut agents = vec![w.join("p", "n1").await, w.join("p", "n2").await, w.join("p", "n3").await];
+    let mut agents = [w.join("p", "n1").await, w.join("p", "n2").await, w.join("p", "n3").await];
     assert_eq!(w.round().await, 1);
     let coord: Vec<TaskLaunch> = agents.iter_mut().map(one).collect();
     agents[2].run(&w, coord[2].attempt, 3).await;
@@ -267,7 +267,7 @@ async fn a_lost_subtask_node_requeues_the_multi_instance_task() {
     assert_eq!((t.execution_info.requeue_count, t.execution_info.retry_count), (1, 0));
     assert_eq!(w.round().await, 0, "two nodes are left for three instances");
 
-    let mut n3 = w.join("p", "n3").await;
+    let n3 = w.join("p", "n3").await;
     assert_eq!(w.round().await, 1);
     agents.push(n3); // n3's new agent (its first one, agents[2], is gone)
     for i in [0, 1, 3] {
