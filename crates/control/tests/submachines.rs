@@ -500,6 +500,26 @@ async fn job_release_runs_once_on_each_node_that_prepared_the_job() {
     );
 }
 
+/// With waitForSuccess false the job's tasks go to a node while its
+/// preparation runs (sent after it), and even after it failed.
+#[tokio::test]
+async fn job_preparation_without_wait_for_success_lets_tasks_run_meanwhile() {
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("j", "p", |j| j.job_preparation_task = Some(from(json!({"commandLine": "prep", "waitForSuccess": false})))).await;
+    w.add_tasks("j", &["t1"], |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    assert_eq!(w.round().await, 1);
+    let ls = a.launches();
+    let ids: Vec<&str> = ls.iter().map(|l| l.task_id.as_str()).collect();
+    assert_eq!(ids, ["jobpreparation", "t1"], "the preparation first, the task at once");
+    a.run(&w, ls[0].attempt, 1).await;
+    a.run(&w, ls[1].attempt, 0).await;
+    w.add_tasks("j", &["t2"], |_| {}).await;
+    assert_eq!(w.round().await, 1, "a failed preparation does not hold the job's tasks back");
+    assert_eq!(one(&mut a).task_id, "t2");
+}
+
 /// A preparation task still running when its node's agent reconnects
 /// (same agent) runs on: it is not killed as an unknown attempt, and its
 /// success lets the job's tasks onto the node.
