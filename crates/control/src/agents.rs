@@ -52,7 +52,7 @@ impl Cluster {
         let now = Timestamp::now();
         let mut stale = Vec::new();
         let mut needs_start: Option<Value> = None;
-        let previous: Vec<u64>;
+        let previous: Vec<(u64, Slot)>;
         let mut kept: Vec<(u64, bool)> = Vec::new();
         {
             let mut nodes = lock(&self.nodes);
@@ -119,7 +119,7 @@ impl Cluster {
                 }
             }
             let kept_ids: Vec<u64> = kept.iter().map(|(a, _)| *a).collect();
-            previous = node.running.keys().copied().filter(|a| !kept_ids.contains(a)).collect();
+            previous = node.running.iter().filter(|(a, _)| !kept_ids.contains(a)).map(|(a, s)| (*a, s.clone())).collect();
             node.running.retain(|a, _| kept_ids.contains(a));
             // Running here, or ended with an outcome the agent still holds
             // (applied by `serve_agent` once the node has joined).
@@ -129,8 +129,12 @@ impl Cluster {
                     node.running.insert(*attempt, Slot { job_id: job.clone(), task_id: task.clone(), slots });
                 }
             }
+            // The node's start task and job preparation or release runs
+            // are not in the database either: they run on.
+            let own =
+                |a: u64| node.start_attempt == Some(a) || node.preps.values().any(|p| p.attempt == Some(a) || p.release_attempt == Some(a));
             for a in &hello.running {
-                if !assigned.iter().any(|(_, _, x)| x == a) && !kept.iter().any(|(k, _)| k == a) {
+                if !assigned.iter().any(|(_, _, x)| x == a) && !kept.iter().any(|(k, _)| k == a) && !own(*a) {
                     stale.push(*a);
                 }
             }
@@ -142,7 +146,11 @@ impl Cluster {
                     | ComputeNodeState::Reimaging
                     | ComputeNodeState::Starting
             ) {
-                node.set_state(ComputeNodeState::Idle);
+                // Back after a lost connection, not a reboot: what its start
+                // task decided still holds (a new boot runs it again, below).
+                let lost = matches!(node.state, ComputeNodeState::Offline | ComputeNodeState::Unknown);
+                let held = if lost && !booted { crate::starttask::start_task_hold(node, pool_doc) } else { None };
+                node.set_state(held.unwrap_or(ComputeNodeState::Idle));
             }
             node.refresh_busy_state();
             if booted {
@@ -151,10 +159,22 @@ impl Cluster {
                 node.start_task_info = None;
                 node.start_retries = 0;
                 needs_start = pool_doc.get("startTask").filter(|v| v.is_object()).cloned();
+                // Preparation runs the earlier agent did not finish are gone
+                // with it: they run again before the job's next task here.
+                node.preps.retain(|_, p| p.attempt.is_none());
             }
         }
-        for a in previous {
-            self.abandon(a);
+        for (a, slot) in previous {
+            if self.abandon(a) {
+                continue;
+            }
+            // An instance of a multi-instance run (not in the database): the
+            // run cannot go on without it, so the task's attempt is lost —
+            // the other instances are stopped and the task requeued, as
+            // for a lost node (an instance the agent still runs is killed).
+            if self.task_attempt(a) != a {
+                self.requeue_attempt(&slot.job_id, &slot.task_id, a).await;
+            }
         }
         if let Some(spec) = needs_start {
             self.run_start_task(&id, &pool_id, &spec);

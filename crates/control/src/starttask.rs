@@ -38,6 +38,23 @@ fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Nod
     }
 }
 
+/// The state a node's start task holds it in under `waitForSuccess` (the
+/// default): `waitingforstarttask` while it runs, `starttaskfailed` once it
+/// failed with no retry left; None when the node is free to take tasks.
+pub(crate) fn start_task_hold(n: &Node, pool_doc: &Map<String, Value>) -> Option<ComputeNodeState> {
+    let spec = pool_doc.get("startTask").filter(|v| v.is_object())?;
+    if !spec.get("waitForSuccess").and_then(Value::as_bool).unwrap_or(true) {
+        return None;
+    }
+    if n.start_attempt.is_some() {
+        return Some(ComputeNodeState::WaitingForStartTask);
+    }
+    let info = n.start_task_info.as_ref()?;
+    let failed =
+        info.get("state").and_then(Value::as_str) == Some("completed") && info.get("result").and_then(Value::as_str) == Some("failure");
+    failed.then_some(ComputeNodeState::StartTaskFailed)
+}
+
 impl Cluster {
     /// Starts (or retries) the pool's start task on a node. While a start
     /// task with `waitForSuccess` (the default) runs, the node is
