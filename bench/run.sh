@@ -14,8 +14,10 @@ tasks=$((100000 / scale))
 total=$((1000000 / scale))
 
 cargo build --release -q -p openbatch -p bench
-bin=target/release/openbatch
-bench=target/release/openbatch-bench
+# OPENBATCH_BIN runs another build of the server (for a before/after).
+target="${CARGO_TARGET_DIR:-target}"
+bin="${OPENBATCH_BIN:-$target/release/openbatch}"
+bench="$target/release/openbatch-bench"
 out=bench-out
 mkdir -p "$out"
 data=$(mktemp -d)

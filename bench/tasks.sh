@@ -8,9 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=20000
 [ "${1:-}" = "--quick" ] && n=2000
+# OPENBATCH_BIN runs another build of the server (e.g. an older one, for a
+# before/after in interleaved runs); the load generator is this tree's.
+target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p openbatch -p bench
-bin=target/release/openbatch
-bench=target/release/openbatch-bench
+bin="${OPENBATCH_BIN:-$target/release/openbatch}"
+bench="$target/release/openbatch-bench"
 out=bench-out
 mkdir -p "$out"
 raw=$("$bench" raw-spawn --count "$n" --threads 2)

@@ -15,9 +15,12 @@ use tokio::task::JoinHandle;
 pub struct Stop(watch::Receiver<bool>);
 
 impl Stop {
-    /// Resolves once shutdown has begun.
+    /// Resolves once shutdown has begun (never, if the supervisor is dropped
+    /// without a shutdown: dropping it does not stop its loops).
     pub async fn stopped(&mut self) {
-        let _ = self.0.wait_for(|s| *s).await;
+        if self.0.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -148,6 +151,25 @@ pub fn start(sup: &Supervisor, cluster: Arc<Cluster>, account_url: Arc<Mutex<Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Dropping the supervisor without a shutdown leaves its loops running.
+    #[tokio::test]
+    async fn a_dropped_supervisor_does_not_stop_its_loops() {
+        let sup = Supervisor::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        sup.spawn("ticker", move |mut stop| async move {
+            loop {
+                tokio::select! {
+                    _ = stop.stopped() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => { let _ = tx.send(()); }
+                }
+            }
+        });
+        drop(sup);
+        for _ in 0..3 {
+            assert!(tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.ok().flatten().is_some(), "the loop still ticks");
+        }
+    }
 
     /// Shutdown ends loops that watch their `Stop` and aborts one that does not.
     #[tokio::test]
