@@ -245,6 +245,17 @@ impl Containment {
         }
     }
 
+    /// The agent exits: every cell's processes are killed and the cells and
+    /// the agent's cgroup removed (a cgroup left behind per node root would
+    /// pile up across nodes and slow every later cgroup operation).
+    pub fn release(&self) {
+        if let Some(base) = &self.base {
+            self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            clear(base);
+            let _ = std::fs::remove_dir(base);
+        }
+    }
+
     /// Kills the lingering cell's processes (the node resets or stops).
     pub fn kill_lingering(&self) {
         if let Some(c) = &self.lingering {
@@ -279,5 +290,24 @@ mod tests {
             assert!(m.is_absolute());
         }
         let _ = own_cgroup();
+    }
+
+    /// An agent that exits leaves no cgroup behind: its cells and its base go.
+    #[test]
+    fn release_removes_the_agents_cgroups() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("volatile")).unwrap();
+        let (c, _) = Containment::new(root.path());
+        let Some(base) = c.base.clone() else {
+            eprintln!("skipped: no writable cgroup2 hierarchy here (not root, or no cgroup2)");
+            return;
+        };
+        let lease = c.acquire(false).expect("a cell");
+        let cell_dir = lease.cell.dir.clone();
+        assert!(cell_dir.exists());
+        c.end(lease);
+        c.release();
+        assert!(!cell_dir.exists(), "the attempt's cell is removed");
+        assert!(!base.exists(), "the agent's cgroup is removed");
     }
 }

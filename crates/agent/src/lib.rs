@@ -277,6 +277,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         match ended {
             Ok(true) => {
                 stop_all(&state).await;
+                state.contain.release();
                 return Ok(());
             }
             Ok(false) => backoff = Duration::from_millis(100),
@@ -288,12 +289,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         if state.cfg.give_up_after.is_some_and(|limit| connected_at.elapsed() > limit) {
             tracing::warn!("no server for too long; stopping every attempt and exiting");
             stop_all(&state).await;
+            state.contain.release();
             return Err("the server has been unreachable for too long".into());
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = terminate.recv() => {
                 stop_all(&state).await;
+                state.contain.release();
                 return Ok(());
             }
         }
