@@ -23,7 +23,7 @@ const FORBIDDEN: &[&str] = &[
 fn the_control_crate_depends_on_no_http_crate() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["tree", "--edges", "normal", "--package", "control", "--prefix", "none", "--format", "{p}", "--offline"])
+        .args(["tree", "--edges", "normal", "--package", "control", "--prefix", "none", "--format", "{p}", "--locked"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
