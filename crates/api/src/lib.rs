@@ -83,7 +83,7 @@ pub fn start_background(app: Arc<App>, server_url: Option<String>) -> Arc<contro
     }
     let supervisor = control::supervisor::Supervisor::new();
     let c = app.cluster.clone();
-    supervisor.spawn("lifecycle", move |stop| control::lifecycle::run(c, stop));
+    supervisor.spawn("lifecycle", move |stop| control::transitions::run(c, stop));
     let (cluster, account_url, sup) = (app.cluster.clone(), app.account_url.clone(), supervisor.clone());
     supervisor.spawn("control", move |mut stop| async move {
         tokio::select! {

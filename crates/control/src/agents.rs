@@ -1,12 +1,17 @@
 //! Agent reports: a node joins, reports attempts preparing, started and
 //! finished, answers file requests, and disconnects.
 
+use crate::cluster::Cluster;
+use crate::config::{HEARTBEAT, STARTED_DEBOUNCE};
+use crate::execution;
 use crate::launch::node_info;
-use crate::node::{Node, Slot};
 use crate::provider::local::new_node_id;
-use crate::scheduler::attempts::{assign, AssignFn};
+use crate::scheduler::attempts::assign;
 use crate::scheduler::placement;
-use crate::{execution, lock, Cluster, HEARTBEAT, STARTED_DEBOUNCE};
+use crate::state::multi::Started;
+use crate::state::node::{Node, Slot};
+use crate::state::sched::AssignFn;
+use crate::sync::lock;
 use proto::{FileReply, Hello, TaskOutcome, ToAgent, ToServer};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
@@ -55,7 +60,8 @@ impl Cluster {
         let previous: Vec<(u64, Slot)>;
         let mut kept: Vec<(u64, bool)> = Vec::new();
         {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             let node = nodes.entry(id.clone()).or_insert_with(|| Node {
                 id: id.clone(),
                 pool_id: pool_id.clone(),
@@ -183,7 +189,7 @@ impl Cluster {
         // (it was killed first): adopted when their task still waits, so
         // the task does not run again; any other unknown attempt is killed.
         for (a, running) in kept {
-            let slot = lock(&self.nodes).get(&id).and_then(|n| n.running.get(&a).cloned());
+            let slot = self.core().nodes.get(&id).and_then(|n| n.running.get(&a).cloned());
             if let (true, Some(slot)) = (running, slot) {
                 // Assigned and running, in one change.
                 let _ = self
@@ -205,7 +211,7 @@ impl Cluster {
         }
         let unknown_outcomes = hello.finished.iter().filter(|f| {
             !assigned.iter().any(|(_, _, x)| *x == f.outcome.attempt)
-                && !lock(&self.nodes).get(&id).is_some_and(|n| n.running.contains_key(&f.outcome.attempt))
+                && !self.core().nodes.get(&id).is_some_and(|n| n.running.contains_key(&f.outcome.attempt))
         });
         for f in unknown_outcomes {
             if let Some(task) = &f.task {
@@ -253,7 +259,7 @@ impl Cluster {
             return false;
         }
         let key = (store::key_of(&of.job_id), store::key_of(&of.task_id));
-        if !lock(&self.inflight).insert(key.clone()) {
+        if !self.core().sched.inflight.insert(key.clone()) {
             return false;
         }
         let assign_it = assign(attempt, node.to_string(), node_info(account_url, pool, node, &of.job_id, &of.task_id));
@@ -269,7 +275,7 @@ impl Cluster {
         let adopted = matches!(done.await, Ok(r) if r.first().is_some_and(|x| x.is_ok()));
         if adopted {
             tracing::info!(node = %node, job = %of.job_id, task = %of.task_id, attempt, "adopted an attempt an earlier server started");
-            if let Some(n) = lock(&self.nodes).get_mut(node) {
+            if let Some(n) = self.core().nodes.get_mut(node) {
                 n.running.insert(attempt, Slot { job_id: of.job_id.clone(), task_id: of.task_id.clone(), slots: of.slots.max(1) });
                 n.refresh_busy_state();
             }
@@ -286,7 +292,8 @@ impl Cluster {
     /// queue, so their tasks are scheduled again.
     pub fn disconnected(&self, node_id: &str, tx: &mpsc::UnboundedSender<ToAgent>) {
         {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             let Some(n) = nodes.get_mut(node_id) else { return };
             if !n.tx.as_ref().is_some_and(|t| t.same_channel(tx)) {
                 return;
@@ -306,20 +313,20 @@ impl Cluster {
     /// declared lost meanwhile (`unknown`, see `check_liveness`), or has a
     /// newer connection. (A node that left the pool has no entry.)
     pub fn superseded(&self, node_id: &str, tx: &mpsc::UnboundedSender<ToAgent>) -> bool {
-        lock(&self.nodes).get(node_id).is_some_and(|n| match &n.tx {
+        self.core().nodes.get(node_id).is_some_and(|n| match &n.tx {
             Some(t) => !t.same_channel(tx),
             None => n.state == ComputeNodeState::Unknown,
         })
     }
 
     pub fn heartbeat(&self, node_id: &str) {
-        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+        if let Some(n) = self.core().nodes.get_mut(node_id) {
             n.last_seen = Instant::now();
         }
     }
 
     pub fn file_reply(&self, r: FileReply) {
-        if let Some(w) = lock(&self.file_waiters).remove(&r.id) {
+        if let Some(w) = self.core().files.remove(&r.id) {
             let _ = w.send(r);
         }
     }
@@ -332,7 +339,6 @@ impl Cluster {
         let _ = self.started_tx.send((tokio::time::Instant::now() + STARTED_DEBOUNCE, node_id.to_string(), attempt));
     }
 
-    /// Writes the `Started` reports whose wait is over, for attempts still running.
     /// Writes the `Started` reports whose wait is over, for attempts still
     /// running, until `stop` (see `started`).
     pub async fn write_started_reports(self: Arc<Self>, mut stop: crate::supervisor::Stop) {
@@ -348,7 +354,7 @@ impl Cluster {
             if due > tokio::time::Instant::now() + SLACK {
                 tokio::time::sleep_until(due).await;
             }
-            let still = lock(&self.nodes).get(&node).is_some_and(|n| n.running.contains_key(&attempt));
+            let still = self.core().nodes.get(&node).is_some_and(|n| n.running.contains_key(&attempt));
             if still {
                 let me = self.clone();
                 tokio::spawn(async move { me.record_started(&node, attempt).await });
@@ -357,12 +363,12 @@ impl Cluster {
     }
 
     pub(crate) async fn record_started(&self, node_id: &str, attempt: u64) {
-        let slot = lock(&self.nodes).get(node_id).and_then(|n| n.running.get(&attempt).cloned());
+        let slot = self.core().nodes.get(node_id).and_then(|n| n.running.get(&attempt).cloned());
         let Some(slot) = slot else { return };
         let attempt = match self.multi_started(attempt) {
-            crate::multi::Started::Other => attempt,
-            crate::multi::Started::Primary(task_attempt) => task_attempt,
-            crate::multi::Started::Subtask => return,
+            Started::Other => attempt,
+            Started::Primary(task_attempt) => task_attempt,
+            Started::Subtask => return,
         };
         let _ = self
             .write_attempt(
@@ -386,7 +392,7 @@ impl Cluster {
     /// Also whether the outcome is settled (recorded, or stale): the agent
     /// may forget it.
     pub async fn finished(self: &Arc<Self>, node_id: &str, o: TaskOutcome, base_url: String) -> (Option<(String, bool)>, bool) {
-        let is_start = lock(&self.nodes).get(node_id).is_some_and(|n| n.start_attempt == Some(o.attempt));
+        let is_start = self.core().nodes.get(node_id).is_some_and(|n| n.start_attempt == Some(o.attempt));
         if is_start {
             self.start_task_finished(node_id, &o).await;
             return (None, true);
@@ -399,7 +405,7 @@ impl Cluster {
         }
         // An attempt that ended without starting (e.g. its program is
         // missing) may still be in the node's queue.
-        let slot = lock(&self.nodes).get_mut(node_id).and_then(|n| {
+        let slot = self.core().nodes.get_mut(node_id).and_then(|n| {
             n.running.remove(&o.attempt).or_else(|| {
                 let i = n.queued.iter().position(|(a, _)| *a == o.attempt)?;
                 Some(n.queued.remove(i).1)
@@ -504,7 +510,7 @@ impl Cluster {
             users,
             container_images,
             container_registries,
-            task_slots: lock(&self.nodes).get(node_id).map(|n| n.slots).unwrap_or(1),
+            task_slots: self.core().nodes.get(node_id).map(|n| n.slots).unwrap_or(1),
         }
     }
 }

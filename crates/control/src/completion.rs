@@ -1,8 +1,9 @@
 //! What follows an attempt's outcome: the task's record, the node's
 //! counters, the job's end (job manager) and exit conditions' job actions.
 
-use crate::node::Slot;
-use crate::{execution, lock, Cluster};
+use crate::cluster::Cluster;
+use crate::execution;
+use crate::state::node::Slot;
 use proto::TaskOutcome;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -62,7 +63,7 @@ impl Cluster {
             {
                 let completed = t.state == TaskState::Completed;
                 let success = t.execution_info.result == Some(wire::enums::ExecutionResult::Success);
-                if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+                if let Some(n) = self.core().nodes.get_mut(node_id) {
                     n.total_run += 1;
                     if success {
                         n.total_succeeded += 1;
@@ -93,7 +94,7 @@ impl Cluster {
                 }
             }
         }
-        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+        if let Some(n) = self.core().nodes.get_mut(node_id) {
             n.refresh_busy_state();
         }
         self.drain_if_done(node_id).await;

@@ -8,8 +8,10 @@
 //! and shown by `jobpreparationandreleasetaskstatus`; these runs use no task
 //! slots.
 
-use crate::launch::launch_for;
-use crate::{Cluster, Node};
+use crate::cluster::Cluster;
+use crate::launch::{launch_for, prep_dir as dir, PREP_ID, RELEASE_ID};
+use crate::state::node::Node;
+use crate::state::prep::{PrepRun, PrepState};
 use proto::{TaskLaunch, TaskOutcome, ToAgent};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -18,52 +20,8 @@ use wire::encode_segment;
 use wire::models::CloudJob;
 use wire::time::Timestamp;
 
-/// The default ids the service gives these tasks.
-const PREP_ID: &str = "jobpreparation";
-const RELEASE_ID: &str = "jobrelease";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrepState {
-    Running,
-    Succeeded,
-    Failed,
-}
-
-/// One job's preparation (and later release) on one node.
-#[derive(Debug, Clone)]
-pub struct PrepRun {
-    pub job_id: String,
-    pub state: PrepState,
-    pub attempt: Option<u64>,
-    pub retries: i32,
-    /// `jobPreparationTaskExecutionInfo`.
-    pub info: Map<String, Value>,
-    pub release_attempt: Option<u64>,
-    /// `jobReleaseTaskExecutionInfo`.
-    pub release_info: Option<Map<String, Value>>,
-}
-
 fn ts(ms: i64) -> Value {
     json!(Timestamp(chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now)))
-}
-
-fn dir(job: &CloudJob, release: bool) -> String {
-    let id = if release {
-        job.job_release_task.as_ref().and_then(|r| r.id.clone()).unwrap_or_else(|| RELEASE_ID.into())
-    } else {
-        job.job_preparation_task.as_ref().and_then(|p| p.id.clone()).unwrap_or_else(|| PREP_ID.into())
-    };
-    format!("{}/{id}", wire::workflow::job_dir(&job.id))
-}
-
-/// `AZ_BATCH_JOB_PREP_DIR` and `AZ_BATCH_JOB_PREP_WORKING_DIR` for the tasks
-/// of a job with a preparation task.
-pub fn prep_env(job: &CloudJob, root_dir: &str) -> Vec<(String, String)> {
-    if job.job_preparation_task.is_none() {
-        return Vec::new();
-    }
-    let d = format!("{root_dir}/{}", dir(job, false));
-    vec![("AZ_BATCH_JOB_PREP_DIR".into(), d.clone()), ("AZ_BATCH_JOB_PREP_WORKING_DIR".into(), format!("{d}/wd"))]
 }
 
 impl Cluster {
@@ -77,7 +35,8 @@ impl Cluster {
         let mut launches: Vec<(String, TaskLaunch)> = Vec::new();
         let mut allowed = HashSet::new();
         {
-            let mut nodes = self.lock_nodes();
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             for n in nodes.values_mut().filter(|n| n.pool_id == pool && n.schedulable()) {
                 match n.preps.get(&key).map(|p| p.state) {
                     Some(PrepState::Succeeded) => {
@@ -171,7 +130,8 @@ impl Cluster {
     pub(crate) fn prep_finished(&self, node_id: &str, o: &TaskOutcome, account_url: &str) -> bool {
         let mut retry: Option<String> = None;
         {
-            let mut nodes = self.lock_nodes();
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             let Some(n) = nodes.get_mut(node_id) else { return false };
             let Some(run) = n.preps.values_mut().find(|p| p.attempt == Some(o.attempt) || p.release_attempt == Some(o.attempt)) else {
                 return false;
@@ -223,7 +183,8 @@ impl Cluster {
         let max = job.job_preparation_task.as_ref().and_then(|p| p.constraints.as_ref()).and_then(|c| c.max_task_retry_count).unwrap_or(0);
         let key = store::key_of(job_id);
         let launch = {
-            let mut nodes = self.lock_nodes();
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             let Some(n) = nodes.get_mut(node_id) else { return };
             let Some(run) = n.preps.get_mut(&key) else { return };
             if !(max == -1 || run.retries < max) {
@@ -252,7 +213,8 @@ impl Cluster {
         let key = store::key_of(&job.id);
         let mut launches = Vec::new();
         {
-            let mut nodes = self.lock_nodes();
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             for n in nodes.values_mut() {
                 let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
                 let Some(run) = n.preps.get_mut(&key) else { continue };
@@ -278,7 +240,8 @@ impl Cluster {
     /// The `jobpreparationandreleasetaskstatus` items of a job.
     pub fn prep_release_status(&self, job_id: &str, account_url: &str) -> Vec<Value> {
         let key = store::key_of(job_id);
-        let nodes = self.lock_nodes();
+        let mut core = self.core();
+        let nodes = &mut core.nodes;
         nodes
             .values()
             .filter_map(|n| {

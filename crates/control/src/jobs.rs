@@ -3,7 +3,7 @@
 //! the rules on what may be added when. Used by the API's handlers and by the
 //! job schedules that create jobs on time.
 
-use crate::Cluster;
+use crate::cluster::Cluster;
 use store::tasks::NewTask;
 use wire::enums::*;
 use wire::models::*;

@@ -1,7 +1,7 @@
 //! What an agent is sent to run an attempt: command line, directories and the
 //! environment (Batch's variables, the job's, the task's).
 
-use crate::ClusterConfig;
+use crate::config::ClusterConfig;
 use proto::TaskLaunch;
 use std::collections::BTreeMap;
 use wire::encode_segment;
@@ -57,7 +57,7 @@ pub fn build_launch(
         dedicated,
         attempt,
     );
-    l.env.extend(crate::jobprep::prep_env(job, root_dir));
+    l.env.extend(prep_env(job, root_dir));
     l.slots = t.required_slots.max(1) as u32;
     l.priority = job.priority;
     if t.authentication_token_settings.as_ref().and_then(|a| a.access.as_ref()).is_some_and(|v| !v.is_empty()) {
@@ -158,4 +158,27 @@ pub(crate) fn node_dirs(root: &str, task_dir: &str) -> Vec<(String, String)> {
         ("AZ_BATCH_TASK_DIR".into(), format!("{root}/{task_dir}")),
         ("AZ_BATCH_TASK_WORKING_DIR".into(), format!("{root}/{task_dir}/wd")),
     ]
+}
+
+/// `AZ_BATCH_JOB_PREP_DIR` and `AZ_BATCH_JOB_PREP_WORKING_DIR` for the tasks
+/// of a job with a preparation task.
+pub fn prep_env(job: &CloudJob, root_dir: &str) -> Vec<(String, String)> {
+    if job.job_preparation_task.is_none() {
+        return Vec::new();
+    }
+    let d = format!("{root_dir}/{}", prep_dir(job, false));
+    vec![("AZ_BATCH_JOB_PREP_DIR".into(), d.clone()), ("AZ_BATCH_JOB_PREP_WORKING_DIR".into(), format!("{d}/wd"))]
+}
+
+/// The default ids the service gives these tasks.
+pub(crate) const PREP_ID: &str = "jobpreparation";
+pub(crate) const RELEASE_ID: &str = "jobrelease";
+
+pub(crate) fn prep_dir(job: &CloudJob, release: bool) -> String {
+    let id = if release {
+        job.job_release_task.as_ref().and_then(|r| r.id.clone()).unwrap_or_else(|| RELEASE_ID.into())
+    } else {
+        job.job_preparation_task.as_ref().and_then(|p| p.id.clone()).unwrap_or_else(|| PREP_ID.into())
+    };
+    format!("{}/{id}", wire::workflow::job_dir(&job.id))
 }

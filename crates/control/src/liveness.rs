@@ -1,8 +1,9 @@
 //! Liveness and recovery: nodes that go silent, nodes expected back after a
 //! restart, orphaned assignments, and the retention of task directories.
 
-use crate::node::Slot;
-use crate::{lock, Cluster, NODE_LOST_AFTER};
+use crate::cluster::Cluster;
+use crate::config::NODE_LOST_AFTER;
+use crate::state::node::Slot;
 use proto::FileOp;
 use std::time::Instant;
 use wire::enums::ComputeNodeState;
@@ -13,7 +14,8 @@ use wire::{Error, ErrorCode};
 impl Cluster {
     /// Nodes this server waits for before it schedules (see `expect_nodes`).
     pub(crate) fn node_back(&self, node: &str) {
-        let mut expected = lock(&self.expected);
+        let mut core = self.core();
+        let expected = &mut core.expected;
         if let Some((_, nodes)) = expected.as_mut() {
             nodes.remove(node);
         }
@@ -29,22 +31,23 @@ impl Cluster {
         let mut nodes: std::collections::HashSet<String> =
             self.store.assigned_tasks().await?.into_iter().map(|(_, _, node, _)| node).collect();
         nodes.extend(self.provider.expected());
-        let joined: Vec<String> = lock(&self.nodes).keys().cloned().collect();
+        let joined: Vec<String> = self.core().nodes.keys().cloned().collect();
         for id in joined {
             nodes.remove(&id);
         }
         if !nodes.is_empty() {
             tracing::info!(nodes = nodes.len(), "waiting for the nodes of the last run before scheduling");
-            *lock(&self.expected) = Some((Instant::now() + NODE_LOST_AFTER, nodes));
+            self.core().expected = Some((Instant::now() + NODE_LOST_AFTER, nodes));
         }
         Ok(())
     }
 
     /// Whether scheduling still waits for nodes of the last run.
-    pub(crate) fn awaiting_nodes(&self) -> bool {
-        let mut expected = lock(&self.expected);
+    pub(crate) fn awaiting_nodes(&self, now: Instant) -> bool {
+        let mut core = self.core();
+        let expected = &mut core.expected;
         match expected.as_ref() {
-            Some((deadline, nodes)) if !nodes.is_empty() && Instant::now() < *deadline => true,
+            Some((deadline, nodes)) if !nodes.is_empty() && now < *deadline => true,
             Some(_) => {
                 *expected = None;
                 false
@@ -57,7 +60,7 @@ impl Cluster {
     /// not come back within the grace period lost their attempts; requeue them.
     pub async fn requeue_orphans(&self) -> Result<(), Error> {
         for (job, task, node, attempt) in self.store.assigned_tasks().await? {
-            let known = lock(&self.nodes).get(&node).is_some_and(|n| n.tx.is_some() && n.running.contains_key(&attempt));
+            let known = self.core().nodes.get(&node).is_some_and(|n| n.tx.is_some() && n.running.contains_key(&attempt));
             if !known {
                 tracing::warn!(node = %node, job = %job, task = %task, "requeueing a task whose node did not come back");
                 self.requeue_attempt(&job, &task, attempt).await;
@@ -69,7 +72,8 @@ impl Cluster {
     /// Marks nodes silent for too long as `unknown` and requeues their tasks.
     pub async fn check_liveness(&self, now: Instant) {
         let lost: Vec<(String, Vec<(u64, Slot)>)> = {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             nodes
                 .values_mut()
                 .filter(|n| {
@@ -113,7 +117,7 @@ impl Cluster {
             let Ok(t) = serde_json::from_str::<CloudTask>(&stored.doc) else { continue };
             if let Some(info) = &t.node_info {
                 if let (Some(node), Some(dir)) = (&info.node_id, &info.task_root_directory) {
-                    if t.node.is_none() && lock(&self.nodes).get(node).is_some_and(|n| n.tx.is_some()) {
+                    if t.node.is_none() && self.core().nodes.get(node).is_some_and(|n| n.tx.is_some()) {
                         let _ = self.file(node, dir.clone(), String::new(), FileOp::Delete { recursive: true }).await;
                     }
                 }

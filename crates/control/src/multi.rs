@@ -16,119 +16,17 @@
 //! What `subtasksinfo` shows is kept in the task document when the attempt
 //! ends (`_subtasks`), and read live while it runs.
 
+use crate::cluster::Cluster;
 use crate::launch::{build_launch, node_info};
-use crate::{lock, Cluster, Slot};
+use crate::state::multi::{complete, failure_info, set_state, ts_ms, Instance, PlacedOn, Run, Runs, Started, MASTER_PORT};
+use crate::state::node::Slot;
 use proto::{TaskLaunch, TaskOutcome, ToAgent};
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use wire::models::{CloudJob, CloudTask};
 use wire::time::Timestamp;
-
-/// The primary instance's node: its id, root directory and whether it is dedicated.
-type PlacedOn = (String, String, bool);
-
-/// The port `AZ_BATCH_MASTER_NODE` names (the service's).
-const MASTER_PORT: u16 = 6000;
-
-/// The multi-instance runs under way.
-#[derive(Default)]
-pub struct Runs {
-    /// By the task's attempt id.
-    runs: HashMap<u64, Run>,
-    /// Instance attempt → the task's attempt.
-    instance_of: HashMap<u64, u64>,
-}
-
-struct Run {
-    job_id: String,
-    task_id: String,
-    instances: Vec<Instance>,
-    /// The primary's application launch (the task's attempt), sent once every
-    /// coordination command has succeeded.
-    app: Option<TaskLaunch>,
-}
-
-struct Instance {
-    node_id: String,
-    attempt: u64,
-    coordinated: bool,
-    /// `SubtaskInformation` as the API shows it.
-    info: Map<String, Value>,
-}
-
-/// How an attempt's start concerns a multi-instance run.
-pub(crate) enum Started {
-    /// Not an instance of a run.
-    Other,
-    /// The primary's coordination started: the task is running (its attempt).
-    Primary(u64),
-    /// A subtask started; the task itself does not change.
-    Subtask,
-}
-
-fn ts_ms(ms: i64) -> Value {
-    json!(Timestamp(chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(chrono::Utc::now)))
-}
-
-fn set_state(info: &mut Map<String, Value>, state: &str, at: Value) {
-    if let Some(prev) = info.get("state").cloned() {
-        if prev.as_str() == Some(state) {
-            return;
-        }
-        info.insert("previousState".into(), prev);
-        if let Some(t) = info.get("stateTransitionTime").cloned() {
-            info.insert("previousStateTransitionTime".into(), t);
-        }
-    }
-    info.insert("state".into(), json!(state));
-    info.insert("stateTransitionTime".into(), at);
-}
-
-/// Marks a subtask completed (if it is not already).
-fn complete(info: &mut Map<String, Value>, failure: Option<Value>) {
-    if info.get("state").and_then(Value::as_str) == Some("completed") {
-        return;
-    }
-    let now = json!(Timestamp::now());
-    info.entry("endTime").or_insert_with(|| now.clone());
-    let failed = failure.is_some() || info.get("exitCode").and_then(Value::as_i64).is_some_and(|c| c != 0);
-    if let Some(f) = failure {
-        info.insert("failureInfo".into(), f);
-    }
-    info.insert("result".into(), json!(if failed { "failure" } else { "success" }));
-    set_state(info, "completed", now);
-}
-
-fn failure_info(o: &TaskOutcome) -> Option<Value> {
-    let code = match (&o.failure_code, o.exit_code) {
-        (Some(c), _) => c.clone(),
-        (None, Some(0)) => return None,
-        (None, _) => "FailureExitCode".to_string(),
-    };
-    let message = o.failure_message.clone().unwrap_or_else(|| "The task process exited with an exit code representing a failure".into());
-    Some(json!({
-        "category": o.failure_category.clone().unwrap_or_else(|| "usererror".into()),
-        "code": code,
-        "message": message,
-    }))
-}
-
-impl Runs {
-    fn subtasks(run: &Run) -> Vec<Value> {
-        run.instances.iter().skip(1).map(|i| Value::Object(i.info.clone())).collect()
-    }
-
-    /// Removes a run and its instance index.
-    fn take(&mut self, task_attempt: u64) -> Option<Run> {
-        let run = self.runs.remove(&task_attempt)?;
-        for i in &run.instances {
-            self.instance_of.remove(&i.attempt);
-        }
-        Some(run)
-    }
-}
 
 impl Cluster {
     /// Places a multi-instance task whose attempt is `attempt` on `n`
@@ -150,7 +48,8 @@ impl Cluster {
         let m = task.multi_instance_settings.as_ref()?;
         let n = m.number_of_instances.unwrap_or(1).max(1) as usize;
         let placed: Vec<(String, String, String, bool, u64, Vec<wire::models::ApplicationPackageReference>)> = {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             let candidates: Vec<crate::scheduler::placement::Candidate> = nodes
                 .values()
                 .filter(|x| x.pool_id == pool && x.schedulable())
@@ -206,7 +105,8 @@ impl Cluster {
         let (primary, _, root, dedicated, _, pool_packages) = placed[0].clone();
         let mut app = build_launch(&self.config, account_url, job, task, &pool_packages, pool, &primary, &root, dedicated, attempt);
         app.env.extend(multi_env(&root, true));
-        let mut runs = lock(&self.multi);
+        let mut core = self.core();
+        let runs = &mut core.multi;
         for i in &instances {
             runs.instance_of.insert(i.attempt, attempt);
         }
@@ -217,12 +117,13 @@ impl Cluster {
     /// The task attempt an attempt belongs to (itself, unless it is an
     /// instance of a multi-instance run).
     pub fn task_attempt(&self, attempt: u64) -> u64 {
-        lock(&self.multi).instance_of.get(&attempt).copied().unwrap_or(attempt)
+        self.core().multi.instance_of.get(&attempt).copied().unwrap_or(attempt)
     }
 
     /// An instance's process started.
     pub(crate) fn multi_started(&self, attempt: u64) -> Started {
-        let mut runs = lock(&self.multi);
+        let mut core = self.core();
+        let runs = &mut core.multi;
         let Some(task_attempt) = runs.instance_of.get(&attempt).copied() else { return Started::Other };
         let Some(run) = runs.runs.get_mut(&task_attempt) else { return Started::Other };
         let Some(pos) = run.instances.iter().position(|i| i.attempt == attempt) else { return Started::Other };
@@ -246,7 +147,8 @@ impl Cluster {
             Fail(Run, u64),
         }
         let next = {
-            let mut runs = lock(&self.multi);
+            let mut core = self.core();
+            let runs = &mut core.multi;
             let Some(task_attempt) = runs.instance_of.get(&o.attempt).copied() else { return false };
             let Some(run) = runs.runs.get_mut(&task_attempt) else { return false };
             let Some(pos) = run.instances.iter().position(|i| i.attempt == o.attempt) else { return false };
@@ -279,7 +181,8 @@ impl Cluster {
             Next::App(primary, app, coordination) => {
                 // The primary's slot passes from its coordination attempt to the task's.
                 let attempt = app.attempt;
-                let mut nodes = lock(&self.nodes);
+                let mut core = self.core();
+                let nodes = &mut core.nodes;
                 if let Some(n) = nodes.get_mut(&primary) {
                     if let Some(slot) = n.running.remove(&coordination) {
                         n.running.insert(attempt, slot);
@@ -307,7 +210,8 @@ impl Cluster {
     /// Kills a run's instances (but `except`), frees their slots and marks
     /// the subtasks that had not ended as completed.
     fn stop_instances(&self, run: &mut Run, except: Option<u64>) {
-        let mut nodes = lock(&self.nodes);
+        let mut core = self.core();
+        let nodes = &mut core.nodes;
         for i in run.instances.iter_mut() {
             if let Some(n) = nodes.get_mut(&i.node_id) {
                 n.running.remove(&i.attempt);
@@ -323,16 +227,17 @@ impl Cluster {
             }
             complete(&mut i.info, None);
         }
-        drop(nodes);
+        drop(core);
         self.wake.notify_one();
     }
 
     /// The primary's application attempt ended: the subtasks end too (their
     /// slots free). Returns the subtasks as they ended, to keep with the task.
     pub(crate) fn multi_end(&self, task_attempt: u64) -> Option<Vec<Value>> {
-        let mut run = lock(&self.multi).take(task_attempt)?;
+        let mut run = self.core().multi.take(task_attempt)?;
         {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             for i in run.instances.iter_mut().skip(1) {
                 if let Some(n) = nodes.get_mut(&i.node_id) {
                     n.running.remove(&i.attempt);
@@ -348,10 +253,11 @@ impl Cluster {
     /// Stops a whole run when any of its attempts (the task's or an
     /// instance's) is killed or lost. Returns the task's attempt.
     pub(crate) fn multi_abort(&self, attempt: u64) -> Option<u64> {
-        let mut runs = lock(&self.multi);
+        let mut core = self.core();
+        let runs = &mut core.multi;
         let task_attempt = runs.instance_of.get(&attempt).copied().unwrap_or(attempt);
         let mut run = runs.take(task_attempt)?;
-        drop(runs);
+        drop(core);
         let primary = run.instances[0].node_id.clone();
         self.stop_instances(&mut run, None);
         self.send(&primary, ToAgent::Kill { attempt: task_attempt, grace_ms: 3_000 });
@@ -360,7 +266,8 @@ impl Cluster {
 
     /// The subtasks of a task whose run is under way, if it is.
     pub fn live_subtasks(&self, job_id: &str, task_id: &str) -> Option<Vec<Value>> {
-        let runs = lock(&self.multi);
+        let mut core = self.core();
+        let runs = &mut core.multi;
         runs.runs.values().find(|r| r.job_id.eq_ignore_ascii_case(job_id) && r.task_id.eq_ignore_ascii_case(task_id)).map(Runs::subtasks)
     }
 }

@@ -1,8 +1,8 @@
 //! The node registry: what the API reads of nodes, and the operations on a
 //! node (scheduling state, reboot/reimage, drain, removal, file requests).
 
-use crate::node::{Drain, Node, Slot};
-use crate::{lock, Cluster};
+use crate::cluster::Cluster;
+use crate::state::node::{Drain, Node, Slot};
 use proto::{FileOp, FileReply, FileRequest, ToAgent};
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
@@ -16,12 +16,12 @@ use wire::{Error, ErrorCode};
 impl Cluster {
     /// `f` of each node of a pool (the API renders them; see `api::render::node`).
     pub fn pool_nodes<R>(&self, pool_id: &str, f: impl FnMut(&Node) -> R) -> Vec<R> {
-        lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(f).collect()
+        self.core().nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(f).collect()
     }
 
     /// `f` of one node of a pool, if it is there.
     pub fn node<R>(&self, pool_id: &str, node_id: &str, f: impl FnOnce(&Node) -> R) -> Option<R> {
-        lock(&self.nodes).get(node_id).filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(f)
+        self.core().nodes.get(node_id).filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(f)
     }
 
     /// `steady` when the pool has the nodes its target asks for (local nodes
@@ -29,7 +29,8 @@ impl Cluster {
     pub fn allocation_state(&self, pool_id: &str, target: usize) -> &'static str {
         let provided = self.provider.nodes();
         let children: std::collections::HashSet<&str> = provided.iter().map(|n| n.id.as_str()).collect();
-        let nodes = lock(&self.nodes);
+        let mut core = self.core();
+        let nodes = &mut core.nodes;
         let of_pool: Vec<&Node> = nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).collect();
         let leaving = of_pool.iter().any(|n| n.state == ComputeNodeState::LeavingPool || n.drain == Some(Drain::Leave));
         let remote = of_pool.iter().filter(|n| !children.contains(n.id.as_str())).count();
@@ -44,7 +45,7 @@ impl Cluster {
 
     /// Counts of a pool's nodes by state, and how many are connected.
     pub fn node_states(&self, pool_id: &str) -> Vec<ComputeNodeState> {
-        lock(&self.nodes).values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
+        self.core().nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
     }
 
     /// Asks a node's agent to kill an attempt; the slot frees when the agent reports.
@@ -57,14 +58,15 @@ impl Cluster {
 
     /// Sets a node's scheduling state; errors when it is already there.
     pub fn set_scheduling(&self, pool_id: &str, node_id: &str, enabled: bool) -> Result<Vec<(u64, Slot)>, Error> {
-        let mut nodes = lock(&self.nodes);
+        let mut core = self.core();
+        let nodes = &mut core.nodes;
         let n = nodes
             .get_mut(node_id)
             .filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
             .ok_or_else(|| Error::new(ErrorCode::NodeNotFound))?;
         n.scheduling_enabled = enabled;
         let running = n.running.iter().map(|(a, s)| (*a, s.clone())).collect();
-        drop(nodes);
+        drop(core);
         if !enabled {
             self.retract(node_id, |_, _| true, true);
         }
@@ -74,15 +76,15 @@ impl Cluster {
 
     /// The attempts running on a node.
     pub fn running_on(&self, node_id: &str) -> Vec<(u64, Slot)> {
-        lock(&self.nodes).get(node_id).map(|n| n.running.iter().map(|(a, s)| (*a, s.clone())).collect()).unwrap_or_default()
+        self.core().nodes.get(node_id).map(|n| n.running.iter().map(|(a, s)| (*a, s.clone())).collect()).unwrap_or_default()
     }
 
     pub fn node_exists(&self, pool_id: &str, node_id: &str) -> bool {
-        lock(&self.nodes).get(node_id).is_some_and(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
+        self.core().nodes.get(node_id).is_some_and(|n| n.pool_id.eq_ignore_ascii_case(pool_id))
     }
 
     pub fn set_node_state(&self, node_id: &str, state: ComputeNodeState) {
-        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+        if let Some(n) = self.core().nodes.get_mut(node_id) {
             n.set_state(state);
         }
     }
@@ -98,7 +100,8 @@ impl Cluster {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let pool = {
-                let mut nodes = lock(&c.nodes);
+                let mut core = c.core();
+                let nodes = &mut core.nodes;
                 match nodes.get_mut(&id) {
                     Some(n) if matches!(n.state, ComputeNodeState::Rebooting | ComputeNodeState::Reimaging) => {
                         // Preparation runs again after a reboot
@@ -128,22 +131,22 @@ impl Cluster {
 
     /// The node root directory of a node.
     pub fn node_root(&self, pool_id: &str, node_id: &str) -> Option<String> {
-        lock(&self.nodes).get(node_id).filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.root_dir.clone())
+        self.core().nodes.get(node_id).filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.root_dir.clone())
     }
 
     /// Sends a file request to the node and waits for the reply.
     pub async fn file(&self, node_id: &str, base: String, path: String, op: FileOp) -> Result<FileReply, Error> {
         let id = self.next_file.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.file_waiters).insert(id, tx);
+        self.core().files.insert(id, tx);
         if !self.send(node_id, ToAgent::File(FileRequest { id, base, path, op })) {
-            lock(&self.file_waiters).remove(&id);
+            self.core().files.remove(&id);
             return Err(Error::msg(ErrorCode::TaskFilesUnavailable, "The compute node that holds these files is not reachable."));
         }
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
             Ok(Ok(r)) => Ok(r),
             _ => {
-                lock(&self.file_waiters).remove(&id);
+                self.core().files.remove(&id);
                 Err(Error::new(ErrorCode::OperationTimedOut))
             }
         }
@@ -151,7 +154,7 @@ impl Cluster {
 
     /// Lets a node finish its running tasks, then restart or leave.
     pub async fn drain(self: &Arc<Self>, node_id: &str, what: Drain) {
-        if let Some(n) = lock(&self.nodes).get_mut(node_id) {
+        if let Some(n) = self.core().nodes.get_mut(node_id) {
             n.drain = Some(what);
         }
         self.retract(node_id, |_, _| true, true);
@@ -160,7 +163,8 @@ impl Cluster {
 
     pub(crate) async fn drain_if_done(self: &Arc<Self>, node_id: &str) {
         let what = {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             match nodes.get_mut(node_id) {
                 Some(n) if n.running.is_empty() => n.drain.take(),
                 _ => None,
@@ -180,7 +184,8 @@ impl Cluster {
     /// and its agent told to shut down.
     pub async fn remove_node(&self, node_id: &str, requeue: bool) {
         let running = {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             match nodes.get_mut(node_id) {
                 Some(n) => {
                     n.set_state(ComputeNodeState::LeavingPool);
@@ -199,7 +204,7 @@ impl Cluster {
             }
         }
         self.send(node_id, ToAgent::Shutdown);
-        lock(&self.nodes).remove(node_id);
+        self.core().nodes.remove(node_id);
         tokio::spawn(self.provider.remove(node_id));
         self.wake.notify_one();
     }

@@ -2,7 +2,7 @@
 //! creates their jobs on time, ends them and completes schedules (run by the
 //! lifecycle worker).
 
-use crate::Cluster;
+use crate::cluster::Cluster;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};

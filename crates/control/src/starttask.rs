@@ -1,8 +1,10 @@
 //! The pool's start task on each node.
 
+use crate::cluster::Cluster;
+use crate::config::ClusterConfig;
 use crate::launch::node_env;
-use crate::node::Node;
-use crate::{lock, Cluster, ClusterConfig};
+use crate::state::node::Node;
+use crate::sync::lock;
 use proto::{TaskLaunch, TaskOutcome, ToAgent};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering;
@@ -63,7 +65,8 @@ impl Cluster {
         let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
         let wait = spec.get("waitForSuccess").and_then(Value::as_bool).unwrap_or(true);
         let launch = {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             let Some(n) = nodes.get_mut(node_id) else { return };
             n.start_attempt = Some(attempt);
             let mut info = Map::new();
@@ -84,7 +87,7 @@ impl Cluster {
 
     /// The start task's attempt ended: retry it, or settle the node's state.
     pub(crate) async fn start_task_finished(&self, node_id: &str, o: &TaskOutcome) {
-        let pool_id = match lock(&self.nodes).get(node_id) {
+        let pool_id = match self.core().nodes.get(node_id) {
             Some(n) => n.pool_id.clone(),
             None => return,
         };
@@ -97,7 +100,8 @@ impl Cluster {
         let max_retries = spec.get("maxTaskRetryCount").and_then(Value::as_i64).unwrap_or(0) as i32;
         let ok = o.failure_code.is_none() && o.exit_code == Some(0);
         let retry = {
-            let mut nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             let Some(n) = nodes.get_mut(node_id) else { return };
             n.start_attempt = None;
             let mut info = n.start_task_info.clone().unwrap_or_default();

@@ -3,7 +3,9 @@
 //! them all, then waits for each in the reverse of the order they started
 //! (see [`start`]), aborting one that does not stop within the grace period.
 
-use crate::{lock, Cluster, HEARTBEAT, NODE_LOST_AFTER};
+use crate::cluster::Cluster;
+use crate::config::{HEARTBEAT, NODE_LOST_AFTER};
+use crate::sync::lock;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -93,7 +95,7 @@ pub fn start(sup: &Supervisor, cluster: Arc<Cluster>, account_url: Arc<Mutex<Opt
         }
         while !stop.is_stopped() {
             let base = lock(&url).clone().unwrap_or_default();
-            match c.schedule(&base).await {
+            match c.schedule(&base, Instant::now()).await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "scheduling round failed"),

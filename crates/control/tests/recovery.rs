@@ -164,6 +164,38 @@ async fn a_higher_priority_job_takes_back_lower_priority_queued_attempts() {
     assert_eq!(w.task_state("high", "h").await, TaskState::Running);
 }
 
+/// Queues are rearranged for higher-priority work at most once every
+/// `RETRACT_EVERY` per pool (the scheduler's clock is a parameter, so the
+/// test moves time instead of waiting).
+#[tokio::test]
+async fn queues_are_taken_back_at_most_once_per_retract_interval() {
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("low", "p", |_| {}).await;
+    let ids: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    w.add_tasks("low", &ids, |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    let t0 = std::time::Instant::now();
+    assert!(w.round_at(t0).await > 1);
+    a.received();
+    w.add_job("high", "p", |j| j.priority = 100).await;
+    w.add_tasks("high", &["h"], |_| {}).await;
+    assert_eq!(w.round_at(t0).await, 0, "the pool is full");
+    assert!(!a.received().killed().is_empty(), "the first yield takes the low job's queue back");
+    assert!(w.round_at(t0).await > 0, "the queue fills again, h first");
+    a.received();
+    // Another, higher job: within the interval the queues stay as they are.
+    w.add_job("higher", "p", |j| j.priority = 200).await;
+    w.add_tasks("higher", &["x"], |_| {}).await;
+    let soon = t0 + control::config::RETRACT_EVERY / 2;
+    assert_eq!(w.round_at(soon).await, 0);
+    assert!(a.received().killed().is_empty(), "no second rearrangement within RETRACT_EVERY");
+    let later = t0 + control::config::RETRACT_EVERY + std::time::Duration::from_millis(1);
+    assert_eq!(w.round_at(later).await, 0);
+    assert!(!a.received().killed().is_empty(), "after the interval the queues yield again");
+}
+
 /// A job of the same priority waits behind the queued attempts: nothing is
 /// taken back.
 #[tokio::test]

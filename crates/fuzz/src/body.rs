@@ -17,7 +17,7 @@
 //! * every string in the body that reads as a duration or a date-time
 //!   prints back to the same value.
 
-use crate::{invariant, Features};
+use crate::harness::{invariant, Features};
 use serde_json::{Map, Value};
 use wire::models::*;
 use wire::time::{format_datetime, parse_datetime, Duration};

@@ -17,7 +17,7 @@
 //! dies. An input that runs longer than the timeout is written there too,
 //! by a watchdog thread, and ends the process.
 
-use crate::{Features, Target};
+use crate::harness::{Features, Target};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::CString;

@@ -13,7 +13,7 @@
 //! * the other direction: a filter built from the bytes (via `arbitrary`),
 //!   printed, parses back to itself.
 
-use crate::{invariant, Features};
+use crate::harness::{invariant, Features};
 use arbitrary::{Result as ArbResult, Unstructured};
 use chrono::{DateTime, Datelike, SecondsFormat, TimeZone, Utc};
 use rusqlite::Connection;

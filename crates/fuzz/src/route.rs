@@ -13,7 +13,7 @@
 //!   ids (via `arbitrary`), which must route to themselves from the path a
 //!   client would send for them.
 
-use crate::{invariant, Features};
+use crate::harness::{invariant, Features};
 use api::http::encode_segment;
 use api::route::{route, Operation};
 use arbitrary::{Result as ArbResult, Unstructured};

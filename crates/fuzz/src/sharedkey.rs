@@ -21,7 +21,7 @@
 //! * a verified request no longer verifies with another method, another path,
 //!   or one more query parameter.
 
-use crate::{invariant, Features};
+use crate::harness::{invariant, Features};
 use api::sharedkey::{sign, string_to_sign, verify, AuthFailure, SharedKeyConfig};
 use axum::http::{header::AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, Method};
 use base64::engine::general_purpose::STANDARD;

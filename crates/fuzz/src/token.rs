@@ -16,7 +16,7 @@
 //!   a bearer credential too, and not under another key, once expired, or
 //!   for another job.
 
-use crate::{invariant, Features};
+use crate::harness::{invariant, Features};
 use api::tokens::{bearer, issue, verify, TOKEN_LIFETIME};
 use axum::http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -17,6 +17,7 @@ mod local;
 pub mod pattern;
 
 pub use blob::redact;
+pub use local::file_path_is_confined;
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
@@ -95,27 +96,6 @@ impl std::error::Error for Failure {}
 pub struct Stats {
     pub files: u64,
     pub bytes: u64,
-}
-
-/// Whether a resource file's `filePath` stays inside the directory it is
-/// relative to: not absolute, and no `..` that climbs above it. (An empty
-/// path is the directory itself.)
-pub fn file_path_is_confined(p: &str) -> bool {
-    if p.starts_with('/') || p.contains('\0') {
-        return false;
-    }
-    let mut depth = 0usize;
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            _ => depth += 1,
-        }
-    }
-    true
 }
 
 /// Which way data moves: failure codes differ.

@@ -19,9 +19,9 @@ pub fn file_url_path(url: &str) -> Option<PathBuf> {
 }
 
 /// `base` joined with a relative `/`-separated name that must stay below it
-/// (see [`crate::file_path_is_confined`]); `.` and `..` applied lexically.
+/// (see [`file_path_is_confined`]); `.` and `..` applied lexically.
 pub fn below(base: &Path, rel: &str) -> Option<PathBuf> {
-    if !crate::file_path_is_confined(rel) {
+    if !file_path_is_confined(rel) {
         return None;
     }
     let mut out = base.to_path_buf();
@@ -120,6 +120,27 @@ pub fn finish_file(file: &File, owner: Option<(u32, u32)>, mode: u32) -> io::Res
 /// Whether an error is "no space left on the device".
 pub fn is_disk_full(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
+}
+
+/// Whether a resource file's `filePath` stays inside the directory it is
+/// relative to: not absolute, and no `..` that climbs above it. (An empty
+/// path is the directory itself.)
+pub fn file_path_is_confined(p: &str) -> bool {
+    if p.starts_with('/') || p.contains('\0') {
+        return false;
+    }
+    let mut depth = 0usize;
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
 }
 
 #[cfg(test)]

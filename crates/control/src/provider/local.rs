@@ -5,7 +5,8 @@
 //! adopts it (it holds its root's lock while it lives).
 
 use super::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
-use crate::{lock, ClusterConfig};
+use crate::config::ClusterConfig;
+use crate::sync::lock;
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 use std::path::PathBuf;

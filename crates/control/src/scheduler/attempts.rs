@@ -1,22 +1,13 @@
 //! Writing attempts: the assignment change, its ordering before every later
 //! report of the attempt, and requeueing a lost attempt.
 
-use crate::{execution, lock, Cluster};
+use crate::cluster::Cluster;
+use crate::execution;
+use crate::state::sched::AssignFn;
 use wire::enums::{JobState, TaskState};
 use wire::models::{CloudJob, CloudTask, ComputeNodeInformation};
 use wire::time::Timestamp;
 use wire::{Error, ErrorCode};
-
-/// A change that assigns a task to a node.
-pub(crate) type AssignFn = Box<dyn FnOnce(&CloudJob, &mut CloudTask, Timestamp) -> Result<(), Error> + Send>;
-
-/// The assignment of a queued attempt, not yet written.
-pub(crate) struct Unwritten {
-    /// The task's key in `inflight`.
-    pub(crate) key: (String, String),
-    pub(crate) node: String,
-    pub(crate) assign: AssignFn,
-}
 
 /// The change that gives an `active` task of an active job to `attempt` on
 /// `node` (`preparing`): a scheduling round's, or an adoption's.
@@ -79,7 +70,8 @@ impl Cluster {
         f: Option<AssignFn>,
     ) -> Result<CloudTask, Error> {
         let (done, pending) = {
-            let mut unwritten = lock(&self.unwritten);
+            let mut core = self.core();
+            let unwritten = &mut core.sched.unwritten;
             let pending = unwritten.remove(&attempt);
             let (assign, pending) = match pending {
                 Some(u) => (Some(u.assign), Some((u.key, u.node))),
@@ -111,9 +103,9 @@ impl Cluster {
     /// A task's assignment is settled (written or abandoned).
     pub(crate) fn leave_inflight(&self, key: &(String, String)) {
         let stale = {
-            let mut inflight = lock(&self.inflight);
-            inflight.remove(key);
-            lock(&self.readied_inflight).remove(key)
+            let mut core = self.core();
+            core.sched.inflight.remove(key);
+            core.sched.readied_inflight.remove(key)
         };
         if stale {
             self.store.bump_tasks();
@@ -123,7 +115,7 @@ impl Cluster {
     /// Forgets a queued attempt whose assignment was never written: its task
     /// is still `active` and is scheduled again. False when it was written.
     pub(crate) fn abandon(&self, attempt: u64) -> bool {
-        let Some(u) = lock(&self.unwritten).remove(&attempt) else { return false };
+        let Some(u) = self.core().sched.unwritten.remove(&attempt) else { return false };
         self.leave_inflight(&u.key);
         // A read-ahead taken meanwhile left the task out.
         self.store.bump_tasks();

@@ -1,22 +1,11 @@
 //! Ready tasks read ahead per job, and the pool's active jobs cached by job generation.
 
-use crate::{lock, Cluster};
+use crate::cluster::Cluster;
+use crate::state::sched::ReadAhead;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use wire::models::{CloudJob, CloudTask};
 use wire::Error;
-
-/// A job's ready tasks read ahead of need.
-pub(crate) struct ReadAhead {
-    /// The store generation they were read at.
-    pub(crate) generation: (u64, u64),
-    /// The largest node's slots when they were read (tasks needing more
-    /// were left out).
-    pub(crate) max_slots: u32,
-    /// The read returned every ready task there was.
-    pub(crate) exhausted: bool,
-    pub(crate) tasks: VecDeque<CloudTask>,
-}
 
 impl Cluster {
     /// An active job from the scheduler's cache.
@@ -27,20 +16,20 @@ impl Cluster {
     /// `f` of an active job in the scheduler's cache (None: not cached),
     /// without copying it.
     pub(crate) fn with_cached_job<R>(&self, job_id: &str, f: impl FnOnce(Option<&CloudJob>) -> R) -> R {
-        let cache = lock(&self.jobs_cache);
-        f(cache.values().flat_map(|(_, jobs)| jobs.iter()).find(|j| j.id.eq_ignore_ascii_case(job_id)))
+        // (`f` runs under the core's lock: it must not take it again.)
+        f(self.core().sched.job(job_id))
     }
 
     /// A task went back to `active` (retry, requeue). If its assignment is
     /// still in flight, a read-ahead may have left it out: see `readied_inflight`.
     pub(crate) fn readied(&self, job: &str, task: &str) {
         let key = (store::key_of(job), store::key_of(task));
-        let inflight = lock(&self.inflight);
-        if inflight.contains(&key) {
-            lock(&self.readied_inflight).insert(key);
+        let mut core = self.core();
+        if core.sched.inflight.contains(&key) {
+            core.sched.readied_inflight.insert(key);
         } else {
             // It may have left `inflight` after a read-ahead that skipped it.
-            drop(inflight);
+            drop(core);
             self.store.bump_tasks();
         }
     }
@@ -48,13 +37,13 @@ impl Cluster {
     /// The pool's active jobs by priority, cached until any job changes.
     pub(crate) async fn jobs_of(&self, pool: &str) -> Result<Arc<Vec<CloudJob>>, Error> {
         let generation = self.store.job_generation();
-        if let Some((g, jobs)) = lock(&self.jobs_cache).get(pool) {
+        if let Some((g, jobs)) = self.core().sched.jobs.get(pool) {
             if *g == generation {
                 return Ok(jobs.clone());
             }
         }
         let jobs = Arc::new(self.store.schedulable_jobs(pool).await?);
-        lock(&self.jobs_cache).insert(pool.to_string(), (generation, jobs.clone()));
+        self.core().sched.jobs.insert(pool.to_string(), (generation, jobs.clone()));
         Ok(jobs)
     }
 
@@ -73,12 +62,13 @@ impl Cluster {
         for refill in [false, true] {
             let generation = self.store.generation();
             if refill {
-                let held = lock(&self.inflight).len();
+                let held = self.core().sched.inflight.len();
                 let limit = READ_AHEAD.max(want) + held;
                 let tasks = self.store.ready_tasks(job_id, limit, max_slots).await?;
                 let exhausted = tasks.len() < limit;
                 let fresh: VecDeque<CloudTask> = {
-                    let inflight = lock(&self.inflight);
+                    let mut core = self.core();
+                    let inflight = &mut core.sched.inflight;
                     tasks
                         .into_iter()
                         .filter(|t| {
@@ -93,16 +83,17 @@ impl Cluster {
                         fresh.push_front(t);
                     }
                 }
-                lock(&self.ready).insert(key.clone(), ReadAhead { generation, max_slots, exhausted, tasks: fresh });
+                self.core().sched.ready.insert(key.clone(), ReadAhead { generation, max_slots, exhausted, tasks: fresh });
             }
-            let mut ready = lock(&self.ready);
-            let Some(r) = ready.get_mut(&key) else { continue };
+            let mut core = self.core();
+            let sched = &mut core.sched;
+            let Some(r) = sched.ready.get_mut(&key) else { continue };
             if r.generation != generation || r.max_slots != max_slots {
-                ready.remove(&key);
+                sched.ready.remove(&key);
                 out.clear();
                 continue;
             }
-            let inflight = lock(&self.inflight);
+            let inflight = &sched.inflight;
             while out.len() < want {
                 let Some(t) = r.tasks.pop_front() else { break };
                 if !inflight.contains(&(key.clone(), store::key_of(&t.id))) {

@@ -1,14 +1,17 @@
 //! The scheduling round: free slots (and queue room) filled with ready tasks,
 //! highest job priority first.
 
+use crate::cluster::Cluster;
+use crate::execution;
 use crate::launch::{build_launch, node_info};
-use crate::node::Slot;
-use crate::scheduler::attempts::{assign, AssignFn, Unwritten};
+use crate::scheduler::attempts::assign;
 use crate::scheduler::placement;
-use crate::{execution, lock, Cluster};
+use crate::state::node::Slot;
+use crate::state::sched::{AssignFn, Unwritten};
 use proto::{TaskLaunch, ToAgent};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 use wire::models::{CloudJob, CloudTask};
 use wire::{Error, ErrorCode};
 
@@ -61,16 +64,21 @@ impl Cluster {
     /// reconnecting agents are told to kill the attempts: tasks may run more
     /// than once, as Batch documents (tasks must be idempotent).
     ///
+    /// `now` is the current time (queues are rearranged at most every
+    /// `RETRACT_EVERY`; after a restart, scheduling waits for the nodes
+    /// expected back until their deadline).
+    ///
     /// When every slot of the pool is taken, tasks go to the nodes' queues
     /// (`Node::queued`), so a slot that frees starts its next task without a
     /// round trip to the server. A queued attempt's assignment is written
     /// when the node reports it (see `write_attempt`).
-    pub async fn schedule(self: &Arc<Self>, account_url: &str) -> Result<usize, Error> {
-        if self.awaiting_nodes() {
+    pub async fn schedule(self: &Arc<Self>, account_url: &str, now: Instant) -> Result<usize, Error> {
+        if self.awaiting_nodes(now) {
             return Ok(0);
         }
         let pools: Vec<String> = {
-            let nodes = lock(&self.nodes);
+            let mut core = self.core();
+            let nodes = &mut core.nodes;
             let mut p: Vec<String> = nodes
                 .values()
                 // (A full queue still gets a look: a higher-priority job
@@ -84,12 +92,14 @@ impl Cluster {
         };
         let mut started = 0;
         for pool in pools {
-            let policy = lock(&self.nodes).values().find(|n| n.pool_id == pool).map(|n| n.fill).unwrap_or(placement::Fill::Spread);
+            let policy = self.core().nodes.values().find(|n| n.pool_id == pool).map(|n| n.fill).unwrap_or(placement::Fill::Spread);
             // The slots free when the round starts are shared out in
             // priority order; slots that free up during the round wait for
             // the next one (which follows at once), so a lower-priority job
             // never takes a slot a higher-priority job was not offered.
-            let (mut budget, mut queue_budget): (usize, usize) = lock(&self.nodes)
+            let (mut budget, mut queue_budget): (usize, usize) = self
+                .core()
+                .nodes
                 .values()
                 .filter(|n| n.pool_id == pool && n.schedulable())
                 .fold((0, 0), |(f, q), n| (f + n.free() as usize, q + n.queue_room() as usize));
@@ -100,7 +110,8 @@ impl Cluster {
                     continue;
                 }
                 let (free, job_running) = {
-                    let nodes = lock(&self.nodes);
+                    let mut core = self.core();
+                    let nodes = &mut core.nodes;
                     let pool_nodes = nodes.values().filter(|n| n.pool_id == pool);
                     let (free, room) = pool_nodes
                         .clone()
@@ -115,7 +126,7 @@ impl Cluster {
                 if free == 0 {
                     let capped = usize::try_from(job.max_parallel_tasks).is_ok_and(|cap| job_running >= cap);
                     if !capped {
-                        self.yield_queues(&pool, job, &jobs).await?;
+                        self.yield_queues(&pool, job, &jobs, now).await?;
                     }
                     break;
                 }
@@ -130,7 +141,7 @@ impl Cluster {
                 let manager = job.job_manager_task.as_ref().and_then(|m| m.id.as_deref());
                 // Tasks that need more slots than any node of the pool has
                 // wait (as in the service) without holding up the others.
-                let max_slots = lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1);
+                let max_slots = self.core().nodes.values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1);
                 let tasks = self.take_ready(&job.id, manager, want, max_slots).await?;
                 // Nodes that ran the job's preparation task (when it has one).
                 let prepared = if tasks.is_empty() { None } else { self.prepare_nodes(job, &pool, account_url) };
@@ -141,13 +152,13 @@ impl Cluster {
                 let mut launches: Vec<(String, TaskLaunch)> = Vec::new();
                 for task in tasks {
                     let key = (store::key_of(&job.id), store::key_of(&task.id));
-                    if lock(&self.inflight).contains(&key) {
+                    if self.core().sched.inflight.contains(&key) {
                         continue;
                     }
                     // A job manager that runs exclusively takes a whole node.
                     let exclusive = execution::manager_of(job, &task.id).is_some_and(|m| m.run_exclusive != Some(false));
                     let slots = if exclusive {
-                        lock(&self.nodes).values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1)
+                        self.core().nodes.values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1)
                     } else {
                         task.required_slots.max(1) as u32
                     };
@@ -165,7 +176,8 @@ impl Cluster {
                             },
                         )
                     } else {
-                        let mut nodes = lock(&self.nodes);
+                        let mut core = self.core();
+                        let nodes = &mut core.nodes;
                         let candidates: Vec<placement::Candidate> = nodes
                             .values()
                             .filter(|n| n.pool_id == pool && n.schedulable())
@@ -216,7 +228,7 @@ impl Cluster {
                         } else {
                             placed_slots += slots as usize;
                         }
-                        let pool_packages = lock(&self.nodes).get(&node_id).map(|n| n.pool_packages.clone()).unwrap_or_default();
+                        let pool_packages = self.core().nodes.get(&node_id).map(|n| n.pool_packages.clone()).unwrap_or_default();
                         let mut launch = build_launch(
                             &self.config,
                             account_url,
@@ -233,13 +245,13 @@ impl Cluster {
                         launch.adoptable = true;
                         launches.push((node_id.clone(), launch));
                     }
-                    lock(&self.inflight).insert(key.clone());
+                    self.core().sched.inflight.insert(key.clone());
                     let change = assign(attempt, node_id.clone(), node_info(account_url, &pool, &node_id, &job.id, &task.id));
                     if queued {
-                        lock(&self.unwritten).insert(attempt, Unwritten { key, node: node_id.clone(), assign: change });
+                        self.core().sched.unwritten.insert(attempt, Unwritten { key, node: node_id.clone(), assign: change });
                         // Taken back between its placement and now (e.g. the
                         // node disconnected)? Then it is not sent at all.
-                        let still = lock(&self.nodes).get(&node_id).is_some_and(|n| n.queued.iter().any(|(a, _)| *a == attempt));
+                        let still = self.core().nodes.get(&node_id).is_some_and(|n| n.queued.iter().any(|(a, _)| *a == attempt));
                         if !still {
                             self.abandon(attempt);
                             launches.retain(|(_, l)| l.attempt != attempt);
@@ -253,7 +265,7 @@ impl Cluster {
                 budget = budget.saturating_sub(placed_slots);
                 queue_budget = queue_budget.saturating_sub(queued_slots);
                 if !unplaced.is_empty() {
-                    if let Some(r) = lock(&self.ready).get_mut(&store::key_of(&job.id)) {
+                    if let Some(r) = self.core().sched.ready.get_mut(&store::key_of(&job.id)) {
                         for t in unplaced.into_iter().rev() {
                             r.tasks.push_front(t);
                         }
@@ -275,9 +287,9 @@ impl Cluster {
                     let mut stale = false;
                     for (i, (node_id, attempt, key)) in sent.into_iter().enumerate() {
                         {
-                            let mut inflight = lock(&me.inflight);
-                            inflight.remove(&key);
-                            stale |= lock(&me.readied_inflight).remove(&key);
+                            let mut core = me.core();
+                            core.sched.inflight.remove(&key);
+                            stale |= core.sched.readied_inflight.remove(&key);
                         }
                         let ok = matches!(&results, Ok(r) if r.get(i).is_some_and(|x| x.is_ok()));
                         if !ok {
@@ -291,7 +303,7 @@ impl Cluster {
                     me.wake.notify_one();
                 });
             }
-            self.rebalance(&pool);
+            self.rebalance(&pool, now);
         }
         Ok(started)
     }

@@ -130,7 +130,13 @@ impl World {
 
     /// One scheduling round; how many attempts it placed.
     pub async fn round(&self) -> usize {
-        let n = self.cluster.schedule(URL).await.unwrap();
+        self.round_at(std::time::Instant::now()).await
+    }
+
+    /// One scheduling round at the time `now` (the scheduler's clock is a
+    /// parameter), then settles.
+    pub async fn round_at(&self, now: std::time::Instant) -> usize {
+        let n = self.cluster.schedule(URL, now).await.unwrap();
         self.settle().await;
         n
     }

@@ -1,7 +1,7 @@
 //! A compute node as the control plane knows it while its agent is connected.
 
+use crate::config::QUEUE_PER_SLOT;
 use crate::scheduler::placement;
-use crate::QUEUE_PER_SLOT;
 use proto::ToAgent;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
@@ -30,7 +30,7 @@ pub struct Node {
     /// Attempts handed to the busy node ahead of a free slot (its queue, at
     /// most `QUEUE_PER_SLOT` × `slots` deep), in order: the agent starts each the moment a slot
     /// frees, and reports `Started`, which moves it to `running`. Their
-    /// assignment is written then (see `Cluster::unwritten`): until the node
+    /// assignment is written then (see `Sched::unwritten`): until the node
     /// takes them, the tasks are `active`.
     pub queued: Vec<(u64, Slot)>,
     pub tx: Option<mpsc::UnboundedSender<ToAgent>>,
@@ -57,7 +57,7 @@ pub struct Node {
     /// (`taskcompletion` / `retaineddata`); takes no new tasks meanwhile.
     pub drain: Option<Drain>,
     /// Job preparation (and release) runs on this node, by job key.
-    pub preps: HashMap<String, crate::jobprep::PrepRun>,
+    pub preps: HashMap<String, super::prep::PrepRun>,
     /// The pool's `applicationPackageReferences`: every task on the node gets them.
     pub pool_packages: Vec<wire::models::ApplicationPackageReference>,
 }

@@ -1,0 +1,74 @@
+//! The control plane's handle: settings, the store, where nodes come from,
+//! and the in-memory state (`state::Core`) behind its one lock.
+
+use crate::config::ClusterConfig;
+use crate::lifecycle::Lifecycle;
+use crate::provider::local::LocalProvider;
+use crate::provider::NodeProvider;
+use crate::state::{Core, CoreGuard};
+use proto::ToAgent;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use store::Store;
+use tokio::sync::{mpsc, Notify};
+
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub(crate) store: Store,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    /// The in-memory control state (see `state`): locked through `core`.
+    core: Mutex<Core>,
+    /// Where the pools' nodes come from (see `provider`).
+    pub(crate) provider: Arc<dyn NodeProvider>,
+    pub(crate) next_attempt: AtomicU64,
+    /// `Started` reports waiting out `STARTED_DEBOUNCE` (see `started`).
+    pub(crate) started_tx: mpsc::UnboundedSender<(tokio::time::Instant, String, u64)>,
+    pub(crate) started_rx: Mutex<Option<mpsc::UnboundedReceiver<(tokio::time::Instant, String, u64)>>>,
+    pub(crate) next_file: AtomicU64,
+    pub wake: Notify,
+    pub reconcile: Notify,
+    /// The first attempt id this server issued: lower ones are an earlier
+    /// server's (see `adopt`).
+    pub(crate) first_attempt: AtomicU64,
+    /// Set once attempt ids are initialised (`init_attempts`): no agent
+    /// joins before, so `first_attempt` tells this server's attempts apart.
+    pub(crate) initialized: tokio::sync::watch::Sender<bool>,
+}
+
+impl Cluster {
+    /// The control plane with the local node provider.
+    pub fn new(store: Store, config: ClusterConfig, lifecycle: Arc<Lifecycle>) -> Cluster {
+        let provider = Arc::new(LocalProvider::new(&config));
+        Cluster::with_provider(store, config, lifecycle, provider)
+    }
+
+    /// The control plane with nodes from `provider`.
+    pub fn with_provider(store: Store, config: ClusterConfig, lifecycle: Arc<Lifecycle>, provider: Arc<dyn NodeProvider>) -> Cluster {
+        let (started_tx, started_rx) = mpsc::unbounded_channel();
+        Cluster {
+            started_tx,
+            started_rx: Mutex::new(Some(started_rx)),
+            config,
+            store,
+            lifecycle,
+            core: Mutex::new(Core::default()),
+            provider,
+            next_attempt: AtomicU64::new(1),
+            next_file: AtomicU64::new(1),
+            wake: Notify::new(),
+            reconcile: Notify::new(),
+            first_attempt: AtomicU64::new(1),
+            initialized: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// The in-memory control state, locked (briefly: never across an
+    /// `await`, never twice on one thread).
+    pub(crate) fn core(&self) -> CoreGuard<'_> {
+        Core::lock(&self.core)
+    }
+
+    pub(crate) fn send(&self, node_id: &str, msg: ToAgent) -> bool {
+        self.core().nodes.get(node_id).and_then(|n| n.tx.as_ref()).map(|tx| tx.send(msg).is_ok()).unwrap_or(false)
+    }
+}
