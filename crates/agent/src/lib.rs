@@ -549,6 +549,7 @@ async fn handle(
                     let _ = std::fs::remove_dir_all(state.cfg.root.join("workitems"));
                     let _ = std::fs::create_dir_all(state.cfg.root.join("workitems"));
                 }
+                let _ = tx.send(ToServer::ResetDone);
             }
             // `run` stops everything on the way out.
             ToAgent::Shutdown => return Some(Ok(true)),

@@ -447,6 +447,11 @@ impl Cluster {
             }
             ToServer::Finished(o) => self.report_finished(node_id, *o, base()),
             ToServer::FileReply(r) => self.file_reply(r),
+            ToServer::ResetDone => {
+                let me = self.clone();
+                let node = node_id.to_string();
+                tokio::spawn(async move { me.reset_done(&node).await });
+            }
             ToServer::Heartbeat | ToServer::Hello(_) => {}
         }
     }

@@ -90,15 +90,21 @@ impl Cluster {
     }
 
     /// Reboot or reimage: the agent stops every attempt (and wipes task data
-    /// for a reimage); the node is back to `idle` shortly after.
-    pub fn reset_node(self: &Arc<Self>, node_id: &str, wipe: bool) {
+    /// for a reimage), then reports `ResetDone` (see `reset_done`). The
+    /// node shows `rebooting`/`reimaging` until then (the caller sets it).
+    pub fn reset_node(&self, node_id: &str, wipe: bool) {
         // The agent forgets the attempts waiting in its queue.
         self.retract(node_id, |_, _| true, false);
         self.send(node_id, ToAgent::Reset { wipe });
-        let c = self.clone();
+    }
+
+    /// The node's agent finished a reset: it is back (`idle`), runs its
+    /// pool's start task again, and job preparation runs again before the
+    /// next task of a job (rerunOnNodeRebootAfterSuccess, the default).
+    pub async fn reset_done(&self, node_id: &str) {
+        let c = self;
         let id = node_id.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        {
             let pool = {
                 let mut core = c.core();
                 let nodes = &mut core.nodes;
@@ -126,7 +132,7 @@ impl Cluster {
                 }
             }
             c.wake.notify_one();
-        });
+        }
     }
 
     /// The node root directory of a node.

@@ -6,7 +6,7 @@
 mod support;
 use support::*;
 
-use proto::TaskLaunch;
+use proto::{TaskLaunch, ToAgent, ToServer};
 use serde_json::{json, Value};
 use wire::enums::{ComputeNodeState, JobState, OnTaskFailure, TaskState};
 use wire::models::{CloudJob, CloudTask};
@@ -836,6 +836,38 @@ async fn a_start_task_running_across_a_reconnect_is_not_killed() {
     assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::WaitingForStartTask);
     a.finish(&w, st.attempt, 0).await;
     assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Idle);
+    assert_eq!(w.round().await, 1);
+    assert_eq!(one(&mut a).task_id, "t1");
+}
+
+/// Reboot: the node shows `rebooting` and takes no task until its agent
+/// reports the reset done; then it is `idle`, its start task runs again, and
+/// it takes tasks once that succeeds.
+#[tokio::test]
+async fn a_rebooting_node_waits_for_its_agent_then_runs_its_start_task_again() {
+    let w = World::new().await;
+    w.pool_with("p", 1, "spread", json!({"startTask": {"commandLine": "setup"}})).await;
+    w.add_job("j", "p", |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    let st = one(&mut a);
+    a.run(&w, st.attempt, 0).await;
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Idle);
+
+    w.cluster.set_node_state("n1", ComputeNodeState::Rebooting);
+    w.cluster.reset_node("n1", false);
+    assert!(a.messages().iter().any(|m| matches!(m, ToAgent::Reset { wipe: false })), "the agent is told to reset");
+    w.add_tasks("j", &["t1"], |_| {}).await;
+    assert_eq!(w.round().await, 0, "no task while the node reboots");
+    w.settle().await;
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Rebooting, "it stays rebooting until the agent is done");
+
+    w.cluster.on_report("n1", ToServer::ResetDone, || URL.to_string());
+    w.settle().await;
+    let again = one(&mut a);
+    assert!(again.is_start_task && again.attempt != st.attempt, "the start task runs again after the reboot");
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::WaitingForStartTask);
+    assert_eq!(w.round().await, 0);
+    a.run(&w, again.attempt, 0).await;
     assert_eq!(w.round().await, 1);
     assert_eq!(one(&mut a).task_id, "t1");
 }

@@ -100,6 +100,9 @@ pub enum ToServer {
     Finished(Box<TaskOutcome>),
     Heartbeat,
     FileReply(FileReply),
+    /// The node finished a `Reset`: every attempt is stopped (and, for a
+    /// reimage, the task data wiped); it takes tasks again.
+    ResetDone,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
