@@ -13,7 +13,7 @@ pub fn empty() -> Samples {
     Samples::with_period(std::time::Duration::from_secs(30))
 }
 
-/// `n` ticks every 30 s ending at `end` (the newest at `end`), `metric` set
+/// `n` ticks, one a sample period, ending at `end` (the newest at `end`), `metric` set
 /// to `f(i)` for the i-th tick, oldest first.
 pub fn series(metric: Metric, n: i64, end: DateTime<Utc>, f: impl Fn(i64) -> f64) -> Samples {
     let mut s = empty();
@@ -22,8 +22,9 @@ pub fn series(metric: Metric, n: i64, end: DateTime<Utc>, f: impl Fn(i64) -> f64
 }
 
 pub fn add(s: &mut Samples, metric: Metric, n: i64, end: DateTime<Utc>, f: impl Fn(i64) -> f64) {
+    let period = Duration::milliseconds((s.period().as_secs_f64() * 1000.0) as i64);
     for i in 0..n {
-        let at = end - Duration::seconds(30 * (n - 1 - i));
+        let at = end - period * (n - 1 - i) as i32;
         assert!(s.record(at, &Tick::new().with(metric, f(i))), "ticks must be recorded in order");
     }
 }
