@@ -33,7 +33,7 @@ $TargetDedicatedNodes = min(400, $totalDedicatedNodes)
 /// The same formula as a later revision of the page prints it, with a
 /// fourth statement after a statement that lacks its `;` (the page warns
 /// that "missing semicolons can result in evaluation errors"): a syntax
-/// error at line 7, column 1.
+/// error at line 8, column 1.
 pub const CPU_USAGE_MISSING_SEMICOLON: &str = "$totalDedicatedNodes =
     (min($CPUPercent.GetSample(TimeInterval_Minute * 10)) > 0.7) ?
     ($CurrentDedicatedNodes * 1.1) : $CurrentDedicatedNodes;
