@@ -249,7 +249,7 @@ impl Ctx<'_, '_> {
             let pos = self.assigned[w.index()].unwrap_or(Pos { line: 1, col: 1 });
             match self.sys[w.index()] {
                 // A fraction is dropped: the documentation's `(n + 3) / 4` rounds up this way.
-                Value::Double(d) if d.is_finite() && d >= 0.0 && d < 4_294_967_296.0 => Ok(d as u32),
+                Value::Double(d) if (0.0..4_294_967_296.0).contains(&d) => Ok(d as u32),
                 ref v => fail(pos, format!("{name} must be a number of nodes from 0 to 4294967295, not {}", v.render())),
             }
         };
@@ -471,7 +471,11 @@ impl Ctx<'_, '_> {
             Method::Count => Ok(Value::Double(samples.count(m) as f64)),
             Method::HistoryBeginTime => match samples.begin_time(m) {
                 Some(t) => Ok(Value::Timestamp(t)),
-                None => Err(Halt::Fail { insufficient: true, pos, detail: format!("Insufficient data from data set: {} has no samples", m.name()) }),
+                None => Err(Halt::Fail {
+                    insufficient: true,
+                    pos,
+                    detail: format!("Insufficient data from data set: {} has no samples", m.name()),
+                }),
             },
             Method::GetSamplePercent => {
                 let (from, to) = self.window(&vals[0], vals.get(1), pos)?;
@@ -479,7 +483,7 @@ impl Ctx<'_, '_> {
             }
             Method::GetSample => {
                 if let [Value::Double(count)] = vals.as_slice() {
-                    if !(*count >= 0.0) {
+                    if count.is_nan() || *count < 0.0 {
                         return fail(pos, format!("GetSample(): the count must not be negative, not {}", format_double(*count)));
                     }
                     let n = count.trunc().min(usize::MAX as f64) as usize;
@@ -504,8 +508,12 @@ impl Ctx<'_, '_> {
                 let (from, to) = self.window(&vals[0], end, pos)?;
                 let got = self.percent(m, from, to);
                 if got < pct {
-                    let detail =
-                        format!("Insufficient data from data set: {} wanted {}%, received {}%", m.name(), format_double(pct), format_double(got));
+                    let detail = format!(
+                        "Insufficient data from data set: {} wanted {}%, received {}%",
+                        m.name(),
+                        format_double(pct),
+                        format_double(got)
+                    );
                     return Err(Halt::Fail { insufficient: true, pos, detail });
                 }
                 Ok(Value::DoubleVec(samples.window(m, from, to)))
@@ -639,7 +647,10 @@ fn binary(op: BinOp, l: Value, r: Value, pos: Pos) -> Result<Value, Halt> {
         (Add | Sub | Mul | Div, V::DoubleVec(v), V::Double(d)) => Ok(V::DoubleVec(v.into_iter().map(|x| arith(op, x, d)).collect())),
         (Add | Sub | Mul | Div, V::DoubleVec(a), V::DoubleVec(b)) => {
             if a.len() != b.len() {
-                return fail(pos, format!("Operator '{}' needs doubleVecs of the same length, not {} and {}", op.symbol(), a.len(), b.len()));
+                return fail(
+                    pos,
+                    format!("Operator '{}' needs doubleVecs of the same length, not {} and {}", op.symbol(), a.len(), b.len()),
+                );
             }
             Ok(V::DoubleVec(a.into_iter().zip(b).map(|(x, y)| arith(op, x, y)).collect()))
         }

@@ -132,7 +132,8 @@ pub const REST_EVALUATE: &str = "totalNodes=($CPUPercent.GetSamplePercent(TimeIn
 pub const RUNNING_TASKS_WINDOW: &str = "$runningTasksSample = $RunningTasks.GetSample(1 * TimeInterval_Minute, 6 * TimeInterval_Minute);";
 
 /// The same window, failing unless 75 % of its samples are there.
-pub const RUNNING_TASKS_WINDOW_75: &str = "$runningTasksSample = $RunningTasks.GetSample(60 * TimeInterval_Second, 120 * TimeInterval_Second, 75);";
+pub const RUNNING_TASKS_WINDOW_75: &str =
+    "$runningTasksSample = $RunningTasks.GetSample(60 * TimeInterval_Second, 120 * TimeInterval_Second, 75);";
 
 /// Every fixed example (Example 4 is a template, see [`example_4_initial_size`]).
 pub const ALL: &[(&str, &str)] = &[

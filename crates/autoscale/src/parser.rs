@@ -418,7 +418,9 @@ impl Parser {
                     v => v,
                 },
                 Tok::Ident(name) => {
-                    if Func::from_name(&name).is_some() || interval_constant(&name).is_some() || DEALLOCATION_CONSTANTS.contains(&name.as_str())
+                    if Func::from_name(&name).is_some()
+                        || interval_constant(&name).is_some()
+                        || DEALLOCATION_CONSTANTS.contains(&name.as_str())
                     {
                         return Err(FormulaError::syntax(pos, format!("'{name}' is a built-in name and cannot be assigned")));
                     }
@@ -511,7 +513,10 @@ impl Parser {
                 e = Expr::Method(metric, method, args, paren);
             } else {
                 let Some(member) = TimestampMember::from_name(&name) else {
-                    return Err(FormulaError::syntax(pos, format!("Unknown member '{name}' (a timestamp has year, month, day, weekday, hour, minute and second)")));
+                    return Err(FormulaError::syntax(
+                        pos,
+                        format!("Unknown member '{name}' (a timestamp has year, month, day, weekday, hour, minute and second)"),
+                    ));
                 };
                 e = Expr::Member(Box::new(e), member, pos);
             }

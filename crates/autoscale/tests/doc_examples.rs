@@ -44,7 +44,11 @@ fn working_hours_as_documented() {
     assert!(ev.results.ends_with(";$isWeekday=0;$isWorkingWeekdayHour=0;$workHours=1"), "{}", ev.results);
     // The Python example sets the alias: the same targets. Derived.
     let ev = eval_at(examples::WORKING_HOURS_ALIAS, &inputs, ms("2016-10-14T08:00:00Z"));
-    assert!(ev.results.starts_with("$TargetDedicatedNodes=20;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue;$curTime="), "{}", ev.results);
+    assert!(
+        ev.results.starts_with("$TargetDedicatedNodes=20;$TargetLowPriorityNodes=0;$NodeDeallocationOption=requeue;$curTime="),
+        "{}",
+        ev.results
+    );
     // Example 1 also asks for taskcompletion. Derived.
     let ev = eval_at(examples::EXAMPLE_1_TIME, &inputs, ms("2016-10-17T17:59:59Z"));
     let t = ev.targets.unwrap();

@@ -92,12 +92,18 @@ fn targets_start_at_the_pools_and_full_names_win_over_aliases() {
 fn invalid_targets_are_evaluation_errors() {
     let cases: &[(&str, &str)] = &[
         ("$TargetDedicatedNodes = -1", "Line 1, Col 1: $TargetDedicatedNodes must be a number of nodes from 0 to 4294967295, not -1"),
-        ("x = 1;\n$TargetLowPriorityNodes = 0 / 0", "Line 2, Col 1: $TargetLowPriorityNodes must be a number of nodes from 0 to 4294967295, not nan"),
+        (
+            "x = 1;\n$TargetLowPriorityNodes = 0 / 0",
+            "Line 2, Col 1: $TargetLowPriorityNodes must be a number of nodes from 0 to 4294967295, not nan",
+        ),
         ("$TargetDedicated = 1 / 0", "Line 1, Col 1: $TargetDedicatedNodes must be a number of nodes from 0 to 4294967295, not inf"),
         ("$TargetDedicatedNodes = 5e9", "not 5e+09"),
         ("$TargetDedicatedNodes = time()", "Line 1, Col 1: $TargetDedicatedNodes must be a double, not timestamp"),
         ("$TargetLowPriority = \"3\"", "$TargetLowPriority must be a double, not string"),
-        ("$NodeDeallocationOption = \"drain\"", "$NodeDeallocationOption must be requeue, terminate, taskcompletion or retaineddata, not string drain"),
+        (
+            "$NodeDeallocationOption = \"drain\"",
+            "$NodeDeallocationOption must be requeue, terminate, taskcompletion or retaineddata, not string drain",
+        ),
         ("$NodeDeallocationOption = 1", "not double 1"),
     ];
     for (formula, want) in cases {

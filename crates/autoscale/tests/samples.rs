@@ -62,7 +62,10 @@ fn a_window_between_two_look_backs() {
     assert!(ev.results.ends_with(";$runningTasksSample=[1,1,1,1,1,1,1,1,1,1]"), "{}", ev.results);
     // The window is (now - 6 min, now - 1 min]: the samples 1 to 5.5 minutes old.
     let ages = series(Metric::RunningTasks, 20, now(), |i| ((19 - i) * 30) as f64);
-    assert_eq!(ok("$RunningTasks.GetSample(1 * TimeInterval_Minute, 6 * TimeInterval_Minute)", &ages), "[330,300,270,240,210,180,150,120,90,60]");
+    assert_eq!(
+        ok("$RunningTasks.GetSample(1 * TimeInterval_Minute, 6 * TimeInterval_Minute)", &ages),
+        "[330,300,270,240,210,180,150,120,90,60]"
+    );
     // The bounds may come in either order, and as timestamps.
     assert_eq!(
         ok("$RunningTasks.GetSample(6 * TimeInterval_Minute, 1 * TimeInterval_Minute)", &ages),
@@ -132,7 +135,10 @@ fn insufficient_sample_data_is_reported_as_the_service_does() {
     assert_eq!(e.message, "Autoscale evaluation failed due to insufficient sample data");
     assert_eq!(
         e.values,
-        vec![("Message".to_string(), "Line 15, Col 44: Insufficient data from data set: $RunningTasks wanted 70%, received 50%".to_string())]
+        vec![(
+            "Message".to_string(),
+            "Line 15, Col 44: Insufficient data from data set: $RunningTasks wanted 70%, received 50%".to_string()
+        )]
     );
     assert_eq!((e.line, e.col), (15, 44));
     assert_eq!(ev.targets, None, "a failed evaluation changes nothing");
