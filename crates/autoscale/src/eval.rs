@@ -548,7 +548,7 @@ impl Ctx<'_, '_> {
         let samples = self.inputs.samples;
         let n = samples.count_window(m, from, to) as f64;
         let period = samples.period().0.max(1);
-        let possible = ((to.0 - from.0) / period) as f64;
+        let possible = (to.0.saturating_sub(from.0) / period) as f64;
         if possible == 0.0 {
             return if n > 0.0 { 100.0 } else { 0.0 };
         }

@@ -122,10 +122,23 @@ fn nesting_is_bounded_and_never_overflows_the_stack() {
     assert!(parse(&calls).unwrap_err().message().contains("nested more than"));
     let ternaries = format!("a = {}1", "1 ? 1 : ".repeat(MAX_DEPTH + 1));
     assert!(parse(&ternaries).unwrap_err().message().contains("nested more than"));
-    // 8 KB of parentheses, on a thread with a small stack.
+    // 8 KB of parentheses, and the deepest accepted formula parsed and evaluated, on a thread
+    // with half the stack of a tokio worker (2 MiB), in debug builds too.
     let worst = "(".repeat(8000);
-    let r = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || parse(&worst).map(|_| ())).unwrap().join().unwrap();
-    assert!(r.is_err());
+    let deepest = format!("a = {}-{}5", "0 ? 1 : ".repeat(MAX_DEPTH / 2), "-".repeat(MAX_DEPTH / 2 - 2));
+    let r = std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(move || {
+            assert!(parse(&worst).is_err());
+            let f = parse(&deepest).expect("within the bound");
+            let samples = autoscale::Samples::with_period(std::time::Duration::from_secs(30));
+            let ev = f.evaluate(&autoscale::Inputs::new(&samples), chrono::Utc::now());
+            ev.error.is_none()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(r);
 }
 
 #[test]
