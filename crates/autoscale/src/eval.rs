@@ -1,6 +1,6 @@
 //! Evaluating a parsed formula against a pool's inputs.
 
-use crate::lexer::Pos;
+use crate::error::Pos;
 use crate::parser::{BinOp, Expr, Formula, Func, Method, Plain, UnOp, Var, Writable};
 use crate::samples::{Metric, Samples};
 use crate::value::{format_double, parse_time, TimeInterval, Timestamp, Value};

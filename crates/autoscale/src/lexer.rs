@@ -1,14 +1,6 @@
 //! Tokens of a formula, each with the line and column where it starts.
 
-use crate::FormulaError;
-
-/// A position in the formula text: 1-based line and column (columns count
-/// characters, a tab is one column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pos {
-    pub line: u32,
-    pub col: u32,
-}
+use crate::error::{FormulaError, Pos};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Tok {

@@ -110,6 +110,7 @@
 //! `[1,2]`, timestamps as `2016-10-13T19:18:47.805Z`. A target is a
 //! non-negative double; its fraction is dropped when applied.
 
+mod error;
 mod eval;
 pub mod examples;
 mod lexer;
@@ -117,54 +118,10 @@ mod parser;
 mod samples;
 mod value;
 
+pub use error::{FormulaError, Pos, SYNTAX_ERROR, TOO_LONG};
 pub use eval::{
     DeallocationOption, Evaluation, EvaluationError, Inputs, Targets, DEFAULT_SAMPLE_PERCENT, EVALUATION_ERROR, INSUFFICIENT_SAMPLE_DATA,
 };
-pub use lexer::Pos;
 pub use parser::{parse, Formula, MAX_DEPTH, MAX_LENGTH, MAX_STATEMENTS};
 pub use samples::{Metric, Samples, Tick, METRIC_COUNT};
 pub use value::{format_double, format_interval, format_timestamp, parse_time, TimeInterval, Timestamp, Value, TICKS_PER_SECOND};
-
-/// The error code of a formula with a syntax error.
-pub const SYNTAX_ERROR: &str = "AutoScalingFormulaSyntaxError";
-/// The error code of a formula over the length or statement limit (the
-/// service's error table spells it so; the .NET SDK's constant for it reads
-/// `AutoScaleFormulaTooLong`).
-pub const TOO_LONG: &str = "AutoScalingFormulaTooLong";
-
-/// Why a formula was refused: what the service answers with 400.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FormulaError {
-    /// The text does not follow the grammar.
-    #[error("Line {}, Col {}: {message}", pos.line, pos.col)]
-    Syntax { pos: Pos, message: String },
-    /// Longer than 8,192 characters, or more than 100 statements.
-    #[error("{0}")]
-    TooLong(String),
-}
-
-impl FormulaError {
-    pub(crate) fn syntax(pos: Pos, message: impl Into<String>) -> FormulaError {
-        FormulaError::Syntax { pos, message: message.into() }
-    }
-    /// The Batch error code: `AutoScalingFormulaSyntaxError` or `AutoScalingFormulaTooLong`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            FormulaError::Syntax { .. } => SYNTAX_ERROR,
-            FormulaError::TooLong(_) => TOO_LONG,
-        }
-    }
-    /// Where the error is (none for a formula over the limits).
-    pub fn position(&self) -> Option<Pos> {
-        match self {
-            FormulaError::Syntax { pos, .. } => Some(*pos),
-            FormulaError::TooLong(_) => None,
-        }
-    }
-    /// The message without the position.
-    pub fn message(&self) -> &str {
-        match self {
-            FormulaError::Syntax { message, .. } | FormulaError::TooLong(message) => message,
-        }
-    }
-}

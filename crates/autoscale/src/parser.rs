@@ -22,10 +22,10 @@
 //! service does (`$something_useless` evaluates to an error, it is not
 //! refused).
 
-use crate::lexer::{lex, Pos, Tok};
+use crate::error::{FormulaError, Pos};
+use crate::lexer::{lex, Tok};
 use crate::samples::Metric;
 use crate::value::{TimeInterval, TimestampMember, TICKS_PER_SECOND};
-use crate::FormulaError;
 
 /// Most statements in a formula.
 pub const MAX_STATEMENTS: usize = 100;
