@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod autoscale_eval;
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -154,6 +156,14 @@ enum Cmd {
         t: Target,
         #[arg(long)]
         path: String,
+    },
+    /// Autoscale formula evaluation: the documentation's longest example
+    /// over 24 hours of 30-second samples of every sampled variable (2,880
+    /// each), median of `runs` evaluations, next to a formula that only
+    /// assigns a constant; and the bytes those samples take per pool.
+    AutoscaleEval {
+        #[arg(long, default_value_t = 2000)]
+        runs: usize,
     },
     /// Latency of one page of a filtered list.
     Filter {
@@ -691,6 +701,7 @@ async fn main() {
             lat.sort_by(|a, b| a.total_cmp(b));
             json!({"samples": lat.len(), "errors": errors, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)})
         }
+        Cmd::AutoscaleEval { runs } => autoscale_eval::run(runs),
         Cmd::Filter { t, job, filter, samples } => {
             let key = STANDARD.decode(&t.key).unwrap_or_default();
             let c = client();
