@@ -208,7 +208,8 @@ impl Cluster {
     }
 
     /// Kills a run's instances (but `except`), frees their slots and marks
-    /// the subtasks that had not ended as completed.
+    /// the subtasks that had not ended as completed with a failure
+    /// (`TaskEnded`: they were stopped, not successful).
     fn stop_instances(&self, run: &mut Run, except: Option<u64>) {
         let mut core = self.core();
         let nodes = &mut core.nodes;
@@ -225,7 +226,14 @@ impl Cluster {
                     }
                 }
             }
-            complete(&mut i.info, None);
+            let stopped = (Some(i.attempt) != except).then(|| {
+                json!({
+                    "category": "usererror",
+                    "code": "TaskEnded",
+                    "message": "The subtask was stopped because another instance of its task failed or was stopped",
+                })
+            });
+            complete(&mut i.info, stopped);
         }
         drop(core);
         self.wake.notify_one();

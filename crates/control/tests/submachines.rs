@@ -232,6 +232,8 @@ async fn multi_instance_failure_without_retries_completes_the_task_with_its_subt
     assert_eq!(on("n3")["failureInfo"]["code"], "FailureExitCode");
     assert_eq!(on("n2")["state"], "completed", "the killed subtask ended too");
     assert!(on("n2").get("exitCode").is_none(), "it never reported an exit code");
+    assert_eq!(on("n2")["result"], "failure", "a stopped subtask did not succeed");
+    assert_eq!(on("n2")["failureInfo"]["code"], "TaskEnded");
     assert_eq!(w.round().await, 0, "nothing runs again");
     assert!(agents.iter_mut().all(|a| a.launches().is_empty()));
 }
