@@ -98,7 +98,7 @@ async fn large_reads_are_piped_at_the_clients_pace() {
         held: vec![],
         leftovers: 0,
     };
-    let pool: serde_json::Map<String, serde_json::Value> = serde_json::from_str(r#"{"id":"p"}"#).unwrap();
+    let pool = control::pool::PoolSpec::from_doc(&serde_json::from_str(r#"{"id":"p"}"#).unwrap());
     // (As `serve` does before agents may join.)
     app.cluster.init_attempts().await.unwrap();
     let node = app.cluster.join(&hello, &pool, tx, "http://127.0.0.1:9").await.unwrap();

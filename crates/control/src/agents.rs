@@ -5,6 +5,7 @@ use crate::cluster::Cluster;
 use crate::config::{HEARTBEAT, STARTED_DEBOUNCE};
 use crate::execution;
 use crate::launch::node_info;
+use crate::pool::{PoolSpec, StartTaskSpec};
 use crate::provider::local::new_node_id;
 use crate::scheduler::attempts::assign;
 use crate::scheduler::placement;
@@ -13,7 +14,6 @@ use crate::state::node::{Node, Slot};
 use crate::state::sched::AssignFn;
 use crate::sync::lock;
 use proto::{FileReply, Hello, TaskOutcome, ToAgent, ToServer};
-use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ impl Cluster {
     pub async fn join(
         &self,
         hello: &Hello,
-        pool_doc: &Map<String, Value>,
+        pool: &PoolSpec,
         tx: mpsc::UnboundedSender<ToAgent>,
         account_url: &str,
     ) -> Result<String, Error> {
@@ -40,8 +40,8 @@ impl Cluster {
         if tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|v| *v)).await.is_err() {
             return Err(Error::new(ErrorCode::ServerBusy));
         }
-        let slots = pool_doc.get("taskSlotsPerNode").and_then(Value::as_u64).unwrap_or(1).max(1) as u32;
-        let pool_id = pool_doc.get("id").and_then(Value::as_str).unwrap_or(&hello.pool_id).to_string();
+        let slots = pool.task_slots_per_node;
+        let pool_id = if pool.id.is_empty() { hello.pool_id.clone() } else { pool.id.clone() };
         let id = hello.node_id.clone().unwrap_or_else(new_node_id);
         // What the database says runs on this node.
         let assigned = self.store.tasks_on_node(&id).await?;
@@ -56,7 +56,7 @@ impl Cluster {
         }
         let now = Timestamp::now();
         let mut stale = Vec::new();
-        let mut needs_start: Option<Value> = None;
+        let mut needs_start: Option<StartTaskSpec> = None;
         let previous: Vec<(u64, Slot)>;
         let mut kept: Vec<(u64, bool)> = Vec::new();
         {
@@ -91,18 +91,8 @@ impl Cluster {
                 preps: HashMap::new(),
                 pool_packages: Vec::new(),
             });
-            node.pool_packages =
-                pool_doc.get("applicationPackageReferences").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
-            node.fill = if pool_doc
-                .get("taskSchedulingPolicy")
-                .and_then(|p| p.get("nodeFillType"))
-                .and_then(Value::as_str)
-                .is_some_and(|s| s.eq_ignore_ascii_case("pack"))
-            {
-                placement::Fill::Pack
-            } else {
-                placement::Fill::Spread
-            };
+            node.pool_packages = pool.application_packages.clone();
+            node.fill = if pool.pack { placement::Fill::Pack } else { placement::Fill::Spread };
             let booted = node.boot_id != hello.boot_id;
             node.boot_id = hello.boot_id.clone();
             node.tx = Some(tx);
@@ -155,7 +145,7 @@ impl Cluster {
                 // Back after a lost connection, not a reboot: what its start
                 // task decided still holds (a new boot runs it again, below).
                 let lost = matches!(node.state, ComputeNodeState::Offline | ComputeNodeState::Unknown);
-                let held = if lost && !booted { crate::starttask::start_task_hold(node, pool_doc) } else { None };
+                let held = if lost && !booted { crate::starttask::start_task_hold(node, pool) } else { None };
                 node.set_state(held.unwrap_or(ComputeNodeState::Idle));
             }
             node.refresh_busy_state();
@@ -164,7 +154,7 @@ impl Cluster {
                 node.start_attempt = None;
                 node.start_task_info = None;
                 node.start_retries = 0;
-                needs_start = pool_doc.get("startTask").filter(|v| v.is_object()).cloned();
+                needs_start = pool.start_task.clone();
                 // Preparation runs the earlier agent did not finish are gone
                 // with it: they run again before the job's next task here.
                 node.preps.retain(|_, p| p.attempt.is_none());
@@ -458,55 +448,28 @@ impl Cluster {
 
     /// The pool a joining agent asks for, as the store has it; None when it
     /// does not exist or is being deleted (the agent is turned away).
-    pub async fn pool_to_join(&self, pool_id: &str) -> Option<Map<String, Value>> {
-        let pool = match self.store.get_pool(pool_id).await {
-            Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).unwrap_or_default(),
-            Err(_) => {
-                tracing::warn!(pool = %pool_id, "an agent asked to join a pool that does not exist");
-                return None;
-            }
+    pub async fn pool_to_join(&self, pool_id: &str) -> Option<PoolSpec> {
+        let Some(pool) = self.pool_spec(pool_id).await else {
+            tracing::warn!(pool = %pool_id, "an agent asked to join a pool that does not exist");
+            return None;
         };
-        (pool.get("state").and_then(Value::as_str) != Some("deleting")).then_some(pool)
+        (!pool.deleting).then_some(pool)
     }
 
     /// The first message a joined node gets: its id, the pool's user accounts
     /// and container settings, its slots and the heartbeat interval.
-    pub fn welcome(&self, node_id: &str, pool: &Map<String, Value>) -> ToAgent {
-        let pool_id = pool.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    pub fn welcome(&self, node_id: &str, pool: &PoolSpec) -> ToAgent {
+        let pool_id = pool.id.clone();
         let users = pool
-            .get("userAccounts")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|u| {
-                Some(proto::UserAccount {
-                    name: u.get("name")?.as_str()?.to_string(),
-                    admin: u.get("elevationLevel").and_then(Value::as_str).is_some_and(|l| l.eq_ignore_ascii_case("admin")),
-                    uid: u.get("linuxUserConfiguration").and_then(|l| l.get("uid")).and_then(Value::as_u64).map(|v| v as u32),
-                    gid: u.get("linuxUserConfiguration").and_then(|l| l.get("gid")).and_then(Value::as_u64).map(|v| v as u32),
-                })
-            })
+            .user_accounts
+            .iter()
+            .map(|u| proto::UserAccount { name: u.name.clone(), admin: u.admin, uid: u.uid, gid: u.gid })
             .collect();
-        let containers = pool.get("virtualMachineConfiguration").and_then(|v| v.get("containerConfiguration"));
-        let container_images = containers
-            .and_then(|c| c.get("containerImageNames"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.as_str().map(str::to_string))
-            .collect();
-        let container_registries = containers
-            .and_then(|c| c.get("containerRegistries"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|r| {
-                Some(proto::RegistryLogin {
-                    server: r.get("registryServer").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    username: r.get("username").and_then(Value::as_str)?.to_string(),
-                    password: r.get("password").and_then(Value::as_str).unwrap_or_default().to_string(),
-                })
-            })
+        let container_images = pool.container_images.clone();
+        let container_registries = pool
+            .container_registries
+            .iter()
+            .map(|r| proto::RegistryLogin { server: r.server.clone(), username: r.username.clone(), password: r.password.clone() })
             .collect();
         ToAgent::Welcome {
             node_id: node_id.to_string(),

@@ -3,6 +3,7 @@
 
 use crate::config::ClusterConfig;
 use crate::lifecycle::Lifecycle;
+use crate::pool::PoolSpec;
 use crate::provider::local::LocalProvider;
 use crate::provider::NodeProvider;
 use crate::state::{Core, CoreGuard};
@@ -66,6 +67,12 @@ impl Cluster {
     /// `await`, never twice on one thread).
     pub(crate) fn core(&self) -> CoreGuard<'_> {
         Core::lock(&self.core)
+    }
+
+    /// A pool as the control plane reads it (None: no such pool).
+    pub async fn pool_spec(&self, pool_id: &str) -> Option<PoolSpec> {
+        let stored = self.store.get_pool(pool_id).await.ok()?;
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&stored.doc).ok().map(|doc| PoolSpec::from_doc(&doc))
     }
 
     pub(crate) fn send(&self, node_id: &str, msg: ToAgent) -> bool {

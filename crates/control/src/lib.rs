@@ -41,6 +41,7 @@ pub mod liveness;
 pub mod multi;
 pub mod nodes;
 pub mod packages;
+pub mod pool;
 pub mod provider;
 pub mod scheduler;
 pub mod schedules;

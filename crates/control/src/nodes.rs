@@ -4,7 +4,6 @@
 use crate::cluster::Cluster;
 use crate::state::node::{Drain, Node, Slot};
 use proto::{FileOp, FileReply, FileRequest, ToAgent};
-use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,11 +122,7 @@ impl Cluster {
                 }
             };
             if let Some(pool) = pool {
-                let spec = match c.store.get_pool(&pool).await {
-                    Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).ok().and_then(|m| m.get("startTask").cloned()),
-                    Err(_) => None,
-                };
-                if let Some(spec) = spec.filter(Value::is_object) {
+                if let Some(spec) = c.pool_spec(&pool).await.and_then(|p| p.start_task) {
                     c.run_start_task(&id, &pool, &spec);
                 }
             }

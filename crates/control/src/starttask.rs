@@ -3,6 +3,7 @@
 use crate::cluster::Cluster;
 use crate::config::ClusterConfig;
 use crate::launch::node_env;
+use crate::pool::{PoolSpec, StartTaskSpec};
 use crate::state::node::Node;
 use crate::sync::lock;
 use proto::{TaskLaunch, TaskOutcome, ToAgent};
@@ -11,31 +12,22 @@ use std::sync::atomic::Ordering;
 use wire::enums::ComputeNodeState;
 use wire::time::Timestamp;
 
-fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Node, spec: &Value, attempt: u64) -> TaskLaunch {
+fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Node, spec: &StartTaskSpec, attempt: u64) -> TaskLaunch {
     let (account, auto) = (&cfg.account, &cfg.auto_storage);
     let mut env = node_env(account, account_url, pool, &n.id, n.is_dedicated, &n.root_dir, "startup");
-    for e in spec.get("environmentSettings").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(name) = e.get("name").and_then(Value::as_str) {
-            env.insert(name.to_string(), e.get("value").and_then(Value::as_str).unwrap_or_default().to_string());
-        }
+    for e in &spec.environment_settings {
+        env.insert(e.name.clone(), e.value.clone().unwrap_or_default());
     }
-    let identity = spec.get("userIdentity");
-    let elevated = identity
-        .and_then(|u| u.get("autoUser"))
-        .and_then(|a| a.get("elevationLevel"))
-        .and_then(Value::as_str)
-        .is_some_and(|l| l.eq_ignore_ascii_case("admin"));
-    let resource_files: Vec<wire::models::ResourceFile> =
-        spec.get("resourceFiles").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    let identity = spec.user_identity.as_ref();
     TaskLaunch {
         attempt,
         task_dir: "startup".into(),
-        command_line: spec.get("commandLine").and_then(Value::as_str).unwrap_or_default().to_string(),
+        command_line: spec.command_line.clone(),
         env,
-        elevated,
-        user_name: identity.and_then(|u| u.get("username")).and_then(Value::as_str).map(str::to_string),
+        elevated: identity.is_some_and(|i| i.elevated()),
+        user_name: identity.and_then(|i| i.username.clone()),
         is_start_task: true,
-        resource_files: crate::data::resource_specs(&resource_files, auto.as_ref()),
+        resource_files: crate::data::resource_specs(&spec.resource_files, auto.as_ref()),
         ..Default::default()
     }
 }
@@ -43,9 +35,8 @@ fn start_task_launch(cfg: &ClusterConfig, account_url: &str, pool: &str, n: &Nod
 /// The state a node's start task holds it in under `waitForSuccess` (the
 /// default): `waitingforstarttask` while it runs, `starttaskfailed` once it
 /// failed with no retry left; None when the node is free to take tasks.
-pub(crate) fn start_task_hold(n: &Node, pool_doc: &Map<String, Value>) -> Option<ComputeNodeState> {
-    let spec = pool_doc.get("startTask").filter(|v| v.is_object())?;
-    if !spec.get("waitForSuccess").and_then(Value::as_bool).unwrap_or(true) {
+pub(crate) fn start_task_hold(n: &Node, pool: &PoolSpec) -> Option<ComputeNodeState> {
+    if !pool.start_task.as_ref()?.wait_for_success {
         return None;
     }
     if n.start_attempt.is_some() {
@@ -61,9 +52,9 @@ impl Cluster {
     /// Starts (or retries) the pool's start task on a node. While a start
     /// task with `waitForSuccess` (the default) runs, the node is
     /// `waitingforstarttask` and takes no tasks.
-    pub fn run_start_task(&self, node_id: &str, pool_id: &str, spec: &Value) {
+    pub fn run_start_task(&self, node_id: &str, pool_id: &str, spec: &StartTaskSpec) {
         let attempt = self.next_attempt.fetch_add(1, Ordering::Relaxed);
-        let wait = spec.get("waitForSuccess").and_then(Value::as_bool).unwrap_or(true);
+        let wait = spec.wait_for_success;
         let launch = {
             let mut core = self.core();
             let nodes = &mut core.nodes;
@@ -91,13 +82,9 @@ impl Cluster {
             Some(n) => n.pool_id.clone(),
             None => return,
         };
-        let spec = match self.store.get_pool(&pool_id).await {
-            Ok(s) => serde_json::from_str::<Map<String, Value>>(&s.doc).ok().and_then(|m| m.get("startTask").cloned()),
-            Err(_) => None,
-        };
-        let spec = spec.unwrap_or(Value::Null);
-        let wait = spec.get("waitForSuccess").and_then(Value::as_bool).unwrap_or(true);
-        let max_retries = spec.get("maxTaskRetryCount").and_then(Value::as_i64).unwrap_or(0) as i32;
+        let spec = self.pool_spec(&pool_id).await.and_then(|p| p.start_task);
+        let wait = spec.as_ref().is_none_or(|s| s.wait_for_success);
+        let max_retries = spec.as_ref().map_or(0, |s| s.max_task_retry_count);
         let ok = o.failure_code.is_none() && o.exit_code == Some(0);
         let retry = {
             let mut core = self.core();
@@ -139,7 +126,7 @@ impl Cluster {
             n.start_task_info = Some(info);
             retry
         };
-        if retry {
+        if let Some(spec) = spec.filter(|_| retry) {
             self.run_start_task(node_id, &pool_id, &spec);
         }
         self.wake.notify_one();
