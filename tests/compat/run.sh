@@ -42,8 +42,8 @@ export AZURITE_BIN="${AZURITE_BIN:-$here/node/node_modules/.bin/azurite-blob}"
 
 cd "$here"
 status=0
-echo "-- azure-batch 15.1.0 and raw HTTP"
-"$here/.venv15/bin/python" -m pytest -q -p no:cacheprovider v15 common "$@" || status=1
+echo "-- azure-batch 15.1.0, raw HTTP and the dashboard (headless Chromium)"
+"$here/.venv15/bin/python" -m pytest -q -p no:cacheprovider v15 common ui "$@" || status=1
 echo "-- azure-batch 14.2.0"
 "$here/.venv14/bin/python" -m pytest -q -p no:cacheprovider v14 "$@" || status=1
 exit $status

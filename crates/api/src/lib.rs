@@ -21,6 +21,7 @@ pub mod state;
 pub mod tasks;
 pub mod tls;
 pub mod tokens;
+pub mod ui;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -117,6 +118,11 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
     let method = parts.method.clone();
     if parts.uri.path() == proto::CONNECT_PATH {
         return agent_connect(app, Request::from_parts(parts, body)).await;
+    }
+    if ui::is_ui(parts.uri.path()) {
+        // The dashboard's own files need no signature: its data comes from
+        // the signed API below.
+        return ui::serve(&method, parts.uri.path(), &parts.headers);
     }
     if let Some(rest) = parts.uri.path().strip_prefix(proto::PACKAGES_PATH) {
         let rest = rest.to_string();
