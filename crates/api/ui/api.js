@@ -34,7 +34,9 @@ async function errorOf(resp) {
     // Not a Batch error body.
   }
   const msg = body && body.message ? (typeof body.message === "string" ? body.message : body.message.value) : resp.statusText;
-  return new BatchError(resp.status, body && body.code, msg, (body && body.values) || []);
+  // The service appends "\nRequestId:...\nTime:..." to messages: keep the sentence.
+  const text = String(msg || "").split("\nRequestId:")[0].trim();
+  return new BatchError(resp.status, body && body.code, text, (body && body.values) || []);
 }
 
 /// Builds `path?query` with the api-version; `params` values are encoded here.

@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -18,6 +19,7 @@ from conftest import BIN, wait_for
 from rawclient import Raw
 
 pw = pytest.importorskip("playwright.sync_api", reason="playwright is pinned in requirements-v15.txt")
+expect = pw.expect
 
 SHOTS = os.environ.get("OPENBATCH_UI_SCREENSHOTS") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(BIN))), "ui-screenshots")
@@ -140,7 +142,7 @@ def test_sign_in_refuses_a_wrong_key_then_accepts_the_right_one(page, server):
     assert page.is_hidden("#nav")
     page.fill("#key", "not base64!")
     page.click("#signin")
-    page.wait_for_function("document.querySelector('.signin-error').textContent.includes('base64')")
+    expect(page.locator(".signin-error")).to_contain_text("base64")
     shot(page, "signin")
     page.fill("#key", server.key)
     page.click("#signin")
@@ -176,27 +178,28 @@ def test_job_page_pages_and_filters_tasks_on_the_server(page, server, raw, pool)
     requests_seen = []
     page.on("request", lambda req: requests_seen.append(req.url))
     page.goto(f"{server.endpoint}/ui/#/jobs/{job}")
-    page.wait_for_selector("#tasks tr[data-task]")
-    assert page.locator("#tasks tr[data-task]").count() == 100
+    rows = page.locator("#tasks tr[data-task]")
+    expect(rows).to_have_count(100)
     page.wait_for_selector("#timeline svg rect")
     shot(page, "job")
     page.click("#next")
-    page.wait_for_function("document.querySelector('#tasks tr[data-task]').dataset.task === 't0100'")
+    expect(rows.first).to_have_attribute("data-task", "t0099")  # "bad" sorts first
     page.click("#next")
-    page.wait_for_function("document.querySelectorAll('#tasks tr[data-task]').length === 31")
+    expect(rows).to_have_count(31)
     assert page.is_disabled("#next")
     # Task lists are asked one page at a time, never the whole job.
     lists = [u for u in requests_seen if f"/jobs/{job}/tasks?" in u and "$select=id,state,creationTime,executionInfo,nodeInfo" in u]
     assert lists and all("maxresults=100" in u for u in lists), lists
     page.click("a.chip[data-filter=failed]")
-    page.wait_for_function("document.querySelectorAll('#tasks tr[data-task]').length === 1")
+    expect(rows).to_have_count(1)
     assert page.get_attribute("#tasks tr[data-task]", "data-task") == "bad"
     assert page.inner_text("a.chip[data-filter=failed] .count") == "1"
     page.fill("#task-prefix", "t012")
     page.press("#task-prefix", "Enter")
-    page.wait_for_function("document.querySelectorAll('#tasks tr[data-task]').length === 0")
+    expect(rows).to_have_count(0)
+    expect(page.locator("#tasks")).to_contain_text("No tasks match")
     page.click("a.chip[data-filter=all]")
-    page.wait_for_function("document.querySelectorAll('#tasks tr[data-task]').length === 10")
+    expect(rows).to_have_count(10)
 
 
 def test_running_task_output_grows_live(page, server, raw, pool):
@@ -209,14 +212,17 @@ def test_running_task_output_grows_live(page, server, raw, pool):
     signed_in(page, server)
     page.goto(f"{server.endpoint}/ui/#/jobs/{job}/tasks/talk")
     page.evaluate("window.__sameDocument = true")
-    page.wait_for_function("document.querySelector('#stdout').textContent.includes('line 2\\n')")
+    expect(page.locator("#stdout")).to_contain_text("line 3")
     assert raw.request("GET", f"/jobs/{job}/tasks/talk").json()["state"] == "running"
     before = page.eval_on_selector("#stdout", "e => e.textContent.length")
     # New output appears within a second, without a reload.
-    page.wait_for_function(f"document.querySelector('#stdout').textContent.length > {before}", timeout=1500)
+    deadline = time.time() + 1.0
+    while page.eval_on_selector("#stdout", "e => e.textContent.length") <= before:
+        assert time.time() < deadline, "no new output within a second"
+        time.sleep(0.02)
     shot(page, "task-running")
-    page.wait_for_function("document.querySelector('#stdout').textContent.includes('line 40\\n')", timeout=30_000)
-    page.wait_for_function("document.querySelector('#stdout-status').textContent.includes('complete')")
+    expect(page.locator("#stdout")).to_contain_text("line 40", timeout=30_000)
+    expect(page.locator("#stdout-status")).to_contain_text("complete")
     assert page.evaluate("window.__sameDocument") is True
     stdout = page.inner_text("#stdout")
     assert [line for line in stdout.splitlines() if line] == [f"line {i}" for i in range(1, 41)]
@@ -242,7 +248,9 @@ def test_evaluate_formula_shows_the_result_or_the_error(page, server, raw, pool)
             assert name in shown and value in shown, (part, shown)
     else:
         body = api.json()
-        assert body["code"] in shown and body["message"]["value"] in shown, (body, shown)
+        sentence = body["message"]["value"].split("\nRequestId:")[0]
+        assert f"{body['code']}: {sentence}" in shown, (body, shown)
+        assert "RequestId" not in shown
         assert page.is_visible("#autoscale-result .error")
     shot(page, "pool-autoscale")
 
