@@ -74,6 +74,9 @@ export class Client {
   /// Checks the account and key against the server (a one-item pool list);
   /// keeps them for this tab only when they are accepted.
   static async signIn(account, key) {
+    if (!window.isSecureContext || !crypto.subtle) {
+      throw new BatchError(0, "InsecureContext", "Browsers sign with WebCrypto only on HTTPS pages or on localhost: open the dashboard over https:// (or on 127.0.0.1).");
+    }
     let cryptoKey;
     try {
       cryptoKey = await importKey(key);
