@@ -57,6 +57,15 @@ def one_run(browser, endpoint, account, key, job, reuse=None):
     page.goto(f"{endpoint}/ui/#/jobs/{job}")
     page.wait_for_selector("#tasks tr[data-task]", timeout=60_000)
     rendered_ms = page.evaluate("window.__firstRows")
+    timings = page.evaluate("""() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        const out = [['document', 0, Math.round(nav.responseEnd)], ['domContentLoaded', 0, Math.round(nav.domContentLoadedEventEnd)]];
+        for (const e of performance.getEntriesByType('resource')) {
+            out.push([e.name.replace(location.origin, '').split('?')[0] + (e.name.includes('$filter') ? ' ($filter)' : ''),
+                      Math.round(e.startTime), Math.round(e.responseEnd)]);
+        }
+        return out;
+    }""")
     t_render = time.monotonic()
     rows = page.locator("#tasks tr[data-task]").count()
     # Settled: the first refresh round is done (timeline drawn or "no task started").
@@ -68,7 +77,7 @@ def one_run(browser, endpoint, account, key, job, reuse=None):
                "bytes": n} for (_, r, n) in finished]
     page.close()
     return {"first_render_ms": rendered_ms, "wall_ms": (t_render - t0) * 1000, "rows": rows,
-            "bytes_until_render": by_render, "bytes_until_settled": total, "responses": detail}, ctx
+            "bytes_until_render": by_render, "timings_ms": timings, "bytes_until_settled": total, "responses": detail}, ctx
 
 
 def main():
@@ -122,7 +131,8 @@ def main():
                  "first_render_ms": [round(r["first_render_ms"], 1) for r in cold],
                  "bytes_until_render_median": med("bytes_until_render"),
                  "bytes_until_settled_median": med("bytes_until_settled"),
-                 "rows": cold[0]["rows"], "responses_first_run": cold[0]["responses"]},
+                 "rows": cold[0]["rows"], "responses_first_run": cold[0]["responses"],
+                 "timings_ms_last_run": cold[-1]["timings_ms"]},
         "warm_reload": {"first_render_ms": round(warm["first_render_ms"], 1), "bytes_until_render": warm["bytes_until_render"],
                         "bytes_until_settled": warm["bytes_until_settled"]},
         "baseline_one_page_signed_client": {"ms_median": round(statistics.median(page_ms), 1), "body_bytes": page_bytes},

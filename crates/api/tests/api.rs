@@ -300,3 +300,51 @@ async fn job_transitions_are_visible_then_complete() {
     let r = h.call(Method::GET, &format!("/jobs/j/tasks/t?{V}"), None).await;
     assert_error(&r, 404, "JobNotFound");
 }
+
+/// The dashboard's files: served without a signature, with their content
+/// types and revalidation; `/ui` redirects; the API beside them still wants a
+/// signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_files_are_served_unsigned() {
+    let h = Harness::new();
+    let get = |path: &'static str, extra: Option<(&'static str, String)>, method: Method| {
+        let app = h.app.clone();
+        async move {
+            let mut req = Request::builder().method(method).uri(path);
+            if let Some((k, v)) = extra {
+                req = req.header(k, v);
+            }
+            let resp = api::router(app).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+            (status, headers, bytes)
+        }
+    };
+    let (status, headers, _) = get("/ui", None, Method::GET).await;
+    assert_eq!((status, headers.get("location").unwrap().to_str().unwrap()), (StatusCode::PERMANENT_REDIRECT, "/ui/"));
+    let (status, headers, body) = get("/ui/", None, Method::GET).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert!(String::from_utf8_lossy(&body).contains("<script type=\"module\" src=\"./app.js\">"));
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    let (status, _, body) = get("/ui/index.html", Some(("if-none-match", etag)), Method::GET).await;
+    assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0));
+    for (path, ty) in [("/ui/app.js", "text/javascript"), ("/ui/sharedkey.js", "text/javascript"), ("/ui/app.css", "text/css")] {
+        let (status, headers, body) = get(path, None, Method::GET).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(headers["content-type"].to_str().unwrap().starts_with(ty), "{path}");
+        assert_eq!(headers["content-length"].to_str().unwrap(), body.len().to_string());
+    }
+    let (status, headers, body) = get("/ui/app.js", None, Method::HEAD).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    assert_ne!(headers["content-length"], "0");
+    assert_eq!(get("/ui/../jobs", None, Method::GET).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get("/ui/missing.js", None, Method::GET).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get("/ui/app.js", None, Method::POST).await.0, StatusCode::METHOD_NOT_ALLOWED);
+    // Only /ui and below: a pool called "ui-x" or the API are not the dashboard.
+    let (status, _, _) = get("/uix", None, Method::GET).await;
+    assert_ne!(status, StatusCode::OK);
+    let r = h.send(Method::GET, &format!("/pools?{V}"), None, &[], false).await;
+    assert_eq!(r.status, 401);
+}

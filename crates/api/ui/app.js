@@ -425,9 +425,9 @@ async function jobPage(p, id, query) {
       }),
     ) : h("p", { class: "muted" }, "No tasks match."));
     fill(pager,
-      h("button", { type: "button", id: "prev", disabled: at === 0, onclick: () => { at--; loadPage().catch(showError); } }, "← Previous"),
+      h("button", { type: "button", id: "prev", disabled: at === 0, onclick: () => { at--; loadPage().catch((e) => aborted(e) || showError(e)); } }, "← Previous"),
       h("span", { class: "muted" }, `page ${at + 1} · ${current.items.length} tasks`),
-      h("button", { type: "button", id: "next", disabled: !current.next, onclick: () => { links[at + 1] = current.next; at++; loadPage().catch(showError); } }, "Next →"));
+      h("button", { type: "button", id: "next", disabled: !current.next, onclick: () => { links[at + 1] = current.next; at++; loadPage().catch((e) => aborted(e) || showError(e)); } }, "Next →"));
   }
 
   fill(main, head,
@@ -454,7 +454,8 @@ async function jobPage(p, id, query) {
 
   let tick = 0;
   await every(p, 3000, async () => {
-    const [job, counts] = await Promise.all([client.get(path, {}, { signal }), client.get(`${path}/taskcounts`, {}, { signal })]);
+    // The task page is asked at once, beside the job and its counts.
+    const [job, counts] = await Promise.all([client.get(path, {}, { signal }), client.get(`${path}/taskcounts`, {}, { signal }), loadPage()]);
     const c = counts.taskCounts;
     clearError();
     fill(head, h("h1", null, "Job ", h("span", { class: "id" }, id)), badge(job.state));
@@ -474,7 +475,6 @@ async function jobPage(p, id, query) {
     fill(chips, Object.entries(FILTERS).map(([k, [label]]) =>
       h("a", { href: jobHash(id, k, prefix), class: `chip${k === state ? " on" : ""}`, role: "tab", "aria-selected": String(k === state), dataset: { filter: k } },
         label, h("span", { class: "count" }, String(n[k])))));
-    await loadPage();
     if (tick++ % 3 === 0) await drawTimeline(timeline, path, signal);
   });
 }

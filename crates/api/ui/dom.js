@@ -44,11 +44,14 @@ export function badge(state, extra) {
   return h("span", { class: `badge st-${String(state || "unknown").replace(/[^A-Za-z]/g, "")}` }, extra ?? state ?? "—");
 }
 
+let dateTimeFormat = null;
+
 export function time(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
   if (isNaN(d)) return iso;
-  return h("time", { datetime: iso, title: iso }, d.toLocaleString());
+  dateTimeFormat ??= new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "medium" });
+  return h("time", { datetime: iso, title: iso }, dateTimeFormat.format(d));
 }
 
 export function ago(iso) {
