@@ -408,8 +408,12 @@ async function jobPage(p, id, query) {
   let at = 0;
   let current = null;
 
+  let seq = 0;
   async function loadPage() {
-    current = await client.page(links[at], { signal });
+    const mine = ++seq;
+    const got = await client.page(links[at], { signal });
+    if (mine !== seq) return; // a later load (a click on a pager button) wins
+    current = got;
     fill(tasks, current.items.length ? table(
       ["Task", "State", "Exit code", "Node", "Started", "Duration", "Retries"],
       current.items.map((t) => {
