@@ -34,4 +34,4 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q "http://" "$out/server.out" 2>/dev/null && break; sleep 0.1; done
 "$bench" ingest --endpoint "$endpoint" --account benchacct --key "$key" --job uijob --create-job --tasks "$tasks" --clients 4 --batch 100 > "$out/ui-ingest.json"
-"$venv/bin/python" bench/ui.py "$endpoint" benchacct "$key" uijob 5 | tee "$out/ui.json"
+"$venv/bin/python" bench/ui.py "$endpoint" benchacct "$key" uijob "${UI_RUNS:-9}" | tee "$out/ui.json"
