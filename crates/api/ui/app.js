@@ -278,9 +278,9 @@ async function poolPage(p, id) {
       fill(result, autoscaleRun(run));
       return run.error ? "the formula has errors" : "evaluated";
     } catch (e) {
-      if (!(e instanceof BatchError)) throw e;
+      if (!(e instanceof BatchError) || handleAuth(e)) throw e;
       fill(result, h("p", { class: "error" }, e.describe()));
-      throw e;
+      return "the server refused the evaluation";
     }
   }, { id: "evaluate" });
 
