@@ -56,7 +56,7 @@ pub async fn serve(
     *app.cluster.config.agent_env.lock().unwrap_or_else(|p| p.into_inner()) = opts.agent_env.clone();
     let supervisor = start_background(app.clone(), server_url);
     let cluster = app.cluster.clone();
-    let r = server::run(app, listener, opts, shutdown).await;
+    let r = server::run(app, listener, opts, shutdown, |app, req| Box::pin(handle(State(app), req))).await;
     // In order: the background loops (no new placements, transitions or
     // node changes), then the local nodes.
     supervisor.shutdown(Duration::from_secs(10)).await;

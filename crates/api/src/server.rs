@@ -23,7 +23,6 @@
 
 use crate::state::App;
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, Request};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -74,7 +73,7 @@ impl Default for Limits {
     }
 }
 
-/// How [`crate::serve`] serves: limits, and TLS when configured.
+/// How `serve` (the crate root) serves: limits, and TLS when configured.
 #[derive(Clone, Default)]
 pub struct ServeOptions {
     pub limits: Limits,
@@ -334,11 +333,16 @@ pub fn raise_nofile_limit() -> u64 {
 /// Serves `listener` until `shutdown` resolves; then stops accepting, lets
 /// requests in flight finish (idle connections close at once) and returns
 /// when every connection has ended or after `grace`.
+/// What answers a request (the request pipeline; `serve` passes it, so the
+/// connection layer does not depend on what it serves).
+pub(crate) type Handler = fn(Arc<App>, Request<Body>) -> Pin<Box<dyn Future<Output = axum::http::Response<Body>> + Send>>;
+
 pub(crate) async fn run(
     app: Arc<App>,
     listener: TcpListener,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    handler: Handler,
 ) -> std::io::Result<()> {
     let nofile = raise_nofile_limit();
     let mut limits = opts.limits;
@@ -401,7 +405,7 @@ pub(crate) async fn run(
         let state = Arc::new(ConnState::new());
         let slot = registry.add(state.clone(), permit);
         let io = Tracked { io: tcp, state: state.clone(), _slot: slot };
-        let conn = Conn { app: app.clone(), http: http.clone(), limits: limits.clone(), state, stop: stop_rx.clone() };
+        let conn = Conn { app: app.clone(), handler, http: http.clone(), limits: limits.clone(), state, stop: stop_rx.clone() };
         let tls = tls.clone();
         let alive = alive_tx.clone();
         tokio::spawn(async move {
@@ -433,6 +437,7 @@ async fn finish(
 
 struct Conn {
     app: Arc<App>,
+    handler: Handler,
     http: Arc<hyper::server::conn::http1::Builder>,
     limits: Arc<Limits>,
     state: Arc<ConnState>,
@@ -471,14 +476,14 @@ impl Conn {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (app, state, body_timeout) = (self.app.clone(), self.state.clone(), self.limits.body_timeout);
+        let (app, state, body_timeout, handler) = (self.app.clone(), self.state.clone(), self.limits.body_timeout, self.handler);
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let inflight = InFlight::start(state.clone());
             let body_deadline = tokio::time::Instant::now() + body_timeout;
             req.extensions_mut().insert(RequestLimits { body_deadline, tls });
             let app = app.clone();
             async move {
-                let resp = crate::handle(State(app), req.map(Body::new)).await;
+                let resp = handler(app, req.map(Body::new)).await;
                 Ok::<_, Infallible>(resp.map(|inner| Guarded { inner, _inflight: inflight }))
             }
         });
