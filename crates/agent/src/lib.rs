@@ -37,6 +37,9 @@ pub struct AgentConfig {
     pub root: PathBuf,
     /// The address other nodes and clients see for this node.
     pub ip_address: String,
+    /// The port of the node's SSH server at that address (its remote login
+    /// settings; openbatch runs no SSH server of its own).
+    pub ssh_port: u16,
     /// Directories `file://` transfers may use; None: any path the agent reaches.
     pub file_roots: Option<Vec<PathBuf>>,
     /// The container engine's command (`docker` or `podman`).
@@ -379,6 +382,7 @@ async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Re
         finished: state.journal.unacked(),
         held,
         leftovers: state.leftovers.swap(0, std::sync::atomic::Ordering::Relaxed),
+        ssh_port: Some(state.cfg.ssh_port),
     };
     let text = serde_json::to_string(&ToServer::Hello(hello)).map_err(|e| e.to_string())?;
     sink.send(Message::Text(text.into())).await.map_err(|e| e.to_string())?;

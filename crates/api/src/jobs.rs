@@ -104,7 +104,7 @@ pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Rep
                     .with("JobState", job.state.as_str()));
                 }
                 if let Some(id) = pool.pool_id.as_deref().filter(|_| *pool != job.pool_info) {
-                    store::jobs::check_pool(conn, id)?;
+                    store::jobs::check_pool_usable(conn, id)?;
                 }
             }
             let new_otc = match (p.on_all_tasks_complete, replace) {
@@ -154,6 +154,9 @@ pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Rep
                 }
             }
             if let Some(pool) = p.pool_info {
+                if pool != job.pool_info {
+                    job.execution_info.scheduling_error = pool.auto_pool_specification.as_ref().map(|_| control::jobs::auto_pool_error());
+                }
                 job.execution_info.pool_id = pool.pool_id.clone();
                 job.pool_info = pool;
             }

@@ -340,6 +340,7 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         GetNodeFile(p, n, f) => files::get(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         NodeFileProperties(p, n, f) => files::properties(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         DeleteNodeFile(p, n, f) => files::delete(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
+        RemoteLoginSettings(p, n) => pools::remote_login_settings(app, ctx, &p, &n).await,
         NotImplemented(what) => {
             Err(Error::msg(ErrorCode::NotImplemented, format!("openbatch does not implement {what} yet; see COMPATIBILITY.md.")))
         }

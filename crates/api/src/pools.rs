@@ -99,10 +99,47 @@ fn check_packages(app: &App, refs: Option<Vec<wire::models::ApplicationPackageRe
         .map_err(|reason| Error::new(ErrorCode::InvalidApplicationPackageReferences).with("Reason", reason))
 }
 
+/// A configuration openbatch's nodes cannot be: 400 `UnsupportedProperty`
+/// naming the property, as the service answers a property it does not
+/// support.
+fn unsupported(property: &str, why: &str) -> Error {
+    Error::msg(ErrorCode::UnsupportedProperty, format!("The property '{property}' is not supported by openbatch: {why}"))
+        .with("PropertyName", property)
+        .with("Reason", why)
+}
+
+/// Nodes are Linux machines running the agent: Cloud Services pools and
+/// Windows images are refused rather than recorded and run as Linux.
+fn check_linux(doc: &Map<String, Value>) -> Result<(), Error> {
+    if doc.get("cloudServiceConfiguration").is_some_and(|v| !v.is_null()) {
+        return Err(unsupported(
+            "cloudServiceConfiguration",
+            "Cloud Services (Windows) pools are not supported; nodes run Linux. Use virtualMachineConfiguration with a Linux image.",
+        ));
+    }
+    let Some(vm) = doc.get("virtualMachineConfiguration").filter(|v| !v.is_null()) else { return Ok(()) };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+    let windows = "Windows images are not supported; nodes run Linux (see GET /supportedimages).";
+    if text(vm.get("nodeAgentSKUId")).starts_with("batch.node.windows") {
+        return Err(unsupported("virtualMachineConfiguration.nodeAgentSKUId", windows));
+    }
+    let image = vm.get("imageReference");
+    let publisher = text(image.and_then(|i| i.get("publisher")));
+    let offer = text(image.and_then(|i| i.get("offer")));
+    if publisher.starts_with("microsoftwindows") || offer.contains("windows") {
+        return Err(unsupported("virtualMachineConfiguration.imageReference", windows));
+    }
+    if vm.get("windowsConfiguration").is_some_and(|v| !v.is_null()) {
+        return Err(unsupported("virtualMachineConfiguration.windowsConfiguration", windows));
+    }
+    Ok(())
+}
+
 /// The checks of a pool body that need nothing but the body; returns the
 /// id. Normalises `taskSchedulingPolicy`.
 pub fn check_add(doc: &mut Map<String, Value>) -> Result<String, Error> {
     let id = check_id("id", doc.get("id").and_then(Value::as_str))?;
+    check_linux(doc)?;
     if let Some(d) = doc.get("displayName").and_then(Value::as_str) {
         if d.chars().count() > 1024 {
             return Err(Error::invalid_property("displayName", "The value must be at most 1024 characters long."));
@@ -151,9 +188,51 @@ pub fn check_add(doc: &mut Map<String, Value>) -> Result<String, Error> {
         if !fill.eq_ignore_ascii_case("spread") && !fill.eq_ignore_ascii_case("pack") {
             return Err(Error::invalid_property("taskSchedulingPolicy.nodeFillType", "The value must be spread or pack."));
         }
-        doc.insert("taskSchedulingPolicy".into(), json!({"nodeFillType": fill.to_ascii_lowercase()}));
+        let mut policy = json!({"nodeFillType": fill.to_ascii_lowercase()});
+        // How tasks of equal-priority jobs share the pool (`none`: evenly).
+        match p.get("jobDefaultOrder") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(o)) if o.eq_ignore_ascii_case("none") || o.eq_ignore_ascii_case("creationtime") => {
+                policy["jobDefaultOrder"] = json!(o.to_ascii_lowercase());
+            }
+            Some(_) => {
+                return Err(Error::invalid_property("taskSchedulingPolicy.jobDefaultOrder", "The value must be none or creationtime."));
+            }
+        }
+        doc.insert("taskSchedulingPolicy".into(), policy);
     }
     Ok(id)
+}
+
+/// The pool's numeric members as numbers: the body read as
+/// `wire::models::PoolNumbers` (which refuses a value of the wrong type,
+/// naming it) and, when a client sent numbers as strings (`"2"`, as the
+/// `az batch` CLI does), the numbers written over them in the kept members.
+fn pool_numbers_raw(doc: &mut RawObject, body: &[u8]) -> Result<(), Error> {
+    let text = std::str::from_utf8(body).map_err(Error::internal)?;
+    let Some(typed) = wire::validate::numbers_of::<wire::models::PoolNumbers>("", text)? else { return Ok(()) };
+    for (name, numbers) in typed.as_object().into_iter().flatten() {
+        if let Some(raw) = doc.get(name) {
+            let mut v: Value = serde_json::from_str(raw.get()).map_err(Error::internal)?;
+            if wire::lenient::adopt_numbers(&mut v, numbers) {
+                doc.set(name, &v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`pool_numbers_raw`] for a body read as a map.
+fn pool_numbers(body: &mut Map<String, Value>, text: &[u8]) -> Result<(), Error> {
+    let text = std::str::from_utf8(text).map_err(Error::internal)?;
+    if let Some(typed) = wire::validate::numbers_of::<wire::models::PoolNumbers>("", text)? {
+        let mut v = Value::Object(std::mem::take(body));
+        wire::lenient::adopt_numbers(&mut v, &typed);
+        if let Value::Object(m) = v {
+            *body = m;
+        }
+    }
+    Ok(())
 }
 
 /// Members of a pool body that [`check_add`] does not read and that may be
@@ -190,6 +269,7 @@ fn check_add_raw(doc: &mut RawObject) -> Result<String, Error> {
 pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     // Kept member by member as sent; only what is checked is parsed.
     let mut doc: RawObject = parse_body(&ctx.body)?;
+    pool_numbers_raw(&mut doc, &ctx.body)?;
     let id = check_add_raw(&mut doc)?;
     check_packages(app, doc.parse::<Vec<wire::models::ApplicationPackageReference>>("applicationPackageReferences")?)?;
     let (now, etag) = app.store.etags.next();
@@ -278,7 +358,8 @@ fn refuse_if_deleting(doc: &Map<String, Value>) -> Result<(), Error> {
 /// PATCH: replaces the given properties among startTask, metadata,
 /// applicationPackageReferences, targetNodeCommunicationMode.
 pub async fn patch(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
-    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    let mut body: Map<String, Value> = parse_body(&ctx.body)?;
+    pool_numbers(&mut body, &ctx.body)?;
     check_start_task(body.get("startTask"))?;
     enum_property(&body, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
     let pre = ctx.preconditions()?;
@@ -300,7 +381,8 @@ pub async fn patch(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
 /// POST updateproperties: replaces startTask (absent: removed), metadata and
 /// applicationPackageReferences.
 pub async fn update_properties(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
-    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    let mut body: Map<String, Value> = parse_body(&ctx.body)?;
+    pool_numbers(&mut body, &ctx.body)?;
     check_start_task(body.get("startTask"))?;
     for k in ["metadata", "applicationPackageReferences"] {
         if !body.get(k).is_some_and(Value::is_array) {
@@ -342,7 +424,8 @@ pub async fn delete(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
 }
 
 pub async fn resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
-    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    let mut body: Map<String, Value> = parse_body(&ctx.body)?;
+    pool_numbers(&mut body, &ctx.body)?;
     let dedicated = int_in(&body, "targetDedicatedNodes", 0, 1000)?;
     let low = int_in(&body, "targetLowPriorityNodes", 0, 1000)?;
     let timeout = resize_timeout(&body)?;
@@ -593,6 +676,22 @@ pub async fn get_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Re
     }
     apply_select(&mut n, select.as_ref().map(|s| s.1.as_slice()));
     Ok(Reply::json(200, render::single(ctx, "nodes", n)))
+}
+
+/// `GET .../remoteloginsettings`: the address and SSH port the node's
+/// agent reported when it joined (`openbatch agent --ip --ssh-port`).
+pub async fn remote_login_settings(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Reply, Error> {
+    pool_doc(app, pool).await?;
+    let (ip, port) = app
+        .cluster
+        .node(pool, node, |n| (n.ip.clone(), n.ssh_port))
+        .ok_or_else(|| Error::new(ErrorCode::NodeNotFound).with("NodeId", node))?;
+    let body = json!({
+        "odata.metadata": format!("{}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.ComputeNodeGetRemoteLoginSettingsResult", ctx.base_url),
+        "remoteLoginIPAddress": ip,
+        "remoteLoginPort": port,
+    });
+    Ok(Reply::json(200, body.to_string()))
 }
 
 /// The option of a node action (its body is optional; the default is requeue).

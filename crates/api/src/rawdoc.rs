@@ -89,7 +89,7 @@ impl RawObject {
     pub fn parse<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
         match self.given(name) {
             None => Ok(None),
-            Some(v) => serde_json::from_str(v.get()).map(Some).map_err(|e| Error::invalid_property(name, e.to_string())),
+            Some(v) => wire::validate::parse_member(name, v.get()).map(Some),
         }
     }
 

@@ -58,6 +58,7 @@ pub enum Operation {
     GetNodeFile(String, String, String),
     NodeFileProperties(String, String, String),
     DeleteNodeFile(String, String, String),
+    RemoteLoginSettings(String, String),
     ListSchedules,
     CreateSchedule,
     GetSchedule(String),
@@ -168,6 +169,7 @@ impl Operation {
             GetNodeFile(..) => "GetNodeFile",
             NodeFileProperties(..) => "NodeFileProperties",
             DeleteNodeFile(..) => "DeleteNodeFile",
+            RemoteLoginSettings(..) => "GetRemoteLoginSettings",
             NotImplemented(n) => n,
         }
     }
@@ -346,6 +348,7 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
                 _ => EnableScheduling(p, n),
             }
         }
+        (["pools", p, "nodes", n, "remoteloginsettings"], None) => get_only(m, RemoteLoginSettings(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "files"], None) => get_only(m, ListNodeFiles(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "files"], Some(f)) => {
             let f = f.replace('\\', "/");
@@ -375,7 +378,7 @@ fn get_only(m: &Method, op: Operation) -> Result<Operation, Error> {
 fn not_implemented(segs: &[&str]) -> Option<Operation> {
     let first = *segs.first()?;
     let name = match first {
-        "pools" => "this compute node operation (node users, remote login, service logs, extensions, start, deallocate)",
+        "pools" => "this compute node operation (node users, service logs, extensions, start, deallocate)",
         "poolusagemetrics" => "ListPoolUsageMetrics",
         "certificates" => "certificate operations",
         _ if first.starts_with("certificates(") => "certificate operations",
@@ -430,5 +433,161 @@ mod tests {
         for p in ["/jobs/j/tasks/t/files//", "/jobs/j/tasks/t/files/%2F", "/jobs/j/tasks/t/files/%5C", "/pools/p/nodes/n/files//"] {
             assert_eq!(route(&Method::DELETE, p).unwrap_err().code, ErrorCode::InvalidUri, "{p}");
         }
+    }
+
+    /// Every route, as (method, path template, the operation for ids).
+    /// `{j}`, `{t}`, `{p}`, `{n}`, `{s}`, `{a}` are ids; `{f}` a file path.
+    type Build = fn(&[String]) -> Operation;
+    fn table() -> Vec<(Method, &'static str, Build)> {
+        use Operation::*;
+        let (g, h, po, pu, pa, d) = (Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE);
+        let v = |a: &[String], i: usize| a[i].clone();
+        let _ = v;
+        vec![
+            (g.clone(), "applications", |_| ListApplications),
+            (g.clone(), "applications/{a}", |a| GetApplication(a[0].clone())),
+            (g.clone(), "jobschedules", |_| ListSchedules),
+            (po.clone(), "jobschedules", |_| CreateSchedule),
+            (g.clone(), "jobschedules/{s}", |a| GetSchedule(a[0].clone())),
+            (h.clone(), "jobschedules/{s}", |a| ScheduleExists(a[0].clone())),
+            (pa.clone(), "jobschedules/{s}", |a| PatchSchedule(a[0].clone())),
+            (pu.clone(), "jobschedules/{s}", |a| ReplaceSchedule(a[0].clone())),
+            (d.clone(), "jobschedules/{s}", |a| DeleteSchedule(a[0].clone())),
+            (po.clone(), "jobschedules/{s}/disable", |a| DisableSchedule(a[0].clone())),
+            (po.clone(), "jobschedules/{s}/enable", |a| EnableSchedule(a[0].clone())),
+            (po.clone(), "jobschedules/{s}/terminate", |a| TerminateSchedule(a[0].clone())),
+            (g.clone(), "jobschedules/{s}/jobs", |a| ListScheduleJobs(a[0].clone())),
+            (g.clone(), "jobs", |_| ListJobs),
+            (po.clone(), "jobs", |_| CreateJob),
+            (g.clone(), "jobs/{j}", |a| GetJob(a[0].clone())),
+            (pa.clone(), "jobs/{j}", |a| PatchJob(a[0].clone())),
+            (pu.clone(), "jobs/{j}", |a| ReplaceJob(a[0].clone())),
+            (d.clone(), "jobs/{j}", |a| DeleteJob(a[0].clone())),
+            (po.clone(), "jobs/{j}/disable", |a| DisableJob(a[0].clone())),
+            (po.clone(), "jobs/{j}/enable", |a| EnableJob(a[0].clone())),
+            (po.clone(), "jobs/{j}/terminate", |a| TerminateJob(a[0].clone())),
+            (g.clone(), "jobs/{j}/taskcounts", |a| JobTaskCounts(a[0].clone())),
+            (g.clone(), "jobs/{j}/jobpreparationandreleasetaskstatus", |a| JobPrepReleaseStatus(a[0].clone())),
+            (g.clone(), "jobs/{j}/tasks", |a| ListTasks(a[0].clone())),
+            (po.clone(), "jobs/{j}/tasks", |a| AddTask(a[0].clone())),
+            (po.clone(), "jobs/{j}/addtaskcollection", |a| AddTaskCollection(a[0].clone())),
+            (g.clone(), "jobs/{j}/tasks/{t}", |a| GetTask(a[0].clone(), a[1].clone())),
+            (pu.clone(), "jobs/{j}/tasks/{t}", |a| UpdateTask(a[0].clone(), a[1].clone())),
+            (d.clone(), "jobs/{j}/tasks/{t}", |a| DeleteTask(a[0].clone(), a[1].clone())),
+            (po.clone(), "jobs/{j}/tasks/{t}/terminate", |a| TerminateTask(a[0].clone(), a[1].clone())),
+            (po.clone(), "jobs/{j}/tasks/{t}/reactivate", |a| ReactivateTask(a[0].clone(), a[1].clone())),
+            (g.clone(), "jobs/{j}/tasks/{t}/subtasksinfo", |a| ListSubtasks(a[0].clone(), a[1].clone())),
+            (g.clone(), "jobs/{j}/tasks/{t}/files", |a| ListTaskFiles(a[0].clone(), a[1].clone())),
+            (g.clone(), "jobs/{j}/tasks/{t}/files/{f}", |a| GetTaskFile(a[0].clone(), a[1].clone(), a[2].clone())),
+            (h.clone(), "jobs/{j}/tasks/{t}/files/{f}", |a| TaskFileProperties(a[0].clone(), a[1].clone(), a[2].clone())),
+            (d.clone(), "jobs/{j}/tasks/{t}/files/{f}", |a| DeleteTaskFile(a[0].clone(), a[1].clone(), a[2].clone())),
+            (g.clone(), "pools", |_| ListPools),
+            (po.clone(), "pools", |_| CreatePool),
+            (g.clone(), "pools/{p}", |a| GetPool(a[0].clone())),
+            (h.clone(), "pools/{p}", |a| PoolExists(a[0].clone())),
+            (pa.clone(), "pools/{p}", |a| PatchPool(a[0].clone())),
+            (d.clone(), "pools/{p}", |a| DeletePool(a[0].clone())),
+            (po.clone(), "pools/{p}/updateproperties", |a| UpdatePoolProperties(a[0].clone())),
+            (po.clone(), "pools/{p}/resize", |a| ResizePool(a[0].clone())),
+            (po.clone(), "pools/{p}/stopresize", |a| StopResizePool(a[0].clone())),
+            (po.clone(), "pools/{p}/removenodes", |a| RemoveNodes(a[0].clone())),
+            (po.clone(), "pools/{p}/enableautoscale", |a| PoolAutoscale(a[0].clone())),
+            (po.clone(), "pools/{p}/disableautoscale", |a| PoolAutoscale(a[0].clone())),
+            (po.clone(), "pools/{p}/evaluateautoscale", |a| PoolAutoscale(a[0].clone())),
+            (g.clone(), "nodecounts", |_| NodeCounts),
+            (g.clone(), "supportedimages", |_| SupportedImages),
+            (g.clone(), "pools/{p}/nodes", |a| ListNodes(a[0].clone())),
+            (g.clone(), "pools/{p}/nodes/{n}", |a| GetNode(a[0].clone(), a[1].clone())),
+            (po.clone(), "pools/{p}/nodes/{n}/reboot", |a| RebootNode(a[0].clone(), a[1].clone())),
+            (po.clone(), "pools/{p}/nodes/{n}/reimage", |a| ReimageNode(a[0].clone(), a[1].clone())),
+            (po.clone(), "pools/{p}/nodes/{n}/disablescheduling", |a| DisableScheduling(a[0].clone(), a[1].clone())),
+            (po.clone(), "pools/{p}/nodes/{n}/enablescheduling", |a| EnableScheduling(a[0].clone(), a[1].clone())),
+            (g.clone(), "pools/{p}/nodes/{n}/remoteloginsettings", |a| RemoteLoginSettings(a[0].clone(), a[1].clone())),
+            (g.clone(), "pools/{p}/nodes/{n}/files", |a| ListNodeFiles(a[0].clone(), a[1].clone())),
+            (g.clone(), "pools/{p}/nodes/{n}/files/{f}", |a| GetNodeFile(a[0].clone(), a[1].clone(), a[2].clone())),
+            (h.clone(), "pools/{p}/nodes/{n}/files/{f}", |a| NodeFileProperties(a[0].clone(), a[1].clone(), a[2].clone())),
+            (d, "pools/{p}/nodes/{n}/files/{f}", |a| DeleteNodeFile(a[0].clone(), a[1].clone(), a[2].clone())),
+        ]
+    }
+
+    /// The router's own words: every string literal in `route` and
+    /// `not_implemented` that is a lower-case word (taken from this file's
+    /// source, so a route added there without a line in `table` fails
+    /// `every_word_of_the_router_is_in_the_table`).
+    fn router_words() -> Vec<String> {
+        let src = include_str!("route.rs");
+        let start = src.find("pub fn route(").unwrap();
+        let end = src.find("#[cfg(test)]").unwrap();
+        let body = &src[start..end];
+        let mut words: Vec<String> = body
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+            .map(str::to_string)
+            .collect();
+        // Operations the service has that answer 501 here.
+        words.extend(["users", "start", "deallocate", "extensions", "uploadbatchservicelogs"].map(String::from));
+        words.sort();
+        words.dedup();
+        words
+    }
+
+    #[test]
+    fn every_word_of_the_router_is_in_the_table() {
+        let table = table();
+        let literal: std::collections::BTreeSet<&str> =
+            table.iter().flat_map(|(_, t, _)| t.split('/')).filter(|s| !s.starts_with('{')).collect();
+        let implemented = ["poolusagemetrics", "certificates", "users", "start", "deallocate", "extensions", "uploadbatchservicelogs"];
+        for w in router_words() {
+            assert!(literal.contains(w.as_str()) || implemented.contains(&w.as_str()), "the router's word '{w}' has no route in the table");
+        }
+        assert!(router_words().len() > 30, "{:?}", router_words());
+    }
+
+    /// Each route's path with each of the router's words as each id (one
+    /// at a time, and all at once) reaches the route's operation with those
+    /// ids; file paths are the word, and `wd/{word}`.
+    #[test]
+    fn ids_that_are_route_words_route_by_position() {
+        let words = router_words();
+        let mut checked = 0;
+        for (method, template, build) in table() {
+            let holes: Vec<usize> = template.split('/').enumerate().filter(|(_, s)| s.starts_with('{')).map(|(i, _)| i).collect();
+            let mut cases: Vec<Vec<String>> = Vec::new();
+            for w in &words {
+                for which in 0..=holes.len() {
+                    // which == holes.len(): every id is the word.
+                    let ids: Vec<String> =
+                        (0..holes.len()).map(|k| if which == holes.len() || k == which { w.clone() } else { format!("id{k}") }).collect();
+                    cases.push(ids.clone());
+                    if template.ends_with("{f}") {
+                        let mut nested = ids;
+                        let last = nested.len() - 1;
+                        nested[last] = format!("wd/{}", nested[last]);
+                        cases.push(nested);
+                    }
+                }
+            }
+            for ids in cases {
+                let mut k = 0;
+                let path: Vec<String> = template
+                    .split('/')
+                    .map(|s| {
+                        if s.starts_with('{') {
+                            k += 1;
+                            ids[k - 1].clone()
+                        } else {
+                            s.to_string()
+                        }
+                    })
+                    .collect();
+                let path = format!("/{}", path.join("/"));
+                let got = route(&method, &path).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+                assert_eq!(got, build(&ids), "{method} {path}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 5000, "{checked}");
     }
 }

@@ -21,7 +21,7 @@ use wire::time::Timestamp;
 use wire::validate::{check_id, check_job, parse_body};
 use wire::{Error, ErrorCode};
 
-/// Validates `jobSpecification` as the job it will become; its pool must exist.
+/// Validates `jobSpecification` as the job it will become; its pool must not be being deleted.
 async fn check_spec(app: &App, v: Option<&Value>) -> Result<Map<String, Value>, Error> {
     let spec = v.ok_or_else(|| Error::missing_property("jobSpecification"))?;
     let Some(spec) = spec.as_object() else {
@@ -29,7 +29,22 @@ async fn check_spec(app: &App, v: Option<&Value>) -> Result<Map<String, Value>, 
     };
     let p = job_parameter(spec, "specification")?;
     check_parameter(app, &p).await?;
-    Ok(spec.clone())
+    let mut spec = Value::Object(spec.clone());
+    spec_numbers(&mut spec)?;
+    match spec {
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::internal("jobSpecification is not an object")),
+    }
+}
+
+/// Numbers a client sent as strings in `jobSpecification` (see
+/// `wire::lenient`), written as numbers into the kept specification.
+fn spec_numbers(spec: &mut Value) -> Result<(), Error> {
+    let text = serde_json::to_string(spec).map_err(Error::internal)?;
+    if let Some(typed) = wire::validate::numbers_of::<JobAddParameter>("jobSpecification", &text)? {
+        wire::lenient::adopt_numbers(spec, &typed);
+    }
+    Ok(())
 }
 
 /// `check_spec` for `jobSpecification` as its JSON text.
@@ -43,11 +58,17 @@ async fn check_spec_text(app: &App, v: Option<&RawValue>) -> Result<(), Error> {
     check_parameter(app, &p).await
 }
 
-/// A specification's rules as the job it will become; its pool must exist.
+/// A specification's rules as the job it will become; its pool must not be being deleted.
 async fn check_parameter(app: &App, p: &JobAddParameter) -> Result<(), Error> {
     check_job(p)?;
+    // A pool that does not exist yet is fine: the jobs' tasks wait for it.
     if let Some(pool) = p.pool_info.as_ref().and_then(|i| i.pool_id.as_deref()) {
-        let doc: Map<String, Value> = serde_json::from_str(&app.store.get_pool(pool).await?.doc).map_err(Error::internal)?;
+        let stored = match app.store.get_pool(pool).await {
+            Ok(s) => s,
+            Err(e) if e.code == ErrorCode::PoolNotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let doc: Map<String, Value> = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
         if doc.get("state").and_then(Value::as_str) == Some("deleting") {
             return Err(Error::new(ErrorCode::PoolBeingDeleted).with("PoolId", pool));
         }
@@ -74,6 +95,13 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     }
     let timing = check_timing_text(body.get("schedule"))?;
     check_spec_text(app, body.get("jobSpecification")).await?;
+    if let Some(spec) = body.get("jobSpecification") {
+        if let Some(typed) = wire::validate::numbers_of::<JobAddParameter>("jobSpecification", spec.get())? {
+            let mut v: Value = serde_json::from_str(spec.get()).map_err(Error::internal)?;
+            wire::lenient::adopt_numbers(&mut v, &typed);
+            body.set("jobSpecification", &v);
+        }
+    }
     let (now, etag) = app.store.etags.next();
     let mut doc = RawObject::default();
     doc.set("id", &id);

@@ -97,6 +97,7 @@ async fn large_reads_are_piped_at_the_clients_pace() {
         finished: vec![],
         held: vec![],
         leftovers: 0,
+        ssh_port: None,
     };
     let pool = control::pool::PoolSpec::from_doc(&serde_json::from_str(r#"{"id":"p"}"#).unwrap());
     // (As `serve` does before agents may join.)

@@ -72,6 +72,7 @@ impl Cluster {
                 queued: Vec::new(),
                 tx: None,
                 ip: hello.ip_address.clone(),
+                ssh_port: hello.ssh_port.unwrap_or(22),
                 root_dir: hello.root_dir.clone(),
                 agent_version: hello.agent_version.clone(),
                 state_transition_time: now,
@@ -84,6 +85,7 @@ impl Cluster {
                 is_dedicated: true,
                 boot_id: String::new(),
                 fill: placement::Fill::Spread,
+                jobs_by_creation: false,
                 start_attempt: None,
                 start_retries: 0,
                 start_task_info: None,
@@ -93,11 +95,13 @@ impl Cluster {
             });
             node.pool_packages = pool.application_packages.clone();
             node.fill = if pool.pack { placement::Fill::Pack } else { placement::Fill::Spread };
+            node.jobs_by_creation = pool.jobs_by_creation;
             let booted = node.boot_id != hello.boot_id;
             node.boot_id = hello.boot_id.clone();
             node.tx = Some(tx);
             node.last_seen = Instant::now();
             node.ip = hello.ip_address.clone();
+            node.ssh_port = hello.ssh_port.unwrap_or(22);
             node.root_dir = hello.root_dir.clone();
             node.slots = slots;
             // Attempts known only in memory (queued, or started but not yet

@@ -52,10 +52,14 @@ pub fn prefix_property(mut e: Error, parent: &str) -> Error {
     e
 }
 
-/// Stores a new job (its pool must exist) and starts what watches it. A
-/// job manager task is added to the job as its first task.
+/// Stores a new job and starts what watches it. Its pool need not exist
+/// yet (its tasks wait for one of that id). A job manager task is added to
+/// the job as its first task. A job with `onAllTasksComplete: terminatejob`
+/// and no tasks ends at once ("if a Job contains no Tasks, then all Tasks
+/// are considered complete", as the service documents).
 pub async fn add(app: &Cluster, job: CloudJob) -> Result<store::Stored, Error> {
     let timed = job.constraints.max_wall_clock_time.is_some_and(|d| !d.is_infinite());
+    let ends_with_tasks = job.on_all_tasks_complete == OnAllTasksComplete::TerminateJob;
     let manager = manager_task(app, &job)?;
     let id = job.id.clone();
     let stored = app.store.create_job(job).await?;
@@ -64,6 +68,9 @@ pub async fn add(app: &Cluster, job: CloudJob) -> Result<store::Stored, Error> {
     }
     if timed {
         app.lifecycle.wake(); // its wall clock is now running
+    }
+    if ends_with_tasks {
+        app.lifecycle.job_changed(&id);
     }
     app.wake.notify_one();
     Ok(stored)
@@ -96,7 +103,7 @@ pub fn new_job(app: &Cluster, id: String, p: JobAddParameter) -> CloudJob {
             start_time: now,
             end_time: None,
             pool_id: pool_info.pool_id.clone(),
-            scheduling_error: None,
+            scheduling_error: pool_info.auto_pool_specification.as_ref().map(|_| auto_pool_error()),
             terminate_reason: None,
         },
         pool_info,
@@ -105,6 +112,22 @@ pub fn new_job(app: &Cluster, id: String, p: JobAddParameter) -> CloudJob {
         network_configuration: p.network_configuration,
         metadata: p.metadata,
         pending_disable: None,
+    }
+}
+
+/// The scheduling error of a job that asks for an auto pool: openbatch does
+/// not create auto pools yet, so its tasks are not scheduled; the job says
+/// so from its creation on (a client polling it sees why).
+pub fn auto_pool_error() -> JobSchedulingError {
+    JobSchedulingError {
+        category: ErrorCategory::UserError,
+        code: Some("NotImplemented".into()),
+        message: Some(
+            "openbatch does not create auto pools (poolInfo.autoPoolSpecification) yet; the job's tasks are not scheduled. \
+             Create a pool and name it in poolInfo.poolId instead (see COMPATIBILITY.md)."
+                .into(),
+        ),
+        details: Some(vec![NameValuePair { name: Some("PropertyName".into()), value: Some("poolInfo.autoPoolSpecification".into()) }]),
     }
 }
 

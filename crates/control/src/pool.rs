@@ -18,6 +18,8 @@ pub struct PoolSpec {
     pub task_slots_per_node: u32,
     /// `taskSchedulingPolicy.nodeFillType` is `pack` (else spread).
     pub pack: bool,
+    /// `taskSchedulingPolicy.jobDefaultOrder` is `creationtime` (else `none`).
+    pub jobs_by_creation: bool,
     pub start_task: Option<StartTaskSpec>,
     pub user_accounts: Vec<UserAccountSpec>,
     pub application_packages: Vec<ApplicationPackageReference>,
@@ -103,6 +105,7 @@ impl PoolSpec {
             deleting: doc.get("state").and_then(Value::as_str) == Some("deleting"),
             task_slots_per_node: doc.get("taskSlotsPerNode").and_then(Value::as_u64).unwrap_or(1).clamp(1, u32::MAX as u64) as u32,
             pack: policy.and_then(|p| str_of(p, "nodeFillType")).is_some_and(|s| s.eq_ignore_ascii_case("pack")),
+            jobs_by_creation: policy.and_then(|p| str_of(p, "jobDefaultOrder")).is_some_and(|s| s.eq_ignore_ascii_case("creationtime")),
             start_task: doc.get("startTask").filter(|v| v.is_object()).and_then(|v| StartTaskSpec::deserialize(v).ok()),
             user_accounts: doc
                 .get("userAccounts")
@@ -149,6 +152,7 @@ mod tests {
     fn defaults_of_a_bare_pool() {
         let p = spec(json!({"id": "p"}));
         assert_eq!((p.id.as_str(), p.task_slots_per_node, p.pack, p.deleting), ("p", 1, false, false));
+        assert!(!p.jobs_by_creation, "jobDefaultOrder none by default");
         assert!(p.start_task.is_none() && p.user_accounts.is_empty() && p.container_images.is_empty());
     }
 
@@ -156,7 +160,7 @@ mod tests {
     fn reads_what_nodes_need() {
         let p = spec(json!({
             "id": "p", "state": "deleting", "taskSlotsPerNode": 4,
-            "taskSchedulingPolicy": {"nodeFillType": "Pack"},
+            "taskSchedulingPolicy": {"nodeFillType": "Pack", "jobDefaultOrder": "CreationTime"},
             "startTask": {"commandLine": "setup", "maxTaskRetryCount": 2, "userIdentity": {"autoUser": {"elevationLevel": "admin"}},
                           "environmentSettings": [{"name": "A", "value": "1"}]},
             "userAccounts": [{"name": "u", "password": "x", "elevationLevel": "Admin", "linuxUserConfiguration": {"uid": 1234, "gid": 99}},
@@ -165,7 +169,7 @@ mod tests {
             "virtualMachineConfiguration": {"containerConfiguration": {"containerImageNames": ["busybox"],
                 "containerRegistries": [{"registryServer": "r", "username": "me", "password": "pw"}, {"registryServer": "anon"}]}}
         }));
-        assert!(p.deleting && p.pack);
+        assert!(p.deleting && p.pack && p.jobs_by_creation);
         assert_eq!(p.task_slots_per_node, 4);
         let st = p.start_task.expect("a start task");
         assert_eq!((st.command_line.as_str(), st.max_task_retry_count, st.wait_for_success), ("setup", 2, true));

@@ -191,8 +191,10 @@ pub async fn finish(app: &Cluster, id: &str, from: JobState, to: JobState) -> Re
     }
 }
 
-/// `onAllTasksComplete: terminatejob`: once a job has tasks and all of them
-/// are completed, the job terminates with reason `AllTasksComplete`.
+/// `onAllTasksComplete: terminatejob`: once all of a job's tasks are
+/// completed — at once for a job with none, as the service documents ("if
+/// a Job contains no Tasks, then all Tasks are considered complete") — the
+/// job terminates with reason `AllTasksComplete`.
 pub async fn check_all_complete(app: &Cluster, id: &str) -> Result<(), wire::Error> {
     let generation = app.store.job_generation();
     let key = store::key_of(id);
@@ -219,8 +221,9 @@ pub async fn check_all_complete(app: &Cluster, id: &str) -> Result<(), wire::Err
             if job.state != JobState::Active || job.on_all_tasks_complete != OnAllTasksComplete::TerminateJob {
                 return Ok(false);
             }
+            // A job with no tasks counts as all complete (as documented).
             let c = store::tasks::counts(conn, &job.id)?.0.task_counts;
-            Ok(c.completed > 0 && c.active + c.running == 0)
+            Ok(c.active + c.running == 0)
         })
         .await?;
     if ended {

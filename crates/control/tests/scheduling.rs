@@ -587,3 +587,140 @@ async fn retract_task_takes_back_a_queued_attempt() {
     w.settle().await;
     assert_eq!(w.task_state("j", "t3").await, TaskState::Running);
 }
+
+/// `jobDefaultOrder: creationtime`: tasks of equal-priority jobs start in
+/// the order their jobs were created (not by id): the older job's tasks
+/// take the slot and the queue before the newer job's.
+#[tokio::test]
+async fn creationtime_starts_the_older_jobs_tasks_first() {
+    let w = World::new().await;
+    w.pool_with("p", 1, "spread", json!({"taskSchedulingPolicy": {"nodeFillType": "spread", "jobDefaultOrder": "creationtime"}})).await;
+    w.add_job("older", "p", |_| {}).await;
+    w.add_job("a-newer", "p", |_| {}).await;
+    w.add_tasks("a-newer", &["n1", "n2", "n3"], |_| {}).await;
+    w.add_tasks("older", &["o1", "o2", "o3"], |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    assert_eq!(w.round().await, 5, "one slot and a queue of four");
+    let l = a.launches();
+    let order: Vec<(&str, &str)> = l.iter().map(|l| (l.job_id.as_str(), l.task_id.as_str())).collect();
+    assert_eq!(order, [("older", "o1"), ("older", "o2"), ("older", "o3"), ("a-newer", "n1"), ("a-newer", "n2")]);
+    assert_eq!(w.cluster.running_on("n1")[0].1.job_id, "older");
+    // As slots free, the older job's queued tasks go on before the newer job's.
+    a.run(&w, l[0].attempt, 0).await;
+    a.started(&w, l[1].attempt);
+    w.settle().await;
+    assert_eq!(w.task_state("older", "o2").await, TaskState::Running);
+    assert_eq!(w.task_state("a-newer", "n1").await, TaskState::Active);
+}
+
+/// `jobDefaultOrder: none` (the default): the service schedules "uniformly
+/// from all equal-priority jobs": a round shares the free slots (and queue
+/// places) evenly between them, and a job with fewer tasks in the pool is
+/// offered a freed slot first. A higher priority still goes first.
+#[tokio::test]
+async fn none_shares_the_pool_evenly_between_equal_priority_jobs() {
+    let w = World::new().await;
+    w.pool("p", 2, "spread").await;
+    w.add_job("first", "p", |_| {}).await;
+    w.add_job("second", "p", |_| {}).await;
+    w.add_tasks("first", &["f1", "f2", "f3", "f4", "f5", "f6"], |_| {}).await;
+    w.add_tasks("second", &["s1", "s2", "s3", "s4", "s5", "s6"], |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    let mut b = w.join("p", "n2").await;
+    // Two nodes of two slots: four slots and sixteen queue places.
+    assert_eq!(w.round().await, 12, "every ready task is placed or queued");
+    let running: Vec<String> = ["n1", "n2"].iter().flat_map(|n| w.cluster.running_on(n)).map(|(_, s)| s.job_id).collect();
+    assert_eq!(running.iter().filter(|j| *j == "first").count(), 2, "{running:?}");
+    assert_eq!(running.iter().filter(|j| *j == "second").count(), 2, "{running:?}");
+    let (la, lb) = (a.launches(), b.launches());
+    assert_eq!(la.len() + lb.len(), 12);
+
+    // With one slot to give, the job with fewer tasks in the pool gets it.
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("first", "p", |_| {}).await;
+    w.add_job("second", "p", |_| {}).await;
+    w.add_job("urgent", "p", |j| j.priority = 10).await;
+    w.add_tasks("first", &["f1", "f2"], |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    assert_eq!(w.round().await, 2);
+    let l = a.launches();
+    a.started(&w, l[0].attempt);
+    a.started(&w, l[1].attempt); // (the queued one ran too: slot use is the agent's)
+    w.add_tasks("first", &["f3", "f4"], |_| {}).await;
+    w.add_tasks("second", &["s1"], |_| {}).await;
+    w.add_tasks("urgent", &["u1"], |_| {}).await;
+    assert_eq!(w.round().await, 4, "the queue's four places");
+    let order: Vec<String> = a.launches().iter().map(|l| l.task_id.clone()).collect();
+    // The higher priority first; then `second` (nothing in the pool) before
+    // `first` (two tasks running), though `first` is older.
+    assert_eq!(order, ["u1", "s1", "f3", "f4"]);
+}
+
+/// The order of a round's offers (`job_order`), without a cluster.
+#[test]
+fn job_order_with_and_without_creationtime() {
+    let mk = |id: &str, priority: i32| {
+        let mut j = job(id, "p");
+        j.priority = priority;
+        j
+    };
+    let jobs = vec![mk("hi", 5), mk("a", 0), mk("b", 0), mk("c", 0)];
+    let running: std::collections::HashMap<String, usize> = [("a".to_string(), 3), ("b".to_string(), 1)].into();
+    let ids = |o: Vec<(&wire::models::CloudJob, usize)>| o.into_iter().map(|(j, s)| (j.id.clone(), s)).collect::<Vec<_>>();
+    let by_creation = ids(control::scheduler::job_order(&jobs, true, 6, &running));
+    assert_eq!(by_creation.iter().map(|(j, _)| j.as_str()).collect::<Vec<_>>(), ["hi", "a", "b", "c"]);
+    assert!(by_creation.iter().all(|(_, s)| *s == usize::MAX));
+    let even = ids(control::scheduler::job_order(&jobs, false, 6, &running));
+    let expect: Vec<(String, usize)> =
+        [("hi", usize::MAX), ("c", 2), ("b", 2), ("a", 2), ("c", usize::MAX), ("b", usize::MAX), ("a", usize::MAX)]
+            .iter()
+            .map(|(j, s)| (j.to_string(), *s))
+            .collect();
+    assert_eq!(even, expect);
+}
+
+/// A job may name a pool that does not exist yet: it is stored, its tasks
+/// wait, and once a pool of that id exists and a node joins, they run.
+#[tokio::test]
+async fn a_job_on_a_pool_that_does_not_exist_yet_runs_once_it_does() {
+    let w = World::new().await;
+    w.add_job("j", "later", |_| {}).await;
+    w.add_tasks("j", &["t"], |_| {}).await;
+    w.pool("p", 1, "spread").await;
+    let mut other = w.join("p", "n0").await;
+    assert_eq!(w.round().await, 0, "a node of another pool takes nothing");
+    assert!(other.launches().is_empty());
+    w.pool("later", 1, "spread").await;
+    let mut a = w.join("later", "n1").await;
+    assert_eq!(w.round().await, 1);
+    assert_eq!(ids(&a.launches()), ["t"]);
+    assert_eq!(node_of(&w, "j", "t").await.as_deref(), Some("n1"));
+}
+
+/// `onAllTasksComplete: terminatejob` on a job with no tasks: all its tasks
+/// count as complete, so it ends at once (`AllTasksComplete`), as the
+/// service documents; one with a job manager task waits for that task.
+#[tokio::test]
+async fn an_empty_terminatejob_job_completes_at_once() {
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    let mut j = job("empty", "p");
+    j.on_all_tasks_complete = wire::enums::OnAllTasksComplete::TerminateJob;
+    control::jobs::add(&w.cluster, j).await.unwrap();
+    let mut m = job("managed", "p");
+    m.on_all_tasks_complete = wire::enums::OnAllTasksComplete::TerminateJob;
+    m.job_manager_task = Some(manager("jm", None));
+    control::jobs::add(&w.cluster, m).await.unwrap();
+    let mut n = job("noaction", "p");
+    n.on_all_tasks_complete = wire::enums::OnAllTasksComplete::NoAction;
+    control::jobs::add(&w.cluster, n).await.unwrap();
+    control::transitions::step(&w.cluster, std::time::Duration::ZERO, false).await.unwrap();
+    let e = w.job("empty").await;
+    assert_eq!(e.state, JobState::Terminating);
+    assert_eq!(e.execution_info.terminate_reason.as_deref(), Some("AllTasksComplete"));
+    control::transitions::step(&w.cluster, std::time::Duration::ZERO, true).await.unwrap();
+    assert_eq!(w.job("empty").await.state, JobState::Completed);
+    assert_eq!(w.job("managed").await.state, JobState::Active, "its job manager task is not complete");
+    assert_eq!(w.job("noaction").await.state, JobState::Active);
+}

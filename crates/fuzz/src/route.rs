@@ -186,6 +186,7 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
         | ReimageNode(a, b)
         | DisableScheduling(a, b)
         | EnableScheduling(a, b)
+        | RemoteLoginSettings(a, b)
         | ListNodeFiles(a, b) => (vec![a, b], None),
         GetTaskFile(a, b, c)
         | TaskFileProperties(a, b, c)
@@ -289,6 +290,7 @@ pub fn request_for(op: &Operation) -> Option<(Method, String)> {
         ReimageNode(p, n) => (Method::POST, node(p, n) + "/reimage"),
         DisableScheduling(p, n) => (Method::POST, node(p, n) + "/disablescheduling"),
         EnableScheduling(p, n) => (Method::POST, node(p, n) + "/enablescheduling"),
+        RemoteLoginSettings(p, n) => (Method::GET, node(p, n) + "/remoteloginsettings"),
         ListNodeFiles(p, n) => (Method::GET, node(p, n) + "/files"),
         GetNodeFile(p, n, f) => (Method::GET, format!("{}/files/{}", node(p, n), file(f))),
         NodeFileProperties(p, n, f) => (Method::HEAD, format!("{}/files/{}", node(p, n), file(f))),
@@ -324,6 +326,9 @@ const AWKWARD_IDS: &[&str] = &[
     "reboot",
     "subtasksinfo",
     "addtaskcollection",
+    "remoteloginsettings",
+    "users",
+    "jobschedules",
     "job1",
     "t1",
     "a b/c",
@@ -364,7 +369,7 @@ fn file_path(u: &mut Unstructured) -> ArbResult<String> {
 /// An operation (never `NotImplemented`) with ids taken from the bytes.
 pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
     use Operation::*;
-    let k: u8 = u.int_in_range(0..=61)?;
+    let k: u8 = u.int_in_range(0..=62)?;
     let one: fn(String) -> Operation = match k {
         0 => return Ok(ListJobs),
         1 => return Ok(CreateJob),
@@ -422,13 +427,14 @@ pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
                 51 => DisableScheduling,
                 52 => EnableScheduling,
                 53 => ListNodeFiles,
+                54 => RemoteLoginSettings,
                 _ => {
                     let three: fn(String, String, String) -> Operation = match k {
-                        54 => GetTaskFile,
-                        55 => TaskFileProperties,
-                        56 => DeleteTaskFile,
-                        57 => GetNodeFile,
-                        58 => NodeFileProperties,
+                        55 => GetTaskFile,
+                        56 => TaskFileProperties,
+                        57 => DeleteTaskFile,
+                        58 => GetNodeFile,
+                        59 => NodeFileProperties,
                         _ => DeleteNodeFile,
                     };
                     return Ok(three(id(u)?, id(u)?, file_path(u)?));

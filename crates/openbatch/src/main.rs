@@ -41,6 +41,10 @@ enum Command {
         /// The address this node reports (AZ_BATCH_HOST_LIST and ipAddress).
         #[arg(long, env = "OPENBATCH_NODE_IP", default_value = "127.0.0.1")]
         ip: String,
+        /// The port of this machine's SSH server, reported as the node's
+        /// remote login port (remoteLoginPort) with --ip.
+        #[arg(long, env = "OPENBATCH_NODE_SSH_PORT", default_value_t = 22)]
+        ssh_port: u16,
         /// Directories that `file://` resource-file sources and output-file
         /// destinations may use, separated by ':' (default: any path the agent can reach).
         #[arg(long, env = "OPENBATCH_FILE_ROOTS")]
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             token_file,
             root,
             ip,
+            ssh_port,
             file_roots,
             container_engine,
             give_up_after,
@@ -117,6 +122,7 @@ fn main() -> ExitCode {
                 token,
                 root,
                 ip_address: ip,
+                ssh_port,
                 file_roots,
                 container_engine,
                 give_up_after: give_up_after.map(std::time::Duration::from_secs),

@@ -134,6 +134,10 @@ pub struct Hello {
     /// running and were killed before this one joined.
     #[serde(default)]
     pub leftovers: u32,
+    /// The port SSH listens on at `ip_address` (the node's remote login
+    /// settings); None from an older agent: 22.
+    #[serde(default)]
+    pub ssh_port: Option<u16>,
 }
 
 /// The task an attempt runs, as its agent knows it: enough for a server

@@ -28,6 +28,16 @@ pub fn check_pool(tx: &dyn Txn, pool_id: &str) -> Result<(), Error> {
     }
 }
 
+/// A job may name a pool that does not exist yet (its tasks wait until a
+/// pool of that id exists, as the service documents for `poolInfo.poolId`),
+/// but not one on its way out.
+pub fn check_pool_usable(tx: &dyn Txn, pool_id: &str) -> Result<(), Error> {
+    match tx.pool_state(pool_id)?.as_deref() {
+        Some("deleting") => Err(Error::new(ErrorCode::PoolBeingDeleted).with("PoolId", pool_id)),
+        _ => Ok(()),
+    }
+}
+
 impl Store {
     /// Inserts a new job; 409 `JobExists` (or `JobBeingDeleted`) when the id is taken.
     pub async fn create_job(&self, job: CloudJob) -> Result<Stored, Error> {

@@ -42,8 +42,8 @@ macro_rules! wire_enum {
                 $name::parse(&s).ok_or_else(|| {
                     let allowed: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
                     serde::de::Error::custom(format!(
-                        "invalid value '{}' for {}; expected one of: {}",
-                        s, stringify!($name), allowed.join(", ")
+                        "The value must be one of: {}; it is '{}'.",
+                        allowed.join(", "), s
                     ))
                 })
             }

@@ -4,6 +4,7 @@
 
 pub mod enums;
 pub mod error;
+pub mod lenient;
 pub mod models;
 pub mod odata;
 pub mod time;

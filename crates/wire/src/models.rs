@@ -557,7 +557,7 @@ pub struct JobReleaseTask {
 }
 
 /// `POST /jobs` body (`JobAddParameter` / `BatchJobCreateOptions`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobAddParameter {
     #[serde(default)]
@@ -756,4 +756,93 @@ pub struct TaskCounts {
 pub struct TaskCountsResult {
     pub task_counts: TaskCounts,
     pub task_slot_counts: TaskCounts,
+}
+
+/// The numeric members of a pool's request bodies (add, patch, update
+/// properties, resize). Pools are stored much as sent, untyped; reading
+/// this typed view of a body (leniently, see [`crate::lenient`]) checks
+/// their types and gives the numbers to write over strings a client sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_dedicated_nodes: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_low_priority_nodes: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_slots_per_node: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tasks_per_node: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_task: Option<PoolStartTaskNumbers>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_accounts: Option<Vec<PoolUserNumbers>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<PoolNetworkNumbers>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_machine_configuration: Option<PoolVmNumbers>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStartTaskNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_task_retry_count: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolUserNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux_user_configuration: Option<LinuxUserNumbers>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxUserNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolNetworkNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_configuration: Option<PoolEndpointNumbers>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PoolEndpointNumbers {
+    #[serde(default, rename = "inboundNATPools", skip_serializing_if = "Option::is_none")]
+    pub inbound_nat_pools: Option<Vec<InboundNatPoolNumbers>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundNatPoolNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_port: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend_port_range_start: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend_port_range_end: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolVmNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_disks: Option<Vec<DataDiskNumbers>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_disk: Option<DataDiskNumbers>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DataDiskNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lun: Option<i32>,
+    #[serde(default, rename = "diskSizeGB", skip_serializing_if = "Option::is_none")]
+    pub disk_size_gb: Option<i32>,
 }

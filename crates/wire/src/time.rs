@@ -118,7 +118,9 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        parse_datetime(&s).map(Timestamp).ok_or_else(|| de::Error::custom(format!("invalid date-time '{s}'")))
+        parse_datetime(&s)
+            .map(Timestamp)
+            .ok_or_else(|| de::Error::custom(format!("The value must be a date-time such as 2025-01-31T08:00:00Z; it is '{s}'.")))
     }
 }
 
@@ -285,7 +287,8 @@ impl Serialize for Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Duration::parse(&s).ok_or_else(|| de::Error::custom(format!("invalid duration '{s}'")))
+        Duration::parse(&s)
+            .ok_or_else(|| de::Error::custom(format!("The value must be an ISO 8601 duration such as PT1H30M; it is '{s}'.")))
     }
 }
 

@@ -19,7 +19,7 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     }
     check_strict_json(body)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+    match serde_path_to_error::deserialize::<_, T>(crate::lenient::Lenient(&mut *de)) {
         Ok(v) => Ok(v),
         Err(e) => {
             let path = e.path().to_string();
@@ -136,9 +136,40 @@ impl<'de> serde::de::Visitor<'de> for Strict {
     }
 }
 
+/// A member of a body (`name`, given as its JSON text) read as `T`, with
+/// errors naming the property below `name`; numbers may come as strings
+/// (see [`crate::lenient`]).
+pub fn parse_member<T: DeserializeOwned>(name: &str, text: &str) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, T>(crate::lenient::Lenient(&mut *de)) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = match inner.as_str() {
+                "." | "" => name.to_string(),
+                p if p.starts_with('[') || name.is_empty() => format!("{name}{p}"),
+                p => format!("{name}.{p}"),
+            };
+            Err(body_error(&path, &e.into_inner()))
+        }
+    }
+}
+
+/// The numbers a lenient typed read of `text` as `T` took from strings: the
+/// typed value as JSON when any were, to write over the kept document with
+/// [`crate::lenient::adopt_numbers`]; None when the text had none.
+pub fn numbers_of<T: DeserializeOwned + serde::Serialize>(name: &str, text: &str) -> Result<Option<serde_json::Value>> {
+    let (typed, coerced) = crate::lenient::tracking(|| parse_member::<T>(name, text));
+    let typed = typed?;
+    if !coerced {
+        return Ok(None);
+    }
+    serde_json::to_value(typed).map(Some).map_err(|e| Error::internal(e.to_string()))
+}
+
 /// Like [`parse_body`] for a value already parsed as JSON (collection items).
 pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T> {
-    match serde_path_to_error::deserialize::<_, T>(v) {
+    match serde_path_to_error::deserialize::<_, T>(crate::lenient::Lenient(v)) {
         Ok(v) => Ok(v),
         Err(e) => {
             let path = e.path().to_string();
@@ -148,7 +179,7 @@ pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T> {
     }
 }
 
-fn body_error(path: &str, e: &serde_json::Error) -> Error {
+pub(crate) fn body_error(path: &str, e: &serde_json::Error) -> Error {
     let msg = e.to_string();
     let path = if path == "." { String::new() } else { path.to_string() };
     if let Some(rest) = msg.strip_prefix("missing field `") {
@@ -159,10 +190,69 @@ fn body_error(path: &str, e: &serde_json::Error) -> Error {
     if e.is_syntax() || e.is_eof() {
         return Error::msg(ErrorCode::InvalidRequestBody, "The specified Request Body is not syntactically valid.").with("Reason", msg);
     }
+    let reason = type_reason(&msg);
     if path.is_empty() {
-        return Error::new(ErrorCode::InvalidRequestBody).with("Reason", msg);
+        return Error::new(ErrorCode::InvalidRequestBody).with("Reason", reason);
     }
-    Error::invalid_property(&path, msg)
+    Error::invalid_property(&path, reason)
+}
+
+/// What a client reads about a value of the wrong type or out of range, in
+/// the service's words rather than the parser's.
+pub fn type_reason(msg: &str) -> String {
+    // serde_json ends its messages with the position.
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => &msg[..i],
+        _ => msg,
+    };
+    fn kind(expected: &str) -> Option<String> {
+        let e = expected.trim();
+        Some(match e {
+            "i8" | "i16" | "i32" | "i64" | "i128" | "u8" | "u16" | "u32" | "u64" | "u128" => {
+                let range = match e {
+                    "i32" => " from -2147483648 to 2147483647",
+                    "u32" => " from 0 to 4294967295",
+                    "u8" => " from 0 to 255",
+                    "u16" => " from 0 to 65535",
+                    "u64" => " of 0 or more",
+                    _ => "",
+                };
+                format!("an integer{range}")
+            }
+            "f32" | "f64" => "a number".into(),
+            "a boolean" => "true or false".into(),
+            "a string" | "a borrowed string" | "a character" => "a string".into(),
+            "a sequence" => "an array".into(),
+            "a map" | "a JSON object" | "a property name" => "an object".into(),
+            _ if e.starts_with("struct ") => "an object".into(),
+            _ => return None,
+        })
+    }
+    fn what(unexpected: &str) -> &'static str {
+        match unexpected.split([' ', ':']).next().unwrap_or("") {
+            "string" => "a string",
+            "integer" => "an integer",
+            "floating" => "a decimal number",
+            "boolean" => "a boolean",
+            "map" => "an object",
+            "sequence" => "an array",
+            "null" | "unit" => "null",
+            _ => "of another type",
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("invalid type: ").or_else(|| msg.strip_prefix("invalid value: ")) {
+        if let Some((unexpected, expected)) = rest.rsplit_once(", expected ") {
+            if let Some(k) = kind(expected) {
+                let found = if msg.starts_with("invalid value") { "out of range" } else { what(unexpected) };
+                let found = if found == "out of range" { "it is out of range".to_string() } else { format!("it is {found}") };
+                return format!("The value must be {k}; {found}.");
+            }
+        }
+    }
+    if msg.starts_with("invalid length") {
+        return "The value has the wrong number of items.".into();
+    }
+    msg.to_string()
 }
 
 /// Ids: 1 to 64 letters, digits, hyphens and underscores.
@@ -482,13 +572,13 @@ struct StartTaskCheck {
 /// Checks a pool's `startTask` (an object): value types, enums, environment
 /// names, resource files and user identity, as for tasks.
 pub fn check_start_task(v: &serde_json::Value) -> Result<()> {
-    start_task_checks(serde_path_to_error::deserialize(v))
+    start_task_checks(serde_path_to_error::deserialize(crate::lenient::Lenient(v)))
 }
 
 /// [`check_start_task`] for `startTask` given as its JSON text (no tree of
 /// it is built).
 pub fn check_start_task_text(text: &str) -> Result<()> {
-    start_task_checks(serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)))
+    start_task_checks(serde_path_to_error::deserialize(crate::lenient::Lenient(&mut serde_json::Deserializer::from_str(text))))
 }
 
 fn start_task_checks(parsed: std::result::Result<StartTaskCheck, serde_path_to_error::Error<serde_json::Error>>) -> Result<()> {
@@ -627,7 +717,7 @@ mod tests {
             ),
             (r#"{"commandLine":"x","userIdentity":{"autoUser":{"scope":5}}}"#, "startTask.userIdentity.autoUser.scope"),
             (r#"{"commandLine":"x","environmentSettings":[{"name":"A=B"}]}"#, "startTask.environmentSettings[0].name"),
-            (r#"{"commandLine":"x","maxTaskRetryCount":"3"}"#, "startTask.maxTaskRetryCount"),
+            (r#"{"commandLine":"x","maxTaskRetryCount":"three"}"#, "startTask.maxTaskRetryCount"),
             (r#"{"commandLine":"x","waitForSuccess":"yes"}"#, "startTask.waitForSuccess"),
             (r#"{"commandLine":"x","resourceFiles":[{"httpUrl":"http://a","filePath":"/etc/x"}]}"#, "startTask.resourceFiles[0].filePath"),
         ] {
@@ -635,5 +725,40 @@ mod tests {
             assert_eq!((e.code, e.values[0].1.as_str()), (ErrorCode::InvalidPropertyValue, property), "{bad}");
         }
         assert_eq!(st(r#"{"commandLine":" "}"#).unwrap_err().code, ErrorCode::MissingRequiredProperty);
+        assert!(st(r#"{"commandLine":"x","maxTaskRetryCount":"3"}"#).is_ok(), "a number sent as a string");
+    }
+
+    #[test]
+    fn numbers_as_strings_and_type_errors_that_name_the_property() {
+        let p: JobAddParameter =
+            parse_body(br#"{"id":"j","priority":"5","maxParallelTasks":"-1","constraints":{"maxTaskRetryCount":"2"}}"#).unwrap();
+        assert_eq!((p.priority, p.max_parallel_tasks), (Some(5), Some(-1)));
+        assert_eq!(p.constraints.unwrap().max_task_retry_count, Some(2));
+        let t: TaskAddParameter = parse_body(
+            br#"{"id":"t","commandLine":"x","requiredSlots":"2","exitConditions":{"exitCodes":[{"code":"3","exitOptions":{}}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(t.required_slots, Some(2));
+        assert_eq!(t.exit_conditions.unwrap().exit_codes.unwrap()[0].code, 3);
+        // Every kind of wrong value: a Batch error naming the property, in words.
+        for (body, property, words) in [
+            (&br#"{"id":"j","priority":"high"}"#[..], "priority", "The value must be an integer"),
+            (br#"{"id":"j","priority":"3000000000"}"#, "priority", "out of range"),
+            (br#"{"id":"j","priority":true}"#, "priority", "it is a boolean"),
+            (br#"{"id":"j","usesTaskDependencies":"yes"}"#, "usesTaskDependencies", "true or false"),
+            (br#"{"id":"j","constraints":{"maxWallClockTime":"an hour"}}"#, "constraints.maxWallClockTime", "ISO 8601 duration"),
+            (br#"{"id":"j","constraints":{"maxWallClockTime":5}}"#, "constraints.maxWallClockTime", "must be a string"),
+            (br#"{"id":"j","onAllTasksComplete":"sometimes"}"#, "onAllTasksComplete", "one of: noaction, terminatejob"),
+            (br#"{"id":"j","metadata":{"a":"b"}}"#, "metadata", "must be an array"),
+            (br#"{"id":5}"#, "id", "must be a string"),
+        ] {
+            let e = parse_body::<JobAddParameter>(body).unwrap_err();
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(e.code, ErrorCode::InvalidPropertyValue, "{text}");
+            assert_eq!(e.values[0], ("PropertyName".to_string(), property.to_string()), "{text}");
+            let reason = &e.values[1].1;
+            assert!(reason.contains(words), "{text}: {reason}");
+            assert!(!reason.contains(" at line ") && !reason.contains("invalid type") && !reason.contains("expected"), "{text}: {reason}");
+        }
     }
 }

@@ -203,7 +203,7 @@ def test_pool_start_task_values_are_checked(raw, uid):
     for st, prop in [
         ({"commandLine": "x", "userIdentity": {"autoUser": {"elevationLevel": "root"}}}, "startTask.userIdentity.autoUser.elevationLevel"),
         ({"commandLine": "x", "userIdentity": {"autoUser": {"scope": "everywhere"}}}, "startTask.userIdentity.autoUser.scope"),
-        ({"commandLine": "x", "maxTaskRetryCount": "3"}, "startTask.maxTaskRetryCount"),
+        ({"commandLine": "x", "maxTaskRetryCount": "three"}, "startTask.maxTaskRetryCount"),
         ({"commandLine": "x", "waitForSuccess": "yes"}, "startTask.waitForSuccess"),
     ]:
         assert_batch_error(raw.request("POST", "/pools", {"id": pid, "vmSize": "small", "startTask": st}), 400, "InvalidPropertyValue", prop)

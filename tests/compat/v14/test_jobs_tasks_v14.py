@@ -29,9 +29,9 @@ def test_jobs(client, uid):
     with pytest.raises(models.BatchErrorException) as e:
         add_job(client, jid)
     assert err(e) == "JobExists"
-    with pytest.raises(models.BatchErrorException) as e:
-        client.job.add(models.JobAddParameter(id=jid + "x", pool_info=models.PoolInformation(pool_id=jid + "-nopool")))
-    assert err(e) == "PoolNotFound" and e.value.response.status_code == 404
+    # A pool that does not exist yet is accepted: the job's tasks wait for it.
+    client.job.add(models.JobAddParameter(id=jid + "x", pool_info=models.PoolInformation(pool_id=jid + "-nopool")))
+    assert client.job.get(jid + "x").pool_info.pool_id == jid + "-nopool"
     client.job.patch(jid, models.JobPatchParameter(priority=20))
     assert client.job.get(jid).priority == 20
     client.job.update(jid, models.JobUpdateParameter(pool_info=models.PoolInformation(pool_id="nopool")))

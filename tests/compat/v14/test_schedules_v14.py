@@ -174,22 +174,25 @@ def test_validation(client, pool, uid):
     assert err(e) == "InvalidPropertyValue" and e.value.response.status_code == 400
     e = refused(later(start_window=datetime.timedelta(seconds=10)), spec(pool))
     assert err(e) == "InvalidPropertyValue" and e.value.response.status_code == 400
-    e = refused(later(), spec(uid("nosuchpool14")))
-    assert err(e) == "PoolNotFound" and e.value.response.status_code == 404
 
 
 def test_one_off_schedule_runs_a_task_and_completes(client, pool, new_schedule):
+    # The task is the job's manager: with terminatejob, a job without tasks
+    # would end at once (all its tasks count as complete).
+    tid = "where"
     sid = new_schedule(job_spec=spec(pool, priority=50, metadata=meta(origin="schedule"),
-                                     on_all_tasks_complete=models.OnAllTasksComplete.terminate_job))
+                                     on_all_tasks_complete=models.OnAllTasksComplete.terminate_job,
+                                     job_manager_task=models.JobManagerTask(
+                                         id=tid, command_line="/bin/sh -c 'echo $AZ_BATCH_TASK_DIR'",
+                                         kill_job_on_completion=False)))
     s = wait_first_job(client, sid)
-    jid, tid = f"{sid}:job-1", "where"
+    jid = f"{sid}:job-1"
     assert s.execution_info.recent_job.id == jid
     assert s.execution_info.recent_job.url.endswith(f"/jobs/{jid}")
     assert jobs_of(client, sid) == [jid]
     job = client.job.get(jid)
     assert job.pool_info.pool_id == pool and job.priority == 50
     assert pairs(job.metadata) == [("origin", "schedule")]
-    client.task.add(jid, models.TaskAddParameter(id=tid, command_line="/bin/sh -c 'echo $AZ_BATCH_TASK_DIR'"))
     t = wait_for(lambda: (t := client.task.get(jid, tid)).state == models.TaskState.completed and t, what="task completed")
     assert t.execution_info.exit_code == 0
     out = b"".join(client.file.get_from_task(jid, tid, "stdout.txt")).decode().strip()

@@ -146,12 +146,18 @@ def test_job_action_none_keeps_job_active(client, new_job):
 
 
 def test_all_tasks_complete_terminates_job(client, new_job):
+    # No tasks: all complete, so the job ends at once (as documented).
     jid = new_job(on_all_tasks_complete=models.OnAllTasksComplete.terminate_job)
+    job = wait_job_completed(client, jid, timeout=5)
+    assert job.execution_info.terminate_reason == "AllTasksComplete"
+    # A job manager task keeps it going until it and its tasks are done.
+    jid = new_job(on_all_tasks_complete=models.OnAllTasksComplete.terminate_job,
+                  job_manager_task=models.JobManagerTask(id="jm", command_line=SHORT, kill_job_on_completion=False))
     add(client, jid, task("a", SHORT), task("b", "/bin/true"))
     job = wait_job_completed(client, jid)
     assert job.execution_info.terminate_reason == "AllTasksComplete"
     assert job.on_all_tasks_complete == models.OnAllTasksComplete.terminate_job
-    assert all(succeeded(client.task.get(jid, t)) for t in ("a", "b"))
+    assert all(succeeded(client.task.get(jid, t)) for t in ("jm", "a", "b"))
 
 
 def test_multi_instance_task_on_two_nodes(client, uid):

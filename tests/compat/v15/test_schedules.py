@@ -176,9 +176,6 @@ def test_create_validation(client, pool, uid):
             client.get_job_schedule(options.id)
         return e
 
-    e = refused(models.BatchJobScheduleCreateOptions(
-        id=uid("sched"), schedule=later(), job_specification=spec(uid("nosuchpool"))))
-    assert e.value.status_code == 404 and code_of(e) == "PoolNotFound"
     for too_short in (dict(recurrence_interval=datetime.timedelta(seconds=30)),
                       dict(start_window=datetime.timedelta(seconds=59))):
         e = refused(models.BatchJobScheduleCreateOptions(
@@ -246,11 +243,22 @@ def test_do_not_run_until_delays_the_first_job(client, pool, new_schedule):
     assert client.get_job_schedule(sid).execution_info.recent_job.id == jid
 
 
-def test_one_off_schedule_completes_with_its_job(client, pool, new_schedule):
+def test_one_off_schedule_with_an_empty_terminatejob_job_completes_at_once(client, pool, new_schedule):
+    # A job with no tasks has all its tasks complete: it ends at once, and
+    # the one-off schedule with it.
     sid = new_schedule(job_spec=spec(pool, all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB))
     wait_first_job(client, sid)
+    job = wait_job_state(client, f"{sid}:job-1", models.BatchJobState.COMPLETED, timeout=5)
+    assert job.execution_info.termination_reason == "AllTasksComplete"
+    wait_schedule_state(client, sid, models.BatchJobScheduleState.COMPLETED)
+
+
+def test_one_off_schedule_completes_with_its_job(client, pool, new_schedule):
+    sid = new_schedule(job_spec=spec(pool, all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB,
+                                     job_manager_task=models.BatchJobManagerTask(id="t", command_line="/bin/true",
+                                                                                 kill_job_on_completion=False)))
+    wait_first_job(client, sid)
     jid = f"{sid}:job-1"
-    client.create_task(jid, models.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
     t = wait_completed(client, jid, "t")
     assert t.execution_info.exit_code == 0
     job = wait_job_state(client, jid, models.BatchJobState.COMPLETED)

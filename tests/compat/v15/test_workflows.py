@@ -257,12 +257,22 @@ def test_job_action_disable(client, new_job):
 # --- job lifecycle --------------------------------------------------------
 
 def test_all_tasks_complete_terminates_job(client, new_job):
-    # Set at creation, tasks added in one request.
+    # Set at creation on a job with no tasks: all its tasks count as
+    # complete ("if a Job contains no Tasks, then all Tasks are considered
+    # complete"), so it ends at once, and takes no tasks afterwards.
     jid = new_job(all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB)
+    job = wait_job_state(client, jid, models.BatchJobState.COMPLETED, timeout=5)
+    assert job.execution_info.termination_reason == "AllTasksComplete"
+    with pytest.raises(HttpResponseError) as e:
+        client.create_task(jid, task("late", "/bin/true"))
+    assert e.value.error.code == "JobCompleted"
+    # With a job manager task, the job ends once it and the tasks it added are done.
+    jid = new_job(all_tasks_complete_mode=models.BatchAllTasksCompleteMode.TERMINATE_JOB,
+                  job_manager_task=models.BatchJobManagerTask(id="jm", command_line=SHORT, kill_job_on_completion=False))
     add(client, jid, task("a", SHORT), task("b", "/bin/true"))
     job = wait_job_state(client, jid, models.BatchJobState.COMPLETED)
     assert job.execution_info.termination_reason == "AllTasksComplete"
-    assert all(succeeded(client.get_task(jid, t)) for t in ("a", "b"))
+    assert all(succeeded(client.get_task(jid, t)) for t in ("jm", "a", "b"))
     # The documented pattern: noaction while adding tasks, then an update.
     jid = new_job()
     add(client, jid, task("a", "/bin/sh -c 'sleep 1'"), task("b", SHORT))

@@ -6,3 +6,5 @@ pub mod placement;
 pub(crate) mod queues;
 pub(crate) mod readahead;
 pub(crate) mod round;
+
+pub use round::job_order;

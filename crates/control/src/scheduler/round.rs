@@ -15,7 +15,53 @@ use std::time::Instant;
 use wire::models::{CloudJob, CloudTask};
 use wire::{Error, ErrorCode};
 
+/// The order in which a round offers the pool's jobs their slots, each
+/// with the most it may take on that offer. `jobs` come highest priority
+/// first, then oldest. With the pool's `jobDefaultOrder` `creationtime`,
+/// that is the order, and each job takes what it can. With `none` (the
+/// default) the service schedules "uniformly from all equal-priority
+/// jobs": within a priority, the jobs with the fewest tasks in the pool
+/// (`running`, by job key) come first and each first takes an even share
+/// of the round's `budget` (its free slots, or with none its queue
+/// places), then each may take what is left.
+pub fn job_order<'a>(
+    jobs: &'a [CloudJob],
+    by_creation: bool,
+    budget: usize,
+    running: &std::collections::HashMap<String, usize>,
+) -> Vec<(&'a CloudJob, usize)> {
+    if by_creation {
+        return jobs.iter().map(|j| (j, usize::MAX)).collect();
+    }
+    let mut out = Vec::with_capacity(jobs.len() * 2);
+    for group in jobs.chunk_by(|a, b| a.priority == b.priority) {
+        if group.len() == 1 {
+            out.push((&group[0], usize::MAX));
+            continue;
+        }
+        let mut group: Vec<&CloudJob> = group.iter().collect();
+        // Stable: equally loaded jobs keep their creation order.
+        group.sort_by_key(|j| running.get(&store::key_of(&j.id)).copied().unwrap_or(0));
+        let share = budget.div_ceil(group.len()).max(1);
+        out.extend(group.iter().map(|j| (*j, share)));
+        out.extend(group.iter().map(|j| (*j, usize::MAX)));
+    }
+    out
+}
+
 impl Cluster {
+    /// Tasks running or queued in the pool, by job key.
+    fn tasks_per_job(&self, pool: &str) -> std::collections::HashMap<String, usize> {
+        let mut m = std::collections::HashMap::new();
+        let core = self.core();
+        for n in core.nodes.values().filter(|n| n.pool_id == pool) {
+            for s in n.running.values().chain(n.queued.iter().map(|(_, s)| s)) {
+                *m.entry(store::key_of(&s.job_id)).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
     /// Records once, in the job's `executionInfo.schedulingError`, why its
     /// tasks are not scheduled.
     pub(crate) async fn flag_unsupported_job(&self, job: &CloudJob, feature: &'static str) {
@@ -104,7 +150,11 @@ impl Cluster {
                 .filter(|n| n.pool_id == pool && n.schedulable())
                 .fold((0, 0), |(f, q), n| (f + n.free() as usize, q + n.queue_room() as usize));
             let jobs = self.jobs_of(&pool).await?;
-            for job in jobs.iter() {
+            let by_creation = self.core().nodes.values().find(|n| n.pool_id == pool).is_some_and(|n| n.jobs_by_creation);
+            // Free slots are shared first; with none free, queue places.
+            let shared = if budget > 0 { budget } else { queue_budget };
+            let order = job_order(&jobs, by_creation, shared, &self.tasks_per_job(&pool));
+            for (job, share) in order {
                 if let Some(feature) = execution::unsupported_job_feature(job) {
                     self.flag_unsupported_job(job, feature).await;
                     continue;
@@ -135,6 +185,7 @@ impl Cluster {
                     Ok(cap) => free.min(cap.saturating_sub(job_running)),
                     Err(_) => free,
                 };
+                let want = want.min(share);
                 if want == 0 {
                     continue;
                 }

@@ -35,6 +35,8 @@ pub struct Node {
     pub queued: Vec<(u64, Slot)>,
     pub tx: Option<mpsc::UnboundedSender<ToAgent>>,
     pub ip: String,
+    /// The port of the node's SSH server (remote login settings).
+    pub ssh_port: u16,
     pub root_dir: String,
     pub agent_version: String,
     pub state_transition_time: Timestamp,
@@ -49,6 +51,8 @@ pub struct Node {
     pub boot_id: String,
     /// The pool's `nodeFillType` (fixed when the pool is created).
     pub fill: placement::Fill,
+    /// The pool's `jobDefaultOrder` is `creationtime` (else `none`).
+    pub jobs_by_creation: bool,
     /// The start task's current attempt, and what the API shows of it.
     pub start_attempt: Option<u64>,
     pub start_retries: i32,

@@ -254,6 +254,7 @@ pub fn hello(pool: &str, node: &str) -> Hello {
         finished: Vec::new(),
         held: Vec::new(),
         leftovers: 0,
+        ssh_port: None,
     }
 }
 

@@ -77,7 +77,7 @@ impl Sqlite {
                     });
                 }
                 if let Some(pool) = job.pool_info.pool_id.as_deref() {
-                    crate::jobs::check_pool(&SqliteTxn(conn), pool)?;
+                    crate::jobs::check_pool_usable(&SqliteTxn(conn), pool)?;
                 }
                 conn.prepare_cached(
                     "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc, pool, priority)

@@ -355,7 +355,7 @@ impl Sqlite {
         let pool = key_of(pool_id);
         self.read(move |conn| {
             let mut s = conn
-                .prepare_cached("SELECT doc FROM jobs WHERE pool = ?1 AND state = 'active' ORDER BY priority DESC, creation_time")
+                .prepare_cached("SELECT doc FROM jobs WHERE pool = ?1 AND state = 'active' ORDER BY priority DESC, creation_time, rowid")
                 .map_err(sql)?;
             let rows = s.query_map([&pool], |r| r.get::<_, String>(0)).map_err(sql)?;
             let mut out = Vec::new();

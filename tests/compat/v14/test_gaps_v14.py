@@ -1,0 +1,88 @@
+"""What real client code runs into (issue 14), through azure-batch 14.2.0:
+numbers sent as strings (as `az batch` sends them, with this SDK's
+api-version) read back as numbers, jobs on pools that do not exist yet, and
+remote login settings."""
+import pytest
+from azure.batch import BatchServiceClient, models
+from azure.batch.batch_auth import SharedKeyCredentials
+
+from conftest import wait_for
+from rawclient import Raw
+
+API_VERSION = "2024-07-01.20.0"  # what azure-batch 14.2.0 (and the az CLI) send
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return BatchServiceClient(SharedKeyCredentials(server.account, server.key), batch_url=server.endpoint)
+
+
+@pytest.fixture(scope="module")
+def raw(server):
+    return Raw(server.endpoint, server.account, server.key, api_version=API_VERSION)
+
+
+def idle_nodes(client, pid):
+    return [n for n in client.compute_node.list(pid) if n.state == models.ComputeNodeState.idle]
+
+
+def completed(client, jid, tid, timeout=30):
+    return wait_for(lambda: (t := client.task.get(jid, tid)).state == models.TaskState.completed and t,
+                    timeout=timeout, what=f"{tid} completed")
+
+
+def test_numbers_sent_as_strings(client, raw, uid):
+    pid, jid = uid("az14"), uid("az14job")
+    r = raw.request("POST", "/pools", {"id": pid, "vmSize": "standard_d2s_v3", "targetDedicatedNodes": "1", "taskSlotsPerNode": "2"})
+    assert r.status_code == 201, r.text
+    try:
+        p = client.pool.get(pid)
+        assert (p.target_dedicated_nodes, p.task_slots_per_node) == (1, 2)
+        wait_for(lambda: idle_nodes(client, pid), timeout=20, what="a node")
+        r = raw.request("POST", "/jobs", {"id": jid, "poolInfo": {"poolId": pid}, "priority": "5", "maxParallelTasks": "1"})
+        assert r.status_code == 201, r.text
+        job = client.job.get(jid)
+        assert (job.priority, job.max_parallel_tasks) == (5, 1)
+        r = raw.request("POST", f"/jobs/{jid}/tasks", {"id": "t", "commandLine": "/bin/true", "constraints": {"maxTaskRetryCount": "2"}})
+        assert r.status_code == 201, r.text
+        t = completed(client, jid, "t")
+        assert t.constraints.max_task_retry_count == 2 and t.execution_info.exit_code == 0
+        r = raw.request("POST", f"/pools/{pid}/resize", {"targetDedicatedNodes": "0"})
+        assert r.status_code == 202, r.text
+        assert client.pool.get(pid).target_dedicated_nodes == 0
+        r = raw.request("POST", "/jobs", {"id": uid("bad"), "poolInfo": {"poolId": pid}, "priority": "high"})
+        assert r.status_code == 400 and r.json()["code"] == "InvalidPropertyValue", r.text
+        values = {v["key"]: v["value"] for v in r.json()["values"]}
+        assert values["PropertyName"] == "priority" and values["Reason"].startswith("The value must be an integer")
+        client.job.terminate(jid)
+    finally:
+        client.pool.delete(pid)
+
+
+def test_a_job_waits_for_its_pool_to_exist(client, uid):
+    pid, jid = uid("later14"), uid("early14")
+    client.job.add(models.JobAddParameter(id=jid, pool_info=models.PoolInformation(pool_id=pid)))
+    client.task.add(jid, models.TaskAddParameter(id="t", command_line="/bin/sh -c 'echo ran'"))
+    assert client.task.get(jid, "t").state == models.TaskState.active
+    client.pool.add(models.PoolAddParameter(id=pid, vm_size="standard_d2s_v3", target_dedicated_nodes=1))
+    try:
+        t = completed(client, jid, "t")
+        assert t.execution_info.exit_code == 0
+        assert b"".join(client.file.get_from_task(jid, "t", "stdout.txt")) == b"ran\n"
+        client.job.terminate(jid)
+    finally:
+        client.pool.delete(pid)
+
+
+def test_remote_login_settings(client, uid):
+    pid = uid("ssh14")
+    client.pool.add(models.PoolAddParameter(id=pid, vm_size="standard_d2s_v3", target_dedicated_nodes=1))
+    try:
+        node = wait_for(lambda: idle_nodes(client, pid), timeout=20, what="a node")[0]
+        s = client.compute_node.get_remote_login_settings(pid, node.id)
+        assert (s.remote_login_ip_address, s.remote_login_port) == ("127.0.0.1", 22)
+        with pytest.raises(models.BatchErrorException) as e:
+            client.compute_node.get_remote_login_settings(pid, "tvmps_nosuchnode")
+        assert e.value.error.code == "NodeNotFound"
+    finally:
+        client.pool.delete(pid)
