@@ -16,7 +16,8 @@ pub mod render;
 pub mod route;
 pub mod schedules;
 pub mod server;
-pub mod sharedkey;
+/// SharedKey (the `sharedkey` crate, shared with the command-line client).
+pub use ::sharedkey;
 pub mod state;
 pub mod tasks;
 pub mod tls;
