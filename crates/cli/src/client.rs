@@ -88,8 +88,8 @@ impl fmt::Display for Error {
                         // sign: many lines, of no use here.
                         let detail = match e.value("AuthenticationErrorDetail") {
                             Some(d) if d.starts_with("The MAC signature") => "the signature does not match: the key is wrong".to_string(),
-                            Some(d) => first_line(d),
-                            None => first_line(&e.message),
+                            Some(d) => first_line(d).trim_end_matches('.').to_string(),
+                            None => first_line(&e.message).trim_end_matches('.').to_string(),
                         };
                         write!(
                             f,
