@@ -61,9 +61,7 @@ impl BatchError {
         let values = v["values"]
             .as_array()
             .map(|a| {
-                a.iter()
-                    .filter_map(|kv| Some((kv["key"].as_str()?.to_string(), kv["value"].as_str().unwrap_or("").to_string())))
-                    .collect()
+                a.iter().filter_map(|kv| Some((kv["key"].as_str()?.to_string(), kv["value"].as_str().unwrap_or("").to_string()))).collect()
             })
             .unwrap_or_default();
         let message = if message.is_empty() && code.is_empty() {
@@ -316,7 +314,10 @@ mod tests {
         let t = c.target(&format!("/jobs/{}/tasks", segment("a b/c")), &[("$filter", "state eq 'completed'")]);
         assert_eq!(t, "/base/jobs/a%20b%2Fc/tasks?api-version=2025-06-01&$filter=state%20eq%20%27completed%27");
         assert_eq!(file_path("wd/out put.txt"), "wd/out%20put.txt");
-        assert_eq!(c.target_of_link("http://h:1/base/jobs?api-version=x&$skiptoken=abc").unwrap(), "/base/jobs?api-version=x&$skiptoken=abc");
+        assert_eq!(
+            c.target_of_link("http://h:1/base/jobs?api-version=x&$skiptoken=abc").unwrap(),
+            "/base/jobs?api-version=x&$skiptoken=abc"
+        );
     }
 
     #[test]

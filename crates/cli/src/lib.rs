@@ -42,9 +42,7 @@ pub struct Connection {
 impl Connection {
     pub fn client(&self) -> Result<Client, Error> {
         let need = |v: &Option<String>, flag: &str, var: &str, what: &str| {
-            v.clone()
-                .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| Error::Config(format!("no {what}: give {flag} or set {var}")))
+            v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| Error::Config(format!("no {what}: give {flag} or set {var}")))
         };
         let endpoint = need(&self.endpoint, "--endpoint URL", "AZURE_BATCH_ENDPOINT", "Batch endpoint")?;
         let account = need(&self.account, "--account NAME", "AZURE_BATCH_ACCOUNT", "account name")?;
@@ -303,7 +301,8 @@ mod tests {
 
     #[test]
     fn submit_takes_a_range_or_a_file_not_both_nor_neither() {
-        let c = parse(&["submit", "--pool", "p", "--command", "echo {}", "--range", "1..10", "--endpoint", "http://h", "--no-watch"]).unwrap();
+        let c =
+            parse(&["submit", "--pool", "p", "--command", "echo {}", "--range", "1..10", "--endpoint", "http://h", "--no-watch"]).unwrap();
         let ClientCommand::Submit { submit, connection } = c else { panic!("{c:?}") };
         assert_eq!(submit.range.as_deref(), Some("1..10"));
         assert_eq!((submit.parallel, submit.no_watch, submit.id_prefix.as_str()), (4, true, "task-"));

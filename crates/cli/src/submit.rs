@@ -197,8 +197,7 @@ pub async fn add_tasks(
     progress.set(0, total as u64, "");
     let mut done = 0;
     let mut refused = Vec::new();
-    let mut results =
-        stream::iter(collections(tasks)).map(|c| add_collection(client, &target, c)).buffer_unordered(parallel.max(1));
+    let mut results = stream::iter(collections(tasks)).map(|c| add_collection(client, &target, c)).buffer_unordered(parallel.max(1));
     while let Some(r) = results.next().await {
         let (n, mut bad) = match r {
             Ok(x) => x,

@@ -31,7 +31,13 @@ impl Counts {
     fn from_json(v: &Value) -> Result<Counts, Error> {
         let c = &v["taskCounts"];
         let n = |name: &str| c[name].as_u64().ok_or_else(|| Error::Other(format!("the task counts have no '{name}': {v}")));
-        Ok(Counts { active: n("active")?, running: n("running")?, completed: n("completed")?, succeeded: n("succeeded")?, failed: n("failed")? })
+        Ok(Counts {
+            active: n("active")?,
+            running: n("running")?,
+            completed: n("completed")?,
+            succeeded: n("succeeded")?,
+            failed: n("failed")?,
+        })
     }
 
     pub fn total(&self) -> u64 {
@@ -105,7 +111,8 @@ struct Failed {
 }
 
 async fn print_summary(client: &Client, job: &str, s: &Summary, took: Duration, opts: &WatchOptions, term: Term) -> Result<(), Error> {
-    let head = format!("job {job}: {} tasks completed in {:.1} s: {} succeeded, {} failed", s.total, took.as_secs_f64(), s.succeeded, s.failed);
+    let head =
+        format!("job {job}: {} tasks completed in {:.1} s: {} succeeded, {} failed", s.total, took.as_secs_f64(), s.succeeded, s.failed);
     if s.failed == 0 {
         println!("{}", console::style(head).green());
         return Ok(());
@@ -208,10 +215,9 @@ mod tests {
 
     #[test]
     fn counts_read_from_the_wire_and_done_only_when_nothing_is_left() {
-        let v: Value = serde_json::from_str(
-            r#"{"taskCounts":{"active":1,"running":2,"completed":3,"succeeded":2,"failed":1},"taskSlotCounts":{}}"#,
-        )
-        .unwrap();
+        let v: Value =
+            serde_json::from_str(r#"{"taskCounts":{"active":1,"running":2,"completed":3,"succeeded":2,"failed":1},"taskSlotCounts":{}}"#)
+                .unwrap();
         let c = Counts::from_json(&v).unwrap();
         assert_eq!(c, Counts { active: 1, running: 2, completed: 3, succeeded: 2, failed: 1 });
         assert_eq!(c.total(), 6);

@@ -67,11 +67,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use http::{HeaderMap, HeaderValue, Method};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderValue, Method};
 use percent_encoding::percent_decode;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -510,8 +510,8 @@ fn shown(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderName;
     use chrono::Duration;
+    use http::HeaderName;
 
     const VECTORS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference/sharedkey-vectors.jsonl"));
 
