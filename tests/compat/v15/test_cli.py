@@ -5,6 +5,7 @@ and the operators' logs of `openbatch serve` (no colour codes in a file,
 import base64
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -88,10 +89,12 @@ def test_task_logs_follow_prints_output_while_the_task_runs_and_stops_when_it_co
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = p.stdout.readline()
-        # The first line arrived while the task still runs (it has ~2.5 s to go).
+        # The first line arrived while the task still runs (it has ~2.5 s to
+        # go; its state may still read `preparing`: the agent's `Started`
+        # report is written a moment after the process starts).
         state = client.get_task(job, "slow").state
         assert first == "line-1\n", first
-        assert state == models.BatchTaskState.RUNNING, state
+        assert state in (models.BatchTaskState.PREPARING, models.BatchTaskState.RUNNING), state
         rest, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
@@ -166,3 +169,23 @@ def test_the_log_file_has_no_escape_codes_and_json_logs_are_one_object_per_line(
     # The local node's agent logs in the same format (it shares the stderr).
     assert any(e["target"].startswith("agent") for e in events), [e["target"] for e in events]
     assert not any(e["level"] == "INFO" and e["message"] == "request" for e in events)
+
+
+def test_ctrl_c_stops_watching_and_says_the_job_goes_on(server, client, uid):
+    jid = uid("clic")
+    # Tasks on a pool without nodes never run: the watch would wait for ever.
+    r = cli(server, "submit", "--pool", "nopool", "--job", jid, "--command", "true", "--range", "1..5", "--no-watch")
+    assert r.returncode == 0, r.stderr
+    p = subprocess.Popen([BIN, "job", "watch", jid, "--interval", "0.2"], env=env_for(server),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, (out, err)
+    assert f"interrupted; the job goes on; watch it again with: openbatch job watch {jid}" in err, err
+    assert client.get_job(jid).state == models.BatchJobState.ACTIVE
