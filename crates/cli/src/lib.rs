@@ -95,8 +95,9 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Run a command template over a range of numbers or the lines of a file, one task
-    /// each, and watch them: `openbatch submit --pool p --command "echo {}" --range 1..100`.
+    /// Add one task per number of a range or line of a file, from a command template, then watch them.
+    ///
+    /// Example: openbatch submit --pool p --command "/bin/sh -c 'echo {} >out-{}'" --range 1..100
     Submit {
         #[command(flatten)]
         submit: SubmitArgs,
