@@ -16,7 +16,8 @@ pub mod render;
 pub mod route;
 pub mod schedules;
 pub mod server;
-pub mod sharedkey;
+/// SharedKey (the `sharedkey` crate, shared with the command-line client).
+pub use ::sharedkey;
 pub mod state;
 pub mod tasks;
 pub mod tls;
@@ -202,7 +203,7 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         }
     };
     tracing::debug!(
-        request_id = %request_id, %method, target = %raw_target, op = op_name,
+        request_id = %request_id, %method, uri = %raw_target, op = op_name,
         status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request"
     );
     finish(resp, &request_id, client_request_id.as_deref())

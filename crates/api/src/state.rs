@@ -1,7 +1,6 @@
 //! The shared state every handler gets: the store, the control plane and
 //! the server's settings.
 
-use crate::sharedkey;
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;

@@ -1,6 +1,8 @@
 //! `openbatch`: a self-hosted Azure Batch service.
 //!
-//! Subcommands: `serve` runs the Batch API server with its embedded store.
+//! Subcommands: `serve` runs the Batch API server with its embedded store,
+//! `agent` a compute node; `job`, `task` and `submit` are the command line
+//! for people (the `cli` crate), a client of any Batch endpoint.
 
 mod config;
 mod secrets;
@@ -15,6 +17,20 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How the server and the agent log (on stderr; the level comes from OPENBATCH_LOG).
+#[derive(clap::Args, Clone, Copy)]
+struct LogArgs {
+    /// text: for people (coloured on a terminal only); json: one JSON object per line, for log collectors.
+    #[arg(long, env = "OPENBATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +79,8 @@ enum Command {
         /// Verify the server's certificate for this name instead of the --server URL's host.
         #[arg(long, env = "OPENBATCH_TLS_SERVER_NAME")]
         tls_server_name: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Run the Batch API server (embedded SQLite store).
     Serve {
@@ -71,23 +89,41 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         settings: RawServe,
+        #[command(flatten)]
+        log: LogArgs,
     },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+/// Logs go to stderr: as text for people, with colour only when stderr is
+/// a terminal (a log file gets no escape codes), or as one JSON object per
+/// line. The level comes from OPENBATCH_LOG (default `info`; the client
+/// commands default to `warn`).
+fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("OPENBATCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPENBATCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    match &cli.command {
+        Command::Serve { log, .. } | Command::Agent { log, .. } => init_logging(log.log_format, "info"),
+        Command::Client(_) => init_logging(LogFormat::Text, "warn"),
+    }
     hide_secrets(&cli, &matches);
     match cli.command {
+        Command::Client(command) => cli::run(command),
         Command::Agent {
             server,
             pool,
@@ -101,6 +137,7 @@ fn main() -> ExitCode {
             give_up_after,
             ca_file,
             tls_server_name,
+            log: _,
         } => {
             let token = match (token, token_file) {
                 (Some(t), None) => t,
@@ -138,7 +175,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&format!("the agent stopped: {e}")),
             }
         }
-        Command::Serve { config, settings } => {
+        Command::Serve { config, settings, log } => {
             let raw = match config {
                 Some(path) => match config::read_file(&path) {
                     Ok(file) => settings.or(file),
@@ -147,7 +184,7 @@ fn main() -> ExitCode {
                 None => settings,
             };
             match ServeConfig::from_raw(raw) {
-                Ok(cfg) => serve(cfg),
+                Ok(cfg) => serve(cfg, log.log_format),
                 Err(e) => fail(&e),
             }
         }
@@ -161,6 +198,25 @@ fn main() -> ExitCode {
 /// agents get the join token explicitly).
 fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
     let Some((_, sub)) = matches.subcommand() else { return };
+    if let Command::Client(command) = &cli.command {
+        // The client's key (`--key`, as `az batch --account-key` takes it):
+        // wiped without a warning — a person at a terminal typed it.
+        let key = match command {
+            cli::ClientCommand::Job { connection, .. }
+            | cli::ClientCommand::Task { connection, .. }
+            | cli::ClientCommand::Submit { connection, .. } => connection.key.as_deref(),
+        };
+        let mut level = Some(sub);
+        let mut typed = false;
+        while let Some(m) = level {
+            typed |= m.value_source("key") == Some(clap::parser::ValueSource::CommandLine);
+            level = m.subcommand().map(|(_, m)| m);
+        }
+        if let (true, Some(k)) = (typed, key) {
+            secrets::wipe_from_command_line(&[k]);
+        }
+        return;
+    }
     let on_command_line = |id: &str| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     let given: Vec<(&str, &Option<String>, &str)> = match &cli.command {
         Command::Serve { settings, .. } => vec![
@@ -171,6 +227,7 @@ fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
         Command::Agent { token, .. } => {
             vec![("token", token, "--token-file FILE or the OPENBATCH_AGENT_TOKEN environment variable")]
         }
+        Command::Client(_) => return,
     };
     let mut wipe = Vec::new();
     for (id, value, instead) in given {
@@ -193,7 +250,7 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn serve(cfg: ServeConfig) -> ExitCode {
+fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
@@ -231,10 +288,14 @@ fn serve(cfg: ServeConfig) -> ExitCode {
                 file_roots: cfg.file_roots.clone(),
             },
         );
-        let opts = match serve_options(&cfg, addr) {
+        let mut opts = match serve_options(&cfg, addr) {
             Ok(o) => o,
             Err(e) => return fail(&e),
         };
+        // Local agents share the server's stderr: the same log format.
+        if log_format == LogFormat::Json {
+            opts.agent_env.push(("OPENBATCH_LOG_FORMAT".into(), "json".into()));
+        }
         let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let endpoint = cfg.public_url.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
         if cfg.insecure_http {

@@ -67,11 +67,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use axum::http::{HeaderMap, HeaderValue, Method};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderValue, Method};
 use percent_encoding::percent_decode;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -261,7 +261,7 @@ struct Authorization<'a> {
 
 fn parse_authorization(headers: &HeaderMap) -> Result<Authorization<'_>, AuthFailure> {
     const FORM: &str = "The Authorization header must have the form 'SharedKey <account>:<signature>'.";
-    let value = headers.get(axum::http::header::AUTHORIZATION).ok_or(AuthFailure::Missing)?;
+    let value = headers.get(http::header::AUTHORIZATION).ok_or(AuthFailure::Missing)?;
     let text =
         value.to_str().map_err(|_| AuthFailure::Malformed("The Authorization header contains characters outside ASCII.".into()))?.trim();
     let (scheme, credential) = text.split_once([' ', '\t']).ok_or_else(|| AuthFailure::Malformed(FORM.into()))?;
@@ -510,8 +510,8 @@ fn shown(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderName;
     use chrono::Duration;
+    use http::HeaderName;
 
     const VECTORS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference/sharedkey-vectors.jsonl"));
 
