@@ -63,7 +63,7 @@ def test_metrics_follow_the_api_while_tasks_run(own):
     tasks = [models.BatchTaskCreateOptions(id=f"long{i}", command_line="/bin/sleep 3") for i in range(4)]
     tasks += [models.BatchTaskCreateOptions(id=f"ok{i}", command_line="/bin/true") for i in range(6)]
     tasks += [models.BatchTaskCreateOptions(id=f"bad{i}", command_line="/bin/false") for i in range(3)]
-    client.create_task_collection(job, models.BatchTaskGroup(values_property=tasks))
+    client.create_task_collection(job, models.BatchTaskGroup(task_values=tasks))
 
     def busy():
         m = scrape(url)
@@ -113,8 +113,6 @@ def test_metrics_follow_the_api_while_tasks_run(own):
     assert 0 < value(after, "openbatch_task_dispatch_latency_seconds_sum") < 60 * len(tasks)
     # The store committed (pool, job, tasks, assignments, outcomes).
     assert value(after, "openbatch_store_commit_duration_seconds_count") >= 3
-    client.delete_job(job)
-    client.delete_pool(pool)
 
 
 def test_openmetrics_when_asked(own):
