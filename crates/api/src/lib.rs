@@ -65,6 +65,22 @@ pub async fn serve(
     r
 }
 
+/// Serves only `/metrics` on `listener` (`--metrics-listen`) until `shutdown`.
+pub async fn serve_metrics(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    async fn only_metrics(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
+        if req.uri().path() != metrics::PATH {
+            return metrics::answer(404, "text/plain; charset=utf-8", "not found; try /metrics\n".into());
+        }
+        metrics::scrape((&app.store, &app.cluster, &app.metrics), &app.config.metrics, req.method(), req.headers()).await
+    }
+    let router = Router::new().fallback(only_metrics).with_state(app);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
 /// The request handler as a router (one fallback: routing is ours, on the raw
 /// path). The lifecycle worker is not started; [`serve`] does that.
 pub fn router(app: Arc<App>) -> Router {
@@ -127,7 +143,7 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
     }
     if parts.uri.path() == metrics::PATH && !app.config.metrics.off && !app.config.metrics.separate {
         // Prometheus scrapes without the account key (see `metrics`).
-        return metrics::scrape(&app, &method, &parts.headers).await;
+        return metrics::scrape((&app.store, &app.cluster, &app.metrics), &app.config.metrics, &method, &parts.headers).await;
     }
     if let Some(rest) = parts.uri.path().strip_prefix(proto::PACKAGES_PATH) {
         let rest = rest.to_string();

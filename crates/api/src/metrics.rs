@@ -14,7 +14,6 @@
 //! optionally behind a bearer token, on its own address, or not at all
 //! ([`MetricsConfig`]).
 
-use crate::state::App;
 use axum::body::Body;
 use axum::http::{HeaderMap, Response};
 use prometheus_client::encoding::text::encode;
@@ -23,7 +22,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The path scraped, on the API's port or the metrics address.
@@ -34,7 +32,7 @@ pub const PATH: &str = "/metrics";
 pub struct MetricsConfig {
     /// Not served at all.
     pub off: bool,
-    /// Served on its own listener (started by the binary with [`serve`])
+    /// Served on its own listener (started by the binary with `crate::serve_metrics`)
     /// rather than on the API's port.
     pub separate: bool,
     /// A scrape must carry `Authorization: Bearer <token>`.
@@ -89,8 +87,8 @@ impl Metrics {
 /// The exposition, in the OpenMetrics text format (`openmetrics`) or the
 /// Prometheus text format 0.0.4 (`# EOF` left out and counters typed under
 /// their `_total` name).
-pub async fn render(app: &App, openmetrics: bool) -> Result<String, wire::Error> {
-    let totals = app.store.task_totals().await?;
+pub async fn render(store: &store::Store, cluster: &control::Cluster, http: &Metrics, openmetrics: bool) -> Result<String, wire::Error> {
+    let totals = store.task_totals().await?;
     let mut reg = Registry::default();
 
     let tasks = Family::<[(&'static str, &'static str); 1], Gauge>::default();
@@ -107,7 +105,7 @@ pub async fn render(app: &App, openmetrics: bool) -> Result<String, wire::Error>
     reg.register("openbatch_tasks_completed", "Tasks that completed since the server started, by result", completed);
 
     let nodes = Family::<[(&'static str, String); 2], Gauge>::default();
-    for (pool, state, n) in app.cluster.node_counts() {
+    for (pool, state, n) in cluster.node_counts() {
         nodes.get_or_create(&[("pool", pool), ("state", state.as_str().to_string())]).set(n as i64);
     }
     reg.register("openbatch_nodes", "Compute nodes connected, by pool and state", nodes);
@@ -117,8 +115,8 @@ pub async fn render(app: &App, openmetrics: bool) -> Result<String, wire::Error>
         "Time from a task becoming ready (added, retried or reactivated) to its process starting on a node; tasks with dependencies are not counted",
         control::metrics::DISPATCH_SECONDS.clone(),
     );
-    reg.register("openbatch_http_requests", "API requests answered, by operation and status code", app.metrics.requests.clone());
-    reg.register("openbatch_http_request_duration_seconds", "API request duration, by operation", app.metrics.durations.clone());
+    reg.register("openbatch_http_requests", "API requests answered, by operation and status code", http.requests.clone());
+    reg.register("openbatch_http_request_duration_seconds", "API request duration, by operation", http.durations.clone());
     reg.register(
         "openbatch_store_commit_duration_seconds",
         "Duration of the store writer's group commits (the group's writes and the commit)",
@@ -132,10 +130,8 @@ pub async fn render(app: &App, openmetrics: bool) -> Result<String, wire::Error>
     }
     // The 0.0.4 text format: no `# EOF`; a counter's HELP/TYPE lines name
     // its samples (`x_total`), not the OpenMetrics family (`x`).
-    let counters: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ").and_then(|r| r.strip_suffix(" counter")).map(str::to_string))
-        .collect();
+    let counters: Vec<String> =
+        out.lines().filter_map(|l| l.strip_prefix("# TYPE ").and_then(|r| r.strip_suffix(" counter")).map(str::to_string)).collect();
     let mut plain = String::with_capacity(out.len());
     for line in out.lines() {
         if line == "# EOF" {
@@ -152,7 +148,8 @@ pub async fn render(app: &App, openmetrics: bool) -> Result<String, wire::Error>
     Ok(plain)
 }
 
-fn answer(status: u16, content_type: &str, body: String) -> Response<Body> {
+/// A plain answer of the metrics endpoint.
+pub fn answer(status: u16, content_type: &str, body: String) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", content_type)
@@ -163,11 +160,15 @@ fn answer(status: u16, content_type: &str, body: String) -> Response<Body> {
 
 /// Answers a request for [`PATH`]: the token checked when one is set, GET
 /// (or HEAD) only.
-pub async fn scrape(app: &App, method: &axum::http::Method, headers: &HeaderMap) -> Response<Body> {
-    if let Some(token) = &app.config.metrics.token {
+pub async fn scrape(
+    (store, cluster, http): (&store::Store, &control::Cluster, &Metrics),
+    config: &MetricsConfig,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    if let Some(token) = &config.token {
         use subtle::ConstantTimeEq;
-        let given =
-            headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             let mut r = answer(401, "text/plain; charset=utf-8", "a bearer token is required\n".into());
             r.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer realm=\"metrics\""));
@@ -179,9 +180,8 @@ pub async fn scrape(app: &App, method: &axum::http::Method, headers: &HeaderMap)
         r.headers_mut().insert("allow", axum::http::HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let openmetrics =
-        headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"));
-    match render(app, openmetrics).await {
+    let openmetrics = headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"));
+    match render(store, cluster, http, openmetrics).await {
         Ok(text) if openmetrics => answer(200, "application/openmetrics-text; version=1.0.0; charset=utf-8", text),
         Ok(text) => answer(200, "text/plain; version=0.0.4; charset=utf-8", text),
         Err(e) => {
@@ -189,23 +189,4 @@ pub async fn scrape(app: &App, method: &axum::http::Method, headers: &HeaderMap)
             answer(500, "text/plain; charset=utf-8", "cannot read the metrics\n".into())
         }
     }
-}
-
-/// Serves only [`PATH`] on `listener` (`--metrics-listen`) until `shutdown`.
-pub async fn serve(
-    app: Arc<App>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    async fn only_metrics(
-        axum::extract::State(app): axum::extract::State<Arc<App>>,
-        req: axum::extract::Request,
-    ) -> Response<Body> {
-        if req.uri().path() != PATH {
-            return answer(404, "text/plain; charset=utf-8", "not found; try /metrics\n".into());
-        }
-        scrape(&app, req.method(), req.headers()).await
-    }
-    let router = axum::Router::new().fallback(only_metrics).with_state(app);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -283,8 +283,7 @@ impl ServeConfig {
         if raw.metrics_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err("--metrics-token must not be empty".into());
         }
-        let metrics =
-            api::metrics::MetricsConfig { off: no_metrics, separate: metrics_listen.is_some(), token: raw.metrics_token.clone() };
+        let metrics = api::metrics::MetricsConfig { off: no_metrics, separate: metrics_listen.is_some(), token: raw.metrics_token.clone() };
         Ok(ServeConfig {
             metrics,
             metrics_listen,

@@ -236,7 +236,7 @@ fn serve(cfg: ServeConfig) -> ExitCode {
             let app = app.clone();
             metrics_at = Some(metrics_listener.local_addr().unwrap_or(addr));
             tokio::spawn(async move {
-                if let Err(e) = api::metrics::serve(app, metrics_listener, shutdown_signal()).await {
+                if let Err(e) = api::serve_metrics(app, metrics_listener, shutdown_signal()).await {
                     tracing::error!(error = %e, "the metrics listener failed");
                 }
             });
