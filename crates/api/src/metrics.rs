@@ -40,6 +40,8 @@ pub struct MetricsConfig {
 }
 
 type OpCode = [(&'static str, OpOrCode); 2];
+/// One label with a fixed set of values (operation, state, result).
+type One = [(&'static str, &'static str); 1];
 
 /// A label value that is either an operation's name or a status code.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -66,7 +68,7 @@ fn http_histogram() -> Histogram {
 /// plane's statics).
 pub struct Metrics {
     requests: Family<OpCode, Counter>,
-    durations: Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>,
+    durations: Family<One, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -91,7 +93,7 @@ pub async fn render(store: &store::Store, cluster: &control::Cluster, http: &Met
     let totals = store.task_totals().await?;
     let mut reg = Registry::default();
 
-    let tasks = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+    let tasks = Family::<One, Gauge>::default();
     for (state, n) in
         [("active", totals.active), ("preparing", totals.preparing), ("running", totals.running), ("completed", totals.completed)]
     {
@@ -99,7 +101,7 @@ pub async fn render(store: &store::Store, cluster: &control::Cluster, http: &Met
     }
     reg.register("openbatch_tasks", "Tasks stored, by state", tasks);
 
-    let completed = Family::<[(&'static str, &'static str); 1], Counter>::default();
+    let completed = Family::<One, Counter>::default();
     completed.get_or_create(&[("result", "success")]).inc_by(store::metrics::COMPLETED_SUCCESS.get());
     completed.get_or_create(&[("result", "failure")]).inc_by(store::metrics::COMPLETED_FAILURE.get());
     reg.register("openbatch_tasks_completed", "Tasks that completed since the server started, by result", completed);
