@@ -9,6 +9,7 @@ pub mod applications;
 pub mod files;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod paths;
 pub mod pools;
 pub mod rawdoc;
@@ -63,6 +64,22 @@ pub async fn serve(
     supervisor.shutdown(Duration::from_secs(10)).await;
     cluster.stop_local_nodes().await;
     r
+}
+
+/// Serves only `/metrics` on `listener` (`--metrics-listen`) until `shutdown`.
+pub async fn serve_metrics(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    async fn only_metrics(State(app): State<Arc<App>>, req: Request) -> Response<Body> {
+        if req.uri().path() != metrics::PATH {
+            return metrics::answer(404, "text/plain; charset=utf-8", "not found; try /metrics\n".into());
+        }
+        metrics::scrape((&app.store, &app.cluster, &app.metrics), &app.config.metrics, req.method(), req.headers()).await
+    }
+    let router = Router::new().fallback(only_metrics).with_state(app);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 /// The request handler as a router (one fallback: routing is ours, on the raw
@@ -125,6 +142,10 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         // the signed API below.
         return ui::serve(&method, parts.uri.path(), &parts.headers);
     }
+    if parts.uri.path() == metrics::PATH && !app.config.metrics.off && !app.config.metrics.separate {
+        // Prometheus scrapes without the account key (see `metrics`).
+        return metrics::scrape((&app.store, &app.cluster, &app.metrics), &app.config.metrics, &method, &parts.headers).await;
+    }
     if let Some(rest) = parts.uri.path().strip_prefix(proto::PACKAGES_PATH) {
         let rest = rest.to_string();
         return package_archive(&app, &parts.headers, &rest).await;
@@ -136,7 +157,7 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         return files::accept_stream(key.trim_start_matches('/'), body).await;
     }
     let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    let mut op_name = "-";
+    let mut op_name = "unrouted";
     let result = async {
         // Everything that can be decided from the head is decided before
         // the body is read: authentication first (SharedKey signs the
@@ -202,6 +223,7 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
             error_response(&e, &base_url, &request_id, &method)
         }
     };
+    app.metrics.record(op_name, resp.status().as_u16(), started.elapsed());
     tracing::debug!(
         request_id = %request_id, %method, uri = %raw_target, op = op_name,
         status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request"

@@ -31,6 +31,8 @@ pub struct ApiConfig {
     pub strict_limits: bool,
     /// `file://` roots for local nodes' transfers (`:`-separated); None: any path.
     pub file_roots: Option<String>,
+    /// Where and how `/metrics` is served.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// Shared state of the running server.
@@ -42,6 +44,8 @@ pub struct App {
     /// The base URL of the account as first seen (used where no request is at hand).
     pub account_url: Arc<std::sync::Mutex<Option<String>>>,
     pub(crate) auth: sharedkey::SharedKeyConfig,
+    /// The API's request counters and durations (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl App {
@@ -67,6 +71,6 @@ impl App {
             lifecycle.clone(),
         ));
         let account_url = Arc::new(std::sync::Mutex::new(config.public_url.clone()));
-        Arc::new(App { store, config, lifecycle, cluster, account_url, auth })
+        Arc::new(App { store, config, lifecycle, cluster, account_url, auth, metrics: Default::default() })
     }
 }

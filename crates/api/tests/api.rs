@@ -31,6 +31,7 @@ impl Harness {
             ApiConfig {
                 strict_limits: false,
                 file_roots: None,
+                metrics: Default::default(),
                 account: ACCOUNT.into(),
                 keys: vec![KEY.to_vec()],
                 public_url: None,

@@ -30,6 +30,7 @@ impl Server {
             ApiConfig {
                 strict_limits: false,
                 file_roots: None,
+                metrics: Default::default(),
                 account: ACCOUNT.into(),
                 keys: vec![KEY.to_vec()],
                 public_url: None,

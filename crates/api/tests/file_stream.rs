@@ -24,6 +24,7 @@ fn app(dir: &std::path::Path) -> Arc<App> {
         ApiConfig {
             strict_limits: false,
             file_roots: None,
+            metrics: Default::default(),
             account: ACCOUNT.into(),
             keys: vec![KEY.to_vec()],
             public_url: None,

@@ -26,6 +26,14 @@ pub fn unsupported_job_feature(j: &wire::models::CloudJob) -> Option<&'static st
 /// Moves a task to `state`, recording where it came from.
 pub fn transition(task: &mut CloudTask, state: TaskState, now: Timestamp) {
     if task.state != state {
+        // Preparing → running: the time since the task entered `active`
+        // (its previous state) is its dispatch latency.
+        if state == TaskState::Running && task.state == TaskState::Preparing && task.previous_state == Some(TaskState::Active) {
+            if let (Some(ready), None) = (task.previous_state_transition_time, &task.depends_on) {
+                let secs = (now.0 - ready.0).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+                crate::metrics::DISPATCH_SECONDS.observe(secs);
+            }
+        }
         task.previous_state = Some(task.state);
         task.previous_state_transition_time = Some(task.state_transition_time);
         task.state = state;

@@ -15,7 +15,7 @@
 //! - `provider`: where nodes come from (`NodeProvider`; `local` starts agent
 //!   processes on this machine);
 //! - `launch`, `data`, `packages`, `tokens`: what an agent is sent to run;
-//! - `execution`: task state changes; `lifecycle`: job transitions' signals;
+//! - `execution`: task state changes; `metrics`: dispatch latency; `lifecycle`: job transitions' signals;
 //! - `supervisor`: the background loops, stopped in order at shutdown.
 //!
 //! - `state`: the in-memory control state with one owner (`state::Core`,
@@ -38,6 +38,7 @@ pub mod jobs;
 pub mod launch;
 pub mod lifecycle;
 pub mod liveness;
+pub mod metrics;
 pub mod multi;
 pub mod nodes;
 pub mod packages;

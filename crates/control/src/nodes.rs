@@ -47,6 +47,16 @@ impl Cluster {
         self.core().nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
     }
 
+    /// How many nodes each pool has in each state (pool ids as the nodes
+    /// carry them), for `/metrics`.
+    pub fn node_counts(&self) -> Vec<(String, ComputeNodeState, u64)> {
+        let mut counts: std::collections::BTreeMap<(String, &'static str), (ComputeNodeState, u64)> = Default::default();
+        for n in self.core().nodes.values() {
+            counts.entry((n.pool_id.clone(), n.state.as_str())).or_insert((n.state, 0)).1 += 1;
+        }
+        counts.into_iter().map(|((pool, _), (state, n))| (pool, state, n)).collect()
+    }
+
     /// Asks a node's agent to kill an attempt; the slot frees when the agent reports.
     pub fn kill(&self, node_id: &str, attempt: u64) {
         if self.multi_abort(attempt).is_some() {

@@ -92,6 +92,17 @@ pub struct RawServe {
     /// Seconds a connection may stay open without a request [default: 60].
     #[arg(long, env = "OPENBATCH_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    // Prometheus metrics at /metrics, on the API's port by default, readable without the account key.
+    /// Serve /metrics on this address (HOST:PORT, plain HTTP) instead of the API's port.
+    #[arg(long, env = "OPENBATCH_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` to read /metrics. Prefer the environment or
+    /// the config file: a token on the command line is visible to local users until it is wiped.
+    #[arg(long, env = "OPENBATCH_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Do not serve /metrics at all.
+    #[arg(long, env = "OPENBATCH_NO_METRICS", num_args = 0..=1, default_missing_value = "true")]
+    pub no_metrics: Option<bool>,
 }
 
 /// The certificate chain and key files of `--tls-cert`/`--tls-key`.
@@ -157,6 +168,9 @@ impl RawServe {
             header_timeout_secs: self.header_timeout_secs.or(other.header_timeout_secs),
             body_timeout_secs: self.body_timeout_secs.or(other.body_timeout_secs),
             idle_timeout_secs: self.idle_timeout_secs.or(other.idle_timeout_secs),
+            metrics_listen: self.metrics_listen.or(other.metrics_listen),
+            metrics_token: self.metrics_token.or(other.metrics_token),
+            no_metrics: self.no_metrics.or(other.no_metrics),
         }
     }
 }
@@ -180,6 +194,9 @@ pub struct ServeConfig {
     /// Plain HTTP on an address other than loopback (--insecure-http).
     pub insecure_http: bool,
     pub limits: api::server::Limits,
+    /// How /metrics is served, and its own address (--metrics-listen).
+    pub metrics: api::metrics::MetricsConfig,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A key given as text or in a file (never both).
@@ -250,7 +267,26 @@ impl ServeConfig {
             }
             None => None,
         };
+        let no_metrics = raw.no_metrics.unwrap_or(false);
+        if no_metrics && (raw.metrics_listen.is_some() || raw.metrics_token.is_some()) {
+            return Err("--no-metrics turns /metrics off: leave out --metrics-listen and --metrics-token".into());
+        }
+        let metrics_listen = match &raw.metrics_listen {
+            Some(text) => Some(
+                text.to_socket_addrs()
+                    .map_err(|e| format!("--metrics-listen {text}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("--metrics-listen {text}: the address does not resolve"))?,
+            ),
+            None => None,
+        };
+        if raw.metrics_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err("--metrics-token must not be empty".into());
+        }
+        let metrics = api::metrics::MetricsConfig { off: no_metrics, separate: metrics_listen.is_some(), token: raw.metrics_token.clone() };
         Ok(ServeConfig {
+            metrics,
+            metrics_listen,
             tls,
             insecure_http,
             limits,

@@ -33,6 +33,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once at start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a compute node agent that joins a pool of an openbatch server.
@@ -223,6 +225,7 @@ fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
             ("key", &settings.key, "--key-file FILE or the OPENBATCH_KEY environment variable"),
             ("key2", &settings.key2, "--key2-file FILE or the OPENBATCH_KEY2 environment variable"),
             ("auto_storage", &settings.auto_storage, "the OPENBATCH_AUTO_STORAGE environment variable or the config file"),
+            ("metrics_token", &settings.metrics_token, "the OPENBATCH_METRICS_TOKEN environment variable or the config file"),
         ],
         Command::Agent { token, .. } => {
             vec![("token", token, "--token-file FILE or the OPENBATCH_AGENT_TOKEN environment variable")]
@@ -239,7 +242,7 @@ fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
     if !wipe.is_empty() && secrets::wipe_from_command_line(&wipe) < wipe.len() {
         tracing::warn!("could not wipe every secret from /proc/self/cmdline");
     }
-    for var in ["OPENBATCH_KEY", "OPENBATCH_KEY2", "OPENBATCH_AUTO_STORAGE", "OPENBATCH_AGENT_TOKEN"] {
+    for var in ["OPENBATCH_KEY", "OPENBATCH_KEY2", "OPENBATCH_AUTO_STORAGE", "OPENBATCH_AGENT_TOKEN", "OPENBATCH_METRICS_TOKEN"] {
         // Single-threaded still: no other thread reads the environment.
         std::env::remove_var(var);
     }
@@ -286,8 +289,23 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
                 agent_program: std::env::current_exe().ok(),
                 strict_limits: cfg.strict_limits,
                 file_roots: cfg.file_roots.clone(),
+                metrics: cfg.metrics.clone(),
             },
         );
+        let mut metrics_at = None;
+        if let Some(addr) = cfg.metrics_listen {
+            let metrics_listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => return fail(&format!("cannot listen on {addr} (--metrics-listen): {e}")),
+            };
+            let app = app.clone();
+            metrics_at = Some(metrics_listener.local_addr().unwrap_or(addr));
+            tokio::spawn(async move {
+                if let Err(e) = api::serve_metrics(app, metrics_listener, shutdown_signal()).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         let mut opts = match serve_options(&cfg, addr) {
             Ok(o) => o,
             Err(e) => return fail(&e),
@@ -309,6 +327,9 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
             );
         }
         println!("openbatch: serving Batch account '{}' at {endpoint} (data in {})", cfg.account, cfg.data_dir.display());
+        if let Some(at) = metrics_at {
+            println!("openbatch: metrics at http://{at}{}", api::metrics::PATH);
+        }
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let shutdown = async {

@@ -228,6 +228,9 @@ pub trait Backend: Send + Sync + 'static {
     fn list_tasks<'a>(&'a self, job_id: &'a str, q: ListQuery) -> StoreFuture<'a, Page>;
     /// A job's task and slot counts and its tasks' total retries.
     fn task_counts<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, (TaskCountsResult, i64)>;
+    /// Tasks by state over every job, from the counters (one row per job
+    /// and state: no task is read).
+    fn task_totals(&self) -> StoreFuture<'_, crate::metrics::TaskTotals>;
     /// The sum of the resource statistics of a job's tasks that ran.
     fn job_task_stats<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<TaskStatistics>>;
 

@@ -16,6 +16,7 @@
 pub mod backend;
 pub mod jobs;
 mod leases;
+pub mod metrics;
 pub mod pools;
 pub mod sqlite;
 pub mod tasks;

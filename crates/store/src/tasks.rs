@@ -88,6 +88,11 @@ impl Store {
         self.backend.task_counts(job_id).await
     }
 
+    /// Tasks by state over every job, from the counters.
+    pub async fn task_totals(&self) -> Result<crate::metrics::TaskTotals, Error> {
+        self.backend.task_totals().await
+    }
+
     /// Applies `f` to many tasks in one transaction (one fsync): each entry
     /// is (job id, task id, change); each gets its own result, and a refused
     /// change leaves its task untouched. The write is queued now, before the

@@ -114,6 +114,10 @@ impl Backend for Counting {
         self.hit("task_counts");
         self.inner.task_counts(job_id)
     }
+    fn task_totals(&self) -> StoreFuture<'_, store::metrics::TaskTotals> {
+        self.hit("task_totals");
+        self.inner.task_totals()
+    }
     fn job_task_stats<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<TaskStatistics>> {
         self.hit("job_task_stats");
         self.inner.job_task_stats(job_id)

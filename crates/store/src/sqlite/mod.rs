@@ -228,6 +228,9 @@ impl Backend for Sqlite {
     fn task_counts<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, (TaskCountsResult, i64)> {
         Box::pin(Sqlite::task_counts(self, job_id))
     }
+    fn task_totals(&self) -> StoreFuture<'_, crate::metrics::TaskTotals> {
+        Box::pin(Sqlite::task_totals(self))
+    }
     fn job_task_stats<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<TaskStatistics>> {
         Box::pin(Sqlite::job_task_stats(self, job_id))
     }

@@ -164,6 +164,13 @@ pub(crate) fn save(conn: &Connection, job: &str, before: &CloudTask, after: &Clo
     if old != new {
         bump(conn, &job_key, &old, -1)?;
         bump(conn, &job_key, &new, 1)?;
+        if old.state != "completed" && new.state == "completed" {
+            match new.result {
+                "success" => crate::metrics::COMPLETED_SUCCESS.inc(),
+                "failure" => crate::metrics::COMPLETED_FAILURE.inc(),
+                _ => 0,
+            };
+        }
     }
     Ok((Stored { doc, etag: after.e_tag.clone(), last_modified: after.last_modified }, released))
 }
@@ -343,6 +350,29 @@ impl Sqlite {
                 return Err(job_not_found(&job_id));
             }
             counts(conn, &job_id)
+        })
+        .await
+    }
+
+    /// Tasks by state over every job: a sum over the counters (a few rows
+    /// per job), never over the tasks.
+    pub(crate) async fn task_totals(&self) -> Result<crate::metrics::TaskTotals, Error> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT state, SUM(n) FROM task_counts GROUP BY state").map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            let mut t = crate::metrics::TaskTotals::default();
+            while let Some(r) = rows.next().map_err(sql)? {
+                let state: String = r.get(0).map_err(sql)?;
+                let n: i64 = r.get(1).map_err(sql)?;
+                match state.as_str() {
+                    "active" => t.active += n,
+                    "preparing" => t.preparing += n,
+                    "running" => t.running += n,
+                    "completed" => t.completed += n,
+                    _ => {}
+                }
+            }
+            Ok(t)
         })
         .await
     }

@@ -240,6 +240,7 @@ fn run(conn: Connection, shared: &Shared) {
             }
             continue;
         }
+        let commit_began = std::time::Instant::now();
         for w in group {
             let savepoint = exec(&conn, "SAVEPOINT w").is_ok();
             let (ok, answer) = w(Some(&conn));
@@ -259,6 +260,7 @@ fn run(conn: Connection, shared: &Shared) {
                 false
             }
         };
+        crate::metrics::COMMIT_SECONDS.observe(commit_began.elapsed().as_secs_f64());
         for a in answers.drain(..) {
             a(committed);
         }
