@@ -29,6 +29,11 @@ pub struct RawServe {
     /// Directory for the database and node data [default: ./openbatch-data]
     #[arg(long, env = "OPENBATCH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep state in this PostgreSQL database instead of the embedded SQLite store:
+    /// postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist; its tables
+    /// are created). The data directory still holds node roots, keys and packages.
+    #[arg(long, env = "OPENBATCH_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// Batch account name clients sign with [default: devbatch]
     #[arg(long, env = "OPENBATCH_ACCOUNT")]
     pub account: Option<String>,
@@ -137,6 +142,7 @@ impl RawServe {
         RawServe {
             listen: self.listen.or(other.listen),
             data_dir: self.data_dir.or(other.data_dir),
+            database: self.database.or(other.database),
             account: self.account.or(other.account),
             // A key and its file are one setting: the source that gives
             // either gives both.
@@ -166,6 +172,8 @@ impl RawServe {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL: the store lives there, not in the data directory.
+    pub database: Option<String>,
     pub account: String,
     pub keys: Vec<Vec<u8>>,
     pub using_dev_key: bool,
@@ -250,7 +258,18 @@ impl ServeConfig {
             }
             None => None,
         };
+        let database = match raw.database {
+            Some(u) if u.starts_with("postgresql://") || u.starts_with("postgres://") => Some(u),
+            Some(u) => {
+                return Err(format!(
+                    "--database {}: must be a postgresql://USER[:PASSWORD]@HOST[:PORT]/DB URL",
+                    store::postgres::redact(&u)
+                ))
+            }
+            None => None,
+        };
         Ok(ServeConfig {
+            database,
             tls,
             insecure_http,
             limits,

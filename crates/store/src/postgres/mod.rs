@@ -60,7 +60,7 @@ pub struct Postgres {
 
 /// The URL with its password hidden, for messages.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let mut out = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let userinfo = &url[s + 3..at];
             match userinfo.find(':') {
@@ -69,7 +69,16 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    };
+    // `password=` in a query string or the key=value form.
+    let mut from = 0;
+    while let Some(i) = out[from..].find("password=").map(|i| i + from) {
+        let start = i + "password=".len();
+        let end = out[start..].find(['&', ' ']).map(|e| e + start).unwrap_or(out.len());
+        out.replace_range(start..end, "***");
+        from = start + 3;
     }
+    out
 }
 
 impl Postgres {
@@ -327,5 +336,7 @@ mod tests {
         assert_eq!(super::redact("postgresql://u:secret@h:5432/db"), "postgresql://u:***@h:5432/db");
         assert_eq!(super::redact("postgresql://u@h/db"), "postgresql://u@h/db");
         assert_eq!(super::redact("host=/tmp user=u"), "host=/tmp user=u");
+        assert_eq!(super::redact("host=/tmp password=pw user=u"), "host=/tmp password=*** user=u");
+        assert_eq!(super::redact("postgresql://u@h/db?password=pw&x=1"), "postgresql://u@h/db?password=***&x=1");
     }
 }

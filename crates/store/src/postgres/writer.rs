@@ -53,19 +53,19 @@ impl PgConn {
     }
 
     /// Runs a statement; the number of rows it changed.
-    pub(crate) fn execute(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64, Error> {
+    pub fn execute(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64, Error> {
         let s = self.prep(sql)?;
         self.client.execute(&s, params).map_err(pg)
     }
 
     /// Runs a query; its rows.
-    pub(crate) fn query(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<postgres::Row>, Error> {
+    pub fn query(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<postgres::Row>, Error> {
         let s = self.prep(sql)?;
         self.client.query(&s, params).map_err(pg)
     }
 
     /// Runs a query of at most one row.
-    pub(crate) fn query_opt(
+    pub fn query_opt(
         &mut self,
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
