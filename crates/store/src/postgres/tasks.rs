@@ -227,12 +227,21 @@ impl Postgres {
                     });
                     range_ids.push(workflow::range_id(&t.task.id));
                 }
+                // The counters of what was inserted move in the same
+                // statement (one round trip for the whole collection).
                 let inserted = c.query(
-                    "INSERT INTO tasks (job, key, id, state, result, slots, retries, creation_time, etag, last_modified, doc, deps_left, range_id)
-                     SELECT $1, k, i, s, NULL, sl, r, ct, e, lm, d, dl, ri
-                       FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[],
-                                   $10::text[], $11::int8[], $12::int8[]) AS t(k, i, s, sl, r, ct, e, lm, d, dl, ri)
-                     ON CONFLICT (job, key) DO NOTHING RETURNING key",
+                    "WITH ins AS (
+                       INSERT INTO tasks (job, key, id, state, result, slots, retries, creation_time, etag, last_modified, doc, deps_left, range_id)
+                       SELECT $1, k, i, s, NULL, sl, r, ct, e, lm, d, dl, ri
+                         FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[],
+                                     $10::text[], $11::int8[], $12::int8[]) AS t(k, i, s, sl, r, ct, e, lm, d, dl, ri)
+                       ON CONFLICT (job, key) DO NOTHING RETURNING key, state, slots, retries),
+                     counted AS (
+                       INSERT INTO task_counts (job, state, result, n, slots, retries)
+                       SELECT $1, state, '', count(*), sum(slots)::int8, sum(retries)::int8 FROM ins GROUP BY state
+                       ON CONFLICT (job, state, result) DO UPDATE SET n = task_counts.n + excluded.n,
+                           slots = task_counts.slots + excluded.slots, retries = task_counts.retries + excluded.retries)
+                     SELECT key FROM ins",
                     &[&job_key, &keys, &ids, &states, &slots, &retries, &created, &etags, &modified, &docs, &deps_left, &range_ids],
                 )?;
                 let mut added: Vec<bool> = vec![false; tasks.len()];
@@ -241,8 +250,6 @@ impl Postgres {
                         added[i] = true;
                     }
                 }
-                // One counter update per distinct (state, result).
-                let mut groups: Vec<(CountKey, i64, i64, i64)> = Vec::new();
                 for &i in &rows {
                     let t = &tasks[i];
                     if !added[i] {
@@ -252,21 +259,6 @@ impl Postgres {
                     if let Some(d) = &t.task.depends_on {
                         record_dependencies(c, &job_key, &key_of(&t.task.id), d)?;
                     }
-                    let k = count_key(&t.task);
-                    match groups.iter_mut().find(|g| g.0.state == k.state && g.0.result == k.result) {
-                        Some(g) => {
-                            g.1 += 1;
-                            g.2 += k.slots;
-                            g.3 += k.retries;
-                        }
-                        None => {
-                            let (s, r) = (k.slots, k.retries);
-                            groups.push((k, 1, s, r))
-                        }
-                    }
-                }
-                for (k, n, slots, retries) in groups {
-                    c.execute(BUMP, &[&job_key, &k.state, &k.result, &n, &slots, &retries])?;
                 }
                 Ok(results)
             })

@@ -82,6 +82,9 @@ pub(crate) struct PgEngine {
     /// The previous closure's savepoint is still to be released (it is, in
     /// the same round trip as the next savepoint or the commit).
     release_pending: bool,
+    /// The group's BEGIN is still to be sent (it is, with the first
+    /// savepoint): one round trip less per group.
+    begin_pending: Option<&'static str>,
     /// Something failed that leaves the transaction unusable: the group
     /// must not be reported committed.
     poisoned: bool,
@@ -89,7 +92,7 @@ pub(crate) struct PgEngine {
 
 impl PgEngine {
     pub(crate) fn new(conn: PgConn, config: postgres::Config) -> PgEngine {
-        PgEngine { conn, config, release_pending: false, poisoned: false }
+        PgEngine { conn, config, release_pending: false, begin_pending: None, poisoned: false }
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), String> {
@@ -108,11 +111,8 @@ impl Engine for PgEngine {
         }
         self.release_pending = false;
         self.poisoned = false;
-        if sync {
-            self.batch("BEGIN")
-        } else {
-            self.batch("BEGIN; SET LOCAL synchronous_commit TO off")
-        }
+        self.begin_pending = Some(if sync { "BEGIN; " } else { "BEGIN; SET LOCAL synchronous_commit TO off; " });
+        Ok(())
     }
 
     fn conn(&mut self) -> &mut PgConn {
@@ -122,7 +122,11 @@ impl Engine for PgEngine {
     fn savepoint(&mut self) -> bool {
         let sql = if self.release_pending { "RELEASE SAVEPOINT w; SAVEPOINT w" } else { "SAVEPOINT w" };
         self.release_pending = false;
-        match self.batch(sql) {
+        let sql = match self.begin_pending.take() {
+            Some(begin) => format!("{begin}{sql}"),
+            None => sql.to_string(),
+        };
+        match self.batch(&sql) {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "cannot take a savepoint");
@@ -143,6 +147,9 @@ impl Engine for PgEngine {
 
     fn commit(&mut self) -> Result<(), String> {
         self.release_pending = false;
+        if self.begin_pending.take().is_some() {
+            return Ok(()); // Nothing ran: nothing to commit.
+        }
         if self.poisoned {
             let _ = self.batch("ROLLBACK");
             return Err("the transaction failed".into());
