@@ -30,8 +30,7 @@ pub fn migrate(client: &mut Client) -> Result<(), String> {
     let mut tx = client.transaction().map_err(|e| e.to_string())?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(|e| e.to_string())?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS openbatch_schema (version bigint NOT NULL)").map_err(|e| e.to_string())?;
-    let current: Option<i64> =
-        tx.query_opt("SELECT version FROM openbatch_schema", &[]).map_err(|e| e.to_string())?.map(|r| r.get(0));
+    let current: Option<i64> = tx.query_opt("SELECT version FROM openbatch_schema", &[]).map_err(|e| e.to_string())?.map(|r| r.get(0));
     let current = match current {
         Some(v) => usize::try_from(v).unwrap_or(0),
         None => {

@@ -103,7 +103,10 @@ fn record_dependencies(c: &mut PgConn, job_key: &str, task_key: &str, deps: &Tas
     let (ids, ranges) = workflow::dependencies(deps);
     if !ids.is_empty() {
         let keys: Vec<String> = ids.iter().map(|i| key_of(i)).collect();
-        c.execute("INSERT INTO task_dep_ids (job, task, dep) SELECT $1, $2, d FROM unnest($3::text[]) AS d", &[&job_key, &task_key, &keys])?;
+        c.execute(
+            "INSERT INTO task_dep_ids (job, task, dep) SELECT $1, $2, d FROM unnest($3::text[]) AS d",
+            &[&job_key, &task_key, &keys],
+        )?;
     }
     if !ranges.is_empty() {
         let (lo, hi): (Vec<i64>, Vec<i64>) = ranges.into_iter().unzip();
@@ -270,8 +273,9 @@ impl Postgres {
     }
 
     pub(crate) async fn get_task(&self, job_id: &str, task_id: &str) -> Result<Stored, Error> {
-        let row =
-            self.query_opt("SELECT doc, etag, last_modified FROM tasks WHERE job = $1 AND key = $2", &[&key_of(job_id), &key_of(task_id)]).await?;
+        let row = self
+            .query_opt("SELECT doc, etag, last_modified FROM tasks WHERE job = $1 AND key = $2", &[&key_of(job_id), &key_of(task_id)])
+            .await?;
         match row {
             Some(r) => Ok(Stored { doc: r.get(0), etag: r.get(1), last_modified: timestamp(r.get(2)) }),
             None => Err(if self.job_exists(job_id).await? { task_not_found(task_id) } else { job_not_found(job_id) }),

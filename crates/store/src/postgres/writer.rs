@@ -65,11 +65,7 @@ impl PgConn {
     }
 
     /// Runs a query of at most one row.
-    pub fn query_opt(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<Option<postgres::Row>, Error> {
+    pub fn query_opt(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Option<postgres::Row>, Error> {
         let s = self.prep(sql)?;
         self.client.query_opt(&s, params).map_err(pg)
     }

@@ -47,7 +47,9 @@ pub async fn postgres() -> Option<Db> {
         if std::env::var_os("CI").is_some() {
             panic!("OPENBATCH_TEST_PG is not set under CI: the PostgreSQL store's tests must run (scripts/test starts a server)");
         }
-        eprintln!("SKIPPED the PostgreSQL variant: set OPENBATCH_TEST_PG=postgresql://USER@HOST:PORT/DB (scripts/pg-server start DIR prints one)");
+        eprintln!(
+            "SKIPPED the PostgreSQL variant: set OPENBATCH_TEST_PG=postgresql://USER@HOST:PORT/DB (scripts/pg-server start DIR prints one)"
+        );
         return None;
     };
     static N: AtomicUsize = AtomicUsize::new(0);
