@@ -4,6 +4,9 @@
 # 100), GET task latency, filtered list page latency on a 100,000-task job,
 # and server memory with 1,000,000 tasks stored. Each figure comes with a
 # baseline measured in the same run. `--quick` divides the sizes by 10.
+# OPENBATCH_BENCH_DATABASE=postgresql://... runs the server on a fresh
+# database created there (the PostgreSQL store) instead of SQLite;
+# bench/store.sh compares both stores in one run.
 #
 # Prints a table and writes bench-out/summary.json.
 set -euo pipefail
@@ -24,7 +27,15 @@ data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 key=$(head -c 32 /dev/urandom | base64 -w0)
 endpoint="http://127.0.0.1:$port"
-"$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" --account benchacct --key "$key" > "$out/server.out" 2> "$out/server.err" &
+db_args=()
+if [ -n "${OPENBATCH_BENCH_DATABASE:-}" ]; then
+  db="bench_$(date +%s)_$$"
+  psql -q -v ON_ERROR_STOP=1 "$OPENBATCH_BENCH_DATABASE" -c "CREATE DATABASE $db"
+  base="${OPENBATCH_BENCH_DATABASE%%\?*}"; query=""
+  [ "$base" != "$OPENBATCH_BENCH_DATABASE" ] && query="?${OPENBATCH_BENCH_DATABASE#*\?}"
+  db_args=(--database "${base%/*}/$db$query")
+fi
+"$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" --account benchacct --key "$key" "${db_args[@]}" > "$out/server.out" 2> "$out/server.err" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q "http://" "$out/server.out" 2>/dev/null && break; sleep 0.1; done

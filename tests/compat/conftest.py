@@ -25,6 +25,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("OPENBATCH_BIN", os.path.join(HERE, "..", "..", "target", "release", "openbatch"))
 ACCOUNT = "compatacct"
 KEY = base64.b64encode(os.urandom(32)).decode()
+# A PostgreSQL server (URL of a database to create others from): every
+# Server then keeps its state in a fresh database there (`--database`)
+# instead of SQLite in its data directory. tests/compat/run.sh sets it for
+# its PostgreSQL pass.
+TEST_DATABASE = os.environ.get("OPENBATCH_TEST_DATABASE")
+
+
+def fresh_database():
+    """Creates an empty database on the OPENBATCH_TEST_DATABASE server; its URL."""
+    name = "compat_" + uuid.uuid4().hex
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", TEST_DATABASE, "-c", f"CREATE DATABASE {name}"],
+                   check=True, stdout=subprocess.DEVNULL)
+    base, _, query = TEST_DATABASE.partition("?")
+    scheme, _, rest = base.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}/{name}" + (f"?{query}" if query else "")
 
 
 def free_port():
@@ -34,7 +50,8 @@ def free_port():
 
 
 class Server:
-    """One openbatch server; restartable on the same data directory."""
+    """One openbatch server; restartable on the same data directory (and,
+    under OPENBATCH_TEST_DATABASE, the same PostgreSQL database)."""
 
     def __init__(self, data_dir, extra_args=()):
         self.data_dir = data_dir
@@ -45,12 +62,14 @@ class Server:
         self.key = KEY
         self.proc = None
         self.log = open(os.path.join(data_dir, "server.log"), "ab")
+        self.database = fresh_database() if TEST_DATABASE else None
 
     def start(self):
         assert os.path.exists(BIN), f"openbatch binary not found at {BIN}; build it first"
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
-             "--account", self.account, "--key", self.key, *self.extra_args],
+             "--account", self.account, "--key", self.key,
+             *(["--database", self.database] if self.database else []), *self.extra_args],
             stdout=subprocess.PIPE, stderr=self.log,
         )
         deadline = time.time() + 20

@@ -4,6 +4,10 @@
 # distribution) drive the built openbatch binary. Idempotent: virtualenvs are
 # reused while their requirements file is unchanged. Azurite (npm) stands in
 # for Azure Blob Storage in the data tests.
+#
+# With OPENBATCH_TEST_DATABASE=postgresql://... (a PostgreSQL server the
+# tests may create databases on, e.g. from scripts/pg-server) the suites run
+# against the PostgreSQL store instead of SQLite (see below).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export OPENBATCH_BIN="${OPENBATCH_BIN:-$here/../../target/release/openbatch}"
@@ -42,6 +46,16 @@ export AZURITE_BIN="${AZURITE_BIN:-$here/node/node_modules/.bin/azurite-blob}"
 
 cd "$here"
 status=0
+if [ -n "${OPENBATCH_TEST_DATABASE:-}" ]; then
+  # The PostgreSQL pass: every server the fixtures start keeps its state in
+  # a fresh database on that server (`--database`). Which suites:
+  # OPENBATCH_PG_SUITES (default: the 15.x suite and the raw HTTP tests).
+  command -v psql >/dev/null || { echo "psql not found (install postgresql; scripts/test does)" >&2; exit 1; }
+  read -r -a suites <<< "${OPENBATCH_PG_SUITES:-v15 common}"
+  echo "-- on PostgreSQL: ${suites[*]}"
+  "$here/.venv15/bin/python" -m pytest -q -p no:cacheprovider "${suites[@]}" "$@" || status=1
+  exit $status
+fi
 echo "-- azure-batch 15.1.0, raw HTTP and the dashboard (headless Chromium)"
 "$here/.venv15/bin/python" -m pytest -q -p no:cacheprovider v15 common ui "$@" || status=1
 echo "-- azure-batch 14.2.0"

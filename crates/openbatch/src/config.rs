@@ -29,6 +29,11 @@ pub struct RawServe {
     /// Directory for the database and node data [default: ./openbatch-data]
     #[arg(long, env = "OPENBATCH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep state in this PostgreSQL database instead of the embedded SQLite store:
+    /// postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist; its tables
+    /// are created). The data directory still holds node roots, keys and packages.
+    #[arg(long, env = "OPENBATCH_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// Batch account name clients sign with [default: devbatch]
     #[arg(long, env = "OPENBATCH_ACCOUNT")]
     pub account: Option<String>,
@@ -148,6 +153,7 @@ impl RawServe {
         RawServe {
             listen: self.listen.or(other.listen),
             data_dir: self.data_dir.or(other.data_dir),
+            database: self.database.or(other.database),
             account: self.account.or(other.account),
             // A key and its file are one setting: the source that gives
             // either gives both.
@@ -180,6 +186,8 @@ impl RawServe {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL: the store lives there, not in the data directory.
+    pub database: Option<String>,
     pub account: String,
     pub keys: Vec<Vec<u8>>,
     pub using_dev_key: bool,
@@ -267,6 +275,16 @@ impl ServeConfig {
             }
             None => None,
         };
+        let database = match raw.database {
+            Some(u) if u.starts_with("postgresql://") || u.starts_with("postgres://") => Some(u),
+            Some(u) => {
+                return Err(format!(
+                    "--database {}: must be a postgresql://USER[:PASSWORD]@HOST[:PORT]/DB URL",
+                    store::postgres::redact(&u)
+                ))
+            }
+            None => None,
+        };
         let no_metrics = raw.no_metrics.unwrap_or(false);
         if no_metrics && (raw.metrics_listen.is_some() || raw.metrics_token.is_some()) {
             return Err("--no-metrics turns /metrics off: leave out --metrics-listen and --metrics-token".into());
@@ -285,6 +303,7 @@ impl ServeConfig {
         }
         let metrics = api::metrics::MetricsConfig { off: no_metrics, separate: metrics_listen.is_some(), token: raw.metrics_token.clone() };
         Ok(ServeConfig {
+            database,
             metrics,
             metrics_listen,
             tls,

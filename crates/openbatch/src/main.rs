@@ -226,7 +226,17 @@ fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
             ("key2", &settings.key2, "--key2-file FILE or the OPENBATCH_KEY2 environment variable"),
             ("auto_storage", &settings.auto_storage, "the OPENBATCH_AUTO_STORAGE environment variable or the config file"),
             ("metrics_token", &settings.metrics_token, "the OPENBATCH_METRICS_TOKEN environment variable or the config file"),
-        ],
+        ]
+        .into_iter()
+        // A database URL is a secret when it holds a password.
+        .chain(
+            settings
+                .database
+                .as_ref()
+                .filter(|u| store::postgres::redact(u) != **u)
+                .map(|_| ("database", &settings.database, "the OPENBATCH_DATABASE environment variable or the config file")),
+        )
+        .collect(),
         Command::Agent { token, .. } => {
             vec![("token", token, "--token-file FILE or the OPENBATCH_AGENT_TOKEN environment variable")]
         }
@@ -242,7 +252,7 @@ fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
     if !wipe.is_empty() && secrets::wipe_from_command_line(&wipe) < wipe.len() {
         tracing::warn!("could not wipe every secret from /proc/self/cmdline");
     }
-    for var in ["OPENBATCH_KEY", "OPENBATCH_KEY2", "OPENBATCH_AUTO_STORAGE", "OPENBATCH_AGENT_TOKEN", "OPENBATCH_METRICS_TOKEN"] {
+    for var in ["OPENBATCH_KEY", "OPENBATCH_KEY2", "OPENBATCH_AUTO_STORAGE", "OPENBATCH_AGENT_TOKEN", "OPENBATCH_METRICS_TOKEN", "OPENBATCH_DATABASE"] {
         // Single-threaded still: no other thread reads the environment.
         std::env::remove_var(var);
     }
@@ -262,7 +272,11 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
         return fail(&e);
     }
     runtime.block_on(async move {
-        let store = match store::Store::open(&cfg.data_dir) {
+        let opened = match &cfg.database {
+            Some(url) => store::Store::connect_postgres(url).await,
+            None => store::Store::open(&cfg.data_dir),
+        };
+        let store = match opened {
             Ok(s) => s,
             Err(e) => return fail(&e),
         };

@@ -14,10 +14,12 @@
 //!   transitions) and the `Store` methods for each resource.
 
 pub mod backend;
+mod group;
 pub mod jobs;
 mod leases;
 pub mod metrics;
 pub mod pools;
+pub mod postgres;
 pub mod sqlite;
 pub mod tasks;
 
@@ -175,6 +177,12 @@ impl Store {
     /// (see [`sqlite::Sqlite::open`]).
     pub fn open(data_dir: &Path) -> Result<Store, String> {
         Ok(Store::new(Arc::new(sqlite::Sqlite::open(data_dir)?)))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (see
+    /// [`postgres::Postgres::connect`]).
+    pub async fn connect_postgres(url: &str) -> Result<Store, String> {
+        Ok(Store::new(Arc::new(postgres::Postgres::connect(url).await?)))
     }
 
     /// The backend this handle forwards to.

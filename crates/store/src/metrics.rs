@@ -25,3 +25,28 @@ pub struct TaskTotals {
     pub running: i64,
     pub completed: i64,
 }
+
+impl TaskTotals {
+    /// Adds `n` tasks in `state` (a counter row's state).
+    pub(crate) fn add(&mut self, state: &str, n: i64) {
+        match state {
+            "active" => self.active += n,
+            "preparing" => self.preparing += n,
+            "running" => self.running += n,
+            "completed" => self.completed += n,
+            _ => {}
+        }
+    }
+}
+
+/// Counts a task that became `completed` (called by each backend where it
+/// writes a task's row and its counters).
+pub(crate) fn count_transition(old_state: &str, new_state: &str, new_result: &str) {
+    if old_state != "completed" && new_state == "completed" {
+        match new_result {
+            "success" => COMPLETED_SUCCESS.inc(),
+            "failure" => COMPLETED_FAILURE.inc(),
+            _ => 0,
+        };
+    }
+}

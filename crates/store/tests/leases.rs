@@ -1,9 +1,11 @@
-//! Leases through the `Store` over SQLite: exclusive while held, taken over
+//! Leases through the `Store` over SQLite and PostgreSQL: exclusive while held, taken over
 //! with a higher fencing token once expired or released, renewed only by
 //! their holder, and tokens that never repeat across a reopen.
 
 use std::time::Duration;
-use store::Store;
+
+mod common;
+use common::Db;
 use wire::time::Timestamp;
 
 const TTL: Duration = Duration::from_secs(10);
@@ -12,10 +14,8 @@ fn at(secs: i64) -> Timestamp {
     Timestamp(chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_lease_is_exclusive_and_its_holder_extends_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+async fn a_held_lease_is_exclusive_and_its_holder_extends_it(db: Db) {
+    let s = db.open().await;
     let a = s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().expect("a free lease is granted");
     assert_eq!((a.name.as_str(), a.holder.as_str(), a.token), ("leader", "a", 1));
     assert_eq!(a.expires, at(10));
@@ -34,10 +34,8 @@ async fn a_held_lease_is_exclusive_and_its_holder_extends_it() {
     assert_eq!(other.token, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_lease_passes_on_with_a_higher_token_and_the_old_holder_loses_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+async fn an_expired_lease_passes_on_with_a_higher_token_and_the_old_holder_loses_it(db: Db) {
+    let s = db.open().await;
     let a = s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().unwrap();
     // Expired at exactly `expires`.
     let b = s.acquire_lease("leader", "b", TTL, at(10)).await.unwrap().expect("an expired lease is granted");
@@ -54,10 +52,8 @@ async fn an_expired_lease_passes_on_with_a_higher_token_and_the_old_holder_loses
     assert_eq!((renewed.token, renewed.expires), (b.token, at(22)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_holder_renews_and_not_after_expiry() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+async fn only_the_holder_renews_and_not_after_expiry(db: Db) {
+    let s = db.open().await;
     let a = s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().unwrap();
     let mut impostor = a.clone();
     impostor.holder = "b".into();
@@ -78,11 +74,9 @@ async fn only_the_holder_renews_and_not_after_expiry() {
     assert!(fresh.token > a.token);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_released_lease_is_free_at_once_and_tokens_never_repeat() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_released_lease_is_free_at_once_and_tokens_never_repeat(db: Db) {
     let last = {
-        let s = Store::open(dir.path()).unwrap();
+        let s = db.open().await;
         let a = s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().unwrap();
         assert!(s.release_lease(&a).await.unwrap());
         assert!(!s.release_lease(&a).await.unwrap(), "released once");
@@ -93,25 +87,21 @@ async fn a_released_lease_is_free_at_once_and_tokens_never_repeat() {
         b.token
     };
     // Across a reopen the next grant is still higher.
-    let s = Store::open(dir.path()).unwrap();
+    let s = db.open().await;
     let c = s.acquire_lease("leader", "c", TTL, at(2)).await.unwrap().unwrap();
     assert!(c.token > last, "{} > {last}", c.token);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_needs_a_name_and_a_holder() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+async fn a_lease_needs_a_name_and_a_holder(db: Db) {
+    let s = db.open().await;
     assert!(s.acquire_lease("", "a", TTL, at(0)).await.is_err());
     assert!(s.acquire_lease("leader", "", TTL, at(0)).await.is_err());
     // Nothing was granted by the refused calls.
     assert_eq!(s.acquire_lease("leader", "a", TTL, at(0)).await.unwrap().unwrap().token, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_acquirers_get_one_grant() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+async fn concurrent_acquirers_get_one_grant(db: Db) {
+    let s = db.open().await;
     let mut handles = Vec::new();
     for i in 0..16 {
         let s = s.clone();
@@ -126,3 +116,10 @@ async fn concurrent_acquirers_get_one_grant() {
     assert_eq!(granted.len(), 1, "{granted:?}");
     assert_eq!(granted[0].token, 1);
 }
+
+both!(a_held_lease_is_exclusive_and_its_holder_extends_it);
+both!(an_expired_lease_passes_on_with_a_higher_token_and_the_old_holder_loses_it);
+both!(only_the_holder_renews_and_not_after_expiry);
+both!(a_released_lease_is_free_at_once_and_tokens_never_repeat);
+both!(a_lease_needs_a_name_and_a_holder);
+both!(concurrent_acquirers_get_one_grant);

@@ -134,12 +134,14 @@ def test_tasks_cannot_read_the_servers_secrets_or_other_nodes(server, client, po
         assert root["whoami"].split()[0] == "root", admin_out
 
         # Everything exists and a privileged task can read it...
-        for name in ("sqlite", "agent-token", "data-list", "nodes-list", "other-root-list", "other-file",
+        # (Under PostgreSQL there is no database file in the data directory.)
+        db_file = () if server.database else ("sqlite",)
+        for name in (*db_file, "agent-token", "data-list", "nodes-list", "other-root-list", "other-file",
                      "server-environ", "server-cmdline", "writer-environ", "writer-cwd", "own-root-list"):
             assert root[name] == "ok", (name, admin_out)
         assert root["writer-found"] != "none" and root["writer-secret"] == secret, admin_out
         # ...and the unprivileged task can read none of it.
-        for name in ("sqlite", "agent-token", "data-list", "nodes-list", "other-root-list", "other-file",
+        for name in (*db_file, "agent-token", "data-list", "nodes-list", "other-root-list", "other-file",
                      "server-environ", "writer-environ", "writer-cwd"):
             assert user[name] == "denied", (name, out)
         if os.path.exists(os.path.join(server.data_dir, "openbatch.sqlite-wal")):

@@ -69,7 +69,9 @@ fn operand(path: &[String], resolver: &dyn FieldResolver, c: &mut CompiledFilter
     }
 }
 
-fn literal(value: &Literal, ty: FieldType, lower: bool, path: &[String]) -> Result<Value, String> {
+/// A literal as a value of the property's type (the PostgreSQL store uses
+/// the same checks).
+pub(crate) fn literal(value: &Literal, ty: FieldType, lower: bool, path: &[String]) -> Result<Value, String> {
     let name = path.join("/");
     Ok(match (ty, value) {
         (FieldType::Text | FieldType::Enum, Literal::String(s)) => Value::Text(if lower { s.to_ascii_lowercase() } else { s.clone() }),
@@ -85,7 +87,7 @@ fn literal(value: &Literal, ty: FieldType, lower: bool, path: &[String]) -> Resu
     })
 }
 
-fn type_name(ty: FieldType) -> &'static str {
+pub(crate) fn type_name(ty: FieldType) -> &'static str {
     match ty {
         FieldType::Text => "string",
         FieldType::Enum => "enumeration",

@@ -164,13 +164,7 @@ pub(crate) fn save(conn: &Connection, job: &str, before: &CloudTask, after: &Clo
     if old != new {
         bump(conn, &job_key, &old, -1)?;
         bump(conn, &job_key, &new, 1)?;
-        if old.state != "completed" && new.state == "completed" {
-            match new.result {
-                "success" => crate::metrics::COMPLETED_SUCCESS.inc(),
-                "failure" => crate::metrics::COMPLETED_FAILURE.inc(),
-                _ => 0,
-            };
-        }
+        crate::metrics::count_transition(old.state, new.state, new.result);
     }
     Ok((Stored { doc, etag: after.e_tag.clone(), last_modified: after.last_modified }, released))
 }
@@ -364,13 +358,7 @@ impl Sqlite {
             while let Some(r) = rows.next().map_err(sql)? {
                 let state: String = r.get(0).map_err(sql)?;
                 let n: i64 = r.get(1).map_err(sql)?;
-                match state.as_str() {
-                    "active" => t.active += n,
-                    "preparing" => t.preparing += n,
-                    "running" => t.running += n,
-                    "completed" => t.completed += n,
-                    _ => {}
-                }
+                t.add(&state, n);
             }
             Ok(t)
         })
