@@ -30,6 +30,7 @@ impl Harness {
             store,
             ApiConfig {
                 strict_limits: false,
+                autoscale_sample_interval: std::time::Duration::from_secs(30),
                 file_roots: None,
                 account: ACCOUNT.into(),
                 keys: vec![KEY.to_vec()],

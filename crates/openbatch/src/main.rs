@@ -222,6 +222,7 @@ fn serve(cfg: ServeConfig) -> ExitCode {
                 auto_storage: cfg.auto_storage.clone(),
                 agent_program: std::env::current_exe().ok(),
                 strict_limits: cfg.strict_limits,
+                autoscale_sample_interval: cfg.autoscale_sample_interval,
                 file_roots: cfg.file_roots.clone(),
             },
         );
