@@ -33,10 +33,10 @@ pub fn measure(root: &Path) -> NodeUsage {
         let (mut rb, mut wb, mut ro, mut wo) = (0u64, 0u64, 0u64, 0u64);
         for d in disks.iter().filter(|d| is_disk(&d.name)) {
             // Sectors in /proc/diskstats are 512 bytes whatever the device's.
-            rb += d.sectors_read as u64 * 512;
-            wb += d.sectors_written as u64 * 512;
-            ro += d.reads as u64;
-            wo += d.writes as u64;
+            rb += d.sectors_read * 512;
+            wb += d.sectors_written * 512;
+            ro += d.reads;
+            wo += d.writes;
         }
         (u.disk_read_bytes, u.disk_write_bytes, u.disk_read_ops, u.disk_write_ops) = (Some(rb), Some(wb), Some(ro), Some(wo));
     }

@@ -26,13 +26,8 @@ async fn pool_doc(w: &World, id: &str) -> Map<String, Value> {
 
 /// A pool with autoscale on: `formula`, evaluated every 5 seconds.
 async fn autoscale_pool(w: &World, id: &str, formula: &str) {
-    w.pool_with(
-        id,
-        1,
-        "spread",
-        json!({"enableAutoScale": true, "autoScaleFormula": formula, "autoScaleEvaluationInterval": "PT5S"}),
-    )
-    .await;
+    w.pool_with(id, 1, "spread", json!({"enableAutoScale": true, "autoScaleFormula": formula, "autoScaleEvaluationInterval": "PT5S"}))
+        .await;
 }
 
 async fn set_job_state(w: &World, job: &str, state: JobState) {

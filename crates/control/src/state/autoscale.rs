@@ -112,10 +112,13 @@ pub fn resource_tick(tick: &mut Tick, last: &HashMap<String, NodeUsage>, nodes: 
     tick.set(Metric::DiskWriteOps, moved(|u| u.disk_write_ops));
     tick.set(Metric::NetworkInBytes, moved(|u| u.net_in_bytes));
     tick.set(Metric::NetworkOutBytes, moved(|u| u.net_out_bytes));
-    tick.set(Metric::WallClockSeconds, match elapsed {
-        Some(s) if !pairs.is_empty() => s * pairs.len() as f64,
-        _ => f64::NAN,
-    });
+    tick.set(
+        Metric::WallClockSeconds,
+        match elapsed {
+            Some(s) if !pairs.is_empty() => s * pairs.len() as f64,
+            _ => f64::NAN,
+        },
+    );
 }
 
 #[cfg(test)]
