@@ -80,14 +80,19 @@ mod tests {
         assert!(a.memory_bytes.unwrap() > 0);
         assert!(a.disk_bytes.unwrap() > 0);
         assert!(a.net_in_bytes.is_some() && a.disk_read_ops.is_some());
-        // Some work, then the CPU counters moved.
-        let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        std::hint::black_box(x);
+        // Busy for a while (the counters tick every 10 ms): they move.
         std::fs::write(dir.path().join("f"), vec![1u8; 1 << 20]).unwrap();
-        let b = measure(dir.path());
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        let b = loop {
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            let b = measure(dir.path());
+            if b.cpu_total > a.cpu_total || start.elapsed() > std::time::Duration::from_secs(3) {
+                break b;
+            }
+        };
         assert!(b.cpu_total.unwrap() > a.cpu_total.unwrap());
         assert!(b.cpu_busy.unwrap() >= a.cpu_busy.unwrap());
         assert!(b.disk_read_bytes.unwrap() >= a.disk_read_bytes.unwrap());
