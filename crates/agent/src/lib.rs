@@ -14,6 +14,7 @@ pub mod journal;
 pub mod packages;
 pub mod spawn;
 pub mod tls;
+pub mod usage;
 
 use futures_util::{SinkExt, StreamExt};
 use proto::{Hello, TaskLaunch, ToAgent, ToServer};
@@ -499,11 +500,14 @@ async fn handle(
                 }
                 tracing::info!(node = %node_id, "joined the pool");
                 let tx = tx.clone();
+                let root = state.cfg.root.clone();
                 *heartbeat = Some(tokio::spawn(async move {
                     let mut t = tokio::time::interval(Duration::from_millis(heartbeat_ms.max(100)));
                     loop {
                         t.tick().await;
-                        if tx.send(ToServer::Heartbeat).is_err() {
+                        // What the node uses, measured now (a few small /proc reads).
+                        let usage = Some(usage::measure(&root));
+                        if tx.send(ToServer::Heartbeat { usage }).is_err() {
                             break;
                         }
                     }

@@ -85,8 +85,44 @@ fn resize_timeout(body: &Map<String, Value>) -> Result<Option<String>, Error> {
     }
 }
 
-fn autoscale_unsupported() -> Error {
-    Error::msg(ErrorCode::NotImplemented, "openbatch does not support pool autoscale yet; see COMPATIBILITY.md.")
+/// 409 for an operation that sets a pool's size while autoscale does.
+fn autoscale_on() -> Error {
+    Error::msg(
+        ErrorCode::OperationNotValidOnPool,
+        "The pool has automatic scaling enabled: its size is set by its autoscale formula. Disable autoscale to resize it.",
+    )
+}
+
+fn autoscale_enabled(doc: &Map<String, Value>) -> bool {
+    doc.get("enableAutoScale").and_then(Value::as_bool) == Some(true)
+}
+
+/// The autoscale members of a pool body (add): with `enableAutoScale`, a
+/// formula that parses is required and no target may be given; the
+/// evaluation interval (any time it is given) must be in range and is
+/// stored in canonical form. `strict`: the service's 5-minute minimum.
+fn check_autoscale(doc: &mut Map<String, Value>, strict: bool) -> Result<(), Error> {
+    if let Some(v) = doc.get("autoScaleFormula").filter(|v| !v.is_null()) {
+        if !v.is_string() {
+            return Err(Error::invalid_property("autoScaleFormula", "The value must be a string."));
+        }
+    }
+    if let Some(d) = control::autoscale::evaluation_interval(doc.get("autoScaleEvaluationInterval"), strict)? {
+        doc.insert("autoScaleEvaluationInterval".into(), json!(d.to_string()));
+    }
+    if !autoscale_enabled(doc) {
+        return Ok(());
+    }
+    let formula = doc.get("autoScaleFormula").and_then(Value::as_str).ok_or_else(|| Error::missing_property("autoScaleFormula"))?;
+    control::autoscale::parse_formula(formula)?;
+    for t in ["targetDedicatedNodes", "targetLowPriorityNodes"] {
+        if doc.get(t).is_some_and(|v| !v.is_null()) {
+            return Err(Error::new(ErrorCode::InvalidAutoScalingSettings)
+                .with("PropertyName", t)
+                .with("Reason", "A pool with enableAutoScale gets its targets from its formula; do not give them."));
+        }
+    }
+    Ok(())
 }
 
 /// A pool's package references must name registered packages (a version,
@@ -149,9 +185,7 @@ pub fn check_add(doc: &mut Map<String, Value>) -> Result<String, Error> {
         return Err(Error::missing_property("vmSize"));
     }
     check_bools(doc, &["enableAutoScale", "enableInterNodeCommunication"])?;
-    if doc.get("enableAutoScale").and_then(Value::as_bool) == Some(true) {
-        return Err(autoscale_unsupported());
-    }
+    check_autoscale(doc, false)?;
     enum_property(doc, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
     int_in(doc, "targetDedicatedNodes", 0, 1000)?;
     int_in(doc, "targetLowPriorityNodes", 0, 1000)?;
@@ -252,7 +286,7 @@ fn check_add_raw(doc: &mut RawObject) -> Result<String, Error> {
         }
     }
     let id = check_add(&mut small)?;
-    for name in ["resizeTimeout", "taskSchedulingPolicy"] {
+    for name in ["resizeTimeout", "taskSchedulingPolicy", "autoScaleEvaluationInterval"] {
         if let Some(v) = small.get(name) {
             doc.set(name, v);
         }
@@ -271,6 +305,12 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     let mut doc: RawObject = parse_body(&ctx.body)?;
     pool_numbers_raw(&mut doc, &ctx.body)?;
     let id = check_add_raw(&mut doc)?;
+    if app.config.strict_limits {
+        // The service's minimum evaluation interval (5 minutes).
+        let given: Option<Value> = doc.parse("autoScaleEvaluationInterval")?;
+        control::autoscale::evaluation_interval(given.as_ref(), true)?;
+    }
+    let autoscale = doc.parse::<Option<bool>>("enableAutoScale")?.flatten() == Some(true);
     check_packages(app, doc.parse::<Vec<wire::models::ApplicationPackageReference>>("applicationPackageReferences")?)?;
     let (now, etag) = app.store.etags.next();
     for (k, v) in [
@@ -294,11 +334,18 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     ] {
         doc.set_default(k, &v);
     }
+    if autoscale {
+        doc.set_default("autoScaleEvaluationInterval", &json!("PT15M"));
+    }
     doc.remove("url");
     let lm = doc.str("lastModified").unwrap_or_default();
     let text = doc.to_json();
     drop(doc);
     let stored = app.store.create_doc_text(store::pools::POOLS, &id, text, "active".into(), etag, lm).await?;
+    if autoscale {
+        // The first evaluation happens now, as the service's does.
+        app.cluster.autoscale_pool(&id, chrono::Utc::now()).await?;
+    }
     app.cluster.reconcile.notify_one();
     let url = ctx.url(&pool_path(&id));
     Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
@@ -429,22 +476,17 @@ pub async fn resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let dedicated = int_in(&body, "targetDedicatedNodes", 0, 1000)?;
     let low = int_in(&body, "targetLowPriorityNodes", 0, 1000)?;
     let timeout = resize_timeout(&body)?;
-    if let Some(opt) = enum_property(&body, "nodeDeallocationOption", DEALLOCATION_OPTIONS)? {
-        if opt != "requeue" {
-            return Err(Error::msg(
-                ErrorCode::NotImplemented,
-                format!("nodeDeallocationOption '{opt}' is not supported yet; openbatch requeues the tasks of removed nodes."),
-            ));
-        }
-    }
+    let option = enum_property(&body, "nodeDeallocationOption", DEALLOCATION_OPTIONS)?.unwrap_or_else(|| "requeue".into());
     let pre = ctx.preconditions()?;
     let stored = app
         .store
         .update_pool(id, pre, move |doc, now| {
             refuse_if_deleting(doc)?;
-            if doc.get("enableAutoScale").and_then(Value::as_bool) == Some(true) {
-                return Err(Error::msg(ErrorCode::OperationNotValidOnPool, "The pool has autoscale enabled."));
+            if autoscale_enabled(doc) {
+                return Err(autoscale_on());
             }
+            // How nodes beyond the new target leave (see `reconcile_pools`).
+            doc.insert(control::autoscale::DEALLOCATION_MEMBER.into(), json!(option));
             if let Some(d) = dedicated {
                 doc.insert("targetDedicatedNodes".into(), json!(d));
             }
@@ -470,6 +512,9 @@ pub async fn stop_resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error>
         .store
         .update_pool(id, pre, move |doc, now| {
             refuse_if_deleting(doc)?;
+            if autoscale_enabled(doc) {
+                return Err(autoscale_on());
+            }
             doc.insert("targetDedicatedNodes".into(), json!(current));
             doc.insert("targetLowPriorityNodes".into(), json!(0));
             doc.insert("allocationStateTransitionTime".into(), json!(now));
@@ -525,23 +570,7 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
 
 /// Completes the tasks running on a node as terminated and kills them.
 pub async fn terminate_running_on(app: &App, node_id: &str) {
-    for (attempt, slot) in app.cluster.running_on(node_id) {
-        let task_attempt = app.cluster.task_attempt(attempt);
-        let _ = app
-            .store
-            .update_task(&slot.job_id, &slot.task_id, Default::default(), move |_, t, now| {
-                if t.attempt != Some(task_attempt) {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                }
-                control::jobs::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
-                t.attempt = None;
-                t.node = None;
-                Ok(())
-            })
-            .await;
-        app.cluster.kill(node_id, attempt);
-        app.lifecycle.job_changed(&slot.job_id);
-    }
+    app.cluster.terminate_running_on(node_id).await;
 }
 
 /// Requeues the tasks running on a node and kills them.
@@ -552,12 +581,124 @@ pub async fn requeue_running_on(app: &App, node_id: &str) {
     }
 }
 
-pub async fn autoscale(_app: &App, ctx: &Ctx, _id: &str) -> Result<Reply, Error> {
-    // A malformed body is refused as everywhere else, before the 501.
+/// The autoscale operations: `enableautoscale`, `disableautoscale`,
+/// `evaluateautoscale` (the route's last segment says which).
+pub async fn autoscale(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let action = ctx.path.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
+    match action.as_str() {
+        "enableautoscale" => enable_autoscale(app, ctx, id).await,
+        "disableautoscale" => disable_autoscale(app, ctx, id).await,
+        _ => evaluate_autoscale(app, ctx, id).await,
+    }
+}
+
+/// `POST /pools/{id}/enableautoscale`: turns autoscale on with a formula
+/// (required then), or changes the formula or interval of a pool that has
+/// it on. The formula is evaluated at once and then every interval.
+async fn enable_autoscale(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let body: Map<String, Value> = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) { Map::new() } else { parse_body(&ctx.body)? };
+    let formula = match body.get("autoScaleFormula") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(f)) => {
+            control::autoscale::parse_formula(f)?;
+            Some(f.clone())
+        }
+        Some(_) => return Err(Error::invalid_property("autoScaleFormula", "The value must be a string.")),
+    };
+    let interval = control::autoscale::evaluation_interval(body.get("autoScaleEvaluationInterval"), app.config.strict_limits)?;
+    // A pool being resized cannot switch to autoscale (the service's rule).
+    let current = app.store.get_pool(id).await?;
+    let doc: Map<String, Value> = serde_json::from_str(&current.doc).map_err(Error::internal)?;
+    if !autoscale_enabled(&doc) {
+        let target = doc.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0)
+            + doc.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0);
+        if doc.get("state").and_then(Value::as_str) != Some("deleting") && app.cluster.allocation_state(id, target as usize) == "resizing" {
+            return Err(Error::new(ErrorCode::PoolBeingResized));
+        }
+    }
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_pool(id, pre, move |doc, now| {
+            refuse_if_deleting(doc)?;
+            let was = autoscale_enabled(doc);
+            match formula {
+                Some(f) => {
+                    doc.insert("autoScaleFormula".into(), json!(f));
+                }
+                None if !was => return Err(Error::missing_property("autoScaleFormula")),
+                None => {}
+            }
+            if let Some(i) = interval {
+                doc.insert("autoScaleEvaluationInterval".into(), json!(i.to_string()));
+            } else if !was {
+                doc.insert("autoScaleEvaluationInterval".into(), json!("PT15M"));
+            }
+            doc.insert("enableAutoScale".into(), json!(true));
+            if !was {
+                doc.insert("allocationStateTransitionTime".into(), json!(now));
+            }
+            Ok(())
+        })
+        .await?;
+    // Evaluated now (as the service does when autoscale is enabled); the
+    // next evaluation is one interval later.
+    app.cluster.autoscale_pool(id, chrono::Utc::now()).await?;
+    app.cluster.autoscale.notify_one();
+    let stored = app.store.get_pool(id).await.unwrap_or(stored);
+    Ok(Reply::status(200).changed(&stored, ctx.url(&pool_path(id))))
+}
+
+/// `POST /pools/{id}/disableautoscale`: the pool keeps the size autoscale
+/// last gave it, and can be resized again. Its formula, interval and last
+/// run are kept.
+async fn disable_autoscale(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     if !ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
         parse_body::<Map<String, Value>>(&ctx.body)?;
     }
-    Err(autoscale_unsupported())
+    let pre = ctx.preconditions()?;
+    let stored = app
+        .store
+        .update_pool(id, pre, |doc, _| {
+            refuse_if_deleting(doc)?;
+            doc.insert("enableAutoScale".into(), json!(false));
+            Ok(())
+        })
+        .await?;
+    Ok(Reply::status(200).changed(&stored, ctx.url(&pool_path(id))))
+}
+
+/// `POST /pools/{id}/evaluateautoscale`: the `AutoScaleRun` of a formula
+/// on the pool now, applying nothing. The pool must have autoscale on (as
+/// the service requires); an evaluation error is the run's `error`, a
+/// formula that does not parse a 400.
+async fn evaluate_autoscale(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
+    let body: Map<String, Value> = parse_body(&ctx.body)?;
+    let text = match body.get("autoScaleFormula") {
+        Some(Value::String(f)) => f.clone(),
+        None | Some(Value::Null) => return Err(Error::missing_property("autoScaleFormula")),
+        Some(_) => return Err(Error::invalid_property("autoScaleFormula", "The value must be a string.")),
+    };
+    let formula = control::autoscale::parse_formula(&text)?;
+    let stored = app.store.get_pool(id).await?;
+    let doc: Map<String, Value> = serde_json::from_str(&stored.doc).map_err(Error::internal)?;
+    refuse_if_deleting(&doc)?;
+    if !autoscale_enabled(&doc) {
+        return Err(Error::msg(
+            ErrorCode::OperationNotValidOnPool,
+            "The pool does not have automatic scaling enabled: enable it (enableautoscale) before evaluating a formula.",
+        ));
+    }
+    let now = chrono::Utc::now();
+    if app.cluster.sample_count(id) == 0 {
+        app.cluster.sample_pool(id, now).await?;
+    }
+    let eval = app.cluster.evaluate_formula(&doc, &formula, now);
+    let Value::Object(run) = control::autoscale::run_json(&eval, now) else { return Err(Error::internal("an AutoScaleRun is an object")) };
+    let mut out = Map::new();
+    out.insert("odata.metadata".into(), json!(format!("{}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.AutoScaleRun", ctx.base_url)));
+    out.extend(run);
+    Ok(Reply::json(200, Value::Object(out).to_string()).header("dataserviceid", ctx.url(&pool_path(id))))
 }
 
 /// `GET /nodecounts`.

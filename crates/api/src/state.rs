@@ -29,6 +29,8 @@ pub struct ApiConfig {
     /// Enforce the service's own limits where openbatch is more generous by
     /// default (e.g. 64,000 characters of dependency task ids).
     pub strict_limits: bool,
+    /// How often autoscale samples are taken (`--autoscale-sample-interval`).
+    pub autoscale_sample_interval: Duration,
     /// `file://` roots for local nodes' transfers (`:`-separated); None: any path.
     pub file_roots: Option<String>,
     /// Where and how `/metrics` is served.
@@ -66,6 +68,7 @@ impl App {
                 file_roots: config.file_roots.clone(),
                 auto_storage: config.auto_storage.clone(),
                 strict_limits: config.strict_limits,
+                autoscale_sample_interval: config.autoscale_sample_interval,
                 transition_delay: config.transition_delay,
             },
             lifecycle.clone(),

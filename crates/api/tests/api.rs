@@ -30,6 +30,7 @@ impl Harness {
             store,
             ApiConfig {
                 strict_limits: false,
+                autoscale_sample_interval: std::time::Duration::from_secs(30),
                 file_roots: None,
                 metrics: Default::default(),
                 account: ACCOUNT.into(),

@@ -29,6 +29,7 @@ impl Server {
             store,
             ApiConfig {
                 strict_limits: false,
+                autoscale_sample_interval: std::time::Duration::from_secs(30),
                 file_roots: None,
                 metrics: Default::default(),
                 account: ACCOUNT.into(),

@@ -23,6 +23,7 @@ fn app(dir: &std::path::Path) -> Arc<App> {
         store,
         ApiConfig {
             strict_limits: false,
+            autoscale_sample_interval: std::time::Duration::from_secs(30),
             file_roots: None,
             metrics: Default::default(),
             account: ACCOUNT.into(),

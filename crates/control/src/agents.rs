@@ -92,6 +92,7 @@ impl Cluster {
                 drain: None,
                 preps: HashMap::new(),
                 pool_packages: Vec::new(),
+                usage: None,
             });
             node.pool_packages = pool.application_packages.clone();
             node.fill = if pool.pack { placement::Fill::Pack } else { placement::Fill::Spread };
@@ -446,7 +447,8 @@ impl Cluster {
                 let node = node_id.to_string();
                 tokio::spawn(async move { me.reset_done(&node).await });
             }
-            ToServer::Heartbeat | ToServer::Hello(_) => {}
+            ToServer::Heartbeat { usage: Some(u) } => self.node_measured(node_id, u),
+            ToServer::Heartbeat { usage: None } | ToServer::Hello(_) => {}
         }
     }
 

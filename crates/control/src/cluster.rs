@@ -28,6 +28,8 @@ pub struct Cluster {
     pub(crate) next_file: AtomicU64,
     pub wake: Notify,
     pub reconcile: Notify,
+    /// Wakes the autoscale loop (a pool's autoscale was enabled or changed).
+    pub autoscale: Notify,
     /// The first attempt id this server issued: lower ones are an earlier
     /// server's (see `adopt`).
     pub(crate) first_attempt: AtomicU64,
@@ -58,6 +60,7 @@ impl Cluster {
             next_file: AtomicU64::new(1),
             wake: Notify::new(),
             reconcile: Notify::new(),
+            autoscale: Notify::new(),
             first_attempt: AtomicU64::new(1),
             initialized: tokio::sync::watch::channel(false).0,
         }

@@ -46,6 +46,8 @@ pub struct ClusterConfig {
     /// Enforce the service's own limits where openbatch is more generous
     /// by default (e.g. 64,000 characters of dependency task ids).
     pub strict_limits: bool,
+    /// How often the pools' autoscale samples are taken (the service: 30 s).
+    pub autoscale_sample_interval: Duration,
     /// How long a job shows a transitional state before the change completes.
     pub transition_delay: Duration,
 }

@@ -16,6 +16,8 @@
 //!   processes on this machine);
 //! - `launch`, `data`, `packages`, `tokens`: what an agent is sent to run;
 //! - `execution`: task state changes; `metrics`: dispatch latency; `lifecycle`: job transitions' signals;
+//! - `autoscale`: pool samples and the periodic evaluation of autoscale
+//!   formulas (the language is the `autoscale` crate);
 //! - `supervisor`: the background loops, stopped in order at shutdown.
 //!
 //! - `state`: the in-memory control state with one owner (`state::Core`,
@@ -28,6 +30,7 @@
 //! module that imports it back (`tests/layering.rs`).
 
 pub mod agents;
+pub mod autoscale;
 pub mod cluster;
 pub mod completion;
 pub mod config;

@@ -191,6 +191,28 @@ impl Cluster {
         }
     }
 
+    /// Completes the tasks running on a node as terminated (`TaskEnded`,
+    /// as by a user's request) and kills them.
+    pub async fn terminate_running_on(&self, node_id: &str) {
+        for (attempt, slot) in self.running_on(node_id) {
+            let task_attempt = self.task_attempt(attempt);
+            let _ = self
+                .store
+                .update_task(&slot.job_id, &slot.task_id, Default::default(), move |_, t, now| {
+                    if t.attempt != Some(task_attempt) {
+                        return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
+                    }
+                    crate::jobs::complete_with_failure(t, now, "TaskEnded", "Task Was Ended by User Request");
+                    t.attempt = None;
+                    t.node = None;
+                    Ok(())
+                })
+                .await;
+            self.kill(node_id, attempt);
+            self.lifecycle.job_changed(&slot.job_id);
+        }
+    }
+
     /// Removes a node from its pool: its tasks are requeued (when `requeue`)
     /// and its agent told to shut down.
     pub async fn remove_node(&self, node_id: &str, requeue: bool) {

@@ -83,8 +83,9 @@ impl Supervisor {
 
 /// Starts the control plane's loops under `sup`, in this order (so they stop
 /// in the reverse one): the writer of `Started` reports, the scheduler, the
-/// local node provider's reconciliation, the requeue of orphaned
-/// assignments after a restart, and liveness with retention.
+/// local node provider's reconciliation, autoscale (samples and
+/// evaluations), the requeue of orphaned assignments after a restart, and
+/// liveness with retention.
 pub fn start(sup: &Supervisor, cluster: Arc<Cluster>, account_url: Arc<Mutex<Option<String>>>) {
     let c = cluster.clone();
     sup.spawn("started-reports", move |stop| c.write_started_reports(stop));
@@ -122,6 +123,32 @@ pub fn start(sup: &Supervisor, cluster: Arc<Cluster>, account_url: Arc<Mutex<Opt
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 _ = c.reconcile.notified() => {}
+                _ = stop.stopped() => break,
+            }
+        }
+    });
+    let c = cluster.clone();
+    sup.spawn("autoscale", move |mut stop| async move {
+        // Samples every period; each autoscale pool's formula when due, and
+        // at once when its autoscale is enabled or changed (`autoscale`).
+        let period = c.config.autoscale_sample_interval;
+        let mut next_sample = chrono::Utc::now();
+        while !stop.is_stopped() {
+            let now = chrono::Utc::now();
+            if now >= next_sample {
+                if let Err(e) = c.sample_pools(now).await {
+                    tracing::warn!(error = %e, "taking the pools' autoscale samples failed");
+                }
+                next_sample = now + period;
+            }
+            if let Err(e) = c.autoscale_due(chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "evaluating the pools' autoscale formulas failed");
+            }
+            let wake = c.next_autoscale().map_or(next_sample, |t| t.min(next_sample));
+            let wait = (wake - chrono::Utc::now()).to_std().unwrap_or_default().max(Duration::from_millis(20));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = c.autoscale.notified() => {}
                 _ = stop.stopped() => break,
             }
         }

@@ -62,6 +62,10 @@ pub struct RawServe {
     /// (see COMPATIBILITY.md, "Limits").
     #[arg(long, env = "OPENBATCH_STRICT_LIMITS", num_args = 0..=1, default_missing_value = "true")]
     pub strict_limits: Option<bool>,
+    /// Seconds between the samples autoscale formulas read ($PendingTasks,
+    /// $CPUPercent, ...) [default: 30, the service's period]; 1 to 3600.
+    #[arg(long, env = "OPENBATCH_AUTOSCALE_SAMPLE_INTERVAL")]
+    pub autoscale_sample_interval: Option<u64>,
     /// Directories that `file://` resource-file sources and output-file destinations of
     /// tasks on local nodes may use, separated by ':' (default: any path).
     #[arg(long, env = "OPENBATCH_FILE_ROOTS")]
@@ -164,6 +168,7 @@ impl RawServe {
             public_url: self.public_url.or(other.public_url),
             transition_delay_ms: self.transition_delay_ms.or(other.transition_delay_ms),
             strict_limits: self.strict_limits.or(other.strict_limits),
+            autoscale_sample_interval: self.autoscale_sample_interval.or(other.autoscale_sample_interval),
             file_roots: self.file_roots.or(other.file_roots),
             applications_dir: self.applications_dir.or(other.applications_dir),
             auto_storage: self.auto_storage.or(other.auto_storage),
@@ -194,6 +199,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub transition_delay: Duration,
     pub strict_limits: bool,
+    /// The autoscale sample period (`--autoscale-sample-interval`).
+    pub autoscale_sample_interval: Duration,
     pub file_roots: Option<String>,
     pub applications_dir: Option<PathBuf>,
     pub auto_storage: Option<control::data::AutoStorage>,
@@ -275,6 +282,11 @@ impl ServeConfig {
             }
             None => None,
         };
+        let autoscale_sample_interval = match raw.autoscale_sample_interval {
+            None => Duration::from_secs(30),
+            Some(s @ 1..=3600) => Duration::from_secs(s),
+            Some(s) => return Err(format!("--autoscale-sample-interval {s}: must be from 1 to 3600 seconds")),
+        };
         let database = match raw.database {
             Some(u) if u.starts_with("postgresql://") || u.starts_with("postgres://") => Some(u),
             Some(u) => {
@@ -303,6 +315,7 @@ impl ServeConfig {
         }
         let metrics = api::metrics::MetricsConfig { off: no_metrics, separate: metrics_listen.is_some(), token: raw.metrics_token.clone() };
         Ok(ServeConfig {
+            autoscale_sample_interval,
             database,
             metrics,
             metrics_listen,

@@ -252,7 +252,14 @@ fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
     if !wipe.is_empty() && secrets::wipe_from_command_line(&wipe) < wipe.len() {
         tracing::warn!("could not wipe every secret from /proc/self/cmdline");
     }
-    for var in ["OPENBATCH_KEY", "OPENBATCH_KEY2", "OPENBATCH_AUTO_STORAGE", "OPENBATCH_AGENT_TOKEN", "OPENBATCH_METRICS_TOKEN", "OPENBATCH_DATABASE"] {
+    for var in [
+        "OPENBATCH_KEY",
+        "OPENBATCH_KEY2",
+        "OPENBATCH_AUTO_STORAGE",
+        "OPENBATCH_AGENT_TOKEN",
+        "OPENBATCH_METRICS_TOKEN",
+        "OPENBATCH_DATABASE",
+    ] {
         // Single-threaded still: no other thread reads the environment.
         std::env::remove_var(var);
     }
@@ -302,6 +309,7 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
                 auto_storage: cfg.auto_storage.clone(),
                 agent_program: std::env::current_exe().ok(),
                 strict_limits: cfg.strict_limits,
+                autoscale_sample_interval: cfg.autoscale_sample_interval,
                 file_roots: cfg.file_roots.clone(),
                 metrics: cfg.metrics.clone(),
             },

@@ -98,11 +98,50 @@ pub enum ToServer {
     },
     /// The attempt ended (or could not start).
     Finished(Box<TaskOutcome>),
-    Heartbeat,
+    /// The agent is alive; with what it measured of the node (absent from
+    /// agents before this field, and when nothing could be read).
+    Heartbeat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<NodeUsage>,
+    },
     FileReply(FileReply),
     /// The node finished a `Reset`: every attempt is stopped (and, for a
     /// reimage, the task data wiped); it takes tasks again.
     ResetDone,
+}
+
+/// What an agent measured of its node, from the operating system, at one
+/// instant: counters are cumulative since the machine booted (the server
+/// takes differences between its samples), the rest are current values.
+/// A value that could not be read is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    /// CPU time, in clock ticks (`/proc/stat`): not idle, and in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_busy: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_total: Option<u64>,
+    /// Memory in use, in bytes (`MemTotal - MemAvailable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Bytes in use on the file system of the node root (`statvfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+    /// Disk I/O of the machine's disks (`/proc/diskstats`): bytes and
+    /// operations completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_read_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_write_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_read_ops: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_write_ops: Option<u64>,
+    /// Bytes received and sent on every interface but loopback (`/proc/net/dev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_in_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_out_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -451,8 +490,23 @@ mod tests {
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(s, r#"{"type":"kill","attempt":7,"grace_ms":100}"#);
         assert_eq!(serde_json::from_str::<ToAgent>(&s).unwrap(), m);
-        let h = ToServer::Heartbeat;
+        let h = ToServer::Heartbeat { usage: None };
         assert_eq!(serde_json::to_string(&h).unwrap(), r#"{"type":"heartbeat"}"#);
+        assert_eq!(serde_json::from_str::<ToServer>(r#"{"type":"heartbeat"}"#).unwrap(), h);
+    }
+
+    /// A heartbeat with measurements reads back; one from an agent that
+    /// measures less (or more, from a later version) still parses.
+    #[test]
+    fn heartbeats_carry_usage_compatibly() {
+        let u = NodeUsage { cpu_busy: Some(10), cpu_total: Some(40), memory_bytes: Some(1 << 30), ..NodeUsage::default() };
+        let h = ToServer::Heartbeat { usage: Some(u) };
+        let s = serde_json::to_string(&h).unwrap();
+        assert_eq!(s, r#"{"type":"heartbeat","usage":{"cpu_busy":10,"cpu_total":40,"memory_bytes":1073741824}}"#);
+        assert_eq!(serde_json::from_str::<ToServer>(&s).unwrap(), h);
+        let later = r#"{"type":"heartbeat","usage":{"cpu_busy":1,"gpu_percent":5}}"#;
+        let ToServer::Heartbeat { usage: Some(u) } = serde_json::from_str::<ToServer>(later).unwrap() else { panic!("a heartbeat") };
+        assert_eq!((u.cpu_busy, u.cpu_total), (Some(1), None));
     }
 
     #[test]
@@ -461,7 +515,7 @@ mod tests {
         let s = encode_frame(&one).unwrap();
         assert_eq!(s, r#"{"type":"started","attempt":1}"#);
         assert_eq!(decode_frame::<ToServer>(&s).unwrap(), one);
-        let two = vec![ToServer::Started { attempt: 2 }, ToServer::Heartbeat];
+        let two = vec![ToServer::Started { attempt: 2 }, ToServer::Heartbeat { usage: None }];
         let s = encode_frame(&two).unwrap();
         assert!(s.starts_with('['), "{s}");
         assert_eq!(decode_frame::<ToServer>(&s).unwrap(), two);

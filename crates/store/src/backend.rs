@@ -65,6 +65,19 @@ pub type NodeTask = (String, String, u64);
 /// A task's assignment: (job id, task id, node id, attempt).
 pub type Assignment = (String, String, String, u64);
 
+/// The task counts an autoscale formula samples for a pool, over the pool's
+/// active jobs: `active` counts only tasks whose dependencies are met, and
+/// `active` and `running` count every instance of a multi-instance task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolTaskCounts {
+    pub active: u64,
+    /// Preparing or running.
+    pub running: u64,
+    /// Completed with result `success`, or `failure`.
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
 /// What a change to a job may read inside the transaction that makes it.
 pub trait Txn {
     /// The state of a pool (`active`, `deleting`, ...), or None when there is
@@ -241,6 +254,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Up to `limit` of a job's active tasks whose dependencies are all
     /// satisfied and that need at most `max_slots` slots, in key order.
     fn ready_tasks<'a>(&'a self, job_id: &'a str, limit: usize, max_slots: u32) -> StoreFuture<'a, Vec<CloudTask>>;
+    /// A pool's task counts for autoscale (see [`PoolTaskCounts`]); must
+    /// not read every task of a job that has many completed ones.
+    fn pool_task_counts<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, PoolTaskCounts>;
     /// Tasks assigned to a node: (job id, task id, attempt).
     fn tasks_on_node<'a>(&'a self, node_id: &'a str) -> StoreFuture<'a, Vec<NodeTask>>;
     /// Every task assigned to some node: (job id, task id, node id, attempt).

@@ -27,7 +27,7 @@ pub mod tasks;
 /// targets compile `$filter`s against the real schema).
 pub use sqlite::{db, fields, filter_sql};
 
-pub use backend::{Backend, BoxFuture, Durability, Lease, Signals, StoreFuture, Txn};
+pub use backend::{Backend, BoxFuture, Durability, Lease, PoolTaskCounts, Signals, StoreFuture, Txn};
 
 use chrono::{DateTime, Utc};
 use std::path::Path;

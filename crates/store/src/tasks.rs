@@ -118,6 +118,11 @@ impl Store {
 
 /// What the scheduler and the background workers read.
 impl Store {
+    /// A pool's task counts for autoscale (see [`crate::PoolTaskCounts`]).
+    pub async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::PoolTaskCounts, Error> {
+        self.backend.pool_task_counts(pool_id).await
+    }
+
     /// Active jobs on a pool, highest priority first, then oldest.
     pub async fn schedulable_jobs(&self, pool_id: &str) -> Result<Vec<CloudJob>, Error> {
         self.backend.schedulable_jobs(pool_id).await

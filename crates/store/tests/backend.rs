@@ -122,6 +122,10 @@ impl Backend for Counting {
         self.hit("job_task_stats");
         self.inner.job_task_stats(job_id)
     }
+    fn pool_task_counts<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, store::PoolTaskCounts> {
+        self.hit("pool_task_counts");
+        self.inner.pool_task_counts(pool_id)
+    }
     fn schedulable_jobs<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, Vec<CloudJob>> {
         self.hit("schedulable_jobs");
         self.inner.schedulable_jobs(pool_id)

@@ -318,6 +318,7 @@ both!(refused_changes_roll_back_alone);
 both!(filters_run_in_sql);
 both!(dependencies_release_tasks_as_they_are_satisfied);
 both!(pool_documents_as_text_and_summaries);
+both!(pool_task_counts_for_autoscale);
 
 /// Ids of a page's documents.
 fn page_ids(p: &store::Page) -> Vec<String> {
@@ -475,4 +476,48 @@ async fn filters_agree_between_backends() {
     }
     // Counts agree.
     assert_eq!(format!("{:?}", a.task_counts("jjob0").await.unwrap()), format!("{:?}", b.task_counts("jjob0").await.unwrap()));
+}
+
+/// Autoscale's counts of a pool: ready active tasks only (a dependent that
+/// waits is not counted), instances of a multi-instance task, running, and
+/// completed by result; jobs of other pools and jobs not active do not count.
+async fn pool_task_counts_for_autoscale(db: Db) {
+    let s = open(&db).await;
+    let mut j = job(&s, "j");
+    j.uses_task_dependencies = true;
+    s.create_job(j).await.unwrap();
+    let mut multi = task(&s, "m");
+    multi.task.multi_instance_settings =
+        Some(MultiInstanceSettings { number_of_instances: Some(3), coordination_command_line: "true".into(), common_resource_files: None });
+    let multi = NewTask::new(multi.task).unwrap();
+    let tasks = vec![task(&s, "a"), task(&s, "b"), task(&s, "c"), task(&s, "d"), multi, dependent(&s, "w", &["a"], &[])];
+    s.add_tasks("j", tasks, |_| Ok(())).await.unwrap();
+    let q = serde_json::json!({"id": "q", "vmSize": "standard_d2s_v3", "state": "active"});
+    s.create_pool("q", q.as_object().unwrap().clone()).await.unwrap();
+    let mut other = job(&s, "elsewhere");
+    other.pool_info.pool_id = Some("q".into());
+    s.create_job(other).await.unwrap();
+    s.add_tasks("elsewhere", vec![task(&s, "x")], |_| Ok(())).await.unwrap();
+    let c = s.pool_task_counts("P").await.unwrap();
+    assert_eq!(c, store::PoolTaskCounts { active: 4 + 3, running: 0, succeeded: 0, failed: 0 });
+
+    let run = |_: &CloudJob, t: &mut CloudTask, _: wire::time::Timestamp| {
+        t.state = TaskState::Running;
+        Ok(())
+    };
+    let r = s.update_tasks(vec![("j".to_string(), "b".to_string(), run)], store::Durability::Synced).await.unwrap();
+    r[0].as_ref().unwrap();
+    complete(&s, "j", "c", 0).await;
+    complete(&s, "j", "d", 1).await;
+    assert_eq!(s.pool_task_counts("p").await.unwrap(), store::PoolTaskCounts { active: 1 + 3, running: 1, succeeded: 1, failed: 1 });
+    complete(&s, "j", "a", 0).await;
+    assert_eq!(s.pool_task_counts("p").await.unwrap().active, 3 + 1, "w is ready now that a succeeded");
+
+    s.update_job("j", Default::default(), |_: &dyn store::Txn, j: &mut CloudJob, _| {
+        j.state = JobState::Disabled;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.pool_task_counts("p").await.unwrap(), store::PoolTaskCounts::default(), "only active jobs count");
 }

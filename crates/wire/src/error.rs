@@ -71,6 +71,8 @@ error_codes! {
     TaskDependencyListTooLong = (400, "The Task's dependency list is too long."),
     TaskDependencyRangesTooLong = (400, "The Task's dependency ranges are too long."),
     InvalidAutoScalingSettings = (400, "The auto-scaling settings are invalid."),
+    AutoScalingFormulaSyntaxError = (400, "The specified auto-scaling formula has a syntax error."),
+    AutoScalingFormulaTooLong = (400, "The specified auto-scaling formula exceeds lengths limit."),
     PoolNotFound = (404, "The specified pool does not exist."),
     NodeNotFound = (404, "The specified node does not exist."),
     JobScheduleNotFound = (404, "The specified job schedule does not exist."),

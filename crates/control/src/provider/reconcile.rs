@@ -6,6 +6,7 @@ use crate::cluster::Cluster;
 use crate::state::node::Drain;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use wire::enums::ComputeNodeState;
 use wire::Error;
 
@@ -33,9 +34,13 @@ impl Cluster {
 
     /// Brings each pool to its target: provider nodes are added or removed
     /// (idle ones first) so that, with the nodes that joined from elsewhere,
-    /// the pool has the nodes it asks for. A deleted pool loses all its
-    /// nodes, and goes once they are gone.
-    pub async fn reconcile_pools(&self) -> Result<(), Error> {
+    /// the pool has the nodes it asks for. Nodes beyond the target leave as
+    /// the pool's latest resize or autoscale evaluation said
+    /// (`nodeDeallocationOption`): `requeue` (the default) stops and
+    /// requeues their tasks, `terminate` ends them, `taskcompletion` and
+    /// `retaineddata` let them finish first (the node takes no new ones).
+    /// A deleted pool loses all its nodes, and goes once they are gone.
+    pub async fn reconcile_pools(self: &Arc<Self>) -> Result<(), Error> {
         for e in self.provider.check(&|id| self.core().nodes.get(id).is_some_and(|n| n.state == ComputeNodeState::LeavingPool)) {
             match e {
                 ProviderEvent::Restarted { node } => {
@@ -48,8 +53,13 @@ impl Cluster {
         }
         let pools = self.store.pool_summaries().await?;
         let mut wanted: HashMap<String, usize> = HashMap::new();
+        let mut options: HashMap<String, String> = HashMap::new();
         for p in &pools {
-            wanted.insert(p.get("id").and_then(Value::as_str).unwrap_or_default().to_string(), target_of(p));
+            let id = p.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            if let Some(o) = p.get(crate::autoscale::DEALLOCATION_MEMBER).and_then(Value::as_str) {
+                options.insert(id.clone(), o.to_ascii_lowercase());
+            }
+            wanted.insert(id, target_of(p));
         }
         // Nodes of pools that no longer exist go too.
         let pools_of_nodes: Vec<String> = self.core().nodes.values().map(|n| n.pool_id.clone()).collect();
@@ -110,8 +120,16 @@ impl Cluster {
             } else if count > target {
                 // Remove idle nodes first.
                 have.sort_by_key(|(id, idle, used)| (!*idle, *used, id.clone()));
+                let option = if deleting { "requeue" } else { options.get(&pool).map_or("requeue", String::as_str) };
                 for (id, _, _) in have.into_iter().take(count - target) {
-                    self.remove_node(&id, true).await;
+                    match option {
+                        "terminate" => {
+                            self.terminate_running_on(&id).await;
+                            self.remove_node(&id, false).await;
+                        }
+                        "taskcompletion" | "retaineddata" => self.drain(&id, Drain::Leave).await,
+                        _ => self.remove_node(&id, true).await,
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@
 //! (that panics instead of deadlocking, see [`CoreGuard`]). The database
 //! stays the source of truth for tasks.
 
+pub mod autoscale;
 pub mod multi;
 pub mod node;
 pub mod prep;
@@ -36,6 +37,8 @@ pub struct Core {
     pub(crate) files: HashMap<u64, oneshot::Sender<FileReply>>,
     /// After a restart, the nodes scheduling waits for, and until when.
     pub(crate) expected: Option<(Instant, HashSet<String>)>,
+    /// Each pool's autoscale samples and when its formula is due.
+    pub(crate) autoscale: autoscale::Autoscale,
 }
 
 thread_local! {

@@ -64,6 +64,8 @@ pub struct Node {
     pub preps: HashMap<String, super::prep::PrepRun>,
     /// The pool's `applicationPackageReferences`: every task on the node gets them.
     pub pool_packages: Vec<wire::models::ApplicationPackageReference>,
+    /// What the node's agent last measured of it (with its last heartbeat).
+    pub usage: Option<proto::NodeUsage>,
 }
 
 /// What a draining node does once its running tasks have finished.

@@ -418,6 +418,7 @@ pub fn cluster_config(dir: &std::path::Path) -> ClusterConfig {
         applications_dir: dir.join("applications"),
         auto_storage: None,
         strict_limits: false,
+        autoscale_sample_interval: Duration::from_secs(30),
         transition_delay: Duration::ZERO,
     }
 }

@@ -258,6 +258,9 @@ impl Backend for Postgres {
     fn task_totals(&self) -> StoreFuture<'_, crate::metrics::TaskTotals> {
         Box::pin(Postgres::task_totals(self))
     }
+    fn pool_task_counts<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, crate::PoolTaskCounts> {
+        Box::pin(Postgres::pool_task_counts(self, pool_id))
+    }
     fn job_task_stats<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<TaskStatistics>> {
         Box::pin(Postgres::job_task_stats(self, job_id))
     }

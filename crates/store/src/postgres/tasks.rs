@@ -349,6 +349,49 @@ impl Postgres {
         Ok(tally(rows.iter().map(|r| (r.get::<_, &str>(0), r.get::<_, &str>(1), r.get(2), r.get(3), r.get(4)))))
     }
 
+    /// A pool's task counts for autoscale, over its active jobs: completed
+    /// tasks from `task_counts`; ready (no dependency left) and running
+    /// tasks from `tasks` (a multi-instance task counts its instances: only
+    /// documents that mention `multiInstanceSettings` are parsed).
+    pub(crate) async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::PoolTaskCounts, Error> {
+        let pool = key_of(pool_id);
+        let done = self
+            .query(
+                "SELECT c.result, SUM(c.n)::bigint FROM task_counts c JOIN jobs j ON j.key = c.job
+                  WHERE j.pool = $1 AND j.state = 'active' AND c.state = 'completed' GROUP BY c.result",
+                &[&pool],
+            )
+            .await?;
+        let live = self
+            .query(
+                "SELECT t.state, SUM(CASE WHEN strpos(t.doc, '\"multiInstanceSettings\"') = 0 THEN 1
+                        ELSE GREATEST(1, COALESCE(ob_json_num(t.doc, ARRAY['multiInstanceSettings', 'numberOfInstances']), 1)) END)::bigint
+                   FROM tasks t JOIN jobs j ON j.key = t.job
+                  WHERE j.pool = $1 AND j.state = 'active' AND t.state IN ('active', 'preparing', 'running')
+                    AND (t.state <> 'active' OR t.deps_left = 0)
+                  GROUP BY t.state",
+                &[&pool],
+            )
+            .await?;
+        let mut c = crate::PoolTaskCounts::default();
+        for r in &done {
+            let n = r.get::<_, Option<i64>>(1).unwrap_or(0).max(0) as u64;
+            match r.get::<_, &str>(0) {
+                "success" => c.succeeded += n,
+                "failure" => c.failed += n,
+                _ => {}
+            }
+        }
+        for r in &live {
+            let n = r.get::<_, Option<i64>>(1).unwrap_or(0).max(0) as u64;
+            match r.get::<_, &str>(0) {
+                "active" => c.active += n,
+                _ => c.running += n,
+            }
+        }
+        Ok(c)
+    }
+
     /// Tasks by state over every job: a sum over the counters, never over
     /// the tasks.
     pub(crate) async fn task_totals(&self) -> Result<crate::metrics::TaskTotals, Error> {

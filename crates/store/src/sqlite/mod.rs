@@ -235,6 +235,9 @@ impl Backend for Sqlite {
         Box::pin(Sqlite::job_task_stats(self, job_id))
     }
 
+    fn pool_task_counts<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, crate::PoolTaskCounts> {
+        Box::pin(Sqlite::pool_task_counts(self, pool_id))
+    }
     fn schedulable_jobs<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, Vec<CloudJob>> {
         Box::pin(Sqlite::schedulable_jobs(self, pool_id))
     }

@@ -385,6 +385,47 @@ impl Sqlite {
         .await
     }
 
+    /// A pool's task counts for autoscale, over its active jobs: completed
+    /// tasks from `task_counts`; ready and running tasks by the
+    /// `tasks_by_state` index (a multi-instance task counts its instances:
+    /// only documents that mention `multiInstanceSettings` are parsed).
+    pub(crate) async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::PoolTaskCounts, Error> {
+        let pool = key_of(pool_id);
+        self.read(move |conn| {
+            let mut jobs = conn.prepare_cached("SELECT key FROM jobs WHERE pool = ?1 AND state = 'active'").map_err(sql)?;
+            let keys = jobs.query_map([&pool], |r| r.get::<_, String>(0)).map_err(sql)?.collect::<Result<Vec<_>, _>>().map_err(sql)?;
+            let mut done = conn
+                .prepare_cached("SELECT result, sum(n) FROM task_counts WHERE job = ?1 AND state = 'completed' GROUP BY result")
+                .map_err(sql)?;
+            let mut live = conn
+                .prepare_cached(
+                    "SELECT sum(CASE WHEN instr(doc, '\"multiInstanceSettings\"') = 0 THEN 1
+                                ELSE max(1, coalesce(json_extract(doc, '$.multiInstanceSettings.numberOfInstances'), 1)) END)
+                       FROM tasks INDEXED BY tasks_by_state WHERE job = ?1 AND state = ?2 AND (?2 <> 'active' OR deps_left = 0)",
+                )
+                .map_err(sql)?;
+            let mut c = crate::PoolTaskCounts::default();
+            for job in &keys {
+                let rows = done.query_map([job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(sql)?;
+                for row in rows {
+                    match row.map_err(sql)? {
+                        (r, n) if r == "success" => c.succeeded += n.max(0) as u64,
+                        (r, n) if r == "failure" => c.failed += n.max(0) as u64,
+                        _ => {}
+                    }
+                }
+                let count = |state: &str, stmt: &mut rusqlite::CachedStatement| -> Result<u64, Error> {
+                    let n: Option<i64> = stmt.query_row(params![job, state], |r| r.get(0)).map_err(sql)?;
+                    Ok(n.unwrap_or(0).max(0) as u64)
+                };
+                c.active += count("active", &mut live)?;
+                c.running += count("preparing", &mut live)? + count("running", &mut live)?;
+            }
+            Ok(c)
+        })
+        .await
+    }
+
     /// Up to `limit` of a job's active tasks, in id order, skipping those that
     /// wait for dependencies.
     /// Only tasks needing at most `max_slots` slots: those that fit no node
