@@ -39,9 +39,9 @@
 //! already-exists codes as documented per method, and `Error::internal` for
 //! database failures.
 
-use crate::pools::DocTable;
-use crate::tasks::NewTask;
-use crate::{EtagClock, ListQuery, Page, Preconditions, Stored};
+use crate::doc_table::DocTable;
+use crate::types::NewTask;
+use crate::types::{EtagClock, ListQuery, Page, Preconditions, Stored};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,7 +9,7 @@
 //! it. What a transaction, a savepoint and a commit are is the [`Engine`]'s
 //! business (SQLite: `sqlite::writer`; PostgreSQL: `postgres::writer`).
 
-use crate::Durability;
+use crate::backend::Durability;
 use tokio::sync::oneshot;
 use wire::Error;
 

@@ -1,7 +1,8 @@
 //! Named leases with fencing tokens (see [`crate::Lease`]): the building
 //! block of leader election among servers that share a database.
 
-use crate::{Lease, Store};
+use crate::backend::Lease;
+use crate::handle::Store;
 use wire::time::Timestamp;
 use wire::Error;
 

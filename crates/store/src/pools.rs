@@ -3,62 +3,13 @@
 //! One set of operations serves both kinds ([`DocTable`]).
 
 use crate::backend::DocChange;
-use crate::{ListQuery, Page, Preconditions, Store, Stored};
+use crate::handle::Store;
+use crate::types::{ListQuery, Page, Preconditions, Stored};
 use serde_json::{Map, Value};
 use wire::time::Timestamp;
-use wire::{Error, ErrorCode};
+use wire::Error;
 
-/// A kind of JSON document, and the errors that name its resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocTable {
-    Pools,
-    Schedules,
-}
-
-pub const POOLS: DocTable = DocTable::Pools;
-
-pub const SCHEDULES: DocTable = DocTable::Schedules;
-
-impl DocTable {
-    /// The name of the id in error details (`PoolId`, `JobScheduleId`).
-    fn id_name(self) -> &'static str {
-        match self {
-            DocTable::Pools => "PoolId",
-            DocTable::Schedules => "JobScheduleId",
-        }
-    }
-
-    /// 404 for the document `id`.
-    pub fn not_found(self, id: &str) -> Error {
-        let code = match self {
-            DocTable::Pools => ErrorCode::PoolNotFound,
-            DocTable::Schedules => ErrorCode::JobScheduleNotFound,
-        };
-        Error::new(code).with(self.id_name(), id)
-    }
-
-    /// 409: a document of that id exists.
-    pub fn exists(self) -> Error {
-        Error::new(match self {
-            DocTable::Pools => ErrorCode::PoolExists,
-            DocTable::Schedules => ErrorCode::JobScheduleExists,
-        })
-    }
-
-    /// 409: a document of that id is being deleted.
-    pub fn being_deleted(self) -> Error {
-        Error::new(match self {
-            DocTable::Pools => ErrorCode::PoolBeingDeleted,
-            DocTable::Schedules => ErrorCode::JobScheduleBeingDeleted,
-        })
-    }
-}
-
-/// A document's `state`, `eTag` and `lastModified` members ('' when absent).
-pub fn meta(doc: &Map<String, Value>) -> (String, String, String) {
-    let s = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    (s("state"), s("eTag"), s("lastModified"))
-}
+pub use crate::doc_table::{meta, DocTable, POOLS, SCHEDULES};
 
 impl Store {
     pub async fn create_pool(&self, id: &str, doc: Map<String, Value>) -> Result<Stored, Error> {

@@ -1,25 +1,15 @@
 //! Tasks: the insert type, and the `Store` methods for tasks and for what
 //! the scheduler and the background workers read.
 
+use crate::backend::Durability;
 use crate::backend::{AddCheck, DeleteCheck, TaskChange, TaskResults, Txn};
-use crate::{Durability, ListQuery, Page, Preconditions, Store, Stored};
+use crate::handle::Store;
+use crate::types::{ListQuery, Page, Preconditions, Stored};
 use wire::models::{CloudJob, CloudTask, TaskCountsResult, TaskStatistics};
 use wire::time::Timestamp;
 use wire::Error;
 
-/// A task ready to insert: its document is serialized by the caller, off the
-/// writer thread.
-pub struct NewTask {
-    pub task: CloudTask,
-    pub doc: String,
-}
-
-impl NewTask {
-    pub fn new(task: CloudTask) -> Result<NewTask, Error> {
-        let doc = serde_json::to_string(&task).map_err(Error::internal)?;
-        Ok(NewTask { task, doc })
-    }
-}
+pub use crate::types::NewTask;
 
 /// A job's task and slot counts by state and its total retries, read inside
 /// the transaction of a change to the job.
@@ -118,8 +108,8 @@ impl Store {
 
 /// What the scheduler and the background workers read.
 impl Store {
-    /// A pool's task counts for autoscale (see [`crate::PoolTaskCounts`]).
-    pub async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::PoolTaskCounts, Error> {
+    /// A pool's task counts for autoscale (see [`crate::backend::PoolTaskCounts`]).
+    pub async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::backend::PoolTaskCounts, Error> {
         self.backend.pool_task_counts(pool_id).await
     }
 

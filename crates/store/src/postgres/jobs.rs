@@ -1,12 +1,13 @@
 //! Job rows, and the keyset-paged list every resource uses.
 
 use super::filter_sql::{self, Param, PgFilter};
+use super::txn::PgTxn;
 use super::writer::{pg, PgConn};
-use super::{timestamp, PgTxn, Postgres};
+use super::{timestamp, Postgres};
 use crate::backend::JobChange;
 use crate::sqlite::fields::JobFields;
 use crate::sqlite::filter_sql::FieldResolver;
-use crate::{key_of, ListQuery, Page, Preconditions, Stored};
+use crate::types::{key_of, ListQuery, Page, Preconditions, Stored};
 use postgres::types::ToSql;
 use wire::enums::JobState;
 use wire::models::CloudJob;
@@ -49,11 +50,6 @@ pub(crate) fn save(c: &mut PgConn, job: &CloudJob) -> Result<Stored, Error> {
     Ok(Stored { doc, etag: job.e_tag.clone(), last_modified: job.last_modified })
 }
 
-/// A pool's state, read inside a transaction.
-pub(crate) fn pool_state(c: &mut PgConn, pool_id: &str) -> Result<Option<String>, Error> {
-    Ok(c.query_opt("SELECT state FROM pools WHERE key = $1", &[&key_of(pool_id)])?.map(|r| r.get(0)))
-}
-
 impl Postgres {
     pub(crate) async fn create_job(&self, job: CloudJob) -> Result<Stored, Error> {
         let doc = to_doc(&job)?;
@@ -69,7 +65,7 @@ impl Postgres {
                     });
                 }
                 if let Some(pool) = job.pool_info.pool_id.as_deref() {
-                    crate::jobs::check_pool(&PgTxn(std::cell::RefCell::new(&mut *c)), pool)?;
+                    crate::job_rules::check_pool_usable(&PgTxn(std::cell::RefCell::new(&mut *c)), pool)?;
                 }
                 c.execute(
                     "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc, pool, priority)

@@ -29,16 +29,18 @@ mod jobs;
 mod leases;
 mod pools;
 mod tasks;
+mod txn;
 pub mod writer;
 
+use crate::backend::Durability;
 use crate::backend::{
     AddCheck, Assignment, Backend, DeleteCheck, DocChange, JobChange, JobInState, Lease, NodeTask, Signals, StoreFuture, TaskChange,
-    TaskResults, Txn,
+    TaskResults,
 };
+use crate::doc_table::DocTable;
 use crate::group;
-use crate::pools::DocTable;
-use crate::tasks::NewTask;
-use crate::{Durability, EtagClock, ListQuery, Page, Preconditions, Stored};
+use crate::types::NewTask;
+use crate::types::{EtagClock, ListQuery, Page, Preconditions, Stored};
 use std::sync::Arc;
 use wire::enums::JobState;
 use wire::models::{CloudJob, CloudTask, TaskCountsResult, TaskStatistics};
@@ -182,18 +184,6 @@ impl Postgres {
     }
 }
 
-/// What a job change may read, on the writer's connection.
-struct PgTxn<'c>(std::cell::RefCell<&'c mut PgConn>);
-
-impl Txn for PgTxn<'_> {
-    fn pool_state(&self, pool_id: &str) -> Result<Option<String>, Error> {
-        jobs::pool_state(&mut self.0.borrow_mut(), pool_id)
-    }
-    fn task_counts(&self, job_id: &str) -> Result<(TaskCountsResult, i64), Error> {
-        tasks::counts(&mut self.0.borrow_mut(), job_id)
-    }
-}
-
 /// Parses a stored Last-Modified.
 fn timestamp(text: &str) -> Timestamp {
     wire::time::parse_datetime(text).map(Timestamp).unwrap_or_else(Timestamp::now)
@@ -258,7 +248,7 @@ impl Backend for Postgres {
     fn task_totals(&self) -> StoreFuture<'_, crate::metrics::TaskTotals> {
         Box::pin(Postgres::task_totals(self))
     }
-    fn pool_task_counts<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, crate::PoolTaskCounts> {
+    fn pool_task_counts<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, crate::backend::PoolTaskCounts> {
         Box::pin(Postgres::pool_task_counts(self, pool_id))
     }
     fn job_task_stats<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<TaskStatistics>> {

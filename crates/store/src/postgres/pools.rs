@@ -4,8 +4,8 @@
 use super::jobs::compile_with;
 use super::{timestamp, Postgres};
 use crate::backend::DocChange;
-use crate::pools::{meta, DocTable};
-use crate::{key_of, ListQuery, Page, Preconditions, Stored};
+use crate::doc_table::{meta, DocTable};
+use crate::types::{key_of, ListQuery, Page, Preconditions, Stored};
 use serde_json::{Map, Value};
 use wire::Error;
 

@@ -1,17 +1,19 @@
 //! Task rows, and the per-job counters kept in step with them.
 
 use super::jobs::{self, compile_with, from_doc};
+use super::txn::tally;
 use super::writer::PgConn;
 use super::{timestamp, Postgres};
+use crate::backend::Durability;
 use crate::backend::{AddCheck, DeleteCheck, TaskChange, TaskResults};
 use crate::sqlite::fields::TaskFields;
-use crate::tasks::NewTask;
-use crate::{key_of, Durability, ListQuery, Page, Preconditions, Stored};
+use crate::types::NewTask;
+use crate::types::{key_of, ListQuery, Page, Preconditions, Stored};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wire::enums::TaskState;
-use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult, TaskDependencies, TaskStatistics};
+use wire::models::{CloudJob, CloudTask, TaskCountsResult, TaskDependencies, TaskStatistics};
 use wire::time::Timestamp;
 use wire::workflow;
 use wire::{Error, ErrorCode};
@@ -353,7 +355,7 @@ impl Postgres {
     /// tasks from `task_counts`; ready (no dependency left) and running
     /// tasks from `tasks` (a multi-instance task counts its instances: only
     /// documents that mention `multiInstanceSettings` are parsed).
-    pub(crate) async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::PoolTaskCounts, Error> {
+    pub(crate) async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::backend::PoolTaskCounts, Error> {
         let pool = key_of(pool_id);
         let done = self
             .query(
@@ -373,7 +375,7 @@ impl Postgres {
                 &[&pool],
             )
             .await?;
-        let mut c = crate::PoolTaskCounts::default();
+        let mut c = crate::backend::PoolTaskCounts::default();
         for r in &done {
             let n = r.get::<_, Option<i64>>(1).unwrap_or(0).max(0) as u64;
             match r.get::<_, &str>(0) {
@@ -569,37 +571,4 @@ fn prefetch(c: &mut PgConn, changes: &[(String, String, TaskChange)]) -> Result<
         out.insert((r.get(0), r.get(1)), Some(parse_task(r.get::<_, &str>(2))?));
     }
     Ok(out)
-}
-
-/// Sums `task_counts` rows (state, result, n, slots, retries) into counts.
-fn tally<'a>(rows: impl Iterator<Item = (&'a str, &'a str, i64, i64, i64)>) -> (TaskCountsResult, i64) {
-    let mut tasks = TaskCounts::default();
-    let mut slots = TaskCounts::default();
-    let mut retries = 0i64;
-    for (state, result, n, s, r) in rows {
-        retries += r;
-        for (c, v) in [(&mut tasks, n), (&mut slots, s)] {
-            match state {
-                "active" => c.active += v,
-                "preparing" | "running" => c.running += v,
-                "completed" => {
-                    c.completed += v;
-                    match result {
-                        "success" => c.succeeded += v,
-                        "failure" => c.failed += v,
-                        _ => {}
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    (TaskCountsResult { task_counts: tasks, task_slot_counts: slots }, retries)
-}
-
-/// A job's task and slot counts by state and its total retries, read inside
-/// a transaction.
-pub(crate) fn counts(c: &mut PgConn, job_id: &str) -> Result<(TaskCountsResult, i64), Error> {
-    let rows = c.query("SELECT state, result, n, slots, retries FROM task_counts WHERE job = $1", &[&key_of(job_id)])?;
-    Ok(tally(rows.iter().map(|r| (r.get::<_, &str>(0), r.get::<_, &str>(1), r.get(2), r.get(3), r.get(4)))))
 }

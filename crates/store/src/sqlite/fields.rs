@@ -1,7 +1,7 @@
 //! Which properties each resource can be filtered on, and where they live:
 //! an indexed column, or a path into the stored wire document.
 
-use crate::filter_sql::{Field, FieldResolver, FieldType};
+use super::filter_sql::{Field, FieldResolver, FieldType};
 
 fn col(sql: &'static str, ty: FieldType) -> Option<Field> {
     Some(Field::Column { sql, ty, lower_literal: ty == FieldType::Enum })

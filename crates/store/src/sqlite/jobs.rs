@@ -2,9 +2,10 @@
 
 use super::fields::JobFields;
 use super::filter_sql::{self, CompiledFilter};
-use super::{sql, Sqlite, SqliteTxn};
+use super::txn::SqliteTxn;
+use super::{sql, Sqlite};
 use crate::backend::JobChange;
-use crate::{key_of, ListQuery, Page, Preconditions, Stored};
+use crate::types::{key_of, ListQuery, Page, Preconditions, Stored};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use wire::enums::JobState;
 use wire::models::CloudJob;
@@ -51,13 +52,6 @@ pub(crate) fn save(conn: &Connection, job: &CloudJob) -> Result<Stored, Error> {
     Ok(Stored { doc, etag: job.e_tag.clone(), last_modified: job.last_modified })
 }
 
-/// A pool's state, read inside a transaction.
-pub(crate) fn pool_state(conn: &Connection, pool_id: &str) -> Result<Option<String>, Error> {
-    conn.prepare_cached("SELECT state FROM pools WHERE key = ?1")
-        .and_then(|mut s| s.query_row([key_of(pool_id)], |r| r.get(0)).optional())
-        .map_err(sql)
-}
-
 impl Sqlite {
     /// Inserts a new job; 409 `JobExists` (or `JobBeingDeleted`) when the id is taken.
     pub(crate) async fn create_job(&self, job: CloudJob) -> Result<Stored, Error> {
@@ -77,7 +71,7 @@ impl Sqlite {
                     });
                 }
                 if let Some(pool) = job.pool_info.pool_id.as_deref() {
-                    crate::jobs::check_pool_usable(&SqliteTxn(conn), pool)?;
+                    crate::job_rules::check_pool_usable(&SqliteTxn(conn), pool)?;
                 }
                 conn.prepare_cached(
                     "INSERT INTO jobs (key, id, state, creation_time, etag, last_modified, doc, pool, priority)

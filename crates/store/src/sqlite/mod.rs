@@ -22,15 +22,17 @@ mod jobs;
 mod leases;
 mod pools;
 mod tasks;
+mod txn;
 pub mod writer;
 
+use crate::backend::Durability;
 use crate::backend::{
     AddCheck, Assignment, Backend, DeleteCheck, DocChange, JobChange, JobInState, Lease, NodeTask, Signals, StoreFuture, TaskChange,
-    TaskResults, Txn,
+    TaskResults,
 };
-use crate::pools::DocTable;
-use crate::tasks::NewTask;
-use crate::{Durability, EtagClock, ListQuery, Page, Preconditions, Stored};
+use crate::doc_table::DocTable;
+use crate::types::NewTask;
+use crate::types::{EtagClock, ListQuery, Page, Preconditions, Stored};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -160,18 +162,6 @@ impl Sqlite {
     }
 }
 
-/// What a job change may read, on the writer's connection.
-struct SqliteTxn<'c>(&'c Connection);
-
-impl Txn for SqliteTxn<'_> {
-    fn pool_state(&self, pool_id: &str) -> Result<Option<String>, Error> {
-        jobs::pool_state(self.0, pool_id)
-    }
-    fn task_counts(&self, job_id: &str) -> Result<(TaskCountsResult, i64), Error> {
-        tasks::counts(self.0, job_id)
-    }
-}
-
 /// Each method runs the inherent method of the same name (in `jobs.rs`,
 /// `tasks.rs`, `pools.rs`, `leases.rs`) and boxes its future.
 impl Backend for Sqlite {
@@ -235,7 +225,7 @@ impl Backend for Sqlite {
         Box::pin(Sqlite::job_task_stats(self, job_id))
     }
 
-    fn pool_task_counts<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, crate::PoolTaskCounts> {
+    fn pool_task_counts<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, crate::backend::PoolTaskCounts> {
         Box::pin(Sqlite::pool_task_counts(self, pool_id))
     }
     fn schedulable_jobs<'a>(&'a self, pool_id: &'a str) -> StoreFuture<'a, Vec<CloudJob>> {

@@ -5,8 +5,8 @@
 use super::jobs::{compile_with, list_page};
 use super::{sql, Sqlite};
 use crate::backend::DocChange;
-use crate::pools::{meta, DocTable};
-use crate::{key_of, ListQuery, Page, Preconditions, Stored};
+use crate::doc_table::{meta, DocTable};
+use crate::types::{key_of, ListQuery, Page, Preconditions, Stored};
 use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
 use wire::time::Timestamp;

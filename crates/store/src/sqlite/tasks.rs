@@ -2,15 +2,17 @@
 
 use super::fields::TaskFields;
 use super::jobs::{self, compile_with, list_page};
+use super::txn::counts;
 use super::{sql, Sqlite};
+use crate::backend::Durability;
 use crate::backend::{AddCheck, DeleteCheck, TaskChange, TaskResults};
-use crate::tasks::NewTask;
-use crate::{key_of, Durability, ListQuery, Page, Preconditions, Stored};
+use crate::types::NewTask;
+use crate::types::{key_of, ListQuery, Page, Preconditions, Stored};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wire::enums::TaskState;
-use wire::models::{CloudJob, CloudTask, TaskCounts, TaskCountsResult, TaskDependencies, TaskStatistics};
+use wire::models::{CloudJob, CloudTask, TaskCountsResult, TaskDependencies, TaskStatistics};
 use wire::time::Timestamp;
 use wire::workflow;
 use wire::{Error, ErrorCode};
@@ -389,7 +391,7 @@ impl Sqlite {
     /// tasks from `task_counts`; ready and running tasks by the
     /// `tasks_by_state` index (a multi-instance task counts its instances:
     /// only documents that mention `multiInstanceSettings` are parsed).
-    pub(crate) async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::PoolTaskCounts, Error> {
+    pub(crate) async fn pool_task_counts(&self, pool_id: &str) -> Result<crate::backend::PoolTaskCounts, Error> {
         let pool = key_of(pool_id);
         self.read(move |conn| {
             let mut jobs = conn.prepare_cached("SELECT key FROM jobs WHERE pool = ?1 AND state = 'active'").map_err(sql)?;
@@ -404,7 +406,7 @@ impl Sqlite {
                        FROM tasks INDEXED BY tasks_by_state WHERE job = ?1 AND state = ?2 AND (?2 <> 'active' OR deps_left = 0)",
                 )
                 .map_err(sql)?;
-            let mut c = crate::PoolTaskCounts::default();
+            let mut c = crate::backend::PoolTaskCounts::default();
             for job in &keys {
                 let rows = done.query_map([job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(sql)?;
                 for row in rows {
@@ -605,39 +607,6 @@ impl Sqlite {
         })
         .await
     }
-}
-
-/// A job's task and slot counts by state and its total retries, read inside
-/// a transaction.
-pub(crate) fn counts(conn: &Connection, job_id: &str) -> Result<(TaskCountsResult, i64), Error> {
-    let mut stmt = conn.prepare_cached("SELECT state, result, n, slots, retries FROM task_counts WHERE job = ?1").map_err(sql)?;
-    let mut rows = stmt.query([key_of(job_id)]).map_err(sql)?;
-    let mut tasks = TaskCounts::default();
-    let mut slots = TaskCounts::default();
-    let mut retries = 0i64;
-    while let Some(r) = rows.next().map_err(sql)? {
-        let state: String = r.get(0).map_err(sql)?;
-        let result: String = r.get(1).map_err(sql)?;
-        let n: i64 = r.get(2).map_err(sql)?;
-        let s: i64 = r.get(3).map_err(sql)?;
-        retries += r.get::<_, i64>(4).map_err(sql)?;
-        for (c, v) in [(&mut tasks, n), (&mut slots, s)] {
-            match state.as_str() {
-                "active" => c.active += v,
-                "preparing" | "running" => c.running += v,
-                "completed" => {
-                    c.completed += v;
-                    match result.as_str() {
-                        "success" => c.succeeded += v,
-                        "failure" => c.failed += v,
-                        _ => {}
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok((TaskCountsResult { task_counts: tasks, task_slot_counts: slots }, retries))
 }
 
 fn job_exists(conn: &Connection, id: &str) -> Result<bool, Error> {

@@ -4,8 +4,8 @@
 //! (`synchronous=FULL` when the group holds a synced write, `NORMAL` —
 //! in the WAL, so a killed process loses nothing — otherwise).
 
+use crate::backend::Durability;
 use crate::group::{self, Engine};
-use crate::Durability;
 use rusqlite::Connection;
 use wire::Error;
 
