@@ -364,6 +364,7 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         NodeFileProperties(p, n, f) => files::properties(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         DeleteNodeFile(p, n, f) => files::delete(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         RemoteLoginSettings(p, n) => pools::remote_login_settings(app, ctx, &p, &n).await,
+        NodeLoad(p) => pools::node_load(app, &p).await,
         NotImplemented(what) => {
             Err(Error::msg(ErrorCode::NotImplemented, format!("openbatch does not implement {what} yet; see COMPATIBILITY.md.")))
         }

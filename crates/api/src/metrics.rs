@@ -5,8 +5,9 @@
 //! writer (`store::metrics::COMMIT_SECONDS`); completions where a task's row
 //! is written (`store::metrics::COMPLETED_*`); dispatch latency where a task
 //! turns `running` (`control::metrics::DISPATCH_SECONDS`). Task counts come
-//! from the store's per-job counters and node counts from the control
-//! plane's registry at each scrape. No label carries a job or task id: the
+//! from the store's per-job counters, node counts and node CPU and memory
+//! (what each agent measures of its machine with its heartbeat) from the
+//! control plane's registry at each scrape. No label carries a job or task id: the
 //! operation (one of the router's), the status code, the task state and
 //! result, and the pool id (bounded by the pools that exist).
 //!
@@ -22,6 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// The path scraped, on the API's port or the metrics address.
@@ -111,6 +113,37 @@ pub async fn render(store: &store::Store, cluster: &control::Cluster, http: &Met
         nodes.get_or_create(&[("pool", pool), ("state", state.as_str().to_string())]).set(n as i64);
     }
     reg.register("openbatch_nodes", "Compute nodes connected, by pool and state", nodes);
+
+    // What the agents measure of their machines, per pool (node ids are
+    // not labels: pools that scale would make them unbounded).
+    let mut by_pool: std::collections::BTreeMap<String, (f64, u32, i64, bool)> = Default::default();
+    for (pool, _, load) in cluster.node_loads() {
+        let e = by_pool.entry(pool).or_default();
+        if let Some(c) = load.cpu_percent {
+            e.0 += c / 100.0;
+            e.1 += 1;
+        }
+        if let Some(m) = load.memory_bytes {
+            e.2 += m as i64;
+            e.3 = true;
+        }
+    }
+    let cpu = Family::<[(&'static str, String); 1], Gauge<f64, AtomicU64>>::default();
+    let memory = Family::<[(&'static str, String); 1], Gauge>::default();
+    for (pool, (cpu_sum, measured, mem, has_mem)) in by_pool {
+        if measured > 0 {
+            cpu.get_or_create(&[("pool", pool.clone())]).set(cpu_sum / f64::from(measured));
+        }
+        if has_mem {
+            memory.get_or_create(&[("pool", pool)]).set(mem);
+        }
+    }
+    reg.register(
+        "openbatch_node_cpu_utilization_ratio",
+        "Average CPU busy share of a pool's nodes between their agents' last two measurements (0 to 1)",
+        cpu,
+    );
+    reg.register("openbatch_node_memory_used_bytes", "Memory in use on a pool's nodes, summed, as their agents last measured", memory);
 
     reg.register(
         "openbatch_task_dispatch_latency_seconds",

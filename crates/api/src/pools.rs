@@ -835,6 +835,23 @@ pub async fn remote_login_settings(app: &App, ctx: &Ctx, pool: &str, node: &str)
     Ok(Reply::json(200, body.to_string()))
 }
 
+/// openbatch's own `GET /openbatch/pools/{pool}/nodeload`: each node's CPU
+/// busy share (percent, between the agent's last two measurements) and
+/// memory in use (bytes), `null` until its agent has measured. Signed like
+/// any Batch request; the dashboard shows it next to the nodes.
+pub async fn node_load(app: &App, pool: &str) -> Result<Reply, Error> {
+    pool_doc(app, pool).await?;
+    let mut nodes: Vec<Value> = app
+        .cluster
+        .node_loads()
+        .into_iter()
+        .filter(|(p, _, _)| p.eq_ignore_ascii_case(pool))
+        .map(|(_, id, load)| json!({"id": id, "cpuPercent": load.cpu_percent, "memoryBytes": load.memory_bytes}))
+        .collect();
+    nodes.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    Ok(Reply::json(200, json!({ "value": nodes }).to_string()))
+}
+
 /// The option of a node action (its body is optional; the default is requeue).
 fn node_option(ctx: &Ctx, field: &str, allowed: &[&str]) -> Result<String, Error> {
     if ctx.body.iter().all(|b| b.is_ascii_whitespace()) {

@@ -59,6 +59,9 @@ pub enum Operation {
     NodeFileProperties(String, String, String),
     DeleteNodeFile(String, String, String),
     RemoteLoginSettings(String, String),
+    /// openbatch's own (not a Batch operation): each node's CPU and memory,
+    /// for the dashboard.
+    NodeLoad(String),
     ListSchedules,
     CreateSchedule,
     GetSchedule(String),
@@ -170,6 +173,7 @@ impl Operation {
             NodeFileProperties(..) => "NodeFileProperties",
             DeleteNodeFile(..) => "DeleteNodeFile",
             RemoteLoginSettings(..) => "GetRemoteLoginSettings",
+            NodeLoad(_) => "OpenbatchNodeLoad",
             NotImplemented(n) => n,
         }
     }
@@ -348,6 +352,7 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
                 _ => EnableScheduling(p, n),
             }
         }
+        (["openbatch", "pools", p, "nodeload"], None) => get_only(m, NodeLoad(p.to_string()))?,
         (["pools", p, "nodes", n, "remoteloginsettings"], None) => get_only(m, RemoteLoginSettings(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "files"], None) => get_only(m, ListNodeFiles(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "files"], Some(f)) => {
@@ -503,6 +508,7 @@ mod tests {
             (po.clone(), "pools/{p}/nodes/{n}/disablescheduling", |a| DisableScheduling(a[0].clone(), a[1].clone())),
             (po.clone(), "pools/{p}/nodes/{n}/enablescheduling", |a| EnableScheduling(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/remoteloginsettings", |a| RemoteLoginSettings(a[0].clone(), a[1].clone())),
+            (g.clone(), "openbatch/pools/{p}/nodeload", |a| NodeLoad(a[0].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/files", |a| ListNodeFiles(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/files/{f}", |a| GetNodeFile(a[0].clone(), a[1].clone(), a[2].clone())),
             (h.clone(), "pools/{p}/nodes/{n}/files/{f}", |a| NodeFileProperties(a[0].clone(), a[1].clone(), a[2].clone())),

@@ -10,7 +10,7 @@
 // its requests and timers.
 
 import { BatchError, Client, seg, target } from "./api.js";
-import { ago, badge, bytes, duration, fill, h, link, props, section, svg, table, time } from "./dom.js";
+import { ago, badge, bytes, duration, fill, h, link, percent, props, section, svg, table, time } from "./dom.js";
 
 const main = document.getElementById("main");
 let client = null;
@@ -285,7 +285,7 @@ async function poolPage(p, id) {
   }, { id: "evaluate" });
 
   fill(main, head, info,
-    section("Nodes", nodes, h("p", { class: "muted small" }, "CPU and memory per node are not reported by the Batch API yet (see COMPATIBILITY.md).")),
+    section("Nodes", nodes, h("p", { class: "muted small" }, "CPU: busy share between the agent's last two measurements (every heartbeat); memory: in use on the node's machine.")),
     section("Start task", startTask),
     section("Resize",
       h("div", { class: "form-row" },
@@ -305,7 +305,13 @@ async function poolPage(p, id) {
       result));
 
   await every(p, 3000, async () => {
-    const [pool, nodeList] = await Promise.all([client.get(path, {}, { signal }), client.all(`${path}/nodes`, {}, 1000, { signal })]);
+    const [pool, nodeList, loads] = await Promise.all([
+      client.get(path, {}, { signal }),
+      client.all(`${path}/nodes`, {}, 1000, { signal }),
+      // openbatch's own: CPU and memory as each node's agent measures them.
+      client.get(`/openbatch/pools/${seg(id)}/nodeload`, {}, { signal }).then((r) => r.value || [], () => []),
+    ]);
+    const loadOf = new Map(loads.map((l) => [l.id, l]));
     clearError();
     if (!seeded) {
       seeded = true;
@@ -328,7 +334,7 @@ async function poolPage(p, id) {
       props([["Command line", h("code", null, st.commandLine)], ["Wait for success", String(!!st.waitForSuccess)], ["Max retries", st.maxTaskRetryCount ?? 0]]),
     ] : h("p", { class: "muted" }, "No start task."));
     fill(nodes, nodeList.length ? table(
-      ["Node", "State", "Scheduling", "Running tasks", "Slots in use", "Tasks run", "Succeeded", "Start task", "IP address"],
+      ["Node", "State", "Scheduling", "Running tasks", "Slots in use", "CPU", "Memory", "Tasks run", "Succeeded", "Start task", "IP address"],
       nodeList.map((n) => {
         const s = n.startTaskInfo;
         const running = (n.recentTasks || []).filter((t) => t.taskState === "running");
@@ -338,6 +344,8 @@ async function poolPage(p, id) {
           h("td", null, n.schedulingState),
           h("td", null, running.length ? running.map((t) => [link(`#/jobs/${seg(t.jobId)}/tasks/${seg(t.taskId)}`, `${t.jobId}/${t.taskId}`), " "]) : String(n.runningTasksCount || 0)),
           h("td", { class: "num" }, `${n.runningTaskSlotsCount || 0} / ${pool.taskSlotsPerNode || 1}`),
+          h("td", { class: "num", dataset: { cpu: "" } }, percent((loadOf.get(n.id) || {}).cpuPercent)),
+          h("td", { class: "num", dataset: { memory: "" } }, bytes((loadOf.get(n.id) || {}).memoryBytes)),
           h("td", { class: "num" }, n.totalTasksRun || 0),
           h("td", { class: "num" }, n.totalTasksSucceeded || 0),
           h("td", null, s ? [badge(s.state), s.exitCode !== undefined ? ` exit ${s.exitCode}` : "", s.failureInfo ? ` ${s.failureInfo.code || ""}` : ""] : "—"),

@@ -74,6 +74,12 @@ export function duration(from, to) {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
+/// A share in percent (0–100), as text.
+export function percent(p) {
+  if (p === undefined || p === null || !isFinite(p)) return "—";
+  return `${p < 10 ? p.toFixed(1) : Math.round(p)} %`;
+}
+
 export function bytes(n) {
   if (n === undefined || n === null) return "—";
   if (n < 1024) return `${n} B`;

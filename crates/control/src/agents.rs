@@ -93,6 +93,7 @@ impl Cluster {
                 preps: HashMap::new(),
                 pool_packages: Vec::new(),
                 usage: None,
+                load: Default::default(),
             });
             node.pool_packages = pool.application_packages.clone();
             node.fill = if pool.pack { placement::Fill::Pack } else { placement::Fill::Spread };
@@ -226,6 +227,7 @@ impl Cluster {
         // Attempts the database assigns here that the agent no longer runs were lost.
         for (job, task, attempt) in assigned {
             if !hello.running.contains(&attempt) && !finished.contains(&attempt) {
+                tracing::info!(node = %id, job = %job, task = %task, attempt, "the node's agent neither runs this attempt nor holds its outcome: requeued");
                 self.requeue_attempt(&job, &task, attempt).await;
             }
         }
@@ -407,7 +409,10 @@ impl Cluster {
             })
         });
         self.wake.notify_one();
-        let Some(slot) = slot else { return (None, true) };
+        let Some(slot) = slot else {
+            tracing::info!(node = %node_id, attempt = o.attempt, "dropped the outcome of an attempt the node no longer holds");
+            return (None, true);
+        };
         let subtasks = self.multi_end(o.attempt);
         self.complete_attempt(node_id, slot, o, base_url, subtasks).await
     }

@@ -132,8 +132,14 @@ impl Cluster {
     /// A node's agent reported what it measured (with its heartbeat).
     pub fn node_measured(&self, node_id: &str, usage: NodeUsage) {
         if let Some(n) = self.core().nodes.get_mut(node_id) {
+            n.load = crate::state::node::NodeLoad::between(n.usage.as_ref(), &usage);
             n.usage = Some(usage);
         }
+    }
+
+    /// Each node's load, with its pool: (pool id, node id, load).
+    pub fn node_loads(&self) -> Vec<(String, String, crate::state::node::NodeLoad)> {
+        self.core().nodes.values().map(|n| (n.pool_id.clone(), n.id.clone(), n.load)).collect()
     }
 
     /// What each node of a pool last measured of itself (`None` for a node

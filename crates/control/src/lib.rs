@@ -58,5 +58,5 @@ pub mod transitions;
 
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, HEARTBEAT, NODE_LOST_AFTER};
-pub use state::node::{Drain, Node, Slot};
+pub use state::node::{Drain, Node, NodeLoad, Slot};
 pub use sync::lock;

@@ -163,6 +163,7 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
         | StopResizePool(a)
         | RemoveNodes(a)
         | PoolAutoscale(a)
+        | NodeLoad(a)
         | ListNodes(a)
         | GetSchedule(a)
         | ScheduleExists(a)
@@ -285,6 +286,7 @@ pub fn request_for(op: &Operation) -> Option<(Method, String)> {
         NodeCounts => (Method::GET, "/nodecounts".to_string()),
         SupportedImages => (Method::GET, "/supportedimages".to_string()),
         ListNodes(p) => (Method::GET, pool(p) + "/nodes"),
+        NodeLoad(p) => (Method::GET, format!("/openbatch{}/nodeload", pool(p))),
         GetNode(p, n) => (Method::GET, node(p, n)),
         RebootNode(p, n) => (Method::POST, node(p, n) + "/reboot"),
         ReimageNode(p, n) => (Method::POST, node(p, n) + "/reimage"),
@@ -370,6 +372,9 @@ fn file_path(u: &mut Unstructured) -> ArbResult<String> {
 pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
     use Operation::*;
     let k: u8 = u.int_in_range(0..=62)?;
+    if k == 62 {
+        return Ok(NodeLoad(id(u)?));
+    }
     let one: fn(String) -> Operation = match k {
         0 => return Ok(ListJobs),
         1 => return Ok(CreateJob),

@@ -231,28 +231,55 @@ def test_running_task_output_grows_live(page, server, raw, pool):
     shot(page, "task")
 
 
-def test_evaluate_formula_shows_the_result_or_the_error(page, server, raw, pool):
-    formula = "$TargetDedicatedNodes = 2;"
-    api = raw.request("POST", f"/pools/{pool}/evaluateautoscale", {"autoScaleFormula": formula})
+@pytest.fixture(scope="module")
+def scaled_pool(raw):
+    """A pool sized by an autoscale formula (one node)."""
+    pid = "uiscale"
+    r = raw.request("POST", "/pools", {"id": pid, "vmSize": "standard_d2s_v3", "enableAutoScale": True,
+                                       "autoScaleFormula": "$TargetDedicatedNodes = 1;",
+                                       "autoScaleEvaluationInterval": "PT5M"})
+    assert r.status_code == 201, r.text
+    wait_for(lambda: [n for n in raw.request("GET", f"/pools/{pid}/nodes").json()["value"] if n["state"] == "idle"],
+             timeout=30, what="the autoscaled pool's node")
+    return pid
+
+
+def test_evaluate_formula_shows_the_result_or_the_error(page, server, raw, scaled_pool):
+    formula = "$TargetDedicatedNodes = max(2, $CurrentDedicatedNodes); later = $TargetDedicatedNodes * 3;"
+    api = raw.request("POST", f"/pools/{scaled_pool}/evaluateautoscale", {"autoScaleFormula": formula})
+    assert api.status_code == 200, api.text
+    run = api.json()
+    assert "$TargetDedicatedNodes=2" in run["results"] and "later=6" in run["results"], run
     signed_in(page, server)
-    page.goto(f"{server.endpoint}/ui/#/pools/{pool}")
+    page.goto(f"{server.endpoint}/ui/#/pools/{scaled_pool}")
     page.wait_for_selector("#nodes tr[data-node]")
+    # The node's CPU and memory, as its agent measures them (two heartbeats).
+    page.wait_for_function("""() => {
+        const cells = [...document.querySelectorAll('#nodes td[data-cpu], #nodes td[data-memory]')];
+        return cells.length >= 2 && cells.every((td) => /^[0-9.]+ (%|B|KiB|MiB|GiB)$/.test(td.textContent));
+    }""", timeout=20_000)
     page.fill("#formula", formula)
     page.click("#evaluate")
     page.wait_for_selector("#autoscale-result > *")
     shown = page.inner_text("#autoscale-result")
-    if api.status_code == 200:
-        run = api.json()
-        for part in filter(None, (p.strip() for p in run.get("results", "").split(";"))):
-            name, _, value = part.partition("=")
-            assert name in shown and value in shown, (part, shown)
-    else:
-        body = api.json()
-        sentence = body["message"]["value"].split("\nRequestId:")[0]
-        assert f"{body['code']}: {sentence}" in shown, (body, shown)
-        assert "RequestId" not in shown
-        assert page.is_visible("#autoscale-result .error")
+    for part in filter(None, (p.strip() for p in run["results"].split(";"))):
+        name, _, value = part.partition("=")
+        assert name in shown and value in shown, (part, shown)
+    assert not page.is_visible("#autoscale-result .error")
     shot(page, "pool-autoscale")
+
+    # A syntax error: the service's code and sentence, no request id.
+    bad = "$TargetDedicatedNodes = (1;"
+    api = raw.request("POST", f"/pools/{scaled_pool}/evaluateautoscale", {"autoScaleFormula": bad})
+    assert api.status_code == 400 and api.json()["code"] == "AutoScalingFormulaSyntaxError", api.text
+    page.fill("#formula", bad)
+    page.click("#evaluate")
+    page.wait_for_selector("#autoscale-result .error")
+    shown = page.inner_text("#autoscale-result")
+    body = api.json()
+    sentence = body["message"]["value"].split("\nRequestId:")[0]
+    assert f"{body['code']}: {sentence}" in shown, (body, shown)
+    assert "RequestId" not in shown
 
 
 def test_job_schedules_and_their_jobs(page, server, raw, pool):

@@ -11,6 +11,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Server, batch_client, free_port, wait_for
+from rawclient import Raw
 
 
 def scrape(url, **kw):
@@ -157,3 +158,51 @@ def test_token_listen_and_off():
             assert requests.get(s.endpoint + "/metrics", timeout=10).status_code in (401, 403)
         finally:
             s.stop()
+
+
+def machine_memory_in_use():
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, v = line.split(":")
+            info[k] = int(v.split()[0]) * 1024
+    return info["MemTotal"] - info["MemAvailable"]
+
+
+def test_node_cpu_and_memory_as_the_agents_measure_them(own):
+    """Each agent measures its machine with every heartbeat: the pool's
+    gauges in /metrics and openbatch's own /openbatch/pools/{p}/nodeload
+    (what the dashboard shows) report it; local nodes share this machine."""
+    client = batch_client(own)
+    raw = Raw(own.endpoint, own.account, own.key)
+    pool = "loadpool"
+    client.create_pool(models.BatchPoolCreateOptions(
+        id=pool, vm_size="standard_d2s_v3", target_dedicated_nodes=2,
+        virtual_machine_configuration=models.VirtualMachineConfiguration(
+            image_reference=models.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
+            node_agent_sku_id="batch.node.ubuntu 22.04")))
+    wait_for(lambda: len([n for n in client.list_nodes(pool) if n.state == models.BatchNodeState.IDLE]) == 2, timeout=30, what="2 idle nodes")
+
+    def measured():
+        r = raw.request("GET", f"/openbatch/pools/{pool}/nodeload")
+        assert r.status_code == 200, r.text
+        loads = r.json()["value"]
+        return len(loads) == 2 and all(l["cpuPercent"] is not None and l["memoryBytes"] for l in loads) and loads
+    loads = wait_for(measured, timeout=20, what="two measurements from each agent")
+    assert sorted(l["id"] for l in loads) == sorted(n.id for n in client.list_nodes(pool))
+    in_use = machine_memory_in_use()
+    for l in loads:
+        assert 0 <= l["cpuPercent"] <= 100, l
+        assert in_use / 3 < l["memoryBytes"] < in_use * 3, (l, in_use)
+
+    m = scrape(own.endpoint + "/metrics")
+    ratio = value(m, "openbatch_node_cpu_utilization_ratio", pool=pool)
+    assert ("openbatch_node_cpu_utilization_ratio", frozenset({("pool", pool)})) in m
+    assert 0 <= ratio <= 1
+    assert 2 * in_use / 3 < value(m, "openbatch_node_memory_used_bytes", pool=pool) < 2 * in_use * 3
+
+    # Errors as for any pool operation; the path is signed like the others.
+    r = raw.request("GET", "/openbatch/pools/nosuchpool/nodeload")
+    assert r.status_code == 404 and r.json()["code"] == "PoolNotFound", r.text
+    assert raw.request("GET", f"/openbatch/pools/{pool}/nodeload", sign=False).status_code == 401
+    assert raw.request("POST", f"/openbatch/pools/{pool}/nodeload", {}).json()["code"] == "UnsupportedHttpVerb"

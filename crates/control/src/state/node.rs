@@ -66,6 +66,30 @@ pub struct Node {
     pub pool_packages: Vec<wire::models::ApplicationPackageReference>,
     /// What the node's agent last measured of it (with its last heartbeat).
     pub usage: Option<proto::NodeUsage>,
+    /// Its load between its last two measurements (see [`NodeLoad`]).
+    pub load: NodeLoad,
+}
+
+/// A node's load as people read it: CPU busy share between the agent's last
+/// two measurements, and memory in use at the last one. `None` until the
+/// agent has said (CPU needs two measurements).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeLoad {
+    /// 0 to 100.
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+}
+
+impl NodeLoad {
+    /// The load from the measurement before (`before`, if any) to `now`.
+    pub fn between(before: Option<&proto::NodeUsage>, now: &proto::NodeUsage) -> NodeLoad {
+        let cpu = before.and_then(|b| {
+            let busy = now.cpu_busy?.checked_sub(b.cpu_busy?)?;
+            let total = now.cpu_total?.checked_sub(b.cpu_total?)?;
+            (total > 0).then(|| (busy as f64 * 100.0 / total as f64).clamp(0.0, 100.0))
+        });
+        NodeLoad { cpu_percent: cpu, memory_bytes: now.memory_bytes }
+    }
 }
 
 /// What a draining node does once its running tasks have finished.
