@@ -7,6 +7,8 @@
 mod support;
 use proto::{TaskLaunch, ToServer};
 use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
 use support::*;
 use wire::enums::{ExecutionResult, JobState, TaskState};
 use wire::models::{AffinityInformation, JobManagerTask};
@@ -723,4 +725,90 @@ async fn an_empty_terminatejob_job_completes_at_once() {
     assert_eq!(w.job("empty").await.state, JobState::Completed);
     assert_eq!(w.job("managed").await.state, JobState::Active, "its job manager task is not complete");
     assert_eq!(w.job("noaction").await.state, JobState::Active);
+}
+
+/// Holds the store's answers to one kind of call back until released, and
+/// records the order in which calls were answered.
+#[derive(Clone, Default)]
+struct Gate {
+    armed: Arc<std::sync::Mutex<Option<&'static str>>>,
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+    answered: Arc<std::sync::Mutex<Vec<&'static str>>>,
+}
+
+impl Gate {
+    fn hook(&self) -> store::hooked::Hook {
+        let g = self.clone();
+        Arc::new(move |name: &'static str| {
+            let g = g.clone();
+            Box::pin(async move {
+                g.answered.lock().unwrap().push(name);
+                let hold = {
+                    let mut armed = g.armed.lock().unwrap();
+                    let hit = *armed == Some(name);
+                    if hit {
+                        *armed = None; // once
+                    }
+                    hit
+                };
+                if hold {
+                    g.reached.notify_one();
+                    g.release.notified().await;
+                }
+            })
+        })
+    }
+}
+
+/// A read-ahead that read the job's tasks while an assignment was still
+/// being written saw that task as `active`; if it is answered only after
+/// the assignment committed (and the task left the in-flight set), the
+/// task must still not start a second time.
+#[tokio::test]
+async fn a_read_that_saw_a_task_before_its_assignment_committed_does_not_start_it_again() {
+    for _ in 0..5 {
+        let gate = Gate::default();
+        let w = World::with_hook(gate.hook()).await;
+        w.pool("p", 2, "spread").await;
+        w.add_job("j", "p", |_| {}).await;
+        // `a` takes one of the node's two slots; `b` needs both, so it waits
+        // (in the read-ahead) and leaves a slot free for a second start.
+        w.add_tasks("j", &["a"], |_| {}).await;
+        w.add_tasks("j", &["b"], |t| t.required_slots = 2).await;
+        let mut agent = w.join("p", "n1").await;
+        gate.answered.lock().unwrap().clear();
+        // Round 1 places `a`; its assignment is queued (relaxed: it lingers
+        // for company before committing).
+        assert_eq!(w.cluster.schedule(URL, std::time::Instant::now()).await.unwrap(), 1);
+        // Round 2 must read again (the generation moved) while that write is
+        // in flight; its answer is held until the write has committed.
+        *gate.armed.lock().unwrap() = Some("ready_tasks");
+        w.store.bump_tasks();
+        let c = w.cluster.clone();
+        let round2 = tokio::spawn(async move { c.schedule(URL, std::time::Instant::now()).await.unwrap() });
+        gate.reached.notified().await;
+        for _ in 0..100 {
+            if w.task_state("j", "a").await == TaskState::Preparing {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        w.settle().await; // the round's own bookkeeping after the commit
+        gate.release.notify_one();
+        let started_again = round2.await.unwrap();
+        w.settle().await;
+        // Valid only if the read was answered before the assignment's write.
+        let order = gate.answered.lock().unwrap().clone();
+        let read = order.iter().position(|n| *n == "ready_tasks");
+        let write = order.iter().position(|n| *n == "update_tasks");
+        if !matches!((read, write), (Some(r), Some(u)) if r < u) {
+            continue; // the write committed first this time: no race to check
+        }
+        let starts: Vec<String> = agent.launches().into_iter().map(|l| l.task_id).collect();
+        assert_eq!(starts, vec!["a".to_string()], "a starts once; b does not fit");
+        assert_eq!(started_again, 0);
+        return;
+    }
+    panic!("the read never overtook the assignment's write");
 }

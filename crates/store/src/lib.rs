@@ -26,6 +26,7 @@ pub mod backend;
 pub mod doc_table;
 mod group;
 mod handle;
+pub mod hooked;
 pub mod job_rules;
 pub mod jobs;
 mod leases;

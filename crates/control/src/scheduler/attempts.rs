@@ -93,7 +93,9 @@ impl Cluster {
             self.leave_inflight(&key);
             if r.is_err() {
                 // The task changed before the node took it (terminated, deleted, job ended).
+                // (A read-ahead that began while it was in flight left it out: read again.)
                 self.kill(&node, attempt);
+                self.store.bump_tasks();
             }
             self.wake.notify_one();
         }

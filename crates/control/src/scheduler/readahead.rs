@@ -2,7 +2,7 @@
 
 use crate::cluster::Cluster;
 use crate::state::sched::ReadAhead;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use wire::models::{CloudJob, CloudTask};
 use wire::Error;
@@ -62,7 +62,17 @@ impl Cluster {
         for refill in [false, true] {
             let generation = self.store.generation();
             if refill {
-                let held = self.core().sched.inflight.len();
+                // The job's tasks in flight as the read begins: the read may
+                // see one as it was before its assignment committed (the
+                // scheduler's own writes do not move the generation), even
+                // once it has left `inflight`, so they are left out too. One
+                // whose assignment fails instead is `readied` (or abandoned),
+                // which moves the generation.
+                let (held, before): (usize, HashSet<String>) = {
+                    let core = self.core();
+                    let inflight = &core.sched.inflight;
+                    (inflight.len(), inflight.iter().filter(|(j, _)| *j == key).map(|(_, t)| t.clone()).collect())
+                };
                 let limit = READ_AHEAD.max(want) + held;
                 let tasks = self.store.ready_tasks(job_id, limit, max_slots).await?;
                 let exhausted = tasks.len() < limit;
@@ -72,7 +82,10 @@ impl Cluster {
                     tasks
                         .into_iter()
                         .filter(|t| {
-                            !inflight.contains(&(key.clone(), store::key_of(&t.id))) && !out.iter().any(|o: &CloudTask| o.id == t.id)
+                            let task_key = store::key_of(&t.id);
+                            !before.contains(&task_key)
+                                && !inflight.contains(&(key.clone(), task_key))
+                                && !out.iter().any(|o: &CloudTask| o.id == t.id)
                         })
                         .collect()
                 };

@@ -345,7 +345,9 @@ impl Cluster {
                         let ok = matches!(&results, Ok(r) if r.get(i).is_some_and(|x| x.is_ok()));
                         if !ok {
                             // The task changed meanwhile (terminated, deleted, job ended): stop the attempt.
+                            // (A read-ahead that began while it was in flight left it out: read again.)
                             me.kill(&node_id, attempt);
+                            stale = true;
                         }
                     }
                     if stale {

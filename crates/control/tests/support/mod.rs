@@ -40,17 +40,29 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
-        World::build(None).await
+        World::build(None, None).await
     }
 
     /// A world whose pools get their nodes from `provider` (see `FakeProvider`).
     pub async fn with_provider(provider: Arc<dyn NodeProvider>) -> World {
-        World::build(Some(provider)).await
+        World::build(Some(provider), None).await
     }
 
-    async fn build(provider: Option<Arc<dyn NodeProvider>>) -> World {
+    /// A world whose store calls `hook` after each of its calls (see
+    /// `store::hooked`), e.g. to hold a read back.
+    pub async fn with_hook(hook: store::hooked::Hook) -> World {
+        World::build(None, Some(hook)).await
+    }
+
+    async fn build(provider: Option<Arc<dyn NodeProvider>>, hook: Option<store::hooked::Hook>) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = match hook {
+            None => Store::open(dir.path()).unwrap(),
+            Some(hook) => {
+                let sqlite = Arc::new(store::sqlite::Sqlite::open(dir.path()).unwrap());
+                Store::new(Arc::new(store::hooked::Hooked::new(sqlite, hook)))
+            }
+        };
         let lifecycle = Arc::new(Lifecycle::new(&store));
         let config = cluster_config(dir.path());
         let cluster = Arc::new(match provider {
