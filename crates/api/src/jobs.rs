@@ -15,6 +15,15 @@ use wire::{Error, ErrorCode};
 pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     let p: JobAddParameter = parse_body(&ctx.body)?;
     let id = check_job(&p)?;
+    if let Some(spec) = p.pool_info.as_ref().and_then(|i| i.auto_pool_specification.as_ref()) {
+        // A pool for a schedule's jobs needs a schedule.
+        if control::autopool::parse(spec)?.lifetime == control::autopool::Lifetime::JobSchedule {
+            return Err(Error::invalid_property(
+                "poolInfo.autoPoolSpecification.poolLifetimeOption",
+                "A job that is not created by a job schedule cannot have an auto pool with the jobSchedule lifetime.",
+            ));
+        }
+    }
     let stored = control::jobs::add(&app.cluster, control::jobs::new_job(&app.cluster, id.clone(), p)).await?;
     let url = ctx.url(&job_path(&id));
     Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
@@ -154,11 +163,35 @@ pub async fn update(app: &App, ctx: &Ctx, id: &str, replace: bool) -> Result<Rep
                 }
             }
             if let Some(pool) = p.pool_info {
-                if pool != job.pool_info {
-                    job.execution_info.scheduling_error = pool.auto_pool_specification.as_ref().map(|_| control::jobs::auto_pool_error());
+                match (&pool.auto_pool_specification, &job.pool_info.auto_pool_specification) {
+                    // The service lets only an auto pool's keepAlive change.
+                    (Some(new), Some(old)) if *new != *old => {
+                        let (mut a, mut b) = (new.clone(), old.clone());
+                        for v in [&mut a, &mut b] {
+                            if let Some(m) = v.as_object_mut() {
+                                m.remove("keepAlive");
+                            }
+                        }
+                        if a != b {
+                            return Err(Error::invalid_property(
+                                "poolInfo.autoPoolSpecification",
+                                "Only keepAlive of a job's auto pool specification can be changed.",
+                            ));
+                        }
+                        job.pool_info = pool;
+                    }
+                    (Some(_), Some(_)) => {}
+                    (Some(_), None) => {
+                        return Err(Error::invalid_property(
+                            "poolInfo.autoPoolSpecification",
+                            "An existing job cannot be moved to an auto pool; name an existing pool in poolInfo.poolId.",
+                        ));
+                    }
+                    (None, _) => {
+                        job.execution_info.pool_id = pool.pool_id.clone();
+                        job.pool_info = pool;
+                    }
                 }
-                job.execution_info.pool_id = pool.pool_id.clone();
-                job.pool_info = pool;
             }
             Ok(())
         })

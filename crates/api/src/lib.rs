@@ -94,6 +94,8 @@ pub fn router(app: Arc<App>) -> Router {
 /// agents dial. Stop them with `Supervisor::shutdown`.
 pub fn start_background(app: Arc<App>, server_url: Option<String>) -> Arc<control::supervisor::Supervisor> {
     *app.cluster.config.server_url.lock().unwrap_or_else(|p| p.into_inner()) = server_url.clone();
+    // Auto pools are created as a pool add would create them.
+    app.cluster.set_pool_maker(pools::pool_maker(&app));
     {
         let mut u = app.account_url.lock().unwrap_or_else(|p| p.into_inner());
         if u.is_none() {

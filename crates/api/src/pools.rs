@@ -6,6 +6,7 @@ use crate::rawdoc::{self, RawObject};
 use crate::render::{self, apply_select, list_options, select_expand};
 use crate::state::App;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use wire::enums::ComputeNodeState;
 use wire::validate::{check_id, parse_body};
 use wire::{Error, ErrorCode};
@@ -301,9 +302,43 @@ fn check_add_raw(doc: &mut RawObject) -> Result<String, Error> {
 }
 
 pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let (id, stored) = create_from(app, &ctx.body).await?;
+    let url = ctx.url(&pool_path(&id));
+    Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
+}
+
+/// How the control plane creates auto pools: as [`create_auto`] does, on
+/// this server (given to `control::Cluster::set_pool_maker` at start).
+pub fn pool_maker(app: &Arc<App>) -> control::autopool::PoolMaker {
+    let weak = Arc::downgrade(app);
+    Arc::new(move |id, spec| {
+        let weak = weak.clone();
+        Box::pin(async move {
+            let app = weak.upgrade().ok_or_else(|| Error::new(ErrorCode::ServerBusy))?;
+            create_auto(&app, id, spec).await
+        })
+    })
+}
+
+/// Creates an auto pool (see `control::autopool`): the job's
+/// `PoolSpecification` with the id the control plane chose, added as a pool
+/// add with that body would be.
+pub async fn create_auto(app: &App, id: String, spec: Value) -> Result<(), Error> {
+    let mut body = match spec {
+        Value::Object(m) => m,
+        _ => return Err(Error::invalid_property("poolInfo.autoPoolSpecification.pool", "The value must be an object.")),
+    };
+    body.insert("id".into(), Value::String(id));
+    let text = serde_json::to_vec(&body).map_err(Error::internal)?;
+    create_from(app, &text).await.map(|_| ())
+}
+
+/// A pool add's body checked, completed with the service's defaults and
+/// stored; the pool's id and the stored document.
+async fn create_from(app: &App, body: &[u8]) -> Result<(String, store::Stored), Error> {
     // Kept member by member as sent; only what is checked is parsed.
-    let mut doc: RawObject = parse_body(&ctx.body)?;
-    pool_numbers_raw(&mut doc, &ctx.body)?;
+    let mut doc: RawObject = parse_body(body)?;
+    pool_numbers_raw(&mut doc, body)?;
     let id = check_add_raw(&mut doc)?;
     if app.config.strict_limits {
         // The service's minimum evaluation interval (5 minutes).
@@ -347,8 +382,7 @@ pub async fn create(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
         app.cluster.autoscale_pool(&id, chrono::Utc::now()).await?;
     }
     app.cluster.reconcile.notify_one();
-    let url = ctx.url(&pool_path(&id));
-    Ok(Reply::status(201).changed(&stored, url.clone()).header("location", url))
+    Ok((id, stored))
 }
 
 /// Adds what changes without a write: current node counts and allocation state.

@@ -36,6 +36,8 @@ pub struct Cluster {
     /// Set once attempt ids are initialised (`init_attempts`): no agent
     /// joins before, so `first_attempt` tells this server's attempts apart.
     pub(crate) initialized: tokio::sync::watch::Sender<bool>,
+    /// How auto pools are created (the API's pool add; see `autopool`).
+    pub(crate) pool_maker: std::sync::OnceLock<crate::pool::PoolMaker>,
 }
 
 impl Cluster {
@@ -63,6 +65,7 @@ impl Cluster {
             autoscale: Notify::new(),
             first_attempt: AtomicU64::new(1),
             initialized: tokio::sync::watch::channel(false).0,
+            pool_maker: std::sync::OnceLock::new(),
         }
     }
 

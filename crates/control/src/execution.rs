@@ -13,16 +13,6 @@ pub fn manager_of<'a>(job: &'a wire::models::CloudJob, task: &str) -> Option<&'a
     job.job_manager_task.as_ref().filter(|m| m.id.as_deref().is_some_and(|id| id.eq_ignore_ascii_case(task)))
 }
 
-/// The first property of a job that openbatch cannot act on yet, if any.
-/// The job's tasks are not scheduled (they stay `active`) and the job's
-/// `executionInfo.schedulingError` says why.
-pub fn unsupported_job_feature(j: &wire::models::CloudJob) -> Option<&'static str> {
-    if j.pool_info.auto_pool_specification.is_some() {
-        return Some("poolInfo.autoPoolSpecification");
-    }
-    None
-}
-
 /// Moves a task to `state`, recording where it came from.
 pub fn transition(task: &mut CloudTask, state: TaskState, now: Timestamp) {
     if task.state != state {

@@ -62,7 +62,22 @@ pub async fn add(app: &Cluster, job: CloudJob) -> Result<store::Stored, Error> {
     let ends_with_tasks = job.on_all_tasks_complete == OnAllTasksComplete::TerminateJob;
     let manager = manager_task(app, &job)?;
     let id = job.id.clone();
-    let stored = app.store.create_job(job).await?;
+    // An auto pool exists before its job: the job is never without its pool.
+    let auto = match &job.pool_info.auto_pool_specification {
+        Some(spec) => Some(crate::autopool::parse(spec)?),
+        None => None,
+    };
+    if let Some(auto) = &auto {
+        app.make_auto_pool(&job, auto).await?;
+    }
+    let stored = match app.store.create_job(job.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Not stored (e.g. the id is taken): its own pool goes again.
+            app.job_ended_auto_pool(&job).await;
+            return Err(e);
+        }
+    };
     if let Some(m) = manager {
         app.store.add_tasks(&id, vec![m], |_| Ok(())).await?;
     }
@@ -102,8 +117,12 @@ pub fn new_job(app: &Cluster, id: String, p: JobAddParameter) -> CloudJob {
         execution_info: JobExecutionInformation {
             start_time: now,
             end_time: None,
-            pool_id: pool_info.pool_id.clone(),
-            scheduling_error: pool_info.auto_pool_specification.as_ref().map(|_| auto_pool_error()),
+            // An auto pool's id is chosen now (see `autopool`).
+            pool_id: pool_info.pool_id.clone().or_else(|| {
+                let auto = pool_info.auto_pool_specification.as_ref().and_then(|s| crate::autopool::parse(s).ok())?;
+                Some(crate::autopool::job_pool_id(auto.prefix.as_deref()))
+            }),
+            scheduling_error: None,
             terminate_reason: None,
         },
         pool_info,
@@ -112,22 +131,6 @@ pub fn new_job(app: &Cluster, id: String, p: JobAddParameter) -> CloudJob {
         network_configuration: p.network_configuration,
         metadata: p.metadata,
         pending_disable: None,
-    }
-}
-
-/// The scheduling error of a job that asks for an auto pool: openbatch does
-/// not create auto pools yet, so its tasks are not scheduled; the job says
-/// so from its creation on (a client polling it sees why).
-pub fn auto_pool_error() -> JobSchedulingError {
-    JobSchedulingError {
-        category: ErrorCategory::UserError,
-        code: Some("NotImplemented".into()),
-        message: Some(
-            "openbatch does not create auto pools (poolInfo.autoPoolSpecification) yet; the job's tasks are not scheduled. \
-             Create a pool and name it in poolInfo.poolId instead (see COMPATIBILITY.md)."
-                .into(),
-        ),
-        details: Some(vec![NameValuePair { name: Some("PropertyName".into()), value: Some("poolInfo.autoPoolSpecification".into()) }]),
     }
 }
 

@@ -30,6 +30,7 @@
 //! module that imports it back (`tests/layering.rs`).
 
 pub mod agents;
+pub mod autopool;
 pub mod autoscale;
 pub mod cluster;
 pub mod completion;

@@ -139,6 +139,12 @@ impl PoolSpec {
     }
 }
 
+/// Creates the pool `id` from a `PoolSpecification` (an auto pool's, see
+/// `autopool`), as a pool add with that body and id would: the API's, given
+/// to the control plane at start.
+pub type PoolMaker =
+    std::sync::Arc<dyn Fn(String, serde_json::Value) -> futures_util::future::BoxFuture<'static, Result<(), wire::Error>> + Send + Sync>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

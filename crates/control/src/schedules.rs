@@ -148,6 +148,7 @@ pub async fn step(app: &Cluster) -> Result<Option<StdDuration>, Error> {
                     end_job(app, &job.id, true).await?;
                 }
                 if jobs.docs.is_empty() {
+                    app.schedule_ended_auto_pool(&doc).await;
                     app.store.remove_doc(SCHEDULES, &id).await?;
                 } else {
                     soon(StdDuration::from_millis(200));
@@ -185,6 +186,13 @@ pub async fn complete(app: &Cluster, id: &str) -> Result<(), Error> {
         })
         .await;
     match r {
+        Ok(stored) => {
+            // The pool its jobs shared (`poolLifetimeOption: jobschedule`) goes.
+            if let Ok(doc) = serde_json::from_str::<Map<String, Value>>(&stored.doc) {
+                app.schedule_ended_auto_pool(&doc).await;
+            }
+            Ok(())
+        }
         Err(e) if e.code != ErrorCode::OperationInvalidForCurrentState && e.code != ErrorCode::JobScheduleNotFound => Err(e),
         _ => Ok(()),
     }
@@ -230,7 +238,12 @@ pub async fn run_due(app: &Cluster, id: &str, doc: &Map<String, Value>) -> Resul
     if !missed {
         let spec = doc.get("jobSpecification").and_then(Value::as_object).cloned().unwrap_or_default();
         let p = job_parameter(&spec, &job_id)?;
-        let job = crate::jobs::new_job(app, job_id.clone(), p);
+        let mut job = crate::jobs::new_job(app, job_id.clone(), p);
+        // The jobs of a schedule whose auto pool lives as long as it share one.
+        if let Some(auto) = crate::autopool::of(&job).filter(|a| a.lifetime == crate::autopool::Lifetime::JobSchedule) {
+            let created = doc.get("creationTime").and_then(Value::as_str).unwrap_or_default();
+            job.execution_info.pool_id = Some(crate::autopool::schedule_pool_id(auto.prefix.as_deref(), id, created));
+        }
         match crate::jobs::add(app, job).await {
             Ok(_) => {}
             Err(e) if e.code == ErrorCode::JobExists => {}

@@ -76,6 +76,8 @@ pub async fn step(app: &Cluster, delay: StdDuration, look: bool) -> Result<Optio
                 if let Ok(stored) = app.store.get_job(&id).await {
                     if let Ok(job) = serde_json::from_str::<wire::models::CloudJob>(&stored.doc) {
                         app.release_job(&job).await;
+                        // A pool made for this job alone goes with it.
+                        app.job_ended_auto_pool(&job).await;
                     }
                 }
             }

@@ -36,3 +36,9 @@ pub fn check_pool_usable(tx: &dyn Txn, pool_id: &str) -> Result<(), Error> {
         _ => Ok(()),
     }
 }
+
+/// The pool a job's tasks run on: `poolInfo.poolId`, or for a job with an
+/// auto pool, the pool made for it (`executionInfo.poolId`).
+pub fn pool_of(job: &CloudJob) -> Option<&str> {
+    job.pool_info.pool_id.as_deref().or(job.execution_info.pool_id.as_deref())
+}

@@ -86,3 +86,24 @@ def test_remote_login_settings(client, uid):
         assert e.value.error.code == "NodeNotFound"
     finally:
         client.pool.delete(pid)
+
+
+def test_auto_pool_for_a_job(client, uid):
+    """A job's own auto pool (issue 15): made with the job, its tasks run
+    there, and it goes when the job ends."""
+    jid = uid("auto14")
+    client.job.add(models.JobAddParameter(id=jid, pool_info=models.PoolInformation(
+        auto_pool_specification=models.AutoPoolSpecification(
+            auto_pool_id_prefix="v14", pool_lifetime_option=models.PoolLifetimeOption.job,
+            pool=models.PoolSpecification(vm_size="standard_d2s_v3", target_dedicated_nodes=1)))))
+    pool_id = client.job.get(jid).execution_info.pool_id
+    assert pool_id.startswith("v14_"), pool_id
+    assert client.pool.get(pool_id).target_dedicated_nodes == 1
+    client.task.add(jid, models.TaskAddParameter(id="t", command_line="/bin/true"))
+    t = completed(client, jid, "t", timeout=60)
+    assert (t.execution_info.exit_code, t.node_info.pool_id) == (0, pool_id)
+    client.job.terminate(jid)
+
+    def gone():
+        return not any(p.id == pool_id for p in client.pool.list())
+    wait_for(gone, timeout=40, what="the auto pool to go with its job")

@@ -252,22 +252,6 @@ def test_unsupported_pool_configurations_are_refused_naming_the_property(client,
     raw.request("DELETE", f"/pools/{pid}")
 
 
-def test_an_auto_pool_job_says_why_its_tasks_wait(client, uid):
-    jid = uid("auto")
-    client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(
-        auto_pool_specification=models.BatchAutoPoolSpecification(
-            pool_lifetime_option=models.BatchPoolLifetimeOption.JOB,
-            pool=models.BatchPoolSpecification(vm_size="standard_d2s_v3")))))
-    try:
-        err = client.get_job(jid).execution_info.scheduling_error
-        assert err is not None and err.code == "NotImplemented"
-        assert "autoPoolSpecification" in err.message
-        client.create_task(jid, models.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
-        assert client.get_task(jid, "t").state == models.BatchTaskState.ACTIVE
-    finally:
-        end_job(client, jid)
-
-
 # --- remote login settings ------------------------------------------------------
 
 def test_remote_login_settings(client, server, pool, uid, tmp_path):

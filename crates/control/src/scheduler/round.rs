@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use wire::models::{CloudJob, CloudTask};
-use wire::{Error, ErrorCode};
+use wire::Error;
 
 /// The order in which a round offers the pool's jobs their slots, each
 /// with the most it may take on that offer. `jobs` come highest priority
@@ -60,30 +60,6 @@ impl Cluster {
             }
         }
         m
-    }
-
-    /// Records once, in the job's `executionInfo.schedulingError`, why its
-    /// tasks are not scheduled.
-    pub(crate) async fn flag_unsupported_job(&self, job: &CloudJob, feature: &'static str) {
-        if job.execution_info.scheduling_error.is_some() {
-            return;
-        }
-        let message = format!("openbatch does not support {feature} yet (see COMPATIBILITY.md); the job's tasks are not scheduled.");
-        let _ = self
-            .store
-            .update_job(&job.id, Default::default(), move |_, j, _| {
-                if j.execution_info.scheduling_error.is_some() {
-                    return Err(Error::new(ErrorCode::OperationInvalidForCurrentState));
-                }
-                j.execution_info.scheduling_error = Some(wire::models::JobSchedulingError {
-                    category: wire::enums::ErrorCategory::ServerError,
-                    code: Some("NotImplemented".into()),
-                    message: Some(message),
-                    details: None,
-                });
-                Ok(())
-            })
-            .await;
     }
 
     /// Attempt ids continue after the highest one ever handed out.
@@ -155,10 +131,6 @@ impl Cluster {
             let shared = if budget > 0 { budget } else { queue_budget };
             let order = job_order(&jobs, by_creation, shared, &self.tasks_per_job(&pool));
             for (job, share) in order {
-                if let Some(feature) = execution::unsupported_job_feature(job) {
-                    self.flag_unsupported_job(job, feature).await;
-                    continue;
-                }
                 let (free, job_running) = {
                     let mut core = self.core();
                     let nodes = &mut core.nodes;

@@ -43,7 +43,7 @@ pub(crate) fn save(c: &mut PgConn, job: &CloudJob) -> Result<Stored, Error> {
             &job.e_tag,
             &job.last_modified.to_string(),
             &doc,
-            &job.pool_info.pool_id.as_deref().map(key_of),
+            &crate::job_rules::pool_of(job).map(key_of),
             &(job.priority as i64),
         ],
     )?;
@@ -64,7 +64,7 @@ impl Postgres {
                         Error::new(ErrorCode::JobExists)
                     });
                 }
-                if let Some(pool) = job.pool_info.pool_id.as_deref() {
+                if let Some(pool) = crate::job_rules::pool_of(&job) {
                     crate::job_rules::check_pool_usable(&PgTxn(std::cell::RefCell::new(&mut *c)), pool)?;
                 }
                 c.execute(
@@ -78,7 +78,7 @@ impl Postgres {
                         &job.e_tag,
                         &job.last_modified.to_string(),
                         &doc,
-                        &job.pool_info.pool_id.as_deref().map(key_of),
+                        &crate::job_rules::pool_of(&job).map(key_of),
                         &(job.priority as i64),
                     ],
                 )?;

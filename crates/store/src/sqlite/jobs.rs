@@ -44,7 +44,7 @@ pub(crate) fn save(conn: &Connection, job: &CloudJob) -> Result<Stored, Error> {
                 job.e_tag,
                 job.last_modified.to_string(),
                 doc,
-                job.pool_info.pool_id.as_deref().map(key_of),
+                crate::job_rules::pool_of(job).map(key_of),
                 job.priority
             ])
         })
@@ -70,7 +70,7 @@ impl Sqlite {
                         Error::new(ErrorCode::JobExists)
                     });
                 }
-                if let Some(pool) = job.pool_info.pool_id.as_deref() {
+                if let Some(pool) = crate::job_rules::pool_of(&job) {
                     crate::job_rules::check_pool_usable(&SqliteTxn(conn), pool)?;
                 }
                 conn.prepare_cached(
@@ -86,7 +86,7 @@ impl Sqlite {
                         job.e_tag,
                         job.last_modified.to_string(),
                         doc,
-                        job.pool_info.pool_id.as_deref().map(key_of),
+                        crate::job_rules::pool_of(&job).map(key_of),
                         job.priority
                     ])
                 })
