@@ -28,6 +28,21 @@ venv() { # name requirements-file
 venv 15 requirements-v15.txt
 venv 14 requirements-v14.txt
 
+# The old azure-batch releases that send the older api-versions (old/): each
+# on its own, without dependencies (the 14.x virtualenv has msrest and the
+# rest), selected per run by PYTHONPATH.
+old_sdks() {
+  local v
+  for v in $(sed 's/#.*//' "$here/old-sdks.txt"); do
+    if [ ! -f "$here/.sdks/$v/.stamp" ]; then
+      rm -rf "$here/.sdks/$v"
+      "$here/.venv14/bin/pip" install --quiet --disable-pip-version-check --no-deps --target "$here/.sdks/$v" "azure-batch==$v"
+      touch "$here/.sdks/$v/.stamp"
+    fi
+  done
+}
+old_sdks
+
 # Azurite (the Azure Storage emulator, pinned in node/package-lock.json) for
 # the resource-file and output-file tests; reinstalled when the lock changes.
 node_tools() {
@@ -58,6 +73,6 @@ if [ -n "${OPENBATCH_TEST_DATABASE:-}" ]; then
 fi
 echo "-- azure-batch 15.1.0, raw HTTP and the dashboard (headless Chromium)"
 "$here/.venv15/bin/python" -m pytest -q -p no:cacheprovider v15 common ui "$@" || status=1
-echo "-- azure-batch 14.2.0"
-"$here/.venv14/bin/python" -m pytest -q -p no:cacheprovider v14 "$@" || status=1
+echo "-- azure-batch 14.2.0, and the older releases (old-sdks.txt) with their api-versions"
+"$here/.venv14/bin/python" -m pytest -q -p no:cacheprovider v14 old "$@" || status=1
 exit $status

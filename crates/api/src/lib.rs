@@ -36,14 +36,29 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use wire::versions::ApiVersion;
 use wire::{Error, ErrorCode};
 
 pub use state::{ApiConfig, App};
 
-/// api-versions of the real clients: Python 15.x, the latest stable swagger,
-/// Python 14.x and the az CLI, older swaggers, and the JS client.
-pub const API_VERSIONS: &[&str] =
-    &["2025-06-01", "2024-07-01.20.0", "2024-02-01.19.0", "2023-11-01.18.0", "2023-05-01.17.0", "2022-10-01.16.0"];
+/// Every published data-plane api-version from 2018-08-01.7.0 on, newest
+/// first (`wire::versions`: how the older ones are translated at the edge).
+pub const API_VERSIONS: &[&str] = &[
+    "2025-06-01",
+    "2024-07-01.20.0",
+    "2024-02-01.19.0",
+    "2023-11-01.18.0",
+    "2023-05-01.17.0",
+    "2022-10-01.16.0",
+    "2022-01-01.15.0",
+    "2021-06-01.14.0",
+    "2020-09-01.12.0",
+    "2020-03-01.11.0",
+    "2019-08-01.10.0",
+    "2019-06-01.9.0",
+    "2018-12-01.8.0",
+    "2018-08-01.7.0",
+];
 
 /// Serves the API on `listener` (see [`server`]: limits, TLS) until
 /// `shutdown` resolves, then finishes the requests in flight.
@@ -178,20 +193,30 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
             }
         };
         let (path, raw_query) = raw_target.split_once('?').unwrap_or((raw_target.as_str(), ""));
-        let query = parse_query(raw_query);
+        let mut query = parse_query(raw_query);
         let api_version = query
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("api-version"))
             .map(|(_, v)| v.clone())
             .ok_or_else(|| Error::new(ErrorCode::MissingRequiredQueryParameter).with("QueryParameterName", "api-version"))?;
-        if !API_VERSIONS.contains(&api_version.as_str()) {
+        let Some(version) = ApiVersion::parse(&api_version) else {
             return Err(Error::new(ErrorCode::UnsupportedRequestVersion)
                 .with("QueryParameterName", "api-version")
                 .with("QueryParameterValue", api_version.clone())
                 .with("Reason", format!("Supported versions: {}", API_VERSIONS.join(", "))));
-        }
+        };
         let op = route::route(&method, path)?;
         op_name = op.name();
+        route::check_version(&op, version)?;
+        if version != ApiVersion::LATEST {
+            for (name, value) in query.iter_mut() {
+                if ["$select", "$expand", "$filter"].iter().any(|n| name.eq_ignore_ascii_case(n)) {
+                    if let Some(v) = wire::versions::query_names(version, value) {
+                        *value = v;
+                    }
+                }
+            }
+        }
         if let Some(job) = &token_scope {
             if !op.job().is_some_and(|j| j.eq_ignore_ascii_case(job)) {
                 return Err(Error::new(ErrorCode::AuthenticationFailed).with(
@@ -200,7 +225,18 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
                 ));
             }
         }
-        let body = server::read_body(&mut body, &parts.headers, limits.map(|l| l.body_deadline)).await?;
+        let mut body = server::read_body(&mut body, &parts.headers, limits.map(|l| l.body_deadline)).await?;
+        if version != ApiVersion::LATEST && !body.is_empty() {
+            // An older version's spelling, in the newest one (see `wire::versions`).
+            if let Some(b) = wire::versions::request_body(version, &body)? {
+                body = b.into();
+            }
+        }
+        let kind = match op {
+            Operation::JobTaskCounts(_) => wire::versions::Body::TaskCounts,
+            Operation::PoolUsageMetrics => wire::versions::Body::PoolUsageMetrics,
+            _ => wire::versions::Body::Resource,
+        };
         let ctx = Ctx {
             method: method.clone(),
             path: path.to_string(),
@@ -211,7 +247,15 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
             request_id: request_id.clone(),
             base_url: base_url.clone(),
         };
-        dispatch(&app, &ctx, op).await
+        let mut reply = dispatch(&app, &ctx, op).await?;
+        if version != ApiVersion::LATEST {
+            if let Some((_, bytes)) = reply.body.as_mut().filter(|(ct, _)| ct.starts_with("application/json")) {
+                if let Some(b) = wire::versions::response_body(version, kind, bytes) {
+                    *bytes = b.into();
+                }
+            }
+        }
+        Ok(reply)
     }
     .await;
     // Whatever is left of the body (an early error) is drained, not kept.
@@ -355,6 +399,11 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         PoolAutoscale(p) => pools::autoscale(app, ctx, &p).await,
         NodeCounts => pools::node_counts(app, ctx).await,
         SupportedImages => pools::supported_images(app, ctx).await,
+        NodeAgentSkus => pools::node_agent_skus(app, ctx).await,
+        UpgradePoolOs(p) => pools::upgrade_os(app, &p).await,
+        LifetimeJobStats | LifetimePoolStats | PoolUsageMetrics => {
+            Err(Error::msg(ErrorCode::NotImplemented, format!("openbatch does not implement {} yet; see COMPATIBILITY.md.", op.name())))
+        }
         ListNodes(p) => pools::list_nodes(app, ctx, &p).await,
         GetNode(p, n) => pools::get_node(app, ctx, &p, &n).await,
         RebootNode(p, n) => pools::restart_node(app, ctx, &p, &n, false).await,

@@ -778,7 +778,9 @@ pub async fn node_counts(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
 }
 
 /// `GET /supportedimages`: the Linux images a node agent serves.
-pub async fn supported_images(_app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+/// The images a pool may name (every node runs the agent on the host's
+/// Linux whatever it names).
+fn images() -> Vec<Value> {
     let image = |publisher: &str, offer: &str, sku: &str, agent: &str| {
         json!({
             "nodeAgentSKUId": agent,
@@ -788,12 +790,38 @@ pub async fn supported_images(_app: &App, ctx: &Ctx) -> Result<Reply, Error> {
             "verificationType": "verified",
         })
     };
-    let items = vec![
+    vec![
         image("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "batch.node.ubuntu 22.04"),
         image("canonical", "ubuntu-24_04-lts", "server", "batch.node.ubuntu 24.04"),
         image("debian", "debian-12", "12", "batch.node.debian 12"),
-    ];
-    Ok(Reply::json(200, render::list(ctx, "supportedimages", items, None)))
+    ]
+}
+
+pub async fn supported_images(_app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    Ok(Reply::json(200, render::list(ctx, "supportedimages", images(), None)))
+}
+
+/// `GET /nodeagentskus` (api-versions before 2019-06-01.9.0): the same
+/// images grouped by node agent SKU.
+pub async fn node_agent_skus(_app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let mut skus: Vec<Value> = Vec::new();
+    for image in images() {
+        let id = image["nodeAgentSKUId"].clone();
+        match skus.iter_mut().find(|s| s["id"] == id) {
+            Some(s) => s["verifiedImageReferences"].as_array_mut().into_iter().for_each(|v| v.push(image["imageReference"].clone())),
+            None => skus.push(json!({"id": id, "verifiedImageReferences": [image["imageReference"]], "osType": "linux"})),
+        }
+    }
+    Ok(Reply::json(200, render::list(ctx, "nodeagentskus", skus, None)))
+}
+
+/// `POST /pools/{id}/upgradeos` (api-version 2018-08-01.7.0) upgrades a
+/// Cloud Services pool's OS; openbatch has none (they are refused), so any
+/// pool answers 409 `OperationNotValidOnPool`.
+pub async fn upgrade_os(app: &App, id: &str) -> Result<Reply, Error> {
+    app.store.get_pool(id).await?;
+    Err(Error::new(ErrorCode::OperationNotValidOnPool)
+        .with("Reason", "upgradeos applies to Cloud Services pools only; this pool uses virtualMachineConfiguration."))
 }
 
 fn vm_size(doc: &Map<String, Value>) -> String {

@@ -6,6 +6,7 @@
 
 use axum::http::Method;
 use percent_encoding::percent_decode_str;
+use wire::versions::ApiVersion;
 use wire::{Error, ErrorCode};
 
 /// Every operation openbatch routes. Variants carry their path parameters.
@@ -48,6 +49,16 @@ pub enum Operation {
     PoolAutoscale(String),
     NodeCounts,
     SupportedImages,
+    /// `GET /nodeagentskus` (api-versions up to 2018-12-01.8.0; `supportedimages` since).
+    NodeAgentSkus,
+    /// `GET /lifetimejobstats` (api-versions up to 2022-10-01.16.0).
+    LifetimeJobStats,
+    /// `GET /lifetimepoolstats` (api-versions up to 2022-10-01.16.0).
+    LifetimePoolStats,
+    /// `POST /pools/{id}/upgradeos` (Cloud Services pools, api-version 2018-08-01.7.0 only).
+    UpgradePoolOs(String),
+    /// `GET /poolusagemetrics`.
+    PoolUsageMetrics,
     ListNodes(String),
     GetNode(String, String),
     RebootNode(String, String),
@@ -162,6 +173,11 @@ impl Operation {
             PoolAutoscale(_) => "PoolAutoscale",
             NodeCounts => "NodeCounts",
             SupportedImages => "SupportedImages",
+            NodeAgentSkus => "ListNodeAgentSkus",
+            LifetimeJobStats => "GetAllJobLifetimeStatistics",
+            LifetimePoolStats => "GetAllPoolLifetimeStatistics",
+            UpgradePoolOs(_) => "UpgradePoolOS",
+            PoolUsageMetrics => "ListPoolUsageMetrics",
             ListNodes(_) => "ListNodes",
             GetNode(..) => "GetNode",
             RebootNode(..) => "RebootNode",
@@ -338,6 +354,16 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
         }
         (["nodecounts"], None) => get_only(m, NodeCounts)?,
         (["supportedimages"], None) => get_only(m, SupportedImages)?,
+        (["nodeagentskus"], None) => get_only(m, NodeAgentSkus)?,
+        (["lifetimejobstats"], None) => get_only(m, LifetimeJobStats)?,
+        (["lifetimepoolstats"], None) => get_only(m, LifetimePoolStats)?,
+        (["poolusagemetrics"], None) => get_only(m, PoolUsageMetrics)?,
+        (["pools", p, "upgradeos"], None) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            UpgradePoolOs(p.to_string())
+        }
         (["pools", p, "nodes"], None) => get_only(m, ListNodes(p.to_string()))?,
         (["pools", p, "nodes", n], None) => get_only(m, GetNode(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, action], None) if ["reboot", "reimage", "disablescheduling", "enablescheduling"].contains(action) => {
@@ -370,6 +396,33 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
     Ok(op)
 }
 
+/// Whether `op` is an operation of api-version `v` (each version's REST
+/// specification lists its own): 400 `InvalidUri` naming the versions that
+/// have it, if not.
+pub fn check_version(op: &Operation, v: ApiVersion) -> Result<(), Error> {
+    use ApiVersion::*;
+    use Operation::*;
+    let (since, until) = match op {
+        SupportedImages => (V2019_06_01, ApiVersion::LATEST),
+        NodeAgentSkus => (V2018_08_01, V2018_12_01),
+        LifetimeJobStats | LifetimePoolStats => (V2018_08_01, V2022_10_01),
+        UpgradePoolOs(_) => (V2018_08_01, V2018_08_01),
+        _ => return Ok(()),
+    };
+    if v >= since && v <= until {
+        return Ok(());
+    }
+    let which = if until == ApiVersion::LATEST {
+        format!("api-version {} and later", since.as_str())
+    } else if since == until {
+        format!("api-version {} only", since.as_str())
+    } else {
+        format!("api-versions up to {}", until.as_str())
+    };
+    Err(Error::new(ErrorCode::InvalidUri)
+        .with("Reason", format!("{} is not an operation of api-version {}; it is one of {which}.", op.name(), v.as_str())))
+}
+
 fn get_only(m: &Method, op: Operation) -> Result<Operation, Error> {
     if m == Method::GET {
         Ok(op)
@@ -384,7 +437,6 @@ fn not_implemented(segs: &[&str]) -> Option<Operation> {
     let first = *segs.first()?;
     let name = match first {
         "pools" => "this compute node operation (node users, service logs, extensions, start, deallocate)",
-        "poolusagemetrics" => "ListPoolUsageMetrics",
         "certificates" => "certificate operations",
         _ if first.starts_with("certificates(") => "certificate operations",
         _ => return None,
@@ -501,6 +553,11 @@ mod tests {
             (po.clone(), "pools/{p}/evaluateautoscale", |a| PoolAutoscale(a[0].clone())),
             (g.clone(), "nodecounts", |_| NodeCounts),
             (g.clone(), "supportedimages", |_| SupportedImages),
+            (g.clone(), "nodeagentskus", |_| NodeAgentSkus),
+            (g.clone(), "lifetimejobstats", |_| LifetimeJobStats),
+            (g.clone(), "lifetimepoolstats", |_| LifetimePoolStats),
+            (g.clone(), "poolusagemetrics", |_| PoolUsageMetrics),
+            (po.clone(), "pools/{p}/upgradeos", |a| UpgradePoolOs(a[0].clone())),
             (g.clone(), "pools/{p}/nodes", |a| ListNodes(a[0].clone())),
             (g.clone(), "pools/{p}/nodes/{n}", |a| GetNode(a[0].clone(), a[1].clone())),
             (po.clone(), "pools/{p}/nodes/{n}/reboot", |a| RebootNode(a[0].clone(), a[1].clone())),
@@ -544,7 +601,7 @@ mod tests {
         let table = table();
         let literal: std::collections::BTreeSet<&str> =
             table.iter().flat_map(|(_, t, _)| t.split('/')).filter(|s| !s.starts_with('{')).collect();
-        let implemented = ["poolusagemetrics", "certificates", "users", "start", "deallocate", "extensions", "uploadbatchservicelogs"];
+        let implemented = ["certificates", "users", "start", "deallocate", "extensions", "uploadbatchservicelogs"];
         for w in router_words() {
             assert!(literal.contains(w.as_str()) || implemented.contains(&w.as_str()), "the router's word '{w}' has no route in the table");
         }

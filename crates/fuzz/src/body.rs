@@ -15,13 +15,16 @@
 //! * a task body written back as JSON reads as the same task;
 //! * a pool body's normalisation is stable;
 //! * every string in the body that reads as a duration or a date-time
-//!   prints back to the same value.
+//!   prints back to the same value;
+//! * a body translated from an older api-version's spelling
+//!   (`wire::versions`) is strict JSON and survives a trip back and forth.
 
 use crate::harness::{invariant, Features};
 use serde_json::{Map, Value};
 use wire::models::*;
 use wire::time::{format_datetime, parse_datetime, Duration};
 use wire::validate::{check_id, check_job, check_job_update, check_task, check_task_update, from_value, parse_body};
+use wire::versions::{self, ApiVersion};
 use wire::{Error, ErrorCode};
 
 pub const ABOUT: &str =
@@ -56,6 +59,12 @@ pub const DICTIONARY: &[&str] = &[
     "\"maxWallClockTime\":",
     "\"retentionTime\":",
     "\"maxTaskRetryCount\":",
+    "\"maxTasksPerNode\":",
+    "\"taskSlotsPerNode\":",
+    "\"publicIPs\":",
+    "\"resourceFiles\":",
+    "\"blobSource\":",
+    "\"httpUrl\":",
     "\"PT1H\"",
     "\"PT01H00M00S\"",
     "\"P1D\"",
@@ -246,10 +255,31 @@ pub fn run(data: &[u8], f: &mut Features) {
         }
     });
 
+    // Older api-versions: the body in the newest spelling, and back.
+    for v in [ApiVersion::V2018_08_01, ApiVersion::V2019_08_01, ApiVersion::V2020_03_01] {
+        if let Some(Some(new)) = read("older api-version", f, || versions::request_body(v, data)) {
+            check_older_version(v, &new);
+        }
+    }
+
     if let Some(v) = &value {
         let mut budget = 64;
         check_strings(v, &mut budget, f);
     }
+}
+
+/// A body translated from an older version's spelling is one strict JSON
+/// object, and reads the same after a trip back to that spelling (as a
+/// response) and forward again.
+fn check_older_version(v: ApiVersion, new: &[u8]) {
+    invariant!(wire::validate::check_strict_json(new).is_ok(), "{v:?}: the translated body is not strict JSON");
+    let old = versions::response_body(v, versions::Body::Resource, new).unwrap_or_else(|| new.to_vec());
+    let again = match versions::request_body(v, &old) {
+        Ok(b) => b.unwrap_or(old),
+        Err(e) => panic!("{v:?}: a translated body translated back is refused: {e}"),
+    };
+    let (a, b): (Value, Value) = (serde_json::from_slice(new).unwrap_or_default(), serde_json::from_slice(&again).unwrap_or_default());
+    invariant!(a == b, "{v:?}: the body changes on a trip back and forth: {a} vs {b}");
 }
 
 /// A task reads the same alone, as a collection item, and written back.

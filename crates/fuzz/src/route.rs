@@ -141,7 +141,7 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
     use Operation::*;
     match op {
         ListJobs | CreateJob | ListPools | CreatePool | NodeCounts | SupportedImages | ListSchedules | CreateSchedule
-        | ListApplications | NotImplemented(_) => (vec![], None),
+        | ListApplications | NodeAgentSkus | LifetimeJobStats | LifetimePoolStats | PoolUsageMetrics | NotImplemented(_) => (vec![], None),
         GetJob(a)
         | PatchJob(a)
         | ReplaceJob(a)
@@ -174,6 +174,7 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
         | EnableSchedule(a)
         | TerminateSchedule(a)
         | ListScheduleJobs(a)
+        | UpgradePoolOs(a)
         | GetApplication(a) => (vec![a], None),
         GetTask(a, b)
         | UpdateTask(a, b)
@@ -285,6 +286,11 @@ pub fn request_for(op: &Operation) -> Option<(Method, String)> {
         PoolAutoscale(p) => (Method::POST, pool(p) + "/evaluateautoscale"),
         NodeCounts => (Method::GET, "/nodecounts".to_string()),
         SupportedImages => (Method::GET, "/supportedimages".to_string()),
+        NodeAgentSkus => (Method::GET, "/nodeagentskus".to_string()),
+        LifetimeJobStats => (Method::GET, "/lifetimejobstats".to_string()),
+        LifetimePoolStats => (Method::GET, "/lifetimepoolstats".to_string()),
+        PoolUsageMetrics => (Method::GET, "/poolusagemetrics".to_string()),
+        UpgradePoolOs(p) => (Method::POST, pool(p) + "/upgradeos"),
         ListNodes(p) => (Method::GET, pool(p) + "/nodes"),
         NodeLoad(p) => (Method::GET, format!("/openbatch{}/nodeload", pool(p))),
         GetNode(p, n) => (Method::GET, node(p, n)),
@@ -371,9 +377,18 @@ fn file_path(u: &mut Unstructured) -> ArbResult<String> {
 /// An operation (never `NotImplemented`) with ids taken from the bytes.
 pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
     use Operation::*;
-    let k: u8 = u.int_in_range(0..=62)?;
+    let k: u8 = u.int_in_range(0..=67)?;
     if k == 62 {
         return Ok(NodeLoad(id(u)?));
+    }
+    if k >= 63 {
+        return Ok(match k {
+            63 => NodeAgentSkus,
+            64 => LifetimeJobStats,
+            65 => LifetimePoolStats,
+            66 => PoolUsageMetrics,
+            _ => UpgradePoolOs(id(u)?),
+        });
     }
     let one: fn(String) -> Operation = match k {
         0 => return Ok(ListJobs),

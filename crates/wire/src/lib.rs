@@ -10,6 +10,7 @@ pub mod odata;
 pub mod time;
 pub mod url;
 pub mod validate;
+pub mod versions;
 pub mod workflow;
 
 pub use error::{Error, ErrorCode, Result};

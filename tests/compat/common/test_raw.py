@@ -9,7 +9,11 @@ import pytest
 
 from rawclient import Raw
 
-API_VERSIONS = ["2025-06-01", "2024-07-01.20.0", "2024-02-01.19.0", "2023-11-01.18.0", "2023-05-01.17.0", "2022-10-01.16.0"]
+# Every published data-plane version from 2018-08-01.7.0 on (old/ drives the
+# older ones with the SDK releases that send them).
+API_VERSIONS = ["2025-06-01", "2024-07-01.20.0", "2024-02-01.19.0", "2023-11-01.18.0", "2023-05-01.17.0", "2022-10-01.16.0",
+                "2022-01-01.15.0", "2021-06-01.14.0", "2020-09-01.12.0", "2020-03-01.11.0", "2019-08-01.10.0",
+                "2019-06-01.9.0", "2018-12-01.8.0", "2018-08-01.7.0"]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +53,9 @@ def test_authentication(raw, server):
 def test_api_versions(raw):
     for v in API_VERSIONS:
         assert raw.request("GET", "/jobs", api_version=v).status_code == 200, v
-    r = raw.request("GET", "/jobs", api_version="2019-08-01.10.0")
-    assert_batch_error(r, 400, "UnsupportedRequestVersion")
+    for v in ["2018-03-01.6.1", "2017-09-01.6.0", "2019-08-01", "2020-11-01.13.0"]:
+        r = raw.request("GET", "/jobs", api_version=v)
+        assert_batch_error(r, 400, "UnsupportedRequestVersion")
     r = raw.request("GET", "/jobs", api_version="")
     assert_batch_error(r, 400, "MissingRequiredQueryParameter")
 
