@@ -384,6 +384,7 @@ async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Re
         held,
         leftovers: state.leftovers.swap(0, std::sync::atomic::Ordering::Relaxed),
         ssh_port: Some(state.cfg.ssh_port),
+        cores: std::thread::available_parallelism().ok().and_then(|n| u32::try_from(n.get()).ok()),
     };
     let text = serde_json::to_string(&ToServer::Hello(hello)).map_err(|e| e.to_string())?;
     sink.send(Message::Text(text.into())).await.map_err(|e| e.to_string())?;

@@ -24,6 +24,7 @@ pub mod tasks;
 pub mod tls;
 pub mod tokens;
 pub mod ui;
+pub mod usage;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -401,7 +402,8 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         SupportedImages => pools::supported_images(app, ctx).await,
         NodeAgentSkus => pools::node_agent_skus(app, ctx).await,
         UpgradePoolOs(p) => pools::upgrade_os(app, &p).await,
-        LifetimeJobStats | LifetimePoolStats | PoolUsageMetrics => {
+        PoolUsageMetrics => usage::list(app, ctx).await,
+        LifetimeJobStats | LifetimePoolStats => {
             Err(Error::msg(ErrorCode::NotImplemented, format!("openbatch does not implement {} yet; see COMPATIBILITY.md.", op.name())))
         }
         ListNodes(p) => pools::list_nodes(app, ctx, &p).await,

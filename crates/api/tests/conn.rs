@@ -404,6 +404,7 @@ async fn an_agent_websocket_outlives_the_idle_limit() {
         held: vec![],
         leftovers: 0,
         ssh_port: None,
+        cores: None,
     });
     s.write_all(&text_frame(&serde_json::to_string(&hello).unwrap())).await.unwrap();
     // Welcome, and whatever else the server sends, until well past every

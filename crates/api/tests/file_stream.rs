@@ -100,6 +100,7 @@ async fn large_reads_are_piped_at_the_clients_pace() {
         held: vec![],
         leftovers: 0,
         ssh_port: None,
+        cores: None,
     };
     let pool = control::pool::PoolSpec::from_doc(&serde_json::from_str(r#"{"id":"p"}"#).unwrap());
     // (As `serve` does before agents may join.)

@@ -94,7 +94,10 @@ impl Cluster {
                 pool_packages: Vec::new(),
                 usage: None,
                 load: Default::default(),
+                cores: 1,
+                usage_recorded: now.0,
             });
+            node.cores = hello.cores.unwrap_or(1).max(1);
             node.pool_packages = pool.application_packages.clone();
             node.fill = if pool.pack { placement::Fill::Pack } else { placement::Fill::Spread };
             node.jobs_by_creation = pool.jobs_by_creation;

@@ -56,6 +56,7 @@ pub mod supervisor;
 pub mod sync;
 pub mod tokens;
 pub mod transitions;
+pub mod usage;
 
 pub use cluster::Cluster;
 pub use config::{ClusterConfig, HEARTBEAT, NODE_LOST_AFTER};

@@ -237,7 +237,13 @@ impl Cluster {
             }
         }
         self.send(node_id, ToAgent::Shutdown);
-        self.core().nodes.remove(node_id);
+        {
+            let mut core = self.core();
+            if let Some(n) = core.nodes.remove(node_id) {
+                // Its core-time since the last record goes in with the next.
+                core.departed_usage.push((n.pool_id, n.usage_recorded, chrono::Utc::now(), n.cores));
+            }
+        }
         tokio::spawn(self.provider.remove(node_id));
         self.wake.notify_one();
     }

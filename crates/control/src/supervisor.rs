@@ -163,6 +163,23 @@ pub fn start(sup: &Supervisor, cluster: Arc<Cluster>, account_url: Arc<Mutex<Opt
             tracing::warn!(error = %e, "requeueing the tasks of lost nodes failed");
         }
     });
+    let c = cluster.clone();
+    sup.spawn("usage", move |mut stop| async move {
+        // The nodes' core-time into the pool usage metrics; once more at
+        // shutdown, so a stop loses none of it.
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(crate::usage::USAGE_RECORD_EVERY) => false,
+                _ = stop.stopped() => true,
+            };
+            if let Err(e) = c.record_usage(chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "recording the pools' usage failed");
+            }
+            if stopping {
+                break;
+            }
+        }
+    });
     sup.spawn("liveness", move |mut stop| async move {
         loop {
             tokio::select! {

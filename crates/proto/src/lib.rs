@@ -177,6 +177,10 @@ pub struct Hello {
     /// settings); None from an older agent: 22.
     #[serde(default)]
     pub ssh_port: Option<u16>,
+    /// The machine's CPU cores (pool usage metrics count core-hours); None
+    /// from an older agent: 1.
+    #[serde(default)]
+    pub cores: Option<u32>,
 }
 
 /// The task an attempt runs, as its agent knows it: enough for a server

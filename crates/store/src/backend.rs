@@ -168,6 +168,20 @@ impl Signals {
     }
 }
 
+/// Seconds in one pool usage interval (see `crate::usage`).
+pub const USAGE_INTERVAL_SECS: i64 = 3600;
+
+/// One pool's usage in one hour (`start`: Unix seconds, a multiple of
+/// [`USAGE_INTERVAL_SECS`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolUsage {
+    pub pool_id: String,
+    pub start: i64,
+    /// The pool's VM size (the last one recorded in the hour).
+    pub vm_size: String,
+    pub core_hours: f64,
+}
+
 /// A named lease granted to a holder until `expires`.
 ///
 /// `token` is the fencing token: it grows every time the lease passes to a
@@ -312,4 +326,14 @@ pub trait Backend: Send + Sync + 'static {
     /// theirs (any more). The token is kept: the next grant gets a higher
     /// one.
     fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str, token: u64) -> StoreFuture<'a, bool>;
+
+    // Pool usage (see `crate::usage`; the server's own bookkeeping, `Relaxed`).
+
+    /// Adds each entry's core-hours to its (hour, pool) bucket, creating it
+    /// when new; the bucket's VM size becomes the entry's.
+    fn add_pool_usage(&self, usage: Vec<PoolUsage>) -> StoreFuture<'_, ()>;
+    /// The buckets whose hour starts in `[from, to)`, by hour, then pool id.
+    fn pool_usage(&self, from: i64, to: i64) -> StoreFuture<'_, Vec<PoolUsage>>;
+    /// The latest hour that has a bucket.
+    fn latest_pool_usage(&self) -> StoreFuture<'_, Option<i64>>;
 }

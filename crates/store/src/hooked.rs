@@ -170,4 +170,13 @@ impl Backend for Hooked {
     fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str, token: u64) -> StoreFuture<'a, bool> {
         self.after("release_lease", self.inner.release_lease(name, holder, token))
     }
+    fn add_pool_usage(&self, usage: Vec<crate::backend::PoolUsage>) -> StoreFuture<'_, ()> {
+        self.after("add_pool_usage", self.inner.add_pool_usage(usage))
+    }
+    fn pool_usage(&self, from: i64, to: i64) -> StoreFuture<'_, Vec<crate::backend::PoolUsage>> {
+        self.after("pool_usage", self.inner.pool_usage(from, to))
+    }
+    fn latest_pool_usage(&self) -> StoreFuture<'_, Option<i64>> {
+        self.after("latest_pool_usage", self.inner.latest_pool_usage())
+    }
 }

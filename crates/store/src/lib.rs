@@ -36,6 +36,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod tasks;
 pub mod types;
+pub mod usage;
 
 /// The SQLite implementation's modules, also at the crate root (the fuzz
 /// targets compile `$filter`s against the real schema).

@@ -207,6 +207,18 @@ impl Backend for Counting {
         self.hit("release_lease");
         self.inner.release_lease(name, holder, token)
     }
+    fn add_pool_usage(&self, usage: Vec<store::usage::PoolUsage>) -> StoreFuture<'_, ()> {
+        self.hit("add_pool_usage");
+        self.inner.add_pool_usage(usage)
+    }
+    fn pool_usage(&self, from: i64, to: i64) -> StoreFuture<'_, Vec<store::usage::PoolUsage>> {
+        self.hit("pool_usage");
+        self.inner.pool_usage(from, to)
+    }
+    fn latest_pool_usage(&self) -> StoreFuture<'_, Option<i64>> {
+        self.hit("latest_pool_usage");
+        self.inner.latest_pool_usage()
+    }
 }
 
 fn job(store: &Store, id: &str) -> CloudJob {

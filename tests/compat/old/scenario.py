@@ -107,6 +107,10 @@ try:
     check(login.remote_login_port > 0, "remote login port")
     counts = c.account.list_pool_node_counts()
     check(any(n.pool_id == pool_id for n in counts), "node counts name the pool")
+    metrics = c.pool.list_usage_metrics(pool_list_usage_metrics_options=models.PoolListUsageMetricsOptions(
+        filter=f"poolId eq '{pool_id}'"))
+    check([(m.pool_id, m.vm_size) for m in metrics] == [(pool_id, "standard_d2s_v3")] and metrics[0].total_core_hours > 0,
+          f"usage metrics {metrics}")
 
     c.job.add(models.JobAddParameter(id=job_id, pool_info=models.PoolInformation(pool_id=pool_id)))
     check(c.job.get(job_id).state == models.JobState.active, "job active")

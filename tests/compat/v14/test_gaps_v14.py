@@ -2,6 +2,8 @@
 numbers sent as strings (as `az batch` sends them, with this SDK's
 api-version) read back as numbers, jobs on pools that do not exist yet, and
 remote login settings."""
+import datetime
+
 import pytest
 from azure.batch import BatchServiceClient, models
 from azure.batch.batch_auth import SharedKeyCredentials
@@ -107,3 +109,19 @@ def test_auto_pool_for_a_job(client, uid):
     def gone():
         return not any(p.id == pool_id for p in client.pool.list())
     wait_for(gone, timeout=40, what="the auto pool to go with its job")
+
+
+def test_pool_usage_metrics(client, uid):
+    pid = uid("usage14")
+    before = datetime.datetime.now(datetime.timezone.utc)
+    client.pool.add(models.PoolAddParameter(id=pid, vm_size="standard_d2s_v3", target_dedicated_nodes=1))
+    try:
+        wait_for(lambda: idle_nodes(client, pid), timeout=20, what="a node")
+        options = models.PoolListUsageMetricsOptions(filter=f"poolId eq '{pid}'", start_time=before - datetime.timedelta(hours=2))
+        (m,) = list(client.pool.list_usage_metrics(pool_list_usage_metrics_options=options))
+        assert (m.pool_id, m.vm_size) == (pid, "standard_d2s_v3")
+        assert m.end_time - m.start_time == datetime.timedelta(hours=1) and m.total_core_hours > 0
+        options = models.PoolListUsageMetricsOptions(filter=f"poolId eq '{pid}'", end_time=before - datetime.timedelta(hours=2))
+        assert list(client.pool.list_usage_metrics(pool_list_usage_metrics_options=options)) == []
+    finally:
+        client.pool.delete(pid)

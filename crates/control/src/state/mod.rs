@@ -39,6 +39,9 @@ pub struct Core {
     pub(crate) expected: Option<(Instant, HashSet<String>)>,
     /// Each pool's autoscale samples and when its formula is due.
     pub(crate) autoscale: autoscale::Autoscale,
+    /// Core-time of nodes that left the registry before it was recorded
+    /// (pool, from, to, cores): added with the next `record_usage`.
+    pub(crate) departed_usage: Vec<(String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, u32)>,
 }
 
 thread_local! {

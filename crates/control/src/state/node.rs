@@ -68,6 +68,10 @@ pub struct Node {
     pub usage: Option<proto::NodeUsage>,
     /// Its load between its last two measurements (see [`NodeLoad`]).
     pub load: NodeLoad,
+    /// The machine's CPU cores, as its agent reported them.
+    pub cores: u32,
+    /// Until when the node's core-time is in the pool usage (`usage::record_usage`).
+    pub usage_recorded: chrono::DateTime<chrono::Utc>,
 }
 
 /// A node's load as people read it: CPU busy share between the agent's last

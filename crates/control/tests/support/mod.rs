@@ -267,6 +267,7 @@ pub fn hello(pool: &str, node: &str) -> Hello {
         held: Vec::new(),
         leftovers: 0,
         ssh_port: None,
+        cores: Some(2),
     }
 }
 

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_dependencies.sql"),
     include_str!("migrations/0006_job_schedules.sql"),
     include_str!("migrations/0007_leases.sql"),
+    include_str!("migrations/0008_pool_usage.sql"),
 ];
 
 /// The schema version this build writes.

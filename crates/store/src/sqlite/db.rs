@@ -136,6 +136,17 @@ const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 8: pool usage (GET /poolusagemetrics): core-hours per pool and hour.
+    // `hour` is the interval's start in Unix seconds (a multiple of 3600).
+    r#"
+    CREATE TABLE pool_usage (
+        hour       INTEGER NOT NULL,
+        pool       TEXT NOT NULL,
+        vm_size    TEXT NOT NULL,
+        core_hours REAL NOT NULL,
+        PRIMARY KEY (hour, pool)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

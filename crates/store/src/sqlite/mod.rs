@@ -23,6 +23,7 @@ mod leases;
 mod pools;
 mod tasks;
 mod txn;
+mod usage;
 pub mod writer;
 
 use crate::backend::Durability;
@@ -295,6 +296,15 @@ impl Backend for Sqlite {
     }
     fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str, token: u64) -> StoreFuture<'a, bool> {
         Box::pin(Sqlite::release_lease(self, name, holder, token))
+    }
+    fn add_pool_usage(&self, usage: Vec<crate::backend::PoolUsage>) -> StoreFuture<'_, ()> {
+        Box::pin(Sqlite::add_pool_usage(self, usage))
+    }
+    fn pool_usage(&self, from: i64, to: i64) -> StoreFuture<'_, Vec<crate::backend::PoolUsage>> {
+        Box::pin(Sqlite::pool_usage(self, from, to))
+    }
+    fn latest_pool_usage(&self) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(Sqlite::latest_pool_usage(self))
     }
 }
 
