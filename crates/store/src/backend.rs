@@ -312,4 +312,19 @@ pub trait Backend: Send + Sync + 'static {
     /// theirs (any more). The token is kept: the next grant gets a higher
     /// one.
     fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str, token: u64) -> StoreFuture<'a, bool>;
+    /// The lease `name` as it stands (holder, token, expiry), read without
+    /// changing it; None when it was never granted. For a replica that
+    /// wants to know who leads.
+    fn current_lease<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Lease>> {
+        let _ = name;
+        Box::pin(async { Err(Error::internal("this store does not read leases")) })
+    }
+    /// Fences every later write (except the lease operations) with `fence`
+    /// (see [`crate::Fence`]): inside the write's transaction the lease row
+    /// must carry the fence's holder and current token, or the write is
+    /// refused. Only a backend that several servers can share needs it.
+    fn set_fence(&self, fence: Arc<crate::Fence>) -> Result<(), Error> {
+        let _ = fence;
+        Err(Error::internal("this store cannot fence writes (it is not shared between servers)"))
+    }
 }

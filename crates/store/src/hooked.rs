@@ -170,4 +170,10 @@ impl Backend for Hooked {
     fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str, token: u64) -> StoreFuture<'a, bool> {
         self.after("release_lease", self.inner.release_lease(name, holder, token))
     }
+    fn current_lease<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Lease>> {
+        self.after("current_lease", self.inner.current_lease(name))
+    }
+    fn set_fence(&self, fence: Arc<crate::Fence>) -> Result<(), Error> {
+        self.inner.set_fence(fence)
+    }
 }

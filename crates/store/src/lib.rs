@@ -44,4 +44,5 @@ pub use sqlite::{db, fields, filter_sql};
 pub use backend::{Backend, BoxFuture, Durability, Lease, PoolTaskCounts, Signals, StoreFuture, Txn};
 
 pub use handle::Store;
+pub use leases::Fence;
 pub use types::{key_of, EtagClock, ListQuery, NewTask, Page, Preconditions, Stored};

@@ -296,6 +296,9 @@ impl Backend for Sqlite {
     fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str, token: u64) -> StoreFuture<'a, bool> {
         Box::pin(Sqlite::release_lease(self, name, holder, token))
     }
+    fn current_lease<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Lease>> {
+        Box::pin(Sqlite::current_lease(self, name))
+    }
 }
 
 #[cfg(test)]
