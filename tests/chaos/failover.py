@@ -164,124 +164,130 @@ def run(binary, database, kills=3, pauses=1, ttl_ms=2000, tasks=400, agents=2, s
                                     if x.status == models.BatchTaskAddStatus.SUCCESS)
             except AzureError:
                 pass  # not acknowledged: may or may not exist
-            # Keep a backlog of about `tasks` tasks.
-            while len(acknowledged) > tasks and not stop.is_set():
-                done = len([m for m in os.listdir(markers) if m.startswith("t")])
-                if len(acknowledged) - done < tasks // 2:
-                    break
-                time.sleep(0.2)
-    loader = threading.Thread(target=load)
-    loader.start()
+            # Keep a backlog of at most `tasks` tasks not started yet.
+            while not stop.is_set() and len(acknowledged) - len(os.listdir(markers)) > tasks:
+                time.sleep(0.1)
 
-    def current_leader(timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            url = leader_url(database)
-            found = [r for r in replicas if r.endpoint == url and r.alive()]
-            if found:
-                return found[0]
-            time.sleep(0.05)
-        raise RuntimeError("no leader")
-
-    def probe(n):
-        """Adds the probe task `n`; the time its process started (ns), by its marker."""
-        tid = f"probe{n:03d}"
-        while True:
-            try:
-                client().add_task(probes, models.BatchTaskCreateOptions(id=tid, command_line=task_command(markers, "0")))
-                break
-            except AzureError as e:
-                if "TaskExists" in str(e):
-                    break
+    def measure():
+        """The kills and pauses, the wait for every acknowledged task, and the checks."""
+        def current_leader(timeout=30):
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                url = leader_url(database)
+                found = [r for r in replicas if r.endpoint == url and r.alive()]
+                if found:
+                    return found[0]
                 time.sleep(0.05)
-        deadline = time.time() + 60
-        path = os.path.join(markers, tid)
+            raise RuntimeError("no leader")
+
+        def probe(n):
+            """Adds the probe task `n`; the time its process started (ns), by its marker."""
+            tid = f"probe{n:03d}"
+            while True:
+                try:
+                    client().create_task(probes, models.BatchTaskCreateOptions(id=tid, command_line=task_command(markers, "0")))
+                    break
+                except AzureError as e:
+                    if "TaskExists" in str(e):
+                        break
+                    time.sleep(0.05)
+            deadline = time.time() + 60
+            path = os.path.join(markers, tid)
+            while time.time() < deadline:
+                runs, _ = runs_of(path)
+                if runs:
+                    return min(s for _, s, _ in runs)
+                time.sleep(0.02)
+            raise RuntimeError(f"probe {tid} never started")
+
+        failovers = []
+        exits_after_pause = []
+        time.sleep(2)
+        events = ["kill"] * kills + ["pause"] * pauses
+        rng.shuffle(events)
+        for n, e in enumerate(events):
+            time.sleep(rng.uniform(0.5, 1.5))
+            leader = current_leader()
+            if e == "kill":
+                killed_at = time.time_ns()
+                leader.signal(signal.SIGKILL)
+                leader.proc.wait()
+                started = probe(n)
+                failovers.append((started - killed_at) / 1e9)
+                log(f"kill {n}: failover {failovers[-1]:.2f} s")
+                leader.start()  # back as a standby
+            else:
+                leader.signal(signal.SIGSTOP)
+                time.sleep(ttl_ms / 1000 * 2.5)
+                leader.signal(signal.SIGCONT)
+                try:
+                    leader.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    pass
+                exits_after_pause.append(leader.proc.poll())
+                log(f"pause {n}: the resumed leader exited with {exits_after_pause[-1]}")
+                if not leader.alive():
+                    leader.start()
+        stop.set()
+        loader.join()
+
+        # Every acknowledged task must complete.
+        deadline = time.time() + 120 + len(acknowledged) * 0.01
+        states = {}
         while time.time() < deadline:
-            runs, _ = runs_of(path)
-            if runs:
-                return min(s for _, s, _ in runs)
-            time.sleep(0.02)
-        raise RuntimeError(f"probe {tid} never started")
-
-    failovers = []
-    exits_after_pause = []
-    time.sleep(2)
-    events = ["kill"] * kills + ["pause"] * pauses
-    rng.shuffle(events)
-    for n, e in enumerate(events):
-        time.sleep(rng.uniform(0.5, 1.5))
-        leader = current_leader()
-        if e == "kill":
-            killed_at = time.time_ns()
-            leader.signal(signal.SIGKILL)
-            leader.proc.wait()
-            started = probe(n)
-            failovers.append((started - killed_at) / 1e9)
-            log(f"kill {n}: failover {failovers[-1]:.2f} s")
-            leader.start()  # back as a standby
-        else:
-            leader.signal(signal.SIGSTOP)
-            time.sleep(ttl_ms / 1000 * 2.5)
-            leader.signal(signal.SIGCONT)
             try:
-                leader.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-            exits_after_pause.append(leader.proc.poll())
-            log(f"pause {n}: the resumed leader exited with {exits_after_pause[-1]}")
-            if not leader.alive():
-                leader.start()
-    stop.set()
-    loader.join()
+                states = {t.id: t for t in client().list_tasks(job)}
+            except AzureError:
+                time.sleep(0.5)
+                continue
+            if all(states.get(t) is not None and states[t].state == models.BatchTaskState.COMPLETED for t in acknowledged):
+                break
+            time.sleep(1)
+        lost = sorted(t for t in acknowledged
+                      if t not in states or states[t].state != models.BatchTaskState.COMPLETED
+                      or states[t].execution_info.exit_code != 0)
+        twice, overlapped, interrupted = [], [], 0
+        for name in os.listdir(markers):
+            runs, overlaps = runs_of(os.path.join(markers, name))
+            finished = [r for r in runs if r[2] is not None]
+            interrupted += len(runs) - len(finished)
+            if len(finished) > 1:
+                twice.append(name)
+            spans = sorted((s, e) for _, s, e in finished)
+            if overlaps or any(spans[k + 1][0] < spans[k][1] for k in range(len(spans) - 1)):
+                overlapped.append(name)
+        ordered = sorted(failovers)
+        result = {
+            "kills": len(failovers), "pauses": len(exits_after_pause), "exits_after_pause": exits_after_pause,
+            "failover_s": [round(f, 2) for f in failovers],
+            "failover_p50_s": round(ordered[len(ordered) // 2], 2) if ordered else None,
+            "failover_max_s": round(ordered[-1], 2) if ordered else None,
+            "tasks_acknowledged": len(acknowledged), "tasks_existing": len(states),
+            "lost": len(lost), "ran_twice": len(set(twice) | set(overlapped)), "overlapping_runs": len(overlapped),
+            "interrupted_runs": interrupted,
+            "examples_lost": lost[:5], "examples_twice": sorted(set(twice) | set(overlapped))[:5], "work_dir": root,
+        }
+        log(json.dumps(result, indent=1))
+        return result
 
-    # Every acknowledged task must complete.
-    deadline = time.time() + 120 + len(acknowledged) * 0.01
-    states = {}
-    while time.time() < deadline:
-        try:
-            states = {t.id: t for t in client().list_tasks(job)}
-        except AzureError:
-            time.sleep(0.5)
-            continue
-        if all(states.get(t) is not None and states[t].state == models.BatchTaskState.COMPLETED for t in acknowledged):
-            break
-        time.sleep(1)
-    lost = sorted(t for t in acknowledged
-                  if t not in states or states[t].state != models.BatchTaskState.COMPLETED
-                  or states[t].execution_info.exit_code != 0)
-    twice, overlapped, interrupted = [], [], 0
-    for name in os.listdir(markers):
-        runs, overlaps = runs_of(os.path.join(markers, name))
-        finished = [r for r in runs if r[2] is not None]
-        interrupted += len(runs) - len(finished)
-        if len(finished) > 1:
-            twice.append(name)
-        spans = sorted((s, e) for _, s, e in finished)
-        if overlaps or any(spans[k + 1][0] < spans[k][1] for k in range(len(spans) - 1)):
-            overlapped.append(name)
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    for r in replicas:
-        r.stop()
-    ordered = sorted(failovers)
-    result = {
-        "kills": len(failovers), "pauses": len(exits_after_pause), "exits_after_pause": exits_after_pause,
-        "failover_s": [round(f, 2) for f in failovers],
-        "failover_p50_s": round(ordered[len(ordered) // 2], 2) if ordered else None,
-        "failover_max_s": round(ordered[-1], 2) if ordered else None,
-        "tasks_acknowledged": len(acknowledged), "tasks_existing": len(states),
-        "lost": len(lost), "ran_twice": len(set(twice) | set(overlapped)), "overlapping_runs": len(overlapped),
-        "interrupted_runs": interrupted,
-        "examples_lost": lost[:5], "examples_twice": sorted(set(twice) | set(overlapped))[:5], "work_dir": root,
-    }
-    log(json.dumps(result, indent=1))
-    return result
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    try:
+        return measure()
+    finally:
+        stop.set()
+        loader.join(timeout=30)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for r in replicas:
+            r.stop()
 
 
 if __name__ == "__main__":
