@@ -247,8 +247,11 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         return Err("no server URL".into());
     }
     let server = Arc::new(Mutex::new(cfg.servers[0].clone()));
-    let tls =
-        if cfg.servers.iter().any(|s| s.starts_with("https://")) { Some(tls::client_config(&cfg.ca_file, cfg.tls_server_name.as_deref())?) } else { None };
+    let tls = if cfg.servers.iter().any(|s| s.starts_with("https://")) {
+        Some(tls::client_config(&cfg.ca_file, cfg.tls_server_name.as_deref())?)
+    } else {
+        None
+    };
     // The one HTTP client to the server (packages, file streams), with the
     // same trust as the WebSocket.
     let http = match &tls {

@@ -30,13 +30,7 @@ fn encode(s: &str) -> String {
 impl Installer {
     /// `http`: the agent's client to the server (with its TLS trust).
     pub fn new(server: std::sync::Arc<std::sync::Mutex<String>>, token: &str, root: &Path, http: reqwest::Client) -> Installer {
-        Installer {
-            http,
-            server,
-            token: token.to_string(),
-            root: root.join("applications"),
-            locks: Mutex::new(HashMap::new()),
-        }
+        Installer { http, server, token: token.to_string(), root: root.join("applications"), locks: Mutex::new(HashMap::new()) }
     }
 
     /// Installs the package unless it already is; Err is the failure message.

@@ -196,7 +196,7 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         return files::accept_stream(key.trim_start_matches('/'), body).await;
     }
     let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    if let Some(replica) = standby.filter(|_| replica::authenticated(&app, &method, &raw_target, &parts.headers)) {
+    if let Some(replica) = standby.filter(|_| authenticated(&app, &method, &raw_target, &parts.headers)) {
         let resp = match replica.forward(parts, body).await {
             Ok(resp) => resp,
             Err(e) => error_response(&e, &base_url, &request_id, &method),
@@ -279,6 +279,16 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request"
     );
     finish(resp, &request_id, client_request_id.as_deref())
+}
+
+/// Whether a request is a replica's to forward: it is authenticated (an
+/// unauthenticated one is answered here, before its body is read).
+fn authenticated(app: &App, method: &axum::http::Method, raw_target: &str, headers: &axum::http::HeaderMap) -> bool {
+    let now = chrono::Utc::now();
+    match tokens::bearer(headers) {
+        Some(token) => tokens::verify(&app.config.keys[0], token, now.timestamp()).is_some(),
+        None => sharedkey::verify(&app.auth, method, raw_target, headers, now).is_ok(),
+    }
 }
 
 /// Upgrades an agent's connection after checking its join token.

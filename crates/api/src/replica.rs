@@ -17,7 +17,6 @@
 //! process exits with status 3: its in-memory control state is not worth
 //! keeping, and a restarted process rejoins as a standby.
 
-use crate::App;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -72,14 +71,7 @@ impl Replica {
         http.set_nodelay(true);
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(http);
         let advertise_url = url_of(&fence.holder).unwrap_or_default().to_string();
-        Arc::new(Replica {
-            fence,
-            advertise_url,
-            ttl,
-            leader_url: Mutex::new(None),
-            leading: tokio::sync::watch::channel(false).0,
-            client,
-        })
+        Arc::new(Replica { fence, advertise_url, ttl, leader_url: Mutex::new(None), leading: tokio::sync::watch::channel(false).0, client })
     }
 
     /// Whether this replica leads now (holds the lease, by its own clock).
@@ -135,12 +127,7 @@ impl Replica {
         loop {
             tokio::time::sleep(self.ttl / 4).await;
             let token = self.fence.token();
-            let lease = store::Lease {
-                name: LEASE.into(),
-                holder: self.fence.holder.clone(),
-                token,
-                expires: Timestamp::now(),
-            };
+            let lease = store::Lease { name: LEASE.into(), holder: self.fence.holder.clone(), token, expires: Timestamp::now() };
             let asked = Instant::now();
             // Bounded by what is left of the grant: a renewal that comes
             // back later than that would be acted on too late anyway.
@@ -230,16 +217,6 @@ fn hop_by_hop(name: &str) -> bool {
         name,
         "connection" | "keep-alive" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "transfer-encoding" | "upgrade"
     )
-}
-
-/// Whether a request is a replica's to forward: it is authenticated (an
-/// unauthenticated one is answered here, before its body is read).
-pub(crate) fn authenticated(app: &App, method: &axum::http::Method, raw_target: &str, headers: &axum::http::HeaderMap) -> bool {
-    let now = chrono::Utc::now();
-    match crate::tokens::bearer(headers) {
-        Some(token) => crate::tokens::verify(&app.config.keys[0], token, now.timestamp()).is_some(),
-        None => sharedkey::verify(&app.auth, method, raw_target, headers, now).is_ok(),
-    }
 }
 
 #[cfg(test)]

@@ -454,7 +454,14 @@ mod tests {
                 "http:// URL",
             ),
             (
-                RawServe { replica: Some(true), database: db.clone(), listen: Some("0.0.0.0:1".into()), key: Some("a2V5".into()), insecure_http: Some(true), ..Default::default() },
+                RawServe {
+                    replica: Some(true),
+                    database: db.clone(),
+                    listen: Some("0.0.0.0:1".into()),
+                    key: Some("a2V5".into()),
+                    insecure_http: Some(true),
+                    ..Default::default()
+                },
                 "--advertise-url",
             ),
         ] {

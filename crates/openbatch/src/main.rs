@@ -330,7 +330,11 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
             },
         );
         if let Some(r) = replica {
-            println!("openbatch: replica advertised at {} (lease time to live {:?})", r.advertise_url, cfg.replica.as_ref().map(|(_, t)| *t).unwrap_or_default());
+            println!(
+                "openbatch: replica advertised at {} (lease time to live {:?})",
+                r.advertise_url,
+                cfg.replica.as_ref().map(|(_, t)| *t).unwrap_or_default()
+            );
             let _ = app.replica.set(r);
         }
         let mut metrics_at = None;

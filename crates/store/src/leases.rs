@@ -79,8 +79,7 @@ impl Fence {
     /// not run out. A process paused past its lease finds this false the
     /// moment it runs again.
     pub fn acting(&self) -> bool {
-        self.token() != 0
-            && self.deadline.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|d| std::time::Instant::now() < d)
+        self.token() != 0 && self.deadline.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|d| std::time::Instant::now() < d)
     }
 
     /// The error a fenced write or a stale leader's action gets.

@@ -42,6 +42,7 @@ pub mod types;
 pub use sqlite::{db, fields, filter_sql};
 
 pub use backend::{Backend, BoxFuture, Durability, Lease, PoolTaskCounts, Signals, StoreFuture, Txn};
+pub use leases::Fence;
 
 pub use handle::Store;
 pub use leases::Fence;

@@ -222,9 +222,8 @@ fn fenced(c: &mut PgConn, fence: &crate::Fence) -> Result<(), Error> {
         return Ok(());
     }
     let row = c.query_opt("SELECT holder, token FROM leases WHERE name = $1 FOR SHARE", &[&fence.name])?;
-    let ok = row.is_some_and(|r| {
-        r.get::<_, Option<String>>(0).as_deref() == Some(fence.holder.as_str()) && r.get::<_, i64>(1) == token as i64
-    });
+    let ok =
+        row.is_some_and(|r| r.get::<_, Option<String>>(0).as_deref() == Some(fence.holder.as_str()) && r.get::<_, i64>(1) == token as i64);
     if !ok {
         fence.revoke();
         return Err(fence.refused());
