@@ -29,8 +29,9 @@ use tokio_tungstenite::tungstenite::Message;
 /// Agent settings.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// `http://host:port` of the server.
-    pub server: String,
+    /// `http://host:port` of the server: the replicas of a replicated
+    /// server, in the order they are tried (at least one).
+    pub servers: Vec<String>,
     pub pool_id: String,
     /// The join token the server issued.
     pub token: String,
@@ -54,8 +55,16 @@ pub struct AgentConfig {
     pub tls_server_name: Option<String>,
 }
 
+/// How long the server may stay silent (no frame, not even the pong to the
+/// agent's ping every `PING`) before the agent drops the connection and
+/// dials again: a server paused or cut off must not keep its nodes.
+const SILENCE: Duration = Duration::from_secs(5);
+const PING: Duration = Duration::from_secs(1);
+
 struct State {
     cfg: AgentConfig,
+    /// The server (replica) dialled now; file streams and packages go there too.
+    server: Arc<Mutex<String>>,
     boot_id: String,
     /// Running attempts: attempt id → process group id, the cgroup it runs
     /// in (see `contain`; None: its process group only) and, when the
@@ -234,8 +243,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         Some(roots) => transfer::Transfer::new().with_file_roots(roots),
         None => transfer::Transfer::new(),
     };
-    let tls =
-        if cfg.server.starts_with("https://") { Some(tls::client_config(&cfg.ca_file, cfg.tls_server_name.as_deref())?) } else { None };
+    if cfg.servers.is_empty() {
+        return Err("no server URL".into());
+    }
+    let server = Arc::new(Mutex::new(cfg.servers[0].clone()));
+    let tls = if cfg.servers.iter().any(|s| s.starts_with("https://")) {
+        Some(tls::client_config(&cfg.ca_file, cfg.tls_server_name.as_deref())?)
+    } else {
+        None
+    };
     // The one HTTP client to the server (packages, file streams), with the
     // same trust as the WebSocket.
     let http = match &tls {
@@ -246,7 +262,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     .connect_timeout(Duration::from_secs(10))
     .build()
     .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-    let packages = packages::Installer::new(&cfg.server, &cfg.token, &cfg.root, http.clone());
+    let packages = packages::Installer::new(server.clone(), &cfg.token, &cfg.root, http.clone());
     let state = Arc::new(State {
         tls,
         http,
@@ -255,6 +271,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         containers: Mutex::new(Default::default()),
         stopping: Mutex::new(Default::default()),
         cfg,
+        server,
         boot_id,
         running: Mutex::new(HashMap::new()),
         contain,
@@ -285,8 +302,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
                 return Ok(());
             }
             Ok(false) => backoff = Duration::from_millis(100),
+            Err(e) if state.cfg.servers.len() > 1 => {
+                // Replicas: the next one (or the leader a standby named) at
+                // once, and round again shortly.
+                let (from, to) = next_server(&state, &e);
+                tracing::warn!(error = %e.text, server = %from, next = %to, "connection to the server failed; trying another replica");
+                backoff = Duration::from_millis(if e.leader.is_some() { 20 } else { 250 });
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "connection to the server failed; retrying");
+                tracing::warn!(error = %e.text, "connection to the server failed; retrying");
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
@@ -342,16 +366,64 @@ async fn stop_all(state: &Arc<State>) {
     state.contain.kill_lingering();
 }
 
+/// Why a session ended, and the leader a standby replica pointed to.
+struct Ended {
+    text: String,
+    leader: Option<String>,
+}
+
+impl From<String> for Ended {
+    fn from(text: String) -> Ended {
+        Ended { text, leader: None }
+    }
+}
+
+impl From<&str> for Ended {
+    fn from(text: &str) -> Ended {
+        Ended { text: text.to_string(), leader: None }
+    }
+}
+
+/// Moves to the next server of the list, or to the leader a standby named
+/// when it is one of the list (an agent goes only to servers it was given).
+/// (the server left, the one dialled next).
+fn next_server(state: &State, e: &Ended) -> (String, String) {
+    let mut current = state.server.lock().unwrap_or_else(|p| p.into_inner());
+    let from = current.clone();
+    let servers = &state.cfg.servers;
+    let named = e.leader.as_deref().map(|l| l.trim_end_matches('/')).and_then(|l| servers.iter().find(|s| s.trim_end_matches('/') == l));
+    let next = match named {
+        Some(s) if *s != from => s.clone(),
+        _ => {
+            let at = servers.iter().position(|s| *s == from).unwrap_or(0);
+            servers[(at + 1) % servers.len()].clone()
+        }
+    };
+    *current = next.clone();
+    (from, next)
+}
+
 /// One connection. Ok(true) when told to shut down.
-async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Result<bool, String> {
-    let url = format!("{}{}", state.cfg.server.replacen("http", "ws", 1), proto::CONNECT_PATH);
+async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Result<bool, Ended> {
+    let server = state.server.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let url = format!("{}{}", server.replacen("http", "ws", 1), proto::CONNECT_PATH);
     let mut req = url.as_str().into_client_request().map_err(|e| e.to_string())?;
     req.headers_mut().insert(
         "authorization",
         format!("Bearer {}", state.cfg.token).parse().map_err(|_| "the token is not a valid header value".to_string())?,
     );
     let connector = state.tls.clone().map(tokio_tungstenite::Connector::Rustls);
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector).await.map_err(|e| e.to_string())?;
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector);
+    let (ws, _) = match tokio::time::timeout(SILENCE, connecting).await {
+        Err(_) => return Err("the server did not answer in time".into()),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
+            // A standby replica refuses agents and names the leader.
+            let leader = resp.headers().get("x-openbatch-leader").and_then(|v| v.to_str().ok()).map(str::to_string);
+            return Err(Ended { text: format!("the server refused the connection ({})", resp.status()), leader });
+        }
+        Ok(Err(e)) => return Err(e.to_string().into()),
+        Ok(Ok(c)) => c,
+    };
     *connected_at = std::time::Instant::now();
     let (mut sink, mut stream) = ws.split();
     let node_id = std::fs::read_to_string(node_id_file(&state.cfg.root)).ok().map(|s| s.trim().to_string());
@@ -392,29 +464,42 @@ async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Re
     let (tx, mut rx) = mpsc::unbounded_channel::<ToServer>();
     *state.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
     // Whatever has queued up by the time the writer runs goes in one frame.
+    // A ping every `PING` keeps the server answering (its pong) so that a
+    // silent server is noticed (`SILENCE`).
     let writer = tokio::spawn(async move {
         let mut batch = Vec::new();
-        while rx.recv_many(&mut batch, 256).await > 0 {
-            let text = proto::encode_frame(&batch);
-            batch.clear();
-            let Ok(text) = text else { continue };
-            if sink.send(Message::Text(text.into())).await.is_err() {
+        let mut ping = tokio::time::interval(PING);
+        loop {
+            let msg = tokio::select! {
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = proto::encode_frame(&batch);
+                    batch.clear();
+                    let Ok(text) = text else { continue };
+                    Message::Text(text.into())
+                }
+                _ = ping.tick() => Message::Ping(Default::default()),
+            };
+            if sink.send(msg).await.is_err() {
                 break;
             }
         }
     });
     let mut heartbeat: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
-        let msg = match stream.next().await {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => break Err(e.to_string()),
-            None => break Err("the server closed the connection".into()),
+        let msg = match tokio::time::timeout(SILENCE, stream.next()).await {
+            Err(_) => break Err("the server went silent".into()),
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => break Err(e.to_string().into()),
+            Ok(None) => break Err("the server closed the connection".into()),
         };
         let text = match msg {
             Message::Text(t) => t,
             Message::Close(f) => {
                 break Err(match f.filter(|f| !f.reason.is_empty()) {
-                    Some(f) => format!("the server closed the connection: {}", f.reason),
+                    Some(f) => format!("the server closed the connection: {}", f.reason).into(),
                     None => "the server closed the connection".into(),
                 })
             }
@@ -435,7 +520,7 @@ async fn session(state: Arc<State>, connected_at: &mut std::time::Instant) -> Re
             }
         }
         if let Some(r) = stop {
-            break r;
+            break r.map_err(Ended::from);
         }
     };
     if let Some(h) = heartbeat {
@@ -539,7 +624,8 @@ async fn handle(
             }
             ToAgent::File(req) => {
                 let root = state.cfg.root.clone();
-                let (server, token) = (state.cfg.server.clone(), state.cfg.token.clone());
+                let server = state.server.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let token = state.cfg.token.clone();
                 let http = state.http.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

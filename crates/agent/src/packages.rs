@@ -15,7 +15,8 @@ const MARKER: &str = ".openbatch-installed";
 
 pub struct Installer {
     http: reqwest::Client,
-    server: String,
+    /// The server the agent is connected to (it moves between replicas).
+    server: std::sync::Arc<std::sync::Mutex<String>>,
     token: String,
     root: PathBuf,
     /// One install at a time per package directory.
@@ -28,14 +29,8 @@ fn encode(s: &str) -> String {
 
 impl Installer {
     /// `http`: the agent's client to the server (with its TLS trust).
-    pub fn new(server: &str, token: &str, root: &Path, http: reqwest::Client) -> Installer {
-        Installer {
-            http,
-            server: server.to_string(),
-            token: token.to_string(),
-            root: root.join("applications"),
-            locks: Mutex::new(HashMap::new()),
-        }
+    pub fn new(server: std::sync::Arc<std::sync::Mutex<String>>, token: &str, root: &Path, http: reqwest::Client) -> Installer {
+        Installer { http, server, token: token.to_string(), root: root.join("applications"), locks: Mutex::new(HashMap::new()) }
     }
 
     /// Installs the package unless it already is; Err is the failure message.
@@ -49,7 +44,8 @@ impl Installer {
         if dir.join(MARKER).exists() {
             return Ok(());
         }
-        let url = format!("{}{}/{}/{}", self.server, proto::PACKAGES_PATH, encode(&p.application_id), encode(&p.version));
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let url = format!("{}{}/{}/{}", server, proto::PACKAGES_PATH, encode(&p.application_id), encode(&p.version));
         let what = format!("application package {} version {}", p.application_id, p.version);
         let resp = self.http.get(&url).bearer_auth(&self.token).send().await.map_err(|e| format!("cannot fetch {what}: {e}"))?;
         if !resp.status().is_success() {

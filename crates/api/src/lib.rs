@@ -14,6 +14,7 @@ pub mod paths;
 pub mod pools;
 pub mod rawdoc;
 pub mod render;
+pub mod replica;
 pub mod route;
 pub mod schedules;
 pub mod server;
@@ -72,13 +73,40 @@ pub async fn serve(
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let server_url = listener.local_addr().ok().map(|a| format!("{scheme}://{a}"));
     *app.cluster.config.agent_env.lock().unwrap_or_else(|p| p.into_inner()) = opts.agent_env.clone();
-    let supervisor = start_background(app.clone(), server_url);
+    // A replica starts the background loops once it leads (see `replica`).
+    let supervisor: Arc<std::sync::Mutex<Option<Arc<control::supervisor::Supervisor>>>> = Default::default();
+    let mut replica_tasks = Vec::new();
+    match app.replica.get().cloned() {
+        None => *supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(start_background(app.clone(), server_url)),
+        Some(replica) => {
+            replica_tasks.push(tokio::spawn(replica.clone().run(app.store.clone())));
+            let (app, slot) = (app.clone(), supervisor.clone());
+            replica_tasks.push(tokio::spawn(async move {
+                replica.became_leader().await;
+                app.cluster.hold_scheduling(std::time::Instant::now() + replica::REJOIN_GRACE);
+                let url = Some(replica.advertise_url.clone()).filter(|u| !u.is_empty()).or(server_url);
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(start_background(app, url));
+            }));
+        }
+    }
     let cluster = app.cluster.clone();
+    let (store, replica) = (app.store.clone(), app.replica.get().cloned());
     let r = server::run(app, listener, opts, shutdown, |app, req| Box::pin(handle(State(app), req))).await;
+    for t in replica_tasks {
+        t.abort();
+        let _ = t.await;
+    }
     // In order: the background loops (no new placements, transitions or
-    // node changes), then the local nodes.
-    supervisor.shutdown(Duration::from_secs(10)).await;
+    // node changes), then the local nodes, then the lease (a standby takes
+    // over at once).
+    let running = supervisor.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(supervisor) = running {
+        supervisor.shutdown(Duration::from_secs(10)).await;
+    }
     cluster.stop_local_nodes().await;
+    if let Some(replica) = replica {
+        replica.release(&store).await;
+    }
     r
 }
 
@@ -152,6 +180,15 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         format!("{scheme}://{host}")
     });
     let method = parts.method.clone();
+    // A standby replica: agents go to the leader, API requests are
+    // forwarded to it (see `replica`).
+    let standby = app.replica.get().filter(|r| !r.leading()).cloned();
+    if let Some(replica) = &standby {
+        let path = parts.uri.path();
+        if path == proto::CONNECT_PATH || path.starts_with(proto::PACKAGES_PATH) || path.starts_with(proto::FILE_STREAM_PATH) {
+            return replica.refuse_agent();
+        }
+    }
     if parts.uri.path() == proto::CONNECT_PATH {
         return agent_connect(app, Request::from_parts(parts, body)).await;
     }
@@ -175,6 +212,17 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         return files::accept_stream(key.trim_start_matches('/'), body).await;
     }
     let raw_target = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    if let Some(replica) = standby.filter(|_| authenticated(&app, &method, &raw_target, &parts.headers)) {
+        let resp = match replica.forward(parts, body).await {
+            Ok(resp) => resp,
+            Err(e) => error_response(&e, &base_url, &request_id, &method),
+        };
+        app.metrics.record("forwarded", resp.status().as_u16(), started.elapsed());
+        return match resp.headers().contains_key("request-id") {
+            true => resp,
+            false => finish(resp, &request_id, client_request_id.as_deref()),
+        };
+    }
     let mut op_name = "unrouted";
     let result = async {
         // Everything that can be decided from the head is decided before
@@ -276,6 +324,16 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request"
     );
     finish(resp, &request_id, client_request_id.as_deref())
+}
+
+/// Whether a request is a replica's to forward: it is authenticated (an
+/// unauthenticated one is answered here, before its body is read).
+fn authenticated(app: &App, method: &axum::http::Method, raw_target: &str, headers: &axum::http::HeaderMap) -> bool {
+    let now = chrono::Utc::now();
+    match tokens::bearer(headers) {
+        Some(token) => tokens::verify(&app.config.keys[0], token, now.timestamp()).is_some(),
+        None => sharedkey::verify(&app.auth, method, raw_target, headers, now).is_ok(),
+    }
 }
 
 /// Upgrades an agent's connection after checking its join token.

@@ -48,6 +48,9 @@ pub struct App {
     pub(crate) auth: sharedkey::SharedKeyConfig,
     /// The API's request counters and durations (`/metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Set on a replica of a replicated server (see `replica`): it leads
+    /// or forwards.
+    pub replica: std::sync::OnceLock<Arc<crate::replica::Replica>>,
 }
 
 impl App {
@@ -74,6 +77,6 @@ impl App {
             lifecycle.clone(),
         ));
         let account_url = Arc::new(std::sync::Mutex::new(config.public_url.clone()));
-        Arc::new(App { store, config, lifecycle, cluster, account_url, auth, metrics: Default::default() })
+        Arc::new(App { store, config, lifecycle, cluster, account_url, auth, metrics: Default::default(), replica: Default::default() })
     }
 }

@@ -81,7 +81,13 @@ impl Cluster {
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&stored.doc).ok().map(|doc| PoolSpec::from_doc(&doc))
     }
 
+    /// Sends `msg` to a node's agent; false when it is not connected, or
+    /// when this server may not act (a replica whose lease ran out, see
+    /// `store::Fence`): a stale leader tells no agent anything.
     pub(crate) fn send(&self, node_id: &str, msg: ToAgent) -> bool {
+        if !self.store.acting() {
+            return false;
+        }
         self.core().nodes.get(node_id).and_then(|n| n.tx.as_ref()).map(|tx| tx.send(msg).is_ok()).unwrap_or(false)
     }
 }

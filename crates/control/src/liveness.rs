@@ -42,9 +42,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// Holds scheduling until `until`: a replica that has just taken over
+    /// from a dead leader lets the agents rejoin and report what they run
+    /// first, also those whose attempts' assignments never committed (their
+    /// tasks read `active`), so that no task is placed twice.
+    pub fn hold_scheduling(&self, until: Instant) {
+        self.core().hold = Some(until);
+    }
+
     /// Whether scheduling still waits for nodes of the last run.
     pub(crate) fn awaiting_nodes(&self, now: Instant) -> bool {
         let mut core = self.core();
+        match core.hold {
+            Some(t) if now < t => return true,
+            Some(_) => core.hold = None,
+            None => {}
+        }
         let expected = &mut core.expected;
         match expected.as_ref() {
             Some((deadline, nodes)) if !nodes.is_empty() && now < *deadline => true,

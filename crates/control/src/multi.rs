@@ -181,13 +181,14 @@ impl Cluster {
             Next::App(primary, app, coordination) => {
                 // The primary's slot passes from its coordination attempt to the task's.
                 let attempt = app.attempt;
+                let acting = self.store.acting();
                 let mut core = self.core();
                 let nodes = &mut core.nodes;
                 if let Some(n) = nodes.get_mut(&primary) {
                     if let Some(slot) = n.running.remove(&coordination) {
                         n.running.insert(attempt, slot);
                     }
-                    if let Some(tx) = n.tx.as_ref() {
+                    if let Some(tx) = n.tx.as_ref().filter(|_| acting) {
                         let _ = tx.send(ToAgent::Start(Box::new(app)));
                     }
                 }

@@ -34,6 +34,19 @@ pub struct RawServe {
     /// are created). The data directory still holds node roots, keys and packages.
     #[arg(long, env = "OPENBATCH_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
+    /// Run as one of several replicas on the --database: one leader (through a lease
+    /// in the database) runs the control plane, the others forward API requests to it
+    /// and take over when it goes (see README, "Replicas").
+    #[arg(long, env = "OPENBATCH_REPLICA", num_args = 0..=1, default_missing_value = "true")]
+    pub replica: Option<bool>,
+    /// The URL the other replicas forward to and agents are pointed to, for this replica
+    /// [default: http:// plus --listen, which must then not be 0.0.0.0 or ::].
+    #[arg(long, env = "OPENBATCH_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// How long the leader's lease lasts without renewal, in milliseconds
+    /// [default: 3000]; 500 to 60000. A dead leader is replaced after about this long.
+    #[arg(long, env = "OPENBATCH_LEASE_TTL_MS")]
+    pub lease_ttl_ms: Option<u64>,
     /// Batch account name clients sign with [default: devbatch]
     #[arg(long, env = "OPENBATCH_ACCOUNT")]
     pub account: Option<String>,
@@ -158,6 +171,9 @@ impl RawServe {
             listen: self.listen.or(other.listen),
             data_dir: self.data_dir.or(other.data_dir),
             database: self.database.or(other.database),
+            replica: self.replica.or(other.replica),
+            advertise_url: self.advertise_url.or(other.advertise_url),
+            lease_ttl_ms: self.lease_ttl_ms.or(other.lease_ttl_ms),
             account: self.account.or(other.account),
             // A key and its file are one setting: the source that gives
             // either gives both.
@@ -193,6 +209,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// A PostgreSQL URL: the store lives there, not in the data directory.
     pub database: Option<String>,
+    /// Replicated: this server's advertised URL and the lease's time to live.
+    pub replica: Option<(String, Duration)>,
     pub account: String,
     pub keys: Vec<Vec<u8>>,
     pub using_dev_key: bool,
@@ -297,6 +315,31 @@ impl ServeConfig {
             }
             None => None,
         };
+        let replica = match (raw.replica.unwrap_or(false), raw.advertise_url, raw.lease_ttl_ms) {
+            (false, None, None) => None,
+            (false, _, _) => return Err("--advertise-url and --lease-ttl-ms are settings of --replica".into()),
+            (true, url, ttl) => {
+                if database.is_none() {
+                    return Err("--replica needs --database: replicas share one PostgreSQL database".into());
+                }
+                if tls.is_some() {
+                    return Err("--replica does not support --tls-cert yet: replicas forward to each other over plain HTTP".into());
+                }
+                let url = match url {
+                    Some(u) if u.starts_with("http://") => u.trim_end_matches('/').to_string(),
+                    Some(u) => return Err(format!("--advertise-url {u}: must be an http:// URL")),
+                    None if listen.ip().is_unspecified() => {
+                        return Err(format!("--replica on {listen}: give --advertise-url, the URL the other replicas reach this one at"))
+                    }
+                    None => format!("http://{listen}"),
+                };
+                let ttl = match ttl.unwrap_or(3000) {
+                    t @ 500..=60_000 => Duration::from_millis(t),
+                    t => return Err(format!("--lease-ttl-ms {t}: must be from 500 to 60000")),
+                };
+                Some((url, ttl))
+            }
+        };
         let no_metrics = raw.no_metrics.unwrap_or(false);
         if no_metrics && (raw.metrics_listen.is_some() || raw.metrics_token.is_some()) {
             return Err("--no-metrics turns /metrics off: leave out --metrics-listen and --metrics-token".into());
@@ -317,6 +360,7 @@ impl ServeConfig {
         Ok(ServeConfig {
             autoscale_sample_interval,
             database,
+            replica,
             metrics,
             metrics_listen,
             tls,
@@ -384,6 +428,46 @@ mod tests {
         assert!(!c.insecure_http && c.tls.is_none());
         let e = ServeConfig::from_raw(RawServe { tls_cert: Some("c.pem".into()), ..keyed("127.0.0.1:1") }).unwrap_err();
         assert!(e.contains("together"), "{e}");
+    }
+
+    #[test]
+    fn replica_settings() {
+        let db = Some("postgresql://u@h/d".to_string());
+        let c = ServeConfig::from_raw(RawServe { replica: Some(true), database: db.clone(), ..Default::default() }).unwrap();
+        assert_eq!(c.replica, Some(("http://127.0.0.1:8520".to_string(), Duration::from_millis(3000))));
+        let c = ServeConfig::from_raw(RawServe {
+            replica: Some(true),
+            database: db.clone(),
+            advertise_url: Some("http://10.0.0.1:8520/".into()),
+            lease_ttl_ms: Some(1500),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.replica, Some(("http://10.0.0.1:8520".to_string(), Duration::from_millis(1500))));
+        assert!(ServeConfig::from_raw(RawServe::default()).unwrap().replica.is_none());
+        for (raw, says) in [
+            (RawServe { replica: Some(true), ..Default::default() }, "needs --database"),
+            (RawServe { advertise_url: Some("http://x".into()), ..Default::default() }, "settings of --replica"),
+            (RawServe { replica: Some(true), database: db.clone(), lease_ttl_ms: Some(100), ..Default::default() }, "500 to 60000"),
+            (
+                RawServe { replica: Some(true), database: db.clone(), advertise_url: Some("https://x".into()), ..Default::default() },
+                "http:// URL",
+            ),
+            (
+                RawServe {
+                    replica: Some(true),
+                    database: db.clone(),
+                    listen: Some("0.0.0.0:1".into()),
+                    key: Some("a2V5".into()),
+                    insecure_http: Some(true),
+                    ..Default::default()
+                },
+                "--advertise-url",
+            ),
+        ] {
+            let e = ServeConfig::from_raw(raw).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

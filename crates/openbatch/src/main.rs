@@ -39,9 +39,11 @@ enum LogFormat {
 enum Command {
     /// Run a compute node agent that joins a pool of an openbatch server.
     Agent {
-        /// The server's URL, e.g. http://batch.example.com:8520
-        #[arg(long, env = "OPENBATCH_SERVER")]
-        server: String,
+        /// The server's URL, e.g. http://batch.example.com:8520; for a replicated
+        /// server, every replica's URL (comma-separated or the flag repeated): the agent
+        /// finds the leader among them.
+        #[arg(long, env = "OPENBATCH_SERVER", value_delimiter = ',', required = true)]
+        server: Vec<String>,
         /// The pool to join.
         #[arg(long, env = "OPENBATCH_POOL")]
         pool: String,
@@ -156,7 +158,7 @@ fn main() -> ExitCode {
             };
             let file_roots = file_roots.map(|r| r.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect());
             let cfg = agent::AgentConfig {
-                server: server.trim_end_matches('/').to_string(),
+                servers: server.iter().map(|s| s.trim().trim_end_matches('/').to_string()).filter(|s| !s.is_empty()).collect(),
                 pool_id: pool,
                 token,
                 root,
@@ -283,9 +285,22 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
             Some(url) => store::Store::connect_postgres(url).await,
             None => store::Store::open(&cfg.data_dir),
         };
-        let store = match opened {
+        let mut store = match opened {
             Ok(s) => s,
             Err(e) => return fail(&e),
+        };
+        // A replica's writes are fenced by the leader's lease from the start:
+        // until it leads, it writes nothing (it forwards).
+        let replica = match &cfg.replica {
+            Some((url, ttl)) => {
+                let fence = store::Fence::new(api::replica::LEASE, &api::replica::holder(url));
+                store = match store.with_fence(fence.clone()) {
+                    Ok(s) => s,
+                    Err(e) => return fail(&format!("--replica: {e}")),
+                };
+                Some(api::replica::Replica::new(fence, *ttl))
+            }
+            None => None,
         };
         let agent_token = match agent_token(&cfg.data_dir) {
             Ok(t) => t,
@@ -314,6 +329,14 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
                 metrics: cfg.metrics.clone(),
             },
         );
+        if let Some(r) = replica {
+            println!(
+                "openbatch: replica advertised at {} (lease time to live {:?})",
+                r.advertise_url,
+                cfg.replica.as_ref().map(|(_, t)| *t).unwrap_or_default()
+            );
+            let _ = app.replica.set(r);
+        }
         let mut metrics_at = None;
         if let Some(addr) = cfg.metrics_listen {
             let metrics_listener = match tokio::net::TcpListener::bind(addr).await {

@@ -336,4 +336,19 @@ pub trait Backend: Send + Sync + 'static {
     fn pool_usage(&self, from: i64, to: i64) -> StoreFuture<'_, Vec<PoolUsage>>;
     /// The latest hour that has a bucket.
     fn latest_pool_usage(&self) -> StoreFuture<'_, Option<i64>>;
+    /// The lease `name` as it stands (holder, token, expiry), read without
+    /// changing it; None when it was never granted. For a replica that
+    /// wants to know who leads.
+    fn current_lease<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Lease>> {
+        let _ = name;
+        Box::pin(async { Err(Error::internal("this store does not read leases")) })
+    }
+    /// Fences every later write (except the lease operations) with `fence`
+    /// (see [`crate::Fence`]): inside the write's transaction the lease row
+    /// must carry the fence's holder and current token, or the write is
+    /// refused. Only a backend that several servers can share needs it.
+    fn set_fence(&self, fence: Arc<crate::fence::Fence>) -> Result<(), Error> {
+        let _ = fence;
+        Err(Error::internal("this store cannot fence writes (it is not shared between servers)"))
+    }
 }

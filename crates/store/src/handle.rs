@@ -18,6 +18,8 @@ pub struct Store {
     /// Notified after a commit that made tasks ready (the scheduler waits on
     /// it); the backend's [`Signals::ready`].
     pub ready: Arc<tokio::sync::Notify>,
+    /// The lease this server's writes are fenced with (replicas), if any.
+    pub(crate) fence: Option<Arc<crate::fence::Fence>>,
 }
 
 impl Store {
@@ -26,7 +28,7 @@ impl Store {
         let signals = backend.signals().clone();
         let etags = backend.etags().clone();
         let ready = signals.ready().clone();
-        Store { backend, signals, etags, ready }
+        Store { backend, signals, etags, ready, fence: None }
     }
 
     /// Opens (creating if needed) the embedded SQLite database in `data_dir`

@@ -179,4 +179,10 @@ impl Backend for Hooked {
     fn latest_pool_usage(&self) -> StoreFuture<'_, Option<i64>> {
         self.after("latest_pool_usage", self.inner.latest_pool_usage())
     }
+    fn current_lease<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Lease>> {
+        self.after("current_lease", self.inner.current_lease(name))
+    }
+    fn set_fence(&self, fence: Arc<crate::fence::Fence>) -> Result<(), Error> {
+        self.inner.set_fence(fence)
+    }
 }

@@ -26,3 +26,35 @@ impl Store {
         self.backend.release_lease(&lease.name, &lease.holder, lease.token).await
     }
 }
+
+pub use crate::fence::Fence;
+
+impl Store {
+    /// This handle with every write fenced by `fence` (see [`Fence`]); an
+    /// error when the backend cannot fence (SQLite: one server per file).
+    pub fn with_fence(mut self, fence: std::sync::Arc<Fence>) -> Result<Store, Error> {
+        self.backend.set_fence(fence.clone())?;
+        self.fence = Some(fence);
+        Ok(self)
+    }
+
+    /// The fence of this store's writes, if it has one.
+    pub fn fence(&self) -> Option<&std::sync::Arc<Fence>> {
+        self.fence.as_ref()
+    }
+
+    /// Whether this server may act on the cluster: always without a fence,
+    /// else while it holds the lease (see [`Fence::acting`]).
+    pub fn acting(&self) -> bool {
+        match &self.fence {
+            Some(f) => f.acting(),
+            None => true,
+        }
+    }
+
+    /// The current state of the lease `name` (whoever holds it); None when
+    /// it was never granted.
+    pub async fn current_lease(&self, name: &str) -> Result<Option<Lease>, Error> {
+        self.backend.current_lease(name).await
+    }
+}

@@ -24,6 +24,7 @@
 
 pub mod backend;
 pub mod doc_table;
+pub mod fence;
 mod group;
 mod handle;
 pub mod hooked;
@@ -43,6 +44,7 @@ pub mod usage;
 pub use sqlite::{db, fields, filter_sql};
 
 pub use backend::{Backend, BoxFuture, Durability, Lease, PoolTaskCounts, Signals, StoreFuture, Txn};
+pub use fence::Fence;
 
 pub use handle::Store;
 pub use types::{key_of, EtagClock, ListQuery, NewTask, Page, Preconditions, Stored};

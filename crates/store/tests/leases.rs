@@ -123,3 +123,61 @@ both!(only_the_holder_renews_and_not_after_expiry);
 both!(a_released_lease_is_free_at_once_and_tokens_never_repeat);
 both!(a_lease_needs_a_name_and_a_holder);
 both!(concurrent_acquirers_get_one_grant);
+
+async fn the_current_lease_names_its_holder(db: Db) {
+    let s = db.open().await;
+    assert_eq!(s.current_lease("leader").await.unwrap(), None, "never granted");
+    let a = s.acquire_lease("leader", "a http://a", TTL, at(0)).await.unwrap().unwrap();
+    assert_eq!(s.current_lease("leader").await.unwrap(), Some(a.clone()));
+    assert!(s.release_lease(&a).await.unwrap());
+    assert_eq!(s.current_lease("leader").await.unwrap(), None, "released");
+}
+
+both!(the_current_lease_names_its_holder);
+
+fn pool(id: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::json!({"id": id, "vmSize": "small"}).as_object().unwrap().clone()
+}
+
+/// Two servers on one PostgreSQL database: the first's writes are fenced by
+/// the lease it holds; once the second takes the lease over, the first's
+/// next write is refused in its own transaction (503 ServerBusy) and
+/// changes nothing, while the new holder's go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_leaders_writes_are_refused_by_the_fencing_token() {
+    let Some(db) = common::postgres().await else { return };
+    let fence = store::Fence::new("leader", "a http://a");
+    let a = db.open().await.with_fence(fence.clone()).unwrap();
+    let b = db.open().await;
+    // Not granted yet: nothing is written.
+    let e = a.create_pool("p0", pool("p0")).await.unwrap_err();
+    assert_eq!((e.status(), e.code), (503, wire::ErrorCode::ServerBusy));
+    assert!(!a.acting());
+
+    let now = Timestamp::now();
+    let lease = a.acquire_lease("leader", "a http://a", Duration::from_secs(2), now).await.unwrap().unwrap();
+    fence.grant(lease.token, std::time::Instant::now() + Duration::from_secs(60));
+    assert!(a.acting());
+    a.create_pool("p1", pool("p1")).await.expect("the holder writes");
+
+    // b takes the expired lease over (its clock says 3 s later); a still
+    // believes it leads (its own deadline has not passed).
+    let later = Timestamp(now.0 + chrono::Duration::seconds(3));
+    let taken = b.acquire_lease("leader", "b http://b", Duration::from_secs(10), later).await.unwrap().expect("expired: b takes it");
+    assert!(taken.token > lease.token);
+    assert!(a.acting(), "a's own clock has not run out");
+    let e = a.create_pool("p2", pool("p2")).await.unwrap_err();
+    assert_eq!((e.status(), e.code), (503, wire::ErrorCode::ServerBusy));
+    assert!(b.get_pool("p2").await.is_err(), "the refused write left nothing");
+    assert!(!a.acting(), "a refused write revokes the fence");
+    // The lease operations are not fenced; b's writes are not refused.
+    b.create_pool("p3", pool("p3")).await.expect("the new holder writes");
+    assert_eq!(a.current_lease("leader").await.unwrap().map(|l| l.holder), Some("b http://b".to_string()));
+}
+
+/// A fence needs a store several servers can share.
+#[tokio::test]
+async fn sqlite_cannot_be_fenced() {
+    let db = common::sqlite();
+    assert!(db.open().await.with_fence(store::Fence::new("leader", "a")).is_err());
+}

@@ -37,6 +37,9 @@ pub struct Core {
     pub(crate) files: HashMap<u64, oneshot::Sender<FileReply>>,
     /// After a restart, the nodes scheduling waits for, and until when.
     pub(crate) expected: Option<(Instant, HashSet<String>)>,
+    /// No scheduling before this instant (a replica that just took over
+    /// lets agents rejoin first, see `Cluster::hold_scheduling`).
+    pub(crate) hold: Option<Instant>,
     /// Each pool's autoscale samples and when its formula is due.
     pub(crate) autoscale: autoscale::Autoscale,
     /// Core-time of nodes that left the registry before it was recorded

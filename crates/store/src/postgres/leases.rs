@@ -50,7 +50,7 @@ impl Postgres {
         check_names(name, holder)?;
         let (name, holder) = (name.to_string(), holder.to_string());
         let (now_ms, expires) = (millis(now), until(now, ttl));
-        self.write(move |c| {
+        self.write_unfenced(move |c| {
             // A first grant races another server's: the row is created (or
             // found) before it is locked and read.
             c.execute("INSERT INTO leases (name, holder, token, expires) VALUES ($1, NULL, 0, 0) ON CONFLICT (name) DO NOTHING", &[&name])?;
@@ -81,7 +81,7 @@ impl Postgres {
         let (name, holder) = (name.to_string(), holder.to_string());
         let (now_ms, expires) = (millis(now), until(now, ttl));
         let token = i64::try_from(token).unwrap_or(-1);
-        self.write(move |c| {
+        self.write_unfenced(move |c| {
             let n = c.execute(
                 "UPDATE leases SET expires = $4 WHERE name = $1 AND holder = $2 AND token = $3 AND expires > $5",
                 &[&name, &holder, &token, &expires, &now_ms],
@@ -95,7 +95,7 @@ impl Postgres {
         check_names(name, holder)?;
         let (name, holder) = (name.to_string(), holder.to_string());
         let token = i64::try_from(token).unwrap_or(-1);
-        self.write(move |c| {
+        self.write_unfenced(move |c| {
             let n = c.execute(
                 "UPDATE leases SET holder = NULL, expires = 0 WHERE name = $1 AND holder = $2 AND token = $3",
                 &[&name, &holder, &token],
@@ -103,5 +103,13 @@ impl Postgres {
             Ok(n == 1)
         })
         .await
+    }
+
+    pub(crate) async fn current_lease(&self, name: &str) -> Result<Option<Lease>, Error> {
+        let row = self.query_opt("SELECT holder, token, expires FROM leases WHERE name = $1", &[&name]).await?;
+        Ok(row.and_then(|r| {
+            let holder: Option<String> = r.get(0);
+            holder.map(|h| lease(name, &h, r.get(1), r.get(2)))
+        }))
     }
 }

@@ -59,6 +59,8 @@ pub struct Postgres {
     pool: deadpool_postgres::Pool,
     etags: Arc<EtagClock>,
     signals: Arc<Signals>,
+    /// The lease every write is checked against (replicas; see `crate::Fence`).
+    fence: std::sync::OnceLock<Arc<crate::fence::Fence>>,
 }
 
 /// The URL with its password hidden, for messages.
@@ -124,6 +126,7 @@ impl Postgres {
             pool,
             etags: Arc::new(EtagClock::default()),
             signals: Arc::new(Signals::default()),
+            fence: std::sync::OnceLock::new(),
         })
     }
 
@@ -133,17 +136,37 @@ impl Postgres {
         R: Send + 'static,
         F: FnOnce(&mut PgConn) -> Result<R, Error> + Send + 'static,
     {
-        self.writer.submit(f, Durability::Synced).await
+        self.submit(f, Durability::Synced).await
     }
 
     /// Queues a write now (writes run in submission order); the returned
-    /// future resolves after its commit.
+    /// future resolves after its commit. With a fence (replicas), the write
+    /// first checks, in its own transaction, that this server still holds
+    /// the lease (`fenced`).
     pub fn submit<R, F>(&self, f: F, durability: Durability) -> impl std::future::Future<Output = Result<R, Error>> + Send + 'static
     where
         R: Send + 'static,
         F: FnOnce(&mut PgConn) -> Result<R, Error> + Send + 'static,
     {
-        self.writer.submit(f, durability)
+        let fence = self.fence.get().cloned();
+        self.writer.submit(
+            move |c: &mut PgConn| {
+                if let Some(fence) = &fence {
+                    fenced(c, fence)?;
+                }
+                f(c)
+            },
+            durability,
+        )
+    }
+
+    /// A write that is not fenced: the lease operations themselves.
+    pub(crate) async fn write_unfenced<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut PgConn) -> Result<R, Error> + Send + 'static,
+    {
+        self.writer.submit(f, Durability::Synced).await
     }
 
     /// A pooled read connection.
@@ -183,6 +206,31 @@ impl Postgres {
         let c = self.reader().await?;
         c.query(sql, params).await.map_err(pg)
     }
+}
+
+/// Refuses the write unless this server may act (`Fence::acting`, its own
+/// clock) and the lease row still names its holder and token. The row is
+/// read `FOR SHARE`: another server's grant (`FOR UPDATE`) waits for this
+/// transaction's commit, so a write either commits before a change of hands
+/// or sees it. Checked once per transaction while its savepoints succeed
+/// (a rolled-back savepoint gives the row lock back, see `PgConn::fenced`).
+fn fenced(c: &mut PgConn, fence: &crate::fence::Fence) -> Result<(), Error> {
+    let token = fence.token();
+    if !fence.acting() {
+        return Err(fence.refused());
+    }
+    if c.fenced == Some(token) {
+        return Ok(());
+    }
+    let row = c.query_opt("SELECT holder, token FROM leases WHERE name = $1 FOR SHARE", &[&fence.name])?;
+    let ok =
+        row.is_some_and(|r| r.get::<_, Option<String>>(0).as_deref() == Some(fence.holder.as_str()) && r.get::<_, i64>(1) == token as i64);
+    if !ok {
+        fence.revoke();
+        return Err(fence.refused());
+    }
+    c.fenced = Some(token);
+    Ok(())
 }
 
 /// Parses a stored Last-Modified.
@@ -332,6 +380,12 @@ impl Backend for Postgres {
     }
     fn latest_pool_usage(&self) -> StoreFuture<'_, Option<i64>> {
         Box::pin(Postgres::latest_pool_usage(self))
+    }
+    fn current_lease<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Lease>> {
+        Box::pin(Postgres::current_lease(self, name))
+    }
+    fn set_fence(&self, fence: Arc<crate::fence::Fence>) -> Result<(), Error> {
+        self.fence.set(fence).map_err(|_| Error::internal("the store is fenced already"))
     }
 }
 

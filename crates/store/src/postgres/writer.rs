@@ -35,11 +35,14 @@ pub(crate) fn pg(e: impl std::fmt::Display) -> Error {
 pub struct PgConn {
     pub(crate) client: Client,
     statements: HashMap<String, Statement>,
+    /// The fencing token checked (and its lease row locked) in the current
+    /// transaction; cleared at every begin and savepoint rollback.
+    pub(crate) fenced: Option<u64>,
 }
 
 impl PgConn {
     pub(crate) fn new(client: Client) -> PgConn {
-        PgConn { client, statements: HashMap::new() }
+        PgConn { client, statements: HashMap::new(), fenced: None }
     }
 
     /// The prepared statement for `sql` (prepared once per connection).
@@ -107,6 +110,7 @@ impl Engine for PgEngine {
         }
         self.release_pending = false;
         self.poisoned = false;
+        self.conn.fenced = None;
         self.begin_pending = Some(if sync { "BEGIN; " } else { "BEGIN; SET LOCAL synchronous_commit TO off; " });
         Ok(())
     }
@@ -135,7 +139,10 @@ impl Engine for PgEngine {
     fn end_savepoint(&mut self, ok: bool) {
         if ok {
             self.release_pending = true;
-        } else if let Err(e) = self.batch("ROLLBACK TO SAVEPOINT w; RELEASE SAVEPOINT w") {
+            return;
+        }
+        self.conn.fenced = None;
+        if let Err(e) = self.batch("ROLLBACK TO SAVEPOINT w; RELEASE SAVEPOINT w") {
             tracing::error!(error = %e, "cannot roll back a savepoint");
             self.poisoned = true;
         }

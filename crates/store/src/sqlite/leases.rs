@@ -105,4 +105,11 @@ impl Sqlite {
         })
         .await
     }
+
+    pub(crate) async fn current_lease(&self, name: &str) -> Result<Option<Lease>, Error> {
+        let name = name.to_string();
+        let row = self.read(move |conn| row(conn, &name).map(|r| (name, r))).await?;
+        let (name, row) = row;
+        Ok(row.and_then(|(holder, token, expires)| holder.map(|h| lease(&name, &h, token, expires))))
+    }
 }

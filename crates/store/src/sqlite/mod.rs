@@ -306,6 +306,9 @@ impl Backend for Sqlite {
     fn latest_pool_usage(&self) -> StoreFuture<'_, Option<i64>> {
         Box::pin(Sqlite::latest_pool_usage(self))
     }
+    fn current_lease<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Lease>> {
+        Box::pin(Sqlite::current_lease(self, name))
+    }
 }
 
 #[cfg(test)]
