@@ -53,6 +53,8 @@ pub struct AgentConfig {
     pub ca_file: Vec<PathBuf>,
     /// The name the server's certificate is verified for, if not the URL's host.
     pub tls_server_name: Option<String>,
+    /// The node's id, written to a root that has none (a provider's node).
+    pub node_id: Option<String>,
 }
 
 /// How long the server may stay silent (no frame, not even the pong to the
@@ -203,6 +205,12 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     // node's attempts twice. The lock lives as long as the process.
     let lock = lock_root(&cfg.root)?;
     std::mem::forget(lock);
+    if let Some(id) = cfg.node_id.as_deref().filter(|_| !node_id_file(&cfg.root).exists()) {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            return Err(format!("--node-id {id:?}: a node id is 1 to 64 letters, digits, '-' or '_'"));
+        }
+        std::fs::write(node_id_file(&cfg.root), id).map_err(|e| format!("cannot write the node id: {e}"))?;
+    }
     // What an earlier agent on this root left running dies before this one
     // joins: the server requeues those attempts.
     let (contain, leftovers) = contain::Containment::new(&cfg.root);

@@ -777,28 +777,43 @@ pub async fn node_counts(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     Ok(Reply::json(200, render::list(ctx, "poolnodecounts", items, next)))
 }
 
-/// `GET /supportedimages`: the Linux images a node agent serves.
-/// The images a pool may name (every node runs the agent on the host's
-/// Linux whatever it names).
+fn image(publisher: &str, offer: &str, sku: &str, agent: &str, capabilities: Vec<String>) -> Value {
+    json!({
+        "nodeAgentSKUId": agent,
+        "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"},
+        "osType": "linux",
+        "capabilities": capabilities,
+        "verificationType": "verified",
+    })
+}
+
+/// The Linux images a pool may name (every node runs the agent on the
+/// host's Linux whatever it names).
 fn images() -> Vec<Value> {
-    let image = |publisher: &str, offer: &str, sku: &str, agent: &str| {
-        json!({
-            "nodeAgentSKUId": agent,
-            "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"},
-            "osType": "linux",
-            "capabilities": [],
-            "verificationType": "verified",
-        })
-    };
     vec![
-        image("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "batch.node.ubuntu 22.04"),
-        image("canonical", "ubuntu-24_04-lts", "server", "batch.node.ubuntu 24.04"),
-        image("debian", "debian-12", "12", "batch.node.debian 12"),
+        image("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "batch.node.ubuntu 22.04", vec![]),
+        image("canonical", "ubuntu-24_04-lts", "server", "batch.node.ubuntu 24.04", vec![]),
+        image("debian", "debian-12", "12", "batch.node.debian 12", vec![]),
     ]
 }
 
-pub async fn supported_images(_app: &App, ctx: &Ctx) -> Result<Reply, Error> {
-    Ok(Reply::json(200, render::list(ctx, "supportedimages", images(), None)))
+/// `GET /supportedimages`: the Linux images a node agent serves, then one
+/// entry per declared node provider other than the local one (its name is
+/// the `vmSize` that selects it; `capabilities` say its kind and what it
+/// serves).
+pub async fn supported_images(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
+    let mut items = images();
+    let providers = app.cluster.providers();
+    for e in providers.entries().iter().filter(|e| e.kind != "local") {
+        let mut caps =
+            vec![format!("openbatch.provider={}", e.name), format!("openbatch.kind={}", e.kind), format!("openbatch.vmSize={}", e.name)];
+        if e.name == providers.default_name() {
+            caps.push("openbatch.default".into());
+        }
+        caps.push(format!("openbatch.serves={}", e.description));
+        items.push(image("openbatch", &format!("{}-provider", e.kind), &e.name, "batch.node.openbatch", caps));
+    }
+    Ok(Reply::json(200, render::list(ctx, "supportedimages", items, None)))
 }
 
 /// `GET /nodeagentskus` (api-versions before 2019-06-01.9.0): the same

@@ -35,6 +35,8 @@ pub struct ApiConfig {
     pub file_roots: Option<String>,
     /// Where and how `/metrics` is served.
     pub metrics: crate::metrics::MetricsConfig,
+    /// The node providers the configuration declares (see `control::provider::registry`).
+    pub providers: Vec<control::provider::ProviderDecl>,
 }
 
 /// Shared state of the running server.
@@ -73,6 +75,7 @@ impl App {
                 strict_limits: config.strict_limits,
                 autoscale_sample_interval: config.autoscale_sample_interval,
                 transition_delay: config.transition_delay,
+                providers: config.providers.clone(),
             },
             lifecycle.clone(),
         ));

@@ -32,6 +32,7 @@ impl Server {
                 autoscale_sample_interval: std::time::Duration::from_secs(30),
                 file_roots: None,
                 metrics: Default::default(),
+                providers: Vec::new(),
                 account: ACCOUNT.into(),
                 keys: vec![KEY.to_vec()],
                 public_url: None,

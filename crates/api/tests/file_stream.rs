@@ -26,6 +26,7 @@ fn app(dir: &std::path::Path) -> Arc<App> {
             autoscale_sample_interval: std::time::Duration::from_secs(30),
             file_roots: None,
             metrics: Default::default(),
+            providers: Vec::new(),
             account: ACCOUNT.into(),
             keys: vec![KEY.to_vec()],
             public_url: None,

@@ -4,8 +4,7 @@
 use crate::config::ClusterConfig;
 use crate::lifecycle::Lifecycle;
 use crate::pool::PoolSpec;
-use crate::provider::local::LocalProvider;
-use crate::provider::NodeProvider;
+use crate::provider::{NodeProvider, Providers};
 use crate::state::{Core, CoreGuard};
 use proto::ToAgent;
 use std::sync::atomic::AtomicU64;
@@ -19,8 +18,10 @@ pub struct Cluster {
     pub(crate) lifecycle: Arc<Lifecycle>,
     /// The in-memory control state (see `state`): locked through `core`.
     core: Mutex<Core>,
-    /// Where the pools' nodes come from (see `provider`).
-    pub(crate) provider: Arc<dyn NodeProvider>,
+    /// Where the pools' nodes come from (see `provider`), by name.
+    pub(crate) providers: Providers,
+    /// Pools whose provider failed to start nodes: when to ask again.
+    pub(crate) resize_backoff: Mutex<std::collections::HashMap<String, crate::provider::reconcile::Backoff>>,
     pub(crate) next_attempt: AtomicU64,
     /// `Started` reports waiting out `STARTED_DEBOUNCE` (see `started`).
     pub(crate) started_tx: mpsc::UnboundedSender<(tokio::time::Instant, String, u64)>,
@@ -41,14 +42,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The control plane with the local node provider.
+    /// The control plane with the local node provider and those the
+    /// configuration declares (`config.providers`).
     pub fn new(store: Store, config: ClusterConfig, lifecycle: Arc<Lifecycle>) -> Cluster {
-        let provider = Arc::new(LocalProvider::new(&config));
-        Cluster::with_provider(store, config, lifecycle, provider)
+        let providers = Providers::from_config(&config);
+        Cluster::with_providers(store, config, lifecycle, providers)
     }
 
-    /// The control plane with nodes from `provider`.
+    /// The control plane with nodes from `provider` alone, for every size.
     pub fn with_provider(store: Store, config: ClusterConfig, lifecycle: Arc<Lifecycle>, provider: Arc<dyn NodeProvider>) -> Cluster {
+        Cluster::with_providers(store, config, lifecycle, Providers::single(provider))
+    }
+
+    /// The control plane with nodes from `providers`.
+    pub fn with_providers(store: Store, config: ClusterConfig, lifecycle: Arc<Lifecycle>, providers: Providers) -> Cluster {
         let (started_tx, started_rx) = mpsc::unbounded_channel();
         Cluster {
             started_tx,
@@ -57,7 +64,8 @@ impl Cluster {
             store,
             lifecycle,
             core: Mutex::new(Core::default()),
-            provider,
+            providers,
+            resize_backoff: Default::default(),
             next_attempt: AtomicU64::new(1),
             next_file: AtomicU64::new(1),
             wake: Notify::new(),
@@ -71,6 +79,11 @@ impl Cluster {
 
     /// The in-memory control state, locked (briefly: never across an
     /// `await`, never twice on one thread).
+    /// The node providers (names, kinds, what they serve).
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
     pub(crate) fn core(&self) -> CoreGuard<'_> {
         Core::lock(&self.core)
     }

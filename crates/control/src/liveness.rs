@@ -30,7 +30,7 @@ impl Cluster {
     pub async fn expect_nodes(&self) -> Result<(), Error> {
         let mut nodes: std::collections::HashSet<String> =
             self.store.assigned_tasks().await?.into_iter().map(|(_, _, node, _)| node).collect();
-        nodes.extend(self.provider.expected());
+        nodes.extend(self.providers.expected());
         let joined: Vec<String> = self.core().nodes.keys().cloned().collect();
         for id in joined {
             nodes.remove(&id);
@@ -91,7 +91,7 @@ impl Cluster {
                 .values_mut()
                 .filter(|n| {
                     now.saturating_duration_since(n.last_seen) > NODE_LOST_AFTER
-                        && !matches!(n.state, ComputeNodeState::Unknown | ComputeNodeState::LeavingPool)
+                        && !matches!(n.state, ComputeNodeState::Unknown | ComputeNodeState::LeavingPool | ComputeNodeState::Unusable)
                 })
                 .map(|n| {
                     n.set_state(ComputeNodeState::Unknown);

@@ -26,7 +26,7 @@ impl Cluster {
     /// `steady` when the pool has the nodes its target asks for (local nodes
     /// fill what remote nodes leave; none are starting or leaving), else `resizing`.
     pub fn allocation_state(&self, pool_id: &str, target: usize) -> &'static str {
-        let provided = self.provider.nodes();
+        let provided = self.providers.nodes();
         let children: std::collections::HashSet<&str> = provided.iter().map(|n| n.id.as_str()).collect();
         let mut core = self.core();
         let nodes = &mut core.nodes;
@@ -244,7 +244,7 @@ impl Cluster {
                 core.departed_usage.push((n.pool_id, n.usage_recorded, chrono::Utc::now(), n.cores));
             }
         }
-        tokio::spawn(self.provider.remove(node_id));
+        tokio::spawn(self.providers.remove(node_id));
         self.wake.notify_one();
     }
 }

@@ -2,8 +2,12 @@
 //! pool has and which go; the provider only starts and stops them.
 
 mod support;
+use control::provider::reconcile::RETRY_FIRST;
+use control::provider::registry::Entry;
+use control::provider::{BuildProvider, ProviderDecl, ProviderEvent, Providers};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 use support::*;
 
 async fn world() -> (World, Arc<FakeProvider>) {
@@ -91,4 +95,259 @@ async fn a_deleted_pool_loses_all_nodes_then_goes() {
     }
     w.cluster.reconcile_pools().await.unwrap();
     assert!(w.store.get_pool("p").await.is_err(), "the pool document is gone");
+}
+
+/// Two providers: the built-in default (`local`, a fake here) and one
+/// declared as `docker` that a pool selects by its `vmSize`.
+fn two(docker_max: Option<usize>, docker_default: bool) -> (Arc<FakeProvider>, Arc<FakeProvider>, Providers) {
+    let local = Arc::new(FakeProvider::named("l-"));
+    let docker = Arc::new(FakeProvider::named("d-"));
+    let entry = |name: &str, max_nodes, provider: Arc<FakeProvider>| Entry {
+        name: name.into(),
+        kind: name.into(),
+        description: format!("{name} nodes"),
+        max_nodes,
+        provider,
+    };
+    let providers = Providers::new(
+        vec![entry("local", None, local.clone()), entry("docker", docker_max, docker.clone())],
+        if docker_default { 1 } else { 0 },
+    );
+    (local, docker, providers)
+}
+
+/// A pool whose `vmSize` names a declared provider (in any case) gets its
+/// nodes there; any other size goes to the default provider.
+#[tokio::test]
+async fn a_pool_vm_size_selects_its_provider() {
+    let (local, docker, providers) = two(None, false);
+    let w = World::with_providers(providers).await;
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 2, "vmSize": "Docker"})).await;
+    w.pool_with("b", 1, "spread", json!({"targetDedicatedNodes": 1, "vmSize": "standard_d2s_v3"})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    assert_eq!(*docker.added.lock().unwrap(), vec!["d-a-1", "d-a-2"]);
+    assert_eq!(*local.added.lock().unwrap(), vec!["l-b-1"]);
+    // Nodes of one provider count for their pool only, joined or not.
+    w.join("a", "d-a-1").await;
+    w.cluster.reconcile_pools().await.unwrap();
+    assert_eq!(docker.added.lock().unwrap().len(), 2);
+    assert_eq!(local.added.lock().unwrap().len(), 1);
+    assert_eq!(w.cluster.providers().for_size("DOCKER").name, "docker");
+    assert_eq!(w.cluster.providers().for_size("docker2").name, "local");
+}
+
+/// A declared default takes every size that names no provider.
+#[tokio::test]
+async fn the_declared_default_takes_unnamed_sizes() {
+    let (local, docker, providers) = two(None, true);
+    let w = World::with_providers(providers).await;
+    w.pool_with("b", 1, "spread", json!({"targetDedicatedNodes": 1, "vmSize": "standard_d2s_v3"})).await;
+    w.pool_with("c", 1, "spread", json!({"targetDedicatedNodes": 1, "vmSize": "local"})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    assert_eq!(*docker.added.lock().unwrap(), vec!["d-b-1"]);
+    assert_eq!(*local.added.lock().unwrap(), vec!["l-c-1"], "a size that names the local provider still selects it");
+}
+
+/// Removing a node goes to the provider that runs it, and only there.
+#[tokio::test]
+async fn removal_goes_to_the_owning_provider() {
+    let (local, docker, providers) = two(None, false);
+    let w = World::with_providers(providers).await;
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 1, "vmSize": "docker"})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    w.join("a", "d-a-1").await;
+    w.store
+        .update_pool("a", Default::default(), |doc, _| {
+            doc.insert("targetDedicatedNodes".into(), json!(0));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    w.cluster.reconcile_pools().await.unwrap();
+    w.settle().await;
+    assert_eq!(*docker.removed.lock().unwrap(), vec!["d-a-1"]);
+    assert!(local.removed.lock().unwrap().is_empty());
+}
+
+async fn resize_errors(w: &World, pool: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&w.store.get_pool(pool).await.unwrap().doc).unwrap();
+    doc.get("resizeErrors").cloned().unwrap_or(serde_json::Value::Null)
+}
+
+/// A provider that cannot start nodes: the pool's `resizeErrors` say so,
+/// the provider is not asked again before the back-off passes, and once it
+/// works the error clears.
+#[tokio::test]
+async fn a_failing_provider_shows_in_resize_errors_and_is_retried_with_backoff() {
+    let (_local, docker, providers) = two(None, false);
+    let w = World::with_providers(providers).await;
+    *docker.fail.lock().unwrap() = Some("engine at unix:///nowhere is down".into());
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 2, "vmSize": "docker"})).await;
+    let t0 = std::time::Instant::now();
+    w.cluster.reconcile_pools_at(t0).await.unwrap();
+    let errors = resize_errors(&w, "a").await;
+    assert_eq!(errors[0]["code"], "AllocationFailed", "{errors}");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(message.contains("'docker'") && message.contains("engine at unix:///nowhere is down"), "{message}");
+    // Fixed, but the back-off still runs: not asked.
+    *docker.fail.lock().unwrap() = None;
+    w.cluster.reconcile_pools_at(t0 + Duration::from_millis(500)).await.unwrap();
+    assert!(docker.added.lock().unwrap().is_empty(), "asked again within the back-off");
+    w.cluster.reconcile_pools_at(t0 + RETRY_FIRST + Duration::from_millis(1)).await.unwrap();
+    assert_eq!(docker.added.lock().unwrap().len(), 2);
+    assert_eq!(resize_errors(&w, "a").await[0]["code"], "AllocationFailed", "kept until the nodes joined");
+    let _a = w.join("a", "d-a-1").await;
+    let _b = w.join("a", "d-a-2").await;
+    w.cluster.reconcile_pools().await.unwrap();
+    assert_eq!(resize_errors(&w, "a").await, serde_json::Value::Null, "cleared once the pool has its nodes");
+}
+
+/// A failure the provider finds later (a container that would not start)
+/// comes back as an event: the pool's `resizeErrors` show it, and the pool
+/// asks again after the back-off, which doubles.
+#[tokio::test]
+async fn an_asynchronous_add_failure_shows_in_resize_errors() {
+    let (_local, docker, providers) = two(None, false);
+    let w = World::with_providers(providers).await;
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 1, "vmSize": "docker"})).await;
+    let t0 = std::time::Instant::now();
+    w.cluster.reconcile_pools_at(t0).await.unwrap();
+    assert_eq!(docker.added.lock().unwrap().len(), 1);
+    // The provider dropped the node it could not start, and says why.
+    docker.nodes.lock().unwrap().clear();
+    docker.events.lock().unwrap().push(ProviderEvent::AddFailed { pool: "a".into(), reason: "no such image: openbatch-node:x".into() });
+    w.cluster.reconcile_pools_at(t0).await.unwrap();
+    let errors = resize_errors(&w, "a").await;
+    assert_eq!(errors[0]["code"], "AllocationFailed", "{errors}");
+    assert!(errors[0]["message"].as_str().unwrap().contains("no such image"), "{errors}");
+    assert_eq!(docker.added.lock().unwrap().len(), 1, "not asked again at once");
+    w.cluster.reconcile_pools_at(t0 + RETRY_FIRST + Duration::from_millis(1)).await.unwrap();
+    assert_eq!(docker.added.lock().unwrap().len(), 2, "asked again after the back-off");
+}
+
+/// The back-off doubles with each failure, up to its cap.
+#[tokio::test]
+async fn the_backoff_doubles() {
+    let (_local, docker, providers) = two(None, false);
+    let w = World::with_providers(providers).await;
+    *docker.fail.lock().unwrap() = Some("sbatch: error: invalid partition".into());
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 1, "vmSize": "docker"})).await;
+    let t0 = std::time::Instant::now();
+    w.cluster.reconcile_pools_at(t0).await.unwrap(); // fails; next try at +2 s
+    w.cluster.reconcile_pools_at(t0 + Duration::from_secs(3)).await.unwrap(); // fails; next at +3+4 s
+    *docker.fail.lock().unwrap() = None;
+    w.cluster.reconcile_pools_at(t0 + Duration::from_secs(6)).await.unwrap();
+    assert!(docker.added.lock().unwrap().is_empty(), "the second wait is twice the first");
+    w.cluster.reconcile_pools_at(t0 + Duration::from_secs(8)).await.unwrap();
+    assert_eq!(docker.added.lock().unwrap().len(), 1);
+}
+
+/// `max-nodes` caps a provider over all its pools; what it cannot give
+/// shows as a quota error.
+#[tokio::test]
+async fn max_nodes_caps_a_provider() {
+    let (_local, docker, providers) = two(Some(3), false);
+    let w = World::with_providers(providers).await;
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 2, "vmSize": "docker"})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    w.pool_with("b", 1, "spread", json!({"targetDedicatedNodes": 2, "vmSize": "docker"})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    assert_eq!(docker.added.lock().unwrap().len(), 3);
+    let errors = resize_errors(&w, "b").await;
+    assert_eq!(errors[0]["code"], "AccountCoreQuotaReached", "{errors}");
+    assert_eq!(resize_errors(&w, "a").await, serde_json::Value::Null);
+}
+
+/// A node its provider reports dead is `unusable` and its task goes back
+/// to the queue, to run on another node.
+#[tokio::test]
+async fn a_lost_node_is_unusable_and_its_tasks_requeue() {
+    let (_local, docker, providers) = two(None, false);
+    let w = World::with_providers(providers).await;
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 1, "vmSize": "docker"})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    let mut node = w.join("a", "d-a-1").await;
+    w.add_job("j", "a", |_| {}).await;
+    w.add_tasks("j", &["t"], |_| {}).await;
+    w.round().await;
+    assert_eq!(node.launches().len(), 1);
+    w.settle().await;
+    docker.events.lock().unwrap().push(ProviderEvent::Lost { node: "d-a-1".into(), reason: "container exited (137)".into() });
+    w.cluster.reconcile_pools().await.unwrap();
+    w.settle().await;
+    let state = w.cluster.node("a", "d-a-1", |n| n.state).unwrap();
+    assert_eq!(state, wire::enums::ComputeNodeState::Unusable);
+    assert_eq!(w.task_state("j", "t").await, wire::enums::TaskState::Active, "requeued");
+    // It counts toward the target (as on Azure) until it is removed: no new node yet.
+    assert_eq!(docker.added.lock().unwrap().len(), 1);
+    // Liveness leaves an unusable node alone.
+    w.cluster.check_liveness(std::time::Instant::now() + Duration::from_secs(60)).await;
+    assert_eq!(w.cluster.node("a", "d-a-1", |n| n.state).unwrap(), wire::enums::ComputeNodeState::Unusable);
+}
+
+/// On a resize down a dead node goes before a healthy one, idle or not.
+#[tokio::test]
+async fn shrinking_removes_unusable_nodes_first() {
+    let (_local, docker, providers) = two(None, false);
+    let w = World::with_providers(providers).await;
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 2, "vmSize": "docker"})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    let _a = w.join("a", "d-a-1").await;
+    let _b = w.join("a", "d-a-2").await;
+    docker.events.lock().unwrap().push(ProviderEvent::Lost { node: "d-a-2".into(), reason: "job cancelled".into() });
+    w.cluster.reconcile_pools().await.unwrap();
+    assert_eq!(docker.added.lock().unwrap().len(), 2, "the dead node still counts");
+    w.store
+        .update_pool("a", Default::default(), |doc, _| {
+            doc.insert("targetDedicatedNodes".into(), json!(1));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    w.cluster.reconcile_pools().await.unwrap();
+    w.settle().await;
+    assert!(w.cluster.node("a", "d-a-2", |_| ()).is_none(), "the unusable node went");
+    assert!(w.cluster.node("a", "d-a-1", |_| ()).is_some(), "the healthy one stays");
+    assert_eq!(w.cluster.allocation_state("a", 1), "steady");
+}
+
+/// After a restart each provider keeps the nodes of the pools it serves:
+/// the others' pools have a target of 0 for it.
+#[tokio::test]
+async fn recovery_gives_each_provider_its_pools() {
+    let (local, docker, providers) = two(None, false);
+    let w = World::with_providers(providers).await;
+    w.pool_with("a", 1, "spread", json!({"targetDedicatedNodes": 2, "vmSize": "docker"})).await;
+    w.pool_with("b", 1, "spread", json!({"targetDedicatedNodes": 1})).await;
+    w.cluster.recover_nodes().await.unwrap();
+    let target = |p: &FakeProvider, pool: &str| p.recovered.lock().unwrap().iter().find(|t| t.pool == pool).unwrap().nodes;
+    assert_eq!((target(&docker, "a"), target(&docker, "b")), (2, 0));
+    assert_eq!((target(&local, "a"), target(&local, "b")), (0, 1));
+}
+
+/// The configuration's declarations are checked: distinct valid names, one
+/// local provider, one default.
+#[test]
+fn declarations_are_checked() {
+    use control::provider::registry::check;
+    let decl = |name: &str, kind: &str, default: bool| ProviderDecl {
+        name: name.into(),
+        kind: kind.into(),
+        default,
+        max_nodes: None,
+        description: String::new(),
+        build: (kind != "local").then(|| -> BuildProvider { Arc::new(|_| Arc::new(FakeProvider::default())) }),
+    };
+    assert!(check(&[decl("docker", "docker", true), decl("hpc", "slurm", false), decl("small", "local", false)]).is_ok());
+    for (decls, says) in [
+        (vec![decl("a", "docker", false), decl("A", "slurm", false)], "twice"),
+        (vec![decl("a b", "docker", false)], "name"),
+        (vec![decl("", "docker", false)], "name"),
+        (vec![decl("x", "local", false), decl("y", "local", false)], "local"),
+        (vec![decl("x", "docker", true), decl("y", "slurm", true)], "default"),
+        (vec![decl("Local", "docker", false)], "local"),
+    ] {
+        let e = check(&decls).unwrap_err();
+        assert!(e.contains(says), "{e}");
+    }
 }

@@ -125,6 +125,9 @@ pub struct RawServe {
     /// Do not serve /metrics at all.
     #[arg(long, env = "OPENBATCH_NO_METRICS", num_args = 0..=1, default_missing_value = "true")]
     pub no_metrics: Option<bool>,
+    /// Node providers (`[providers.<name>]` tables; config file only): see `providers`.
+    #[arg(skip)]
+    pub providers: Option<toml::Table>,
 }
 
 /// The certificate chain and key files of `--tls-cert`/`--tls-key`.
@@ -198,6 +201,7 @@ impl RawServe {
             metrics_listen: self.metrics_listen.or(other.metrics_listen),
             metrics_token: self.metrics_token.or(other.metrics_token),
             no_metrics: self.no_metrics.or(other.no_metrics),
+            providers: self.providers.or(other.providers),
         }
     }
 }
@@ -230,6 +234,8 @@ pub struct ServeConfig {
     /// How /metrics is served, and its own address (--metrics-listen).
     pub metrics: api::metrics::MetricsConfig,
     pub metrics_listen: Option<SocketAddr>,
+    /// The node providers the file declares (the local one is always there).
+    pub providers: Vec<control::provider::ProviderDecl>,
 }
 
 /// A key given as text or in a file (never both).
@@ -357,7 +363,12 @@ impl ServeConfig {
             return Err("--metrics-token must not be empty".into());
         }
         let metrics = api::metrics::MetricsConfig { off: no_metrics, separate: metrics_listen.is_some(), token: raw.metrics_token.clone() };
+        let providers = match &raw.providers {
+            Some(t) => parse_providers(t)?,
+            None => Vec::new(),
+        };
         Ok(ServeConfig {
+            providers,
             autoscale_sample_interval,
             database,
             replica,
@@ -382,6 +393,81 @@ impl ServeConfig {
                 .transpose()?,
         })
     }
+}
+
+/// The `[providers.<name>]` tables: `kind` (`local`, `docker` or `slurm`),
+/// `default` (sizes that name no provider go to it), `max-nodes`,
+/// `description`, and the kind's own settings (`providers::docker::DockerSpec`,
+/// `providers::slurm::SlurmSpec`; unknown ones are refused).
+pub fn parse_providers(table: &toml::Table) -> Result<Vec<control::provider::ProviderDecl>, String> {
+    use control::provider::{BuildProvider, ProviderDecl};
+    use std::sync::Arc;
+    let mut decls = Vec::new();
+    for (name, value) in table {
+        let at = format!("[providers.{name}]");
+        let mut t = match value {
+            toml::Value::Table(t) => t.clone(),
+            _ => return Err(format!("{at}: must be a table (kind = \"docker\", ...)")),
+        };
+        let kind = match t.remove("kind") {
+            Some(toml::Value::String(k)) => k,
+            Some(_) => return Err(format!("{at}: kind must be a string: \"local\", \"docker\" or \"slurm\"")),
+            None => return Err(format!("{at}: kind is missing: \"local\", \"docker\" or \"slurm\"")),
+        };
+        let default = match t.remove("default") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(_) => return Err(format!("{at}: default must be true or false")),
+        };
+        let max_nodes = match t.remove("max-nodes") {
+            None => None,
+            Some(toml::Value::Integer(n)) if n >= 1 => Some(n as usize),
+            Some(_) => return Err(format!("{at}: max-nodes must be a whole number of at least 1")),
+        };
+        let description = match t.remove("description") {
+            None => None,
+            Some(toml::Value::String(d)) => Some(d),
+            Some(_) => return Err(format!("{at}: description must be a string")),
+        };
+        let rest = toml::Value::Table(t);
+        let (describe, build): (String, Option<BuildProvider>) = match kind.as_str() {
+            "local" => {
+                if !rest.as_table().is_some_and(|t| t.is_empty()) {
+                    let keys: Vec<&String> = rest.as_table().map(|t| t.keys().collect()).unwrap_or_default();
+                    return Err(format!(
+                        "{at}: a local provider takes no settings besides kind, default, max-nodes and description (found {keys:?})"
+                    ));
+                }
+                ("agent processes on the server's machine".into(), None)
+            }
+            "docker" => {
+                let spec: providers::docker::DockerSpec = rest.try_into().map_err(|e| format!("{at}: {e}"))?;
+                spec.check().map_err(|e| format!("{at}: {e}"))?;
+                let n = name.clone();
+                (
+                    spec.describe(),
+                    Some(Arc::new(move |c: &control::ClusterConfig| -> Arc<dyn control::provider::NodeProvider> {
+                        Arc::new(providers::docker::DockerProvider::new(&n, spec.clone(), c))
+                    })),
+                )
+            }
+            "slurm" => {
+                let spec: providers::slurm::SlurmSpec = rest.try_into().map_err(|e| format!("{at}: {e}"))?;
+                spec.check().map_err(|e| format!("{at}: {e}"))?;
+                let n = name.clone();
+                (
+                    spec.describe(),
+                    Some(Arc::new(move |c: &control::ClusterConfig| -> Arc<dyn control::provider::NodeProvider> {
+                        Arc::new(providers::slurm::SlurmProvider::new(&n, spec.clone(), c))
+                    })),
+                )
+            }
+            other => return Err(format!("{at}: kind = {other:?} is not a provider kind: \"local\", \"docker\" or \"slurm\"")),
+        };
+        decls.push(ProviderDecl { name: name.clone(), kind, default, max_nodes, description: description.unwrap_or(describe), build });
+    }
+    control::provider::registry::check(&decls)?;
+    Ok(decls)
 }
 
 /// Reads a TOML config file (kebab-case keys, same names as the flags).
@@ -550,5 +636,50 @@ mod tests {
         assert_eq!(c.tls, Some((PathBuf::from("c.pem"), PathBuf::from("k.pem"))));
         std::fs::write(&p, "bogus = 1\n").unwrap();
         assert!(read_file(&p).is_err());
+    }
+
+    fn providers_of(text: &str) -> Result<Vec<control::provider::ProviderDecl>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        ServeConfig::from_raw(read_file(&p)?).map(|c| c.providers)
+    }
+
+    #[test]
+    fn provider_tables() {
+        let decls = providers_of(
+            "[providers.docker]\nkind = \"docker\"\ncpus = 1.5\nmemory-mb = 512\nmax-nodes = 8\n\
+             [providers.hpc]\nkind = \"slurm\"\npartition = \"debug\"\ntime-limit = \"1:00:00\"\ndefault = true\n\
+             [providers.small]\nkind = \"local\"\n",
+        )
+        .unwrap();
+        let d = |n: &str| decls.iter().find(|d| d.name == n).unwrap();
+        assert_eq!((d("docker").kind.as_str(), d("docker").max_nodes, d("docker").default), ("docker", Some(8), false));
+        assert!(d("docker").description.contains("1.5 CPUs"), "{}", d("docker").description);
+        assert!(d("hpc").default && d("hpc").build.is_some());
+        assert!(d("small").build.is_none());
+        // No table: no declared provider, as before.
+        assert!(ServeConfig::from_raw(RawServe::default()).unwrap().providers.is_empty());
+    }
+
+    #[test]
+    fn bad_provider_tables_are_refused_with_the_reason() {
+        for (text, says) in [
+            ("[providers.x]\ncpus = 1\n", "kind is missing"),
+            ("[providers.x]\nkind = \"kubernetes\"\n", "not a provider kind"),
+            ("[providers.x]\nkind = \"docker\"\ncpu = 1\n", "unknown field"),
+            ("[providers.x]\nkind = \"docker\"\ncpus = -1\n", "cpus"),
+            ("[providers.x]\nkind = \"slurm\"\n", "partition"),
+            ("[providers.x]\nkind = \"slurm\"\npartition = \"a b\"\n", "partition"),
+            ("[providers.x]\nkind = \"local\"\nimage = \"i\"\n", "no settings"),
+            ("[providers.x]\nkind = \"docker\"\nmax-nodes = 0\n", "max-nodes"),
+            ("[providers.x]\nkind = \"docker\"\ndefault = true\n[providers.y]\nkind = \"docker\"\ndefault = true\n", "default"),
+            ("[providers.local]\nkind = \"docker\"\n", "local"),
+            ("[providers]\nx = 1\n", "table"),
+        ] {
+            let e = providers_of(text).map(|_| ()).unwrap_err();
+            assert!(e.contains(says), "{text:?}: {e}");
+            assert!(e.contains("providers"), "{text:?}: the message names the table: {e}");
+        }
     }
 }

@@ -83,6 +83,10 @@ enum Command {
         /// Verify the server's certificate for this name instead of the --server URL's host.
         #[arg(long, env = "OPENBATCH_TLS_SERVER_NAME")]
         tls_server_name: Option<String>,
+        /// The node's id, for a node root that has none yet (node providers name
+        /// their nodes before they join); without it the server gives one.
+        #[arg(long, env = "OPENBATCH_NODE_ID")]
+        node_id: Option<String>,
         #[command(flatten)]
         log: LogArgs,
     },
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
             give_up_after,
             ca_file,
             tls_server_name,
+            node_id,
             log: _,
         } => {
             let token = match (token, token_file) {
@@ -169,6 +174,7 @@ fn main() -> ExitCode {
                 give_up_after: give_up_after.map(std::time::Duration::from_secs),
                 ca_file,
                 tls_server_name,
+                node_id,
             };
             // On a worker thread, not the main one: the connection's reader
             // then wakes where its socket's readiness is seen, with no
@@ -327,6 +333,7 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
                 autoscale_sample_interval: cfg.autoscale_sample_interval,
                 file_roots: cfg.file_roots.clone(),
                 metrics: cfg.metrics.clone(),
+                providers: cfg.providers.clone(),
             },
         );
         if let Some(r) = replica {
@@ -374,6 +381,13 @@ fn serve(cfg: ServeConfig, log_format: LogFormat) -> ExitCode {
         println!("openbatch: serving Batch account '{}' at {endpoint} (data in {})", cfg.account, cfg.data_dir.display());
         if let Some(at) = metrics_at {
             println!("openbatch: metrics at http://{at}{}", api::metrics::PATH);
+        }
+        if !cfg.providers.is_empty() {
+            let providers = app.cluster.providers();
+            for e in providers.entries() {
+                let default = if e.name == providers.default_name() { ", the default" } else { "" };
+                println!("openbatch: node provider '{}' ({}{default}): {}", e.name, e.kind, e.description);
+            }
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

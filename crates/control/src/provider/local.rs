@@ -232,7 +232,7 @@ async fn stop(agent: LocalAgent, root: &std::path::Path) {
     }
 }
 
-pub(crate) fn new_node_id() -> String {
+pub fn new_node_id() -> String {
     format!("tvmps_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
 }
 

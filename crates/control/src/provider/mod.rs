@@ -9,10 +9,15 @@
 //! nodes that join from elsewhere (an agent an operator started) belong to no
 //! provider: they count toward their pool's target and leave only when the
 //! pool is deleted. `local` starts agent processes on this machine; further
-//! providers (containers, batch schedulers) implement the same trait.
+//! providers (containers, batch schedulers: the `providers` crate) implement
+//! the same trait, and `registry` holds them by name: a pool's `vmSize`
+//! selects one.
 
 pub mod local;
 pub mod reconcile;
+pub mod registry;
+
+pub use registry::{BuildProvider, ProviderDecl, Providers};
 
 use futures_util::future::BoxFuture;
 use wire::Error;
@@ -40,6 +45,10 @@ pub enum ProviderEvent {
     Restarted { node: String },
     /// The node died and could not be brought back.
     Lost { node: String, reason: String },
+    /// Nodes asked for a pool could not be started (the engine refused, the
+    /// batch system rejected the job): the pool's `resizeErrors` say why,
+    /// and the pool asks again after a back-off.
+    AddFailed { pool: String, reason: String },
 }
 
 /// A source of compute nodes.

@@ -3,12 +3,42 @@
 
 use super::{PoolTarget, ProviderEvent};
 use crate::cluster::Cluster;
-use crate::state::node::Drain;
-use serde_json::{Map, Value};
+use crate::state::node::{Drain, Slot};
+use crate::sync::lock;
+use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wire::enums::ComputeNodeState;
 use wire::Error;
+
+/// The first wait before a pool asks a provider that failed again; it
+/// doubles with each failure, up to `RETRY_MAX`.
+pub const RETRY_FIRST: Duration = Duration::from_secs(2);
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// A resize error as the pool's `resizeErrors` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResizeError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// When a pool may ask its provider for nodes again after a failure.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    pub next: Instant,
+    pub delay: Duration,
+}
+
+/// What went wrong, in words: an internal error's reason, else its message.
+fn reason(e: &Error) -> String {
+    e.values.iter().find(|(k, _)| k == "Reason").map_or_else(|| e.message.clone(), |(_, v)| v.clone())
+}
+
+fn vm_size_of(p: &Map<String, Value>) -> &str {
+    p.get("vmSize").and_then(Value::as_str).unwrap_or_default()
+}
 
 /// A pool summary's wanted node count (0 while deleting).
 pub(crate) fn target_of(p: &Map<String, Value>) -> usize {
@@ -22,14 +52,113 @@ pub(crate) fn target_of(p: &Map<String, Value>) -> usize {
 impl Cluster {
     /// After a restart, the provider finds the nodes of the last run.
     pub async fn recover_nodes(&self) -> Result<(), Error> {
-        let targets: Vec<PoolTarget> = self
+        let targets: Vec<(PoolTarget, String)> = self
             .store
             .pool_summaries()
             .await?
             .iter()
-            .map(|p| PoolTarget { pool: p.get("id").and_then(Value::as_str).unwrap_or_default().to_string(), nodes: target_of(p) })
+            .map(|p| {
+                let pool = p.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                (PoolTarget { pool, nodes: target_of(p) }, vm_size_of(p).to_string())
+            })
             .collect();
-        self.provider.recover(&targets).await
+        self.providers.recover(&targets).await
+    }
+
+    /// A provider's node died and cannot come back: it is `unusable`, and
+    /// its attempts are requeued. It stays listed (as on Azure) until it is
+    /// removed or its pool is deleted; it counts toward the pool's target.
+    pub async fn node_unusable(&self, node_id: &str) {
+        let attempts: Vec<(u64, Slot)> = {
+            let mut core = self.core();
+            let Some(n) = core.nodes.get_mut(node_id) else { return };
+            n.set_state(ComputeNodeState::Unusable);
+            n.scheduling_enabled = false;
+            n.tx = None;
+            let queued = n.queued.drain(..);
+            n.running.drain().chain(queued).collect()
+        };
+        for (a, s) in attempts {
+            self.requeue_attempt(&s.job_id, &s.task_id, a).await;
+        }
+        self.wake.notify_one();
+    }
+
+    /// Records (or, with None, clears) a pool's resize error in its
+    /// document, only when it changes.
+    async fn set_resize_error(&self, pool: &str, error: Option<ResizeError>) {
+        let wanted = error.map(|e| json!([{"code": e.code, "message": e.message}]));
+        let current = match self.store.get_pool(pool).await {
+            Ok(stored) => serde_json::from_str::<Map<String, Value>>(&stored.doc).ok().and_then(|mut d| d.remove("resizeErrors")),
+            Err(_) => return,
+        };
+        if current == wanted {
+            return;
+        }
+        let r = self
+            .store
+            .update_pool(pool, Default::default(), move |doc, _| {
+                match wanted {
+                    Some(v) => doc.insert("resizeErrors".into(), v),
+                    None => doc.remove("resizeErrors"),
+                };
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(pool = %pool, error = %e, "cannot record the pool's resize error");
+        }
+    }
+
+    /// Asks the pool's provider for `count` more nodes, within its
+    /// `max-nodes`, unless a failure's back-off still runs. A failure (or
+    /// the cap) shows in the pool's `resizeErrors`; success clears them.
+    async fn grow(&self, pool: &Map<String, Value>, count: usize, now: Instant) {
+        let id = pool.get("id").and_then(Value::as_str).unwrap_or_default();
+        if lock(&self.resize_backoff).get(id).is_some_and(|b| now < b.next) {
+            return;
+        }
+        let entry = self.providers.for_size(vm_size_of(pool));
+        let room = entry.max_nodes.map_or(count, |max| max.saturating_sub(entry.provider.nodes().len()).min(count));
+        let mut error = None;
+        if room > 0 {
+            if let Err(e) = entry.provider.add(id, room) {
+                error = Some(ResizeError {
+                    code: "AllocationFailed",
+                    message: format!("The {} provider '{}' could not start nodes: {}", entry.kind, entry.name, reason(&e)),
+                });
+            }
+        }
+        if error.is_none() && room < count {
+            error = Some(ResizeError {
+                code: "AccountCoreQuotaReached",
+                message: format!(
+                    "The provider '{}' runs at most {} nodes (max-nodes); {} more could not be allocated.",
+                    entry.name,
+                    entry.max_nodes.unwrap_or_default(),
+                    count - room
+                ),
+            });
+        }
+        // Success clears nothing yet: an asynchronous failure comes back
+        // as `AddFailed`; the error and the back-off go once the nodes
+        // joined (see `reconcile_pools_at`).
+        if let Some(e) = error {
+            self.resize_failed(id, &entry.name, e, now).await;
+        }
+    }
+
+    /// A pool could not grow: its `resizeErrors` say why, and it waits
+    /// (doubling, up to `RETRY_MAX`) before it asks again.
+    async fn resize_failed(&self, pool: &str, provider: &str, e: ResizeError, now: Instant) {
+        let delay = {
+            let mut backoff = lock(&self.resize_backoff);
+            let delay = backoff.get(pool).map_or(RETRY_FIRST, |b| (b.delay * 2).min(RETRY_MAX));
+            backoff.insert(pool.to_string(), Backoff { next: now + delay, delay });
+            delay
+        };
+        tracing::warn!(%pool, %provider, code = e.code, message = %e.message, retry_in = ?delay, "cannot grow the pool");
+        self.set_resize_error(pool, Some(e)).await;
     }
 
     /// Brings each pool to its target: provider nodes are added or removed
@@ -41,13 +170,28 @@ impl Cluster {
     /// `retaineddata` let them finish first (the node takes no new ones).
     /// A deleted pool loses all its nodes, and goes once they are gone.
     pub async fn reconcile_pools(self: &Arc<Self>) -> Result<(), Error> {
-        for e in self.provider.check(&|id| self.core().nodes.get(id).is_some_and(|n| n.state == ComputeNodeState::LeavingPool)) {
+        self.reconcile_pools_at(Instant::now()).await
+    }
+
+    /// `reconcile_pools` at the time `now` (the provider back-off reads it).
+    pub async fn reconcile_pools_at(self: &Arc<Self>, now: Instant) -> Result<(), Error> {
+        let events = self.providers.check(&|id| self.core().nodes.get(id).is_some_and(|n| n.state == ComputeNodeState::LeavingPool));
+        for (provider, e) in events {
             match e {
                 ProviderEvent::Restarted { node } => {
-                    tracing::warn!(node = %node, provider = self.provider.name(), "a node's agent exited; restarted it")
+                    tracing::warn!(node = %node, %provider, "a node's agent exited; restarted it")
                 }
                 ProviderEvent::Lost { node, reason } => {
-                    tracing::error!(node = %node, provider = self.provider.name(), %reason, "a node's agent exited and cannot be restarted")
+                    tracing::error!(node = %node, %provider, %reason, "a node died and cannot come back: unusable");
+                    self.node_unusable(&node).await;
+                }
+                ProviderEvent::AddFailed { pool, reason } => {
+                    let kind = self.providers.entries().iter().find(|e| e.name == provider).map_or("", |e| e.kind.as_str());
+                    let error = ResizeError {
+                        code: "AllocationFailed",
+                        message: format!("The {kind} provider '{provider}' could not start nodes: {reason}"),
+                    };
+                    self.resize_failed(&pool, &provider, error, now).await;
                 }
             }
         }
@@ -76,7 +220,7 @@ impl Cluster {
             }
         }
         for (pool, target) in wanted {
-            let provided = self.provider.nodes();
+            let provided = self.providers.nodes();
             let owned: HashSet<&str> = provided.iter().map(|n| n.id.as_str()).collect();
             let deleting = pools.iter().any(|p| {
                 p.get("id").and_then(Value::as_str) == Some(pool.as_str()) && p.get("state").and_then(Value::as_str) == Some("deleting")
@@ -87,14 +231,28 @@ impl Cluster {
                 .core()
                 .nodes
                 .values()
-                .filter(|n| n.pool_id == pool && !owned.contains(n.id.as_str()) && n.state != ComputeNodeState::LeavingPool)
+                .filter(|n| {
+                    n.pool_id == pool
+                        && !owned.contains(n.id.as_str())
+                        && !matches!(n.state, ComputeNodeState::LeavingPool | ComputeNodeState::Unusable)
+                })
+                .map(|n| n.id.clone())
+                .collect();
+            // A provider's nodes that died (`node_unusable`): they count
+            // toward the target until they go, and go first.
+            let dead: Vec<String> = self
+                .core()
+                .nodes
+                .values()
+                .filter(|n| n.pool_id == pool && !owned.contains(n.id.as_str()) && n.state == ComputeNodeState::Unusable)
                 .map(|n| n.id.clone())
                 .collect();
             if deleting {
-                for id in &remote {
+                for id in remote.iter().chain(&dead) {
                     self.remove_node(id, true).await;
                 }
             }
+            let dead = if deleting { Vec::new() } else { dead };
             let target = target.saturating_sub(if deleting { 0 } else { remote.len() });
             let mut have: Vec<(String, bool, u32)> = self
                 .core()
@@ -114,14 +272,25 @@ impl Cluster {
                 let nodes = &mut core.nodes;
                 provided.iter().filter(|n| n.pool == pool && !nodes.contains_key(&n.id)).count()
             };
-            let count = have.len() + pending;
+            let count = have.len() + pending + dead.len();
+            // The pool has its nodes: a past provider failure is over.
+            if have.len() >= target && lock(&self.resize_backoff).remove(&pool).is_some() {
+                self.set_resize_error(&pool, None).await;
+            }
             if count < target {
-                self.provider.add(&pool, target - count)?;
+                if let Some(summary) = pools.iter().find(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str())) {
+                    self.grow(summary, target - count, now).await;
+                }
             } else if count > target {
-                // Remove idle nodes first.
+                // Dead nodes first, then idle ones.
+                let mut excess = count - target;
+                for id in dead.iter().take(excess) {
+                    self.remove_node(id, true).await;
+                    excess -= 1;
+                }
                 have.sort_by_key(|(id, idle, used)| (!*idle, *used, id.clone()));
                 let option = if deleting { "requeue" } else { options.get(&pool).map_or("requeue", String::as_str) };
-                for (id, _, _) in have.into_iter().take(count - target) {
+                for (id, _, _) in have.into_iter().take(excess) {
                     match option {
                         "terminate" => {
                             self.terminate_running_on(&id).await;
@@ -139,9 +308,9 @@ impl Cluster {
     /// The server is stopping: the provider's nodes stop too (their running
     /// attempts end and are requeued at the next start).
     pub async fn stop_local_nodes(&self) {
-        for n in self.provider.nodes() {
+        for n in self.providers.nodes() {
             self.send(&n.id, proto::ToAgent::Shutdown);
         }
-        self.provider.stop_all().await;
+        self.providers.stop_all().await;
     }
 }

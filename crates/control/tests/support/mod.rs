@@ -9,7 +9,7 @@
 #![allow(dead_code)] // each test file uses a part of the harness
 
 use control::lifecycle::Lifecycle;
-use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
+use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent, Providers};
 use control::supervisor::Supervisor;
 use control::{Cluster, ClusterConfig};
 use futures_util::future::BoxFuture;
@@ -45,7 +45,12 @@ impl World {
 
     /// A world whose pools get their nodes from `provider` (see `FakeProvider`).
     pub async fn with_provider(provider: Arc<dyn NodeProvider>) -> World {
-        World::build(Some(provider), None).await
+        World::build(Some(Providers::single(provider)), None).await
+    }
+
+    /// A world whose pools get their nodes from `providers`.
+    pub async fn with_providers(providers: Providers) -> World {
+        World::build(Some(providers), None).await
     }
 
     /// A world whose store calls `hook` after each of its calls (see
@@ -54,7 +59,7 @@ impl World {
         World::build(None, Some(hook)).await
     }
 
-    async fn build(provider: Option<Arc<dyn NodeProvider>>, hook: Option<store::hooked::Hook>) -> World {
+    async fn build(providers: Option<Providers>, hook: Option<store::hooked::Hook>) -> World {
         let dir = tempfile::tempdir().unwrap();
         let store = match hook {
             None => Store::open(dir.path()).unwrap(),
@@ -65,8 +70,8 @@ impl World {
         };
         let lifecycle = Arc::new(Lifecycle::new(&store));
         let config = cluster_config(dir.path());
-        let cluster = Arc::new(match provider {
-            Some(p) => Cluster::with_provider(store.clone(), config, lifecycle.clone(), p),
+        let cluster = Arc::new(match providers {
+            Some(p) => Cluster::with_providers(store.clone(), config, lifecycle.clone(), p),
             None => Cluster::new(store.clone(), config, lifecycle.clone()),
         });
         cluster.init_attempts().await.unwrap();
@@ -374,11 +379,25 @@ pub fn task(id: &str) -> CloudTask {
 /// A node provider that only records what it is asked: `add` makes nodes
 /// named `<pool>-<n>` that have not joined (a test joins them), `remove`
 /// forgets one.
+/// `fail` makes `add` fail with that message; `events` are what the next
+/// `check` reports; `recovered` records what `recover` was given.
 #[derive(Default)]
 pub struct FakeProvider {
     pub nodes: Mutex<Vec<ProvidedNode>>,
     pub added: Mutex<Vec<String>>,
     pub removed: Mutex<Vec<String>>,
+    pub fail: Mutex<Option<String>>,
+    pub events: Mutex<Vec<ProviderEvent>>,
+    pub recovered: Mutex<Vec<PoolTarget>>,
+    /// Node ids start with this (empty: none).
+    pub prefix: String,
+}
+
+impl FakeProvider {
+    /// A fake provider whose node ids start with `prefix`.
+    pub fn named(prefix: &str) -> FakeProvider {
+        FakeProvider { prefix: prefix.to_string(), ..Default::default() }
+    }
 }
 
 impl NodeProvider for FakeProvider {
@@ -389,9 +408,12 @@ impl NodeProvider for FakeProvider {
         self.nodes.lock().unwrap().clone()
     }
     fn add(&self, pool: &str, count: usize) -> Result<(), wire::Error> {
+        if let Some(msg) = self.fail.lock().unwrap().clone() {
+            return Err(wire::Error::internal(msg));
+        }
         let mut nodes = self.nodes.lock().unwrap();
         for _ in 0..count {
-            let id = format!("{pool}-{}", self.added.lock().unwrap().len() + 1);
+            let id = format!("{}{pool}-{}", self.prefix, self.added.lock().unwrap().len() + 1);
             self.added.lock().unwrap().push(id.clone());
             nodes.push(ProvidedNode { id, pool: pool.to_string() });
         }
@@ -403,9 +425,16 @@ impl NodeProvider for FakeProvider {
         Box::pin(async {})
     }
     fn check(&self, _leaving: &(dyn Fn(&str) -> bool + Sync)) -> Vec<ProviderEvent> {
-        Vec::new()
+        let events: Vec<ProviderEvent> = self.events.lock().unwrap().drain(..).collect();
+        for e in &events {
+            if let ProviderEvent::Lost { node, .. } = e {
+                self.nodes.lock().unwrap().retain(|n| &n.id != node);
+            }
+        }
+        events
     }
-    fn recover<'a>(&'a self, _targets: &'a [PoolTarget]) -> BoxFuture<'a, Result<(), wire::Error>> {
+    fn recover<'a>(&'a self, targets: &'a [PoolTarget]) -> BoxFuture<'a, Result<(), wire::Error>> {
+        self.recovered.lock().unwrap().extend(targets.iter().cloned());
         Box::pin(async { Ok(()) })
     }
     fn expected(&self) -> Vec<String> {
@@ -433,6 +462,7 @@ pub fn cluster_config(dir: &std::path::Path) -> ClusterConfig {
         strict_limits: false,
         autoscale_sample_interval: Duration::from_secs(30),
         transition_delay: Duration::ZERO,
+        providers: Vec::new(),
     }
 }
 

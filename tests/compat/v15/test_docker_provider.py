@@ -1,0 +1,139 @@
+"""The Docker node provider through azure-batch 15.1.0: a server whose
+configuration declares `[providers.docker] kind = "docker"` gives pools of
+`vmSize` "docker" nodes that are containers (on the private dockerd the
+session fixture starts, host networking), each running `openbatch agent`
+from an image the server builds from its own binary. Real engine, real
+containers, the official SDK as the client."""
+import json
+import os
+import subprocess
+
+import pytest
+from azure.batch import models
+
+from conftest import Server, batch_client, wait_for
+
+POOL = "dockerpool"
+
+
+def docker(engine, *args):
+    return subprocess.run(["docker", *args], env=dict(os.environ, DOCKER_HOST=engine), capture_output=True, text=True)
+
+
+def node_containers(engine, provider="docker"):
+    """Names of the provider's containers (running or not)."""
+    out = docker(engine, "ps", "-a", "--filter", f"label=openbatch.provider={provider}", "--format", "{{.Names}}")
+    assert out.returncode == 0, out.stderr
+    return sorted(out.stdout.split())
+
+
+def node_volumes(engine):
+    out = docker(engine, "volume", "ls", "--format", "{{.Name}}")
+    return sorted(v for v in out.stdout.split() if v.startswith("tvmps_"))
+
+
+@pytest.fixture(scope="module")
+def docker_server(docker_engine, tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("dockerprov"))
+    config = os.path.join(d, "openbatch.toml")
+    with open(config, "w") as f:
+        f.write(f'[providers.docker]\nkind = "docker"\nhost = "{docker_engine}"\ncpus = 1\nmemory-mb = 512\nmax-nodes = 4\n\n'
+                f'[providers.broken]\nkind = "docker"\nhost = "unix://{d}/no-engine.sock"\n')
+    s = Server(d, extra_args=["--config", config])
+    s.start()
+    yield s
+    s.stop()
+    assert node_containers(docker_engine) == [], "the server's nodes stop with it"
+
+
+@pytest.fixture(scope="module")
+def client(docker_server):
+    return batch_client(docker_server)
+
+
+def idle_nodes(client, pool):
+    return [n for n in client.list_nodes(pool) if n.state == models.BatchNodeState.IDLE]
+
+
+def wait_nodes(client, pool, n, timeout=90):
+    wait_for(lambda: len(idle_nodes(client, pool)) == n and len(list(client.list_nodes(pool))) == n,
+             timeout=timeout, interval=0.2, what=f"{n} idle docker nodes in {pool}")
+
+
+def run_task(client, job, tid, command, timeout=30):
+    client.create_task(job, models.BatchTaskCreateOptions(id=tid, command_line=command))
+    return wait_for(lambda: (t := client.get_task(job, tid)).state == models.BatchTaskState.COMPLETED and t,
+                    timeout=timeout, interval=0.1, what=tid)
+
+
+def test_supported_images_list_the_providers(client):
+    skus = {i.image_reference.sku: i for i in client.list_supported_images()}
+    assert "docker" in skus and "broken" in skus
+    caps = skus["docker"].capabilities
+    assert "openbatch.kind=docker" in caps and "openbatch.vmSize=docker" in caps, caps
+
+
+def test_a_docker_pool_lifecycle(client, docker_engine):
+    # Create: each node is a container with the provider's limits.
+    client.create_pool(models.BatchPoolCreateOptions(id=POOL, vm_size="Docker", target_dedicated_nodes=2, task_slots_per_node=2))
+    wait_nodes(client, POOL, 2)
+    nodes = sorted(n.id for n in client.list_nodes(POOL))
+    assert node_containers(docker_engine) == nodes
+    inspect = json.loads(docker(docker_engine, "inspect", nodes[0]).stdout)[0]
+    assert inspect["HostConfig"]["NanoCpus"] == 1_000_000_000
+    assert inspect["HostConfig"]["Memory"] == 512 * 1024 * 1024
+    assert any(m["Destination"] == "/node" and m["Type"] == "volume" for m in inspect["Mounts"]), inspect["Mounts"]
+
+    # Tasks run inside the containers.
+    client.create_job(models.BatchJobCreateOptions(id="dj", pool_info=models.BatchPoolInfo(pool_id=POOL)))
+    t = run_task(client, "dj", "where", "/bin/sh -c 'hostname; echo $AZ_BATCH_NODE_ROOT_DIR; id -un'")
+    assert t.execution_info.exit_code == 0, t.execution_info
+    out = b"".join(client.download_task_file("dj", "where", "stdout.txt")).decode().split()
+    assert out == [t.node_info.node_id, "/node", "_azbatch"], out
+
+    # Resize up, then down: containers follow.
+    client.begin_resize_pool(POOL, models.BatchPoolResizeOptions(target_dedicated_nodes=3), polling_interval=1).result()
+    wait_nodes(client, POOL, 3)
+    assert len(node_containers(docker_engine)) == 3
+    client.begin_resize_pool(POOL, models.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=1).result()
+    wait_nodes(client, POOL, 2)
+    wait_for(lambda: len(node_containers(docker_engine)) == 2, timeout=20, what="a container removed on resize down")
+
+    # Removing a node removes its container and volume; the pool gets a new one.
+    gone = sorted(n.id for n in client.list_nodes(POOL))[0]
+    client.begin_remove_nodes(POOL, models.BatchNodeRemoveOptions(node_ids=[gone]), polling_interval=1).result()
+    wait_for(lambda: gone not in node_containers(docker_engine) and gone + "-root" not in node_volumes(docker_engine),
+             timeout=20, what="the removed node's container and volume gone")
+    client.begin_resize_pool(POOL, models.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=1).result()
+    wait_nodes(client, POOL, 2)
+
+    # A container killed outside openbatch: its node is unusable and its
+    # task runs again elsewhere.
+    client.create_task("dj", models.BatchTaskCreateOptions(id="long", command_line="/bin/sh -c 'sleep 3; echo done'"))
+    running = wait_for(lambda: (t := client.get_task("dj", "long")).state == models.BatchTaskState.RUNNING and t,
+                       timeout=20, interval=0.05, what="the long task running")
+    victim = running.node_info.node_id
+    assert docker(docker_engine, "kill", victim).returncode == 0
+    wait_for(lambda: client.get_node(POOL, victim).state == models.BatchNodeState.UNUSABLE, timeout=20, interval=0.2,
+             what="the killed node unusable")
+    done = wait_for(lambda: (t := client.get_task("dj", "long")).state == models.BatchTaskState.COMPLETED and t,
+                    timeout=30, interval=0.2, what="the task requeued and done")
+    assert done.execution_info.exit_code == 0
+    assert done.node_info.node_id != victim
+    assert victim not in node_containers(docker_engine), "the dead container is removed"
+
+    # Deleting the pool leaves no container or volume behind.
+    client.begin_delete_pool(POOL, polling_interval=0.5).result()
+    wait_for(lambda: node_containers(docker_engine) == [] and node_volumes(docker_engine) == [], timeout=30,
+             what="no container or volume left")
+
+
+def test_an_unreachable_engine_shows_in_resize_errors(client):
+    client.create_pool(models.BatchPoolCreateOptions(id="brokenpool", vm_size="broken", target_dedicated_nodes=1))
+    pool = wait_for(lambda: (p := client.get_pool("brokenpool")).resize_errors and p, timeout=20, interval=0.2,
+                    what="a resize error")
+    err = pool.resize_errors[0]
+    assert err.code == "AllocationFailed"
+    assert "'broken'" in err.message and "no-engine.sock" in err.message, err.message
+    assert pool.allocation_state == models.AllocationState.RESIZING
+    client.begin_delete_pool("brokenpool", polling_interval=0.5).result()
