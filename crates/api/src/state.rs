@@ -36,7 +36,7 @@ pub struct ApiConfig {
     /// Where and how `/metrics` is served.
     pub metrics: crate::metrics::MetricsConfig,
     /// The node providers the configuration declares (see `control::provider::registry`).
-    pub providers: Vec<control::provider::ProviderDecl>,
+    pub providers: Vec<control::provider::registry::ProviderDecl>,
 }
 
 /// Shared state of the running server.
@@ -75,9 +75,9 @@ impl App {
                 strict_limits: config.strict_limits,
                 autoscale_sample_interval: config.autoscale_sample_interval,
                 transition_delay: config.transition_delay,
-                providers: config.providers.clone(),
             },
             lifecycle.clone(),
+            &config.providers,
         ));
         let account_url = Arc::new(std::sync::Mutex::new(config.public_url.clone()));
         Arc::new(App { store, config, lifecycle, cluster, account_url, auth, metrics: Default::default(), replica: Default::default() })

@@ -4,7 +4,8 @@
 use crate::config::ClusterConfig;
 use crate::lifecycle::Lifecycle;
 use crate::pool::PoolSpec;
-use crate::provider::{NodeProvider, Providers};
+use crate::provider::registry::{Backoff, ProviderDecl, Providers};
+use crate::provider::NodeProvider;
 use crate::state::{Core, CoreGuard};
 use proto::ToAgent;
 use std::sync::atomic::AtomicU64;
@@ -21,7 +22,7 @@ pub struct Cluster {
     /// Where the pools' nodes come from (see `provider`), by name.
     pub(crate) providers: Providers,
     /// Pools whose provider failed to start nodes: when to ask again.
-    pub(crate) resize_backoff: Mutex<std::collections::HashMap<String, crate::provider::reconcile::Backoff>>,
+    pub(crate) resize_backoff: Mutex<std::collections::HashMap<String, Backoff>>,
     pub(crate) next_attempt: AtomicU64,
     /// `Started` reports waiting out `STARTED_DEBOUNCE` (see `started`).
     pub(crate) started_tx: mpsc::UnboundedSender<(tokio::time::Instant, String, u64)>,
@@ -43,9 +44,9 @@ pub struct Cluster {
 
 impl Cluster {
     /// The control plane with the local node provider and those the
-    /// configuration declares (`config.providers`).
-    pub fn new(store: Store, config: ClusterConfig, lifecycle: Arc<Lifecycle>) -> Cluster {
-        let providers = Providers::from_config(&config);
+    /// configuration declares (`declared`, checked when it was read).
+    pub fn new(store: Store, config: ClusterConfig, lifecycle: Arc<Lifecycle>, declared: &[ProviderDecl]) -> Cluster {
+        let providers = Providers::from_config(&config, declared);
         Cluster::with_providers(store, config, lifecycle, providers)
     }
 

@@ -50,7 +50,4 @@ pub struct ClusterConfig {
     pub autoscale_sample_interval: Duration,
     /// How long a job shows a transitional state before the change completes.
     pub transition_delay: Duration,
-    /// The node providers the configuration declares (the local one is
-    /// always there; see `provider::registry`).
-    pub providers: Vec<crate::provider::ProviderDecl>,
 }

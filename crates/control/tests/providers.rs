@@ -4,7 +4,8 @@
 mod support;
 use control::provider::reconcile::RETRY_FIRST;
 use control::provider::registry::Entry;
-use control::provider::{BuildProvider, ProviderDecl, ProviderEvent, Providers};
+use control::provider::registry::{BuildProvider, ProviderDecl, Providers};
+use control::provider::ProviderEvent;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;

@@ -235,7 +235,7 @@ pub struct ServeConfig {
     pub metrics: api::metrics::MetricsConfig,
     pub metrics_listen: Option<SocketAddr>,
     /// The node providers the file declares (the local one is always there).
-    pub providers: Vec<control::provider::ProviderDecl>,
+    pub providers: Vec<control::provider::registry::ProviderDecl>,
 }
 
 /// A key given as text or in a file (never both).
@@ -399,8 +399,8 @@ impl ServeConfig {
 /// `default` (sizes that name no provider go to it), `max-nodes`,
 /// `description`, and the kind's own settings (`providers::docker::DockerSpec`,
 /// `providers::slurm::SlurmSpec`; unknown ones are refused).
-pub fn parse_providers(table: &toml::Table) -> Result<Vec<control::provider::ProviderDecl>, String> {
-    use control::provider::{BuildProvider, ProviderDecl};
+pub fn parse_providers(table: &toml::Table) -> Result<Vec<control::provider::registry::ProviderDecl>, String> {
+    use control::provider::registry::{BuildProvider, ProviderDecl};
     use std::sync::Arc;
     let mut decls = Vec::new();
     for (name, value) in table {
@@ -638,7 +638,7 @@ mod tests {
         assert!(read_file(&p).is_err());
     }
 
-    fn providers_of(text: &str) -> Result<Vec<control::provider::ProviderDecl>, String> {
+    fn providers_of(text: &str) -> Result<Vec<control::provider::registry::ProviderDecl>, String> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, text).unwrap();

@@ -17,8 +17,6 @@ pub mod local;
 pub mod reconcile;
 pub mod registry;
 
-pub use registry::{BuildProvider, ProviderDecl, Providers};
-
 use futures_util::future::BoxFuture;
 use wire::Error;
 

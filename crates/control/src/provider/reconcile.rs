@@ -1,6 +1,7 @@
 //! The policy over a [`NodeProvider`](super::NodeProvider): how many nodes
 //! each pool wants, which go first, what happens to their tasks.
 
+use super::registry::Backoff;
 use super::{PoolTarget, ProviderEvent};
 use crate::cluster::Cluster;
 use crate::state::node::{Drain, Slot};
@@ -22,13 +23,6 @@ pub const RETRY_MAX: Duration = Duration::from_secs(60);
 pub struct ResizeError {
     pub code: &'static str,
     pub message: String,
-}
-
-/// When a pool may ask its provider for nodes again after a failure.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    pub next: Instant,
-    pub delay: Duration,
 }
 
 /// What went wrong, in words: an internal error's reason, else its message.

@@ -44,6 +44,13 @@ impl std::fmt::Debug for ProviderDecl {
     }
 }
 
+/// When a pool may ask its provider for nodes again after a failure.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    pub next: std::time::Instant,
+    pub delay: std::time::Duration,
+}
+
 /// One named provider.
 pub struct Entry {
     pub name: String,
@@ -77,8 +84,8 @@ impl Providers {
 
     /// The local provider plus those the configuration declares (checked
     /// with `check` when the configuration was read).
-    pub fn from_config(config: &ClusterConfig) -> Providers {
-        let local = config.providers.iter().find(|d| d.build.is_none());
+    pub fn from_config(config: &ClusterConfig, declared: &[ProviderDecl]) -> Providers {
+        let local = declared.iter().find(|d| d.build.is_none());
         let mut entries = vec![Entry {
             name: local.map_or("local".into(), |d| d.name.clone()),
             kind: "local".into(),
@@ -87,7 +94,7 @@ impl Providers {
             provider: Arc::new(LocalProvider::new(config)),
         }];
         let mut default = 0;
-        for d in &config.providers {
+        for d in declared {
             let Some(build) = &d.build else { continue };
             let provider = build(config);
             if d.default {
@@ -199,7 +206,10 @@ pub fn check(decls: &[ProviderDecl]) -> Result<(), String> {
     }
     if decls.iter().filter(|d| d.build.is_none()).count() > 1 {
         let names: Vec<String> = decls.iter().filter(|d| d.build.is_none()).map(|d| format!("[providers.{}]", d.name)).collect();
-        return Err(format!("only one provider may be kind = \"local\" (there is one local provider; its table names it): {}", names.join(", ")));
+        return Err(format!(
+            "only one provider may be kind = \"local\" (there is one local provider; its table names it): {}",
+            names.join(", ")
+        ));
     }
     let defaults: Vec<String> = decls.iter().filter(|d| d.default).map(|d| format!("[providers.{}]", d.name)).collect();
     if defaults.len() > 1 {

@@ -9,7 +9,8 @@
 #![allow(dead_code)] // each test file uses a part of the harness
 
 use control::lifecycle::Lifecycle;
-use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent, Providers};
+use control::provider::registry::Providers;
+use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
 use control::supervisor::Supervisor;
 use control::{Cluster, ClusterConfig};
 use futures_util::future::BoxFuture;
@@ -72,7 +73,7 @@ impl World {
         let config = cluster_config(dir.path());
         let cluster = Arc::new(match providers {
             Some(p) => Cluster::with_providers(store.clone(), config, lifecycle.clone(), p),
-            None => Cluster::new(store.clone(), config, lifecycle.clone()),
+            None => Cluster::new(store.clone(), config, lifecycle.clone(), &[]),
         });
         cluster.init_attempts().await.unwrap();
         let supervisor = Supervisor::new();
@@ -462,7 +463,6 @@ pub fn cluster_config(dir: &std::path::Path) -> ClusterConfig {
         strict_limits: false,
         autoscale_sample_interval: Duration::from_secs(30),
         transition_delay: Duration::ZERO,
-        providers: Vec::new(),
     }
 }
 
@@ -476,7 +476,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(self.dir.path()).unwrap();
         let lifecycle = Arc::new(Lifecycle::new(&store));
-        let cluster = Arc::new(Cluster::new(store.clone(), cluster_config(dir.path()), lifecycle.clone()));
+        let cluster = Arc::new(Cluster::new(store.clone(), cluster_config(dir.path()), lifecycle.clone(), &[]));
         cluster.init_attempts().await.unwrap();
         let supervisor = Supervisor::new();
         let c = cluster.clone();
