@@ -32,14 +32,16 @@ venv 14 requirements-v14.txt
 # on its own, without dependencies (the 14.x virtualenv has msrest and the
 # rest), selected per run by PYTHONPATH.
 old_sdks() {
-  local v
+  local v p pids=()
   for v in $(sed 's/#.*//' "$here/old-sdks.txt"); do
     if [ ! -f "$here/.sdks/$v/.stamp" ]; then
-      rm -rf "$here/.sdks/$v"
-      "$here/.venv14/bin/pip" install --quiet --disable-pip-version-check --no-deps --target "$here/.sdks/$v" "azure-batch==$v"
-      touch "$here/.sdks/$v/.stamp"
+      (rm -rf "$here/.sdks/$v" &&
+        "$here/.venv14/bin/pip" install --quiet --disable-pip-version-check --no-deps --target "$here/.sdks/$v" "azure-batch==$v" &&
+        touch "$here/.sdks/$v/.stamp") &
+      pids+=($!)
     fi
   done
+  for p in "${pids[@]}"; do wait "$p"; done
 }
 old_sdks
 
