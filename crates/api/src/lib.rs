@@ -475,6 +475,10 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         NodeFileProperties(p, n, f) => files::properties(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         DeleteNodeFile(p, n, f) => files::delete(app, ctx, files::node_location(app, ctx, &p, &n).await?, &f).await,
         RemoteLoginSettings(p, n) => pools::remote_login_settings(app, ctx, &p, &n).await,
+        StartNode(p, n) => pools::start_node(app, ctx, &p, &n).await,
+        DeallocateNode(p, n) => pools::deallocate_node(app, ctx, &p, &n).await,
+        ListNodeExtensions(p, n) => pools::list_node_extensions(app, ctx, &p, &n).await,
+        GetNodeExtension(p, n, e) => pools::get_node_extension(app, ctx, &p, &n, &e).await,
         NodeLoad(p) => pools::node_load(app, &p).await,
         NotImplemented(what) => {
             Err(Error::msg(ErrorCode::NotImplemented, format!("openbatch does not implement {what} yet; see COMPATIBILITY.md.")))

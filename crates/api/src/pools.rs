@@ -596,7 +596,7 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
                 app.cluster.remove_node(&n, false).await;
             }
             "requeue" => app.cluster.remove_node(&n, true).await,
-            _ => app.cluster.drain(&n, control::Drain::Leave).await,
+            _ => app.cluster.drain_leaving(&n, option == "retaineddata").await,
         }
     }
     Ok(Reply::status(202).changed(&stored, ctx.url(&pool_path(id))))
@@ -651,6 +651,7 @@ async fn enable_autoscale(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
         }
     }
     let pre = ctx.preconditions()?;
+    app.cluster.check_enable_autoscale(id, chrono::Utc::now())?;
     let stored = app
         .store
         .update_pool(id, pre, move |doc, now| {
@@ -945,25 +946,120 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
     if !app.cluster.node_exists(pool, node) {
         return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", node));
     }
-    match option.as_str() {
-        "requeue" => requeue_running_on(app, node).await,
-        "terminate" => terminate_running_on(app, node).await,
+    if matches!(option.as_str(), "taskcompletion" | "retaineddata") {
         // Running tasks finish first; the node takes no new ones meanwhile.
-        "taskcompletion" | "retaineddata" => {
-            app.cluster.drain(node, control::Drain::Restart { wipe }).await;
-            return Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))));
-        }
-        other => {
-            return Err(Error::invalid_property(
-                if wipe { "nodeReimageOption" } else { "nodeRebootOption" },
-                format!("'{other}' is not a valid option."),
-            ))
-        }
+        app.cluster.drain(node, control::Drain::Restart { wipe }).await;
+        return Ok(node_reply(ctx, pool, node));
     }
+    // The state first, so that no requeued task comes back to the node.
     let state = if wipe { ComputeNodeState::Reimaging } else { ComputeNodeState::Rebooting };
     app.cluster.set_node_state(node, state);
+    match option.as_str() {
+        "terminate" => terminate_running_on(app, node).await,
+        _ => requeue_running_on(app, node).await,
+    }
     app.cluster.reset_node(node, wipe);
-    Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))))
+    Ok(node_reply(ctx, pool, node))
+}
+
+fn node_reply(ctx: &Ctx, pool: &str, node: &str) -> Reply {
+    Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node))))
+}
+
+/// `POST …/nodes/{n}/deallocate`: an idle or running node stops (its
+/// running tasks as `nodeDeallocateOption` says) and stays `deallocated`
+/// in its pool until started.
+pub async fn deallocate_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Reply, Error> {
+    let option = node_option(ctx, "nodeDeallocateOption", DEALLOCATION_OPTIONS)?;
+    pool_doc(app, pool).await?;
+    let drain = matches!(option.as_str(), "taskcompletion" | "retaineddata");
+    app.cluster.deallocate_node(pool, node, drain).await?;
+    if !drain {
+        match option.as_str() {
+            "terminate" => terminate_running_on(app, node).await,
+            _ => requeue_running_on(app, node).await,
+        }
+        app.cluster.stop_node(node);
+    }
+    Ok(node_reply(ctx, pool, node))
+}
+
+/// `POST …/nodes/{n}/start`: a deallocated node starts again.
+pub async fn start_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Reply, Error> {
+    pool_doc(app, pool).await?;
+    app.cluster.start_node(pool, node)?;
+    Ok(node_reply(ctx, pool, node))
+}
+
+/// The VM extensions a pool declares (`virtualMachineConfiguration.extensions`)
+/// as each of its nodes reports them: openbatch installs none, so each is
+/// `Failed` with an instance view that says why.
+fn node_extensions(doc: &Map<String, Value>) -> Vec<Value> {
+    let declared = doc.get("virtualMachineConfiguration").and_then(|v| v.get("extensions")).and_then(Value::as_array);
+    declared
+        .into_iter()
+        .flatten()
+        .map(|ext| {
+            let name = ext.get("name").cloned().unwrap_or(Value::Null);
+            let mut shown = ext.clone();
+            if let Some(m) = shown.as_object_mut() {
+                // Secrets are never returned.
+                m.remove("protectedSettings");
+            }
+            json!({
+                "provisioningState": "Failed",
+                "vmExtension": shown,
+                "instanceView": {
+                    "name": name,
+                    "statuses": [{
+                        "code": "ProvisioningState/failed/NotSupported",
+                        "displayStatus": "Provisioning failed",
+                        "level": "Error",
+                        "message": "openbatch installs no VM extensions: the pool declares this extension but the node does not run it.",
+                        "time": wire::time::Timestamp::now().to_string(),
+                    }],
+                },
+            })
+        })
+        .collect()
+}
+
+fn selected(v: &Value, select: Option<&[String]>) -> Value {
+    let mut m = v.as_object().cloned().unwrap_or_default();
+    apply_select(&mut m, select);
+    Value::Object(m)
+}
+
+/// `GET …/nodes/{n}/extensions` (paged by `maxresults`, `$select`).
+pub async fn list_node_extensions(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    let doc = pool_doc(app, pool).await?;
+    if !app.cluster.node_exists(pool, node) {
+        return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", node));
+    }
+    // Paged by position (the pool's list of extensions does not change).
+    let all = node_extensions(&doc);
+    let start: usize = opts.after.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+    let end = (start + opts.limit()).min(all.len());
+    let select = opts.select.as_ref().map(|s| s.1.as_slice());
+    let items: Vec<Value> = all.get(start..end).unwrap_or_default().iter().map(|e| selected(e, select)).collect();
+    let next = (end < all.len()).then(|| opts.next_link(ctx, &end.to_string()));
+    Ok(Reply::json(200, render::list(ctx, "extensions", items, next)))
+}
+
+/// `GET …/nodes/{n}/extensions/{name}`: 404 `ResourceNotFound` when the
+/// pool declares no extension of that name.
+pub async fn get_node_extension(app: &App, ctx: &Ctx, pool: &str, node: &str, name: &str) -> Result<Reply, Error> {
+    let opts = list_options(ctx)?;
+    let doc = pool_doc(app, pool).await?;
+    if !app.cluster.node_exists(pool, node) {
+        return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", node));
+    }
+    let ext = node_extensions(&doc)
+        .into_iter()
+        .find(|e| e["vmExtension"]["name"].as_str() == Some(name))
+        .ok_or_else(|| Error::new(ErrorCode::ResourceNotFound).with("ExtensionName", name))?;
+    Ok(Reply::json(200, selected(&ext, opts.select.as_ref().map(|s| s.1.as_slice())).to_string()))
 }
 
 pub async fn scheduling(app: &App, ctx: &Ctx, pool: &str, node: &str, enable: bool) -> Result<Reply, Error> {

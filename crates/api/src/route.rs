@@ -70,6 +70,12 @@ pub enum Operation {
     NodeFileProperties(String, String, String),
     DeleteNodeFile(String, String, String),
     RemoteLoginSettings(String, String),
+    /// `POST …/nodes/{n}/start` (api-version 2024-07-01.20.0 on).
+    StartNode(String, String),
+    /// `POST …/nodes/{n}/deallocate` (api-version 2024-07-01.20.0 on).
+    DeallocateNode(String, String),
+    ListNodeExtensions(String, String),
+    GetNodeExtension(String, String, String),
     /// openbatch's own (not a Batch operation): each node's CPU and memory,
     /// for the dashboard.
     NodeLoad(String),
@@ -189,6 +195,10 @@ impl Operation {
             NodeFileProperties(..) => "NodeFileProperties",
             DeleteNodeFile(..) => "DeleteNodeFile",
             RemoteLoginSettings(..) => "GetRemoteLoginSettings",
+            StartNode(..) => "StartNode",
+            DeallocateNode(..) => "DeallocateNode",
+            ListNodeExtensions(..) => "ListNodeExtensions",
+            GetNodeExtension(..) => "GetNodeExtension",
             NodeLoad(_) => "OpenbatchNodeLoad",
             NotImplemented(n) => n,
         }
@@ -366,7 +376,9 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
         }
         (["pools", p, "nodes"], None) => get_only(m, ListNodes(p.to_string()))?,
         (["pools", p, "nodes", n], None) => get_only(m, GetNode(p.to_string(), n.to_string()))?,
-        (["pools", p, "nodes", n, action], None) if ["reboot", "reimage", "disablescheduling", "enablescheduling"].contains(action) => {
+        (["pools", p, "nodes", n, action], None)
+            if ["reboot", "reimage", "disablescheduling", "enablescheduling", "start", "deallocate"].contains(action) =>
+        {
             if !is(&Method::POST) {
                 return Err(verb_error());
             }
@@ -375,9 +387,13 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
                 "reboot" => RebootNode(p, n),
                 "reimage" => ReimageNode(p, n),
                 "disablescheduling" => DisableScheduling(p, n),
+                "start" => StartNode(p, n),
+                "deallocate" => DeallocateNode(p, n),
                 _ => EnableScheduling(p, n),
             }
         }
+        (["pools", p, "nodes", n, "extensions"], None) => get_only(m, ListNodeExtensions(p.to_string(), n.to_string()))?,
+        (["pools", p, "nodes", n, "extensions", e], None) => get_only(m, GetNodeExtension(p.to_string(), n.to_string(), e.to_string()))?,
         (["openbatch", "pools", p, "nodeload"], None) => get_only(m, NodeLoad(p.to_string()))?,
         (["pools", p, "nodes", n, "remoteloginsettings"], None) => get_only(m, RemoteLoginSettings(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "files"], None) => get_only(m, ListNodeFiles(p.to_string(), n.to_string()))?,
@@ -406,6 +422,7 @@ pub fn check_version(op: &Operation, v: ApiVersion) -> Result<(), Error> {
         SupportedImages => (V2019_06_01, ApiVersion::LATEST),
         NodeAgentSkus => (V2018_08_01, V2018_12_01),
         LifetimeJobStats | LifetimePoolStats => (V2018_08_01, V2022_10_01),
+        StartNode(..) | DeallocateNode(..) => (V2024_07_01, ApiVersion::LATEST),
         UpgradePoolOs(_) => (V2018_08_01, V2018_08_01),
         _ => return Ok(()),
     };
@@ -436,7 +453,7 @@ fn get_only(m: &Method, op: Operation) -> Result<Operation, Error> {
 fn not_implemented(segs: &[&str]) -> Option<Operation> {
     let first = *segs.first()?;
     let name = match first {
-        "pools" => "this compute node operation (node users, service logs, extensions, start, deallocate)",
+        "pools" => "this compute node operation (node users, service logs)",
         "certificates" => "certificate operations",
         _ if first.starts_with("certificates(") => "certificate operations",
         _ => return None,
@@ -565,6 +582,10 @@ mod tests {
             (po.clone(), "pools/{p}/nodes/{n}/disablescheduling", |a| DisableScheduling(a[0].clone(), a[1].clone())),
             (po.clone(), "pools/{p}/nodes/{n}/enablescheduling", |a| EnableScheduling(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/remoteloginsettings", |a| RemoteLoginSettings(a[0].clone(), a[1].clone())),
+            (po.clone(), "pools/{p}/nodes/{n}/start", |a| StartNode(a[0].clone(), a[1].clone())),
+            (po.clone(), "pools/{p}/nodes/{n}/deallocate", |a| DeallocateNode(a[0].clone(), a[1].clone())),
+            (g.clone(), "pools/{p}/nodes/{n}/extensions", |a| ListNodeExtensions(a[0].clone(), a[1].clone())),
+            (g.clone(), "pools/{p}/nodes/{n}/extensions/{e}", |a| GetNodeExtension(a[0].clone(), a[1].clone(), a[2].clone())),
             (g.clone(), "openbatch/pools/{p}/nodeload", |a| NodeLoad(a[0].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/files", |a| ListNodeFiles(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/files/{f}", |a| GetNodeFile(a[0].clone(), a[1].clone(), a[2].clone())),
@@ -590,7 +611,7 @@ mod tests {
             .map(str::to_string)
             .collect();
         // Operations the service has that answer 501 here.
-        words.extend(["users", "start", "deallocate", "extensions", "uploadbatchservicelogs"].map(String::from));
+        words.extend(["users", "uploadbatchservicelogs"].map(String::from));
         words.sort();
         words.dedup();
         words
@@ -601,7 +622,7 @@ mod tests {
         let table = table();
         let literal: std::collections::BTreeSet<&str> =
             table.iter().flat_map(|(_, t, _)| t.split('/')).filter(|s| !s.starts_with('{')).collect();
-        let implemented = ["certificates", "users", "start", "deallocate", "extensions", "uploadbatchservicelogs"];
+        let implemented = ["certificates", "users", "uploadbatchservicelogs"];
         for w in router_words() {
             assert!(literal.contains(w.as_str()) || implemented.contains(&w.as_str()), "the router's word '{w}' has no route in the table");
         }

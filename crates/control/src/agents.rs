@@ -90,6 +90,8 @@ impl Cluster {
                 start_retries: 0,
                 start_task_info: None,
                 drain: None,
+                leave_after_retention: false,
+                retained_until: None,
                 preps: HashMap::new(),
                 pool_packages: Vec::new(),
                 usage: None,
@@ -299,7 +301,10 @@ impl Cluster {
                 return;
             }
             n.tx = None;
-            if !matches!(n.state, ComputeNodeState::LeavingPool | ComputeNodeState::Rebooting | ComputeNodeState::Reimaging) {
+            if !matches!(
+                n.state,
+                ComputeNodeState::LeavingPool | ComputeNodeState::Rebooting | ComputeNodeState::Reimaging | ComputeNodeState::Deallocated
+            ) {
                 n.set_state(ComputeNodeState::Offline);
             }
         }

@@ -163,7 +163,10 @@ impl Cluster {
                 tracing::warn!(pool = %id, error = %e, "cannot take the pool's autoscale sample");
             }
         }
-        self.core().autoscale.pools.retain(|k, _| live.contains(k));
+        let mut core = self.core();
+        core.autoscale.pools.retain(|k, _| live.contains(k));
+        core.autoscale.enabled_at.retain(|k, _| live.contains(k));
+        drop(core);
         Ok(live.len())
     }
 
@@ -184,6 +187,17 @@ impl Cluster {
     }
 
     /// How many samples a pool's history holds.
+    /// The service's limit on `enableautoscale`, applied with
+    /// `--strict-limits`: one call per pool every 30 seconds (503
+    /// `TooManyEnableAutoScaleRequests` otherwise).
+    pub fn check_enable_autoscale(&self, pool_id: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        if !self.config.strict_limits || self.core().autoscale.enable_allowed(&key(pool_id), now) {
+            return Ok(());
+        }
+        Err(Error::new(ErrorCode::TooManyEnableAutoScaleRequests)
+            .with("Reason", "autoscale can be enabled on a pool at most once every 30 seconds."))
+    }
+
     pub fn sample_count(&self, pool_id: &str) -> usize {
         self.core().autoscale.pools.get(&key(pool_id)).map_or(0, |p| p.samples.len())
     }

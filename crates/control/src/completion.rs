@@ -64,6 +64,9 @@ impl Cluster {
                 let completed = t.state == TaskState::Completed;
                 let success = t.execution_info.result == Some(wire::enums::ExecutionResult::Success);
                 if let Some(n) = self.core().nodes.get_mut(node_id) {
+                    if let Some(c) = t.cleanup_at {
+                        n.retained_until = Some(n.retained_until.map_or(c, |r| r.max(c)));
+                    }
                     n.total_run += 1;
                     if success {
                         n.total_succeeded += 1;

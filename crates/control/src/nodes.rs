@@ -117,8 +117,31 @@ impl Cluster {
             let pool = {
                 let mut core = c.core();
                 let nodes = &mut core.nodes;
+                let reset = nodes.get_mut(&id).filter(|n| {
+                    matches!(
+                        n.state,
+                        ComputeNodeState::Deallocating
+                            | ComputeNodeState::Rebooting
+                            | ComputeNodeState::Reimaging
+                            | ComputeNodeState::Starting
+                    )
+                });
+                if let Some(n) = reset {
+                    // The agent stopped every attempt without reporting
+                    // them (their tasks were requeued or ended before).
+                    n.running.clear();
+                    n.queued.clear();
+                }
                 match nodes.get_mut(&id) {
-                    Some(n) if matches!(n.state, ComputeNodeState::Rebooting | ComputeNodeState::Reimaging) => {
+                    Some(n) if n.state == ComputeNodeState::Deallocating => {
+                        // Stopped: it keeps its place in the pool and runs
+                        // nothing (not even its start task) until started.
+                        n.set_state(ComputeNodeState::Deallocated);
+                        None
+                    }
+                    Some(n)
+                        if matches!(n.state, ComputeNodeState::Rebooting | ComputeNodeState::Reimaging | ComputeNodeState::Starting) =>
+                    {
                         // Preparation runs again after a reboot
                         // (rerunOnNodeRebootAfterSuccess, the default).
                         n.preps.clear();
@@ -172,11 +195,43 @@ impl Cluster {
         self.drain_if_done(node_id).await;
     }
 
+    /// Lets a node that leaves its pool finish its running tasks; with
+    /// `after_retention` (`retaineddata`) it also waits until the files of
+    /// every task that ran on it are past their `retentionTime`.
+    pub async fn drain_leaving(self: &Arc<Self>, node_id: &str, after_retention: bool) {
+        if let Some(n) = self.core().nodes.get_mut(node_id) {
+            n.leave_after_retention = after_retention;
+        }
+        self.drain(node_id, Drain::Leave).await;
+    }
+
+    /// Nodes leaving with `retaineddata` whose tasks' retention has ended
+    /// by `now` leave (the liveness loop calls this).
+    pub async fn leave_after_retention(self: &Arc<Self>, now: Timestamp) {
+        let due: Vec<String> = self
+            .core()
+            .nodes
+            .values()
+            .filter(|n| n.drain == Some(Drain::Leave) && n.leave_after_retention && n.running.is_empty())
+            .filter(|n| n.retained_until.is_none_or(|r| r <= now))
+            .map(|n| n.id.clone())
+            .collect();
+        for id in due {
+            if let Some(n) = self.core().nodes.get_mut(&id) {
+                n.leave_after_retention = false;
+            }
+            self.drain_if_done(&id).await;
+        }
+    }
+
     pub(crate) async fn drain_if_done(self: &Arc<Self>, node_id: &str) {
+        let now = Timestamp::now();
         let what = {
             let mut core = self.core();
             let nodes = &mut core.nodes;
             match nodes.get_mut(node_id) {
+                // Task data still retained: it leaves later (`leave_after_retention`).
+                Some(n) if n.drain == Some(Drain::Leave) && n.leave_after_retention && n.retained_until.is_some_and(|r| r > now) => None,
                 Some(n) if n.running.is_empty() => n.drain.take(),
                 _ => None,
             }
@@ -187,8 +242,61 @@ impl Cluster {
                 self.reset_node(node_id, wipe);
             }
             Some(Drain::Leave) => self.remove_node(node_id, true).await,
+            Some(Drain::Deallocate) => self.stop_node(node_id),
             None => {}
         }
+    }
+
+    /// Deallocates (stops) an idle or running node, as `nodeDeallocateOption`
+    /// says. With `drain` (`taskcompletion`, `retaineddata`) its running
+    /// tasks finish while it takes no new ones; otherwise (`requeue`,
+    /// `terminate`) it shows `deallocating` at once, and the caller ends its
+    /// running tasks and then calls [`Cluster::stop_node`]. Its agent stops
+    /// every attempt, and the node is `deallocated`: it stays in its pool
+    /// (and counts towards its target) and runs nothing until
+    /// [`Cluster::start_node`].
+    pub async fn deallocate_node(self: &Arc<Self>, pool_id: &str, node_id: &str, drain: bool) -> Result<(), Error> {
+        self.check_node_state(pool_id, node_id, "deallocated", |s| matches!(s, ComputeNodeState::Idle | ComputeNodeState::Running))?;
+        if drain {
+            self.drain(node_id, Drain::Deallocate).await;
+        } else {
+            // Before its tasks are requeued, so that none comes back to it.
+            self.set_node_state(node_id, ComputeNodeState::Deallocating);
+        }
+        Ok(())
+    }
+
+    /// The agent of a `deallocating` node stops every attempt.
+    pub fn stop_node(&self, node_id: &str) {
+        self.set_node_state(node_id, ComputeNodeState::Deallocating);
+        self.reset_node(node_id, false);
+    }
+
+    /// Starts a deallocated node: `starting` while its agent restarts, then
+    /// `idle`, with its pool's start task run again as after a reboot.
+    pub fn start_node(&self, pool_id: &str, node_id: &str) -> Result<(), Error> {
+        self.check_node_state(pool_id, node_id, "started", |s| s == ComputeNodeState::Deallocated)?;
+        self.set_node_state(node_id, ComputeNodeState::Starting);
+        self.reset_node(node_id, false);
+        Ok(())
+    }
+
+    /// 404 `NodeNotFound` when the pool has no such node; 409
+    /// `OperationInvalidForCurrentState` naming the state when `ok` refuses it.
+    pub fn check_node_state(
+        &self,
+        pool_id: &str,
+        node_id: &str,
+        verb: &str,
+        ok: impl FnOnce(ComputeNodeState) -> bool,
+    ) -> Result<(), Error> {
+        let state = self.node(pool_id, node_id, |n| n.state).ok_or_else(|| Error::new(ErrorCode::NodeNotFound).with("NodeId", node_id))?;
+        if ok(state) {
+            return Ok(());
+        }
+        Err(Error::new(ErrorCode::OperationInvalidForCurrentState)
+            .with("NodeId", node_id)
+            .with("Reason", format!("A node in state '{}' cannot be {verb}.", state.as_str())))
     }
 
     /// Completes the tasks running on a node as terminated (`TaskEnded`,

@@ -190,6 +190,7 @@ pub fn start(sup: &Supervisor, cluster: Arc<Cluster>, account_url: Arc<Mutex<Opt
             if let Err(e) = cluster.clean_expired().await {
                 tracing::warn!(error = %e, "cleaning expired task directories failed");
             }
+            cluster.leave_after_retention(wire::time::Timestamp::now()).await;
         }
     });
 }

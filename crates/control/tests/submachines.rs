@@ -873,3 +873,83 @@ async fn a_rebooting_node_waits_for_its_agent_then_runs_its_start_task_again() {
     assert_eq!(w.round().await, 1);
     assert_eq!(one(&mut a).task_id, "t1");
 }
+
+/// Deallocate with `requeue`: the node shows `deallocating` before its
+/// running task is requeued (so the task cannot come back to it), stops
+/// every attempt, and once its agent is done it is `deallocated`: no running
+/// attempt left, no start task, no task. Start: `starting` until the agent
+/// has restarted, then its start task runs again and it takes tasks.
+#[tokio::test]
+async fn a_deallocated_node_runs_nothing_until_it_is_started() {
+    let w = World::new().await;
+    w.pool_with("p", 1, "spread", json!({"startTask": {"commandLine": "setup"}})).await;
+    w.add_job("j", "p", |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    let st = one(&mut a);
+    a.run(&w, st.attempt, 0).await;
+    w.add_tasks("j", &["t1"], |_| {}).await;
+    assert_eq!(w.round().await, 1);
+    let t1 = one(&mut a);
+    a.started(&w, t1.attempt);
+    w.settle().await;
+
+    w.cluster.deallocate_node("p", "n1", false).await.unwrap();
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Deallocating);
+    w.cluster.requeue_attempt("j", "t1", t1.attempt).await;
+    w.cluster.stop_node("n1");
+    assert!(a.messages().iter().any(|m| matches!(m, ToAgent::Reset { wipe: false })), "the agent is told to stop everything");
+    assert_eq!(w.round().await, 0, "the requeued task does not come back to a deallocating node");
+    assert_eq!(w.task_state("j", "t1").await, TaskState::Active);
+
+    // The agent stops the attempt without an outcome, then reports.
+    w.cluster.on_report("n1", ToServer::ResetDone, || URL.to_string());
+    w.settle().await;
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Deallocated);
+    assert_eq!(w.cluster.node("p", "n1", |n| n.running.len()), Some(0), "no attempt is left on the node");
+    assert!(a.launches().is_empty(), "no start task while deallocated");
+    assert_eq!(w.round().await, 0, "no task while deallocated");
+    let refused = w.cluster.deallocate_node("p", "n1", false).await.unwrap_err();
+    assert_eq!(refused.code, wire::ErrorCode::OperationInvalidForCurrentState);
+
+    w.cluster.start_node("p", "n1").unwrap();
+    assert_eq!(node_state(&w, "p", "n1"), ComputeNodeState::Starting);
+    assert!(w.cluster.start_node("p", "n1").is_err(), "a starting node cannot be started");
+    assert!(a.messages().iter().any(|m| matches!(m, ToAgent::Reset { wipe: false })));
+    w.cluster.on_report("n1", ToServer::ResetDone, || URL.to_string());
+    w.settle().await;
+    let again = one(&mut a);
+    assert!(again.is_start_task && again.attempt != st.attempt, "the start task runs again after a start");
+    a.run(&w, again.attempt, 0).await;
+    assert_eq!(w.round().await, 1);
+    assert_eq!(one(&mut a).task_id, "t1");
+}
+
+/// Leaving with `retaineddata`: once its running task is done, the node
+/// still stays (taking no task) until the retention of the tasks that ran
+/// on it has passed; `taskcompletion` would leave at once.
+#[tokio::test]
+async fn a_node_leaving_with_retaineddata_waits_for_task_retention() {
+    use wire::time::{Duration, Timestamp};
+    let w = World::new().await;
+    w.pool("p", 1, "spread").await;
+    w.add_job("j", "p", |_| {}).await;
+    let mut a = w.join("p", "n1").await;
+    w.add_tasks("j", &["t1"], |t| t.constraints.retention_time = Some(Duration::from_secs(3600))).await;
+    assert_eq!(w.round().await, 1);
+    let t1 = one(&mut a);
+    a.started(&w, t1.attempt);
+
+    w.cluster.drain_leaving("n1", true).await;
+    w.add_tasks("j", &["t2"], |_| {}).await;
+    assert_eq!(w.round().await, 0, "a leaving node takes no new task");
+    a.finish(&w, t1.attempt, 0).await;
+    w.settle().await;
+    let cleanup = w.task("j", "t1").await.cleanup_at.expect("t1's files are retained");
+    assert!(w.cluster.node_exists("p", "n1"), "its task's files are still retained");
+
+    w.cluster.leave_after_retention(Timestamp(cleanup.0 - chrono::TimeDelta::seconds(1))).await;
+    assert!(w.cluster.node_exists("p", "n1"), "not before the retention ends");
+    w.cluster.leave_after_retention(cleanup).await;
+    assert!(!w.cluster.node_exists("p", "n1"), "it leaves once the retention has ended");
+    assert!(a.messages().iter().any(|m| matches!(m, ToAgent::Shutdown)));
+}

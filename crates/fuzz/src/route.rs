@@ -189,7 +189,11 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
         | DisableScheduling(a, b)
         | EnableScheduling(a, b)
         | RemoteLoginSettings(a, b)
+        | StartNode(a, b)
+        | DeallocateNode(a, b)
+        | ListNodeExtensions(a, b)
         | ListNodeFiles(a, b) => (vec![a, b], None),
+        GetNodeExtension(a, b, c) => (vec![a, b, c], None),
         GetTaskFile(a, b, c)
         | TaskFileProperties(a, b, c)
         | DeleteTaskFile(a, b, c)
@@ -299,6 +303,10 @@ pub fn request_for(op: &Operation) -> Option<(Method, String)> {
         DisableScheduling(p, n) => (Method::POST, node(p, n) + "/disablescheduling"),
         EnableScheduling(p, n) => (Method::POST, node(p, n) + "/enablescheduling"),
         RemoteLoginSettings(p, n) => (Method::GET, node(p, n) + "/remoteloginsettings"),
+        StartNode(p, n) => (Method::POST, node(p, n) + "/start"),
+        DeallocateNode(p, n) => (Method::POST, node(p, n) + "/deallocate"),
+        ListNodeExtensions(p, n) => (Method::GET, node(p, n) + "/extensions"),
+        GetNodeExtension(p, n, x) => (Method::GET, format!("{}/extensions/{}", node(p, n), e(x))),
         ListNodeFiles(p, n) => (Method::GET, node(p, n) + "/files"),
         GetNodeFile(p, n, f) => (Method::GET, format!("{}/files/{}", node(p, n), file(f))),
         NodeFileProperties(p, n, f) => (Method::HEAD, format!("{}/files/{}", node(p, n), file(f))),
@@ -377,9 +385,18 @@ fn file_path(u: &mut Unstructured) -> ArbResult<String> {
 /// An operation (never `NotImplemented`) with ids taken from the bytes.
 pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
     use Operation::*;
-    let k: u8 = u.int_in_range(0..=67)?;
+    let k: u8 = u.int_in_range(0..=71)?;
     if k == 62 {
         return Ok(NodeLoad(id(u)?));
+    }
+    if k >= 68 {
+        let (p, n) = (id(u)?, id(u)?);
+        return Ok(match k {
+            68 => StartNode(p, n),
+            69 => DeallocateNode(p, n),
+            70 => ListNodeExtensions(p, n),
+            _ => GetNodeExtension(p, n, id(u)?),
+        });
     }
     if k >= 63 {
         return Ok(match k {

@@ -73,6 +73,7 @@ error_codes! {
     InvalidAutoScalingSettings = (400, "The auto-scaling settings are invalid."),
     AutoScalingFormulaSyntaxError = (400, "The specified auto-scaling formula has a syntax error."),
     AutoScalingFormulaTooLong = (400, "The specified auto-scaling formula exceeds lengths limit."),
+    TooManyEnableAutoScaleRequests = (503, "Autoscale was enabled on this pool less than 30 seconds ago. Please retry your request later."),
     PoolNotFound = (404, "The specified pool does not exist."),
     NodeNotFound = (404, "The specified node does not exist."),
     JobScheduleNotFound = (404, "The specified job schedule does not exist."),

@@ -125,3 +125,30 @@ def test_pool_usage_metrics(client, uid):
         assert list(client.pool.list_usage_metrics(pool_list_usage_metrics_options=options)) == []
     finally:
         client.pool.delete(pid)
+
+
+def test_node_extensions(client, raw, uid):
+    pid = uid("ext14")
+    client.pool.add(models.PoolAddParameter(
+        id=pid, vm_size="standard_d2s_v3", target_dedicated_nodes=1,
+        virtual_machine_configuration=models.VirtualMachineConfiguration(
+            image_reference=models.ImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
+            node_agent_sku_id="batch.node.ubuntu 22.04",
+            extensions=[models.VMExtension(name="mon", publisher="Contoso", type="Monitor", type_handler_version="2.1")])))
+    node = wait_for(lambda: idle_nodes(client, pid), what="idle node")[0]
+    [ext] = list(client.compute_node_extension.list(pid, node.id))
+    assert ext.provisioning_state == "Failed" and ext.vm_extension.name == "mon"
+    assert ext.vm_extension.type_handler_version == "2.1"
+    assert "installs no VM extensions" in ext.instance_view.statuses[0].message
+    assert client.compute_node_extension.get(pid, node.id, "mon").vm_extension.publisher == "Contoso"
+    # Start and deallocate are operations of 2024-07-01.20.0, which this SDK sends.
+    r = raw.request("POST", f"/pools/{pid}/nodes/{node.id}/deallocate", {"nodeDeallocateOption": "requeue"})
+    assert r.status_code == 202, r.text
+    # (14.2.0's ComputeNodeState has no `deallocated`: it reads the string.)
+    wait_for(lambda: client.compute_node.get(pid, node.id).state == "deallocated", what="deallocated")
+    r = raw.request("POST", f"/pools/{pid}/nodes/{node.id}/start")
+    assert r.status_code == 202, r.text
+    wait_for(lambda: idle_nodes(client, pid), what="idle again")
+    r = raw.request("POST", f"/pools/{pid}/nodes/{node.id}/deallocate", api_version="2024-02-01.19.0")
+    assert r.status_code == 400 and r.json()["code"] == "InvalidUri", r.text
+    client.pool.delete(pid)

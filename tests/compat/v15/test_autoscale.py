@@ -138,3 +138,26 @@ def test_a_pool_scales_with_its_pending_tasks(client, uid):
     assert pool.auto_scale_evaluation_interval == datetime.timedelta(minutes=15), "the service's default"
     client.begin_delete_job(jid, polling_interval=0.2)
     client.begin_delete_pool(pid, polling_interval=0.2)
+
+
+def test_strict_limits_allow_one_enableautoscale_per_pool_every_30_seconds(tmp_path):
+    """With --strict-limits, a second `enableautoscale` on a pool within 30 s
+    is 503 TooManyEnableAutoScaleRequests, as the service answers (sent raw:
+    the SDKs retry a 503); another pool is not affected."""
+    from rawclient import Raw
+    s = Server(str(tmp_path), ["--strict-limits"])
+    s.start()
+    try:
+        raw = Raw(s.endpoint, s.account, s.key)
+        for pid in ("a", "b"):
+            r = raw.request("POST", "/pools", {"id": pid, "vmSize": "standard_d2s_v3"})
+            assert r.status_code == 201, r.text
+        body = {"autoScaleFormula": "$TargetDedicatedNodes = 0;", "autoScaleEvaluationInterval": "PT5M"}
+        r = raw.request("POST", "/pools/a/enableautoscale", body)
+        assert r.status_code == 200, r.text
+        r = raw.request("POST", "/pools/a/enableautoscale", body)
+        assert r.status_code == 503 and r.json()["code"] == "TooManyEnableAutoScaleRequests", r.text
+        r = raw.request("POST", "/pools/b/enableautoscale", body)
+        assert r.status_code == 200, r.text
+    finally:
+        s.stop()

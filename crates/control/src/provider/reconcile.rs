@@ -290,7 +290,7 @@ impl Cluster {
                             self.terminate_running_on(&id).await;
                             self.remove_node(&id, false).await;
                         }
-                        "taskcompletion" | "retaineddata" => self.drain(&id, Drain::Leave).await,
+                        "taskcompletion" | "retaineddata" => self.drain_leaving(&id, option == "retaineddata").await,
                         _ => self.remove_node(&id, true).await,
                     }
                 }

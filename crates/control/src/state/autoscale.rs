@@ -20,6 +20,24 @@ pub const MAX_TICKS: u32 = 2_880;
 #[derive(Default)]
 pub struct Autoscale {
     pub pools: HashMap<String, PoolScale>,
+    /// When each pool's autoscale was last enabled or changed
+    /// (`enableautoscale`), for the service's limit of one call per 30 s.
+    pub enabled_at: HashMap<String, DateTime<Utc>>,
+}
+
+/// The service's shortest time between two `enableautoscale` calls on a pool.
+pub const ENABLE_AUTOSCALE_SPACING: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+impl Autoscale {
+    /// Records an `enableautoscale` call on a pool at `now`; false (and
+    /// nothing recorded) when the last one is less than 30 s before.
+    pub fn enable_allowed(&mut self, pool_key: &str, now: DateTime<Utc>) -> bool {
+        if self.enabled_at.get(pool_key).is_some_and(|t| now < *t + ENABLE_AUTOSCALE_SPACING && now >= *t) {
+            return false;
+        }
+        self.enabled_at.insert(pool_key.to_string(), now);
+        true
+    }
 }
 
 /// One pool's autoscale state.
@@ -124,6 +142,20 @@ pub fn resource_tick(tick: &mut Tick, last: &HashMap<String, NodeUsage>, nodes: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enableautoscale_is_limited_to_one_call_per_pool_every_30_seconds() {
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        let s = |n: i64| t0 + chrono::TimeDelta::seconds(n);
+        let mut a = Autoscale::default();
+        assert!(a.enable_allowed("p", t0));
+        assert!(a.enable_allowed("q", s(1)), "each pool has its own limit");
+        assert!(!a.enable_allowed("p", s(29)));
+        assert!(!a.enable_allowed("p", s(29)), "a refused call does not restart the 30 s");
+        assert!(a.enable_allowed("p", s(30)));
+        assert!(!a.enable_allowed("p", s(45)));
+        assert!(a.enable_allowed("q", s(31)));
+    }
 
     fn usage(busy: u64, total: u64, mem_mib: u64, read: u64) -> NodeUsage {
         NodeUsage {

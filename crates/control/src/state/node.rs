@@ -60,6 +60,12 @@ pub struct Node {
     /// Waiting for its running tasks to finish before it restarts or leaves
     /// (`taskcompletion` / `retaineddata`); takes no new tasks meanwhile.
     pub drain: Option<Drain>,
+    /// Leaving with `retaineddata`: the drain ends only once no task that
+    /// ran here still has its files retained (see `retained_until`).
+    pub leave_after_retention: bool,
+    /// The latest end of retention (`cleanup_at`) of the tasks that
+    /// completed on this node.
+    pub retained_until: Option<Timestamp>,
     /// Job preparation (and release) runs on this node, by job key.
     pub preps: HashMap<String, super::prep::PrepRun>,
     /// The pool's `applicationPackageReferences`: every task on the node gets them.
@@ -99,8 +105,13 @@ impl NodeLoad {
 /// What a draining node does once its running tasks have finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drain {
-    Restart { wipe: bool },
+    Restart {
+        wipe: bool,
+    },
     Leave,
+    /// Stop (`deallocate`): the node stays in its pool, `deallocated`,
+    /// until it is started again.
+    Deallocate,
 }
 
 impl Node {
