@@ -81,7 +81,8 @@ def test_a_slurm_pool_lifecycle(client, slurm_cluster, slurm_server):
 
     # A job cancelled outside openbatch: the node is unusable, its task runs
     # again on the other node.
-    client.create_task("sj", models.BatchTaskCreateOptions(id="long", command_line="/bin/sh -c 'sleep 3; echo done'"))
+    # (Long enough that it cannot end before `scancel` reaches a loaded machine.)
+    client.create_task("sj", models.BatchTaskCreateOptions(id="long", command_line="/bin/sh -c 'sleep 10; echo done'"))
     running = wait_for(lambda: (t := client.get_task("sj", "long")).state == models.BatchTaskState.RUNNING and t,
                        timeout=20, interval=0.05, what="the long task running")
     victim = running.node_info.node_id
@@ -89,7 +90,7 @@ def test_a_slurm_pool_lifecycle(client, slurm_cluster, slurm_server):
     wait_for(lambda: client.get_node(POOL, victim).state == models.BatchNodeState.UNUSABLE, timeout=30, interval=0.2,
              what="the cancelled node unusable")
     done = wait_for(lambda: (t := client.get_task("sj", "long")).state == models.BatchTaskState.COMPLETED and t,
-                    timeout=30, interval=0.2, what="the task requeued and done")
+                    timeout=45, interval=0.2, what="the task requeued and done")
     assert done.node_info.node_id != victim and done.execution_info.exit_code == 0
 
     # Resize down: the unusable node goes first; then up again.
