@@ -41,23 +41,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Server:
+class ServerProcess:
+    """An `openbatch serve` process on a free port, its stderr in
+    `data_dir/server.log` (shared by the chaos and failover runs)."""
+
     def __init__(self, binary, data_dir):
         self.binary = binary
         self.data_dir = data_dir
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.account = "chaos"
-        self.key = base64.b64encode(os.urandom(32)).decode()
         self.proc = None
         self.log = open(os.path.join(data_dir, "server.log"), "ab")
 
-    def start(self):
-        env = dict(os.environ, OPENBATCH_KEY=self.key)
+    def launch(self, args, env):
+        """Starts `serve` with `args` after --listen and --data-dir, and waits until it listens."""
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
-             "--account", self.account],
-            stdout=subprocess.DEVNULL, stderr=self.log, env=env, start_new_session=True)
+            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *args],
+            stdout=subprocess.DEVNULL, stderr=self.log, env=dict(os.environ, **env), start_new_session=True)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -69,18 +69,32 @@ class Server:
                 time.sleep(0.02)
         raise RuntimeError("openbatch did not start listening")
 
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)  # a paused process must see the SIGTERM
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Server(ServerProcess):
+    def __init__(self, binary, data_dir):
+        super().__init__(binary, data_dir)
+        self.account = "chaos"
+        self.key = base64.b64encode(os.urandom(32)).decode()
+
+    def start(self):
+        self.launch(["--account", self.account], {"OPENBATCH_KEY": self.key})
 
 
 def agent_pids(data_dir):

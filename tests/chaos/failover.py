@@ -28,7 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,56 +35,27 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaos import free_port, runs_of, task_command  # noqa: E402
+from chaos import ServerProcess, runs_of, task_command  # noqa: E402
 
 LOST_LEASE_EXIT = 3
 
 
-class Replica:
+class Replica(ServerProcess):
     def __init__(self, binary, data_dir, database, key, token, ttl_ms):
-        self.binary, self.data_dir, self.database, self.key, self.ttl_ms = binary, data_dir, database, key, ttl_ms
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc = None
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        super().__init__(binary, data_dir)
+        self.database, self.key, self.ttl_ms = database, key, ttl_ms
         # Replicas share the agents' join token.
         fd = os.open(os.path.join(data_dir, "agent.token"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.write(fd, token.encode())
         os.close(fd)
-        self.log = open(os.path.join(data_dir, "server.log"), "ab")
 
     def start(self):
-        env = dict(os.environ, OPENBATCH_KEY=self.key, OPENBATCH_DATABASE=self.database)
-        self.proc = subprocess.Popen(
-            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
-             "--account", "failover", "--replica", "--lease-ttl-ms", str(self.ttl_ms)],
-            stdout=subprocess.DEVNULL, stderr=self.log, env=env, start_new_session=True)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"openbatch exited with {self.proc.returncode}")
-                time.sleep(0.02)
-        raise RuntimeError("openbatch did not start listening")
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        self.launch(["--account", "failover", "--replica", "--lease-ttl-ms", str(self.ttl_ms)],
+                    {"OPENBATCH_KEY": self.key, "OPENBATCH_DATABASE": self.database})
 
     def signal(self, sig):
         self.proc.send_signal(sig)
-
-    def stop(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def leader_url(database):
