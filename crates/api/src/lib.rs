@@ -9,6 +9,7 @@ pub mod applications;
 pub mod files;
 pub mod http;
 pub mod jobs;
+pub mod lifetime;
 pub mod metrics;
 pub mod paths;
 pub mod pools;
@@ -461,9 +462,8 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         NodeAgentSkus => pools::node_agent_skus(app, ctx).await,
         UpgradePoolOs(p) => pools::upgrade_os(app, &p).await,
         PoolUsageMetrics => usage::list(app, ctx).await,
-        LifetimeJobStats | LifetimePoolStats => {
-            Err(Error::msg(ErrorCode::NotImplemented, format!("openbatch does not implement {} yet; see COMPATIBILITY.md.", op.name())))
-        }
+        LifetimeJobStats => lifetime::jobs(app, ctx).await,
+        LifetimePoolStats => lifetime::pools(app, ctx).await,
         ListNodes(p) => pools::list_nodes(app, ctx, &p).await,
         GetNode(p, n) => pools::get_node(app, ctx, &p, &n).await,
         RebootNode(p, n) => pools::restart_node(app, ctx, &p, &n, false).await,

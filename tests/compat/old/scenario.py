@@ -128,6 +128,12 @@ try:
     counts = c.job.get_task_counts(job_id)
     counts = getattr(counts, "task_counts", counts)  # TaskCountsResult since 2020-09-01.12.0
     check((counts.completed, counts.succeeded, counts.failed) == (4, 4, 0), f"task counts {counts}")
+    # Lifetime statistics: operations of the versions up to 2022-10-01.16.0.
+    if hasattr(raw_client.job, "get_all_lifetime_statistics"):
+        stats = c.job.get_all_lifetime_statistics()
+        check(stats.num_succeeded_tasks >= 4 and stats.wall_clock_time > datetime.timedelta(0), f"job stats {stats}")
+        stats = c.pool.get_all_lifetime_statistics()
+        check(stats.usage_stats.dedicated_core_time > datetime.timedelta(0), f"pool stats {stats.usage_stats}")
     names = {f.name for f in c.file.list_from_task(job_id, "cat")}
     check("stdout.txt" in names, f"files {names}")
     out = b"".join(c.file.get_from_task(job_id, "cat", "stdout.txt")).decode()
