@@ -361,6 +361,15 @@ fn lock_root(root: &Path) -> Result<std::fs::File, String> {
 /// Stops every attempt (and the node's lingering processes): the node
 /// resets or the agent exits. The attempts end without an outcome: they
 /// were lost with the node, and the server requeues them.
+/// Exit codes of a process killed by SIGHUP, SIGINT, SIGKILL, SIGTERM (128 + the signal).
+const KILLED_HUP: i32 = 128 + libc::SIGHUP;
+const KILLED_INT: i32 = 128 + libc::SIGINT;
+const KILLED_KILL: i32 = 128 + libc::SIGKILL;
+const KILLED_TERM: i32 = 128 + libc::SIGTERM;
+/// How long the outcome of a process killed by one of those signals waits
+/// to see whether the agent itself is being stopped.
+const KILLED_OUTCOME_GRACE: Duration = Duration::from_secs(1);
+
 async fn stop_all(state: &Arc<State>) {
     state.slots.lock().unwrap_or_else(|p| p.into_inner()).waiting.clear();
     state.preparing.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -901,6 +910,16 @@ fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>
                 // Whatever the command left behind dies with the attempt.
                 if let Some(l) = lease {
                     state.contain.end(l);
+                }
+                // A process killed by a signal may have died with its node: the
+                // end of a Slurm job signals every process in it, this agent
+                // included. Its outcome waits a moment, and if the agent is
+                // being stopped meanwhile it is dropped below (the server
+                // requeues the attempt with the lost node) rather than
+                // reported as the task's failure.
+                if outcome.failure_code.is_none() && matches!(outcome.exit_code, Some(KILLED_HUP | KILLED_INT | KILLED_KILL | KILLED_TERM))
+                {
+                    tokio::time::sleep(KILLED_OUTCOME_GRACE).await;
                 }
                 // Stopped with the node: no outcome (the server requeues it).
                 if state.abandoned.lock().unwrap_or_else(|p| p.into_inner()).remove(&attempt) {
