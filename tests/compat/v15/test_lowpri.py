@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 from azure.batch import models
+from azure.batch.models import _models as internal
 
 from conftest import BIN, Server, batch_client, wait_for
 from rawclient import Raw
@@ -94,7 +95,8 @@ def test_preemption_requeues_a_running_task_that_completes_afterwards(client, ra
     assert r.status_code == 400 and r.json()["code"] == "InvalidPropertyValue", r.text
 
     # The dedicated node takes no task, so that the task runs on the low-priority one.
-    client.disable_node_scheduling(pid, dedicated[0].id)
+    client.disable_node_scheduling(pid, dedicated[0].id, options=internal.BatchNodeDisableSchedulingOptions(
+        node_disable_scheduling_option="requeue"))
     client.create_job(models.BatchJobCreateOptions(id=jid, pool_info=models.BatchPoolInfo(pool_id=pid)))
     client.create_task(jid, models.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'sleep 3; echo done'"))
     wait_for(lambda: client.get_task(jid, "t").state == models.BatchTaskState.RUNNING, timeout=20, what="the task running")
