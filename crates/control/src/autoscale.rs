@@ -176,7 +176,8 @@ impl Cluster {
         let period = self.config.autoscale_sample_interval;
         let mut guard = self.core();
         let core = &mut *guard;
-        let of_pool = || core.nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id) && n.state != ComputeNodeState::LeavingPool);
+        let of_pool =
+            || core.nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id) && n.state != ComputeNodeState::LeavingPool);
         // A preempted node measures nothing (its machine is gone, on Azure).
         let nodes: Vec<(String, NodeUsage)> =
             of_pool().filter(|n| n.state != ComputeNodeState::Preempted).filter_map(|n| n.usage.map(|u| (n.id.clone(), u))).collect();
