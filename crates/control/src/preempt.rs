@@ -20,7 +20,7 @@ use wire::{Error, ErrorCode};
 impl Cluster {
     /// Preempts the low-priority node `node_id` of `pool_id` at `now`; it
     /// recovers by itself `recover_after` later, if given. A dedicated node,
-    /// or one preempted or leaving already, is refused (409
+    /// or one preempted, leaving or deallocated already, is refused (409
     /// `OperationNotValidOnNode`).
     pub async fn preempt_node(&self, pool_id: &str, node_id: &str, recover_after: Option<Duration>, now: Instant) -> Result<(), Error> {
         let (running, own) = {
@@ -37,7 +37,13 @@ impl Cluster {
                 )
                 .with("NodeId", node_id));
             }
-            if matches!(n.state, ComputeNodeState::Preempted | ComputeNodeState::LeavingPool) {
+            if matches!(
+                n.state,
+                ComputeNodeState::Preempted
+                    | ComputeNodeState::LeavingPool
+                    | ComputeNodeState::Deallocating
+                    | ComputeNodeState::Deallocated
+            ) {
                 return Err(Error::msg(
                     ErrorCode::OperationNotValidOnNode,
                     format!("The compute node is {}: it cannot be preempted.", n.state.as_str()),
