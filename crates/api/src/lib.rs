@@ -480,6 +480,8 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         ListNodeExtensions(p, n) => pools::list_node_extensions(app, ctx, &p, &n).await,
         GetNodeExtension(p, n, e) => pools::get_node_extension(app, ctx, &p, &n, &e).await,
         NodeLoad(p) => pools::node_load(app, &p).await,
+        PreemptNode(p, n) => pools::preempt_node(app, ctx, &p, &n).await,
+        RecoverNode(p, n) => pools::recover_node(app, ctx, &p, &n).await,
         NotImplemented(what) => {
             Err(Error::msg(ErrorCode::NotImplemented, format!("openbatch does not implement {what} yet; see COMPATIBILITY.md.")))
         }

@@ -385,17 +385,29 @@ async fn create_from(app: &App, body: &[u8]) -> Result<(String, store::Stored), 
     Ok((id, stored))
 }
 
+/// A pool's current dedicated and low-priority nodes (those leaving it do
+/// not count; preempted ones do).
+fn current_nodes(app: &App, pool: &str) -> (u64, u64) {
+    app.cluster.node_kinds(pool).iter().filter(|(s, _)| *s != ComputeNodeState::LeavingPool).fold((0, 0), |(d, l), (_, dedicated)| {
+        if *dedicated {
+            (d + 1, l)
+        } else {
+            (d, l + 1)
+        }
+    })
+}
+
 /// Adds what changes without a write: current node counts and allocation state.
 fn render_pool(app: &App, ctx: &Ctx, doc: &str, select: Option<&[String]>) -> Result<Map<String, Value>, Error> {
     let mut m = render::resource(doc, String::new(), false)?;
     let id = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     m.insert("url".into(), Value::String(ctx.url(&pool_path(&id))));
-    let states = app.cluster.node_states(&id);
-    let current = states.iter().filter(|s| **s != ComputeNodeState::LeavingPool).count() as u64;
+    let (dedicated, low) = current_nodes(app, &id);
     let target = m.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0)
         + m.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0);
-    m.insert("currentDedicatedNodes".into(), json!(current));
-    m.insert("currentLowPriorityNodes".into(), json!(0));
+    m.insert("currentDedicatedNodes".into(), json!(dedicated));
+    // Preempted low-priority nodes count (as the service documents).
+    m.insert("currentLowPriorityNodes".into(), json!(low));
     let allocation = if m.get("state").and_then(Value::as_str) == Some("deleting") {
         "resizing"
     } else {
@@ -540,7 +552,7 @@ pub async fn resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
 
 /// Stops a resize where it is: the targets become the current counts.
 pub async fn stop_resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
-    let current = app.cluster.node_states(id).iter().filter(|s| **s != ComputeNodeState::LeavingPool).count();
+    let (dedicated, low) = current_nodes(app, id);
     let pre = ctx.preconditions()?;
     let stored = app
         .store
@@ -549,8 +561,8 @@ pub async fn stop_resize(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error>
             if autoscale_enabled(doc) {
                 return Err(autoscale_on());
             }
-            doc.insert("targetDedicatedNodes".into(), json!(current));
-            doc.insert("targetLowPriorityNodes".into(), json!(0));
+            doc.insert("targetDedicatedNodes".into(), json!(dedicated));
+            doc.insert("targetLowPriorityNodes".into(), json!(low));
             doc.insert("allocationStateTransitionTime".into(), json!(now));
             Ok(())
         })
@@ -572,19 +584,26 @@ pub async fn remove_nodes(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error
         return Err(Error::invalid_property("nodeList", "Between 1 and 100 node ids are required."));
     }
     let option = enum_property(&body, "nodeDeallocationOption", DEALLOCATION_OPTIONS)?.unwrap_or_else(|| "requeue".into());
+    // Each removed node lowers the target of its kind.
+    let (mut dedicated, mut low) = (0i64, 0i64);
     for n in &list {
-        if !app.cluster.node_exists(id, n) {
-            return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", n.clone()));
+        match app.cluster.node(id, n, |n| n.is_dedicated) {
+            None => return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", n.clone())),
+            Some(true) => dedicated += 1,
+            Some(false) => low += 1,
         }
     }
-    let count = list.len() as i64;
     let pre = ctx.preconditions()?;
     let stored = app
         .store
         .update_pool(id, pre, move |doc, now| {
             refuse_if_deleting(doc)?;
-            let t = doc.get("targetDedicatedNodes").and_then(Value::as_i64).unwrap_or(0);
-            doc.insert("targetDedicatedNodes".into(), json!((t - count).max(0)));
+            for (k, count) in [("targetDedicatedNodes", dedicated), ("targetLowPriorityNodes", low)] {
+                let t = doc.get(k).and_then(Value::as_i64).unwrap_or(0);
+                if count > 0 {
+                    doc.insert(k.into(), json!((t - count).max(0)));
+                }
+            }
             doc.insert("allocationStateTransitionTime".into(), json!(now));
             Ok(())
         })
@@ -762,16 +781,17 @@ pub async fn node_counts(app: &App, ctx: &Ctx) -> Result<Reply, Error> {
     for d in &page.docs {
         let doc: Map<String, Value> = serde_json::from_str(d).map_err(Error::internal)?;
         let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let states = app.cluster.node_states(&id);
-        let mut dedicated = Map::new();
-        let mut low = Map::new();
-        for k in keys {
-            let n = states.iter().filter(|s| s.as_str().eq_ignore_ascii_case(k)).count();
-            dedicated.insert(k.into(), json!(n));
-            low.insert(k.into(), json!(0));
-        }
-        dedicated.insert("total".into(), json!(states.len()));
-        low.insert("total".into(), json!(0));
+        let nodes = app.cluster.node_kinds(&id);
+        let counts = |dedicated: bool| {
+            let mut m = Map::new();
+            let of_kind: Vec<ComputeNodeState> = nodes.iter().filter(|(_, d)| *d == dedicated).map(|(s, _)| *s).collect();
+            for k in keys {
+                m.insert(k.into(), json!(of_kind.iter().filter(|s| s.as_str().eq_ignore_ascii_case(k)).count()));
+            }
+            m.insert("total".into(), json!(of_kind.len()));
+            m
+        };
+        let (dedicated, low) = (counts(true), counts(false));
         items.push(json!({"poolId": id, "dedicated": dedicated, "lowPriority": low}));
     }
     let next = page.next.map(|k| opts.next_link(ctx, &k));
@@ -928,6 +948,41 @@ pub async fn node_load(app: &App, pool: &str) -> Result<Reply, Error> {
         .collect();
     nodes.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     Ok(Reply::json(200, json!({ "value": nodes }).to_string()))
+}
+
+/// openbatch's own `POST /openbatch/pools/{pool}/nodes/{node}/preempt`:
+/// preempts a low-priority node as Azure would take a spot VM back (see
+/// `control::preempt`). The body is optional: `recoverAfter`, an ISO 8601
+/// duration, brings the node back by itself that much later; without it the
+/// node stays preempted until `.../recover`. A dedicated node: 409
+/// `OperationNotValidOnNode`.
+pub async fn preempt_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Reply, Error> {
+    let body: Map<String, Value> = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) { Map::new() } else { parse_body(&ctx.body)? };
+    let recover_after = match body.get("recoverAfter") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(wire::time::Duration::parse)
+                .filter(|d| !d.is_infinite())
+                .map(|d| d.to_std())
+                .ok_or_else(|| Error::invalid_property("recoverAfter", "The value must be an ISO 8601 duration such as PT30S."))?,
+        ),
+    };
+    pool_doc(app, pool).await?;
+    app.cluster.preempt_node(pool, node, recover_after, std::time::Instant::now()).await?;
+    Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))))
+}
+
+/// openbatch's own `POST /openbatch/pools/{pool}/nodes/{node}/recover`: a
+/// preempted node comes back (reimaged, then idle). A node that is not
+/// preempted: 409 `OperationNotValidOnNode`.
+pub async fn recover_node(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result<Reply, Error> {
+    if !ctx.body.iter().all(|b| b.is_ascii_whitespace()) {
+        parse_body::<Map<String, Value>>(&ctx.body)?;
+    }
+    pool_doc(app, pool).await?;
+    app.cluster.recover_node(pool, node)?;
+    Ok(Reply::status(202).header("dataserviceid", ctx.url(&format!("{}/nodes/{}", pool_path(pool), encode_segment(node)))))
 }
 
 /// The option of a node action (its body is optional; the default is requeue).

@@ -79,6 +79,11 @@ pub enum Operation {
     /// openbatch's own (not a Batch operation): each node's CPU and memory,
     /// for the dashboard.
     NodeLoad(String),
+    /// openbatch's own: preempt a low-priority node (`POST
+    /// /openbatch/pools/{p}/nodes/{n}/preempt`), or bring a preempted one
+    /// back (`.../recover`).
+    PreemptNode(String, String),
+    RecoverNode(String, String),
     ListSchedules,
     CreateSchedule,
     GetSchedule(String),
@@ -200,6 +205,8 @@ impl Operation {
             ListNodeExtensions(..) => "ListNodeExtensions",
             GetNodeExtension(..) => "GetNodeExtension",
             NodeLoad(_) => "OpenbatchNodeLoad",
+            PreemptNode(..) => "OpenbatchPreemptNode",
+            RecoverNode(..) => "OpenbatchRecoverNode",
             NotImplemented(n) => n,
         }
     }
@@ -219,9 +226,10 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
     let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
     let path = path.strip_suffix('/').unwrap_or(path);
     // Task and node files: everything after a fifth segment `files` is one
-    // path parameter (an id may itself be `files`).
+    // path parameter (an id may itself be `files`). openbatch's own routes
+    // have no files.
     let (head, file) = match path.match_indices('/').nth(4) {
-        Some((i, _)) if path[..i].ends_with("/files") => (&path[..i], Some(&path[i + 1..])),
+        Some((i, _)) if path[..i].ends_with("/files") && !path.starts_with("openbatch/") => (&path[..i], Some(&path[i + 1..])),
         _ => (path, None),
     };
     let segs: Vec<&str> = if head.is_empty() { Vec::new() } else { head.split('/').collect() };
@@ -395,6 +403,17 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
         (["pools", p, "nodes", n, "extensions"], None) => get_only(m, ListNodeExtensions(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "extensions", e], None) => get_only(m, GetNodeExtension(p.to_string(), n.to_string(), e.to_string()))?,
         (["openbatch", "pools", p, "nodeload"], None) => get_only(m, NodeLoad(p.to_string()))?,
+        (["openbatch", "pools", p, "nodes", n, action], None) if ["preempt", "recover"].contains(action) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            let (p, n) = (p.to_string(), n.to_string());
+            if *action == "preempt" {
+                PreemptNode(p, n)
+            } else {
+                RecoverNode(p, n)
+            }
+        }
         (["pools", p, "nodes", n, "remoteloginsettings"], None) => get_only(m, RemoteLoginSettings(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "files"], None) => get_only(m, ListNodeFiles(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "files"], Some(f)) => {
@@ -587,6 +606,8 @@ mod tests {
             (g.clone(), "pools/{p}/nodes/{n}/extensions", |a| ListNodeExtensions(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/extensions/{e}", |a| GetNodeExtension(a[0].clone(), a[1].clone(), a[2].clone())),
             (g.clone(), "openbatch/pools/{p}/nodeload", |a| NodeLoad(a[0].clone())),
+            (po.clone(), "openbatch/pools/{p}/nodes/{n}/preempt", |a| PreemptNode(a[0].clone(), a[1].clone())),
+            (po.clone(), "openbatch/pools/{p}/nodes/{n}/recover", |a| RecoverNode(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/files", |a| ListNodeFiles(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/files/{f}", |a| GetNodeFile(a[0].clone(), a[1].clone(), a[2].clone())),
             (h.clone(), "pools/{p}/nodes/{n}/files/{f}", |a| NodeFileProperties(a[0].clone(), a[1].clone(), a[2].clone())),

@@ -1,5 +1,5 @@
 //! The command line for people: `openbatch job watch`, `openbatch task
-//! logs`, `openbatch submit`. A client of the Batch REST API like any other
+//! logs`, `openbatch submit`, `openbatch node preempt|recover`. A client of the Batch REST API like any other
 //! (requests signed with SharedKey, as the SDKs sign them), configured like
 //! `az batch`: `AZURE_BATCH_ENDPOINT`, `AZURE_BATCH_ACCOUNT`,
 //! `AZURE_BATCH_ACCESS_KEY`, or flags (which win).
@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod logs;
+pub mod node;
 pub mod submit;
 pub mod term;
 pub mod watch;
@@ -95,6 +96,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Nodes: preempt a low-priority node (openbatch's own operation), or bring it back.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Add one task per number of a range or line of a file, from a command template, then watch them.
     ///
     /// Example: openbatch submit --pool p --command "/bin/sh -c 'echo {} >out-{}'" --range 1..100
@@ -135,6 +143,29 @@ pub enum TaskCommand {
         /// Seconds between two reads with --follow.
         #[arg(long, default_value_t = 0.5, value_parser = positive_seconds)]
         interval: f64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Preempt a low-priority (spot) node as Azure would: it goes `preempted`, takes no
+    /// tasks, and the tasks it ran are requeued. It stays so until `node recover`, or
+    /// until --recover-after has passed. A dedicated node cannot be preempted.
+    Preempt {
+        /// The pool's id.
+        pool: String,
+        /// The node's id.
+        node: String,
+        /// Seconds after which the node comes back by itself (reimaged, then idle).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+        recover_after: Option<u64>,
+    },
+    /// Bring a preempted node back: it is reimaged (its start task runs again), then idle.
+    Recover {
+        /// The pool's id.
+        pool: String,
+        /// The node's id.
+        node: String,
     },
 }
 
@@ -223,6 +254,21 @@ async fn execute(command: ClientCommand, term: Term, note: &Arc<Mutex<String>>) 
             let client = connection.client()?;
             let file = if stderr { "stderr.txt" } else { "stdout.txt" };
             logs::logs(&client, &job, &task, file, follow, Duration::from_secs_f64(interval)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Node { command: NodeCommand::Preempt { pool, node, recover_after }, connection } => {
+            let client = connection.client()?;
+            node::preempt(&client, &pool, &node, recover_after.map(Duration::from_secs)).await?;
+            match recover_after {
+                Some(s) => println!("node {node} of pool {pool} is preempted; it recovers in {s} s"),
+                None => println!("node {node} of pool {pool} is preempted; bring it back with: openbatch node recover {pool} {node}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Node { command: NodeCommand::Recover { pool, node }, connection } => {
+            let client = connection.client()?;
+            node::recover(&client, &pool, &node).await?;
+            println!("node {node} of pool {pool} recovers (reimaging, then idle)");
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Submit { submit: s, connection } => {
@@ -323,6 +369,9 @@ mod tests {
         let missing = Connection { endpoint: Some("http://h".into()), account: None, key: None };
         let e = missing.client().unwrap_err().to_string();
         assert_eq!(e, "no account name: give --account NAME or set AZURE_BATCH_ACCOUNT");
+        let c = parse(&["node", "preempt", "p", "n", "--recover-after", "30"]).unwrap();
+        assert!(matches!(c, ClientCommand::Node { command: NodeCommand::Preempt { recover_after: Some(30), .. }, .. }));
+        assert!(parse(&["node", "recover", "p"]).is_err(), "the node is required");
         let c = parse(&["task", "logs", "j", "t", "-f", "--stderr"]).unwrap();
         assert!(matches!(c, ClientCommand::Task { command: TaskCommand::Logs { follow: true, stderr: true, .. }, .. }));
     }

@@ -59,9 +59,13 @@ impl Cluster {
         let mut needs_start: Option<StartTaskSpec> = None;
         let previous: Vec<(u64, Slot)>;
         let mut kept: Vec<(u64, bool)> = Vec::new();
+        // Only a provider's node can be low-priority (one that joined from
+        // elsewhere is the operator's own machine: dedicated).
+        let provided = self.providers.nodes().iter().any(|n| n.id == id);
         {
             let mut core = self.core();
             let nodes = &mut core.nodes;
+            let dedicated = !provided || !joins_as_low_priority(nodes.values(), &pool_id, pool);
             let node = nodes.entry(id.clone()).or_insert_with(|| Node {
                 id: id.clone(),
                 pool_id: pool_id.clone(),
@@ -82,7 +86,8 @@ impl Cluster {
                 total_run: 0,
                 total_succeeded: 0,
                 recent: VecDeque::new(),
-                is_dedicated: true,
+                is_dedicated: dedicated,
+                recover_at: None,
                 boot_id: String::new(),
                 fill: placement::Fill::Spread,
                 jobs_by_creation: false,
@@ -303,7 +308,11 @@ impl Cluster {
             n.tx = None;
             if !matches!(
                 n.state,
-                ComputeNodeState::LeavingPool | ComputeNodeState::Rebooting | ComputeNodeState::Reimaging | ComputeNodeState::Deallocated
+                ComputeNodeState::LeavingPool
+                    | ComputeNodeState::Rebooting
+                    | ComputeNodeState::Reimaging
+                    | ComputeNodeState::Deallocated
+                    | ComputeNodeState::Preempted
             ) {
                 n.set_state(ComputeNodeState::Offline);
             }
@@ -500,4 +509,23 @@ impl Cluster {
             task_slots: self.core().nodes.get(node_id).map(|n| n.slots).unwrap_or(1),
         }
     }
+}
+
+/// Whether a provider's node joining `pool` now is low-priority: when the
+/// pool has as many dedicated nodes as it wants and fewer low-priority ones
+/// (dedicated nodes are made up first). Nodes on their way out do not count.
+fn joins_as_low_priority<'a>(nodes: impl Iterator<Item = &'a Node>, pool_id: &str, pool: &PoolSpec) -> bool {
+    let (mut dedicated, mut low) = (0u32, 0u32);
+    for n in nodes.filter(|n| {
+        n.pool_id.eq_ignore_ascii_case(pool_id)
+            && n.state != ComputeNodeState::LeavingPool
+            && n.drain != Some(crate::state::node::Drain::Leave)
+    }) {
+        if n.is_dedicated {
+            dedicated += 1;
+        } else {
+            low += 1;
+        }
+    }
+    dedicated >= pool.target_dedicated && low < pool.target_low_priority
 }

@@ -176,13 +176,13 @@ impl Cluster {
         let period = self.config.autoscale_sample_interval;
         let mut guard = self.core();
         let core = &mut *guard;
-        let nodes: Vec<(String, NodeUsage)> = core
-            .nodes
-            .values()
-            .filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id) && n.state != ComputeNodeState::LeavingPool)
-            .filter_map(|n| n.usage.map(|u| (n.id.clone(), u)))
-            .collect();
-        core.autoscale.pools.entry(key(pool_id)).or_insert_with(|| PoolScale::new(period)).sample(now, counts, &nodes);
+        let of_pool =
+            || core.nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id) && n.state != ComputeNodeState::LeavingPool);
+        // A preempted node measures nothing (its machine is gone, on Azure).
+        let nodes: Vec<(String, NodeUsage)> =
+            of_pool().filter(|n| n.state != ComputeNodeState::Preempted).filter_map(|n| n.usage.map(|u| (n.id.clone(), u))).collect();
+        let preempted = of_pool().filter(|n| n.state == ComputeNodeState::Preempted).count();
+        core.autoscale.pools.entry(key(pool_id)).or_insert_with(|| PoolScale::new(period)).sample(now, counts, &nodes, preempted);
         Ok(())
     }
 
@@ -210,17 +210,19 @@ impl Cluster {
         let option = doc.get(DEALLOCATION_MEMBER).and_then(Value::as_str).and_then(DeallocationOption::parse).unwrap_or_default();
         let empty = Samples::with_period(self.config.autoscale_sample_interval);
         let core = self.core();
-        let nodes: Vec<ComputeNodeState> = core
+        let nodes: Vec<(ComputeNodeState, bool)> = core
             .nodes
             .values()
             .filter(|n| n.pool_id.eq_ignore_ascii_case(id) && n.state != ComputeNodeState::LeavingPool)
-            .map(|n| n.state)
+            .map(|n| (n.state, n.is_dedicated))
             .collect();
-        let usable = nodes.iter().filter(|s| matches!(s, ComputeNodeState::Idle | ComputeNodeState::Running)).count();
+        let usable = nodes.iter().filter(|(s, _)| matches!(s, ComputeNodeState::Idle | ComputeNodeState::Running)).count();
+        // Low-priority nodes include the preempted ones (as documented).
+        let dedicated = nodes.iter().filter(|(_, d)| *d).count();
         let inputs = Inputs {
             samples: core.autoscale.pools.get(&key(id)).map_or(&empty, |p| &p.samples),
-            current_dedicated_nodes: nodes.len() as f64,
-            current_low_priority_nodes: 0.0,
+            current_dedicated_nodes: dedicated as f64,
+            current_low_priority_nodes: (nodes.len() - dedicated) as f64,
             usable_node_count: usable as f64,
             task_slots_per_node: num("taskSlotsPerNode").unwrap_or(1.0),
             target_dedicated_nodes: num("targetDedicatedNodes").unwrap_or(0.0),

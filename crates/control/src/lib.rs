@@ -47,6 +47,7 @@ pub mod multi;
 pub mod nodes;
 pub mod packages;
 pub mod pool;
+pub mod preempt;
 pub mod provider;
 pub mod scheduler;
 pub mod schedules;

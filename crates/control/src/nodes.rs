@@ -42,9 +42,10 @@ impl Cluster {
         }
     }
 
-    /// Counts of a pool's nodes by state, and how many are connected.
-    pub fn node_states(&self, pool_id: &str) -> Vec<ComputeNodeState> {
-        self.core().nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| n.state).collect()
+    /// Each node of a pool: its state, and whether it is dedicated (else
+    /// low-priority).
+    pub fn node_kinds(&self, pool_id: &str) -> Vec<(ComputeNodeState, bool)> {
+        self.core().nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).map(|n| (n.state, n.is_dedicated)).collect()
     }
 
     /// How many nodes each pool has in each state (pool ids as the nodes

@@ -26,6 +26,11 @@ pub struct PoolSpec {
     /// `virtualMachineConfiguration.containerConfiguration`.
     pub container_images: Vec<String>,
     pub container_registries: Vec<RegistrySpec>,
+    /// `targetDedicatedNodes` and `targetLowPriorityNodes`: a node joining
+    /// is low-priority while the pool has fewer than it wants of those and
+    /// enough dedicated ones (see `Cluster::join`).
+    pub target_dedicated: u32,
+    pub target_low_priority: u32,
 }
 
 /// The pool's `startTask`.
@@ -135,6 +140,8 @@ impl PoolSpec {
                     })
                 })
                 .collect(),
+            target_dedicated: doc.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0).min(u32::MAX as u64) as u32,
+            target_low_priority: doc.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0).min(u32::MAX as u64) as u32,
         }
     }
 }

@@ -192,6 +192,8 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
         | StartNode(a, b)
         | DeallocateNode(a, b)
         | ListNodeExtensions(a, b)
+        | PreemptNode(a, b)
+        | RecoverNode(a, b)
         | ListNodeFiles(a, b) => (vec![a, b], None),
         GetNodeExtension(a, b, c) => (vec![a, b, c], None),
         GetTaskFile(a, b, c)
@@ -297,6 +299,8 @@ pub fn request_for(op: &Operation) -> Option<(Method, String)> {
         UpgradePoolOs(p) => (Method::POST, pool(p) + "/upgradeos"),
         ListNodes(p) => (Method::GET, pool(p) + "/nodes"),
         NodeLoad(p) => (Method::GET, format!("/openbatch{}/nodeload", pool(p))),
+        PreemptNode(p, n) => (Method::POST, format!("/openbatch{}/preempt", node(p, n))),
+        RecoverNode(p, n) => (Method::POST, format!("/openbatch{}/recover", node(p, n))),
         GetNode(p, n) => (Method::GET, node(p, n)),
         RebootNode(p, n) => (Method::POST, node(p, n) + "/reboot"),
         ReimageNode(p, n) => (Method::POST, node(p, n) + "/reimage"),
@@ -385,7 +389,7 @@ fn file_path(u: &mut Unstructured) -> ArbResult<String> {
 /// An operation (never `NotImplemented`) with ids taken from the bytes.
 pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
     use Operation::*;
-    let k: u8 = u.int_in_range(0..=71)?;
+    let k: u8 = u.int_in_range(0..=73)?;
     if k == 62 {
         return Ok(NodeLoad(id(u)?));
     }
@@ -395,6 +399,8 @@ pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
             68 => StartNode(p, n),
             69 => DeallocateNode(p, n),
             70 => ListNodeExtensions(p, n),
+            71 => PreemptNode(p, n),
+            72 => RecoverNode(p, n),
             _ => GetNodeExtension(p, n, id(u)?),
         });
     }

@@ -214,6 +214,7 @@ fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
         let key = match command {
             cli::ClientCommand::Job { connection, .. }
             | cli::ClientCommand::Task { connection, .. }
+            | cli::ClientCommand::Node { connection, .. }
             | cli::ClientCommand::Submit { connection, .. } => connection.key.as_deref(),
         };
         let mut level = Some(sub);

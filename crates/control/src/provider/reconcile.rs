@@ -36,11 +36,35 @@ fn vm_size_of(p: &Map<String, Value>) -> &str {
 
 /// A pool summary's wanted node count (0 while deleting).
 pub(crate) fn target_of(p: &Map<String, Value>) -> usize {
+    let (d, l) = targets_of(p);
+    d + l
+}
+
+/// A pool summary's wanted dedicated and low-priority node counts (0 while
+/// deleting).
+pub(crate) fn targets_of(p: &Map<String, Value>) -> (usize, usize) {
     if p.get("state").and_then(Value::as_str) == Some("deleting") {
-        return 0;
+        return (0, 0);
     }
-    (p.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0)
-        + p.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0)) as usize
+    let n = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
+    (n("targetDedicatedNodes"), n("targetLowPriorityNodes"))
+}
+
+/// Of a pool's nodes of one kind, which go first when there are too many:
+/// dead ones, preempted ones, then idle ones, then the least busy.
+fn removal_order(nodes: &mut [Held]) {
+    nodes.sort_by_key(|h| (!h.dead, !h.preempted, !h.idle, h.used, h.id.clone()));
+}
+
+/// A provider's node of a pool as the reconciliation weighs it.
+#[derive(Clone)]
+struct Held {
+    id: String,
+    dedicated: bool,
+    dead: bool,
+    preempted: bool,
+    idle: bool,
+    used: u32,
 }
 
 impl Cluster {
@@ -155,9 +179,11 @@ impl Cluster {
         self.set_resize_error(pool, Some(e)).await;
     }
 
-    /// Brings each pool to its target: provider nodes are added or removed
+    /// Brings each pool to its targets: provider nodes are added or removed
     /// (idle ones first) so that, with the nodes that joined from elsewhere,
-    /// the pool has the nodes it asks for. Nodes beyond the target leave as
+    /// the pool has the dedicated and low-priority nodes it asks for (a
+    /// node's kind is decided when it joins; each kind is shrunk to its
+    /// own target, preempted nodes first). Nodes beyond a target leave as
     /// the pool's latest resize or autoscale evaluation said
     /// (`nodeDeallocationOption`): `requeue` (the default) stops and
     /// requeues their tasks, `terminate` ends them, `taskcompletion` and
@@ -167,8 +193,11 @@ impl Cluster {
         self.reconcile_pools_at(Instant::now()).await
     }
 
-    /// `reconcile_pools` at the time `now` (the provider back-off reads it).
+    /// `reconcile_pools` at the time `now` (the provider back-off and the
+    /// recovery of preempted nodes read it).
     pub async fn reconcile_pools_at(self: &Arc<Self>, now: Instant) -> Result<(), Error> {
+        // Preempted nodes whose delay has passed come back first.
+        self.recover_due(now);
         let events = self.providers.check(&|id| self.core().nodes.get(id).is_some_and(|n| n.state == ComputeNodeState::LeavingPool));
         for (provider, e) in events {
             match e {
@@ -190,19 +219,19 @@ impl Cluster {
             }
         }
         let pools = self.store.pool_summaries().await?;
-        let mut wanted: HashMap<String, usize> = HashMap::new();
+        let mut wanted: HashMap<String, (usize, usize)> = HashMap::new();
         let mut options: HashMap<String, String> = HashMap::new();
         for p in &pools {
             let id = p.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(o) = p.get(crate::autoscale::DEALLOCATION_MEMBER).and_then(Value::as_str) {
                 options.insert(id.clone(), o.to_ascii_lowercase());
             }
-            wanted.insert(id, target_of(p));
+            wanted.insert(id, targets_of(p));
         }
         // Nodes of pools that no longer exist go too.
         let pools_of_nodes: Vec<String> = self.core().nodes.values().map(|n| n.pool_id.clone()).collect();
         for p in pools_of_nodes {
-            wanted.entry(p).or_insert(0);
+            wanted.entry(p).or_insert((0, 0));
         }
         for p in &pools {
             if p.get("state").and_then(Value::as_str) == Some("deleting") {
@@ -213,7 +242,7 @@ impl Cluster {
                 }
             }
         }
-        for (pool, target) in wanted {
+        for (pool, (want_dedicated, want_low)) in wanted {
             let provided = self.providers.nodes();
             let owned: HashSet<&str> = provided.iter().map(|n| n.id.as_str()).collect();
             let deleting = pools.iter().any(|p| {
@@ -233,22 +262,30 @@ impl Cluster {
                 .map(|n| n.id.clone())
                 .collect();
             // A provider's nodes that died (`node_unusable`): they count
-            // toward the target until they go, and go first.
-            let dead: Vec<String> = self
+            // toward the target (of their kind) until they go, and go first.
+            let dead: Vec<Held> = self
                 .core()
                 .nodes
                 .values()
                 .filter(|n| n.pool_id == pool && !owned.contains(n.id.as_str()) && n.state == ComputeNodeState::Unusable)
-                .map(|n| n.id.clone())
+                .map(|n| Held { id: n.id.clone(), dedicated: n.is_dedicated, dead: true, preempted: false, idle: true, used: 0 })
                 .collect();
             if deleting {
-                for id in remote.iter().chain(&dead) {
+                for id in remote.iter().chain(dead.iter().map(|h| &h.id)) {
                     self.remove_node(id, true).await;
                 }
             }
             let dead = if deleting { Vec::new() } else { dead };
-            let target = target.saturating_sub(if deleting { 0 } else { remote.len() });
-            let mut have: Vec<(String, bool, u32)> = self
+            // Remote nodes are dedicated: they make up the dedicated target
+            // first, and what they exceed it by, the low-priority one.
+            let (want_dedicated, want_low) = if deleting {
+                (0, 0)
+            } else {
+                let r = remote.len();
+                (want_dedicated.saturating_sub(r), want_low.saturating_sub(r.saturating_sub(want_dedicated)))
+            };
+            let target = want_dedicated + want_low;
+            let mut have: Vec<Held> = self
                 .core()
                 .nodes
                 .values()
@@ -258,9 +295,17 @@ impl Cluster {
                         && n.state != ComputeNodeState::LeavingPool
                         && n.drain != Some(Drain::Leave)
                 })
-                .map(|n| (n.id.clone(), n.running.is_empty(), n.used()))
+                .map(|n| Held {
+                    id: n.id.clone(),
+                    dedicated: n.is_dedicated,
+                    dead: false,
+                    preempted: n.state == ComputeNodeState::Preempted,
+                    idle: n.running.is_empty(),
+                    used: n.used(),
+                })
                 .collect();
-            // Nodes started but not yet joined count as nodes.
+            // Nodes started but not yet joined count as nodes (of the kind
+            // their pool lacks when they join, see `Cluster::join`).
             let pending = {
                 let mut core = self.core();
                 let nodes = &mut core.nodes;
@@ -271,28 +316,36 @@ impl Cluster {
             if have.len() >= target && lock(&self.resize_backoff).remove(&pool).is_some() {
                 self.set_resize_error(&pool, None).await;
             }
-            if count < target {
-                if let Some(summary) = pools.iter().find(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str())) {
-                    self.grow(summary, target - count, now).await;
-                }
-            } else if count > target {
-                // Dead nodes first, then idle ones.
-                let mut excess = count - target;
-                for id in dead.iter().take(excess) {
-                    self.remove_node(id, true).await;
-                    excess -= 1;
-                }
-                have.sort_by_key(|(id, idle, used)| (!*idle, *used, id.clone()));
-                let option = if deleting { "requeue" } else { options.get(&pool).map_or("requeue", String::as_str) };
-                for (id, _, _) in have.into_iter().take(excess) {
+            // Each kind beyond its own target loses nodes: dead ones first,
+            // then preempted and idle ones; the rest leave as the pool's
+            // latest resize or autoscale evaluation said.
+            let option = if deleting { "requeue" } else { options.get(&pool).map_or("requeue", String::as_str) };
+            let mut removed = 0;
+            for (dedicated, want) in [(true, want_dedicated), (false, want_low)] {
+                let mut kind: Vec<Held> = dead.iter().chain(have.iter()).filter(|h| h.dedicated == dedicated).cloned().collect();
+                let excess = kind.len().saturating_sub(want);
+                removal_order(&mut kind);
+                for h in kind.into_iter().take(excess) {
+                    removed += 1;
+                    if h.dead || h.preempted {
+                        self.remove_node(&h.id, true).await;
+                        continue;
+                    }
                     match option {
                         "terminate" => {
-                            self.terminate_running_on(&id).await;
-                            self.remove_node(&id, false).await;
+                            self.terminate_running_on(&h.id).await;
+                            self.remove_node(&h.id, false).await;
                         }
-                        "taskcompletion" | "retaineddata" => self.drain_leaving(&id, option == "retaineddata").await,
-                        _ => self.remove_node(&id, true).await,
+                        "taskcompletion" | "retaineddata" => self.drain_leaving(&h.id, option == "retaineddata").await,
+                        _ => self.remove_node(&h.id, true).await,
                     }
+                }
+            }
+            have.clear();
+            let left = count - removed;
+            if left < target {
+                if let Some(summary) = pools.iter().find(|p| p.get("id").and_then(Value::as_str) == Some(pool.as_str())) {
+                    self.grow(summary, target - left, now).await;
                 }
             }
         }

@@ -180,6 +180,8 @@ impl Cluster {
                     }
                     // A job manager that runs exclusively takes a whole node.
                     let exclusive = execution::manager_of(job, &task.id).is_some_and(|m| m.run_exclusive != Some(false));
+                    // A job manager with `allowLowPriorityNode: false` runs on a dedicated node only.
+                    let dedicated_only = execution::manager_of(job, &task.id).is_some_and(|m| m.allow_low_priority_node == Some(false));
                     let slots = if exclusive {
                         self.core().nodes.values().filter(|n| n.pool_id == pool).map(|n| n.slots).max().unwrap_or(1)
                     } else {
@@ -203,7 +205,7 @@ impl Cluster {
                         let nodes = &mut core.nodes;
                         let candidates: Vec<placement::Candidate> = nodes
                             .values()
-                            .filter(|n| n.pool_id == pool && n.schedulable())
+                            .filter(|n| n.pool_id == pool && n.schedulable() && (n.is_dedicated || !dedicated_only))
                             .filter(|n| prepared.as_ref().is_none_or(|p| p.contains(&n.id)))
                             .map(|n| placement::Candidate { id: n.id.clone(), free: n.free(), used: n.used() })
                             .collect();
@@ -222,6 +224,7 @@ impl Cluster {
                                 let candidates: Vec<placement::Candidate> = nodes
                                     .values()
                                     .filter(|n| n.pool_id == pool && n.schedulable() && n.slots >= slots && n.free() == 0)
+                                    .filter(|n| n.is_dedicated || !dedicated_only)
                                     .filter(|n| prepared.as_ref().is_none_or(|p| p.contains(&n.id)))
                                     .map(|n| placement::Candidate {
                                         id: n.id.clone(),

@@ -61,11 +61,13 @@ impl PoolScale {
     /// nodes' latest measurements (a node without one counts in no resource
     /// figure). Returns the tick recorded; none when the pool already has a
     /// sample as late.
-    pub fn sample(&mut self, now: DateTime<Utc>, counts: PoolTaskCounts, nodes: &[(String, NodeUsage)]) -> Option<Tick> {
+    /// `preempted` is how many of its nodes are preempted now.
+    pub fn sample(&mut self, now: DateTime<Utc>, counts: PoolTaskCounts, nodes: &[(String, NodeUsage)], preempted: usize) -> Option<Tick> {
         if self.last_at.is_some_and(|t| t >= now) {
             return None;
         }
         let mut tick = task_tick(counts);
+        tick.set(Metric::PreemptedNodeCount, preempted as f64);
         let elapsed = self.last_at.map(|t| (now - t).num_milliseconds() as f64 / 1000.0).filter(|s| *s > 0.0);
         resource_tick(&mut tick, &self.last, nodes, elapsed);
         self.samples.record(now, &tick);
@@ -83,7 +85,6 @@ pub fn task_tick(c: PoolTaskCounts) -> Tick {
         .with(Metric::PendingTasks, (c.active + c.running) as f64)
         .with(Metric::SucceededTasks, c.succeeded as f64)
         .with(Metric::FailedTasks, c.failed as f64)
-        .with(Metric::PreemptedNodeCount, 0.0)
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -173,8 +174,8 @@ mod tests {
         let t0 = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z").unwrap().with_timezone(&Utc);
         let mut p = PoolScale::new(Duration::from_secs(30));
         let counts = PoolTaskCounts { active: 7, running: 3, succeeded: 2, failed: 1 };
-        let first = p.sample(t0, counts, &[("a".into(), usage(100, 1000, 512, 4096))]).unwrap();
-        assert!(p.sample(t0, counts, &[]).is_none(), "one sample per instant");
+        let first = p.sample(t0, counts, &[("a".into(), usage(100, 1000, 512, 4096))], 0).unwrap();
+        assert!(p.sample(t0, counts, &[], 0).is_none(), "one sample per instant");
         assert_eq!(first.get(Metric::PendingTasks), Some(10.0));
         assert_eq!(first.get(Metric::SampleNodeCount), Some(1.0));
         assert_eq!(first.get(Metric::MemoryBytes), Some(512.0));
@@ -183,7 +184,7 @@ mod tests {
         assert_eq!(first.get(Metric::DiskReadBytes), None);
 
         let nodes = [("a".to_string(), usage(400, 2000, 1024, 8192)), ("b".to_string(), usage(50, 100, 0, 1))];
-        let second = p.sample(t0 + chrono::Duration::seconds(30), counts, &nodes).unwrap();
+        let second = p.sample(t0 + chrono::Duration::seconds(30), counts, &nodes, 0).unwrap();
         assert_eq!(second.get(Metric::CpuPercent), Some(30.0), "a: 300 busy of 1000; b is new");
         assert_eq!(second.get(Metric::MemoryBytes), Some(512.0), "(1024 + 0) / 2");
         assert_eq!(second.get(Metric::DiskReadBytes), Some(4096.0));
@@ -191,15 +192,16 @@ mod tests {
         assert_eq!(second.get(Metric::SampleNodeCount), Some(2.0));
 
         // A node whose counters went back (restarted) counts from zero.
-        let third = p.sample(t0 + chrono::Duration::seconds(60), counts, &[("b".to_string(), usage(60, 120, 0, 5))]).unwrap();
+        let third = p.sample(t0 + chrono::Duration::seconds(60), counts, &[("b".to_string(), usage(60, 120, 0, 5))], 0).unwrap();
         assert_eq!(third.get(Metric::DiskReadBytes), Some(4.0));
-        let fourth = p.sample(t0 + chrono::Duration::seconds(90), counts, &[("b".to_string(), usage(1, 2, 0, 2))]).unwrap();
+        let fourth = p.sample(t0 + chrono::Duration::seconds(90), counts, &[("b".to_string(), usage(1, 2, 0, 2))], 0).unwrap();
         assert_eq!(fourth.get(Metric::DiskReadBytes), Some(2.0));
         assert_eq!(p.samples.len(), 4);
 
         // No nodes: no resource samples, task samples still.
-        let empty = p.sample(t0 + chrono::Duration::seconds(120), counts, &[]).unwrap();
+        let empty = p.sample(t0 + chrono::Duration::seconds(120), counts, &[], 2).unwrap();
         assert_eq!((empty.get(Metric::CpuPercent), empty.get(Metric::ActiveTasks)), (None, Some(7.0)));
+        assert_eq!((first.get(Metric::PreemptedNodeCount), empty.get(Metric::PreemptedNodeCount)), (Some(0.0), Some(2.0)));
         assert_eq!(empty.get(Metric::SampleNodeCount), Some(0.0));
     }
 

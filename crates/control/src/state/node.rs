@@ -46,7 +46,14 @@ pub struct Node {
     pub total_run: u64,
     pub total_succeeded: u64,
     pub recent: VecDeque<Value>,
+    /// Dedicated, or low-priority (spot): decided when the node first
+    /// joins (see `Cluster::join`); only a low-priority node can be
+    /// preempted.
     pub is_dedicated: bool,
+    /// A preempted node (state `preempted`) comes back by itself at this
+    /// instant (`recoverAfter` of the preemption); `None`: when an
+    /// operator recovers it.
+    pub recover_at: Option<Instant>,
     /// The agent process's boot id; a new one means the node rebooted.
     pub boot_id: String,
     /// The pool's `nodeFillType` (fixed when the pool is created).
