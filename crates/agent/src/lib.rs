@@ -11,10 +11,12 @@ pub mod contain;
 pub mod exec;
 pub mod files;
 pub mod journal;
+pub mod logs;
 pub mod packages;
 pub mod spawn;
 pub mod tls;
 pub mod usage;
+pub mod users;
 
 use futures_util::{SinkExt, StreamExt};
 use proto::{Hello, TaskLaunch, ToAgent, ToServer};
@@ -105,6 +107,8 @@ struct State {
     /// The current connection's outgoing messages (None between connections):
     /// attempts report through whichever connection is up when they end.
     link: Mutex<Option<mpsc::UnboundedSender<ToServer>>>,
+    /// User accounts made on the node through the Batch API.
+    users: Arc<users::Users>,
 }
 
 /// A running attempt's process.
@@ -271,6 +275,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
     .build()
     .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
     let packages = packages::Installer::new(server.clone(), &cfg.token, &cfg.root, http.clone());
+    let users = Arc::new(users::Users::open(&cfg.root, is_root));
     let state = Arc::new(State {
         tls,
         http,
@@ -292,7 +297,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         is_root,
         slots: Mutex::new(SlotQueue::default()),
         link: Mutex::new(None),
+        users: users.clone(),
     });
+    // Accounts expire on the node's own clock, connected or not.
+    tokio::spawn(users::expiry_loop(users));
     let mut backoff = Duration::from_millis(100);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -658,17 +666,74 @@ async fn handle(
             ToAgent::Reset { wipe } => {
                 stop_all(state).await;
                 if wipe {
+                    // A reimaged node has none of the accounts made on it.
+                    let users = state.users.clone();
+                    let _ = tokio::task::spawn_blocking(move || users.remove_all()).await;
                     let _ = std::fs::remove_dir_all(state.cfg.root.join("workitems"));
                     let _ = std::fs::create_dir_all(state.cfg.root.join("workitems"));
                 }
                 let _ = tx.send(ToServer::ResetDone);
             }
-            // `run` stops everything on the way out.
-            ToAgent::Shutdown => return Some(Ok(true)),
+            // `run` stops everything on the way out; the node's accounts
+            // go with it (it leaves the pool).
+            ToAgent::Shutdown => {
+                let users = state.users.clone();
+                let _ = tokio::task::spawn_blocking(move || users.remove_all()).await;
+                return Some(Ok(true));
+            }
+            ToAgent::Node(req) => {
+                let (state, tx) = (state.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let reply = node_request(&state, req).await;
+                    let _ = tx.send(ToServer::NodeReply(reply));
+                });
+            }
             ToAgent::Ack { attempts } => state.journal.ack(&attempts),
         }
     }
     None
+}
+
+/// Carries out an operation on the node (its accounts, its logs).
+async fn node_request(state: &Arc<State>, req: proto::NodeRequest) -> proto::NodeReply {
+    let id = req.id;
+    match req.op {
+        proto::NodeOp::UploadLogs { container_url, directory, start_ms, end_ms } => {
+            let root = state.cfg.root.clone();
+            let names = logs::covering(&root, start_ms, end_ms);
+            let dir = match nodefs::Dir::open(&logs::dir(&root)) {
+                Ok(d) => d,
+                Err(_) if names.is_empty() => return proto::NodeReply { id, error: None, files: Some(0) },
+                Err(e) => return node_error(id, "InternalError", format!("cannot open the log directory: {e}"), None),
+            };
+            match state.transfer.upload_named(&container_url, &dir, &names, &directory).await {
+                Ok(stats) => {
+                    tracing::info!(files = stats.files, bytes = stats.bytes, "uploaded the agent's log files");
+                    proto::NodeReply { id, error: None, files: Some(stats.files as u32) }
+                }
+                Err(f) => {
+                    let code = if f.server_error { "InternalError" } else { "InvalidPropertyValue" };
+                    node_error(id, code, format!("{}: {}", f.code, f.message), Some("containerUrl"))
+                }
+            }
+        }
+        op => {
+            let users = state.users.clone();
+            match tokio::task::spawn_blocking(move || users.apply(op)).await {
+                Ok(Ok(())) => proto::NodeReply { id, error: None, files: None },
+                Ok(Err(e)) => proto::NodeReply { id, error: Some(e), files: None },
+                Err(e) => node_error(id, "InternalError", e.to_string(), None),
+            }
+        }
+    }
+}
+
+fn node_error(id: u64, code: &str, message: String, property: Option<&str>) -> proto::NodeReply {
+    proto::NodeReply {
+        id,
+        error: Some(proto::NodeError { code: code.into(), message, property: property.map(str::to_string) }),
+        files: None,
+    }
 }
 
 /// Reports how an attempt that never ran its process ended.

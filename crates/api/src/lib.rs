@@ -11,6 +11,7 @@ pub mod http;
 pub mod jobs;
 pub mod lifetime;
 pub mod metrics;
+pub mod nodeops;
 pub mod paths;
 pub mod pools;
 pub mod rawdoc;
@@ -479,6 +480,10 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         DeallocateNode(p, n) => pools::deallocate_node(app, ctx, &p, &n).await,
         ListNodeExtensions(p, n) => pools::list_node_extensions(app, ctx, &p, &n).await,
         GetNodeExtension(p, n, e) => pools::get_node_extension(app, ctx, &p, &n, &e).await,
+        AddNodeUser(p, n) => nodeops::add_user(app, ctx, &p, &n).await,
+        UpdateNodeUser(p, n, u) => nodeops::update_user(app, ctx, &p, &n, &u).await,
+        DeleteNodeUser(p, n, u) => nodeops::delete_user(app, &p, &n, &u).await,
+        UploadNodeLogs(p, n) => nodeops::upload_logs(app, ctx, &p, &n).await,
         NodeLoad(p) => pools::node_load(app, &p).await,
         PreemptNode(p, n) => pools::preempt_node(app, ctx, &p, &n).await,
         RecoverNode(p, n) => pools::recover_node(app, ctx, &p, &n).await,

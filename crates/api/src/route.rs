@@ -76,6 +76,10 @@ pub enum Operation {
     DeallocateNode(String, String),
     ListNodeExtensions(String, String),
     GetNodeExtension(String, String, String),
+    AddNodeUser(String, String),
+    UpdateNodeUser(String, String, String),
+    DeleteNodeUser(String, String, String),
+    UploadNodeLogs(String, String),
     /// openbatch's own (not a Batch operation): each node's CPU and memory,
     /// for the dashboard.
     NodeLoad(String),
@@ -204,6 +208,10 @@ impl Operation {
             DeallocateNode(..) => "DeallocateNode",
             ListNodeExtensions(..) => "ListNodeExtensions",
             GetNodeExtension(..) => "GetNodeExtension",
+            AddNodeUser(..) => "AddNodeUser",
+            UpdateNodeUser(..) => "UpdateNodeUser",
+            DeleteNodeUser(..) => "DeleteNodeUser",
+            UploadNodeLogs(..) => "UploadBatchServiceLogs",
             NodeLoad(_) => "OpenbatchNodeLoad",
             PreemptNode(..) => "OpenbatchPreemptNode",
             RecoverNode(..) => "OpenbatchRecoverNode",
@@ -416,6 +424,26 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
         }
         (["pools", p, "nodes", n, "remoteloginsettings"], None) => get_only(m, RemoteLoginSettings(p.to_string(), n.to_string()))?,
         (["pools", p, "nodes", n, "files"], None) => get_only(m, ListNodeFiles(p.to_string(), n.to_string()))?,
+        (["pools", p, "nodes", n, "users"], None) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            AddNodeUser(p.to_string(), n.to_string())
+        }
+        (["pools", p, "nodes", n, "users", u], None) => {
+            let (p, n, u) = (p.to_string(), n.to_string(), u.to_string());
+            match () {
+                _ if is(&Method::PUT) => UpdateNodeUser(p, n, u),
+                _ if is(&Method::DELETE) => DeleteNodeUser(p, n, u),
+                _ => return Err(verb_error()),
+            }
+        }
+        (["pools", p, "nodes", n, "uploadbatchservicelogs"], None) => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            UploadNodeLogs(p.to_string(), n.to_string())
+        }
         (["pools", p, "nodes", n, "files"], Some(f)) => {
             let f = f.replace('\\', "/");
             let (p, n) = (p.to_string(), n.to_string());
@@ -472,7 +500,7 @@ fn get_only(m: &Method, op: Operation) -> Result<Operation, Error> {
 fn not_implemented(segs: &[&str]) -> Option<Operation> {
     let first = *segs.first()?;
     let name = match first {
-        "pools" => "this compute node operation (node users, service logs)",
+        "pools" => "this compute node operation",
         "certificates" => "certificate operations",
         _ if first.starts_with("certificates(") => "certificate operations",
         _ => return None,
@@ -505,7 +533,13 @@ mod tests {
             route(&Method::GET, "/pools/p/nodes/n/files/startup%2Fstdout.txt").unwrap(),
             Operation::GetNodeFile("p".into(), "n".into(), "startup/stdout.txt".into())
         );
-        assert!(matches!(route(&Method::POST, "/pools/p/nodes/n/users").unwrap(), Operation::NotImplemented(_)));
+        assert_eq!(route(&Method::POST, "/pools/p/nodes/n/users").unwrap(), Operation::AddNodeUser("p".into(), "n".into()));
+        assert_eq!(
+            route(&Method::DELETE, "/pools/p/nodes/n/users/u%2Dx").unwrap(),
+            Operation::DeleteNodeUser("p".into(), "n".into(), "u-x".into())
+        );
+        assert_eq!(route(&Method::GET, "/pools/p/nodes/n/users/u").unwrap_err().code, ErrorCode::UnsupportedHttpVerb);
+        assert!(matches!(route(&Method::GET, "/pools/p/nodes/n/rdp").unwrap(), Operation::NotImplemented(_)));
         assert_eq!(route(&Method::GET, "/jobschedules").unwrap(), Operation::ListSchedules);
         assert_eq!(route(&Method::HEAD, "/jobschedules/s").unwrap(), Operation::ScheduleExists("s".into()));
         assert_eq!(route(&Method::GET, "/jobschedules/s/jobs").unwrap(), Operation::ListScheduleJobs("s".into()));
@@ -605,6 +639,10 @@ mod tests {
             (po.clone(), "pools/{p}/nodes/{n}/deallocate", |a| DeallocateNode(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/extensions", |a| ListNodeExtensions(a[0].clone(), a[1].clone())),
             (g.clone(), "pools/{p}/nodes/{n}/extensions/{e}", |a| GetNodeExtension(a[0].clone(), a[1].clone(), a[2].clone())),
+            (po.clone(), "pools/{p}/nodes/{n}/users", |a| AddNodeUser(a[0].clone(), a[1].clone())),
+            (pu.clone(), "pools/{p}/nodes/{n}/users/{u}", |a| UpdateNodeUser(a[0].clone(), a[1].clone(), a[2].clone())),
+            (d.clone(), "pools/{p}/nodes/{n}/users/{u}", |a| DeleteNodeUser(a[0].clone(), a[1].clone(), a[2].clone())),
+            (po.clone(), "pools/{p}/nodes/{n}/uploadbatchservicelogs", |a| UploadNodeLogs(a[0].clone(), a[1].clone())),
             (g.clone(), "openbatch/pools/{p}/nodeload", |a| NodeLoad(a[0].clone())),
             (po.clone(), "openbatch/pools/{p}/nodes/{n}/preempt", |a| PreemptNode(a[0].clone(), a[1].clone())),
             (po.clone(), "openbatch/pools/{p}/nodes/{n}/recover", |a| RecoverNode(a[0].clone(), a[1].clone())),
@@ -632,7 +670,6 @@ mod tests {
             .map(str::to_string)
             .collect();
         // Operations the service has that answer 501 here.
-        words.extend(["users", "uploadbatchservicelogs"].map(String::from));
         words.sort();
         words.dedup();
         words
@@ -643,7 +680,7 @@ mod tests {
         let table = table();
         let literal: std::collections::BTreeSet<&str> =
             table.iter().flat_map(|(_, t, _)| t.split('/')).filter(|s| !s.starts_with('{')).collect();
-        let implemented = ["certificates", "users", "uploadbatchservicelogs"];
+        let implemented = ["certificates"];
         for w in router_words() {
             assert!(literal.contains(w.as_str()) || implemented.contains(&w.as_str()), "the router's word '{w}' has no route in the table");
         }

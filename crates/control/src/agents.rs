@@ -339,6 +339,17 @@ impl Cluster {
         }
     }
 
+    /// The answer to a node request (`Cluster::node_request`), taken only
+    /// from the node it was sent to.
+    pub fn node_reply(&self, node_id: &str, r: proto::NodeReply) {
+        let mut core = self.core();
+        if core.node_requests.get(&r.id).is_some_and(|(n, _)| n == node_id) {
+            if let Some((_, w)) = core.node_requests.remove(&r.id) {
+                let _ = w.send(r);
+            }
+        }
+    }
+
     pub fn file_reply(&self, r: FileReply) {
         if let Some(w) = self.core().files.remove(&r.id) {
             let _ = w.send(r);
@@ -464,6 +475,7 @@ impl Cluster {
             }
             ToServer::Finished(o) => self.report_finished(node_id, *o, base()),
             ToServer::FileReply(r) => self.file_reply(r),
+            ToServer::NodeReply(r) => self.node_reply(node_id, r),
             ToServer::ResetDone => {
                 let me = self.clone();
                 let node = node_id.to_string();

@@ -3,7 +3,7 @@
 
 use crate::cluster::Cluster;
 use crate::state::node::{Drain, Node, Slot};
-use proto::{FileOp, FileReply, FileRequest, ToAgent};
+use proto::{FileOp, FileReply, FileRequest, NodeOp, NodeReply, NodeRequest, ToAgent};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,6 +182,25 @@ impl Cluster {
             Ok(Ok(r)) => Ok(r),
             _ => {
                 self.core().files.remove(&id);
+                Err(Error::new(ErrorCode::OperationTimedOut))
+            }
+        }
+    }
+
+    /// Sends an operation to a node's agent (its user accounts, its logs)
+    /// and waits up to `timeout` for the reply.
+    pub async fn node_request(&self, node_id: &str, op: NodeOp, timeout: Duration) -> Result<NodeReply, Error> {
+        let id = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.core().node_requests.insert(id, (node_id.to_string(), tx));
+        if !self.send(node_id, ToAgent::Node(NodeRequest { id, op })) {
+            self.core().node_requests.remove(&id);
+            return Err(Error::msg(ErrorCode::OperationNotValidOnNode, "The compute node's agent is not connected."));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            _ => {
+                self.core().node_requests.remove(&id);
                 Err(Error::new(ErrorCode::OperationTimedOut))
             }
         }

@@ -108,15 +108,24 @@ enum Command {
 /// a terminal (a log file gets no escape codes), or as one JSON object per
 /// line. The level comes from OPENBATCH_LOG (default `info`; the client
 /// commands default to `warn`).
-fn init_logging(format: LogFormat, default_level: &str) {
+///
+/// An agent also keeps its logs as text in its node root
+/// (`agent::logs`: hourly files, bounded), which
+/// `uploadbatchservicelogs` uploads.
+fn init_logging(format: LogFormat, default_level: &str, files: Option<agent::logs::LogFiles>) {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("OPENBATCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
-    }
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = match format {
+        LogFormat::Text => stderr.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => stderr.json().flatten_event(true).with_current_span(false).with_span_list(false).boxed(),
+    };
+    let files = files.map(|f| tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || f.clone()));
+    tracing_subscriber::registry().with(filter).with(stderr).with(files).init();
 }
 
 fn main() -> ExitCode {
@@ -126,8 +135,15 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match &cli.command {
-        Command::Serve { log, .. } | Command::Agent { log, .. } => init_logging(log.log_format, "info"),
-        Command::Client(_) => init_logging(LogFormat::Text, "warn"),
+        Command::Serve { log, .. } => init_logging(log.log_format, "info", None),
+        Command::Agent { log, root, .. } => {
+            let files = agent::logs::LogFiles::open(root);
+            if let Err(e) = &files {
+                eprintln!("openbatch: the agent keeps no log files: {e}");
+            }
+            init_logging(log.log_format, "info", files.ok())
+        }
+        Command::Client(_) => init_logging(LogFormat::Text, "warn", None),
     }
     hide_secrets(&cli, &matches);
     match cli.command {

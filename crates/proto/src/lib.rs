@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 
 /// Protocol version spoken by this build (3: acknowledged outcomes; 4: file
 /// contents larger than [`INLINE_READ`] travel on a data connection, see
-/// [`FILE_STREAM_PATH`]).
-pub const VERSION: u32 = 4;
+/// [`FILE_STREAM_PATH`]; 5: node requests, [`ToAgent::Node`]).
+pub const VERSION: u32 = 5;
 /// Where agents connect.
 pub const CONNECT_PATH: &str = "/_openbatch/agent/v1/connect";
 /// Where an agent sends the bytes of a file read too large to inline:
@@ -80,6 +80,9 @@ pub enum ToAgent {
     /// These attempts' outcomes are committed: the agent may forget them
     /// (until then it keeps them and sends them again with its next `Hello`).
     Ack { attempts: Vec<u64> },
+    /// An operation on the node itself (its user accounts, its logs),
+    /// answered with a [`ToServer::NodeReply`] of the same id.
+    Node(NodeRequest),
 }
 
 /// Agent → server.
@@ -105,6 +108,8 @@ pub enum ToServer {
         usage: Option<NodeUsage>,
     },
     FileReply(FileReply),
+    /// The answer to a [`ToAgent::Node`].
+    NodeReply(NodeReply),
     /// The node finished a `Reset`: every attempt is stopped (and, for a
     /// reimage, the task data wiped); it takes tasks again.
     ResetDone,
@@ -466,6 +471,109 @@ pub struct FileReply {
     pub length: Option<u64>,
 }
 
+/// An operation on the node, with the id its reply carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRequest {
+    pub id: u64,
+    pub op: NodeOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum NodeOp {
+    /// Create a user account on the node (`POST .../users`); the agent
+    /// removes it at `expiry_ms` (Unix milliseconds).
+    AddUser { name: String, admin: bool, password: Option<String>, ssh_public_key: Option<String>, expiry_ms: i64 },
+    /// Replace an account's password, SSH public key and expiry (absent
+    /// ones are removed), `PUT .../users/{name}`.
+    UpdateUser { name: String, password: Option<String>, ssh_public_key: Option<String>, expiry_ms: i64 },
+    /// Delete an account the agent created.
+    DeleteUser { name: String },
+    /// Upload the agent's log files that cover `[start_ms, end_ms)` to the
+    /// container (a SAS URL) under `directory/`.
+    UploadLogs { container_url: String, directory: String, start_ms: i64, end_ms: i64 },
+}
+
+/// How a [`NodeRequest`] ended: `error` is a Batch error code (`NodeUserExists`,
+/// `NodeUserNotFound`, `InvalidPropertyValue`, `OperationNotValidOnNode`,
+/// `InternalError`) with a message, or None; `files` the log files uploaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NodeReply {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<NodeError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeError {
+    pub code: String,
+    pub message: String,
+    /// The request property the error is about, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+}
+
+/// The longest node user name (Linux's limit for login names).
+pub const USER_NAME_MAX: usize = 32;
+
+/// Whether `name` may name a node user account: 1 to [`USER_NAME_MAX`]
+/// lower-case ASCII letters, digits, `_` and `-`, starting with a letter or
+/// `_` (so never an option, a path or a field separator of `/etc/passwd`),
+/// and not an account openbatch or the system reserves (`root`, the task
+/// accounts `_azbatch…`). The server checks it before asking, the agent
+/// again before acting. The reason in words when not.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() > USER_NAME_MAX {
+        return Err(format!("A user name is 1 to {USER_NAME_MAX} characters long."));
+    }
+    if !(b[0].is_ascii_lowercase() || b[0] == b'_') || !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-".contains(c)) {
+        return Err("A user name on a Linux node is lower-case letters, digits, '_' and '-', starting with a letter or '_'.".into());
+    }
+    if name == "root" || name.starts_with("_azbatch") {
+        return Err(format!("The user name '{name}' is reserved."));
+    }
+    Ok(())
+}
+
+/// Whether `password` may be set: at most 256 characters, none a control
+/// character (a line break would start another line of `chpasswd`'s input).
+pub fn check_password(password: &str) -> Result<(), String> {
+    if password.chars().count() > 256 {
+        return Err("The password is longer than 256 characters.".into());
+    }
+    if password.chars().any(char::is_control) {
+        return Err("The password contains a control character.".into());
+    }
+    Ok(())
+}
+
+/// Whether `key` is one OpenSSH public key line: `<type> <base64> [comment]`,
+/// the type letters, digits and `@.-` (e.g. `ssh-ed25519`, `ecdsa-sha2-nistp256`),
+/// the key base64, no options before them and no control character (it is
+/// written as one line of `authorized_keys`); at most 16 KiB.
+pub fn check_ssh_public_key(key: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("The SSH public key must be one OpenSSH public key line ('<type> <base64 key> [comment]'): {why}."));
+    if key.len() > 16 * 1024 {
+        return bad("it is longer than 16 KiB");
+    }
+    if key.chars().any(char::is_control) {
+        return bad("it contains a control character or a line break");
+    }
+    let mut parts = key.split_ascii_whitespace();
+    let (Some(kind), Some(data)) = (parts.next(), parts.next()) else { return bad("it has fewer than two fields") };
+    if !kind.bytes().all(|c| c.is_ascii_alphanumeric() || b"@.-".contains(&c)) || !kind.bytes().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        return bad("the first field is not a key type");
+    }
+    let body = data.trim_end_matches('=');
+    if body.len() < 16 || data.len() - body.len() > 2 || !body.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/') {
+        return bad("the second field is not a base64 key");
+    }
+    Ok(())
+}
+
 /// One frame holding `msgs`: the message itself when there is one, else a
 /// JSON array of them, in order.
 pub fn encode_frame<T: Serialize>(msgs: &[T]) -> serde_json::Result<String> {
@@ -511,6 +619,31 @@ mod tests {
         let later = r#"{"type":"heartbeat","usage":{"cpu_busy":1,"gpu_percent":5}}"#;
         let ToServer::Heartbeat { usage: Some(u) } = serde_json::from_str::<ToServer>(later).unwrap() else { panic!("a heartbeat") };
         assert_eq!((u.cpu_busy, u.cpu_total), (Some(1), None));
+    }
+
+    #[test]
+    fn user_names_passwords_and_keys_are_checked() {
+        for ok in ["alice", "_svc", "a-b_c9", &"x".repeat(32)] {
+            assert!(check_user_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-rf", "Alice", "a b", "a/b", "../x", "a:b", "root", "_azbatch", "_azbatch3", "9lives", &"x".repeat(33), "ü"] {
+            assert!(check_user_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_password("s3cret: with spaces!").is_ok());
+        assert!(check_password("a\nroot:x").is_err());
+        assert!(check_password(&"p".repeat(257)).is_err());
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4Jt0rCq3Tq2u9b2b7Xo0qM6z8i0pXhYq5b9VfN8aZk alice@host";
+        assert!(check_ssh_public_key(key).is_ok());
+        assert!(check_ssh_public_key("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ==").is_ok());
+        for bad in [
+            "",
+            "ssh-ed25519",
+            "command=\"sh\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4J",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4J\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB",
+            "ssh-ed25519 not*base64*at*all!!",
+        ] {
+            assert!(check_ssh_public_key(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

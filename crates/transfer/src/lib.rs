@@ -765,6 +765,24 @@ impl Transfer {
         }
     }
 
+    /// Uploads the regular files `names` of `dir` (opened below its handle,
+    /// never through a link) to `container_url` — a container with its SAS,
+    /// or a `file://` directory — as `{prefix}/{name}`, one after another;
+    /// the first failure ends it. Used for the agent's own logs
+    /// (`uploadbatchservicelogs`).
+    pub async fn upload_named(&self, container_url: &str, dir: &nodefs::Dir, names: &[String], prefix: &str) -> Result<Stats, Failure> {
+        let spec = OutputFileSpec { container_url: container_url.to_string(), ..OutputFileSpec::default() };
+        let dest = self.destination(&spec)?;
+        let mut stats = Stats::default();
+        for name in names {
+            let src = Output { path: dir.path().join(name), anchor: dir.clone(), rel: name.clone() };
+            let blob = format!("{}/{name}", prefix.trim_end_matches('/'));
+            stats.bytes += self.put(&dest, &src, &blob).await?;
+            stats.files += 1;
+        }
+        Ok(stats)
+    }
+
     /// Where an output file spec uploads to.
     fn destination(&self, spec: &OutputFileSpec) -> Result<Destination, Failure> {
         let headers = blob::UploadHeaders::new(&spec.upload_headers).map_err(|e| Failure::user("FileUploadMiscError", e))?;

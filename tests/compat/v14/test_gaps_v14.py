@@ -1,8 +1,11 @@
 """What real client code runs into (issue 14), through azure-batch 14.2.0:
 numbers sent as strings (as `az batch` sends them, with this SDK's
 api-version) read back as numbers, jobs on pools that do not exist yet, and
-remote login settings."""
+remote login settings; node user accounts and service logs."""
+import base64
 import datetime
+import os
+import subprocess
 
 import pytest
 from azure.batch import BatchServiceClient, models
@@ -152,3 +155,42 @@ def test_node_extensions(client, raw, uid):
     r = raw.request("POST", f"/pools/{pid}/nodes/{node.id}/deallocate", api_version="2024-02-01.19.0")
     assert r.status_code == 400 and r.json()["code"] == "InvalidUri", r.text
     client.pool.delete(pid)
+@pytest.mark.skipif(os.geteuid() != 0, reason="node user accounts need a root agent (the tests' server runs its local agents as its own user)")
+def test_node_users_and_service_logs(client, azurite, uid):
+    """add_user / update_user / delete_user make, change and remove a real
+    account on the node; upload_batch_service_logs puts the agent's log
+    files in the container."""
+    pid = uid("users14")
+    client.pool.add(models.PoolAddParameter(id=pid, vm_size="standard_d2s_v3", target_dedicated_nodes=1))
+    name = "v14" + uid("u").replace("-", "")[-10:]
+    try:
+        node = wait_for(lambda: idle_nodes(client, pid), timeout=20, what="a node")[0]
+        key = "ssh-ed25519 " + base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + os.urandom(32)).decode()
+        client.compute_node.add_user(pid, node.id, models.ComputeNodeUser(name=name, is_admin=False, password="pw", ssh_public_key=key))
+        entry = subprocess.run(["getent", "passwd", name], capture_output=True, text=True).stdout.split(":")
+        assert entry[5] == f"/home/{name}"
+        with open(f"/home/{name}/.ssh/authorized_keys") as f:
+            assert f.read() == key + "\n"
+        with pytest.raises(models.BatchErrorException) as e:
+            client.compute_node.add_user(pid, node.id, models.ComputeNodeUser(name=name, password="pw"))
+        assert e.value.error.code == "NodeUserExists"
+        client.compute_node.update_user(pid, node.id, name, models.NodeUpdateUserParameter(password="new"))
+        assert not os.path.exists(f"/home/{name}/.ssh/authorized_keys")
+        client.compute_node.delete_user(pid, node.id, name)
+        assert subprocess.run(["getent", "passwd", name], capture_output=True).returncode != 0
+        with pytest.raises(models.BatchErrorException) as e:
+            client.compute_node.delete_user(pid, node.id, name)
+        assert e.value.error.code == "NodeUserNotFound"
+
+        container = uid("logs14")
+        blobs = azurite.container(container)
+        start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30)
+        r = client.compute_node.upload_batch_service_logs(pid, node.id, models.UploadBatchServiceLogsConfiguration(
+            container_url=azurite.sas_url(container, "racwl"), start_time=start))
+        names = [b.name for b in blobs.list_blobs()]
+        assert r.number_of_files_uploaded == len(names) >= 1, names
+        assert all(n.startswith(r.virtual_directory_name + "/agent.") for n in names), names
+        text = b"".join(blobs.download_blob(n).readall() for n in names)
+        assert b"deleted a node user account" in text
+    finally:
+        client.pool.delete(pid)

@@ -17,7 +17,7 @@ pub mod prep;
 pub mod sched;
 
 use node::Node;
-use proto::FileReply;
+use proto::{FileReply, NodeReply};
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
@@ -35,6 +35,9 @@ pub struct Core {
     pub(crate) multi: multi::Runs,
     /// File requests sent to agents, by request id.
     pub(crate) files: HashMap<u64, oneshot::Sender<FileReply>>,
+    /// Node requests sent to agents, by request id: the node asked, and
+    /// where its reply goes.
+    pub(crate) node_requests: HashMap<u64, (String, oneshot::Sender<NodeReply>)>,
     /// After a restart, the nodes scheduling waits for, and until when.
     pub(crate) expected: Option<(Instant, HashSet<String>)>,
     /// No scheduling before this instant (a replica that just took over
