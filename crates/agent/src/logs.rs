@@ -140,7 +140,9 @@ mod tests {
         assert_eq!(hour_of("agent.1970-01-02-01.log"), Some(25 * 3_600_000));
         // 2024-02-29T13:00:00Z
         assert_eq!(hour_of("agent.2024-02-29-13.log"), Some(1_709_211_600_000));
-        for bad in ["agent.log", "agent.2024-13-01-00.log", "agent.2024-01-01-24.log", "other.2024-01-01-00.log", "agent.2024-01-01-00.log.tmp"] {
+        for bad in
+            ["agent.log", "agent.2024-13-01-00.log", "agent.2024-01-01-24.log", "other.2024-01-01-00.log", "agent.2024-01-01-00.log.tmp"]
+        {
             assert_eq!(hour_of(bad), None, "{bad}");
         }
     }

@@ -156,7 +156,10 @@ impl Users {
             return Err(error("NodeUserExists", format!("The node already has a user account '{name}'.")));
         }
         if crate::exec::lookup_user(name).is_some() {
-            return Err(error("NodeUserExists", format!("The node already has an account '{name}' (not one created through the Batch API).")));
+            return Err(error(
+                "NodeUserExists",
+                format!("The node already has an account '{name}' (not one created through the Batch API)."),
+            ));
         }
         if crate::exec::lookup_group(name).is_some() {
             return Err(error("NodeUserExists", format!("The node already has a group '{name}', the name of the account's own group.")));

@@ -164,7 +164,9 @@ pub async fn upload_logs(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result
             .with("Reason", "Managed identities are not supported; give a container URL with a SAS that allows writing."));
     }
     let lower = body.container_url.to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) || body.container_url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !(lower.starts_with("http://") || lower.starts_with("https://"))
+        || body.container_url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(Error::invalid_property("containerUrl", "The container URL must be an http(s) URL with a SAS that allows writing."));
     }
     let end = body.end_time.map(|t| t.0).unwrap_or_else(chrono::Utc::now);
@@ -173,7 +175,8 @@ pub async fn upload_logs(app: &App, ctx: &Ctx, pool: &str, node: &str) -> Result
     }
     usable_node(app, pool, node).await?;
     // Unique per upload, as the service's: {pool}/{node}/{time}-{random}.
-    let directory = format!("{pool}/{node}/{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let directory =
+        format!("{pool}/{node}/{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let op = NodeOp::UploadLogs {
         container_url: body.container_url,
         directory: directory.clone(),

@@ -529,7 +529,8 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     if b.is_empty() || b.len() > USER_NAME_MAX {
         return Err(format!("A user name is 1 to {USER_NAME_MAX} characters long."));
     }
-    if !(b[0].is_ascii_lowercase() || b[0] == b'_') || !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-".contains(c)) {
+    if !(b[0].is_ascii_lowercase() || b[0] == b'_') || !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-".contains(c))
+    {
         return Err("A user name on a Linux node is lower-case letters, digits, '_' and '-', starting with a letter or '_'.".into());
     }
     if name == "root" || name.starts_with("_azbatch") {
@@ -564,7 +565,9 @@ pub fn check_ssh_public_key(key: &str) -> Result<(), String> {
     }
     let mut parts = key.split_ascii_whitespace();
     let (Some(kind), Some(data)) = (parts.next(), parts.next()) else { return bad("it has fewer than two fields") };
-    if !kind.bytes().all(|c| c.is_ascii_alphanumeric() || b"@.-".contains(&c)) || !kind.bytes().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+    if !kind.bytes().all(|c| c.is_ascii_alphanumeric() || b"@.-".contains(&c))
+        || !kind.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+    {
         return bad("the first field is not a key type");
     }
     let body = data.trim_end_matches('=');
