@@ -194,8 +194,10 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
         | ListNodeExtensions(a, b)
         | PreemptNode(a, b)
         | RecoverNode(a, b)
+        | AddNodeUser(a, b)
+        | UploadNodeLogs(a, b)
         | ListNodeFiles(a, b) => (vec![a, b], None),
-        GetNodeExtension(a, b, c) => (vec![a, b, c], None),
+        GetNodeExtension(a, b, c) | UpdateNodeUser(a, b, c) | DeleteNodeUser(a, b, c) => (vec![a, b, c], None),
         GetTaskFile(a, b, c)
         | TaskFileProperties(a, b, c)
         | DeleteTaskFile(a, b, c)
@@ -301,6 +303,10 @@ pub fn request_for(op: &Operation) -> Option<(Method, String)> {
         NodeLoad(p) => (Method::GET, format!("/openbatch{}/nodeload", pool(p))),
         PreemptNode(p, n) => (Method::POST, format!("/openbatch{}/preempt", node(p, n))),
         RecoverNode(p, n) => (Method::POST, format!("/openbatch{}/recover", node(p, n))),
+        AddNodeUser(p, n) => (Method::POST, node(p, n) + "/users"),
+        UpdateNodeUser(p, n, u) => (Method::PUT, format!("{}/users/{}", node(p, n), e(u))),
+        DeleteNodeUser(p, n, u) => (Method::DELETE, format!("{}/users/{}", node(p, n), e(u))),
+        UploadNodeLogs(p, n) => (Method::POST, node(p, n) + "/uploadbatchservicelogs"),
         GetNode(p, n) => (Method::GET, node(p, n)),
         RebootNode(p, n) => (Method::POST, node(p, n) + "/reboot"),
         ReimageNode(p, n) => (Method::POST, node(p, n) + "/reimage"),
@@ -389,7 +395,7 @@ fn file_path(u: &mut Unstructured) -> ArbResult<String> {
 /// An operation (never `NotImplemented`) with ids taken from the bytes.
 pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
     use Operation::*;
-    let k: u8 = u.int_in_range(0..=73)?;
+    let k: u8 = u.int_in_range(0..=77)?;
     if k == 62 {
         return Ok(NodeLoad(id(u)?));
     }
@@ -401,6 +407,10 @@ pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
             70 => ListNodeExtensions(p, n),
             71 => PreemptNode(p, n),
             72 => RecoverNode(p, n),
+            73 => AddNodeUser(p, n),
+            74 => UploadNodeLogs(p, n),
+            75 => UpdateNodeUser(p, n, id(u)?),
+            76 => DeleteNodeUser(p, n, id(u)?),
             _ => GetNodeExtension(p, n, id(u)?),
         });
     }
