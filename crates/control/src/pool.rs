@@ -26,6 +26,11 @@ pub struct PoolSpec {
     /// `virtualMachineConfiguration.containerConfiguration`.
     pub container_images: Vec<String>,
     pub container_registries: Vec<RegistrySpec>,
+    /// `certificateReferences` (api-versions that have them).
+    pub certificate_refs: Vec<wire::models::CertificateReference>,
+    /// The referenced certificates with their secret parts: read only for
+    /// a joining node (`Cluster::pool_to_join`), empty otherwise.
+    pub certificates: Vec<proto::NodeCertificate>,
 }
 
 /// The pool's `startTask`.
@@ -135,6 +140,8 @@ impl PoolSpec {
                     })
                 })
                 .collect(),
+            certificate_refs: typed(doc, "certificateReferences").unwrap_or_default(),
+            certificates: Vec::new(),
         }
     }
 }
@@ -185,6 +192,17 @@ mod tests {
         assert_eq!(p.application_packages[0].application_id, "app");
         assert_eq!(p.container_images, vec!["busybox".to_string()]);
         assert_eq!(p.container_registries.len(), 1, "a registry without a user name needs no login");
+        assert!(p.certificate_refs.is_empty() && p.certificates.is_empty());
+    }
+
+    #[test]
+    fn reads_certificate_references() {
+        let p = spec(json!({"id": "p", "certificateReferences": [
+            {"thumbprint": "AB", "thumbprintAlgorithm": "sha1", "visibility": ["task"]},
+            {"thumbprint": "cd", "thumbprintAlgorithm": "sha1", "storeLocation": "LocalMachine"}]}));
+        assert_eq!(p.certificate_refs.len(), 2);
+        assert_eq!(p.certificate_refs[0].visibility, Some(vec![wire::enums::CertificateVisibility::Task]));
+        assert_eq!(p.certificate_refs[1].thumbprint, "cd");
     }
 
     #[test]
