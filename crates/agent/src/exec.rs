@@ -226,7 +226,11 @@ pub const CERTIFICATES_DIR: &str = "certs";
 /// 0700 and the files 0600, owned by the task's user (`owner`; None: the
 /// agent's). Whatever a task left in place of the directory or of a file
 /// (a link, a FIFO, a hard link) is replaced, never followed or opened.
-pub fn install_certificates(task: &nodefs::Dir, certs: &[proto::NodeCertificate], owner: Option<(u32, u32)>) -> Result<(), (String, String)> {
+pub fn install_certificates(
+    task: &nodefs::Dir,
+    certs: &[proto::NodeCertificate],
+    owner: Option<(u32, u32)>,
+) -> Result<(), (String, String)> {
     use base64::Engine;
     use std::io::Write;
     let path = task.path().join(CERTIFICATES_DIR);
@@ -521,8 +525,8 @@ mod tests {
     #[tokio::test]
     async fn runs_without_a_shell_and_captures_output() {
         let root = tempfile::tempdir().unwrap();
-        let r =
-            start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker", None, &[]).unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker", None, &[])
+            .unwrap();
         let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(3));
         let dir = root.path().join("workitems/j/job-1/t1");

@@ -169,7 +169,7 @@ pub async fn delete(app: &App, ctx: &Ctx, tp: &str) -> Result<Reply, Error> {
             Ok(())
         })
         .await?;
-    app.cluster.lifecycle.wake();
+    app.lifecycle.wake();
     Ok(Reply::status(202).changed(&stored, ctx.url(&certificate_path(tp))))
 }
 

@@ -556,7 +556,9 @@ mod tests {
             route(&Method::POST, "/certificates(thumbprintAlgorithm=sha1,thumbprint=ab)/canceldelete").unwrap(),
             Operation::CancelCertificateDeletion("ab".into())
         );
-        for p in ["/certificates(thumbprintAlgorithm=md5,thumbprint=ab)", "/certificates(thumbprint=ab)", "/certificates(x=1,thumbprint=ab)"] {
+        for p in
+            ["/certificates(thumbprintAlgorithm=md5,thumbprint=ab)", "/certificates(thumbprint=ab)", "/certificates(x=1,thumbprint=ab)"]
+        {
             assert_eq!(route(&Method::GET, p).unwrap_err().code, ErrorCode::InvalidUri, "{p}");
         }
         assert_eq!(route(&Method::PUT, "/certificates").unwrap_err().code, ErrorCode::UnsupportedHttpVerb);
@@ -596,7 +598,9 @@ mod tests {
             (po.clone(), "certificates", |_| AddCertificate),
             (g.clone(), "certificates(thumbprintAlgorithm=sha1,thumbprint=ab12)", |_| GetCertificate("ab12".into())),
             (d.clone(), "certificates(thumbprintAlgorithm=sha1,thumbprint=ab12)", |_| DeleteCertificate("ab12".into())),
-            (po.clone(), "certificates(thumbprintAlgorithm=sha1,thumbprint=ab12)/canceldelete", |_| CancelCertificateDeletion("ab12".into())),
+            (po.clone(), "certificates(thumbprintAlgorithm=sha1,thumbprint=ab12)/canceldelete", |_| {
+                CancelCertificateDeletion("ab12".into())
+            }),
             (g.clone(), "jobschedules", |_| ListSchedules),
             (po.clone(), "jobschedules", |_| CreateSchedule),
             (g.clone(), "jobschedules/{s}", |a| GetSchedule(a[0].clone())),

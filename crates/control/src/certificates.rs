@@ -70,7 +70,10 @@ async fn users(app: &Cluster, thumbprint: &str) -> Result<Vec<(&'static str, Str
     let mut found = Vec::new();
     for pool in app.store.all_pools().await? {
         let refs = pool.get("certificateReferences").and_then(Value::as_array);
-        let named = refs.into_iter().flatten().any(|r| r.get("thumbprint").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(thumbprint)));
+        let named = refs
+            .into_iter()
+            .flatten()
+            .any(|r| r.get("thumbprint").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(thumbprint)));
         if named {
             found.push(("PoolId", pool.get("id").and_then(Value::as_str).unwrap_or_default().to_string()));
         }

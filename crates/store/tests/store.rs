@@ -340,14 +340,21 @@ async fn certificate_documents(db: Db) {
     .unwrap();
     // Adding a certificate that is being deleted is refused as such.
     assert_eq!(s.create_doc(CERTIFICATES, "cd34", mk("cd34")).await.unwrap_err().code, ErrorCode::CertificateBeingDeleted);
-    let q = |f: Option<&str>, after: Option<String>, limit| ListQuery { filter: f.map(|f| wire::odata::parse_filter(f).unwrap()), after, limit };
+    let q = |f: Option<&str>, after: Option<String>, limit| ListQuery {
+        filter: f.map(|f| wire::odata::parse_filter(f).unwrap()),
+        after,
+        limit,
+    };
     let tps = |p: &store::Page| -> Vec<String> {
         p.docs.iter().map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap()["thumbprint"].as_str().unwrap().to_string()).collect()
     };
     assert_eq!(tps(&s.list_certificates(q(Some("state eq 'deleting'"), None, 10)).await.unwrap()), vec!["cd34"]);
     assert_eq!(tps(&s.list_certificates(q(Some("state eq 'Active'"), None, 10)).await.unwrap()), vec!["AB12", "EF56"]);
     assert_eq!(tps(&s.list_certificates(q(Some("thumbprint eq 'EF56'"), None, 10)).await.unwrap()), vec!["EF56"]);
-    assert_eq!(tps(&s.list_certificates(q(Some("thumbprintAlgorithm eq 'sha1' and state ne 'active'"), None, 10)).await.unwrap()), vec!["cd34"]);
+    assert_eq!(
+        tps(&s.list_certificates(q(Some("thumbprintAlgorithm eq 'sha1' and state ne 'active'"), None, 10)).await.unwrap()),
+        vec!["cd34"]
+    );
     assert_eq!(s.list_certificates(q(Some("data eq 'AAEC'"), None, 10)).await.unwrap_err().code, ErrorCode::InvalidQueryParameterValue);
     let first = s.list_certificates(q(None, None, 2)).await.unwrap();
     assert_eq!(tps(&first), vec!["AB12", "cd34"]);
