@@ -216,6 +216,54 @@ pub fn task_dirs(root: &Path, rel: &str, owner: Option<(u32, u32)>) -> Result<Ta
     Ok(TaskDirs { task, wd })
 }
 
+/// The directory of a task directory that holds the certificates the task
+/// may see (`AZ_BATCH_CERTIFICATES_DIR`).
+pub const CERTIFICATES_DIR: &str = "certs";
+
+/// Installs the certificates an attempt may see in `certs/` of its task
+/// directory, as the service's Linux nodes do: `sha1-{thumbprint}.cer`, or
+/// `sha1-{thumbprint}.pfx` and `.pfx.pw` (its password). The directory is
+/// 0700 and the files 0600, owned by the task's user (`owner`; None: the
+/// agent's). Whatever a task left in place of the directory or of a file
+/// (a link, a FIFO, a hard link) is replaced, never followed or opened.
+pub fn install_certificates(
+    task: &nodefs::Dir,
+    certs: &[proto::NodeCertificate],
+    owner: Option<(u32, u32)>,
+) -> Result<(), (String, String)> {
+    use base64::Engine;
+    use std::io::Write;
+    let path = task.path().join(CERTIFICATES_DIR);
+    let failure = |e: std::io::Error| ("CertificateInstallFailed".to_string(), format!("{}: {e}", path.display()));
+    let dir = task.ensure_dir(CERTIFICATES_DIR, owner).map_err(failure)?;
+    dir.chmod(0o700).map_err(failure)?;
+    let write = |name: &str, bytes: &[u8]| -> std::io::Result<()> {
+        let mut f = dir.create_file(name, 0o600)?;
+        if let Some((uid, gid)) = owner {
+            nodefs::chown_file(&f, uid, gid)?;
+        }
+        nodefs::chmod_file(&f, 0o600)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    for c in certs {
+        if c.thumbprint.is_empty() || !c.thumbprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(("CertificateInstallFailed".into(), format!("'{}' is not a certificate thumbprint", c.thumbprint)));
+        }
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(&c.data)
+            .map_err(|e| ("CertificateInstallFailed".to_string(), format!("certificate {}: {e}", c.thumbprint)))?;
+        let tp = c.thumbprint.to_ascii_lowercase();
+        if c.format.eq_ignore_ascii_case("cer") {
+            write(&format!("sha1-{tp}.cer"), &data).map_err(failure)?;
+        } else {
+            write(&format!("sha1-{tp}.pfx"), &data).map_err(failure)?;
+            write(&format!("sha1-{tp}.pfx.pw"), c.password.as_deref().unwrap_or_default().as_bytes()).map_err(failure)?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens an existing task directory (no link on the way), e.g. to upload
 /// output files after the process ended.
 pub fn open_task_dir(root: &Path, rel: &str) -> std::io::Result<nodefs::Dir> {
@@ -301,8 +349,12 @@ pub fn start(
     run_as: Option<(u32, u32)>,
     engine: &str,
     cgroup: Option<std::os::fd::RawFd>,
+    certificates: &[proto::NodeCertificate],
 ) -> Result<Started, (String, String)> {
     let dirs = task_dirs(root, &l.task_dir, run_as)?;
+    if !certificates.is_empty() {
+        install_certificates(&dirs.task, certificates, run_as)?;
+    }
     let wd = dirs.wd.path().to_path_buf();
     let (stdout, stderr) = (output_file(&dirs.task, "stdout.txt", run_as)?, output_file(&dirs.task, "stderr.txt", run_as)?);
     let argv = shell_words::split(&l.command_line)
@@ -473,8 +525,8 @@ mod tests {
     #[tokio::test]
     async fn runs_without_a_shell_and_captures_output() {
         let root = tempfile::tempdir().unwrap();
-        let r =
-            start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker", None).unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker", None, &[])
+            .unwrap();
         let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(3));
         let dir = root.path().join("workitems/j/job-1/t1");
@@ -483,7 +535,7 @@ mod tests {
         assert!(out.trim_end().ends_with("/wd"), "{out}");
         assert_eq!(std::fs::read_to_string(dir.join("stderr.txt")).unwrap(), "err\n");
         // Words are not expanded by a shell.
-        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None, "docker", None).unwrap()).await;
+        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None, "docker", None, &[]).unwrap()).await;
         assert_eq!(o.exit_code, Some(0));
         let out = std::fs::read_to_string(dir.join("stdout.txt")).unwrap();
         assert!(out.ends_with("$HOME a*b\n"), "{out}");
@@ -492,14 +544,14 @@ mod tests {
     #[test]
     fn missing_program() {
         let root = tempfile::tempdir().unwrap();
-        let e = start(root.path(), &launch("/no/such/program x"), None, "docker", None).unwrap_err();
+        let e = start(root.path(), &launch("/no/such/program x"), None, "docker", None, &[]).unwrap_err();
         assert_eq!(e.0, "CommandProgramNotFound");
     }
 
     #[tokio::test]
     async fn stop_kills_the_process_group() {
         let root = tempfile::tempdir().unwrap();
-        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None, "docker", None).unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None, "docker", None, &[]).unwrap();
         let t = std::time::Instant::now();
         stop(r.running.pid, None, Duration::from_millis(200)).await;
         let o = wait(1, r).await;
@@ -575,7 +627,7 @@ mod tests {
         let (shadow, before) = victim(elsewhere.path());
         let ids = task_ids();
         let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
-        assert_eq!(wait(1, start(root.path(), &l("/bin/sh -c 'echo one'"), ids, "docker", None).unwrap()).await.exit_code, Some(0));
+        assert_eq!(wait(1, start(root.path(), &l("/bin/sh -c 'echo one'"), ids, "docker", None, &[]).unwrap()).await.exit_code, Some(0));
         let dir = root.path().join("workitems/j/job-1/t1");
         // The task swaps its output files: a symbolic link, and a hard link
         // (which protected_hardlinks would stop an unprivileged task from
@@ -585,7 +637,7 @@ mod tests {
         std::fs::remove_file(dir.join("stderr.txt")).unwrap();
         std::fs::hard_link(&shadow, dir.join("stderr.txt")).unwrap();
         // The retry: output goes to fresh files, the victim is untouched.
-        let o = wait(2, start(root.path(), &l("/bin/sh -c 'echo two; echo err >&2'"), ids, "docker", None).unwrap()).await;
+        let o = wait(2, start(root.path(), &l("/bin/sh -c 'echo two; echo err >&2'"), ids, "docker", None, &[]).unwrap()).await;
         assert_eq!(o.exit_code, Some(0));
         // Same content, owner, mode, and one link again: the hard link was removed, not reused.
         assert_untouched(&shadow, &before);
@@ -605,7 +657,7 @@ mod tests {
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let (r, launch3) = (root.path().to_path_buf(), l("/bin/sh -c 'echo three'"));
         std::thread::spawn(move || {
-            let _ = tx.send(start(&r, &launch3, ids, "docker", None).map(|s| s.child));
+            let _ = tx.send(start(&r, &launch3, ids, "docker", None, &[]).map(|s| s.child));
             // The child dies with the thread that started it (PR_SET_PDEATHSIG).
             let _ = done_rx.recv();
         });
@@ -613,6 +665,77 @@ mod tests {
         let _ = crate::spawn::wait(child).await;
         drop(done_tx);
         assert_eq!(std::fs::read_to_string(dir.join("stdout.txt")).unwrap(), "three\n");
+    }
+
+    /// Certificates land in the task's `certs/` (0700) as files only the
+    /// task's user reads (0600), the task reads them through
+    /// `AZ_BATCH_CERTIFICATES_DIR`, and links a task leaves in their place
+    /// are replaced, not followed.
+    #[tokio::test]
+    async fn certificates_are_installed_for_the_task_user_only() {
+        use base64::Engine;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let (shadow, before) = victim(elsewhere.path());
+        let ids = task_ids();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let certs = vec![
+            proto::NodeCertificate {
+                thumbprint: "AB01".into(),
+                format: "cer".into(),
+                data: b64(b"\x30der bytes"),
+                password: None,
+                start_task: true,
+                tasks: true,
+            },
+            proto::NodeCertificate {
+                thumbprint: "cd02".into(),
+                format: "pfx".into(),
+                data: b64(b"pkcs12"),
+                password: Some("s3cret".into()),
+                start_task: true,
+                tasks: true,
+            },
+        ];
+        let dir = root.path().join("workitems/j/job-1/t1");
+        let mut l = TaskLaunch { elevated: ids.is_none(), ..launch("/bin/sh -c 'cat $AZ_BATCH_CERTIFICATES_DIR/sha1-cd02.pfx.pw'") };
+        l.env.insert("AZ_BATCH_CERTIFICATES_DIR".into(), dir.join("certs").to_string_lossy().into_owned());
+        assert_eq!(wait(1, start(root.path(), &l, ids, "docker", None, &certs).unwrap()).await.exit_code, Some(0));
+        assert_eq!(std::fs::read_to_string(dir.join("stdout.txt")).unwrap(), "s3cret");
+        let check = || {
+            let d = std::fs::symlink_metadata(dir.join("certs")).unwrap();
+            assert!(d.is_dir() && d.permissions().mode() & 0o777 == 0o700, "{:o}", d.permissions().mode());
+            for (name, bytes) in [("sha1-ab01.cer", &b"\x30der bytes"[..]), ("sha1-cd02.pfx", b"pkcs12"), ("sha1-cd02.pfx.pw", b"s3cret")] {
+                let m = std::fs::symlink_metadata(dir.join("certs").join(name)).unwrap();
+                assert!(m.is_file() && m.nlink() == 1, "{name}");
+                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{name}");
+                assert_eq!(std::fs::read(dir.join("certs").join(name)).unwrap(), bytes, "{name}");
+                if let Some((uid, gid)) = ids {
+                    assert_eq!((m.uid(), m.gid(), d.uid()), (uid, gid, uid), "{name} belongs to the task user");
+                }
+            }
+        };
+        check();
+        // The task swaps a certificate for a link to a root file and the
+        // password file for a hard link; the retry writes fresh files.
+        std::fs::remove_file(dir.join("certs/sha1-ab01.cer")).unwrap();
+        std::os::unix::fs::symlink(&shadow, dir.join("certs/sha1-ab01.cer")).unwrap();
+        std::fs::remove_file(dir.join("certs/sha1-cd02.pfx.pw")).unwrap();
+        std::fs::hard_link(&shadow, dir.join("certs/sha1-cd02.pfx.pw")).unwrap();
+        assert_eq!(wait(2, start(root.path(), &l, ids, "docker", None, &certs).unwrap()).await.exit_code, Some(0));
+        assert_untouched(&shadow, &before);
+        check();
+        // The whole directory swapped for a link: replaced too.
+        std::fs::remove_dir_all(dir.join("certs")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.join("certs")).unwrap();
+        assert_eq!(wait(3, start(root.path(), &l, ids, "docker", None, &certs).unwrap()).await.exit_code, Some(0));
+        assert_untouched(&shadow, &before);
+        assert!(!elsewhere.path().join("sha1-ab01.cer").exists(), "nothing written through the link");
+        check();
+        // A thumbprint that is not hex is refused (it names the files).
+        let bad = vec![proto::NodeCertificate { thumbprint: "../x".into(), ..certs[0].clone() }];
+        assert_eq!(start(root.path(), &l, ids, "docker", None, &bad).unwrap_err().0, "CertificateInstallFailed");
     }
 
     #[tokio::test]
@@ -628,11 +751,11 @@ mod tests {
         let before = std::fs::metadata(&private).unwrap();
         let ids = task_ids();
         let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
-        assert_eq!(wait(1, start(root.path(), &l("/bin/true"), ids, "docker", None).unwrap()).await.exit_code, Some(0));
+        assert_eq!(wait(1, start(root.path(), &l("/bin/true"), ids, "docker", None, &[]).unwrap()).await.exit_code, Some(0));
         let dir = root.path().join("workitems/j/job-1/t1");
         std::fs::remove_dir(dir.join("wd")).unwrap();
         std::os::unix::fs::symlink(&private, dir.join("wd")).unwrap();
-        let o = wait(2, start(root.path(), &l("/bin/sh -c 'pwd; echo x > made'"), ids, "docker", None).unwrap()).await;
+        let o = wait(2, start(root.path(), &l("/bin/sh -c 'pwd; echo x > made'"), ids, "docker", None, &[]).unwrap()).await;
         assert_eq!(o.exit_code, Some(0));
         let after = std::fs::metadata(&private).unwrap();
         assert_eq!((after.uid(), after.mode()), (before.uid(), before.mode()), "the linked directory was not given away");
@@ -661,7 +784,7 @@ mod tests {
             let at = root.path().join(link);
             std::fs::create_dir_all(at.parent().unwrap()).unwrap();
             std::os::unix::fs::symlink(&target, &at).unwrap();
-            let e = start(root.path(), &l("/bin/true"), ids, "docker", None).unwrap_err();
+            let e = start(root.path(), &l("/bin/true"), ids, "docker", None, &[]).unwrap_err();
             assert_eq!(e.0, "ResourceDirectoryCreateFailed", "{link}: {e:?}");
             assert!(e.1.contains("symbolic link"), "{e:?}");
             assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{link}: nothing made through the link");

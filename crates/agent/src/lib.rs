@@ -104,6 +104,8 @@ struct State {
     is_root: bool,
     /// The node's task slots and the launches waiting for them.
     slots: Mutex<SlotQueue>,
+    /// The certificates of the pool, as the server's last `Welcome` gave them.
+    certificates: Mutex<Arc<Vec<proto::NodeCertificate>>>,
     /// The current connection's outgoing messages (None between connections):
     /// attempts report through whichever connection is up when they end.
     link: Mutex<Option<mpsc::UnboundedSender<ToServer>>>,
@@ -298,6 +300,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), String> {
         slots: Mutex::new(SlotQueue::default()),
         link: Mutex::new(None),
         users: users.clone(),
+        certificates: Mutex::new(Arc::new(Vec::new())),
     });
     // Accounts expire on the node's own clock, connected or not.
     tokio::spawn(users::expiry_loop(users));
@@ -577,7 +580,8 @@ async fn handle(
 ) -> Option<Result<bool, String>> {
     {
         match msg {
-            ToAgent::Welcome { node_id, heartbeat_ms, users, container_images, container_registries, task_slots, .. } => {
+            ToAgent::Welcome { node_id, heartbeat_ms, users, container_images, container_registries, task_slots, certificates, .. } => {
+                *state.certificates.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(certificates);
                 {
                     let mut slots = state.slots.lock().unwrap_or_else(|p| p.into_inner());
                     slots.total = task_slots;
@@ -935,13 +939,23 @@ async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32
 
 /// Starts the attempt's process and reports how it ends (after uploading
 /// its output files).
-fn run_process(state: Arc<State>, launch: TaskLaunch, run_as: Option<(u32, u32)>, tx: mpsc::UnboundedSender<ToServer>) {
+fn run_process(state: Arc<State>, mut launch: TaskLaunch, run_as: Option<(u32, u32)>, tx: mpsc::UnboundedSender<ToServer>) {
     let attempt = launch.attempt;
+    // The pool's certificates this attempt may see (by their visibility),
+    // installed in its task directory's `certs/`.
+    let certificates: Vec<proto::NodeCertificate> = {
+        let all = state.certificates.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        all.iter().filter(|c| if launch.is_start_task { c.start_task } else { c.tasks }).cloned().collect()
+    };
+    if !certificates.is_empty() {
+        let dir = state.cfg.root.join(&launch.task_dir).join(exec::CERTIFICATES_DIR);
+        launch.env.insert("AZ_BATCH_CERTIFICATES_DIR".into(), dir.to_string_lossy().into_owned());
+    }
     let lease = state.contain.acquire(launch.is_start_task || launch.background);
     let cgroup = lease.as_ref().map(|l| l.cell.procs_fd());
     // The cell to stop the attempt through: its own, not the shared lingering one.
     let cell = lease.as_ref().filter(|l| l.own()).map(|l| l.cell.clone());
-    match exec::start(&state.cfg.root, &launch, run_as, &state.cfg.container_engine, cgroup) {
+    match exec::start(&state.cfg.root, &launch, run_as, &state.cfg.container_engine, cgroup, &certificates) {
         Err((code, message)) => {
             if let Some(l) = lease {
                 state.contain.end(l);

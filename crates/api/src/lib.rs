@@ -6,6 +6,7 @@
 
 pub mod agent_ws;
 pub mod applications;
+pub mod certificates;
 pub mod files;
 pub mod http;
 pub mod jobs;
@@ -447,6 +448,11 @@ async fn dispatch(app: &App, ctx: &Ctx, op: Operation) -> Result<Reply, Error> {
         ListScheduleJobs(s) => jobs::list_of_schedule(app, ctx, &s).await,
         ListApplications => applications::list_handler(app, ctx).await,
         GetApplication(a) => applications::get_handler(app, ctx, &a).await,
+        ListCertificates => certificates::list(app, ctx).await,
+        AddCertificate => certificates::add(app, ctx).await,
+        GetCertificate(t) => certificates::get(app, ctx, &t).await,
+        DeleteCertificate(t) => certificates::delete(app, ctx, &t).await,
+        CancelCertificateDeletion(t) => certificates::cancel_deletion(app, ctx, &t).await,
         ListPools => pools::list(app, ctx).await,
         CreatePool => pools::create(app, ctx).await,
         GetPool(p) => pools::get(app, ctx, &p).await,

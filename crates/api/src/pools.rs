@@ -347,6 +347,7 @@ async fn create_from(app: &App, body: &[u8]) -> Result<(String, store::Stored), 
     }
     let autoscale = doc.parse::<Option<bool>>("enableAutoScale")?.flatten() == Some(true);
     check_packages(app, doc.parse::<Vec<wire::models::ApplicationPackageReference>>("applicationPackageReferences")?)?;
+    crate::certificates::check_references(app, doc.parse::<Value>("certificateReferences")?.as_ref()).await?;
     let (now, etag) = app.store.etags.next();
     for (k, v) in [
         ("eTag", json!(etag)),
@@ -449,12 +450,14 @@ fn refuse_if_deleting(doc: &Map<String, Value>) -> Result<(), Error> {
 }
 
 /// PATCH: replaces the given properties among startTask, metadata,
-/// applicationPackageReferences, targetNodeCommunicationMode.
+/// applicationPackageReferences, targetNodeCommunicationMode,
+/// certificateReferences.
 pub async fn patch(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let mut body: Map<String, Value> = parse_body(&ctx.body)?;
     pool_numbers(&mut body, &ctx.body)?;
     check_start_task(body.get("startTask"))?;
     enum_property(&body, "targetNodeCommunicationMode", NODE_COMMUNICATION_MODES)?;
+    crate::certificates::check_references(app, body.get("certificateReferences")).await?;
     let pre = ctx.preconditions()?;
     let stored = app
         .store
@@ -471,8 +474,8 @@ pub async fn patch(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     Ok(Reply::status(200).changed(&stored, ctx.url(&pool_path(id))))
 }
 
-/// POST updateproperties: replaces startTask (absent: removed), metadata and
-/// applicationPackageReferences.
+/// POST updateproperties: replaces startTask (absent: removed), metadata,
+/// applicationPackageReferences and certificateReferences (when given).
 pub async fn update_properties(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, Error> {
     let mut body: Map<String, Value> = parse_body(&ctx.body)?;
     pool_numbers(&mut body, &ctx.body)?;
@@ -482,6 +485,7 @@ pub async fn update_properties(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, 
             return Err(Error::missing_property(k));
         }
     }
+    crate::certificates::check_references(app, body.get("certificateReferences")).await?;
     let pre = ctx.preconditions()?;
     let stored = app
         .store
@@ -493,6 +497,11 @@ pub async fn update_properties(app: &App, ctx: &Ctx, id: &str) -> Result<Reply, 
             };
             for k in ["metadata", "applicationPackageReferences"] {
                 doc.insert(k.into(), body.get(k).cloned().unwrap_or(json!([])));
+            }
+            // Required by the api-versions that have it (replacing the
+            // pool's), absent from the newer ones (kept).
+            if let Some(refs) = body.get("certificateReferences") {
+                doc.insert("certificateReferences".into(), refs.clone());
             }
             Ok(())
         })

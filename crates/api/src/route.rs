@@ -101,6 +101,13 @@ pub enum Operation {
     ListScheduleJobs(String),
     ListApplications,
     GetApplication(String),
+    /// Certificates (api-versions up to 2024-07-01.20.0), by thumbprint
+    /// (the algorithm is always sha1).
+    ListCertificates,
+    AddCertificate,
+    GetCertificate(String),
+    DeleteCertificate(String),
+    CancelCertificateDeletion(String),
     /// A Batch operation openbatch does not implement yet; the name is used in the error.
     NotImplemented(&'static str),
 }
@@ -179,6 +186,11 @@ impl Operation {
             ListScheduleJobs(_) => "ListJobsFromSchedule",
             ListApplications => "ListApplications",
             GetApplication(_) => "GetApplication",
+            ListCertificates => "ListCertificates",
+            AddCertificate => "AddCertificate",
+            GetCertificate(_) => "GetCertificate",
+            DeleteCertificate(_) => "DeleteCertificate",
+            CancelCertificateDeletion(_) => "CancelCertificateDeletion",
             PatchPool(_) => "PatchPool",
             DeletePool(_) => "DeletePool",
             UpdatePoolProperties(_) => "UpdatePoolProperties",
@@ -254,6 +266,25 @@ pub fn route(method: &Method, raw_path: &str) -> Result<Operation, Error> {
     let op = match (sv.as_slice(), file) {
         (["applications"], None) => get_only(m, ListApplications)?,
         (["applications", a], None) => get_only(m, GetApplication(a.to_string()))?,
+        (["certificates"], None) => match () {
+            _ if is(&Method::GET) => ListCertificates,
+            _ if is(&Method::POST) => AddCertificate,
+            _ => return Err(verb_error()),
+        },
+        ([c], None) if c.starts_with("certificates(") => {
+            let tp = certificate_key(c)?;
+            match () {
+                _ if is(&Method::GET) => GetCertificate(tp),
+                _ if is(&Method::DELETE) => DeleteCertificate(tp),
+                _ => return Err(verb_error()),
+            }
+        }
+        ([c, "canceldelete"], None) if c.starts_with("certificates(") => {
+            if !is(&Method::POST) {
+                return Err(verb_error());
+            }
+            CancelCertificateDeletion(certificate_key(c)?)
+        }
         (["jobschedules"], None) => match () {
             _ if is(&Method::GET) => ListSchedules,
             _ if is(&Method::POST) => CreateSchedule,
@@ -471,6 +502,9 @@ pub fn check_version(op: &Operation, v: ApiVersion) -> Result<(), Error> {
         LifetimeJobStats | LifetimePoolStats => (V2018_08_01, V2022_10_01),
         StartNode(..) | DeallocateNode(..) => (V2024_07_01, ApiVersion::LATEST),
         UpgradePoolOs(_) => (V2018_08_01, V2018_08_01),
+        ListCertificates | AddCertificate | GetCertificate(_) | DeleteCertificate(_) | CancelCertificateDeletion(_) => {
+            (V2018_08_01, V2024_07_01)
+        }
         _ => return Ok(()),
     };
     if v >= since && v <= until {
@@ -487,6 +521,30 @@ pub fn check_version(op: &Operation, v: ApiVersion) -> Result<(), Error> {
         .with("Reason", format!("{} is not an operation of api-version {}; it is one of {which}.", op.name(), v.as_str())))
 }
 
+/// The thumbprint a `certificates(thumbprintAlgorithm=sha1,thumbprint=…)`
+/// segment (decoded) names; the two keys in either order, values bare or
+/// quoted. Any algorithm but sha1 is refused (the only one the service has).
+fn certificate_key(seg: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::new(ErrorCode::InvalidUri).with("Reason", why.to_string());
+    let form = "A certificate is addressed as certificates(thumbprintAlgorithm=sha1,thumbprint={thumbprint}).";
+    let inner = seg.strip_prefix("certificates(").and_then(|s| s.strip_suffix(')')).ok_or_else(|| bad(form))?;
+    let (mut alg, mut tp) = (None, None);
+    for part in inner.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| bad(form))?;
+        let v = v.trim().trim_matches('\'');
+        match k.trim() {
+            k if k.eq_ignore_ascii_case("thumbprintAlgorithm") => alg = Some(v),
+            k if k.eq_ignore_ascii_case("Thumbprint") => tp = Some(v),
+            _ => return Err(bad(form)),
+        }
+    }
+    match (alg, tp) {
+        (Some(a), Some(t)) if a.eq_ignore_ascii_case("sha1") && !t.is_empty() => Ok(t.to_string()),
+        (Some(_), Some(t)) if !t.is_empty() => Err(bad("The thumbprint algorithm must be sha1.")),
+        _ => Err(bad(form)),
+    }
+}
+
 fn get_only(m: &Method, op: Operation) -> Result<Operation, Error> {
     if m == Method::GET {
         Ok(op)
@@ -501,8 +559,6 @@ fn not_implemented(segs: &[&str]) -> Option<Operation> {
     let first = *segs.first()?;
     let name = match first {
         "pools" => "this compute node operation",
-        "certificates" => "certificate operations",
-        _ if first.starts_with("certificates(") => "certificate operations",
         _ => return None,
     };
     Some(Operation::NotImplemented(name))
@@ -541,6 +597,24 @@ mod tests {
         assert_eq!(route(&Method::GET, "/pools/p/nodes/n/users/u").unwrap_err().code, ErrorCode::UnsupportedHttpVerb);
         assert!(matches!(route(&Method::GET, "/pools/p/nodes/n/rdp").unwrap(), Operation::NotImplemented(_)));
         assert_eq!(route(&Method::GET, "/jobschedules").unwrap(), Operation::ListSchedules);
+        // Certificates: the keys in either order, quoted or not, percent-encoded or not.
+        for p in [
+            "/certificates(thumbprintAlgorithm=sha1,thumbprint=AB12)",
+            "/certificates(thumbprint='AB12',thumbprintAlgorithm='SHA1')",
+            "/certificates(thumbprintAlgorithm%3Dsha1%2Cthumbprint%3DAB12)",
+        ] {
+            assert_eq!(route(&Method::GET, p).unwrap(), Operation::GetCertificate("AB12".into()), "{p}");
+        }
+        assert_eq!(
+            route(&Method::POST, "/certificates(thumbprintAlgorithm=sha1,thumbprint=ab)/canceldelete").unwrap(),
+            Operation::CancelCertificateDeletion("ab".into())
+        );
+        for p in
+            ["/certificates(thumbprintAlgorithm=md5,thumbprint=ab)", "/certificates(thumbprint=ab)", "/certificates(x=1,thumbprint=ab)"]
+        {
+            assert_eq!(route(&Method::GET, p).unwrap_err().code, ErrorCode::InvalidUri, "{p}");
+        }
+        assert_eq!(route(&Method::PUT, "/certificates").unwrap_err().code, ErrorCode::UnsupportedHttpVerb);
         assert_eq!(route(&Method::HEAD, "/jobschedules/s").unwrap(), Operation::ScheduleExists("s".into()));
         assert_eq!(route(&Method::GET, "/jobschedules/s/jobs").unwrap(), Operation::ListScheduleJobs("s".into()));
         assert_eq!(route(&Method::GET, "/jobs/%FF").unwrap_err().code, ErrorCode::RequestUrlFailedToParse);
@@ -573,6 +647,13 @@ mod tests {
         vec![
             (g.clone(), "applications", |_| ListApplications),
             (g.clone(), "applications/{a}", |a| GetApplication(a[0].clone())),
+            (g.clone(), "certificates", |_| ListCertificates),
+            (po.clone(), "certificates", |_| AddCertificate),
+            (g.clone(), "certificates(thumbprintAlgorithm=sha1,thumbprint=ab12)", |_| GetCertificate("ab12".into())),
+            (d.clone(), "certificates(thumbprintAlgorithm=sha1,thumbprint=ab12)", |_| DeleteCertificate("ab12".into())),
+            (po.clone(), "certificates(thumbprintAlgorithm=sha1,thumbprint=ab12)/canceldelete", |_| {
+                CancelCertificateDeletion("ab12".into())
+            }),
             (g.clone(), "jobschedules", |_| ListSchedules),
             (po.clone(), "jobschedules", |_| CreateSchedule),
             (g.clone(), "jobschedules/{s}", |a| GetSchedule(a[0].clone())),
@@ -680,7 +761,7 @@ mod tests {
         let table = table();
         let literal: std::collections::BTreeSet<&str> =
             table.iter().flat_map(|(_, t, _)| t.split('/')).filter(|s| !s.starts_with('{')).collect();
-        let implemented = ["certificates"];
+        let implemented: [&str; 0] = [];
         for w in router_words() {
             assert!(literal.contains(w.as_str()) || implemented.contains(&w.as_str()), "the router's word '{w}' has no route in the table");
         }

@@ -252,8 +252,11 @@ async fn errors_auth_and_versions() {
     assert_error(&r, 400, "MissingRequiredQueryParameter");
     let r = h.call(Method::GET, &format!("/nowhere?{V}"), None).await;
     assert_error(&r, 400, "InvalidUri");
-    let r = h.call(Method::GET, &format!("/certificates?{V}"), None).await;
-    assert_error(&r, 501, "NotImplemented");
+    // Certificates are operations of the api-versions up to 2024-07-01.20.0 only.
+    let r = h.call(Method::GET, "/certificates?api-version=2025-06-01", None).await;
+    assert_error(&r, 400, "InvalidUri");
+    let r = h.call(Method::GET, "/certificates(thumbprintAlgorithm=sha1,thumbprint=ab)?api-version=2024-07-01.20.0", None).await;
+    assert_error(&r, 404, "CertificateNotFound");
     let r = h.call(Method::GET, &format!("/jobs/nojob?{V}"), None).await;
     assert_error(&r, 404, "JobNotFound");
     let r = h.call(Method::POST, &format!("/jobs?{V}"), Some(json!({"id": "j"}))).await;

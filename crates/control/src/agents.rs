@@ -103,7 +103,9 @@ impl Cluster {
                 load: Default::default(),
                 cores: 1,
                 usage_recorded: now.0,
+                certificates: Vec::new(),
             });
+            node.certificates = pool.certificates.iter().map(|c| c.thumbprint.clone()).collect();
             node.cores = hello.cores.unwrap_or(1).max(1);
             node.pool_packages = pool.application_packages.clone();
             node.fill = if pool.pack { placement::Fill::Pack } else { placement::Fill::Spread };
@@ -493,11 +495,24 @@ impl Cluster {
             tracing::warn!(pool = %pool_id, "an agent asked to join a pool that does not exist");
             return None;
         };
-        (!pool.deleting).then_some(pool)
+        if pool.deleting {
+            return None;
+        }
+        let mut pool = pool;
+        // The certificates the pool references go to its nodes only.
+        match crate::certificates::for_pool(&self.store, &pool).await {
+            Ok(c) => pool.certificates = c,
+            Err(e) => {
+                tracing::warn!(pool = %pool_id, error = %e, "cannot read the pool's certificates; the agent is turned away");
+                return None;
+            }
+        }
+        Some(pool)
     }
 
     /// The first message a joined node gets: its id, the pool's user accounts
-    /// and container settings, its slots and the heartbeat interval.
+    /// and container settings, its slots, the heartbeat interval and the
+    /// certificates the pool references.
     pub fn welcome(&self, node_id: &str, pool: &PoolSpec) -> ToAgent {
         let pool_id = pool.id.clone();
         let users = pool
@@ -519,6 +534,7 @@ impl Cluster {
             container_images,
             container_registries,
             task_slots: self.core().nodes.get(node_id).map(|n| n.slots).unwrap_or(1),
+            certificates: pool.certificates.clone(),
         }
     }
 }

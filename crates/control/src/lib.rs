@@ -32,6 +32,7 @@
 pub mod agents;
 pub mod autopool;
 pub mod autoscale;
+pub mod certificates;
 pub mod cluster;
 pub mod completion;
 pub mod config;

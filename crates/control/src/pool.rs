@@ -31,6 +31,11 @@ pub struct PoolSpec {
     /// enough dedicated ones (see `Cluster::join`).
     pub target_dedicated: u32,
     pub target_low_priority: u32,
+    /// `certificateReferences` (api-versions that have them).
+    pub certificate_refs: Vec<wire::models::CertificateReference>,
+    /// The referenced certificates with their secret parts: read only for
+    /// a joining node (`Cluster::pool_to_join`), empty otherwise.
+    pub certificates: Vec<proto::NodeCertificate>,
 }
 
 /// The pool's `startTask`.
@@ -142,6 +147,8 @@ impl PoolSpec {
                 .collect(),
             target_dedicated: doc.get("targetDedicatedNodes").and_then(Value::as_u64).unwrap_or(0).min(u32::MAX as u64) as u32,
             target_low_priority: doc.get("targetLowPriorityNodes").and_then(Value::as_u64).unwrap_or(0).min(u32::MAX as u64) as u32,
+            certificate_refs: typed(doc, "certificateReferences").unwrap_or_default(),
+            certificates: Vec::new(),
         }
     }
 }
@@ -192,6 +199,17 @@ mod tests {
         assert_eq!(p.application_packages[0].application_id, "app");
         assert_eq!(p.container_images, vec!["busybox".to_string()]);
         assert_eq!(p.container_registries.len(), 1, "a registry without a user name needs no login");
+        assert!(p.certificate_refs.is_empty() && p.certificates.is_empty());
+    }
+
+    #[test]
+    fn reads_certificate_references() {
+        let p = spec(json!({"id": "p", "certificateReferences": [
+            {"thumbprint": "AB", "thumbprintAlgorithm": "sha1", "visibility": ["task"]},
+            {"thumbprint": "cd", "thumbprintAlgorithm": "sha1", "storeLocation": "LocalMachine"}]}));
+        assert_eq!(p.certificate_refs.len(), 2);
+        assert_eq!(p.certificate_refs[0].visibility, Some(vec![wire::enums::CertificateVisibility::Task]));
+        assert_eq!(p.certificate_refs[1].thumbprint, "cd");
     }
 
     #[test]

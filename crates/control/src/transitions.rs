@@ -56,6 +56,10 @@ pub async fn step(app: &Cluster, delay: StdDuration, look: bool) -> Result<Optio
     if let Some(d) = crate::schedules::step(app).await? {
         next = Some(next.map_or(d, |n| n.min(d)));
     }
+    // Certificate deletions end here too (`deleting` → gone or `deletefailed`).
+    if let Some(d) = crate::certificates::step(app, delay).await? {
+        next = Some(next.map_or(d, |n| n.min(d)));
+    }
     let pending = app.store.jobs_in_states(&[JobState::Deleting, JobState::Terminating, JobState::Disabling, JobState::Enabling]).await?;
     let now = Timestamp::now();
     for (id, state, since) in pending {

@@ -142,6 +142,8 @@ fn params(op: &Operation) -> (Vec<&str>, Option<&str>) {
     match op {
         ListJobs | CreateJob | ListPools | CreatePool | NodeCounts | SupportedImages | ListSchedules | CreateSchedule
         | ListApplications | NodeAgentSkus | LifetimeJobStats | LifetimePoolStats | PoolUsageMetrics | NotImplemented(_) => (vec![], None),
+        // A thumbprint is inside its segment (`certificates(…,thumbprint=…)`), not one.
+        ListCertificates | AddCertificate | GetCertificate(_) | DeleteCertificate(_) | CancelCertificateDeletion(_) => (vec![], None),
         GetJob(a)
         | PatchJob(a)
         | ReplaceJob(a)
@@ -244,6 +246,13 @@ fn check_operation(method: &Method, path: &str, op: &Operation) {
     }
 }
 
+/// A certificate's path as the SDKs send it (a thumbprint is hex digits;
+/// None for one no client could name).
+fn certificate(tp: &str) -> Option<String> {
+    let plain = !tp.is_empty() && tp.bytes().all(|b| b.is_ascii_alphanumeric());
+    plain.then(|| format!("/certificates(thumbprintAlgorithm=sha1,thumbprint={})", encode_segment(tp)))
+}
+
 /// The method and path a client sends for an operation: each id and the
 /// file path percent-encoded as one segment, as the SDKs do.
 pub fn request_for(op: &Operation) -> Option<(Method, String)> {
@@ -334,6 +343,11 @@ pub fn request_for(op: &Operation) -> Option<(Method, String)> {
         ListScheduleJobs(s) => (Method::GET, sched(s) + "/jobs"),
         ListApplications => (Method::GET, "/applications".to_string()),
         GetApplication(a) => (Method::GET, format!("/applications/{}", e(a))),
+        ListCertificates => (Method::GET, "/certificates".to_string()),
+        AddCertificate => (Method::POST, "/certificates".to_string()),
+        GetCertificate(t) => (Method::GET, certificate(t)?),
+        DeleteCertificate(t) => (Method::DELETE, certificate(t)?),
+        CancelCertificateDeletion(t) => (Method::POST, certificate(t)? + "/canceldelete"),
         NotImplemented(_) => return None,
     };
     Some((m, p))
@@ -395,7 +409,18 @@ fn file_path(u: &mut Unstructured) -> ArbResult<String> {
 /// An operation (never `NotImplemented`) with ids taken from the bytes.
 pub fn arbitrary_operation(u: &mut Unstructured) -> ArbResult<Operation> {
     use Operation::*;
-    let k: u8 = u.int_in_range(0..=77)?;
+    let k: u8 = u.int_in_range(0..=82)?;
+    if k >= 78 {
+        let tp: String = u.arbitrary::<Vec<u8>>()?.iter().map(|b| format!("{b:02x}")).collect();
+        let tp = if tp.is_empty() { "ab".to_string() } else { tp };
+        return Ok(match k {
+            78 => ListCertificates,
+            79 => AddCertificate,
+            80 => GetCertificate(tp),
+            81 => DeleteCertificate(tp),
+            _ => CancelCertificateDeletion(tp),
+        });
+    }
     if k == 62 {
         return Ok(NodeLoad(id(u)?));
     }

@@ -65,6 +65,11 @@ pub enum ToAgent {
         /// at once never exceed it (0: no limit).
         #[serde(default)]
         task_slots: u32,
+        /// The certificates the pool references (`certificateReferences`),
+        /// as they were when the node joined: the agent installs them in the
+        /// `certs` directory of each task that may see them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        certificates: Vec<NodeCertificate>,
     },
     /// Start one attempt of a task, as soon as its slots are free.
     Start(Box<TaskLaunch>),
@@ -212,6 +217,36 @@ pub struct Finished {
     pub outcome: TaskOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<AttemptOf>,
+}
+
+/// A certificate to install on a node, with its secret parts (never
+/// printed by `Debug`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCertificate {
+    /// The SHA-1 thumbprint, lower-case hex: the files are
+    /// `sha1-{thumbprint}.cer`, or `.pfx` with `.pfx.pw` holding the password.
+    pub thumbprint: String,
+    /// `cer` (DER) or `pfx` (PKCS #12).
+    pub format: String,
+    /// The certificate's bytes, base64.
+    pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Visible to the start task (`visibility` has `starttask`, or is empty).
+    pub start_task: bool,
+    /// Visible to the tasks (`visibility` has `task`, or is empty).
+    pub tasks: bool,
+}
+
+impl std::fmt::Debug for NodeCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCertificate")
+            .field("thumbprint", &self.thumbprint)
+            .field("format", &self.format)
+            .field("start_task", &self.start_task)
+            .field("tasks", &self.tasks)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A pool user account (`userAccounts`) to create on the node.

@@ -1,4 +1,5 @@
-//! The kinds of JSON document the store keeps (pools, job schedules) and
+//! The kinds of JSON document the store keeps (pools, job schedules,
+//! certificates) and
 //! what it reads from every document.
 
 use serde_json::{Map, Value};
@@ -9,11 +10,16 @@ use wire::{Error, ErrorCode};
 pub enum DocTable {
     Pools,
     Schedules,
+    /// Keyed by thumbprint; the secret parts (`_data`, `_password`) are
+    /// hidden members, never rendered.
+    Certificates,
 }
 
 pub const POOLS: DocTable = DocTable::Pools;
 
 pub const SCHEDULES: DocTable = DocTable::Schedules;
+
+pub const CERTIFICATES: DocTable = DocTable::Certificates;
 
 impl DocTable {
     /// The name of the id in error details (`PoolId`, `JobScheduleId`).
@@ -21,6 +27,7 @@ impl DocTable {
         match self {
             DocTable::Pools => "PoolId",
             DocTable::Schedules => "JobScheduleId",
+            DocTable::Certificates => "Thumbprint",
         }
     }
 
@@ -29,6 +36,7 @@ impl DocTable {
         let code = match self {
             DocTable::Pools => ErrorCode::PoolNotFound,
             DocTable::Schedules => ErrorCode::JobScheduleNotFound,
+            DocTable::Certificates => ErrorCode::CertificateNotFound,
         };
         Error::new(code).with(self.id_name(), id)
     }
@@ -38,6 +46,7 @@ impl DocTable {
         Error::new(match self {
             DocTable::Pools => ErrorCode::PoolExists,
             DocTable::Schedules => ErrorCode::JobScheduleExists,
+            DocTable::Certificates => ErrorCode::CertificateExists,
         })
     }
 
@@ -46,6 +55,7 @@ impl DocTable {
         Error::new(match self {
             DocTable::Pools => ErrorCode::PoolBeingDeleted,
             DocTable::Schedules => ErrorCode::JobScheduleBeingDeleted,
+            DocTable::Certificates => ErrorCode::CertificateBeingDeleted,
         })
     }
 }

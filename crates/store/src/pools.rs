@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use wire::time::Timestamp;
 use wire::Error;
 
-pub use crate::doc_table::{meta, DocTable, POOLS, SCHEDULES};
+pub use crate::doc_table::{meta, DocTable, CERTIFICATES, POOLS, SCHEDULES};
 
 impl Store {
     pub async fn create_pool(&self, id: &str, doc: Map<String, Value>) -> Result<Stored, Error> {
@@ -67,6 +67,12 @@ impl Store {
 
     pub async fn list_schedules(&self, q: ListQuery) -> Result<Page, Error> {
         self.backend.list_docs(SCHEDULES, q).await
+    }
+
+    /// A page of certificates (their documents include the hidden secret
+    /// members: render them through a whitelist).
+    pub async fn list_certificates(&self, q: ListQuery) -> Result<Page, Error> {
+        self.backend.list_docs(CERTIFICATES, q).await
     }
 
     /// Every pool's document (for the node manager at startup).

@@ -312,7 +312,63 @@ async fn pool_documents_as_text_and_summaries(db: Db) {
     assert!(sums.iter().any(|m| m["id"] == "p"));
 }
 
+/// Certificates: documents keyed by thumbprint (any case), their secret
+/// members kept, filters on state and thumbprint, keyset pages, the
+/// certificate error codes, and a reopen.
+async fn certificate_documents(db: Db) {
+    use store::pools::CERTIFICATES;
+    let s = open(&db).await;
+    let doc = |tp: &str, state: &str| {
+        serde_json::json!({"thumbprint": tp, "thumbprintAlgorithm": "sha1", "state": state, "eTag": "0x1",
+            "lastModified": "2026-01-01T00:00:00.0000000Z", "_data": "AAEC", "_password": "pw"})
+    };
+    let mk = |tp: &str| doc(tp, "active").as_object().unwrap().clone();
+    for tp in ["AB12", "cd34", "EF56"] {
+        s.create_doc(CERTIFICATES, tp, mk(tp)).await.unwrap();
+    }
+    assert_eq!(s.create_doc(CERTIFICATES, "ab12", mk("ab12")).await.unwrap_err().code, ErrorCode::CertificateExists);
+    let got: serde_json::Value = serde_json::from_str(&s.get_doc(CERTIFICATES, "ab12").await.unwrap().doc).unwrap();
+    assert_eq!((got["thumbprint"].as_str(), got["_data"].as_str(), got["_password"].as_str()), (Some("AB12"), Some("AAEC"), Some("pw")));
+    let e = s.get_doc(CERTIFICATES, "0000").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::CertificateNotFound);
+    assert_eq!(e.values, vec![("Thumbprint".to_string(), "0000".to_string())]);
+    s.update_doc(CERTIFICATES, "CD34", Preconditions::default(), |d, _| {
+        d.insert("state".into(), "deleting".into());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    // Adding a certificate that is being deleted is refused as such.
+    assert_eq!(s.create_doc(CERTIFICATES, "cd34", mk("cd34")).await.unwrap_err().code, ErrorCode::CertificateBeingDeleted);
+    let q = |f: Option<&str>, after: Option<String>, limit| ListQuery {
+        filter: f.map(|f| wire::odata::parse_filter(f).unwrap()),
+        after,
+        limit,
+    };
+    let tps = |p: &store::Page| -> Vec<String> {
+        p.docs.iter().map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap()["thumbprint"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(tps(&s.list_certificates(q(Some("state eq 'deleting'"), None, 10)).await.unwrap()), vec!["cd34"]);
+    assert_eq!(tps(&s.list_certificates(q(Some("state eq 'Active'"), None, 10)).await.unwrap()), vec!["AB12", "EF56"]);
+    assert_eq!(tps(&s.list_certificates(q(Some("thumbprint eq 'EF56'"), None, 10)).await.unwrap()), vec!["EF56"]);
+    assert_eq!(
+        tps(&s.list_certificates(q(Some("thumbprintAlgorithm eq 'sha1' and state ne 'active'"), None, 10)).await.unwrap()),
+        vec!["cd34"]
+    );
+    assert_eq!(s.list_certificates(q(Some("data eq 'AAEC'"), None, 10)).await.unwrap_err().code, ErrorCode::InvalidQueryParameterValue);
+    let first = s.list_certificates(q(None, None, 2)).await.unwrap();
+    assert_eq!(tps(&first), vec!["AB12", "cd34"]);
+    let rest = s.list_certificates(q(None, first.next.clone(), 2)).await.unwrap();
+    assert_eq!((tps(&rest), rest.next), (vec!["EF56".to_string()], None));
+    s.remove_doc(CERTIFICATES, "cd34").await.unwrap();
+    drop(s);
+    let s = open(&db).await;
+    assert_eq!(tps(&s.list_certificates(q(None, None, 10)).await.unwrap()), vec!["AB12", "EF56"]);
+    assert_eq!(s.get_doc(CERTIFICATES, "CD34").await.unwrap_err().code, ErrorCode::CertificateNotFound);
+}
+
 both!(writes_survive_reopen_and_counters_follow);
+both!(certificate_documents);
 both!(concurrent_writers_share_commits_and_lose_nothing);
 both!(refused_changes_roll_back_alone);
 both!(filters_run_in_sql);

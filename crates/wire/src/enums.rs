@@ -107,6 +107,16 @@ wire_enum!(ContainerHostDataPath {
     Applications = "Applications",
 });
 wire_enum!(AccessScope { Job = "job" });
+wire_enum!(
+    /// A certificate's state (`CertificateState`).
+    CertificateState { Active = "active", Deleting = "deleting", DeleteFailed = "deletefailed" }
+);
+wire_enum!(CertificateFormat { Pfx = "pfx", Cer = "cer" });
+wire_enum!(CertificateStoreLocation { CurrentUser = "currentuser", LocalMachine = "localmachine" });
+wire_enum!(
+    /// Which accounts of a node see a certificate (`CertificateVisibility`).
+    CertificateVisibility { StartTask = "starttask", Task = "task", RemoteUser = "remoteuser" }
+);
 
 #[cfg(test)]
 mod tests {

@@ -245,6 +245,35 @@ pub struct ApplicationPackageReference {
     pub version: Option<String>,
 }
 
+/// The body of a certificate add (`POST /certificates`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateAddParameter {
+    pub thumbprint: String,
+    pub thumbprint_algorithm: String,
+    /// The certificate, base64: DER (`cer`) or PKCS #12 (`pfx`).
+    pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_format: Option<CertificateFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// One of a pool's `certificateReferences`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateReference {
+    pub thumbprint: String,
+    pub thumbprint_algorithm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_location: Option<CertificateStoreLocation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_name: Option<String>,
+    /// Absent or empty: every kind of account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Vec<CertificateVisibility>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthenticationTokenSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -67,7 +67,9 @@ def test_error_bodies(raw, uid):
     body = assert_batch_error(raw.request("POST", "/jobs", {"poolInfo": {"poolId": "p"}}), 400, "MissingRequiredProperty")
     assert {"key": "PropertyName", "value": "id"} in body["values"]
     assert_batch_error(raw.request("GET", f"/jobs/{uid('nojob')}"), 404, "JobNotFound")
-    assert_batch_error(raw.request("GET", "/certificates"), 501, "NotImplemented")
+    # Certificates are operations of the api-versions up to 2024-07-01.20.0 only.
+    body = assert_batch_error(raw.request("GET", "/certificates"), 400, "InvalidUri")
+    assert any("ListCertificates" in v["value"] for v in body["values"]), body
     r = raw.request("GET", "/jobs", headers={"client-request-id": "my-id-42"})
     assert r.headers["client-request-id"] == "my-id-42"
 

@@ -85,6 +85,9 @@ pub struct Node {
     pub cores: u32,
     /// Until when the node's core-time is in the pool usage (`usage::record_usage`).
     pub usage_recorded: chrono::DateTime<chrono::Utc>,
+    /// The thumbprints (lower-case) of the certificates the node was given
+    /// when it joined: a certificate installed on a node cannot be deleted.
+    pub certificates: Vec<String>,
 }
 
 /// A node's load as people read it: CPU busy share between the agent's last

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_job_schedules.sql"),
     include_str!("migrations/0007_leases.sql"),
     include_str!("migrations/0008_pool_usage.sql"),
+    include_str!("migrations/0009_certificates.sql"),
 ];
 
 /// The schema version this build writes.

@@ -14,6 +14,7 @@ fn table(t: DocTable) -> &'static str {
     match t {
         DocTable::Pools => "pools",
         DocTable::Schedules => "job_schedules",
+        DocTable::Certificates => "certificates",
     }
 }
 
@@ -80,10 +81,12 @@ impl Postgres {
         let filter = match t {
             DocTable::Pools => compile_with(&q, &crate::sqlite::fields::PoolFields, 1)?,
             DocTable::Schedules => compile_with(&q, &crate::sqlite::fields::ScheduleFields, 1)?,
+            DocTable::Certificates => compile_with(&q, &crate::sqlite::fields::CertificateFields, 1)?,
         };
         let base = match t {
             DocTable::Pools => "SELECT key, doc FROM pools WHERE true",
             DocTable::Schedules => "SELECT key, doc FROM job_schedules WHERE true",
+            DocTable::Certificates => "SELECT key, doc FROM certificates WHERE true",
         };
         self.list_page(base, Vec::new(), filter, &q).await
     }

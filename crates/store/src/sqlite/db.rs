@@ -147,6 +147,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (hour, pool)
     ) WITHOUT ROWID;
     "#,
+    // 9: certificates (documents, like pools; keyed by thumbprint).
+    r#"
+    CREATE TABLE certificates (
+        key           TEXT PRIMARY KEY,
+        id            TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        creation_time TEXT NOT NULL,
+        etag          TEXT NOT NULL,
+        last_modified TEXT NOT NULL,
+        doc           TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -121,3 +121,21 @@ impl FieldResolver for ScheduleFields {
         }
     }
 }
+
+/// Filterable certificate properties: the thumbprint is the row's id.
+pub struct CertificateFields;
+
+impl FieldResolver for CertificateFields {
+    fn resolve(&self, path: &[String]) -> Option<Field> {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        use FieldType::*;
+        match p.as_slice() {
+            ["thumbprint"] => col("id", Text),
+            ["state"] => col("state", Enum),
+            ["thumbprintAlgorithm"] => json(Text),
+            ["previousState"] => json(Enum),
+            ["stateTransitionTime"] | ["previousStateTransitionTime"] => json(DateTime),
+            _ => None,
+        }
+    }
+}

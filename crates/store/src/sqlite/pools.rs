@@ -17,6 +17,7 @@ fn table(t: DocTable) -> &'static str {
     match t {
         DocTable::Pools => "pools",
         DocTable::Schedules => "job_schedules",
+        DocTable::Certificates => "certificates",
     }
 }
 
@@ -98,10 +99,12 @@ impl Sqlite {
         let filter = match t {
             DocTable::Pools => compile_with(&q, &super::fields::PoolFields)?,
             DocTable::Schedules => compile_with(&q, &super::fields::ScheduleFields)?,
+            DocTable::Certificates => compile_with(&q, &super::fields::CertificateFields)?,
         };
         let base = match t {
             DocTable::Pools => "SELECT key, doc FROM pools WHERE 1",
             DocTable::Schedules => "SELECT key, doc FROM job_schedules WHERE 1",
+            DocTable::Certificates => "SELECT key, doc FROM certificates WHERE 1",
         };
         self.read(move |conn| list_page(conn, base, Vec::new(), filter.as_ref(), &q)).await
     }
