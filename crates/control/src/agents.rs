@@ -99,6 +99,16 @@ impl Cluster {
                 cores: 1,
                 usage_recorded: now.0,
             });
+            if node.pending() {
+                // A provider's node listed before it joined: its core-time counts from now.
+                node.usage_recorded = chrono::Utc::now();
+            }
+            // Rebooted or reimaged by its provider (a container restarted
+            // or recreated): job preparation runs again, as after the agent's reset.
+            if matches!(node.state, ComputeNodeState::Rebooting | ComputeNodeState::Reimaging) && node.boot_id != hello.boot_id {
+                node.preps.clear();
+            }
+            node.agent_version = hello.agent_version.clone();
             node.cores = hello.cores.unwrap_or(1).max(1);
             node.pool_packages = pool.application_packages.clone();
             node.fill = if pool.pack { placement::Fill::Pack } else { placement::Fill::Spread };
@@ -151,6 +161,7 @@ impl Cluster {
                     | ComputeNodeState::Unknown
                     | ComputeNodeState::Rebooting
                     | ComputeNodeState::Reimaging
+                    | ComputeNodeState::Creating
                     | ComputeNodeState::Starting
             ) {
                 // Back after a lost connection, not a reboot: what its start

@@ -2,9 +2,9 @@
 //! each pool wants, which go first, what happens to their tasks.
 
 use super::registry::Backoff;
-use super::{PoolTarget, ProviderEvent};
+use super::{NodePhase, PoolTarget, ProvidedNode, ProviderEvent};
 use crate::cluster::Cluster;
-use crate::state::node::{Drain, Slot};
+use crate::state::node::{Drain, Node, Slot};
 use crate::sync::lock;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -76,6 +76,44 @@ impl Cluster {
             self.requeue_attempt(&s.job_id, &s.task_id, a).await;
         }
         self.wake.notify_one();
+    }
+
+    /// Lists the providers' nodes that have not joined yet as nodes of
+    /// their pools — `creating` while the provider makes them (a container
+    /// being created, a Slurm job waiting in the queue), `starting` once
+    /// they run and their agent has not joined — under the ids their agents
+    /// join with, so that a node goes creating → starting → idle. Those the
+    /// provider no longer runs (it could not start them) go. Run at the
+    /// start and the end of each reconciliation pass.
+    pub(crate) async fn sync_pending(&self) {
+        let provided = self.providers.nodes();
+        let by_id: HashMap<&str, &ProvidedNode> = provided.iter().map(|n| (n.id.as_str(), n)).collect();
+        let new: Vec<&ProvidedNode> = {
+            let mut core = self.core();
+            core.nodes.retain(|id, n| !n.pending() || by_id.contains_key(id.as_str()));
+            for n in core.nodes.values_mut().filter(|n| n.pending()) {
+                if let Some(p) = by_id.get(n.id.as_str()) {
+                    n.set_state(phase_state(p.phase));
+                }
+            }
+            provided.iter().filter(|p| !core.nodes.contains_key(&p.id)).collect()
+        };
+        let mut specs: HashMap<&str, Option<crate::pool::PoolSpec>> = HashMap::new();
+        for p in &new {
+            if !specs.contains_key(p.pool.as_str()) {
+                specs.insert(p.pool.as_str(), self.pool_spec(&p.pool).await);
+            }
+        }
+        let still: HashSet<String> = self.providers.nodes().into_iter().map(|n| n.id).collect();
+        let mut core = self.core();
+        for p in new {
+            // Still the provider's (and, below, not joined meanwhile).
+            if !still.contains(&p.id) {
+                continue;
+            }
+            let spec = specs.get(p.pool.as_str()).and_then(Option::as_ref);
+            core.nodes.entry(p.id.clone()).or_insert_with(|| Node::placeholder(&p.id, &p.pool, phase_state(p.phase), spec));
+        }
     }
 
     /// Records (or, with None, clears) a pool's resize error in its
@@ -169,6 +207,12 @@ impl Cluster {
 
     /// `reconcile_pools` at the time `now` (the provider back-off reads it).
     pub async fn reconcile_pools_at(self: &Arc<Self>, now: Instant) -> Result<(), Error> {
+        let r = self.reconcile_pass(now).await;
+        self.sync_pending().await;
+        r
+    }
+
+    async fn reconcile_pass(self: &Arc<Self>, now: Instant) -> Result<(), Error> {
         let events = self.providers.check(&|id| self.core().nodes.get(id).is_some_and(|n| n.state == ComputeNodeState::LeavingPool));
         for (provider, e) in events {
             match e {
@@ -189,6 +233,7 @@ impl Cluster {
                 }
             }
         }
+        self.sync_pending().await;
         let pools = self.store.pool_summaries().await?;
         let mut wanted: HashMap<String, usize> = HashMap::new();
         let mut options: HashMap<String, String> = HashMap::new();
@@ -248,7 +293,8 @@ impl Cluster {
             }
             let dead = if deleting { Vec::new() } else { dead };
             let target = target.saturating_sub(if deleting { 0 } else { remote.len() });
-            let mut have: Vec<(String, bool, u32)> = self
+            // (id, not joined yet, idle, slots in use)
+            let mut have: Vec<(String, bool, bool, u32)> = self
                 .core()
                 .nodes
                 .values()
@@ -258,9 +304,10 @@ impl Cluster {
                         && n.state != ComputeNodeState::LeavingPool
                         && n.drain != Some(Drain::Leave)
                 })
-                .map(|n| (n.id.clone(), n.running.is_empty(), n.used()))
+                .map(|n| (n.id.clone(), n.pending(), n.running.is_empty(), n.used()))
                 .collect();
-            // Nodes started but not yet joined count as nodes.
+            let joined = have.iter().filter(|(_, pending, _, _)| !pending).count();
+            // Nodes started but not yet listed (see `sync_pending`) count as nodes.
             let pending = {
                 let mut core = self.core();
                 let nodes = &mut core.nodes;
@@ -268,7 +315,7 @@ impl Cluster {
             };
             let count = have.len() + pending + dead.len();
             // The pool has its nodes: a past provider failure is over.
-            if have.len() >= target && lock(&self.resize_backoff).remove(&pool).is_some() {
+            if joined >= target && lock(&self.resize_backoff).remove(&pool).is_some() {
                 self.set_resize_error(&pool, None).await;
             }
             if count < target {
@@ -276,15 +323,20 @@ impl Cluster {
                     self.grow(summary, target - count, now).await;
                 }
             } else if count > target {
-                // Dead nodes first, then idle ones.
+                // Dead nodes first, then those not joined yet, then idle ones.
                 let mut excess = count - target;
                 for id in dead.iter().take(excess) {
                     self.remove_node(id, true).await;
                     excess -= 1;
                 }
-                have.sort_by_key(|(id, idle, used)| (!*idle, *used, id.clone()));
+                have.sort_by_key(|(id, pending, idle, used)| (!*pending, !*idle, *used, id.clone()));
                 let option = if deleting { "requeue" } else { options.get(&pool).map_or("requeue", String::as_str) };
-                for (id, _, _) in have.into_iter().take(excess) {
+                for (id, pending, _, _) in have.into_iter().take(excess) {
+                    if pending {
+                        // Its container or Slurm job goes; it runs nothing.
+                        self.remove_node(&id, true).await;
+                        continue;
+                    }
                     match option {
                         "terminate" => {
                             self.terminate_running_on(&id).await;
@@ -306,5 +358,13 @@ impl Cluster {
             self.send(&n.id, proto::ToAgent::Shutdown);
         }
         self.providers.stop_all().await;
+    }
+}
+
+/// The state a node not joined yet shows.
+fn phase_state(phase: NodePhase) -> ComputeNodeState {
+    match phase {
+        NodePhase::Creating => ComputeNodeState::Creating,
+        NodePhase::Starting => ComputeNodeState::Starting,
     }
 }
