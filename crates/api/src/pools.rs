@@ -962,7 +962,7 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
         "terminate" => terminate_running_on(app, node).await,
         _ => requeue_running_on(app, node).await,
     }
-    app.cluster.reset_node(node, wipe);
+    app.cluster.reboot_node(node, wipe);
     Ok(node_reply(ctx, pool, node))
 }
 

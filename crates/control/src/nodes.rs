@@ -103,18 +103,25 @@ impl Cluster {
     /// Reboot or reimage: the agent stops every attempt (and wipes task data
     /// for a reimage), then reports `ResetDone` (see `reset_done`). The
     /// node shows `rebooting`/`reimaging` until then (the caller sets it).
-    /// A provider that resets nodes by its own means (`NodeProvider::reset`:
-    /// a container restarted or recreated) does it instead; the node's
-    /// agent then rejoins with a new boot id (see `join`), and a provider
-    /// that fails makes the node `unusable`.
-    pub fn reset_node(self: &Arc<Self>, node_id: &str, wipe: bool) {
+    pub fn reset_node(&self, node_id: &str, wipe: bool) {
         // The agent forgets the attempts waiting in its queue.
         self.retract(node_id, |_, _| true, false);
+        self.send(node_id, ToAgent::Reset { wipe });
+    }
+
+    /// A reboot or reimage asked through the API: a provider that resets
+    /// nodes by its own means (`NodeProvider::reset`: a container restarted
+    /// or recreated) does it; the node's agent then rejoins with a new boot
+    /// id (see `join`), and a provider that fails makes the node
+    /// `unusable`. Other nodes: `reset_node`.
+    pub fn reboot_node(self: &Arc<Self>, node_id: &str, wipe: bool) {
         let reset = self.providers.owner(node_id).and_then(|e| e.provider.reset(node_id, wipe));
         let Some(reset) = reset else {
-            self.send(node_id, ToAgent::Reset { wipe });
+            self.reset_node(node_id, wipe);
             return;
         };
+        // The agent forgets the attempts waiting in its queue.
+        self.retract(node_id, |_, _| true, false);
         let c = self.clone();
         let id = node_id.to_string();
         tokio::spawn(async move {
@@ -261,7 +268,7 @@ impl Cluster {
         match what {
             Some(Drain::Restart { wipe }) => {
                 self.set_node_state(node_id, if wipe { ComputeNodeState::Reimaging } else { ComputeNodeState::Rebooting });
-                self.reset_node(node_id, wipe);
+                self.reboot_node(node_id, wipe);
             }
             Some(Drain::Leave) => self.remove_node(node_id, true).await,
             Some(Drain::Deallocate) => self.stop_node(node_id),

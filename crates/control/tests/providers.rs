@@ -479,7 +479,7 @@ async fn a_provider_reboots_its_node_and_the_agent_rejoins() {
     let ids = p.added.lock().unwrap().clone();
     let mut a = w.join("p", &ids[0]).await;
     w.cluster.set_node_state(&ids[0], Rebooting);
-    w.cluster.reset_node(&ids[0], true);
+    w.cluster.reboot_node(&ids[0], true);
     w.settle().await;
     assert_eq!(*p.resets.lock().unwrap(), vec![(ids[0].clone(), true)]);
     assert!(!a.messages().iter().any(|m| matches!(m, proto::ToAgent::Reset { .. })), "the agent is not asked");
@@ -495,7 +495,7 @@ async fn a_provider_reboots_its_node_and_the_agent_rejoins() {
     *p.resets_itself.lock().unwrap() = Some(Err("cannot restart the container: no such container".into()));
     let _b = w.join("p", &ids[1]).await;
     w.cluster.set_node_state(&ids[1], Rebooting);
-    w.cluster.reset_node(&ids[1], false);
+    w.cluster.reboot_node(&ids[1], false);
     w.settle().await;
     assert_eq!(states(&w, "p")[1], (ids[1].clone(), Unusable));
 }

@@ -154,12 +154,15 @@ impl Node {
             load: Default::default(),
             cores: 1,
             usage_recorded: now.0,
+            leave_after_retention: false,
+            retained_until: None,
         }
     }
 
-    /// A provider's node that has not joined yet (see `placeholder`).
+    /// A provider's node that has not joined yet (see `placeholder`): no
+    /// agent ever said hello (which sets a boot id).
     pub fn pending(&self) -> bool {
-        self.tx.is_none() && matches!(self.state, ComputeNodeState::Creating | ComputeNodeState::Starting)
+        self.tx.is_none() && self.boot_id.is_empty() && matches!(self.state, ComputeNodeState::Creating | ComputeNodeState::Starting)
     }
 
     pub fn used(&self) -> u32 {
