@@ -1007,8 +1007,12 @@ fn node_option(ctx: &Ctx, field: &str, allowed: &[&str]) -> Result<String, Error
 pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bool) -> Result<Reply, Error> {
     let option = node_option(ctx, if wipe { "nodeReimageOption" } else { "nodeRebootOption" }, DEALLOCATION_OPTIONS)?;
     pool_doc(app, pool).await?;
-    if !app.cluster.node_exists(pool, node) {
-        return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", node));
+    match app.cluster.node(pool, node, |n| (n.pending(), n.state)) {
+        None => return Err(Error::new(ErrorCode::NodeNotFound).with("NodeId", node)),
+        // Its provider is still making it: nothing to restart yet.
+        Some((true, ComputeNodeState::Creating)) => return Err(Error::new(ErrorCode::NodeBeingCreated).with("NodeId", node)),
+        Some((true, _)) => return Err(Error::new(ErrorCode::NodeBeingStarted).with("NodeId", node)),
+        Some(_) => {}
     }
     if matches!(option.as_str(), "taskcompletion" | "retaineddata") {
         // Running tasks finish first; the node takes no new ones meanwhile.
@@ -1022,7 +1026,7 @@ pub async fn restart_node(app: &App, ctx: &Ctx, pool: &str, node: &str, wipe: bo
         "terminate" => terminate_running_on(app, node).await,
         _ => requeue_running_on(app, node).await,
     }
-    app.cluster.reset_node(node, wipe);
+    app.cluster.reboot_node(node, wipe);
     Ok(node_reply(ctx, pool, node))
 }
 

@@ -65,7 +65,7 @@ impl Cluster {
         {
             let mut core = self.core();
             let nodes = &mut core.nodes;
-            let dedicated = !provided || !joins_as_low_priority(nodes.values(), &pool_id, pool);
+            let dedicated = !provided || !joins_as_low_priority(nodes.values(), &id, &pool_id, pool);
             let node = nodes.entry(id.clone()).or_insert_with(|| Node {
                 id: id.clone(),
                 pool_id: pool_id.clone(),
@@ -106,6 +106,18 @@ impl Cluster {
                 certificates: Vec::new(),
             });
             node.certificates = pool.certificates.iter().map(|c| c.thumbprint.clone()).collect();
+            if node.pending() {
+                // A provider's node listed before it joined: its core-time
+                // counts from now, and its kind is decided now.
+                node.usage_recorded = chrono::Utc::now();
+                node.is_dedicated = dedicated;
+            }
+            // Rebooted or reimaged by its provider (a container restarted
+            // or recreated): job preparation runs again, as after the agent's reset.
+            if matches!(node.state, ComputeNodeState::Rebooting | ComputeNodeState::Reimaging) && node.boot_id != hello.boot_id {
+                node.preps.clear();
+            }
+            node.agent_version = hello.agent_version.clone();
             node.cores = hello.cores.unwrap_or(1).max(1);
             node.pool_packages = pool.application_packages.clone();
             node.fill = if pool.pack { placement::Fill::Pack } else { placement::Fill::Spread };
@@ -158,6 +170,7 @@ impl Cluster {
                     | ComputeNodeState::Unknown
                     | ComputeNodeState::Rebooting
                     | ComputeNodeState::Reimaging
+                    | ComputeNodeState::Creating
                     | ComputeNodeState::Starting
             ) {
                 // Back after a lost connection, not a reboot: what its start
@@ -542,10 +555,13 @@ impl Cluster {
 /// Whether a provider's node joining `pool` now is low-priority: when the
 /// pool has as many dedicated nodes as it wants and fewer low-priority ones
 /// (dedicated nodes are made up first). Nodes on their way out do not count.
-fn joins_as_low_priority<'a>(nodes: impl Iterator<Item = &'a Node>, pool_id: &str, pool: &PoolSpec) -> bool {
+fn joins_as_low_priority<'a>(nodes: impl Iterator<Item = &'a Node>, joining: &str, pool_id: &str, pool: &PoolSpec) -> bool {
     let (mut dedicated, mut low) = (0u32, 0u32);
+    // Nodes listed before they joined (the joining one among them) have no kind yet.
     for n in nodes.filter(|n| {
         n.pool_id.eq_ignore_ascii_case(pool_id)
+            && n.id != joining
+            && !n.pending()
             && n.state != ComputeNodeState::LeavingPool
             && n.drain != Some(crate::state::node::Drain::Leave)
     }) {

@@ -92,6 +92,7 @@ impl Cluster {
                 .filter(|n| {
                     now.saturating_duration_since(n.last_seen) > NODE_LOST_AFTER
                         && !matches!(n.state, ComputeNodeState::Unknown | ComputeNodeState::LeavingPool | ComputeNodeState::Unusable)
+                        && !n.pending()
                 })
                 .map(|n| {
                     n.set_state(ComputeNodeState::Unknown);

@@ -32,10 +32,12 @@ impl Cluster {
         let nodes = &mut core.nodes;
         let of_pool: Vec<&Node> = nodes.values().filter(|n| n.pool_id.eq_ignore_ascii_case(pool_id)).collect();
         let leaving = of_pool.iter().any(|n| n.state == ComputeNodeState::LeavingPool || n.drain == Some(Drain::Leave));
+        // Listed, but its agent has not joined yet: still resizing.
+        let joining = of_pool.iter().any(|n| n.pending());
         let remote = of_pool.iter().filter(|n| !children.contains(n.id.as_str())).count();
         let local = of_pool.iter().filter(|n| children.contains(n.id.as_str())).count();
         let pending = provided.iter().filter(|n| !nodes.contains_key(&n.id) && n.pool.eq_ignore_ascii_case(pool_id)).count();
-        if !leaving && pending == 0 && local == target.saturating_sub(remote) {
+        if !leaving && !joining && pending == 0 && local == target.saturating_sub(remote) {
             "steady"
         } else {
             "resizing"
@@ -106,6 +108,33 @@ impl Cluster {
         // The agent forgets the attempts waiting in its queue.
         self.retract(node_id, |_, _| true, false);
         self.send(node_id, ToAgent::Reset { wipe });
+    }
+
+    /// A reboot or reimage asked through the API: a provider that resets
+    /// nodes by its own means (`NodeProvider::reset`: a container restarted
+    /// or recreated) does it; the node's agent then rejoins with a new boot
+    /// id (see `join`), and a provider that fails makes the node
+    /// `unusable`. Other nodes: `reset_node`.
+    pub fn reboot_node(self: &Arc<Self>, node_id: &str, wipe: bool) {
+        let reset = self.providers.owner(node_id).and_then(|e| e.provider.reset(node_id, wipe));
+        let Some(reset) = reset else {
+            self.reset_node(node_id, wipe);
+            return;
+        };
+        // The agent forgets the attempts waiting in its queue.
+        self.retract(node_id, |_, _| true, false);
+        let c = self.clone();
+        let id = node_id.to_string();
+        tokio::spawn(async move {
+            match reset.await {
+                // The agent has NODE_LOST_AFTER from now to rejoin.
+                Ok(()) => c.heartbeat(&id),
+                Err(reason) => {
+                    tracing::error!(node = %id, %reason, "cannot reboot or reimage a provider's node: unusable");
+                    c.node_unusable(&id).await;
+                }
+            }
+        });
     }
 
     /// The node's agent finished a reset: it is back (`idle`), runs its
@@ -259,7 +288,7 @@ impl Cluster {
         match what {
             Some(Drain::Restart { wipe }) => {
                 self.set_node_state(node_id, if wipe { ComputeNodeState::Reimaging } else { ComputeNodeState::Rebooting });
-                self.reset_node(node_id, wipe);
+                self.reboot_node(node_id, wipe);
             }
             Some(Drain::Leave) => self.remove_node(node_id, true).await,
             Some(Drain::Deallocate) => self.stop_node(node_id),
@@ -367,7 +396,7 @@ impl Cluster {
         self.send(node_id, ToAgent::Shutdown);
         {
             let mut core = self.core();
-            if let Some(n) = core.nodes.remove(node_id) {
+            if let Some(n) = core.nodes.remove(node_id).filter(|n| !n.pending()) {
                 // Its core-time since the last record goes in with the next.
                 core.departed_usage.push((n.pool_id, n.usage_recorded, chrono::Utc::now(), n.cores));
             }

@@ -40,6 +40,11 @@ impl Cluster {
                 }
             }
             for n in core.nodes.values_mut() {
+                // A node not joined yet (a Slurm job in the queue) uses nothing.
+                if n.pending() {
+                    n.usage_recorded = now;
+                    continue;
+                }
                 if n.usage_recorded >= now {
                     continue;
                 }

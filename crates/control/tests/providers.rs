@@ -352,3 +352,150 @@ fn declarations_are_checked() {
         assert!(e.contains(says), "{e}");
     }
 }
+
+fn states(w: &World, pool: &str) -> Vec<(String, wire::enums::ComputeNodeState)> {
+    let mut s = w.cluster.pool_nodes(pool, |n| (n.id.clone(), n.state));
+    s.sort_by(|a, b| a.0.cmp(&b.0));
+    s
+}
+
+/// Nodes a provider was asked for are listed before their agents join —
+/// `creating` while the provider makes them, `starting` once they run —
+/// and the agent that joins takes its node's entry over: one node, one id,
+/// creating → starting → idle. The pool resizes until they all joined.
+#[tokio::test]
+async fn nodes_not_joined_yet_are_listed_creating_then_starting_under_their_ids() {
+    use wire::enums::ComputeNodeState::{Creating, Idle, Starting};
+    let (w, p) = world().await;
+    w.pool_with("p", 2, "spread", json!({"targetDedicatedNodes": 2})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    let ids = p.added.lock().unwrap().clone();
+    assert_eq!(states(&w, "p"), vec![(ids[0].clone(), Creating), (ids[1].clone(), Creating)]);
+    assert_eq!(w.cluster.node("p", &ids[0], |n| n.slots), Some(2), "the pool's task slots");
+    assert_eq!(w.cluster.node_kinds("p"), vec![(Creating, true), (Creating, true)], "counted (nodecounts)");
+    assert_eq!(w.cluster.allocation_state("p", 2), "resizing");
+    p.set_phase(&ids[0], control::provider::NodePhase::Starting);
+    w.cluster.reconcile_pools().await.unwrap();
+    assert_eq!(states(&w, "p"), vec![(ids[0].clone(), Starting), (ids[1].clone(), Creating)]);
+    assert_eq!(p.added.lock().unwrap().len(), 2, "listed nodes count toward the target: none more asked");
+    // The scheduler does not place tasks on them.
+    w.add_job("j", "p", |_| {}).await;
+    w.add_tasks("j", &["t"], |_| {}).await;
+    assert_eq!(w.round().await, 0, "no task on a node not joined");
+    // Its agent joins: the same node, now idle, and it takes the task.
+    let mut a = w.join("p", &ids[0]).await;
+    assert_eq!(states(&w, "p"), vec![(ids[0].clone(), Idle), (ids[1].clone(), Creating)]);
+    assert_eq!(w.cluster.allocation_state("p", 2), "resizing", "one has not joined yet");
+    assert_eq!(w.round().await, 1);
+    assert_eq!(a.launches().len(), 1);
+    let _b = w.join("p", &ids[1]).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    assert_eq!(w.cluster.allocation_state("p", 2), "steady");
+    assert_eq!(p.added.lock().unwrap().len(), 2);
+}
+
+/// A node not joined yet can be removed like any other: its provider
+/// removes it (cancels the job, removes the container); on a resize down
+/// such nodes go before joined ones, idle or not.
+#[tokio::test]
+async fn nodes_not_joined_yet_are_removed_through_their_provider_and_go_first() {
+    let (w, p) = world().await;
+    w.pool_with("p", 1, "spread", json!({"targetDedicatedNodes": 3})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    let ids = p.added.lock().unwrap().clone();
+    let _a = w.join("p", &ids[0]).await;
+    // Removed by request.
+    assert!(w.cluster.node_exists("p", &ids[2]));
+    w.cluster.remove_node(&ids[2], true).await;
+    w.settle().await;
+    assert_eq!(*p.removed.lock().unwrap(), vec![ids[2].clone()]);
+    assert!(w.cluster.node("p", &ids[2], |_| ()).is_none());
+    // A resize down to 1: the node not joined goes, the idle joined one stays.
+    w.store
+        .update_pool("p", Default::default(), |doc, _| {
+            doc.insert("targetDedicatedNodes".into(), json!(1));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    w.cluster.reconcile_pools().await.unwrap();
+    w.settle().await;
+    assert_eq!(*p.removed.lock().unwrap(), vec![ids[2].clone(), ids[1].clone()]);
+    assert_eq!(states(&w, "p"), vec![(ids[0].clone(), wire::enums::ComputeNodeState::Idle)]);
+    // The pool's deletion removes one not joined too, then the pool goes.
+    w.store
+        .update_pool("p", Default::default(), |doc, _| {
+            doc.insert("targetDedicatedNodes".into(), json!(2));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    w.cluster.reconcile_pools().await.unwrap();
+    let fresh = p.added.lock().unwrap()[3].clone();
+    assert!(w.cluster.node("p", &fresh, |_| ()).is_some());
+    w.store
+        .update_pool("p", Default::default(), |doc, _| {
+            doc.insert("state".into(), json!("deleting"));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    w.cluster.reconcile_pools().await.unwrap();
+    w.settle().await;
+    assert!(p.removed.lock().unwrap().contains(&fresh));
+    w.cluster.reconcile_pools().await.unwrap();
+    assert!(w.store.get_pool("p").await.is_err(), "the pool document is gone");
+}
+
+/// A node its provider could not start (it dropped it, and says why) is
+/// no longer listed; liveness leaves nodes not joined alone (they send no
+/// heartbeats), and they use no core-time.
+#[tokio::test]
+async fn nodes_the_provider_dropped_go_and_liveness_leaves_pending_ones_alone() {
+    let (w, p) = world().await;
+    w.pool_with("p", 1, "spread", json!({"targetDedicatedNodes": 1})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    let id = p.added.lock().unwrap()[0].clone();
+    w.cluster.check_liveness(std::time::Instant::now() + Duration::from_secs(600)).await;
+    assert_eq!(states(&w, "p"), vec![(id.clone(), wire::enums::ComputeNodeState::Creating)], "not declared lost");
+    p.nodes.lock().unwrap().clear();
+    p.events.lock().unwrap().push(ProviderEvent::AddFailed { pool: "p".into(), reason: "sbatch: error: invalid account".into() });
+    w.cluster.reconcile_pools().await.unwrap();
+    assert!(states(&w, "p").is_empty(), "{:?}", states(&w, "p"));
+    assert!(p.removed.lock().unwrap().is_empty(), "nothing to remove: the provider dropped it");
+}
+
+/// A provider that reboots and reimages nodes itself (containers): the
+/// node is `rebooting`, the provider is asked (not the agent), and the agent
+/// that comes back with a new boot id makes it `idle`; its start task and
+/// job preparation run again.
+#[tokio::test]
+async fn a_provider_reboots_its_node_and_the_agent_rejoins() {
+    use wire::enums::ComputeNodeState::{Idle, Rebooting, Unusable};
+    let (w, p) = world().await;
+    *p.resets_itself.lock().unwrap() = Some(Ok(()));
+    w.pool_with("p", 1, "spread", json!({"targetDedicatedNodes": 2})).await;
+    w.cluster.reconcile_pools().await.unwrap();
+    let ids = p.added.lock().unwrap().clone();
+    let mut a = w.join("p", &ids[0]).await;
+    w.cluster.set_node_state(&ids[0], Rebooting);
+    w.cluster.reboot_node(&ids[0], true);
+    w.settle().await;
+    assert_eq!(*p.resets.lock().unwrap(), vec![(ids[0].clone(), true)]);
+    assert!(!a.messages().iter().any(|m| matches!(m, proto::ToAgent::Reset { .. })), "the agent is not asked");
+    assert_eq!(states(&w, "p")[0].1, Rebooting, "until its agent is back");
+    // Liveness counts from the provider's reset: the agent has its time to rejoin.
+    w.cluster.check_liveness(std::time::Instant::now() + Duration::from_secs(5)).await;
+    assert_eq!(states(&w, "p")[0].1, Rebooting);
+    let mut again = hello("p", &ids[0]);
+    again.boot_id = "boot-2".into();
+    let _a2 = w.join_with(again).await;
+    assert_eq!(states(&w, "p")[0].1, Idle);
+    // A provider that cannot: the node is unusable.
+    *p.resets_itself.lock().unwrap() = Some(Err("cannot restart the container: no such container".into()));
+    let _b = w.join("p", &ids[1]).await;
+    w.cluster.set_node_state(&ids[1], Rebooting);
+    w.cluster.reboot_node(&ids[1], false);
+    w.settle().await;
+    assert_eq!(states(&w, "p")[1], (ids[1].clone(), Unusable));
+}

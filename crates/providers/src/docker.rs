@@ -19,10 +19,11 @@
 use crate::{agent_command, Common};
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    RestartContainerOptions, StartContainerOptions,
 };
 use bollard::Docker;
-use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
+use control::provider::{NodePhase, NodeProvider, PoolTarget, ProvidedNode, ProviderEvent, ResetFuture};
 use control::{lock, ClusterConfig};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
@@ -101,12 +102,20 @@ impl DockerSpec {
     }
 }
 
+/// How long a rebooted node's agent has to stop its tasks and exit before
+/// the engine kills it (`docker restart -t`).
+const RESTART_GRACE_SECS: i32 = 10;
+
 /// One node of the provider.
 #[derive(Debug, Clone)]
 struct Rec {
     pool: String,
-    /// Its container runs (false: being created).
+    /// Its container runs and is watched (false: being created, or being
+    /// restarted or recreated by a reboot or reimage).
     created: bool,
+    /// Bumped by each reboot or reimage: a look at the containers taken
+    /// before one says nothing about the node after it (see `poll`).
+    generation: u64,
 }
 
 struct Inner {
@@ -241,8 +250,14 @@ impl Inner {
 
     /// Looks for containers of created nodes that exited or went away.
     async fn poll(self: Arc<Self>) {
+        let watched: Vec<(String, u64)> =
+            lock(&self.nodes).iter().filter(|(_, r)| r.created).map(|(id, r)| (id.clone(), r.generation)).collect();
         if let Ok(found) = self.containers().await {
-            let created: Vec<String> = lock(&self.nodes).iter().filter(|(_, r)| r.created).map(|(id, _)| id.clone()).collect();
+            // Only nodes no reboot or reimage touched since the snapshot.
+            let nodes = lock(&self.nodes);
+            let created = watched.into_iter().filter(|(id, g)| nodes.get(id).is_some_and(|r| r.created && r.generation == *g));
+            let created: Vec<String> = created.map(|(id, _)| id).collect();
+            drop(nodes);
             let mut dead = Vec::new();
             for id in created {
                 match found.get(&id) {
@@ -255,6 +270,36 @@ impl Inner {
         }
         *lock(&self.polling) = false;
     }
+
+    /// Reboots (restarts the container: the node root volume stays) or
+    /// reimages (removes the container and its volume, then creates both
+    /// again under the same name) a node.
+    async fn reset(self: Arc<Self>, id: String, pool: String, wipe: bool) -> Result<(), String> {
+        let docker = self.docker()?;
+        let r = if wipe {
+            let server = self.spec.server_url.clone().or_else(|| self.common.server_url()).ok_or("the server's address is unknown")?;
+            self.destroy(&id).await;
+            self.create(&id, &pool, &server).await
+        } else {
+            docker
+                .restart_container(&id, Some(RestartContainerOptions { t: Some(RESTART_GRACE_SECS), ..Default::default() }))
+                .await
+                .map_err(|e| format!("cannot restart the container: {e}"))
+        };
+        let wanted = match lock(&self.nodes).get_mut(&id) {
+            Some(rec) => {
+                rec.created = true;
+                rec.generation += 1;
+                true
+            }
+            None => false,
+        };
+        if !wanted {
+            // Removed meanwhile: its creator (here) removes the container.
+            self.destroy(&id).await;
+        }
+        r
+    }
 }
 
 impl NodeProvider for DockerProvider {
@@ -263,7 +308,14 @@ impl NodeProvider for DockerProvider {
     }
 
     fn nodes(&self) -> Vec<ProvidedNode> {
-        lock(&self.0.nodes).iter().map(|(id, r)| ProvidedNode { id: id.clone(), pool: r.pool.clone() }).collect()
+        lock(&self.0.nodes)
+            .iter()
+            .map(|(id, r)| {
+                // Created and started: the agent is on its way.
+                let phase = if r.created { NodePhase::Starting } else { NodePhase::Creating };
+                ProvidedNode { id: id.clone(), pool: r.pool.clone(), phase }
+            })
+            .collect()
     }
 
     fn add(&self, pool: &str, count: usize) -> Result<(), Error> {
@@ -271,7 +323,7 @@ impl NodeProvider for DockerProvider {
         let Some(server) = self.0.spec.server_url.clone().or_else(|| self.0.common.server_url()) else { return Ok(()) };
         for _ in 0..count {
             let id = control::provider::local::new_node_id();
-            lock(&self.0.nodes).insert(id.clone(), Rec { pool: pool.to_string(), created: false });
+            lock(&self.0.nodes).insert(id.clone(), Rec { pool: pool.to_string(), created: false, generation: 0 });
             let inner = self.0.clone();
             let (pool, server) = (pool.to_string(), server.clone());
             tokio::spawn(async move {
@@ -363,6 +415,17 @@ impl NodeProvider for DockerProvider {
         Box::pin(async move {
             futures_util::future::join_all(ids.iter().map(|id| self.0.destroy(id))).await;
         })
+    }
+
+    fn reset(&self, node: &str, wipe: bool) -> Option<ResetFuture> {
+        let pool = {
+            let mut nodes = lock(&self.0.nodes);
+            let rec = nodes.get_mut(node).filter(|r| r.created)?;
+            rec.created = false;
+            rec.generation += 1;
+            rec.pool.clone()
+        };
+        Some(Box::pin(self.0.clone().reset(node.to_string(), pool, wipe)))
     }
 }
 

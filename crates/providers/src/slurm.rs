@@ -15,7 +15,7 @@
 //! readable by the job's user and the Slurm administrators.
 
 use crate::{agent_command, Common};
-use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
+use control::provider::{NodePhase, NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
 use control::{lock, ClusterConfig};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
@@ -133,6 +133,9 @@ struct Rec {
     pool: String,
     /// The Slurm job id, once sbatch answered.
     job: Option<String>,
+    /// `squeue` said the job has left the queue (it runs: the node is
+    /// `starting` until its agent joins; before, `creating`).
+    started: bool,
 }
 
 struct Inner {
@@ -242,7 +245,14 @@ impl Inner {
             for (id, job) in submitted {
                 match found.get(&id) {
                     Some((_, state))
-                        if matches!(state.as_str(), "PENDING" | "CONFIGURING" | "RUNNING" | "REQUEUED" | "RESIZING" | "SUSPENDED") => {}
+                        if matches!(state.as_str(), "PENDING" | "CONFIGURING" | "RUNNING" | "REQUEUED" | "RESIZING" | "SUSPENDED") =>
+                    {
+                        // Waiting in the queue (again, once requeued) or given its nodes.
+                        let started = !matches!(state.as_str(), "PENDING" | "REQUEUED");
+                        if let Some(r) = lock(&self.nodes).get_mut(&id) {
+                            r.started = started;
+                        }
+                    }
                     Some((_, state)) => dead.push((id, format!("its Slurm job {job} is {state}"))),
                     None => dead.push((id, format!("its Slurm job {job} ended"))),
                 }
@@ -259,14 +269,20 @@ impl NodeProvider for SlurmProvider {
     }
 
     fn nodes(&self) -> Vec<ProvidedNode> {
-        lock(&self.0.nodes).iter().map(|(id, r)| ProvidedNode { id: id.clone(), pool: r.pool.clone() }).collect()
+        lock(&self.0.nodes)
+            .iter()
+            .map(|(id, r)| {
+                let phase = if r.started { NodePhase::Starting } else { NodePhase::Creating };
+                ProvidedNode { id: id.clone(), pool: r.pool.clone(), phase }
+            })
+            .collect()
     }
 
     fn add(&self, pool: &str, count: usize) -> Result<(), Error> {
         let Some(server) = self.0.spec.server_url.clone().or_else(|| self.0.common.server_url()) else { return Ok(()) };
         for _ in 0..count {
             let id = control::provider::local::new_node_id();
-            lock(&self.0.nodes).insert(id.clone(), Rec { pool: pool.to_string(), job: None });
+            lock(&self.0.nodes).insert(id.clone(), Rec { pool: pool.to_string(), job: None, started: false });
             let inner = self.0.clone();
             let (pool, server) = (pool.to_string(), server.clone());
             tokio::spawn(async move {

@@ -92,6 +92,8 @@ error_codes! {
     PoolExists = (409, "The specified pool already exists."),
     PoolBeingDeleted = (409, "The specified pool has been marked for deletion and is being reclaimed."),
     PoolBeingResized = (409, "The specified pool is being resized."),
+    NodeBeingCreated = (409, "The specified compute node is being created."),
+    NodeBeingStarted = (409, "The specified compute node is being started."),
     NodeBeingRebooted = (409, "The specified compute node is being rebooted."),
     NodeBeingReimaged = (409, "The specified compute node is being reimaged."),
     NodeStateUnusable = (409, "The specified compute node is unusable."),

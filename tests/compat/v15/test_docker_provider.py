@@ -10,10 +10,15 @@ import subprocess
 
 import pytest
 from azure.batch import models
+from azure.batch.models import _models as internal
+from azure.core.exceptions import HttpResponseError
 
 from conftest import Server, batch_client, wait_for
 
 POOL = "dockerpool"
+# A node image whose agent starts 6 s late (made from the built one by
+# test_a_node_is_listed_before_its_agent_joins).
+SLOW_IMAGE = "openbatch-slow:test"
 
 
 def docker(engine, *args):
@@ -38,12 +43,14 @@ def docker_server(docker_engine, tmp_path_factory):
     config = os.path.join(d, "openbatch.toml")
     with open(config, "w") as f:
         f.write(f'[providers.docker]\nkind = "docker"\nhost = "{docker_engine}"\ncpus = 1\nmemory-mb = 512\nmax-nodes = 4\n\n'
-                f'[providers.broken]\nkind = "docker"\nhost = "unix://{d}/no-engine.sock"\n')
+                f'[providers.broken]\nkind = "docker"\nhost = "unix://{d}/no-engine.sock"\n\n'
+                f'[providers.slow]\nkind = "docker"\nhost = "{docker_engine}"\nimage = "{SLOW_IMAGE}"\n')
     s = Server(d, extra_args=["--config", config])
     s.start()
     yield s
     s.stop()
     assert node_containers(docker_engine) == [], "the server's nodes stop with it"
+    docker(docker_engine, "rmi", SLOW_IMAGE)
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +144,118 @@ def test_an_unreachable_engine_shows_in_resize_errors(client):
     assert "'broken'" in err.message and "no-engine.sock" in err.message, err.message
     assert pool.allocation_state == models.AllocationState.RESIZING
     client.begin_delete_pool("brokenpool", polling_interval=0.5).result()
+
+
+def container(engine, name):
+    return json.loads(docker(engine, "inspect", name).stdout)[0]
+
+
+def node_image(client, engine):
+    """The node image the server built from its binary (built now, by a
+    one-node pool, when no test made one yet)."""
+    def built():
+        return docker(engine, "images", "openbatch-node", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    if not built():
+        client.create_pool(models.BatchPoolCreateOptions(id="imagepool", vm_size="docker", target_dedicated_nodes=1))
+        wait_nodes(client, "imagepool", 1)
+        client.begin_delete_pool("imagepool", polling_interval=0.5).result()
+    return built()[0]
+
+
+def test_reboot_restarts_and_reimage_recreates_a_docker_node(client, docker_engine):
+    pool = "rebootpool"
+    client.create_pool(models.BatchPoolCreateOptions(id=pool, vm_size="docker", target_dedicated_nodes=1))
+    wait_nodes(client, pool, 1)
+    node = next(iter(client.list_nodes(pool)))
+    client.create_job(models.BatchJobCreateOptions(id="rj", pool_info=models.BatchPoolInfo(pool_id=pool)))
+    t = run_task(client, "rj", "before", "/bin/sh -c 'echo kept > $AZ_BATCH_NODE_SHARED_DIR/marker'")
+    assert t.execution_info.exit_code == 0
+    first = container(docker_engine, node.id)
+
+    # Reboot with a task running (requeue): the container restarts — the
+    # same container, the node root volume kept — and the task runs again.
+    client.create_task("rj", models.BatchTaskCreateOptions(id="long", command_line="/bin/sh -c 'sleep 4; echo done'"))
+    wait_for(lambda: client.get_task("rj", "long").state == models.BatchTaskState.RUNNING, timeout=20, interval=0.05,
+             what="the task running")
+    poller = client.begin_reboot_node(pool, node.id, options=internal.BatchNodeRebootOptions(node_reboot_kind="requeue"),
+                                      polling_interval=0.2)
+    assert client.get_node(pool, node.id).state == models.BatchNodeState.REBOOTING
+    poller.result()
+    rebooted = wait_for(lambda: (n := client.get_node(pool, node.id)).state == models.BatchNodeState.IDLE and n
+                        or n.state == models.BatchNodeState.RUNNING and n, timeout=30, interval=0.2, what="the node back")
+    assert rebooted.last_boot_time > node.last_boot_time
+    after = container(docker_engine, node.id)
+    assert after["Id"] == first["Id"] and after["State"]["StartedAt"] != first["State"]["StartedAt"], "restarted, not recreated"
+    done = wait_for(lambda: (t := client.get_task("rj", "long")).state == models.BatchTaskState.COMPLETED and t,
+                    timeout=30, interval=0.2, what="the requeued task done")
+    assert done.execution_info.exit_code == 0 and done.node_info.node_id == node.id
+    t = run_task(client, "rj", "kept", "/bin/sh -c 'cat $AZ_BATCH_NODE_SHARED_DIR/marker'")
+    assert t.execution_info.exit_code == 0
+    assert b"".join(client.download_task_file("rj", "kept", "stdout.txt")).decode().strip() == "kept"
+
+    # Reimage with a task running (terminate): the container is made anew
+    # with an empty node root, under the same node id.
+    client.create_task("rj", models.BatchTaskCreateOptions(id="cut", command_line="/bin/sh -c 'sleep 60'"))
+    wait_for(lambda: client.get_task("rj", "cut").state == models.BatchTaskState.RUNNING, timeout=20, interval=0.05,
+             what="the task running")
+    poller = client.begin_reimage_node(pool, node.id,
+                                       options=internal.BatchNodeReimageOptions(node_reimage_option="terminate"),
+                                       polling_interval=0.2)
+    assert client.get_node(pool, node.id).state == models.BatchNodeState.REIMAGING
+    poller.result()
+    wait_for(lambda: client.get_node(pool, node.id).state == models.BatchNodeState.IDLE, timeout=30, interval=0.2,
+             what="the node idle after its reimage")
+    cut = client.get_task("rj", "cut")
+    assert cut.state == models.BatchTaskState.COMPLETED and cut.execution_info.failure_info is not None, "terminated"
+    assert container(docker_engine, node.id)["Id"] != first["Id"], "a new container"
+    assert [n.id for n in client.list_nodes(pool)] == [node.id]
+    t = run_task(client, "rj", "wiped", "/bin/sh -c 'test ! -e $AZ_BATCH_NODE_SHARED_DIR/marker'")
+    assert t.execution_info.exit_code == 0, "the node root was reset"
+    client.begin_delete_pool(pool, polling_interval=0.5).result()
+    wait_for(lambda: node_containers(docker_engine) == [], timeout=30, what="no container left")
+
+
+def test_a_node_is_listed_before_its_agent_joins(client, docker_engine):
+    # A node image whose agent waits 6 s: its nodes show `starting` (after
+    # `creating` while the container is made) until the agent joins.
+    base = node_image(client, docker_engine)
+    assert docker(docker_engine, "create", "--name", "obslowbase", base, "/bin/true").returncode == 0
+    try:
+        r = docker(docker_engine, "commit", "--change", 'ENTRYPOINT ["/bin/sh", "-c", "sleep 6; exec \\"$0\\" \\"$@\\""]',
+                   "obslowbase", SLOW_IMAGE)
+        assert r.returncode == 0, r.stderr
+    finally:
+        docker(docker_engine, "rm", "obslowbase")
+    pool = "slowpool"
+    client.create_pool(models.BatchPoolCreateOptions(id=pool, vm_size="slow", target_dedicated_nodes=2))
+    seen = {}
+
+    def states():
+        nodes = list(client.list_nodes(pool))
+        for n in nodes:
+            if seen.setdefault(n.id, [])[-1:] != [n.state]:
+                seen[n.id].append(n.state)
+        return nodes
+
+    listed = wait_for(lambda: len(ns := states()) == 2 and all(n.state == models.BatchNodeState.STARTING for n in ns) and ns,
+                      timeout=30, interval=0.1, what="two nodes starting")
+    ids = sorted(n.id for n in listed)
+    assert node_containers(docker_engine, "slow") == ids, "the listed ids are the containers'"
+    counts = next(c for c in client.list_pool_node_counts() if c.pool_id == pool)
+    assert counts.dedicated.starting == 2 and counts.dedicated.total == 2, counts
+    assert client.get_pool(pool).allocation_state == models.AllocationState.RESIZING
+    with pytest.raises(HttpResponseError) as e:
+        client.begin_reboot_node(pool, ids[0], polling_interval=0.2)
+    assert e.value.error.code == "NodeBeingStarted"
+
+    # Removing a node that has not joined removes its container.
+    client.begin_remove_nodes(pool, models.BatchNodeRemoveOptions(node_ids=[ids[1]]), polling_interval=1).result()
+    wait_for(lambda: node_containers(docker_engine, "slow") == [ids[0]], timeout=20, what="the removed node's container gone")
+
+    # The other joins under the id it was listed with.
+    wait_for(lambda: [(n.id, n.state) for n in states()] == [(ids[0], models.BatchNodeState.IDLE)], timeout=30, interval=0.1,
+             what="the node idle")
+    order = [models.BatchNodeState.CREATING, models.BatchNodeState.STARTING, models.BatchNodeState.IDLE]
+    assert seen[ids[0]] in (order, order[1:]), seen
+    client.begin_delete_pool(pool, polling_interval=0.5).result()
+    wait_for(lambda: node_containers(docker_engine, "slow") == [], timeout=30, what="no container left")

@@ -8,21 +8,22 @@ import subprocess
 
 import pytest
 from azure.batch import models
+from azure.core.exceptions import HttpResponseError
 
-from conftest import SLURM_PARTITION, Server, batch_client, wait_for
+from conftest import BIN, SLURM_PARTITION, Server, batch_client, wait_for
 
 POOL = "slurmpool"
 
 
-def jobs(env):
+def jobs(env, provider="hpc"):
     """node id → (job id, state) of the provider's jobs Slurm knows."""
     out = subprocess.run(["squeue", "--noheader", "--format=%i|%j|%T"], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     found = {}
     for line in out.stdout.split():
         job, name, state = line.split("|", 2)
-        if name.startswith("obnode-hpc-"):
-            found[name[len("obnode-hpc-"):]] = (job, state)
+        if name.startswith(f"obnode-{provider}-"):
+            found[name[len(f"obnode-{provider}-"):]] = (job, state)
     return found
 
 
@@ -34,10 +35,18 @@ def running_jobs(env):
 def slurm_server(slurm_cluster, tmp_path_factory):
     d = str(tmp_path_factory.mktemp("slurmprov"))
     config = os.path.join(d, "openbatch.toml")
+    # The `held` provider submits its jobs held (the test releases them) and
+    # its agent starts 5 s after the job does.
+    slow = os.path.join(d, "slow-agent")
+    with open(slow, "w") as f:
+        f.write(f'#!/bin/sh\nsleep 5\nexec "{os.path.abspath(BIN)}" "$@"\n')
+    os.chmod(slow, 0o755)
     with open(config, "w") as f:
         f.write(f'[providers.hpc]\nkind = "slurm"\npartition = "{SLURM_PARTITION}"\ntime-limit = "10"\n'
                 f'root-dir = "{d}/roots"\n\n'
-                f'[providers.refused]\nkind = "slurm"\npartition = "nosuchpartition"\n')
+                f'[providers.refused]\nkind = "slurm"\npartition = "nosuchpartition"\n\n'
+                f'[providers.held]\nkind = "slurm"\npartition = "{SLURM_PARTITION}"\ntime-limit = "10"\n'
+                f'root-dir = "{d}/roots"\nsbatch-args = ["--hold"]\nagent-program = "{slow}"\n')
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = slurm_cluster["SLURM_CONF"]
     s = Server(d, extra_args=["--config", config])
@@ -50,7 +59,8 @@ def slurm_server(slurm_cluster, tmp_path_factory):
             os.environ["SLURM_CONF"] = old
     yield s
     s.stop()
-    wait_for(lambda: jobs(slurm_cluster) == {}, timeout=20, what="the server's jobs cancelled when it stops")
+    wait_for(lambda: jobs(slurm_cluster) == {} and jobs(slurm_cluster, "held") == {}, timeout=20,
+             what="the server's jobs cancelled when it stops")
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +129,45 @@ def test_a_refused_submission_shows_in_resize_errors(client):
     assert err.code == "AllocationFailed"
     assert "sbatch" in err.message and "'refused'" in err.message, err.message
     client.begin_delete_pool("refusedpool", polling_interval=0.5).result()
+
+
+def test_queue_time_shows_as_creating_then_starting(client, slurm_cluster):
+    pool = "heldpool"
+    client.create_pool(models.BatchPoolCreateOptions(id=pool, vm_size="held", target_dedicated_nodes=2))
+    # Held in the queue: listed `creating`, counted, the pool resizing.
+    listed = wait_for(lambda: len(ns := list(client.list_nodes(pool))) == 2 and ns, timeout=20, interval=0.1,
+                      what="two nodes listed")
+    assert {n.state for n in listed} == {models.BatchNodeState.CREATING}, [n.state for n in listed]
+    ids = sorted(n.id for n in listed)
+    queued = jobs(slurm_cluster, "held")
+    assert sorted(queued) == ids and {s for _, s in queued.values()} == {"PENDING"}, queued
+    counts = next(c for c in client.list_pool_node_counts() if c.pool_id == pool)
+    assert counts.dedicated.creating == 2 and counts.dedicated.total == 2, counts
+    assert client.get_pool(pool).allocation_state == models.AllocationState.RESIZING
+    assert client.get_pool(pool).current_dedicated_nodes == 2
+    with pytest.raises(HttpResponseError) as e:
+        client.begin_reboot_node(pool, ids[0], polling_interval=0.2)
+    assert e.value.error.code == "NodeBeingCreated"
+
+    # Released: the job runs (`starting` while its agent waits), then the
+    # agent joins under the same id (`idle`).
+    subprocess.run(["scontrol", "release", queued[ids[0]][0]], env=slurm_cluster, check=True)
+    seen = []
+
+    def state():
+        n = client.get_node(pool, ids[0])
+        if seen[-1:] != [n.state]:
+            seen.append(n.state)
+        return n.state
+
+    wait_for(lambda: state() == models.BatchNodeState.IDLE, timeout=40, interval=0.1, what="the released node idle")
+    assert seen == [models.BatchNodeState.CREATING, models.BatchNodeState.STARTING, models.BatchNodeState.IDLE], seen
+
+    # Removing the node still queued cancels its job.
+    client.begin_remove_nodes(pool, models.BatchNodeRemoveOptions(node_ids=[ids[1]]), polling_interval=1).result()
+    wait_for(lambda: ids[1] not in jobs(slurm_cluster, "held"), timeout=20, what="the queued node's job cancelled")
+    assert [n.id for n in client.list_nodes(pool)] == [ids[0]]
+    wait_for(lambda: client.get_pool(pool).allocation_state == models.AllocationState.STEADY, timeout=20, interval=0.2,
+             what="the pool steady")
+    client.begin_delete_pool(pool, polling_interval=0.5).result()
+    wait_for(lambda: jobs(slurm_cluster, "held") == {}, timeout=30, what="no Slurm job left")

@@ -4,7 +4,7 @@
 //! of its own, so it outlives a server that is killed; the restarted server
 //! adopts it (it holds its root's lock while it lives).
 
-use super::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
+use super::{NodePhase, NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
 use crate::config::ClusterConfig;
 use crate::sync::lock;
 use futures_util::future::BoxFuture;
@@ -120,7 +120,11 @@ impl NodeProvider for LocalProvider {
     }
 
     fn nodes(&self) -> Vec<ProvidedNode> {
-        lock(&self.children).iter().map(|(id, (pool, _))| ProvidedNode { id: id.clone(), pool: pool.clone() }).collect()
+        // An agent process runs from the start: `starting` until it joins.
+        lock(&self.children)
+            .iter()
+            .map(|(id, (pool, _))| ProvidedNode { id: id.clone(), pool: pool.clone(), phase: NodePhase::Starting })
+            .collect()
     }
 
     fn add(&self, pool: &str, count: usize) -> Result<(), Error> {

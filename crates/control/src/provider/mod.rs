@@ -25,7 +25,23 @@ use wire::Error;
 pub struct ProvidedNode {
     pub id: String,
     pub pool: String,
+    /// Where it is on its way to joining (what the API shows until its
+    /// agent joins under the same id; see `reconcile::sync_pending`).
+    pub phase: NodePhase,
 }
+
+/// A provider's node before its agent joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodePhase {
+    /// Being made: a container being created, a Slurm job waiting in the
+    /// queue (the node shows `creating`).
+    Creating,
+    /// Made and running, its agent not joined yet (`starting`).
+    Starting,
+}
+
+/// What a provider's `reset` does instead of the agent.
+pub type ResetFuture = BoxFuture<'static, Result<(), String>>;
 
 /// How many nodes a pool wants (0 while it is being deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,4 +88,13 @@ pub trait NodeProvider: Send + Sync {
     fn expected(&self) -> Vec<String>;
     /// The server stops: every node stops (its agent was told to shut down).
     fn stop_all(&self) -> BoxFuture<'_, ()>;
+    /// Reboot (`wipe = false`) or reimage (`wipe = true`) a node by the
+    /// provider's own means (a container restarted or recreated); the
+    /// node's agent comes back with a new boot id and rejoins. None: the
+    /// provider leaves it to the agent (`ToAgent::Reset`), which stops its
+    /// tasks in place (and wipes task data for a reimage). The control plane
+    /// has already dealt with the node's tasks.
+    fn reset(&self, _node: &str, _wipe: bool) -> Option<ResetFuture> {
+        None
+    }
 }

@@ -2,9 +2,9 @@
 //! each pool wants, which go first, what happens to their tasks.
 
 use super::registry::Backoff;
-use super::{PoolTarget, ProviderEvent};
+use super::{NodePhase, PoolTarget, ProvidedNode, ProviderEvent};
 use crate::cluster::Cluster;
-use crate::state::node::{Drain, Slot};
+use crate::state::node::{Drain, Node, Slot};
 use crate::sync::lock;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -100,6 +100,44 @@ impl Cluster {
             self.requeue_attempt(&s.job_id, &s.task_id, a).await;
         }
         self.wake.notify_one();
+    }
+
+    /// Lists the providers' nodes that have not joined yet as nodes of
+    /// their pools — `creating` while the provider makes them (a container
+    /// being created, a Slurm job waiting in the queue), `starting` once
+    /// they run and their agent has not joined — under the ids their agents
+    /// join with, so that a node goes creating → starting → idle. Those the
+    /// provider no longer runs (it could not start them) go. Run at the
+    /// start and the end of each reconciliation pass.
+    pub(crate) async fn sync_pending(&self) {
+        let provided = self.providers.nodes();
+        let by_id: HashMap<&str, &ProvidedNode> = provided.iter().map(|n| (n.id.as_str(), n)).collect();
+        let new: Vec<&ProvidedNode> = {
+            let mut core = self.core();
+            core.nodes.retain(|id, n| !n.pending() || by_id.contains_key(id.as_str()));
+            for n in core.nodes.values_mut().filter(|n| n.pending()) {
+                if let Some(p) = by_id.get(n.id.as_str()) {
+                    n.set_state(phase_state(p.phase));
+                }
+            }
+            provided.iter().filter(|p| !core.nodes.contains_key(&p.id)).collect()
+        };
+        let mut specs: HashMap<&str, Option<crate::pool::PoolSpec>> = HashMap::new();
+        for p in &new {
+            if !specs.contains_key(p.pool.as_str()) {
+                specs.insert(p.pool.as_str(), self.pool_spec(&p.pool).await);
+            }
+        }
+        let still: HashSet<String> = self.providers.nodes().into_iter().map(|n| n.id).collect();
+        let mut core = self.core();
+        for p in new {
+            // Still the provider's (and, below, not joined meanwhile).
+            if !still.contains(&p.id) {
+                continue;
+            }
+            let spec = specs.get(p.pool.as_str()).and_then(Option::as_ref);
+            core.nodes.entry(p.id.clone()).or_insert_with(|| Node::placeholder(&p.id, &p.pool, phase_state(p.phase), spec));
+        }
     }
 
     /// Records (or, with None, clears) a pool's resize error in its
@@ -198,6 +236,12 @@ impl Cluster {
     pub async fn reconcile_pools_at(self: &Arc<Self>, now: Instant) -> Result<(), Error> {
         // Preempted nodes whose delay has passed come back first.
         self.recover_due(now);
+        let r = self.reconcile_pass(now).await;
+        self.sync_pending().await;
+        r
+    }
+
+    async fn reconcile_pass(self: &Arc<Self>, now: Instant) -> Result<(), Error> {
         let events = self.providers.check(&|id| self.core().nodes.get(id).is_some_and(|n| n.state == ComputeNodeState::LeavingPool));
         for (provider, e) in events {
             match e {
@@ -218,6 +262,7 @@ impl Cluster {
                 }
             }
         }
+        self.sync_pending().await;
         let pools = self.store.pool_summaries().await?;
         let mut wanted: HashMap<String, (usize, usize)> = HashMap::new();
         let mut options: HashMap<String, String> = HashMap::new();
@@ -294,6 +339,7 @@ impl Cluster {
                         && owned.contains(n.id.as_str())
                         && n.state != ComputeNodeState::LeavingPool
                         && n.drain != Some(Drain::Leave)
+                        && !n.pending()
                 })
                 .map(|n| Held {
                     id: n.id.clone(),
@@ -305,22 +351,34 @@ impl Cluster {
                 })
                 .collect();
             // Nodes started but not yet joined count as nodes (of the kind
-            // their pool lacks when they join, see `Cluster::join`).
-            let pending = {
-                let mut core = self.core();
-                let nodes = &mut core.nodes;
-                provided.iter().filter(|n| n.pool == pool && !nodes.contains_key(&n.id)).count()
+            // their pool lacks when they join, see `Cluster::join`); those
+            // listed already (`sync_pending`) can be removed.
+            let (pending, listed_pending) = {
+                let core = self.core();
+                let not_joined: Vec<&str> = provided
+                    .iter()
+                    .filter(|n| n.pool == pool && core.nodes.get(&n.id).is_none_or(|x| x.pending()))
+                    .map(|n| n.id.as_str())
+                    .collect();
+                let listed: Vec<String> = not_joined.iter().filter(|id| core.nodes.contains_key(**id)).map(|id| id.to_string()).collect();
+                (not_joined.len(), listed)
             };
             let count = have.len() + pending + dead.len();
             // The pool has its nodes: a past provider failure is over.
             if have.len() >= target && lock(&self.resize_backoff).remove(&pool).is_some() {
                 self.set_resize_error(&pool, None).await;
             }
+            // Nodes listed before they joined go first: their container
+            // or Slurm job goes, they run nothing.
+            let mut removed = 0;
+            for id in listed_pending.iter().take(count.saturating_sub(target)) {
+                self.remove_node(id, true).await;
+                removed += 1;
+            }
             // Each kind beyond its own target loses nodes: dead ones first,
             // then preempted and idle ones; the rest leave as the pool's
             // latest resize or autoscale evaluation said.
             let option = if deleting { "requeue" } else { options.get(&pool).map_or("requeue", String::as_str) };
-            let mut removed = 0;
             for (dedicated, want) in [(true, want_dedicated), (false, want_low)] {
                 let mut kind: Vec<Held> = dead.iter().chain(have.iter()).filter(|h| h.dedicated == dedicated).cloned().collect();
                 let excess = kind.len().saturating_sub(want);
@@ -359,5 +417,13 @@ impl Cluster {
             self.send(&n.id, proto::ToAgent::Shutdown);
         }
         self.providers.stop_all().await;
+    }
+}
+
+/// The state a node not joined yet shows.
+fn phase_state(phase: NodePhase) -> ComputeNodeState {
+    match phase {
+        NodePhase::Creating => ComputeNodeState::Creating,
+        NodePhase::Starting => ComputeNodeState::Starting,
     }
 }

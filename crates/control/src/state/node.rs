@@ -125,6 +125,59 @@ pub enum Drain {
 }
 
 impl Node {
+    /// A provider's node whose agent has not joined yet, as the API lists
+    /// it (`creating` or `starting`; see `reconcile::sync_pending`). Its
+    /// agent joins under the same id and takes this entry over.
+    pub fn placeholder(id: &str, pool_id: &str, state: ComputeNodeState, pool: Option<&crate::pool::PoolSpec>) -> Node {
+        let now = Timestamp::now();
+        Node {
+            id: id.to_string(),
+            pool_id: pool_id.to_string(),
+            state,
+            scheduling_enabled: true,
+            slots: pool.map_or(1, |p| p.task_slots_per_node),
+            running: HashMap::new(),
+            queued: Vec::new(),
+            tx: None,
+            ip: String::new(),
+            ssh_port: 22,
+            root_dir: String::new(),
+            agent_version: String::new(),
+            state_transition_time: now,
+            allocation_time: now,
+            last_boot_time: now,
+            last_seen: Instant::now(),
+            total_run: 0,
+            total_succeeded: 0,
+            recent: VecDeque::new(),
+            // Decided when its agent joins (`Cluster::join`).
+            is_dedicated: true,
+            recover_at: None,
+            boot_id: String::new(),
+            fill: if pool.is_some_and(|p| p.pack) { placement::Fill::Pack } else { placement::Fill::Spread },
+            jobs_by_creation: pool.is_some_and(|p| p.jobs_by_creation),
+            start_attempt: None,
+            start_retries: 0,
+            start_task_info: None,
+            drain: None,
+            preps: HashMap::new(),
+            pool_packages: pool.map(|p| p.application_packages.clone()).unwrap_or_default(),
+            usage: None,
+            load: Default::default(),
+            cores: 1,
+            usage_recorded: now.0,
+            leave_after_retention: false,
+            retained_until: None,
+            certificates: Vec::new(),
+        }
+    }
+
+    /// A provider's node that has not joined yet (see `placeholder`): no
+    /// agent ever said hello (which sets a boot id).
+    pub fn pending(&self) -> bool {
+        self.tx.is_none() && self.boot_id.is_empty() && matches!(self.state, ComputeNodeState::Creating | ComputeNodeState::Starting)
+    }
+
     pub fn used(&self) -> u32 {
         self.running.values().map(|s| s.slots).sum()
     }

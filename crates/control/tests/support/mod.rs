@@ -10,7 +10,7 @@
 
 use control::lifecycle::Lifecycle;
 use control::provider::registry::Providers;
-use control::provider::{NodeProvider, PoolTarget, ProvidedNode, ProviderEvent};
+use control::provider::{NodePhase, NodeProvider, PoolTarget, ProvidedNode, ProviderEvent, ResetFuture};
 use control::supervisor::Supervisor;
 use control::{Cluster, ClusterConfig};
 use futures_util::future::BoxFuture;
@@ -392,6 +392,10 @@ pub struct FakeProvider {
     pub recovered: Mutex<Vec<PoolTarget>>,
     /// Node ids start with this (empty: none).
     pub prefix: String,
+    /// Some: it reboots and reimages nodes itself (as containers), with
+    /// this outcome (Err: it could not); `resets` records what it was asked.
+    pub resets_itself: Mutex<Option<Result<(), String>>>,
+    pub resets: Mutex<Vec<(String, bool)>>,
 }
 
 impl FakeProvider {
@@ -416,7 +420,7 @@ impl NodeProvider for FakeProvider {
         for _ in 0..count {
             let id = format!("{}{pool}-{}", self.prefix, self.added.lock().unwrap().len() + 1);
             self.added.lock().unwrap().push(id.clone());
-            nodes.push(ProvidedNode { id, pool: pool.to_string() });
+            nodes.push(ProvidedNode { id, pool: pool.to_string(), phase: NodePhase::Creating });
         }
         Ok(())
     }
@@ -444,6 +448,20 @@ impl NodeProvider for FakeProvider {
     fn stop_all(&self) -> BoxFuture<'_, ()> {
         self.nodes.lock().unwrap().clear();
         Box::pin(async {})
+    }
+    fn reset(&self, node: &str, wipe: bool) -> Option<ResetFuture> {
+        let outcome = self.resets_itself.lock().unwrap().clone()?;
+        self.resets.lock().unwrap().push((node.to_string(), wipe));
+        Some(Box::pin(async move { outcome }))
+    }
+}
+
+impl FakeProvider {
+    /// Says its node `id` is now in `phase` (a container started, a job out of the queue).
+    pub fn set_phase(&self, id: &str, phase: NodePhase) {
+        for n in self.nodes.lock().unwrap().iter_mut().filter(|n| n.id == id) {
+            n.phase = phase;
+        }
     }
 }
 
