@@ -36,7 +36,8 @@ async fn join_pending(w: &World, p: &FakeProvider, pool: &str) -> Vec<Agent> {
     let ids: Vec<String> = p.nodes.lock().unwrap().iter().filter(|n| n.pool == pool).map(|n| n.id.clone()).collect();
     let mut agents = Vec::new();
     for id in ids {
-        if w.node_state(pool, &id).is_none() {
+        // Not joined yet: not listed, or listed as `creating`/`starting`.
+        if matches!(w.node_state(pool, &id), None | Some(ComputeNodeState::Creating | ComputeNodeState::Starting)) {
             agents.push(w.join(pool, &id).await);
         }
     }
