@@ -245,7 +245,8 @@ def test_a_node_is_listed_before_its_agent_joins(client, docker_engine):
     assert counts.dedicated.starting == 2 and counts.dedicated.total == 2, counts
     assert client.get_pool(pool).allocation_state == models.AllocationState.RESIZING
     with pytest.raises(HttpResponseError) as e:
-        client.begin_reboot_node(pool, ids[0], polling_interval=0.2)
+        client.begin_reboot_node(pool, ids[0], options=internal.BatchNodeRebootOptions(node_reboot_kind="requeue"),
+                                 polling_interval=0.2)
     assert e.value.error.code == "NodeBeingStarted"
 
     # Removing a node that has not joined removes its container.

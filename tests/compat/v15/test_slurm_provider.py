@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 from azure.batch import models
+from azure.batch.models import _models as internal
 from azure.core.exceptions import HttpResponseError
 
 from conftest import BIN, SLURM_PARTITION, Server, batch_client, wait_for
@@ -146,7 +147,8 @@ def test_queue_time_shows_as_creating_then_starting(client, slurm_cluster):
     assert client.get_pool(pool).allocation_state == models.AllocationState.RESIZING
     assert client.get_pool(pool).current_dedicated_nodes == 2
     with pytest.raises(HttpResponseError) as e:
-        client.begin_reboot_node(pool, ids[0], polling_interval=0.2)
+        client.begin_reboot_node(pool, ids[0], options=internal.BatchNodeRebootOptions(node_reboot_kind="requeue"),
+                                 polling_interval=0.2)
     assert e.value.error.code == "NodeBeingCreated"
 
     # Released: the job runs (`starting` while its agent waits), then the
