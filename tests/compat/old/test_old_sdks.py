@@ -121,7 +121,8 @@ def test_operations_of_each_version(raw):
     assert code("/nodeagentskus", "2019-06-01.9.0") == (400, "InvalidUri")
     assert code("/supportedimages", "2018-12-01.8.0") == (400, "InvalidUri")
     assert code("/supportedimages", "2019-06-01.9.0")[0] == 200
-    assert code("/lifetimejobstats", "2022-10-01.16.0") == (501, "NotImplemented")
+    assert code("/lifetimejobstats", "2022-10-01.16.0") == (200, None)
+    assert code("/lifetimepoolstats", "2022-10-01.16.0") == (200, None)
     assert code("/lifetimepoolstats", "2023-05-01.17.0") == (400, "InvalidUri")
     assert code("/pools/nopool/upgradeos", "2018-08-01.7.0", "POST") == (409, "OperationNotValidOnPool")
     assert code("/pools/nopool/upgradeos", "2018-12-01.8.0", "POST") == (400, "InvalidUri")
