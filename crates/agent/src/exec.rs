@@ -343,11 +343,56 @@ fn container_args(root: &Path, l: &TaskLaunch, c: &proto::ContainerSpec, argv: &
     Ok(a)
 }
 
+/// How a node runs its container tasks.
+pub enum Engine<'a> {
+    /// The engine's client on the node (`docker`, `podman`).
+    Client(&'a str),
+    /// The server's engine gateway (a provider's node with no engine of its
+    /// own; see `gateway`).
+    Gateway(&'a crate::gateway::Access),
+}
+
+/// The attempt's process for a container task through the gateway: this
+/// binary's `engine-run` with the request it sends.
+fn gateway_argv(
+    root: &Path,
+    l: &TaskLaunch,
+    c: &proto::ContainerSpec,
+    argv: Vec<String>,
+    g: &crate::gateway::Access,
+) -> Result<Vec<String>, (String, String)> {
+    if let Some(mounts) = &c.mounts {
+        for (rel, _) in mounts {
+            crate::gateway::check_mount(root, rel)?;
+        }
+    }
+    let wd = root.join(&l.task_dir).join("wd");
+    let run = proto::engine::EngineRun {
+        node: g.node.clone(),
+        attempt: l.attempt,
+        image: c.image.clone(),
+        command: argv,
+        env: l.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        workdir: c.task_working_dir.then(|| wd.to_string_lossy().into_owned()),
+        mounts: c.mounts.clone(),
+        run_options: c.run_options.clone(),
+    };
+    let spec = crate::gateway::write_spec(root, g, run)?;
+    let me = std::env::current_exe().map_err(|e| ("ContainerMiscError".to_string(), format!("cannot find the agent's program: {e}")))?;
+    Ok(vec![
+        me.to_string_lossy().into_owned(),
+        "engine-run".into(),
+        spec.to_string_lossy().into_owned(),
+        "--cidfile".into(),
+        container_id_file(root, l).to_string_lossy().into_owned(),
+    ])
+}
+
 pub fn start(
     root: &Path,
     l: &TaskLaunch,
     run_as: Option<(u32, u32)>,
-    engine: &str,
+    engine: &Engine,
     cgroup: Option<std::os::fd::RawFd>,
     certificates: &[proto::NodeCertificate],
 ) -> Result<Started, (String, String)> {
@@ -367,9 +412,14 @@ pub fn start(
     let (argv, run_as) = match &l.container {
         Some(c) => {
             let _ = std::fs::remove_file(container_id_file(root, l));
-            let mut full = vec![engine.to_string()];
-            full.extend(container_args(root, l, c, &argv)?);
-            (full, None)
+            match engine {
+                Engine::Client(program) => {
+                    let mut full = vec![program.to_string()];
+                    full.extend(container_args(root, l, c, &argv)?);
+                    (full, None)
+                }
+                Engine::Gateway(g) => (gateway_argv(root, l, c, argv, g)?, None),
+            }
         }
         None => (argv, run_as),
     };
@@ -378,7 +428,7 @@ pub fn start(
     env.insert("PATH".into(), DEFAULT_PATH.into());
     env.insert("HOME".into(), wd.to_string_lossy().into_owned());
     env.extend(l.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if l.container.is_some() {
+    if l.container.is_some() && matches!(engine, Engine::Client(_)) {
         // The engine client finds its daemon as the agent does.
         for k in ["DOCKER_HOST", "CONTAINER_HOST", "XDG_RUNTIME_DIR"] {
             if let Ok(v) = std::env::var(k) {
@@ -525,8 +575,15 @@ mod tests {
     #[tokio::test]
     async fn runs_without_a_shell_and_captures_output() {
         let root = tempfile::tempdir().unwrap();
-        let r = start(root.path(), &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"), None, "docker", None, &[])
-            .unwrap();
+        let r = start(
+            root.path(),
+            &launch("/bin/sh -c 'echo $AZ_BATCH_TASK_ID; pwd; echo err >&2; exit 3'"),
+            None,
+            &crate::exec::Engine::Client("docker"),
+            None,
+            &[],
+        )
+        .unwrap();
         let o = wait(1, r).await;
         assert_eq!(o.exit_code, Some(3));
         let dir = root.path().join("workitems/j/job-1/t1");
@@ -535,7 +592,8 @@ mod tests {
         assert!(out.trim_end().ends_with("/wd"), "{out}");
         assert_eq!(std::fs::read_to_string(dir.join("stderr.txt")).unwrap(), "err\n");
         // Words are not expanded by a shell.
-        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None, "docker", None, &[]).unwrap()).await;
+        let o = wait(2, start(root.path(), &launch("echo '$HOME' a*b"), None, &crate::exec::Engine::Client("docker"), None, &[]).unwrap())
+            .await;
         assert_eq!(o.exit_code, Some(0));
         let out = std::fs::read_to_string(dir.join("stdout.txt")).unwrap();
         assert!(out.ends_with("$HOME a*b\n"), "{out}");
@@ -544,14 +602,15 @@ mod tests {
     #[test]
     fn missing_program() {
         let root = tempfile::tempdir().unwrap();
-        let e = start(root.path(), &launch("/no/such/program x"), None, "docker", None, &[]).unwrap_err();
+        let e = start(root.path(), &launch("/no/such/program x"), None, &crate::exec::Engine::Client("docker"), None, &[]).unwrap_err();
         assert_eq!(e.0, "CommandProgramNotFound");
     }
 
     #[tokio::test]
     async fn stop_kills_the_process_group() {
         let root = tempfile::tempdir().unwrap();
-        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None, "docker", None, &[]).unwrap();
+        let r = start(root.path(), &launch("/bin/sh -c 'sleep 30 & sleep 30'"), None, &crate::exec::Engine::Client("docker"), None, &[])
+            .unwrap();
         let t = std::time::Instant::now();
         stop(r.running.pid, None, Duration::from_millis(200)).await;
         let o = wait(1, r).await;
@@ -627,7 +686,12 @@ mod tests {
         let (shadow, before) = victim(elsewhere.path());
         let ids = task_ids();
         let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
-        assert_eq!(wait(1, start(root.path(), &l("/bin/sh -c 'echo one'"), ids, "docker", None, &[]).unwrap()).await.exit_code, Some(0));
+        assert_eq!(
+            wait(1, start(root.path(), &l("/bin/sh -c 'echo one'"), ids, &crate::exec::Engine::Client("docker"), None, &[]).unwrap())
+                .await
+                .exit_code,
+            Some(0)
+        );
         let dir = root.path().join("workitems/j/job-1/t1");
         // The task swaps its output files: a symbolic link, and a hard link
         // (which protected_hardlinks would stop an unprivileged task from
@@ -637,7 +701,11 @@ mod tests {
         std::fs::remove_file(dir.join("stderr.txt")).unwrap();
         std::fs::hard_link(&shadow, dir.join("stderr.txt")).unwrap();
         // The retry: output goes to fresh files, the victim is untouched.
-        let o = wait(2, start(root.path(), &l("/bin/sh -c 'echo two; echo err >&2'"), ids, "docker", None, &[]).unwrap()).await;
+        let o = wait(
+            2,
+            start(root.path(), &l("/bin/sh -c 'echo two; echo err >&2'"), ids, &crate::exec::Engine::Client("docker"), None, &[]).unwrap(),
+        )
+        .await;
         assert_eq!(o.exit_code, Some(0));
         // Same content, owner, mode, and one link again: the hard link was removed, not reused.
         assert_untouched(&shadow, &before);
@@ -657,7 +725,7 @@ mod tests {
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let (r, launch3) = (root.path().to_path_buf(), l("/bin/sh -c 'echo three'"));
         std::thread::spawn(move || {
-            let _ = tx.send(start(&r, &launch3, ids, "docker", None, &[]).map(|s| s.child));
+            let _ = tx.send(start(&r, &launch3, ids, &crate::exec::Engine::Client("docker"), None, &[]).map(|s| s.child));
             // The child dies with the thread that started it (PR_SET_PDEATHSIG).
             let _ = done_rx.recv();
         });
@@ -701,7 +769,10 @@ mod tests {
         let dir = root.path().join("workitems/j/job-1/t1");
         let mut l = TaskLaunch { elevated: ids.is_none(), ..launch("/bin/sh -c 'cat $AZ_BATCH_CERTIFICATES_DIR/sha1-cd02.pfx.pw'") };
         l.env.insert("AZ_BATCH_CERTIFICATES_DIR".into(), dir.join("certs").to_string_lossy().into_owned());
-        assert_eq!(wait(1, start(root.path(), &l, ids, "docker", None, &certs).unwrap()).await.exit_code, Some(0));
+        assert_eq!(
+            wait(1, start(root.path(), &l, ids, &crate::exec::Engine::Client("docker"), None, &certs).unwrap()).await.exit_code,
+            Some(0)
+        );
         assert_eq!(std::fs::read_to_string(dir.join("stdout.txt")).unwrap(), "s3cret");
         let check = || {
             let d = std::fs::symlink_metadata(dir.join("certs")).unwrap();
@@ -723,19 +794,28 @@ mod tests {
         std::os::unix::fs::symlink(&shadow, dir.join("certs/sha1-ab01.cer")).unwrap();
         std::fs::remove_file(dir.join("certs/sha1-cd02.pfx.pw")).unwrap();
         std::fs::hard_link(&shadow, dir.join("certs/sha1-cd02.pfx.pw")).unwrap();
-        assert_eq!(wait(2, start(root.path(), &l, ids, "docker", None, &certs).unwrap()).await.exit_code, Some(0));
+        assert_eq!(
+            wait(2, start(root.path(), &l, ids, &crate::exec::Engine::Client("docker"), None, &certs).unwrap()).await.exit_code,
+            Some(0)
+        );
         assert_untouched(&shadow, &before);
         check();
         // The whole directory swapped for a link: replaced too.
         std::fs::remove_dir_all(dir.join("certs")).unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), dir.join("certs")).unwrap();
-        assert_eq!(wait(3, start(root.path(), &l, ids, "docker", None, &certs).unwrap()).await.exit_code, Some(0));
+        assert_eq!(
+            wait(3, start(root.path(), &l, ids, &crate::exec::Engine::Client("docker"), None, &certs).unwrap()).await.exit_code,
+            Some(0)
+        );
         assert_untouched(&shadow, &before);
         assert!(!elsewhere.path().join("sha1-ab01.cer").exists(), "nothing written through the link");
         check();
         // A thumbprint that is not hex is refused (it names the files).
         let bad = vec![proto::NodeCertificate { thumbprint: "../x".into(), ..certs[0].clone() }];
-        assert_eq!(start(root.path(), &l, ids, "docker", None, &bad).unwrap_err().0, "CertificateInstallFailed");
+        assert_eq!(
+            start(root.path(), &l, ids, &crate::exec::Engine::Client("docker"), None, &bad).unwrap_err().0,
+            "CertificateInstallFailed"
+        );
     }
 
     #[tokio::test]
@@ -751,11 +831,18 @@ mod tests {
         let before = std::fs::metadata(&private).unwrap();
         let ids = task_ids();
         let l = |cmd: &str| TaskLaunch { elevated: ids.is_none(), ..launch(cmd) };
-        assert_eq!(wait(1, start(root.path(), &l("/bin/true"), ids, "docker", None, &[]).unwrap()).await.exit_code, Some(0));
+        assert_eq!(
+            wait(1, start(root.path(), &l("/bin/true"), ids, &crate::exec::Engine::Client("docker"), None, &[]).unwrap()).await.exit_code,
+            Some(0)
+        );
         let dir = root.path().join("workitems/j/job-1/t1");
         std::fs::remove_dir(dir.join("wd")).unwrap();
         std::os::unix::fs::symlink(&private, dir.join("wd")).unwrap();
-        let o = wait(2, start(root.path(), &l("/bin/sh -c 'pwd; echo x > made'"), ids, "docker", None, &[]).unwrap()).await;
+        let o = wait(
+            2,
+            start(root.path(), &l("/bin/sh -c 'pwd; echo x > made'"), ids, &crate::exec::Engine::Client("docker"), None, &[]).unwrap(),
+        )
+        .await;
         assert_eq!(o.exit_code, Some(0));
         let after = std::fs::metadata(&private).unwrap();
         assert_eq!((after.uid(), after.mode()), (before.uid(), before.mode()), "the linked directory was not given away");
@@ -784,7 +871,7 @@ mod tests {
             let at = root.path().join(link);
             std::fs::create_dir_all(at.parent().unwrap()).unwrap();
             std::os::unix::fs::symlink(&target, &at).unwrap();
-            let e = start(root.path(), &l("/bin/true"), ids, "docker", None, &[]).unwrap_err();
+            let e = start(root.path(), &l("/bin/true"), ids, &crate::exec::Engine::Client("docker"), None, &[]).unwrap_err();
             assert_eq!(e.0, "ResourceDirectoryCreateFailed", "{link}: {e:?}");
             assert!(e.1.contains("symbolic link"), "{e:?}");
             assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{link}: nothing made through the link");

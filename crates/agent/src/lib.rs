@@ -10,6 +10,7 @@
 pub mod contain;
 pub mod exec;
 pub mod files;
+pub mod gateway;
 pub mod journal;
 pub mod logs;
 pub mod packages;
@@ -200,6 +201,44 @@ fn release(state: &Arc<State>, attempt: u64) {
 
 fn node_id_file(root: &Path) -> PathBuf {
     root.join("volatile").join("node-id")
+}
+
+/// How this node reaches the server's engine gateway, when its container
+/// tasks go there (`--container-engine server`).
+fn gateway_access(state: &State) -> Option<gateway::Access> {
+    if state.cfg.container_engine != gateway::SERVER_ENGINE {
+        return None;
+    }
+    let node = state.cfg.node_id.clone().or_else(|| std::fs::read_to_string(node_id_file(&state.cfg.root)).ok())?;
+    Some(gateway::Access {
+        server: state.server.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        token: state.cfg.token.clone(),
+        node: node.trim().to_string(),
+        ca_file: state.cfg.ca_file.clone(),
+        tls_server_name: state.cfg.tls_server_name.clone(),
+    })
+}
+
+/// Makes sure a container task's image is there: on the node's engine
+/// (after logging in to its registry), or on the gateway's.
+async fn prepare_image(state: &State, image: &str, registry: Option<&proto::RegistryLogin>) -> Result<(), transfer::Failure> {
+    if state.cfg.container_engine == gateway::SERVER_ENGINE {
+        if registry.is_some() {
+            return Err(transfer::Failure {
+                code: "ContainerInvalidRegistry".into(),
+                message: "private registries are not supported on this node: its provider's engine pulls nothing".into(),
+                server_error: false,
+            });
+        }
+        let Some(access) = gateway_access(state) else {
+            return Err(transfer::Failure::server("ContainerMiscError", "the node has no id yet"));
+        };
+        return gateway::has_image(&state.http, &access, image).await;
+    }
+    if let Some(r) = registry {
+        registry_login(&state.cfg.container_engine, r).await?;
+    }
+    ensure_image(&state.cfg.container_engine, image).await
 }
 
 /// Runs the agent until the server tells it to shut down.
@@ -593,14 +632,19 @@ async fn handle(
                 // after logging in to the pool's registries.
                 if !container_images.is_empty() || !container_registries.is_empty() {
                     let engine = state.cfg.container_engine.clone();
+                    let state = state.clone();
                     tokio::spawn(async move {
                         for r in &container_registries {
-                            if let Err(f) = registry_login(&engine, r).await {
+                            let logged_in = match engine.as_str() {
+                                gateway::SERVER_ENGINE => prepare_image(&state, "", Some(r)).await,
+                                _ => registry_login(&engine, r).await,
+                            };
+                            if let Err(f) = logged_in {
                                 tracing::warn!(registry = %r.server, "{}", f.message);
                             }
                         }
                         for image in container_images {
-                            match ensure_image(&engine, &image).await {
+                            match prepare_image(&state, &image, None).await {
                                 Ok(()) => tracing::info!(%image, "container image ready"),
                                 Err(f) => tracing::warn!(%image, code = %f.code, "cannot prefetch a container image: {}", f.message),
                             }
@@ -831,8 +875,12 @@ fn kill_container(state: &State, attempt: u64) {
     }
 }
 
-/// Removes an attempt's container, running or not (`rm -f`).
+/// Removes an attempt's container, running or not (`rm -f`). Through the
+/// gateway, the server removes it once its client is gone.
 async fn remove_container(engine: &str, attempt: u64) {
+    if engine == gateway::SERVER_ENGINE {
+        return;
+    }
     let _ = tokio::process::Command::new(engine)
         .args(["rm", "-f", &exec::container_name(attempt)])
         .stdin(std::process::Stdio::null())
@@ -915,10 +963,7 @@ async fn ensure_image(engine: &str, image: &str) -> Result<(), transfer::Failure
 
 async fn fetch_resources(state: &State, l: &TaskLaunch, run_as: Option<(u32, u32)>) -> Result<(), transfer::Failure> {
     if let Some(c) = &l.container {
-        if let Some(r) = &c.registry {
-            registry_login(&state.cfg.container_engine, r).await?;
-        }
-        ensure_image(&state.cfg.container_engine, &c.image).await?;
+        prepare_image(state, &c.image, c.registry.as_ref()).await?;
     }
     for p in &l.packages {
         state.packages.ensure(p).await.map_err(|message| transfer::Failure {
@@ -955,7 +1000,12 @@ fn run_process(state: Arc<State>, mut launch: TaskLaunch, run_as: Option<(u32, u
     let cgroup = lease.as_ref().map(|l| l.cell.procs_fd());
     // The cell to stop the attempt through: its own, not the shared lingering one.
     let cell = lease.as_ref().filter(|l| l.own()).map(|l| l.cell.clone());
-    match exec::start(&state.cfg.root, &launch, run_as, &state.cfg.container_engine, cgroup, &certificates) {
+    let access = gateway_access(&state);
+    let engine = match &access {
+        Some(a) => exec::Engine::Gateway(a),
+        None => exec::Engine::Client(&state.cfg.container_engine),
+    };
+    match exec::start(&state.cfg.root, &launch, run_as, &engine, cgroup, &certificates) {
         Err((code, message)) => {
             if let Some(l) = lease {
                 state.contain.end(l);

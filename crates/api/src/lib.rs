@@ -7,6 +7,7 @@
 pub mod agent_ws;
 pub mod applications;
 pub mod certificates;
+pub mod engine;
 pub mod files;
 pub mod http;
 pub mod jobs;
@@ -188,7 +189,11 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
     let standby = app.replica.get().filter(|r| !r.leading()).cloned();
     if let Some(replica) = &standby {
         let path = parts.uri.path();
-        if path == proto::CONNECT_PATH || path.starts_with(proto::PACKAGES_PATH) || path.starts_with(proto::FILE_STREAM_PATH) {
+        if path == proto::CONNECT_PATH
+            || path.starts_with(proto::PACKAGES_PATH)
+            || path.starts_with(proto::FILE_STREAM_PATH)
+            || path == proto::engine::ENGINE_PATH
+        {
             return replica.refuse_agent();
         }
     }
@@ -207,6 +212,12 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
     if let Some(rest) = parts.uri.path().strip_prefix(proto::PACKAGES_PATH) {
         let rest = rest.to_string();
         return package_archive(&app, &parts.headers, &rest).await;
+    }
+    if parts.uri.path() == proto::engine::ENGINE_PATH {
+        if !is_agent(&app, &parts.headers) || method != axum::http::Method::POST {
+            return Response::builder().status(403).body(Body::from("invalid agent token")).unwrap_or_default();
+        }
+        return engine::serve(&app, &parts.headers, body).await;
     }
     if let Some(key) = parts.uri.path().strip_prefix(proto::FILE_STREAM_PATH) {
         if !is_agent(&app, &parts.headers) || method != axum::http::Method::POST {

@@ -100,6 +100,16 @@ enum Command {
         #[command(flatten)]
         log: LogArgs,
     },
+    /// A container task's process on a node whose container tasks run
+    /// through the server's engine gateway (started by the agent).
+    #[command(hide = true)]
+    EngineRun {
+        /// The request the agent wrote (removed once read).
+        spec: PathBuf,
+        /// Where the container's id goes once it exists.
+        #[arg(long)]
+        cidfile: Option<PathBuf>,
+    },
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -144,10 +154,15 @@ fn main() -> ExitCode {
             init_logging(log.log_format, "info", files.ok())
         }
         Command::Client(_) => init_logging(LogFormat::Text, "warn", None),
+        Command::EngineRun { spec, cidfile } => {
+            return ExitCode::from(agent::gateway::run_client(spec, cidfile.as_deref()) as u8);
+        }
     }
     hide_secrets(&cli, &matches);
     match cli.command {
         Command::Client(command) => cli::run(command),
+        // Ran above, before logging.
+        Command::EngineRun { .. } => ExitCode::from(125),
         Command::Agent {
             server,
             pool,
@@ -265,7 +280,7 @@ fn hide_secrets(cli: &Cli, matches: &clap::ArgMatches) {
         Command::Agent { token, .. } => {
             vec![("token", token, "--token-file FILE or the OPENBATCH_AGENT_TOKEN environment variable")]
         }
-        Command::Client(_) => return,
+        Command::Client(_) | Command::EngineRun { .. } => return,
     };
     let mut wipe = Vec::new();
     for (id, value, instead) in given {

@@ -23,6 +23,8 @@
 //!
 //! These types are openbatch's own and say nothing about Azure's JSON.
 
+pub mod engine;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

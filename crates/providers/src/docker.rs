@@ -36,8 +36,12 @@ use wire::Error;
 /// The label every container of a provider carries (its name).
 const LABEL_PROVIDER: &str = "openbatch.provider";
 const LABEL_POOL: &str = "openbatch.pool";
+/// Container tasks (`docker_tasks`) carry their provider's name and their
+/// node's id instead.
+pub(crate) const LABEL_TASK_OF: &str = "openbatch.task-of";
+pub(crate) const LABEL_NODE: &str = "openbatch.node";
 /// Where the node root is in the container.
-const NODE_ROOT: &str = "/node";
+pub(crate) const NODE_ROOT: &str = "/node";
 const AGENT_PATH: &str = "/usr/local/bin/openbatch";
 
 /// `[providers.<name>]` settings of `kind = "docker"`.
@@ -118,9 +122,9 @@ struct Rec {
     generation: u64,
 }
 
-struct Inner {
-    name: String,
-    spec: DockerSpec,
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) spec: DockerSpec,
     docker: Result<Docker, String>,
     common: Common,
     /// The image nodes run, once known (built or checked).
@@ -158,12 +162,12 @@ impl DockerProvider {
     }
 }
 
-fn volume_of(node: &str) -> String {
+pub(crate) fn volume_of(node: &str) -> String {
     format!("{node}-root")
 }
 
 impl Inner {
-    fn docker(&self) -> Result<&Docker, String> {
+    pub(crate) fn docker(&self) -> Result<&Docker, String> {
         self.docker.as_ref().map_err(Clone::clone)
     }
 
@@ -199,7 +203,13 @@ impl Inner {
         let body = ContainerCreateBody {
             image: Some(image),
             hostname: Some(id.to_string()),
-            cmd: Some(agent_command(AGENT_PATH, server, pool, NODE_ROOT, id)),
+            // Its container tasks go through the server (`docker_tasks`).
+            cmd: Some(
+                agent_command(AGENT_PATH, server, pool, NODE_ROOT, id)
+                    .into_iter()
+                    .chain(["--container-engine".into(), "server".into()])
+                    .collect(),
+            ),
             env: Some(env),
             labels: Some(labels),
             host_config: Some(HostConfig {
@@ -219,11 +229,27 @@ impl Inner {
         Ok(())
     }
 
-    /// Removes a node's container (killed if it runs) and its volume.
+    /// Removes a node's container (killed if it runs), its container
+    /// tasks' and its volume.
     async fn destroy(&self, id: &str) {
         let Ok(docker) = self.docker() else { return };
         let _ = docker.remove_container(id, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() })).await;
+        self.remove_task_containers(&format!("{LABEL_NODE}={id}")).await;
         let _ = docker.remove_volume(&volume_of(id), Some(RemoveVolumeOptions { force: true })).await;
+    }
+
+    /// Removes the container tasks with a label (`key=value`).
+    async fn remove_task_containers(&self, label: &str) {
+        let Ok(docker) = self.docker() else { return };
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let Ok(list) =
+            docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await
+        else {
+            return;
+        };
+        for id in list.into_iter().filter_map(|c| c.id) {
+            let _ = docker.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+        }
     }
 
     /// The provider's containers: id (name) → (pool, running, status).
@@ -402,6 +428,7 @@ impl NodeProvider for DockerProvider {
                 tracing::info!(node = %id, provider = %self.0.name, "removing a docker node of the last run");
                 self.0.destroy(id).await;
             }
+            self.0.remove_task_containers(&format!("{LABEL_TASK_OF}={}", self.0.name)).await;
             Ok(())
         })
     }
@@ -414,7 +441,12 @@ impl NodeProvider for DockerProvider {
         let ids: Vec<String> = lock(&self.0.nodes).drain().map(|(id, _)| id).collect();
         Box::pin(async move {
             futures_util::future::join_all(ids.iter().map(|id| self.0.destroy(id))).await;
+            self.0.remove_task_containers(&format!("{LABEL_TASK_OF}={}", self.0.name)).await;
         })
+    }
+
+    fn task_engine(&self) -> Option<Arc<dyn control::provider::TaskEngine>> {
+        Some(Arc::new(crate::docker_tasks::DockerTasks(self.0.clone())))
     }
 
     fn reset(&self, node: &str, wipe: bool) -> Option<ResetFuture> {

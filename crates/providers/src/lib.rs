@@ -8,6 +8,7 @@
 //! speaks HTTP, which the control plane must not depend on.
 
 pub mod docker;
+pub mod docker_tasks;
 pub mod slurm;
 
 use control::{lock, ClusterConfig};

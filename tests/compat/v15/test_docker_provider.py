@@ -13,7 +13,7 @@ from azure.batch import models
 from azure.batch.models import _models as internal
 from azure.core.exceptions import HttpResponseError
 
-from conftest import Server, batch_client, wait_for
+from conftest import DOCKER_IMAGE, Server, batch_client, wait_for
 
 POOL = "dockerpool"
 # A node image whose agent starts 6 s late (made from the built one by
@@ -133,6 +133,97 @@ def test_a_docker_pool_lifecycle(client, docker_engine):
     client.begin_delete_pool(POOL, polling_interval=0.5).result()
     wait_for(lambda: node_containers(docker_engine) == [] and node_volumes(docker_engine) == [], timeout=30,
              what="no container or volume left")
+
+
+def task_containers(engine, node=None):
+    """The engine's container tasks (of a node), running or not."""
+    label = f"openbatch.node={node}" if node else "openbatch.task-of=docker"
+    return docker(engine, "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}").stdout.split()
+
+
+def test_container_tasks_on_docker_nodes_run_beside_the_node(client, docker_engine):
+    """A node is a container with no engine inside; its container tasks run
+    through the provider's engine (the server's engine gateway), as siblings
+    of the node's container, under rules a task cannot widen."""
+    pool = "dctr"
+    client.create_pool(models.BatchPoolCreateOptions(id=pool, vm_size="docker", target_dedicated_nodes=1, task_slots_per_node=2))
+    wait_nodes(client, pool, 1)
+    node = next(iter(client.list_nodes(pool))).id
+    client.create_job(models.BatchJobCreateOptions(id="dcj", pool_info=models.BatchPoolInfo(pool_id=pool)))
+
+    def add(tid, command, **settings):
+        client.create_task("dcj", models.BatchTaskCreateOptions(id=tid, command_line=command,
+            container_settings=models.BatchTaskContainerSettings(image_name=settings.pop("image", DOCKER_IMAGE), **settings)))
+
+    def done(tid, timeout=40):
+        return wait_for(lambda: (t := client.get_task("dcj", tid)).state == models.BatchTaskState.COMPLETED and t,
+                        timeout=timeout, interval=0.2, what=tid)
+
+    def file(tid, name):
+        return b"".join(client.download_task_file("dcj", tid, name)).decode()
+
+    try:
+        # The task's image (not the node's: it has no openbatch), the Batch
+        # environment, the node root at the same path, output and exit code.
+        add("c1", "sh -c 'echo task=$AZ_BATCH_TASK_ID; pwd; echo $AZ_BATCH_TASK_WORKING_DIR; "
+                  "test -e /usr/local/bin/openbatch && echo node-image || echo task-image; "
+                  "echo made > out.txt; echo oops >&2; exit 7'")
+        t = done("c1")
+        info = t.execution_info
+        assert info.exit_code == 7 and info.failure_info.code == "FailureExitCode", info
+        assert info.container_info is not None and len(info.container_info.container_id) >= 12
+        lines = file("c1", "stdout.txt").splitlines()
+        assert lines[0] == "task=c1"
+        assert lines[1] == lines[2] and lines[1].startswith("/node/") and lines[1].endswith("/wd"), lines
+        assert lines[3] == "task-image", lines
+        assert file("c1", "stderr.txt") == "oops\n"
+        assert file("c1", "wd/out.txt") == "made\n", "the node's volume is mounted"
+        wait_for(lambda: task_containers(docker_engine) == [], timeout=10, what="the finished task's container removed")
+
+        # While one runs: a sibling of the node's container, labelled with
+        # its node, no more CPU or memory than the node, not privileged,
+        # nothing mounted but the node's volume. Terminate removes it.
+        add("c2", "sleep 60")
+        wait_for(lambda: task_containers(docker_engine, node), timeout=30, interval=0.2, what="c2's container")
+        (name,) = task_containers(docker_engine, node)
+        inspect = json.loads(docker(docker_engine, "inspect", name).stdout)[0]
+        host = inspect["HostConfig"]
+        assert host["Privileged"] is False
+        assert "no-new-privileges" in (host.get("SecurityOpt") or [])
+        assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 512 * 1024 * 1024
+        assert [(m["Type"], m.get("Name"), m["Destination"]) for m in inspect["Mounts"]] == [("volume", f"{node}-root", "/node")]
+        client.terminate_task("dcj", "c2")
+        assert done("c2").execution_info.failure_info.code == "TaskEnded"
+        wait_for(lambda: task_containers(docker_engine) == [], timeout=15, what="the terminated task's container removed")
+
+        # Chosen directories only: the task's own and the shared one, read-only.
+        add("c3", "sh -c 'ls /node; echo x > $AZ_BATCH_NODE_SHARED_DIR/f 2>/dev/null && echo wrote || echo read-only'",
+            container_host_batch_bind_mounts=[models.ContainerHostBatchBindMountEntry(source="Shared", is_read_only=True)])
+        t = done("c3")
+        assert t.execution_info.exit_code == 0, t.execution_info
+        assert file("c3", "stdout.txt").split() == ["shared", "workitems", "read-only"]
+
+        # What would widen the container fails the task, saying why.
+        add("c4", "echo ran", container_run_options="--privileged")
+        t = done("c4")
+        assert t.execution_info.exit_code is None
+        assert t.execution_info.failure_info.code == "ContainerInvalidSettings", t.execution_info.failure_info
+        assert "--privileged is not allowed" in file("c4", "stderr.txt")
+        add("c5", "echo ran", container_run_options="-v /:/host")
+        assert done("c5").execution_info.failure_info.code == "ContainerInvalidSettings"
+
+        # Allowed options apply; an image the engine lacks is a clear failure.
+        add("c6", "sh -c 'echo $FOO; pwd'", container_run_options="--env FOO=bar -w /tmp --network none")
+        t = done("c6")
+        assert t.execution_info.exit_code == 0 and file("c6", "stdout.txt").split() == ["bar", "/tmp"]
+        add("c7", "echo ran", image="localhost/nonexistent:1")
+        t = done("c7")
+        assert t.execution_info.exit_code is None
+        assert t.execution_info.failure_info.code == "ContainerInvalidImage", t.execution_info.failure_info
+    finally:
+        client.begin_delete_pool(pool, polling_interval=0.5).result()
+        wait_for(lambda: node_containers(docker_engine) == [] and task_containers(docker_engine) == [], timeout=30,
+                 what="no node or task container left")
 
 
 def test_an_unreachable_engine_shows_in_resize_errors(client):

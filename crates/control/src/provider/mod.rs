@@ -18,6 +18,7 @@ pub mod reconcile;
 pub mod registry;
 
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use wire::Error;
 
 /// A node a provider runs, joined or not yet.
@@ -97,4 +98,21 @@ pub trait NodeProvider: Send + Sync {
     fn reset(&self, _node: &str, _wipe: bool) -> Option<ResetFuture> {
         None
     }
+    /// The engine that runs its nodes' container tasks when they have none
+    /// of their own (a Docker provider's node is a container): their agents
+    /// reach it through the server's gateway (`proto::engine`). None: nodes
+    /// run container tasks with their own engine.
+    fn task_engine(&self) -> Option<std::sync::Arc<dyn TaskEngine>> {
+        None
+    }
+}
+
+/// A container engine run on behalf of a provider's nodes.
+pub trait TaskEngine: Send + Sync {
+    /// Whether the engine has the image (nothing is pulled): `Err` says why
+    /// the task cannot have it.
+    fn has_image(&self, node: &str, image: &str) -> BoxFuture<'static, Result<(), String>>;
+    /// Runs a container task: its id, its output, then its exit code or a
+    /// failure. Dropping the stream before its end removes the container.
+    fn run(&self, run: proto::engine::EngineRun) -> BoxStream<'static, proto::engine::Frame>;
 }
