@@ -38,11 +38,24 @@ pub fn spec_file(root: &Path, attempt: u64) -> PathBuf {
     root.join("volatile").join(format!("engine-{attempt}.json"))
 }
 
+/// Left by `engine-run`, holding why, when the gateway could not be asked
+/// or its connection broke before the container ended: the container's
+/// fate is unknown (the server removes it), so the attempt ends with a
+/// server error, not an exit code.
+pub fn lost_file(root: &Path, attempt: u64) -> PathBuf {
+    root.join("volatile").join(format!("engine-{attempt}.lost"))
+}
+
+/// What an attempt whose gateway connection broke reports.
+pub const LOST: &str = "The connection to the server's engine gateway broke before the task's container ended \
+(the server restarted or could not be reached); the server removes the container.";
+
 /// Writes the request for an attempt (0600, replacing whatever was there).
 pub fn write_spec(root: &Path, access: &Access, run: EngineRun) -> Result<PathBuf, (String, String)> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = spec_file(root, run.attempt);
     let fail = |e: String| ("ContainerMiscError".to_string(), format!("cannot prepare the container task: {e}"));
+    let _ = std::fs::remove_file(lost_file(root, run.attempt));
     let body = serde_json::to_vec(&Spec { access: access.clone(), run }).map_err(|e| fail(e.to_string()))?;
     let _ = std::fs::remove_file(&path);
     let mut f = std::fs::OpenOptions::new()
@@ -158,10 +171,11 @@ pub fn run_client(spec_path: &Path, cid_file: Option<&Path>) -> i32 {
             return 125;
         }
     };
-    rt.block_on(relay(spec, cid_file))
+    let lost = spec_path.with_extension("lost");
+    rt.block_on(relay(spec, cid_file, &lost))
 }
 
-async fn relay(spec: Spec, cid_file: Option<&Path>) -> i32 {
+async fn relay(spec: Spec, cid_file: Option<&Path>, lost: &Path) -> i32 {
     use futures_util::StreamExt;
     let fail = |why: &str| {
         eprintln!("{why}");
@@ -173,7 +187,10 @@ async fn relay(spec: Spec, cid_file: Option<&Path>) -> i32 {
     };
     let response = match post(&http, &spec.access, &EngineRequest::Run(spec.run)).await {
         Ok(r) => r,
-        Err(e) => return fail(&e),
+        Err(e) => {
+            let _ = std::fs::write(lost, &e);
+            return fail(&e);
+        }
     };
     let mut stream = response.bytes_stream();
     let mut buf = Vec::new();
@@ -204,13 +221,73 @@ async fn relay(spec: Spec, cid_file: Option<&Path>) -> i32 {
             }
         }
     }
-    fail("the connection to the server's engine gateway was lost before the container ended")
+    let _ = std::fs::write(lost, LOST);
+    fail(LOST)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// A gateway that answers every run with `frames` (checking the token
+    /// and the request), then ends the response.
+    async fn gateway(frames: Vec<Frame>) -> String {
+        let body: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        let app = axum::Router::new().route(
+            ENGINE_PATH,
+            axum::routing::post(move |headers: axum::http::HeaderMap, req: String| {
+                let body = body.clone();
+                async move {
+                    assert_eq!(headers.get("authorization").unwrap(), "Bearer tok");
+                    let r: EngineRequest = serde_json::from_str(&req).unwrap();
+                    assert!(matches!(r, EngineRequest::Run(EngineRun { attempt: 7, .. })));
+                    body
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    fn spec(server: String) -> Spec {
+        let access = Access { server, token: "tok".into(), node: "n1".into(), ca_file: vec![], tls_server_name: None };
+        let run = EngineRun {
+            node: "n1".into(),
+            attempt: 7,
+            image: "img".into(),
+            command: vec!["true".into()],
+            env: vec![],
+            workdir: None,
+            mounts: None,
+            run_options: None,
+        };
+        Spec { access, run }
+    }
+
+    #[tokio::test]
+    async fn the_client_exits_with_the_containers_code_or_says_the_connection_broke() {
+        let d = tempfile::tempdir().unwrap();
+        let (cid, lost) = (d.path().join("cid"), d.path().join("lost"));
+        let url = gateway(vec![Frame::Created("c0ffee".into()), Frame::KeepAlive, Frame::Stdout(b"hi\n".to_vec()), Frame::Exit(3)]).await;
+        assert_eq!(relay(spec(url), Some(&cid), &lost).await, 3);
+        assert_eq!(std::fs::read_to_string(&cid).unwrap(), "c0ffee");
+        assert!(!lost.exists());
+        // The engine could not make the container: 125, as its client.
+        let url = gateway(vec![Frame::Failed("no such image".into())]).await;
+        assert_eq!(relay(spec(url), None, &lost).await, 125);
+        assert!(!lost.exists());
+        // The answer ends before the container did: the attempt is lost.
+        let url = gateway(vec![Frame::Created("c0ffee".into()), Frame::Stdout(b"partial".to_vec())]).await;
+        assert_eq!(relay(spec(url), None, &lost).await, 125);
+        assert!(lost.exists(), "the agent learns the container's fate is unknown");
+        // No gateway at all: why, for the task's failure.
+        let lost = d.path().join("x");
+        assert_eq!(relay(spec("http://127.0.0.1:9".into()), None, &lost).await, 125);
+        assert!(std::fs::read_to_string(&lost).unwrap().contains("cannot reach the server's engine gateway"));
+    }
 
     #[test]
     fn a_mount_whose_path_a_task_could_change_is_refused() {

@@ -1070,6 +1070,14 @@ fn run_process(state: Arc<State>, mut launch: TaskLaunch, run_as: Option<(u32, u
                     }
                     let id = std::fs::read_to_string(exec::container_id_file(&state.cfg.root, &launch)).unwrap_or_default();
                     outcome.container_id = Some(id.trim().to_string()).filter(|s| !s.is_empty());
+                    let lost = gateway::lost_file(&state.cfg.root, attempt);
+                    if let Ok(why) = std::fs::read_to_string(&lost) {
+                        let _ = std::fs::remove_file(&lost);
+                        outcome.exit_code = None;
+                        outcome.failure_code = Some("ContainerMiscError".into());
+                        outcome.failure_message = Some(why);
+                        outcome.failure_category = Some("servererror".into());
+                    }
                     if outcome.exit_code == Some(125) && outcome.container_id.is_none() {
                         // The engine could not create the container (e.g. bad run options).
                         outcome.exit_code = None;
