@@ -116,6 +116,14 @@ fn parse_bytes(v: &str) -> Option<i64> {
     num.parse::<i64>().ok().filter(|n| *n > 0).and_then(|n| n.checked_mul(mult))
 }
 
+/// The lower of two limits, either of which may be absent.
+fn at_most<T: PartialOrd>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b < a { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A directory of the node root as the task names it: relative, no `.`
 /// or `..`, nothing empty.
 fn check_rel(rel: &str) -> Result<(), String> {
@@ -211,16 +219,8 @@ async fn drive(inner: &Inner, run: &EngineRun, name: &str, tx: &mpsc::Sender<Fra
         }
     };
     // At most the node's own CPU and memory.
-    let min = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let cpus = min(opts.cpus, inner.spec.cpus);
-    let node_memory = inner.spec.memory_mb.map(|m| (m * 1024 * 1024) as i64);
-    let memory = match (opts.memory, node_memory) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let cpus = at_most(opts.cpus, inner.spec.cpus);
+    let memory = at_most(opts.memory, inner.spec.memory_mb.map(|m| (m * 1024 * 1024) as i64));
     let mut env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.extend(opts.env.iter().cloned());
     let labels = HashMap::from([(LABEL_TASK_OF.to_string(), inner.name.clone()), (LABEL_NODE.to_string(), run.node.clone())]);
@@ -339,5 +339,8 @@ mod tests {
         assert_eq!(parse_bytes("2048"), Some(2048));
         assert_eq!(parse_bytes("1kb"), Some(1024));
         assert_eq!(parse_bytes("-1"), None);
+        assert_eq!(at_most(Some(2.0), Some(1.0)), Some(1.0));
+        assert_eq!(at_most(None, Some(3)), Some(3));
+        assert_eq!(at_most(Some(4), None), Some(4));
     }
 }
