@@ -1010,6 +1010,8 @@ fn run_process(state: Arc<State>, mut launch: TaskLaunch, run_as: Option<(u32, u
             if let Some(l) = lease {
                 state.contain.end(l);
             }
+            // A gateway request no process will read (it holds the token).
+            let _ = std::fs::remove_file(gateway::spec_file(&state.cfg.root, attempt));
             report(&state, exec::not_started(attempt, code, message))
         }
         Ok(started) => {
