@@ -433,12 +433,8 @@ mod tests {
         let squeue = dir.path().join("squeue");
         std::fs::write(&squeue, "#!/bin/sh\nsleep 1\n").unwrap();
         std::fs::set_permissions(&squeue, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let common = Common {
-            agent_program: None,
-            agent_token: String::new(),
-            server_url: Default::default(),
-            agent_env: Default::default(),
-        };
+        let common =
+            Common { agent_program: None, agent_token: String::new(), server_url: Default::default(), agent_env: Default::default() };
         let inner = Arc::new(Inner {
             name: "hpc".into(),
             spec: spec(),
