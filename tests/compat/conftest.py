@@ -21,6 +21,8 @@ import uuid
 
 import pytest
 
+import slurmcluster
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("OPENBATCH_BIN", os.path.join(HERE, "..", "..", "target", "release", "openbatch"))
 ACCOUNT = "compatacct"
@@ -346,80 +348,17 @@ def docker_engine():
             log.close()
 
 
-SLURM_PARTITION = "obtest"
+SLURM_PARTITION = slurmcluster.PARTITION
 
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A one-machine Slurm cluster (Debian's slurm-wlm and munge: munged,
-    slurmctld and slurmd as root, everything in a temporary directory, on
-    free ports); yields the environment its commands need (SLURM_CONF).
-    scripts/test installs the packages."""
-    import shutil
-    tools = {n: shutil.which(n) for n in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")}
-    if os.geteuid() != 0 or not all(tools.values()):
+    """A one-machine Slurm cluster (slurmcluster.py: Debian's slurm-wlm and
+    munge, munged, slurmctld and slurmd as root, everything in a temporary
+    directory, on free ports); yields the environment its commands need
+    (SLURM_CONF). scripts/test installs the packages."""
+    if not slurmcluster.available():
         pytest.skip("Slurm tests need root, slurm-wlm and munge (scripts/test installs them)")
-    host = socket.gethostname().split(".")[0]
     with tempfile.TemporaryDirectory(prefix="openbatch-slurm-") as d:
-        key = os.path.join(d, "munge.key")
-        with open(key, "wb") as f:
-            f.write(os.urandom(1024))
-        os.chmod(key, 0o600)
-        for sub in ("state", "spool"):
-            os.makedirs(os.path.join(d, sub))
-        sock = os.path.join(d, "munge.sock")
-        subprocess.run([tools["munged"], "--force", f"--socket={sock}", f"--key-file={key}",
-                        f"--pid-file={d}/munged.pid", f"--log-file={d}/munged.log", f"--seed-file={d}/munge.seed"],
-                       check=True, capture_output=True)
-        conf = os.path.join(d, "slurm.conf")
-        with open(conf, "w") as f:
-            f.write(f"""ClusterName=openbatch
-SlurmctldHost={host}
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket={sock}
-CredType=cred/munge
-StateSaveLocation={d}/state
-SlurmdSpoolDir={d}/spool
-SlurmctldPidFile={d}/slurmctld.pid
-SlurmdPidFile={d}/slurmd.pid
-SlurmctldPort={free_port()}
-SlurmdPort={free_port()}
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-ReturnToService=2
-MpiDefault=none
-KillWait=5
-SlurmctldLogFile={d}/slurmctld.log
-SlurmdLogFile={d}/slurmd.log
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-NodeName={host} CPUs=2 RealMemory=1000 State=UNKNOWN
-PartitionName={SLURM_PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
-""")
-        env = dict(os.environ, SLURM_CONF=conf)
-        pids = [os.path.join(d, "slurmctld.pid"), os.path.join(d, "slurmd.pid"), os.path.join(d, "munged.pid")]
-        try:
-            subprocess.run([tools["slurmctld"], "-c"], env=env, check=True, capture_output=True)
-            subprocess.run([tools["slurmd"]], env=env, check=True, capture_output=True)
-            deadline = time.time() + 30
-            while True:
-                out = subprocess.run(["sinfo", "--noheader", "--format=%t"], env=env, capture_output=True, text=True).stdout
-                if out.strip() == "idle":
-                    break
-                assert time.time() < deadline, f"slurm did not come up ({out!r}); see {d}/slurmctld.log"
-                time.sleep(0.2)
+        with slurmcluster.cluster(d, SLURM_PARTITION) as env:
             yield env
-        finally:
-            subprocess.run(["scancel", "--full", f"--partition={SLURM_PARTITION}"], env=env, capture_output=True)
-            for pid_file in pids:
-                try:
-                    with open(pid_file) as f:
-                        os.kill(int(f.read().strip()), signal.SIGTERM)
-                except (OSError, ValueError):
-                    pass
-            time.sleep(0.5)

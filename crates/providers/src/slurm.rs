@@ -146,6 +146,8 @@ struct Inner {
     events: Mutex<Vec<ProviderEvent>>,
     dead: Mutex<Vec<(String, String)>>,
     polling: Mutex<bool>,
+    /// The `squeue` program (the one on `PATH`; tests give another).
+    squeue: String,
 }
 
 /// Nodes as Slurm jobs.
@@ -165,6 +167,7 @@ impl SlurmProvider {
             events: Mutex::new(Vec::new()),
             dead: Mutex::new(Vec::new()),
             polling: Mutex::new(false),
+            squeue: "squeue".into(),
         }))
     }
 }
@@ -208,7 +211,7 @@ impl Inner {
 
     /// The provider's jobs still known to Slurm: node id → (job id, state).
     async fn jobs(&self) -> Result<HashMap<String, (String, String)>, String> {
-        let out = Command::new("squeue")
+        let out = Command::new(&self.squeue)
             .args(["--noheader", "--format=%i|%j|%T"])
             .output()
             .await
@@ -228,6 +231,11 @@ impl Inner {
             .collect())
     }
 
+    /// node id → Slurm job id of the nodes whose `sbatch` answered.
+    fn submitted(&self) -> Vec<(String, String)> {
+        lock(&self.nodes).iter().filter_map(|(id, r)| Some((id.clone(), r.job.clone()?))).collect()
+    }
+
     async fn cancel(&self, job: &str) {
         match Command::new("scancel").arg(job).output().await {
             Ok(o) if o.status.success() => {}
@@ -238,9 +246,10 @@ impl Inner {
 
     /// Looks for jobs of submitted nodes that ended.
     async fn poll(self: Arc<Self>) {
+        // The jobs are taken before `squeue` runs: a job submitted while it
+        // runs may be missing from its answer, and is not ended for that.
+        let submitted = self.submitted();
         if let Ok(found) = self.jobs().await {
-            let submitted: Vec<(String, String)> =
-                lock(&self.nodes).iter().filter_map(|(id, r)| Some((id.clone(), r.job.clone()?))).collect();
             let mut dead = Vec::new();
             for (id, job) in submitted {
                 match found.get(&id) {
@@ -413,6 +422,38 @@ mod tests {
         ] {
             assert!(o.iter().any(|a| a == want), "{want} missing from {o:?}");
         }
+    }
+
+    /// `squeue` answers what Slurm knew when it asked: a job whose `sbatch`
+    /// returns meanwhile is not in it, and has not ended.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_job_submitted_while_squeue_runs_has_not_ended() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let squeue = dir.path().join("squeue");
+        std::fs::write(&squeue, "#!/bin/sh\nsleep 1\n").unwrap();
+        std::fs::set_permissions(&squeue, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let common =
+            Common { agent_program: None, agent_token: String::new(), server_url: Default::default(), agent_env: Default::default() };
+        let inner = Arc::new(Inner {
+            name: "hpc".into(),
+            spec: spec(),
+            common,
+            nodes: Mutex::new(HashMap::new()),
+            events: Mutex::new(Vec::new()),
+            dead: Mutex::new(Vec::new()),
+            polling: Mutex::new(true),
+            squeue: squeue.display().to_string(),
+        });
+        lock(&inner.nodes).insert("n1".into(), Rec { pool: "p".into(), job: None, started: false });
+        let poll = tokio::spawn(inner.clone().poll());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        lock(&inner.nodes).get_mut("n1").unwrap().job = Some("7".into());
+        poll.await.unwrap();
+        assert!(lock(&inner.dead).is_empty(), "{:?}", lock(&inner.dead));
+        // Asked again, once the job was known: it is gone from the queue.
+        inner.clone().poll().await;
+        assert_eq!(*lock(&inner.dead), vec![("n1".to_string(), "its Slurm job 7 ended".to_string())]);
     }
 
     #[test]

@@ -104,13 +104,12 @@ def test_a_slurm_pool_lifecycle(client, slurm_cluster, slurm_server):
                     timeout=45, interval=0.2, what="the task requeued and done")
     assert done.node_info.node_id != victim and done.execution_info.exit_code == 0
 
-    # Resize down: the unusable node goes first. (Growing back right after a
-    # cancelled job sometimes waited past 60 s on the CI machine — two runs
-    # of six; not understood yet, see the closing note of 2026-12-07 — so
-    # growth is checked at the pool's creation above only.)
+    # Resize down: the unusable node goes first; then up again.
     client.begin_resize_pool(POOL, models.BatchPoolResizeOptions(target_dedicated_nodes=1), polling_interval=1).result()
     wait_nodes(client, POOL, 1)
     assert victim not in [n.id for n in client.list_nodes(POOL)]
+    client.begin_resize_pool(POOL, models.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=1).result()
+    wait_nodes(client, POOL, 2)
     assert running_jobs(slurm_cluster) == sorted(n.id for n in client.list_nodes(POOL))
 
     # Removing a node cancels its job.
@@ -141,7 +140,9 @@ def test_queue_time_shows_as_creating_then_starting(client, slurm_cluster):
                       what="two nodes listed")
     assert {n.state for n in listed} == {models.BatchNodeState.CREATING}, [n.state for n in listed]
     ids = sorted(n.id for n in listed)
-    queued = jobs(slurm_cluster, "held")
+    # (Listed from the moment they are asked for: their sbatch may still run.)
+    queued = wait_for(lambda: len(q := jobs(slurm_cluster, "held")) == 2 and q, timeout=20, interval=0.1,
+                      what="two jobs queued")
     assert sorted(queued) == ids and {s for _, s in queued.values()} == {"PENDING"}, queued
     counts = next(c for c in client.list_pool_node_counts() if c.pool_id == pool)
     assert counts.dedicated.creating == 2 and counts.dedicated.total == 2, counts
