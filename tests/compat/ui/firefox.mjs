@@ -229,13 +229,14 @@ const journeys = {
       await click(page, "#evaluate");
       await page.waitForSelector("#autoscale-result > *");
       const shown = await text(page, "#autoscale-result");
+      const children = await page.$eval("#autoscale-result", (e) => [...e.childNodes].map((n) => n.nodeName));
       const errorShown = await visible(page, "#autoscale-result .error");
       await shot(page, "pool-autoscale");
       await fill(page, "#formula", bad);
       await click(page, "#evaluate");
       await page.waitForSelector("#autoscale-result .error");
       const badShown = await text(page, "#autoscale-result");
-      return { load, shown, errorShown, badShown };
+      return { load, shown, children, errorShown, badShown };
     },
   },
 

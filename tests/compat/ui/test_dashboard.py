@@ -235,6 +235,8 @@ def test_evaluate_formula_shows_the_result_or_the_error(page, server, raw, scale
     page.click("#evaluate")
     page.wait_for_selector("#autoscale-result > *")
     shown = page.inner_text("#autoscale-result")
+    # The variables' table and nothing else (no stray text beside it).
+    assert page.eval_on_selector("#autoscale-result", "e => [...e.childNodes].map(n => n.nodeName)") == ["TABLE"]
     for part in filter(None, (p.strip() for p in run["results"].split(";"))):
         name, _, value = part.partition("=")
         assert name in shown and value in shown, (part, shown)

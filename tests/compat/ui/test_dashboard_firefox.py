@@ -173,6 +173,8 @@ def test_evaluate_formula_shows_the_result_or_the_error(firefox, ui_raw, ui_scal
     for part in filter(None, (p.strip() for p in run["results"].split(";"))):
         name, _, value = part.partition("=")
         assert name in seen["shown"] and value in seen["shown"], (part, seen["shown"])
+    # The variables' table and nothing else (no stray text beside it).
+    assert seen["children"] == ["TABLE"], seen["children"]
     assert not seen["errorShown"]
     # A syntax error: the service's code and sentence, no request id.
     body = api_bad.json()
