@@ -40,7 +40,7 @@ class Firefox:
 
     def __init__(self, server):
         if not os.path.isdir(PUPPETEER):
-            pytest.fail("puppeteer-core is not installed in tests/compat/node (tests/compat/run.sh runs `npm ci` there)")
+            pytest.fail("puppeteer-core is not installed in tests/compat/node (run.sh runs `npm ci` there)")
         self.proc = subprocess.Popen(
             ["node", DRIVER, server.endpoint, server.account, server.key, UI_SHOTS, firefox_path()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
