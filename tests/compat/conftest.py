@@ -3,7 +3,9 @@
 The suites in v15/ and v14/ drive it with the official SDKs; common/ uses the
 raw signed client in rawclient.py for what the SDKs cannot send. The data
 tests also use `azurite` (the Azure Storage emulator standing in for Blob
-Storage) and `http_files` (a plain HTTP file server).
+Storage) and `http_files` (a plain HTTP file server). The dashboard's
+browser tests in ui/ share `ui_pool`, `ui_scaled_pool` and the screenshot
+directory (their last section).
 """
 import base64
 import contextlib
@@ -362,3 +364,62 @@ def slurm_cluster():
     with tempfile.TemporaryDirectory(prefix="openbatch-slurm-") as d:
         with slurmcluster.cluster(d, SLURM_PARTITION) as env:
             yield env
+
+
+# --- the dashboard (ui/): what its Chromium and Firefox passes share ---------
+
+# Screenshots of each page: `<target dir>/ui-screenshots/` (beside the
+# directory holding `release/openbatch`), or $OPENBATCH_UI_SCREENSHOTS.
+UI_SHOTS = os.environ.get("OPENBATCH_UI_SCREENSHOTS") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(BIN))), "ui-screenshots")
+# The SharedKey reference vectors (shared/reference, beside the repository).
+SIGNING_VECTORS = os.path.join(HERE, "..", "..", "..", "shared", "reference", "sharedkey-vectors.jsonl")
+
+
+def browser_signing_vectors():
+    """The valid client-side vectors of SIGNING_VECTORS, for the page's signer."""
+    import json
+    with open(SIGNING_VECTORS) as f:
+        vectors = [json.loads(line) for line in f if line.strip()]
+    return [v for v in vectors if v["expect"] == "valid" and "node" not in v["client"]]
+
+
+@pytest.fixture(scope="session")
+def ui_raw(server):
+    from rawclient import Raw
+    return Raw(server.endpoint, server.account, server.key)
+
+
+def _idle_nodes(raw, pool_id):
+    return [n for n in raw.request("GET", f"/pools/{pool_id}/nodes").json()["value"] if n["state"] == "idle"]
+
+
+@pytest.fixture(scope="session")
+def ui_pool(ui_raw):
+    """A pool of one local node with two task slots."""
+    pid = "uipool"
+    r = ui_raw.request("POST", "/pools", {"id": pid, "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 1,
+                                          "taskSlotsPerNode": 2})
+    assert r.status_code == 201, r.text
+    wait_for(lambda: _idle_nodes(ui_raw, pid), timeout=30, what="an idle node")
+    return pid
+
+
+@pytest.fixture(scope="session")
+def ui_scaled_pool(ui_raw):
+    """A pool sized by an autoscale formula (one node)."""
+    pid = "uiscale"
+    r = ui_raw.request("POST", "/pools", {"id": pid, "vmSize": "standard_d2s_v3", "enableAutoScale": True,
+                                          "autoScaleFormula": "$TargetDedicatedNodes = 1;",
+                                          "autoScaleEvaluationInterval": "PT5M"})
+    assert r.status_code == 201, r.text
+    wait_for(lambda: _idle_nodes(ui_raw, pid), timeout=30, what="the autoscaled pool's node")
+    return pid
+
+
+def add_tasks(raw, job, tasks):
+    """Adds tasks in collections of 100; every one must be accepted."""
+    for i in range(0, len(tasks), 100):
+        r = raw.request("POST", f"/jobs/{job}/addtaskcollection", {"value": tasks[i:i + 100]})
+        assert r.status_code == 200, r.text
+        assert all(v["status"] == "success" for v in r.json()["value"]), r.text

@@ -45,8 +45,10 @@ old_sdks() {
 }
 old_sdks
 
-# Azurite (the Azure Storage emulator, pinned in node/package-lock.json) for
-# the resource-file and output-file tests; reinstalled when the lock changes.
+# The pinned Node tools (node/package-lock.json): Azurite (the Azure Storage
+# emulator) for the resource-file and output-file tests, and puppeteer-core,
+# which drives Debian's firefox-esr for the dashboard's Firefox pass (it
+# downloads no browser); reinstalled when the lock changes.
 node_tools() {
   local dir="$here/node"
   if ! command -v npm >/dev/null; then
@@ -73,7 +75,7 @@ if [ -n "${OPENBATCH_TEST_DATABASE:-}" ]; then
   "$here/.venv15/bin/python" -m pytest -q -p no:cacheprovider "${suites[@]}" "$@" || status=1
   exit $status
 fi
-echo "-- azure-batch 15.1.0, raw HTTP and the dashboard (headless Chromium)"
+echo "-- azure-batch 15.1.0, raw HTTP and the dashboard (headless Chromium and Firefox)"
 "$here/.venv15/bin/python" -m pytest -q -p no:cacheprovider v15 common ui "$@" || status=1
 echo "-- azure-batch 14.2.0, and the older releases (old-sdks.txt) with their api-versions"
 "$here/.venv14/bin/python" -m pytest -q -p no:cacheprovider v14 old "$@" || status=1

@@ -362,7 +362,7 @@ function autoscaleRun(run) {
     return i < 0 ? [s, ""] : [s.slice(0, i), s.slice(i + 1)];
   });
   const out = [];
-  if (vars.length) out.push(table(["Variable", "Value"], vars.map(([k, v]) => h("tr", null, h("td", null, h("code", null, k)), h("td", null, v)))), { class: "vars" });
+  if (vars.length) out.push(table(["Variable", "Value"], vars.map(([k, v]) => h("tr", null, h("td", null, h("code", null, k)), h("td", null, v))), { class: "vars" }));
   if (run.error) {
     const e = run.error;
     out.push(h("div", { class: "error" }, `${e.code}: ${e.message}`,

@@ -6,25 +6,21 @@ growing live, the autoscale evaluate box, job schedules — and the page's
 SharedKey signer against the reference vectors.
 
 A screenshot of each page goes to `<target dir>/ui-screenshots/` (the
-directory holding `release/openbatch`, or $OPENBATCH_UI_SCREENSHOTS)."""
+directory holding `release/openbatch`, or $OPENBATCH_UI_SCREENSHOTS).
+test_dashboard_firefox.py runs the same journeys in Firefox; the pools and
+the rest they share are in ../conftest.py."""
 import base64
-import json
 import os
 import shutil
 import time
 
 import pytest
 
-from conftest import BIN, wait_for
-from rawclient import Raw
+from conftest import UI_SHOTS, add_tasks, browser_signing_vectors, wait_for
 
 pw = pytest.importorskip("playwright.sync_api", reason="playwright is pinned in requirements-v15.txt")
 expect = pw.expect
 
-SHOTS = os.environ.get("OPENBATCH_UI_SCREENSHOTS") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(BIN))), "ui-screenshots")
-VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "shared", "reference",
-                       "sharedkey-vectors.jsonl")
 TIMEOUT = 15_000  # ms, for each wait in the browser
 
 
@@ -46,20 +42,13 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def raw(server):
-    return Raw(server.endpoint, server.account, server.key)
+def raw(ui_raw):
+    return ui_raw
 
 
 @pytest.fixture(scope="module")
-def pool(raw):
-    """A pool of one local node with two task slots."""
-    pid = "uipool"
-    r = raw.request("POST", "/pools", {"id": pid, "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 1,
-                                       "taskSlotsPerNode": 2})
-    assert r.status_code == 201, r.text
-    wait_for(lambda: [n for n in raw.request("GET", f"/pools/{pid}/nodes").json()["value"] if n["state"] == "idle"],
-             timeout=30, what="an idle node")
-    return pid
+def pool(ui_pool):
+    return ui_pool
 
 
 @pytest.fixture
@@ -75,8 +64,8 @@ def page(browser, server):
 
 
 def shot(pg, name):
-    os.makedirs(SHOTS, exist_ok=True)
-    pg.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+    os.makedirs(UI_SHOTS, exist_ok=True)
+    pg.screenshot(path=os.path.join(UI_SHOTS, f"{name}.png"), full_page=True)
 
 
 def sign_in(pg, server, key=None):
@@ -89,13 +78,6 @@ def sign_in(pg, server, key=None):
 def signed_in(pg, server):
     sign_in(pg, server)
     pg.wait_for_selector("#nav:not([hidden])")
-
-
-def add_tasks(raw, job, tasks):
-    for i in range(0, len(tasks), 100):
-        r = raw.request("POST", f"/jobs/{job}/addtaskcollection", {"value": tasks[i:i + 100]})
-        assert r.status_code == 200, r.text
-        assert all(v["status"] == "success" for v in r.json()["value"]), r.text
 
 
 def test_assets_are_served_with_types_and_revalidation(server):
@@ -116,8 +98,7 @@ def test_assets_are_served_with_types_and_revalidation(server):
 
 def test_signer_matches_the_reference_vectors(page, server):
     """The page's WebCrypto signer gives every Python/CLI vector's signature."""
-    vectors = [json.loads(line) for line in open(VECTORS) if line.strip()]
-    vectors = [v for v in vectors if v["expect"] == "valid" and "node" not in v["client"]]
+    vectors = browser_signing_vectors()
     assert len(vectors) >= 50
     page.goto(f"{server.endpoint}/ui/")
     results = page.evaluate("""async (vectors) => {
@@ -232,16 +213,8 @@ def test_running_task_output_grows_live(page, server, raw, pool):
 
 
 @pytest.fixture(scope="module")
-def scaled_pool(raw):
-    """A pool sized by an autoscale formula (one node)."""
-    pid = "uiscale"
-    r = raw.request("POST", "/pools", {"id": pid, "vmSize": "standard_d2s_v3", "enableAutoScale": True,
-                                       "autoScaleFormula": "$TargetDedicatedNodes = 1;",
-                                       "autoScaleEvaluationInterval": "PT5M"})
-    assert r.status_code == 201, r.text
-    wait_for(lambda: [n for n in raw.request("GET", f"/pools/{pid}/nodes").json()["value"] if n["state"] == "idle"],
-             timeout=30, what="the autoscaled pool's node")
-    return pid
+def scaled_pool(ui_scaled_pool):
+    return ui_scaled_pool
 
 
 def test_evaluate_formula_shows_the_result_or_the_error(page, server, raw, scaled_pool):
@@ -262,6 +235,8 @@ def test_evaluate_formula_shows_the_result_or_the_error(page, server, raw, scale
     page.click("#evaluate")
     page.wait_for_selector("#autoscale-result > *")
     shown = page.inner_text("#autoscale-result")
+    # The variables' table and nothing else (no stray text beside it).
+    assert page.eval_on_selector("#autoscale-result", "e => [...e.childNodes].map(n => n.nodeName)") == ["TABLE"]
     for part in filter(None, (p.strip() for p in run["results"].split(";"))):
         name, _, value = part.partition("=")
         assert name in shown and value in shown, (part, shown)
