@@ -16,6 +16,7 @@
 //! are requeued) and is removed with its volume; removing a node removes
 //! both; a server that restarts removes the containers of the last run.
 
+use crate::docker_tasks::{volume_of, DockerTasks, Limits, LABEL_NODE, LABEL_TASK_OF, NODE_ROOT};
 use crate::{agent_command, Common};
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig};
 use bollard::query_parameters::{
@@ -36,12 +37,7 @@ use wire::Error;
 /// The label every container of a provider carries (its name).
 const LABEL_PROVIDER: &str = "openbatch.provider";
 const LABEL_POOL: &str = "openbatch.pool";
-/// Container tasks (`docker_tasks`) carry their provider's name and their
-/// node's id instead.
-pub(crate) const LABEL_TASK_OF: &str = "openbatch.task-of";
-pub(crate) const LABEL_NODE: &str = "openbatch.node";
-/// Where the node root is in the container.
-pub(crate) const NODE_ROOT: &str = "/node";
+
 const AGENT_PATH: &str = "/usr/local/bin/openbatch";
 
 /// `[providers.<name>]` settings of `kind = "docker"`.
@@ -122,9 +118,9 @@ struct Rec {
     generation: u64,
 }
 
-pub(crate) struct Inner {
-    pub(crate) name: String,
-    pub(crate) spec: DockerSpec,
+struct Inner {
+    name: String,
+    spec: DockerSpec,
     docker: Result<Docker, String>,
     common: Common,
     /// The image nodes run, once known (built or checked).
@@ -162,12 +158,8 @@ impl DockerProvider {
     }
 }
 
-pub(crate) fn volume_of(node: &str) -> String {
-    format!("{node}-root")
-}
-
 impl Inner {
-    pub(crate) fn docker(&self) -> Result<&Docker, String> {
+    fn docker(&self) -> Result<&Docker, String> {
         self.docker.as_ref().map_err(Clone::clone)
     }
 
@@ -446,7 +438,8 @@ impl NodeProvider for DockerProvider {
     }
 
     fn task_engine(&self) -> Option<Arc<dyn control::provider::TaskEngine>> {
-        Some(Arc::new(crate::docker_tasks::DockerTasks(self.0.clone())))
+        let limits = Limits { cpus: self.0.spec.cpus, memory_mb: self.0.spec.memory_mb, network: self.0.spec.network.clone() };
+        Some(Arc::new(DockerTasks { docker: self.0.docker.clone(), provider: self.0.name.clone(), limits }))
     }
 
     fn reset(&self, node: &str, wipe: bool) -> Option<ResetFuture> {

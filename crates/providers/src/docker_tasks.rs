@@ -17,10 +17,10 @@
 //! Nothing is pulled (no registry is reachable): the image must be on the
 //! engine already.
 
-use crate::docker::{Inner, LABEL_NODE, LABEL_TASK_OF, NODE_ROOT};
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{AttachContainerOptions, CreateContainerOptions, RemoveContainerOptions, StartContainerOptions};
+use bollard::Docker;
 use control::provider::TaskEngine;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -30,8 +30,39 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// Container tasks carry their provider's name and their node's id.
+pub(crate) const LABEL_TASK_OF: &str = "openbatch.task-of";
+pub(crate) const LABEL_NODE: &str = "openbatch.node";
+/// Where the node root is, in a node's container and in its tasks'.
+pub(crate) const NODE_ROOT: &str = "/node";
+
+/// The named volume holding a node's root.
+pub(crate) fn volume_of(node: &str) -> String {
+    format!("{node}-root")
+}
+
+/// What a node may use, so what its tasks' containers may use at most.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub cpus: Option<f64>,
+    pub memory_mb: Option<u64>,
+    /// The provider's network mode (default `host`).
+    pub network: Option<String>,
+}
+
 /// The Docker provider's engine for its nodes' container tasks.
-pub struct DockerTasks(pub(crate) Arc<Inner>);
+pub struct DockerTasks {
+    pub docker: Result<Docker, String>,
+    /// The provider's name (labels its task containers).
+    pub provider: String,
+    pub limits: Limits,
+}
+
+struct Engine {
+    docker: Docker,
+    provider: String,
+    limits: Limits,
+}
 
 /// The `containerRunOptions` a task on a Docker node may use.
 #[derive(Debug, Default, PartialEq)]
@@ -141,9 +172,9 @@ fn check_rel(rel: &str) -> Result<(), String> {
 
 impl TaskEngine for DockerTasks {
     fn has_image(&self, _node: &str, image: &str) -> BoxFuture<'static, Result<(), String>> {
-        let (inner, image) = (self.0.clone(), image.to_string());
+        let (docker, image) = (self.docker.clone(), image.to_string());
         Box::pin(async move {
-            let docker = inner.docker()?;
+            let docker = docker?;
             match docker.inspect_image(&image).await {
                 Ok(_) => Ok(()),
                 Err(e) => Err(format!(
@@ -156,7 +187,15 @@ impl TaskEngine for DockerTasks {
 
     fn run(&self, run: EngineRun) -> BoxStream<'static, Frame> {
         let (tx, mut rx) = mpsc::channel::<Frame>(64);
-        tokio::spawn(supervise(self.0.clone(), run, tx));
+        match &self.docker {
+            Ok(docker) => {
+                let engine = Arc::new(Engine { docker: docker.clone(), provider: self.provider.clone(), limits: self.limits.clone() });
+                tokio::spawn(supervise(engine, run, tx));
+            }
+            Err(e) => {
+                let _ = tx.try_send(Frame::Failed(e.clone()));
+            }
+        }
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
     }
 }
@@ -168,21 +207,19 @@ fn container_name(run: &EngineRun) -> String {
 
 /// Runs one task's container until it ends or its client goes away, then
 /// removes it.
-async fn supervise(inner: Arc<Inner>, run: EngineRun, tx: mpsc::Sender<Frame>) {
+async fn supervise(engine: Arc<Engine>, run: EngineRun, tx: mpsc::Sender<Frame>) {
     let name = container_name(&run);
     let ended = tokio::select! {
-        r = drive(&inner, &run, &name, &tx) => Some(r),
+        r = drive(&engine, &run, &name, &tx) => Some(r),
         _ = tx.closed() => None,
     };
-    if let Ok(docker) = inner.docker() {
-        let remove = || docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() }));
+    let remove = || engine.docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() }));
+    let _ = remove().await;
+    if ended.is_none() {
+        // Its client left while the engine may still be creating it.
+        tracing::debug!(container = %name, "a container task's client went away: container removed");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let _ = remove().await;
-        if ended.is_none() {
-            // Its client left while the engine may still be creating it.
-            tracing::debug!(container = %name, "a container task's client went away: container removed");
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let _ = remove().await;
-        }
     }
     match ended {
         Some(Ok(code)) => {
@@ -195,13 +232,13 @@ async fn supervise(inner: Arc<Inner>, run: EngineRun, tx: mpsc::Sender<Frame>) {
     }
 }
 
-async fn drive(inner: &Inner, run: &EngineRun, name: &str, tx: &mpsc::Sender<Frame>) -> Result<i64, String> {
-    let docker = inner.docker()?;
+async fn drive(engine: &Engine, run: &EngineRun, name: &str, tx: &mpsc::Sender<Frame>) -> Result<i64, String> {
+    let docker = &engine.docker;
     let opts = match &run.run_options {
         Some(text) => parse_run_options(text)?,
         None => RunOptions::default(),
     };
-    let volume = crate::docker::volume_of(&run.node);
+    let volume = volume_of(&run.node);
     let binds = match &run.mounts {
         None => vec![format!("{volume}:{NODE_ROOT}")],
         Some(list) => {
@@ -219,11 +256,11 @@ async fn drive(inner: &Inner, run: &EngineRun, name: &str, tx: &mpsc::Sender<Fra
         }
     };
     // At most the node's own CPU and memory.
-    let cpus = at_most(opts.cpus, inner.spec.cpus);
-    let memory = at_most(opts.memory, inner.spec.memory_mb.map(|m| (m * 1024 * 1024) as i64));
+    let cpus = at_most(opts.cpus, engine.limits.cpus);
+    let memory = at_most(opts.memory, engine.limits.memory_mb.map(|m| (m * 1024 * 1024) as i64));
     let mut env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.extend(opts.env.iter().cloned());
-    let labels = HashMap::from([(LABEL_TASK_OF.to_string(), inner.name.clone()), (LABEL_NODE.to_string(), run.node.clone())]);
+    let labels = HashMap::from([(LABEL_TASK_OF.to_string(), engine.provider.clone()), (LABEL_NODE.to_string(), run.node.clone())]);
     let body = ContainerCreateBody {
         image: Some(run.image.clone()),
         cmd: Some(run.command.clone()),
@@ -237,7 +274,7 @@ async fn drive(inner: &Inner, run: &EngineRun, name: &str, tx: &mpsc::Sender<Fra
         attach_stderr: Some(true),
         host_config: Some(HostConfig {
             binds: Some(binds),
-            network_mode: Some(opts.network.clone().or_else(|| inner.spec.network.clone()).unwrap_or_else(|| "host".into())),
+            network_mode: Some(opts.network.clone().or_else(|| engine.limits.network.clone()).unwrap_or_else(|| "host".into())),
             nano_cpus: cpus.map(|c| (c * 1e9) as i64),
             memory,
             init: Some(opts.init),
