@@ -135,6 +135,15 @@ async fn post(http: &reqwest::Client, access: &Access, request: &EngineRequest) 
     Ok(r)
 }
 
+/// Why a private registry cannot be used through the gateway.
+pub fn no_registries() -> transfer::Failure {
+    transfer::Failure {
+        code: "ContainerInvalidRegistry".into(),
+        message: "private registries are not supported on this node: its provider's engine pulls nothing".into(),
+        server_error: false,
+    }
+}
+
 /// Whether the provider's engine has an image (it pulls nothing).
 pub async fn has_image(http: &reqwest::Client, access: &Access, image: &str) -> Result<(), transfer::Failure> {
     let req = EngineRequest::Image { node: access.node.clone(), image: image.to_string() };

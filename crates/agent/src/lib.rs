@@ -224,11 +224,7 @@ fn gateway_access(state: &State) -> Option<gateway::Access> {
 async fn prepare_image(state: &State, image: &str, registry: Option<&proto::RegistryLogin>) -> Result<(), transfer::Failure> {
     if state.cfg.container_engine == gateway::SERVER_ENGINE {
         if registry.is_some() {
-            return Err(transfer::Failure {
-                code: "ContainerInvalidRegistry".into(),
-                message: "private registries are not supported on this node: its provider's engine pulls nothing".into(),
-                server_error: false,
-            });
+            return Err(gateway::no_registries());
         }
         let Some(access) = gateway_access(state) else {
             return Err(transfer::Failure::server("ContainerMiscError", "the node has no id yet"));
@@ -636,7 +632,7 @@ async fn handle(
                     tokio::spawn(async move {
                         for r in &container_registries {
                             let logged_in = match engine.as_str() {
-                                gateway::SERVER_ENGINE => prepare_image(&state, "", Some(r)).await,
+                                gateway::SERVER_ENGINE => Err(gateway::no_registries()),
                                 _ => registry_login(&engine, r).await,
                             };
                             if let Err(f) = logged_in {

@@ -58,7 +58,7 @@ pub async fn serve(app: &App, headers: &HeaderMap, mut body: Body) -> Response<B
             // silent for a second: writing one to a client that is gone
             // ends the response, which drops (and so removes) the container.
             let output = engine.run(run);
-            let ticks = tokio_stream_ticks(KEEP_ALIVE).map(|_| Frame::KeepAlive);
+            let ticks = ticks(KEEP_ALIVE).map(|_| Frame::KeepAlive);
             let merged = futures_util::stream::select(output.map(Some).chain(futures_util::stream::iter([None])), ticks.map(Some))
                 .take_while(|f| std::future::ready(f.is_some()))
                 .filter_map(std::future::ready);
@@ -68,7 +68,7 @@ pub async fn serve(app: &App, headers: &HeaderMap, mut body: Body) -> Response<B
 }
 
 /// A tick every `period`, forever.
-fn tokio_stream_ticks(period: Duration) -> impl futures_util::Stream<Item = ()> + Send {
+fn ticks(period: Duration) -> impl futures_util::Stream<Item = ()> + Send {
     futures_util::stream::unfold(tokio::time::interval_at(tokio::time::Instant::now() + period, period), |mut t| async move {
         t.tick().await;
         Some(((), t))
